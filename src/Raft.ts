@@ -1,0 +1,157 @@
+/**
+ * The Raft service. `Raft.layer(config)` starts a node over the `Fsm`,
+ * `LogStore`, `StableStore`, `SnapshotStore` and `Transport` in context; the
+ * node runs until the layer's scope closes or `shutdown` is called. Every
+ * operation's error channel lists what can go wrong: `NotLeader` (with the
+ * leader's id and address when known, to redirect), `LeadershipLost` (the
+ * outcome is unknown), `EnqueueTimeout`, `RaftShutdown`, `StorageError`.
+ *
+ * ```ts
+ * const node = Raft.layer({ localId: "a" }).pipe(
+ *   Layer.provide([Fsm.layer(myFsm), LogStore.layerMemory, StableStore.layerMemory,
+ *     SnapshotStore.layerMemory, MemoryNetwork.layerTransport("a")])
+ * )
+ * ```
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type * as Configuration from "./Configuration.js"
+import { Fsm } from "./Fsm.js"
+import * as node from "./internal/node.js"
+import { LogStore } from "./LogStore.js"
+import * as RaftConfig from "./RaftConfig.js"
+import type {
+  CantBootstrap,
+  LeadershipLost,
+  NotLeader,
+  RaftConfigError,
+  RaftShutdown,
+  StorageError
+} from "./RaftError.js"
+import { SnapshotStore } from "./SnapshotStore.js"
+import { StableStore } from "./StableStore.js"
+import { Transport } from "./Transport.js"
+
+/** The role a node plays. */
+export type RaftState = node.RaftState
+/** What `apply` returns. */
+export type ApplyResult = node.ApplyResult
+/** Something that happened to a node. */
+export type Observation = node.Observation
+/** A snapshot of a node's counters. */
+export type RaftStats = node.RaftStats
+/** Errors of `apply` and `barrier`. */
+export type ApplyError = node.ApplyError
+
+/** Options of `apply` and `barrier`. */
+export interface ApplyOptions {
+  /** How long to wait for the leader to take the command; once taken, the call waits for the commit. No limit by default. */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/** A running Raft node. */
+export interface Raft {
+  /** This node's id. */
+  readonly id: string
+  /** Replicates `data` as a command; succeeds once it is committed and applied to this leader's FSM. */
+  readonly apply: (data: Uint8Array, options?: ApplyOptions) => Effect.Effect<ApplyResult, ApplyError>
+  /** Succeeds once every entry before it is applied to this leader's FSM; returns its index. */
+  readonly barrier: (options?: ApplyOptions) => Effect.Effect<number, ApplyError>
+  /** Succeeds if a quorum of voters still follows this node (heartbeat round), else fails. */
+  readonly verifyLeader: Effect.Effect<void, NotLeader | LeadershipLost | RaftShutdown>
+  /** The current role. */
+  readonly state: Effect.Effect<RaftState>
+  /** The leader this node knows of. */
+  readonly leader: Effect.Effect<Option.Option<{ readonly id: string; readonly address: string }>>
+  /** When this node last heard from a leader (`Clock` ms); none if never. */
+  readonly lastContact: Effect.Effect<Option.Option<number>>
+  /** Index of the last entry applied to the FSM. */
+  readonly appliedIndex: Effect.Effect<number>
+  /** Index of the last entry in the log. */
+  readonly lastIndex: Effect.Effect<number>
+  /** Index of the last entry known committed. */
+  readonly commitIndex: Effect.Effect<number>
+  /** The current term. */
+  readonly currentTerm: Effect.Effect<number>
+  /** The latest configuration and the index it was appended at. */
+  readonly getConfiguration: Effect.Effect<
+    { readonly configuration: Configuration.Configuration; readonly index: number }
+  >
+  /** A snapshot of the node's counters. */
+  readonly stats: Effect.Effect<RaftStats>
+  /** Writes the first configuration of a node without state (its own and its peers'). */
+  readonly bootstrapCluster: (
+    configuration: Configuration.Configuration
+  ) => Effect.Effect<void, CantBootstrap | StorageError | RaftShutdown>
+  /** State changes, leader changes, failed heartbeats and vote requests, from the moment of subscription. */
+  readonly observe: Stream.Stream<Observation>
+  /** Stops the node; idempotent. Afterwards every operation fails with `RaftShutdown`. */
+  readonly shutdown: Effect.Effect<void>
+}
+
+/** The tag of a running node. */
+export const Raft: Context.Tag<Raft, Raft> = Context.GenericTag<Raft>("effect-raft/Raft")
+
+const toMillis = (timeout: Duration.DurationInput | undefined): number | undefined =>
+  timeout === undefined ? undefined : Duration.toMillis(Duration.decode(timeout))
+
+/** Starts a node over the services in context; closing the layer shuts it down. */
+export const make: Effect.Effect<
+  Raft,
+  StorageError,
+  RaftConfig.RaftConfigTag | Fsm | LogStore | StableStore | SnapshotStore | Transport | Scope.Scope
+> = Effect.gen(function*() {
+  const config = yield* RaftConfig.RaftConfigTag
+  const scope = yield* Effect.scope
+  const running = yield* node.make({
+    config,
+    fsm: yield* Fsm,
+    logs: yield* LogStore,
+    stable: yield* StableStore,
+    snapshots: yield* SnapshotStore,
+    transport: yield* Transport
+  }, scope)
+  return {
+    id: config.localId,
+    apply: (data, options) => running.apply("Command", data, toMillis(options?.timeout)),
+    barrier: (options) =>
+      Effect.map(running.apply("Barrier", new Uint8Array(0), toMillis(options?.timeout)), (result) => result.index),
+    verifyLeader: running.verifyLeader,
+    state: running.state,
+    leader: running.leader,
+    lastContact: running.lastContact,
+    appliedIndex: running.appliedIndex,
+    lastIndex: running.lastIndex,
+    commitIndex: running.commitIndex,
+    currentTerm: running.currentTerm,
+    getConfiguration: running.configuration,
+    stats: running.stats,
+    bootstrapCluster: running.bootstrap,
+    observe: running.observe,
+    shutdown: running.shutdown
+  }
+})
+
+/** A node with configuration `input`; fails with `RaftConfigError` naming a bad field. */
+export const layer = (
+  input: RaftConfig.Input
+): Layer.Layer<Raft, RaftConfigError | StorageError, Fsm | LogStore | StableStore | SnapshotStore | Transport> =>
+  Layer.scoped(Raft, make).pipe(Layer.provide(RaftConfig.layer(input)))
+
+/**
+ * Writes the first configuration into the stores of a node that has none, as
+ * hashicorp's `BootstrapCluster`: run it on every initial member with the same
+ * configuration before starting them. Fails with `CantBootstrap` when the node
+ * already has state (a term, a log entry or a snapshot).
+ */
+export const bootstrapCluster = (
+  configuration: Configuration.Configuration
+): Effect.Effect<void, CantBootstrap | StorageError, LogStore | StableStore | SnapshotStore> =>
+  Effect.gen(function*() {
+    yield* node.bootstrapStores(yield* LogStore, yield* StableStore, yield* SnapshotStore, configuration)
+  })

@@ -1,0 +1,124 @@
+/**
+ * The node's tunables. `defaults` holds hashicorp/raft's `DefaultConfig()`
+ * values; `make` fills a partial input from them and validates the result with
+ * hashicorp's rules (every violation is a `RaftConfigError` naming the field).
+ * Durations are accepted as any `Duration.DurationInput` and held as
+ * milliseconds, which is what the machine's timers use.
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { RaftConfigError } from "./RaftError.js"
+
+/** A resolved, validated configuration. */
+export interface RaftConfig {
+  /** This server's unique id in the cluster. */
+  readonly localId: string
+  /** A follower with no contact from a leader for this long starts an election (randomised in [t, 2t)). Default 1 s. */
+  readonly heartbeatTimeoutMillis: number
+  /** A candidate with no winner for this long starts a new election (randomised in [t, 2t)). Default 1 s. */
+  readonly electionTimeoutMillis: number
+  /** Longest time replication waits before pushing the commit index to followers when no writes flow. Default 50 ms. */
+  readonly commitTimeoutMillis: number
+  /** Most entries in one AppendEntries and in one leader `storeLogs` batch. Default 64. */
+  readonly maxAppendEntries: number
+  /** A leader that has not heard from a quorum of voters for this long steps down. Default 500 ms. */
+  readonly leaderLeaseTimeoutMillis: number
+  /** Whether a leader removed from the configuration shuts down. Default true. */
+  readonly shutdownOnRemove: boolean
+  /** Entries kept in the log behind a snapshot, for slow followers. Default 10240. */
+  readonly trailingLogs: number
+  /** How often the snapshot condition is checked. Default 120 s. */
+  readonly snapshotIntervalMillis: number
+  /** Entries since the last snapshot that trigger a new one. Default 8192. */
+  readonly snapshotThreshold: number
+}
+
+/** What a user passes: `localId` and any tunables to override. */
+export interface Input {
+  readonly localId: string
+  readonly heartbeatTimeout?: Duration.DurationInput | undefined
+  readonly electionTimeout?: Duration.DurationInput | undefined
+  readonly commitTimeout?: Duration.DurationInput | undefined
+  readonly maxAppendEntries?: number | undefined
+  readonly leaderLeaseTimeout?: Duration.DurationInput | undefined
+  readonly shutdownOnRemove?: boolean | undefined
+  readonly trailingLogs?: number | undefined
+  readonly snapshotInterval?: Duration.DurationInput | undefined
+  readonly snapshotThreshold?: number | undefined
+}
+
+/** hashicorp/raft's `DefaultConfig()` values (everything but `localId`). */
+export const defaults: Omit<RaftConfig, "localId"> = {
+  heartbeatTimeoutMillis: 1000,
+  electionTimeoutMillis: 1000,
+  commitTimeoutMillis: 50,
+  maxAppendEntries: 64,
+  leaderLeaseTimeoutMillis: 500,
+  shutdownOnRemove: true,
+  trailingLogs: 10240,
+  snapshotIntervalMillis: 120_000,
+  snapshotThreshold: 8192
+}
+
+/** The tag under which a node's resolved configuration is provided. */
+export class RaftConfigTag extends Context.Tag("effect-raft/RaftConfig")<RaftConfigTag, RaftConfig>() {}
+
+const millis = (input: Duration.DurationInput | undefined, fallback: number): number =>
+  input === undefined ? fallback : Duration.toMillis(Duration.decode(input))
+
+const fail = (field: string, reason: string) => Effect.fail(new RaftConfigError({ field, reason }))
+
+/** Checks hashicorp's `ValidateConfig` rules, plus sanity of the counts. */
+export const validate = (config: RaftConfig): Effect.Effect<RaftConfig, RaftConfigError> => {
+  if (config.localId.length === 0) return fail("localId", "must not be empty")
+  for (
+    const [field, value, min] of [
+      ["heartbeatTimeout", config.heartbeatTimeoutMillis, 5],
+      ["electionTimeout", config.electionTimeoutMillis, 5],
+      ["commitTimeout", config.commitTimeoutMillis, 1],
+      ["leaderLeaseTimeout", config.leaderLeaseTimeoutMillis, 5],
+      ["snapshotInterval", config.snapshotIntervalMillis, 5]
+    ] as const
+  ) {
+    if (!Number.isFinite(value) || value < min) return fail(field, `must be at least ${min} ms (got ${value})`)
+  }
+  if (!Number.isInteger(config.maxAppendEntries) || config.maxAppendEntries < 1 || config.maxAppendEntries > 1024) {
+    return fail("maxAppendEntries", `must be an integer in [1, 1024] (got ${config.maxAppendEntries})`)
+  }
+  if (!Number.isInteger(config.trailingLogs) || config.trailingLogs < 0) {
+    return fail("trailingLogs", `must be a non-negative integer (got ${config.trailingLogs})`)
+  }
+  if (!Number.isInteger(config.snapshotThreshold) || config.snapshotThreshold < 1) {
+    return fail("snapshotThreshold", `must be a positive integer (got ${config.snapshotThreshold})`)
+  }
+  if (config.leaderLeaseTimeoutMillis > config.heartbeatTimeoutMillis) {
+    return fail("leaderLeaseTimeout", "must not exceed heartbeatTimeout")
+  }
+  if (config.electionTimeoutMillis < config.heartbeatTimeoutMillis) {
+    return fail("electionTimeout", "must be at least heartbeatTimeout")
+  }
+  return Effect.succeed(config)
+}
+
+/** Fills `input` from `defaults` and validates it. */
+export const make = (input: Input): Effect.Effect<RaftConfig, RaftConfigError> =>
+  Effect.suspend(() =>
+    validate({
+      localId: input.localId,
+      heartbeatTimeoutMillis: millis(input.heartbeatTimeout, defaults.heartbeatTimeoutMillis),
+      electionTimeoutMillis: millis(input.electionTimeout, defaults.electionTimeoutMillis),
+      commitTimeoutMillis: millis(input.commitTimeout, defaults.commitTimeoutMillis),
+      maxAppendEntries: input.maxAppendEntries ?? defaults.maxAppendEntries,
+      leaderLeaseTimeoutMillis: millis(input.leaderLeaseTimeout, defaults.leaderLeaseTimeoutMillis),
+      shutdownOnRemove: input.shutdownOnRemove ?? defaults.shutdownOnRemove,
+      trailingLogs: input.trailingLogs ?? defaults.trailingLogs,
+      snapshotIntervalMillis: millis(input.snapshotInterval, defaults.snapshotIntervalMillis),
+      snapshotThreshold: input.snapshotThreshold ?? defaults.snapshotThreshold
+    })
+  )
+
+/** Provides a validated configuration. */
+export const layer = (input: Input): Layer.Layer<RaftConfigTag, RaftConfigError> =>
+  Layer.effect(RaftConfigTag, make(input))

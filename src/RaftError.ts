@@ -1,0 +1,127 @@
+/**
+ * Every typed failure effect-raft can produce. Errors that reach a client or
+ * cross the wire are `Schema.TaggedError`s (they serialise); errors that stay
+ * inside a process are `Data.TaggedError`s. `RaftError` is the union of all of
+ * them, for users who want one type to match on.
+ */
+import * as Data from "effect/Data"
+import * as Schema from "effect/Schema"
+
+/** The node is not the leader; `leaderId`/`leaderAddress` say who is, when known, so a client can redirect. */
+export class NotLeader extends Schema.TaggedError<NotLeader>()("NotLeader", {
+  leaderId: Schema.optional(Schema.String),
+  leaderAddress: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return this.leaderId === undefined ? "not the leader, leader unknown" : `not the leader, leader is ${this.leaderId}`
+  }
+}
+
+/** The node was leader when the operation was accepted but lost leadership before it committed: its outcome is unknown. */
+export class LeadershipLost extends Schema.TaggedError<LeadershipLost>()("LeadershipLost", {}) {
+  override get message(): string {
+    return "leadership lost while the operation was in flight"
+  }
+}
+
+/** The leader did not take the operation off its queue within the caller's timeout; it was never appended. */
+export class EnqueueTimeout extends Schema.TaggedError<EnqueueTimeout>()("EnqueueTimeout", {
+  timeoutMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `operation not enqueued within ${this.timeoutMillis} ms`
+  }
+}
+
+/** The node has been shut down (explicitly or because its layer was closed). */
+export class RaftShutdown extends Schema.TaggedError<RaftShutdown>()("RaftShutdown", {}) {
+  override get message(): string {
+    return "raft is shut down"
+  }
+}
+
+/** `bootstrapCluster` found existing state (a term, a log or a snapshot), or the configuration given is unusable. */
+export class CantBootstrap extends Schema.TaggedError<CantBootstrap>()("CantBootstrap", {
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `cannot bootstrap: ${this.reason}`
+  }
+}
+
+/** A configuration value is invalid; `field` names it. */
+export class RaftConfigError extends Schema.TaggedError<RaftConfigError>()("RaftConfigError", {
+  field: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `invalid raft configuration: ${this.field} ${this.reason}`
+  }
+}
+
+/** The log store does not hold the entry at `index` (compacted, or never written). */
+export class LogNotFound extends Data.TaggedError("LogNotFound")<{ readonly index: number }> {
+  override get message(): string {
+    return `log entry ${this.index} not found`
+  }
+}
+
+/** A storage operation failed; `operation` names it. The node stops acknowledging what it could not store. */
+export class StorageError extends Data.TaggedError("StorageError")<{
+  readonly operation: string
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `storage ${this.operation} failed: ${this.reason}`
+  }
+}
+
+/** The transport cannot pipeline AppendEntries to this peer; replication silently uses plain RPCs instead. */
+export class PipelineNotSupported extends Data.TaggedError("PipelineNotSupported")<{}> {
+  override get message(): string {
+    return "pipeline replication not supported"
+  }
+}
+
+/** An RPC could not be delivered or answered: `reason` is `unreachable`, `timeout`, `closed` or `remote`. */
+export class TransportError extends Data.TaggedError("TransportError")<{
+  readonly target: string
+  readonly reason: "unreachable" | "timeout" | "closed" | "remote"
+  readonly detail?: string
+}> {
+  override get message(): string {
+    return `rpc to ${this.target} failed: ${this.reason}${this.detail === undefined ? "" : ` (${this.detail})`}`
+  }
+}
+
+/** No snapshot is available to send to a follower whose next entry was compacted away. */
+export class SnapshotNotFound extends Data.TaggedError("SnapshotNotFound")<{ readonly reason: string }> {
+  override get message(): string {
+    return `no snapshot available: ${this.reason}`
+  }
+}
+
+/** The operation is not valid in the node's current situation (e.g. a voter that is not in the configuration). */
+export class InvalidOperation extends Schema.TaggedError<InvalidOperation>()("InvalidOperation", {
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return this.reason
+  }
+}
+
+/** Every error effect-raft can produce. */
+export type RaftError =
+  | NotLeader
+  | LeadershipLost
+  | EnqueueTimeout
+  | RaftShutdown
+  | CantBootstrap
+  | RaftConfigError
+  | LogNotFound
+  | StorageError
+  | PipelineNotSupported
+  | TransportError
+  | SnapshotNotFound
+  | InvalidOperation

@@ -1,0 +1,69 @@
+/**
+ * How nodes reach each other. A transport delivers the requests of `Rpc` to a
+ * peer's `RpcHandler` and returns its answer, or fails with a typed
+ * `TransportError`. For replication it may offer an `AppendPipeline`: many
+ * AppendEntries in flight on one channel, answered in order; a transport that
+ * cannot fails with `PipelineNotSupported` and the leader silently uses plain
+ * RPCs (as hashicorp/raft does).
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type * as Mailbox from "effect/Mailbox"
+import type * as Scope from "effect/Scope"
+import type { PipelineNotSupported, RaftShutdown, TransportError } from "./RaftError.js"
+import type {
+  AppendEntriesRequest,
+  AppendEntriesResponse,
+  RequestVoteRequest,
+  RequestVoteResponse
+} from "./Rpc.js"
+
+/** What a node serves: the transport calls it for every request that arrives. */
+export interface RpcHandler {
+  readonly appendEntries: (request: AppendEntriesRequest) => Effect.Effect<AppendEntriesResponse, RaftShutdown>
+  readonly requestVote: (request: RequestVoteRequest) => Effect.Effect<RequestVoteResponse, RaftShutdown>
+}
+
+/** One answered pipelined request. */
+export interface PipelineResult {
+  readonly request: AppendEntriesRequest
+  readonly response: AppendEntriesResponse
+  /** When the request was sent, in `Clock` milliseconds. */
+  readonly sentAtMillis: number
+}
+
+/** Several AppendEntries in flight to one peer, answered in order. */
+export interface AppendPipeline {
+  /** Sends a request; waits while the pipeline's window is full. */
+  readonly send: (request: AppendEntriesRequest) => Effect.Effect<void, TransportError>
+  /** The answers, in the order of the requests; fails when the pipeline breaks, ends when it is closed. */
+  readonly results: Mailbox.ReadonlyMailbox<PipelineResult, TransportError>
+}
+
+/** A node's view of the network. */
+export interface Transport {
+  /** The address peers use to reach this node. */
+  readonly localAddress: string
+  /** Serves incoming requests with `handler` for the life of the scope. */
+  readonly serve: (handler: RpcHandler) => Effect.Effect<void, never, Scope.Scope>
+  /** Sends an AppendEntries and waits for the answer. */
+  readonly appendEntries: (
+    id: string,
+    address: string,
+    request: AppendEntriesRequest
+  ) => Effect.Effect<AppendEntriesResponse, TransportError>
+  /** Sends a RequestVote and waits for the answer. */
+  readonly requestVote: (
+    id: string,
+    address: string,
+    request: RequestVoteRequest
+  ) => Effect.Effect<RequestVoteResponse, TransportError>
+  /** Opens a pipeline to a peer, closed with the scope. */
+  readonly appendEntriesPipeline: (
+    id: string,
+    address: string
+  ) => Effect.Effect<AppendPipeline, TransportError | PipelineNotSupported, Scope.Scope>
+}
+
+/** The tag of a node's transport. */
+export const Transport: Context.Tag<Transport, Transport> = Context.GenericTag<Transport>("effect-raft/Transport")

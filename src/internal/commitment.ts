@@ -1,0 +1,50 @@
+/**
+ * Tracks how far each voter's log matches the leader's and derives the commit
+ * index: the highest index a quorum of voters holds. Raft §5.4.2: an entry of
+ * an earlier term is never committed by counting, so the commit index moves
+ * only from `startIndex` on, the index of this leader's own no-op; everything
+ * before it commits with it. The leader's own entry counts only after its
+ * `storeLogs` succeeded (the caller matches itself then).
+ * @internal
+ */
+export class Commitment {
+  private readonly matchIndexes = new Map<string, number>()
+  private readonly sorted: Array<number>
+  commitIndex: number
+
+  constructor(
+    voters: ReadonlyArray<string>,
+    readonly startIndex: number,
+    commitIndex: number,
+    private readonly onCommit: () => void
+  ) {
+    for (const id of voters) this.matchIndexes.set(id, 0)
+    this.sorted = new Array(voters.length).fill(0)
+    this.commitIndex = commitIndex
+  }
+
+  /** Records that `id` durably holds the leader's entries up to `index`. Non-voters are ignored. */
+  match(id: string, index: number): void {
+    const previous = this.matchIndexes.get(id)
+    if (previous === undefined || index <= previous) return
+    this.matchIndexes.set(id, index)
+    this.recalculate()
+  }
+
+  /** The match index recorded for `id` (0 when unknown). */
+  matchIndex(id: string): number {
+    return this.matchIndexes.get(id) ?? 0
+  }
+
+  private recalculate(): void {
+    if (this.sorted.length === 0) return
+    let i = 0
+    for (const value of this.matchIndexes.values()) this.sorted[i++] = value
+    this.sorted.sort((a, b) => b - a)
+    const quorumMatch = this.sorted[Math.floor(this.sorted.length / 2)]!
+    if (quorumMatch > this.commitIndex && quorumMatch >= this.startIndex) {
+      this.commitIndex = quorumMatch
+      this.onCommit()
+    }
+  }
+}

@@ -1,0 +1,1438 @@
+/**
+ * The machine of one Raft node.
+ *
+ * One fiber, the run loop, owns the node's Raft state. Everything that can
+ * change it arrives as an event in one `Mailbox`: client applies, incoming
+ * RPCs (the transport's handler offers them and waits for the answer), timer
+ * ticks, vote answers, and notices from replication fibers (commit advanced, a
+ * higher term seen). The loop drains the mailbox with `takeAll`, so a burst of
+ * applies becomes one `storeLogs` of up to `maxAppendEntries` entries.
+ *
+ * Each role has a scope: the follower's heartbeat timer, the candidate's vote
+ * requests and election timer, and the leader's replication, heartbeat,
+ * pipeline-decoder and lease fibers are forked into it, and a change of role
+ * closes it, interrupting every one of them (hashicorp/raft's stopCh, done by
+ * interruption). Replication follows the seed (`replication.go`): a
+ * `replicate` fiber per follower woken by new entries or the commit-timeout
+ * tick, an independent `heartbeat` fiber, and pipeline mode with a decoder
+ * fiber once the follower is in sync.
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as Mailbox from "effect/Mailbox"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Random from "effect/Random"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Configuration from "../Configuration.js"
+import type { Fsm } from "../Fsm.js"
+import * as Log from "../Log.js"
+import type { LogStore } from "../LogStore.js"
+import type { RaftConfig } from "../RaftConfig.js"
+import {
+  CantBootstrap,
+  EnqueueTimeout,
+  LeadershipLost,
+  type LogNotFound,
+  NotLeader,
+  type PipelineNotSupported,
+  RaftShutdown,
+  SnapshotNotFound,
+  StorageError,
+  type TransportError
+} from "../RaftError.js"
+import type {
+  AppendEntriesRequest,
+  AppendEntriesResponse,
+  RequestVoteRequest,
+  RequestVoteResponse
+} from "../Rpc.js"
+import type { SnapshotStore } from "../SnapshotStore.js"
+import type { StableStore } from "../StableStore.js"
+import type { RpcHandler, Transport } from "../Transport.js"
+import { failureBackoff } from "./backoff.js"
+import { Commitment } from "./commitment.js"
+
+// ---------------------------------------------------------------------------
+// Public shapes (re-exported by Raft.ts)
+
+/** The role a node plays. */
+export type RaftState = "Follower" | "Candidate" | "Leader" | "Shutdown"
+
+/** What `apply` returns: the entry's index and the FSM's response. */
+export interface ApplyResult {
+  readonly index: number
+  readonly response: unknown
+}
+
+/** Something that happened to a node, for `observe`. */
+export type Observation =
+  | { readonly _tag: "StateChange"; readonly from: RaftState; readonly to: RaftState; readonly term: number }
+  | { readonly _tag: "LeaderChange"; readonly leaderId: string | undefined; readonly term: number }
+  | { readonly _tag: "FailedHeartbeat"; readonly peerId: string; readonly lastContactMillis: number }
+  | { readonly _tag: "RequestVote"; readonly request: RequestVoteRequest; readonly granted: boolean }
+
+/** A snapshot of a node's counters, as hashicorp's `Stats()`. */
+export interface RaftStats {
+  readonly id: string
+  readonly state: RaftState
+  readonly term: number
+  readonly lastLogIndex: number
+  readonly lastLogTerm: number
+  readonly commitIndex: number
+  readonly appliedIndex: number
+  readonly fsmPending: number
+  readonly lastSnapshotIndex: number
+  readonly lastSnapshotTerm: number
+  readonly leaderId: string | undefined
+  readonly lastContactMillis: number | undefined
+  readonly latestConfiguration: Configuration.Configuration
+  readonly latestConfigurationIndex: number
+  readonly numPeers: number
+}
+
+/** Errors `apply` and `barrier` can fail with. */
+export type ApplyError = NotLeader | LeadershipLost | EnqueueTimeout | RaftShutdown | StorageError
+
+// ---------------------------------------------------------------------------
+// Metrics (names after hashicorp/raft's; tagged by node, and by peer where it applies)
+
+const microsBoundaries = MetricBoundaries.fromIterable([
+  50,
+  100,
+  250,
+  500,
+  1000,
+  2500,
+  5000,
+  10_000,
+  25_000,
+  50_000,
+  100_000,
+  250_000,
+  1_000_000
+])
+const microsHistogram = (name: string, description: string) => Metric.histogram(name, microsBoundaries, description)
+
+/** Metrics a node updates. */
+export const metrics = {
+  applies: Metric.counter("raft_apply_total", { description: "commands accepted by the leader" }),
+  commitTime: microsHistogram("raft_commit_time_micros", "time from storing a batch on the leader to its commit, µs"),
+  appendEntriesRpc: microsHistogram("raft_replication_append_entries_rpc_micros", "AppendEntries round trip per peer, µs"),
+  appendEntriesLogs: Metric.counter("raft_replication_append_entries_logs_total", {
+    description: "entries sent to each peer"
+  }),
+  heartbeat: microsHistogram("raft_replication_heartbeat_micros", "heartbeat round trip per peer, µs"),
+  heartbeatFailures: Metric.counter("raft_replication_heartbeat_failures_total", {
+    description: "heartbeats that failed, per peer"
+  }),
+  elections: Metric.counter("raft_election_total", { description: "elections this node started" }),
+  stateChanges: Metric.counter("raft_state_change_total", { description: "role changes, tagged by the new state" }),
+  leaseStepDowns: Metric.counter("raft_leader_lease_step_down_total", {
+    description: "times a leader stepped down for lack of contact with a quorum"
+  })
+}
+
+// ---------------------------------------------------------------------------
+// Internal structures
+
+const QUEUED = 0
+const DISPATCHED = 1
+const CANCELLED = 2
+
+interface ApplyFuture {
+  readonly type: Log.LogType
+  readonly data: Uint8Array
+  readonly deferred: Deferred.Deferred<ApplyResult, ApplyError>
+  status: number
+}
+
+interface VerifyFuture {
+  readonly deferred: Deferred.Deferred<void, NotLeader | LeadershipLost | RaftShutdown>
+  readonly quorum: number
+  votes: number
+  done: boolean
+}
+
+type Event =
+  | { readonly _tag: "Apply"; readonly future: ApplyFuture }
+  | {
+    readonly _tag: "AppendEntries"
+    readonly request: AppendEntriesRequest
+    readonly deferred: Deferred.Deferred<AppendEntriesResponse, RaftShutdown>
+  }
+  | {
+    readonly _tag: "RequestVote"
+    readonly request: RequestVoteRequest
+    readonly deferred: Deferred.Deferred<RequestVoteResponse, RaftShutdown>
+  }
+  | { readonly _tag: "Timer"; readonly epoch: number }
+  | {
+    readonly _tag: "Vote"
+    readonly epoch: number
+    readonly from: string
+    readonly response: RequestVoteResponse
+  }
+  | { readonly _tag: "StepDown"; readonly epoch: number; readonly term: number }
+  | { readonly _tag: "Commit"; readonly epoch: number }
+  | { readonly _tag: "Verify"; readonly deferred: Deferred.Deferred<void, NotLeader | LeadershipLost | RaftShutdown> }
+  | {
+    readonly _tag: "Bootstrap"
+    readonly configuration: Configuration.Configuration
+    readonly deferred: Deferred.Deferred<void, CantBootstrap | StorageError | RaftShutdown>
+  }
+
+interface Replication {
+  readonly peer: Configuration.Server
+  readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
+  nextIndex: number
+  lastContact: number
+  allowPipeline: boolean
+  readonly trigger: Effect.Latch
+  readonly heartbeatNow: Effect.Latch
+  readonly verifiers: Set<VerifyFuture>
+}
+
+interface LeaderState {
+  readonly commitment: Commitment
+  readonly replications: Map<string, Replication>
+  /** Entries this leader stored that are not yet committed, in index order, with their futures. */
+  inflight: Array<{ readonly log: Log.Log; readonly future: ApplyFuture | undefined; readonly at: number }>
+  inflightHead: number
+  readonly verifiers: Set<VerifyFuture>
+  commitPending: boolean
+}
+
+interface FsmBatch {
+  readonly logs: ReadonlyArray<Log.Log>
+  readonly futures: ReadonlyArray<ApplyFuture | undefined> | undefined
+}
+
+const KEY_CURRENT_TERM = "CurrentTerm"
+const KEY_LAST_VOTE = "LastVote"
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder()
+
+/** The dependencies of a node. */
+export interface NodeServices {
+  readonly config: RaftConfig
+  readonly fsm: Fsm
+  readonly logs: LogStore
+  readonly stable: StableStore
+  readonly snapshots: SnapshotStore
+  readonly transport: Transport
+}
+
+/** Whether the stores hold any Raft state: a term, a log entry or a snapshot. */
+export const hasExistingState = (
+  logs: LogStore,
+  stable: StableStore,
+  snapshots: SnapshotStore
+): Effect.Effect<boolean, StorageError> =>
+  Effect.gen(function*() {
+    if ((yield* stable.getUint64(KEY_CURRENT_TERM)) > 0) return true
+    if ((yield* logs.lastIndex) > 0) return true
+    return (yield* snapshots.list).length > 0
+  })
+
+/** Writes the first configuration straight to the stores of a node that has no state. */
+export const bootstrapStores = (
+  logs: LogStore,
+  stable: StableStore,
+  snapshots: SnapshotStore,
+  configuration: Configuration.Configuration
+): Effect.Effect<Log.Log, CantBootstrap | StorageError> =>
+  Effect.gen(function*() {
+    const problem = Configuration.check(configuration)
+    if (problem !== undefined) return yield* new CantBootstrap({ reason: problem })
+    if (yield* hasExistingState(logs, stable, snapshots)) {
+      return yield* new CantBootstrap({ reason: "the node already has state" })
+    }
+    const entry = Log.make(1, 1, "Configuration", Configuration.encode(configuration))
+    yield* stable.setUint64(KEY_CURRENT_TERM, 1)
+    yield* logs.storeLogs([entry])
+    return entry
+  })
+
+/** The running node, as the `Raft` service exposes it. */
+export interface Node {
+  readonly apply: (
+    type: Log.LogType,
+    data: Uint8Array,
+    timeoutMillis: number | undefined
+  ) => Effect.Effect<ApplyResult, ApplyError>
+  readonly verifyLeader: Effect.Effect<void, NotLeader | LeadershipLost | RaftShutdown>
+  readonly bootstrap: (
+    configuration: Configuration.Configuration
+  ) => Effect.Effect<void, CantBootstrap | StorageError | RaftShutdown>
+  readonly stats: Effect.Effect<RaftStats>
+  readonly state: Effect.Effect<RaftState>
+  readonly leader: Effect.Effect<Option.Option<{ readonly id: string; readonly address: string }>>
+  readonly lastContact: Effect.Effect<Option.Option<number>>
+  readonly appliedIndex: Effect.Effect<number>
+  readonly lastIndex: Effect.Effect<number>
+  readonly commitIndex: Effect.Effect<number>
+  readonly currentTerm: Effect.Effect<number>
+  readonly configuration: Effect.Effect<{ readonly configuration: Configuration.Configuration; readonly index: number }>
+  readonly observe: Stream.Stream<Observation>
+  readonly shutdown: Effect.Effect<void>
+}
+
+// ---------------------------------------------------------------------------
+
+/** Starts a node in `parentScope`; closing that scope (or `shutdown`) stops every fiber it started. */
+export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.Effect<Node, StorageError> =>
+  Effect.gen(function*() {
+    const { config, fsm, logs, snapshots, stable, transport } = services
+    const localId = config.localId
+    const localAddress = transport.localAddress
+    const nodeLabels = [MetricLabel.make("node", localId)]
+    const clock = yield* Effect.clock
+    const now = () => clock.unsafeCurrentTimeMillis()
+
+    const nodeScope = yield* Scope.fork(parentScope, ExecutionStrategy.sequential)
+    const mailbox = yield* Mailbox.make<Event>()
+    const fsmMailbox = yield* Mailbox.make<FsmBatch>()
+    const observations = yield* PubSub.unbounded<Observation>()
+
+    // ---- persistent and volatile state, owned by the run loop (read by others)
+    let state: RaftState = "Follower"
+    let currentTerm = yield* stable.getUint64(KEY_CURRENT_TERM)
+    let lastVoteTerm = 0
+    let lastVoteCandidate = ""
+    {
+      const vote = yield* stable.get(KEY_LAST_VOTE)
+      if (Option.isSome(vote)) {
+        const parsed = JSON.parse(textDecoder.decode(vote.value)) as { term?: unknown; candidate?: unknown }
+        if (typeof parsed.term === "number" && typeof parsed.candidate === "string") {
+          lastVoteTerm = parsed.term
+          lastVoteCandidate = parsed.candidate
+        } else {
+          return yield* new StorageError({ operation: "open", reason: "malformed LastVote record" })
+        }
+      }
+    }
+    let lastLogIndex = 0
+    let lastLogTerm = 0
+    let lastSnapshotIndex = 0
+    let lastSnapshotTerm = 0
+    let commitIndex = 0
+    let dispatchedToFsm = 0
+    let appliedIndex = 0
+    let fsmPending = 0
+    let leaderId: string | undefined
+    let leaderAddress: string | undefined
+    let lastContact: number | undefined
+    let latestConfiguration: Configuration.Configuration = Configuration.empty
+    let latestConfigurationIndex = 0
+    let committedConfiguration: Configuration.Configuration = Configuration.empty
+    let committedConfigurationIndex = 0
+    let epoch = 0
+    let roleScope: Scope.CloseableScope = yield* Scope.fork(nodeScope, ExecutionStrategy.sequential)
+    let leader: LeaderState | undefined
+    let candidateVotes = 0
+    let isShutdown = false
+    const shutdownDone = yield* Deferred.make<void>()
+
+    // ---- restore from the stores
+    {
+      const snapshotList = yield* snapshots.list
+      const newest = snapshotList[0]
+      if (newest !== undefined) {
+        lastSnapshotIndex = newest.index
+        lastSnapshotTerm = newest.term
+        latestConfiguration = newest.configuration
+        latestConfigurationIndex = newest.configurationIndex
+        committedConfiguration = newest.configuration
+        committedConfigurationIndex = newest.configurationIndex
+      }
+      lastLogIndex = yield* logs.lastIndex
+      if (lastLogIndex > 0) {
+        const last = yield* logs.getLog(lastLogIndex).pipe(Effect.catchTag("LogNotFound", storageNotFound("open")))
+        lastLogTerm = last.term
+        const first = yield* logs.firstIndex
+        for (let index = Math.max(first, lastSnapshotIndex + 1); index <= lastLogIndex; index++) {
+          const entry = yield* logs.getLog(index).pipe(Effect.catchTag("LogNotFound", storageNotFound("open")))
+          if (entry.type === "Configuration") {
+            const decoded = Configuration.decode(entry.data)
+            if (decoded === undefined) {
+              return yield* new StorageError({ operation: "open", reason: `malformed configuration at ${index}` })
+            }
+            latestConfiguration = decoded
+            latestConfigurationIndex = index
+          }
+        }
+      } else {
+        lastLogIndex = lastSnapshotIndex
+        lastLogTerm = lastSnapshotTerm
+      }
+    }
+
+    const publish = (observation: Observation) => PubSub.publish(observations, observation)
+    const forkRole = <A, E>(effect: Effect.Effect<A, E>) =>
+      effect.pipe(Effect.interruptible, Effect.forkIn(roleScope), Effect.asVoid)
+    const emit = (event: Event): boolean => mailbox.unsafeOffer(event)
+
+    // ---- persistence helpers: persist before answering
+    const setCurrentTerm = (term: number) =>
+      Effect.suspend(() => {
+        if (term === currentTerm) return Effect.void
+        return Effect.map(stable.setUint64(KEY_CURRENT_TERM, term), () => {
+          currentTerm = term
+        })
+      })
+    const persistVote = (term: number, candidate: string) =>
+      Effect.map(
+        stable.set(KEY_LAST_VOTE, textEncoder.encode(JSON.stringify({ term, candidate }))),
+        () => {
+          lastVoteTerm = term
+          lastVoteCandidate = candidate
+        }
+      )
+
+    const setLeader = (id: string | undefined, address: string | undefined) =>
+      Effect.suspend(() => {
+        if (id === leaderId && address === leaderAddress) return Effect.void
+        leaderId = id
+        leaderAddress = address
+        return publish({ _tag: "LeaderChange", leaderId: id, term: currentTerm })
+      })
+
+    const quorumOf = (configuration: Configuration.Configuration) => Configuration.quorumSize(configuration)
+
+    // ---- role transitions
+
+    const resetRoleScope = Effect.gen(function*() {
+      epoch++
+      const old = roleScope
+      roleScope = yield* Scope.fork(nodeScope, ExecutionStrategy.sequential)
+      yield* Scope.close(old, Exit.void)
+    })
+
+    const changeState = (to: RaftState) =>
+      Effect.suspend(() => {
+        const from = state
+        state = to
+        if (from === to) return Effect.void
+        metrics.stateChanges.unsafeUpdate(1, [...nodeLabels, MetricLabel.make("state", to)])
+        return publish({ _tag: "StateChange", from, to, term: currentTerm })
+      })
+
+    /** Leaves the leader role: fails what it had in flight. */
+    const tearDownLeader = Effect.suspend(() => {
+      const old = leader
+      leader = undefined
+      if (old === undefined) return Effect.void
+      for (let i = old.inflightHead; i < old.inflight.length; i++) {
+        const future = old.inflight[i]!.future
+        if (future !== undefined) Deferred.unsafeDone(future.deferred, Exit.fail(new LeadershipLost()))
+      }
+      const lost = Exit.fail(new LeadershipLost())
+      for (const verifier of old.verifiers) {
+        if (!verifier.done) {
+          verifier.done = true
+          Deferred.unsafeDone(verifier.deferred, lost)
+        }
+      }
+      return Effect.void
+    })
+
+    const followerTimer = (myEpoch: number) =>
+      Effect.gen(function*() {
+        while (true) {
+          const wait = yield* Random.nextIntBetween(config.heartbeatTimeoutMillis, 2 * config.heartbeatTimeoutMillis)
+          yield* Effect.sleep(wait)
+          emit({ _tag: "Timer", epoch: myEpoch })
+        }
+      })
+
+    const becomeFollower = Effect.gen(function*() {
+      const wasLeader = state === "Leader"
+      yield* resetRoleScope
+      if (wasLeader) yield* tearDownLeader
+      yield* changeState("Follower")
+      yield* forkRole(followerTimer(epoch))
+    })
+
+    const becomeCandidate: Effect.Effect<void, StorageError> = Effect.gen(function*() {
+      yield* resetRoleScope
+      yield* changeState("Candidate")
+      metrics.elections.unsafeUpdate(1, nodeLabels)
+      yield* setLeader(undefined, undefined)
+      yield* setCurrentTerm(currentTerm + 1)
+      const term = currentTerm
+      const myEpoch = epoch
+      candidateVotes = 0
+      const configuration = latestConfiguration
+      const request: RequestVoteRequest = {
+        _tag: "RequestVoteRequest",
+        term,
+        candidateId: localId,
+        candidateAddress: localAddress,
+        lastLogIndex,
+        lastLogTerm,
+        leadershipTransfer: false
+      }
+      // Election timer: a new election if nobody wins in time.
+      yield* forkRole(
+        Random.nextIntBetween(config.electionTimeoutMillis, 2 * config.electionTimeoutMillis).pipe(
+          Effect.flatMap((wait) => Effect.sleep(wait)),
+          Effect.andThen(Effect.sync(() => emit({ _tag: "Timer", epoch: myEpoch })))
+        )
+      )
+      // Our own vote, stored before it counts and before anyone is asked.
+      const selfVoter = Configuration.isVoter(configuration, localId)
+      if (selfVoter) {
+        yield* persistVote(term, localId)
+        candidateVotes = 1
+      }
+      for (const server of Configuration.votersOf(configuration)) {
+        if (server.id === localId) continue
+        yield* forkRole(
+          transport.requestVote(server.id, server.address, request).pipe(
+            Effect.tap((response) => emit({ _tag: "Vote", epoch: myEpoch, from: server.id, response })),
+            Effect.catchAll((error) => Effect.logDebug("vote request failed", error))
+          )
+        )
+      }
+      if (selfVoter && candidateVotes >= quorumOf(configuration)) yield* becomeLeader
+    })
+
+    // ---- leader
+
+    const becomeLeader: Effect.Effect<void, StorageError> = Effect.gen(function*() {
+      yield* resetRoleScope
+      yield* changeState("Leader")
+      yield* setLeader(localId, localAddress)
+      const configuration = latestConfiguration
+      const voters = Configuration.votersOf(configuration).map((server) => server.id)
+      const myEpoch = epoch
+      const term = currentTerm
+      const ls: LeaderState = {
+        commitment: new Commitment(voters, lastLogIndex + 1, commitIndex, () => {
+          if (leader === ls && !ls.commitPending) {
+            ls.commitPending = true
+            emit({ _tag: "Commit", epoch: myEpoch })
+          }
+        }),
+        replications: new Map(),
+        inflight: [],
+        inflightHead: 0,
+        verifiers: new Set(),
+        commitPending: false
+      }
+      leader = ls
+      const start = now()
+      for (const server of configuration.servers) {
+        if (server.id === localId) continue
+        const replication: Replication = {
+          peer: server,
+          labels: [...nodeLabels, MetricLabel.make("peer", server.id)],
+          nextIndex: lastLogIndex + 1,
+          lastContact: start,
+          allowPipeline: false,
+          trigger: yield* Effect.makeLatch(true),
+          heartbeatNow: yield* Effect.makeLatch(true),
+          verifiers: new Set()
+        }
+        ls.replications.set(server.id, replication)
+        yield* startReplication(ls, replication, term, myEpoch)
+      }
+      yield* forkRole(leaseLoop(ls, myEpoch))
+      // Raft §8: a new leader commits an entry of its own term, which commits everything before it.
+      yield* dispatch([{
+        type: "Noop",
+        data: Log.empty,
+        deferred: Deferred.unsafeMake<ApplyResult, ApplyError>(FiberId.none),
+        status: DISPATCHED
+      }])
+    })
+
+    /** Checks the lease every leaderLeaseTimeout: without contact with a quorum of voters, step down. */
+    const leaseLoop = (state: LeaderState, myEpoch: number) =>
+      Effect.gen(function*() {
+        while (true) {
+          yield* Effect.sleep(config.leaderLeaseTimeoutMillis)
+          if (leader !== state) return
+          const configuration = latestConfiguration
+          const time = now()
+          let contacted = Configuration.isVoter(configuration, localId) ? 1 : 0
+          for (const replication of state.replications.values()) {
+            if (!Configuration.isVoter(configuration, replication.peer.id)) continue
+            if (time - replication.lastContact <= config.leaderLeaseTimeoutMillis) contacted++
+          }
+          if (contacted < quorumOf(configuration)) {
+            metrics.leaseStepDowns.unsafeUpdate(1, nodeLabels)
+            yield* Effect.logWarning("failed to contact a quorum of voters within the lease, stepping down")
+            emit({ _tag: "StepDown", epoch: myEpoch, term: 0 })
+            return
+          }
+        }
+      })
+
+    /** Appends applies (and the leader's no-op) to the log in one `storeLogs`, then wakes replication. */
+    const dispatch = (futures: ReadonlyArray<ApplyFuture>) =>
+      Effect.gen(function*() {
+        const state = leader
+        if (state === undefined) return
+        const term = currentTerm
+        const first = lastLogIndex + 1
+        const entries = new Array<Log.Log>(futures.length)
+        for (let i = 0; i < futures.length; i++) {
+          const future = futures[i]!
+          future.status = DISPATCHED
+          entries[i] = Log.make(first + i, term, future.type, future.data)
+        }
+        const stored = yield* Effect.either(logs.storeLogs(entries))
+        if (stored._tag === "Left") {
+          yield* Effect.logError("failed to store logs on the leader, stepping down", stored.left)
+          for (const future of futures) Deferred.unsafeDone(future.deferred, Exit.fail(stored.left))
+          yield* becomeFollower
+          return
+        }
+        const at = now()
+        for (let i = 0; i < entries.length; i++) {
+          state.inflight.push({ log: entries[i]!, future: futures[i], at })
+        }
+        lastLogIndex = first + entries.length - 1
+        lastLogTerm = term
+        metrics.applies.unsafeUpdate(entries.length, nodeLabels)
+        for (const replication of state.replications.values()) replication.trigger.unsafeOpen()
+        // The leader counts itself only now that its own store succeeded.
+        state.commitment.match(localId, lastLogIndex)
+      })
+
+    /** Hands newly committed entries to the FSM runner. */
+    const processCommit = Effect.gen(function*() {
+      const state = leader
+      if (state === undefined) return
+      state.commitPending = false
+      const newCommit = state.commitment.commitIndex
+      if (newCommit <= commitIndex) return
+      commitIndex = newCommit
+      // Entries before this leader's first (committed by its no-op) come from the store.
+      if (dispatchedToFsm < state.commitment.startIndex - 1) {
+        yield* sendStoredToFsm(Math.min(newCommit, state.commitment.startIndex - 1))
+      }
+      const batchLogs: Array<Log.Log> = []
+      const batchFutures: Array<ApplyFuture | undefined> = []
+      let oldest = Infinity
+      while (state.inflightHead < state.inflight.length && state.inflight[state.inflightHead]!.log.index <= newCommit) {
+        const item = state.inflight[state.inflightHead++]!
+        if (item.log.index <= dispatchedToFsm) continue
+        batchLogs.push(item.log)
+        batchFutures.push(item.future)
+        if (item.at < oldest) oldest = item.at
+      }
+      if (state.inflightHead > 4096) {
+        state.inflight = state.inflight.slice(state.inflightHead)
+        state.inflightHead = 0
+      }
+      if (batchLogs.length > 0) {
+        metrics.commitTime.unsafeUpdate((now() - oldest) * 1000, nodeLabels)
+        dispatchedToFsm = batchLogs[batchLogs.length - 1]!.index
+        fsmPending += batchLogs.length
+        fsmMailbox.unsafeOffer({ logs: batchLogs, futures: batchFutures })
+      }
+      noteCommittedConfiguration()
+    })
+
+    const noteCommittedConfiguration = () => {
+      if (latestConfigurationIndex <= commitIndex && committedConfigurationIndex !== latestConfigurationIndex) {
+        committedConfiguration = latestConfiguration
+        committedConfigurationIndex = latestConfigurationIndex
+      }
+    }
+
+    /** Reads committed entries from the log store and hands them to the FSM (followers, and a new leader's backlog). */
+    const sendStoredToFsm = (upTo: number) =>
+      Effect.gen(function*() {
+        while (dispatchedToFsm < upTo) {
+          const from = Math.max(dispatchedToFsm + 1, lastSnapshotIndex + 1)
+          const to = Math.min(upTo, from + 1023)
+          if (from > to) {
+            dispatchedToFsm = upTo
+            break
+          }
+          const entries = yield* logs.getLogs(from, to).pipe(Effect.catchTag("LogNotFound", storageNotFound("read")))
+          dispatchedToFsm = to
+          fsmPending += entries.length
+          fsmMailbox.unsafeOffer({ logs: entries, futures: undefined })
+        }
+      })
+
+    // ---- replication (the seed's replicate / heartbeat / pipeline fibers)
+
+    const startReplication = (state: LeaderState, replication: Replication, term: number, myEpoch: number) =>
+      Effect.gen(function*() {
+        const annotate = Effect.annotateLogs({ module: "Replication", node: localId, peer: replication.peer.id })
+        const stepDown = (newTerm: number) => {
+          notifyVerifiers(replication, false)
+          emit({ _tag: "StepDown", epoch: myEpoch, term: newTerm })
+        }
+
+        /** Builds the AppendEntries carrying `from..to` (empty when from > to). */
+        const setupAppendEntries = (from: number, to: number) =>
+          Effect.gen(function*() {
+            let prevLogTerm = 0
+            const prevLogIndex = from - 1
+            if (prevLogIndex === 0) prevLogTerm = 0
+            else if (prevLogIndex === lastSnapshotIndex) prevLogTerm = lastSnapshotTerm
+            else prevLogTerm = (yield* logs.getLog(prevLogIndex)).term
+            const last = Math.min(to, from + config.maxAppendEntries - 1)
+            const entries = last >= from ? yield* logs.getLogs(from, last) : []
+            const request: AppendEntriesRequest = {
+              _tag: "AppendEntriesRequest",
+              term,
+              leaderId: localId,
+              leaderAddress: localAddress,
+              prevLogIndex,
+              prevLogTerm,
+              entries,
+              leaderCommitIndex: commitIndex
+            }
+            return request
+          })
+
+        const updateLastAppended = (request: AppendEntriesRequest) => {
+          const count = request.entries.length
+          if (count > 0) {
+            const last = request.entries[count - 1]!.index
+            if (last + 1 > replication.nextIndex) replication.nextIndex = last + 1
+            state.commitment.match(replication.peer.id, last)
+          }
+          notifyVerifiers(replication, true)
+        }
+
+        /** One AppendEntries exchange; fails (and is retried with backoff) on errors and on rejections. */
+        const replicateOnce = (lastIndex: number): Effect.Effect<
+          "continue" | "stop",
+          TransportError | SnapshotNotFound | StorageError | AppendRejected
+        > =>
+          Effect.gen(function*() {
+            const request = yield* setupAppendEntries(replication.nextIndex, lastIndex).pipe(
+              Effect.catchTag("LogNotFound", () => sendLatestSnapshot(replication))
+            )
+            const start = now()
+            const response = yield* transport.appendEntries(replication.peer.id, replication.peer.address, request)
+            metrics.appendEntriesRpc.unsafeUpdate((now() - start) * 1000, replication.labels)
+            metrics.appendEntriesLogs.unsafeUpdate(request.entries.length, replication.labels)
+            if (response.term > term) {
+              stepDown(response.term)
+              return "stop" as const
+            }
+            replication.lastContact = now()
+            if (response.success) {
+              updateLastAppended(request)
+              replication.allowPipeline = true
+              return "continue" as const
+            }
+            replication.nextIndex = Math.max(Math.min(replication.nextIndex - 1, response.lastLog + 1), 1)
+            if (response.noRetryBackoff) return "continue" as const
+            return yield* new AppendRejected({ nextIndex: replication.nextIndex })
+          })
+
+        /** Replicates until the follower holds everything up to `lastIndex` (the seed's replicateTo). */
+        const replicateTo = (lastIndex: number) =>
+          Effect.gen(function*() {
+            do {
+              const outcome = yield* replicateOnce(lastIndex).pipe(
+                Effect.tapError((error) =>
+                  error._tag === "AppendRejected"
+                    ? Effect.logDebug("appendEntries rejected, sending older logs", error.nextIndex)
+                    : Effect.logWarning("failed to appendEntries", error)
+                ),
+                Effect.retry(failureBackoff)
+              )
+              if (outcome === "stop") return "stop" as const
+            } while (replication.nextIndex <= lastIndex)
+            return "continue" as const
+          })
+
+        /** Pipeline mode: many AppendEntries in flight, a decoder fiber consuming answers in order. */
+        const pipelineReplicate = Effect.scoped(
+          Effect.gen(function*() {
+            const pipeline = yield* transport.appendEntriesPipeline(replication.peer.id, replication.peer.address)
+            yield* Effect.logDebug("pipelining replication")
+            let finished = false
+            let stop = false
+            yield* Effect.gen(function*() {
+              while (true) {
+                const [results, done] = yield* pipeline.results.takeAll
+                for (const result of results) {
+                  metrics.appendEntriesRpc.unsafeUpdate((now() - result.sentAtMillis) * 1000, replication.labels)
+                  metrics.appendEntriesLogs.unsafeUpdate(result.request.entries.length, replication.labels)
+                  if (result.response.term > term) {
+                    stepDown(result.response.term)
+                    stop = true
+                    return
+                  }
+                  replication.lastContact = now()
+                  if (!result.response.success) return
+                  updateLastAppended(result.request)
+                }
+                if (done) return
+              }
+            }).pipe(
+              Effect.catchAll((error) => Effect.logDebug("pipeline broke", error)),
+              Effect.ensuring(Effect.sync(() => {
+                finished = true
+                replication.trigger.unsafeOpen()
+              })),
+              Effect.interruptible,
+              Effect.forkScoped
+            )
+            let nextIndex = replication.nextIndex
+            let sentCommit = -1
+            while (true) {
+              yield* replication.trigger.await
+              replication.trigger.unsafeClose()
+              if (finished) break
+              const lastIndex = lastLogIndex
+              if (nextIndex > lastIndex && sentCommit === commitIndex) continue
+              do {
+                const request = yield* setupAppendEntries(nextIndex, lastIndex)
+                sentCommit = request.leaderCommitIndex
+                yield* pipeline.send(request)
+                if (request.entries.length > 0) nextIndex = request.entries[request.entries.length - 1]!.index + 1
+              } while (nextIndex <= lastIndex && !finished)
+            }
+            yield* Effect.logDebug("aborting pipeline replication")
+            return stop
+          })
+        )
+
+        const commitTicker = Effect.gen(function*() {
+          while (true) {
+            const wait = yield* Random.nextIntBetween(config.commitTimeoutMillis, 2 * config.commitTimeoutMillis)
+            yield* Effect.sleep(wait)
+            replication.trigger.unsafeOpen()
+          }
+        })
+
+        const replicate = Effect.gen(function*() {
+          while (true) {
+            yield* replication.trigger.await
+            replication.trigger.unsafeClose()
+            const outcome = yield* replicateTo(lastLogIndex)
+            if (outcome === "stop") return
+            if (replication.allowPipeline) {
+              replication.allowPipeline = false
+              const stopped = yield* pipelineReplicate.pipe(
+                Effect.catchTags({
+                  PipelineNotSupported: () => Effect.succeed(false),
+                  LogNotFound: () => Effect.succeed(false)
+                }),
+                Effect.catchAll((error) =>
+                  Effect.as(Effect.logError("failed to start pipeline replication", error), false)
+                )
+              )
+              if (stopped) return
+              replication.trigger.unsafeOpen()
+            }
+          }
+        })
+
+        const heartbeatTicker = Effect.gen(function*() {
+          while (true) {
+            const tenth = Math.max(1, Math.floor(config.heartbeatTimeoutMillis / 10))
+            const wait = yield* Random.nextIntBetween(tenth, 2 * tenth)
+            yield* Effect.sleep(wait)
+            replication.heartbeatNow.unsafeOpen()
+          }
+        })
+
+        const heartbeatRequest: AppendEntriesRequest = {
+          _tag: "AppendEntriesRequest",
+          term,
+          leaderId: localId,
+          leaderAddress: localAddress,
+          prevLogIndex: 0,
+          prevLogTerm: 0,
+          entries: [],
+          leaderCommitIndex: 0
+        }
+        const heartbeat = Effect.gen(function*() {
+          while (true) {
+            yield* replication.heartbeatNow.await
+            replication.heartbeatNow.unsafeClose()
+            const start = now()
+            const response = yield* transport.appendEntries(
+              replication.peer.id,
+              replication.peer.address,
+              heartbeatRequest
+            ).pipe(
+              Effect.tapError(() =>
+                Effect.suspend(() => {
+                  metrics.heartbeatFailures.unsafeUpdate(1, replication.labels)
+                  return publish({
+                    _tag: "FailedHeartbeat",
+                    peerId: replication.peer.id,
+                    lastContactMillis: replication.lastContact
+                  })
+                })
+              ),
+              Effect.retry(failureBackoff)
+            )
+            metrics.heartbeat.unsafeUpdate((now() - start) * 1000, replication.labels)
+            if (response.term > term) {
+              stepDown(response.term)
+              return
+            }
+            replication.lastContact = now()
+            notifyVerifiers(replication, response.success)
+          }
+        })
+
+        for (const fiber of [replicate, commitTicker, heartbeat, heartbeatTicker]) {
+          yield* forkRole(annotate(fiber))
+        }
+      })
+
+    const notifyVerifiers = (replication: Replication, stillLeader: boolean) => {
+      if (replication.verifiers.size === 0) return
+      const waiting = [...replication.verifiers]
+      replication.verifiers.clear()
+      for (const verifier of waiting) {
+        if (verifier.done) continue
+        if (stillLeader) {
+          verifier.votes++
+          if (verifier.votes >= verifier.quorum) {
+            verifier.done = true
+            Deferred.unsafeDone(verifier.deferred, Exit.void)
+          }
+        } else {
+          verifier.done = true
+          Deferred.unsafeDone(
+            verifier.deferred,
+            Exit.fail(new NotLeader({ leaderId: undefined, leaderAddress: undefined }))
+          )
+        }
+      }
+    }
+
+    const sendLatestSnapshot = (_replication: Replication) =>
+      Effect.gen(function*() {
+        const list = yield* snapshots.list
+        if (list.length === 0) {
+          return yield* new SnapshotNotFound({ reason: "a follower needs compacted entries and no snapshot exists" })
+        }
+        // Streaming InstallSnapshot arrives with the snapshot work; until then this path fails, typed, and backs off.
+        return yield* new SnapshotNotFound({ reason: "InstallSnapshot is not supported by this version" })
+      })
+
+    // ---- handling of events by the run loop
+
+    const notLeaderError = () => new NotLeader({ leaderId, leaderAddress })
+
+    const handleAppendEntries = (request: AppendEntriesRequest) =>
+      Effect.gen(function*() {
+        const response = {
+          _tag: "AppendEntriesResponse" as const,
+          term: currentTerm,
+          lastLog: lastLogIndex,
+          success: false,
+          noRetryBackoff: false
+        }
+        if (request.term < currentTerm) return response
+        if (request.term > currentTerm || state !== "Follower") {
+          yield* setCurrentTerm(request.term)
+          response.term = request.term
+          if (state !== "Follower") yield* becomeFollower
+        }
+        yield* setLeader(request.leaderId, request.leaderAddress)
+        lastContact = now()
+
+        if (request.prevLogIndex > 0) {
+          let prevTerm: number
+          if (request.prevLogIndex === lastLogIndex) prevTerm = lastLogTerm
+          else if (request.prevLogIndex === lastSnapshotIndex) prevTerm = lastSnapshotTerm
+          else if (request.prevLogIndex > lastLogIndex) {
+            response.noRetryBackoff = true
+            return response
+          } else {
+            const prev = yield* Effect.either(logs.getLog(request.prevLogIndex))
+            if (prev._tag === "Left") {
+              response.noRetryBackoff = true
+              return response
+            }
+            prevTerm = prev.right.term
+          }
+          if (prevTerm !== request.prevLogTerm) {
+            response.noRetryBackoff = true
+            return response
+          }
+        }
+
+        const entries = request.entries
+        if (entries.length > 0) {
+          // Skip what we already hold; truncate at the first conflict (Raft §5.3).
+          let firstNew = entries.length
+          for (let i = 0; i < entries.length; i++) {
+            const entry = entries[i]!
+            if (entry.index > lastLogIndex) {
+              firstNew = i
+              break
+            }
+            const held = entry.index <= lastSnapshotIndex
+              ? undefined
+              : yield* logs.getLog(entry.index).pipe(Effect.catchTag("LogNotFound", storageNotFound("read")))
+            if (held !== undefined && held.term !== entry.term) {
+              yield* Effect.logWarning(`clearing log suffix from ${entry.index} to ${lastLogIndex}`)
+              yield* logs.deleteRange(entry.index, lastLogIndex)
+              if (entry.index <= latestConfigurationIndex) {
+                latestConfiguration = committedConfiguration
+                latestConfigurationIndex = committedConfigurationIndex
+              }
+              lastLogIndex = entry.index - 1
+              firstNew = i
+              break
+            }
+          }
+          if (firstNew < entries.length) {
+            const fresh = firstNew === 0 ? entries : entries.slice(firstNew)
+            yield* logs.storeLogs(fresh)
+            for (const entry of fresh) {
+              if (entry.type === "Configuration") {
+                const decoded = Configuration.decode(entry.data)
+                if (decoded !== undefined) {
+                  latestConfiguration = decoded
+                  latestConfigurationIndex = entry.index
+                }
+              }
+            }
+            const last = fresh[fresh.length - 1]!
+            lastLogIndex = last.index
+            lastLogTerm = last.term
+          }
+        }
+
+        // Raft figure 2: commit up to the leader's commit index, but only over entries known to match the leader.
+        const verifiedUpTo = request.prevLogIndex + entries.length
+        if (request.leaderCommitIndex > commitIndex && verifiedUpTo > commitIndex) {
+          commitIndex = Math.min(request.leaderCommitIndex, verifiedUpTo)
+          noteCommittedConfiguration()
+          yield* sendStoredToFsm(commitIndex)
+        }
+        response.success = true
+        response.lastLog = lastLogIndex
+        lastContact = now()
+        return response
+      })
+
+    const handleRequestVote = (request: RequestVoteRequest) =>
+      Effect.gen(function*() {
+        const response = { _tag: "RequestVoteResponse" as const, term: currentTerm, granted: false }
+        const observe = () => publish({ _tag: "RequestVote", request, granted: response.granted })
+        // hashicorp's rule: while we hear from a live leader, refuse other candidates (unless a transfer asks).
+        if (
+          leaderId !== undefined && leaderId !== request.candidateId && !request.leadershipTransfer &&
+          (state === "Leader" ||
+            (lastContact !== undefined && now() - lastContact < config.heartbeatTimeoutMillis))
+        ) {
+          yield* observe()
+          return response
+        }
+        if (request.term < currentTerm) {
+          yield* observe()
+          return response
+        }
+        if (request.term > currentTerm) {
+          yield* setCurrentTerm(request.term)
+          response.term = request.term
+          if (state !== "Follower") yield* becomeFollower
+          yield* setLeader(undefined, undefined)
+        }
+        if (lastVoteTerm === request.term && lastVoteCandidate !== "") {
+          response.granted = lastVoteCandidate === request.candidateId
+          yield* observe()
+          return response
+        }
+        if (
+          lastLogTerm > request.lastLogTerm ||
+          (lastLogTerm === request.lastLogTerm && lastLogIndex > request.lastLogIndex)
+        ) {
+          yield* observe()
+          return response
+        }
+        yield* persistVote(request.term, request.candidateId)
+        response.granted = true
+        lastContact = now()
+        yield* observe()
+        return response
+      })
+
+    const handleTimer = Effect.gen(function*() {
+      if (state === "Follower") {
+        if (lastContact !== undefined && now() - lastContact < config.heartbeatTimeoutMillis) return
+        if (leaderId !== undefined) {
+          yield* Effect.logWarning("heartbeat timeout reached, starting election", leaderId)
+          yield* setLeader(undefined, undefined)
+        }
+        if (latestConfigurationIndex === 0 && latestConfiguration.servers.length === 0) return
+        if (!Configuration.isVoter(latestConfiguration, localId)) return
+        yield* becomeCandidate
+      } else if (state === "Candidate") {
+        yield* Effect.logDebug("election timeout reached, restarting election")
+        yield* becomeCandidate
+      }
+    })
+
+    const handleVote = (from: string, response: RequestVoteResponse) =>
+      Effect.gen(function*() {
+        if (state !== "Candidate") return
+        if (response.term > currentTerm) {
+          yield* setCurrentTerm(response.term)
+          yield* becomeFollower
+          return
+        }
+        if (response.granted && response.term === currentTerm) {
+          candidateVotes++
+          yield* Effect.logDebug(`vote granted by ${from}, tally ${candidateVotes}`)
+          if (candidateVotes >= quorumOf(latestConfiguration)) yield* becomeLeader
+        }
+      })
+
+    const handleVerify = (deferred: Deferred.Deferred<void, NotLeader | LeadershipLost | RaftShutdown>) =>
+      Effect.sync(() => {
+        const state = leader
+        if (state === undefined) {
+          Deferred.unsafeDone(deferred, Exit.fail(notLeaderError()))
+          return
+        }
+        const configuration = latestConfiguration
+        const verifier: VerifyFuture = {
+          deferred,
+          quorum: quorumOf(configuration),
+          votes: Configuration.isVoter(configuration, localId) ? 1 : 0,
+          done: false
+        }
+        if (verifier.votes >= verifier.quorum) {
+          verifier.done = true
+          Deferred.unsafeDone(deferred, Exit.void)
+          return
+        }
+        state.verifiers.add(verifier)
+        for (const replication of state.replications.values()) {
+          if (!Configuration.isVoter(configuration, replication.peer.id)) continue
+          replication.verifiers.add(verifier)
+          replication.heartbeatNow.unsafeOpen()
+        }
+      })
+
+    const handleBootstrap = (
+      configuration: Configuration.Configuration,
+      deferred: Deferred.Deferred<void, CantBootstrap | StorageError | RaftShutdown>
+    ) =>
+      Effect.gen(function*() {
+        if (state !== "Follower" || lastLogIndex > 0 || currentTerm > 0) {
+          Deferred.unsafeDone(deferred, Exit.fail(new CantBootstrap({ reason: "the node already has state" })))
+          return
+        }
+        const result = yield* Effect.either(bootstrapStores(logs, stable, snapshots, configuration))
+        if (result._tag === "Left") {
+          Deferred.unsafeDone(deferred, Exit.fail(result.left))
+          return
+        }
+        currentTerm = 1
+        lastLogIndex = 1
+        lastLogTerm = 1
+        latestConfiguration = configuration
+        latestConfigurationIndex = 1
+        Deferred.unsafeDone(deferred, Exit.void)
+      })
+
+    /** Handles one drained chunk of events; consecutive applies on a leader are stored together. */
+    const handleEvents = (events: Iterable<Event>) =>
+      Effect.gen(function*() {
+        let pending: Array<ApplyFuture> = []
+        const flush = Effect.suspend(() => {
+          if (pending.length === 0) return Effect.void
+          const batch = pending
+          pending = []
+          return dispatch(batch)
+        })
+        for (const event of events) {
+          if (event._tag === "Apply") {
+            const future = event.future
+            if (future.status === CANCELLED) continue
+            if (state !== "Leader") {
+              Deferred.unsafeDone(future.deferred, Exit.fail(notLeaderError()))
+              continue
+            }
+            future.status = DISPATCHED
+            pending.push(future)
+            if (pending.length >= config.maxAppendEntries) yield* flush
+            continue
+          }
+          yield* flush
+          switch (event._tag) {
+            case "AppendEntries": {
+              const response = yield* handleAppendEntries(event.request)
+              Deferred.unsafeDone(event.deferred, Exit.succeed(response))
+              break
+            }
+            case "RequestVote": {
+              const response = yield* handleRequestVote(event.request)
+              Deferred.unsafeDone(event.deferred, Exit.succeed(response))
+              break
+            }
+            case "Timer": {
+              if (event.epoch === epoch) yield* handleTimer
+              break
+            }
+            case "Vote": {
+              if (event.epoch === epoch) yield* handleVote(event.from, event.response)
+              break
+            }
+            case "StepDown": {
+              if (event.epoch !== epoch || state !== "Leader") break
+              if (event.term > currentTerm) yield* setCurrentTerm(event.term)
+              yield* setLeader(undefined, undefined)
+              yield* becomeFollower
+              break
+            }
+            case "Commit": {
+              if (event.epoch === epoch) yield* processCommit
+              break
+            }
+            case "Verify": {
+              yield* handleVerify(event.deferred)
+              break
+            }
+            case "Bootstrap": {
+              yield* handleBootstrap(event.configuration, event.deferred)
+              break
+            }
+          }
+        }
+        yield* flush
+      })
+
+    let current: Iterable<Event> = []
+    const runLoop = Effect.gen(function*() {
+      yield* becomeFollower
+      while (true) {
+        const [events, done] = yield* mailbox.takeAll
+        current = events
+        yield* Effect.uninterruptible(handleEvents(current))
+        current = []
+        if (done) return
+      }
+    })
+
+    // ---- the FSM runner: applies committed entries in order, in batches, in its own fiber
+
+    const fsmRunner = Effect.gen(function*() {
+      while (true) {
+        const [batches, done] = yield* fsmMailbox.takeAll
+        const all: Array<Log.Log> = []
+        const futures: Array<ApplyFuture | undefined> = []
+        const commands: Array<Log.Log> = []
+        for (const batch of batches) {
+          for (let i = 0; i < batch.logs.length; i++) {
+            const entry = batch.logs[i]!
+            all.push(entry)
+            futures.push(batch.futures === undefined ? undefined : batch.futures[i])
+            if (entry.type === "Command") commands.push(entry)
+          }
+        }
+        const responses = commands.length === 0 ? [] : yield* fsm.applyBatch(commands)
+        let k = 0
+        for (let i = 0; i < all.length; i++) {
+          const entry = all[i]!
+          const response = entry.type === "Command" ? responses[k++] : undefined
+          const future = futures[i]
+          if (future !== undefined) {
+            Deferred.unsafeDone(future.deferred, Exit.succeed({ index: entry.index, response }))
+          }
+        }
+        if (all.length > 0) appliedIndex = all[all.length - 1]!.index
+        fsmPending -= all.length
+        if (done) return
+      }
+    })
+
+    // ---- shutdown
+
+    const failEvent = (event: Event) => {
+      const shutdownExit = Exit.fail(new RaftShutdown())
+      switch (event._tag) {
+        case "Apply":
+          Deferred.unsafeDone(event.future.deferred, shutdownExit)
+          break
+        case "AppendEntries":
+        case "RequestVote":
+        case "Verify":
+        case "Bootstrap":
+          Deferred.unsafeDone(event.deferred as Deferred.Deferred<unknown, RaftShutdown>, shutdownExit)
+          break
+        default:
+          break
+      }
+    }
+
+    const shutdown: Effect.Effect<void> = Effect.suspend(() => {
+      if (isShutdown) return Deferred.await(shutdownDone)
+      isShutdown = true
+      return Effect.gen(function*() {
+        yield* Scope.close(nodeScope, Exit.void)
+        const previous = state
+        state = "Shutdown"
+        yield* publish({ _tag: "StateChange", from: previous, to: "Shutdown", term: currentTerm })
+        // Fail whatever was left waiting.
+        for (const event of current) failEvent(event)
+        current = []
+        yield* mailbox.end
+        const left = yield* mailbox.clear
+        for (const event of left) failEvent(event)
+        yield* fsmMailbox.end
+        const pendingFsm = yield* fsmMailbox.clear
+        for (const batch of pendingFsm) {
+          for (const future of batch.futures ?? []) {
+            if (future !== undefined) Deferred.unsafeDone(future.deferred, Exit.fail(new RaftShutdown()))
+          }
+        }
+        yield* tearDownLeader.pipe(Effect.ignore)
+        yield* PubSub.shutdown(observations)
+        yield* Deferred.succeed(shutdownDone, undefined)
+      }).pipe(Effect.uninterruptible)
+    })
+
+    // ---- start: serve RPCs, run the loop and the FSM runner
+
+    const handler: RpcHandler = {
+      appendEntries: (request) =>
+        Effect.suspend(() => {
+          const deferred = Deferred.unsafeMake<AppendEntriesResponse, RaftShutdown>(FiberId.none)
+          if (isShutdown || !emit({ _tag: "AppendEntries", request, deferred })) {
+            return Effect.fail(new RaftShutdown())
+          }
+          return Deferred.await(deferred)
+        }),
+      requestVote: (request) =>
+        Effect.suspend(() => {
+          const deferred = Deferred.unsafeMake<RequestVoteResponse, RaftShutdown>(FiberId.none)
+          if (isShutdown || !emit({ _tag: "RequestVote", request, deferred })) {
+            return Effect.fail(new RaftShutdown())
+          }
+          return Deferred.await(deferred)
+        })
+    }
+    yield* Scope.extend(transport.serve(handler), nodeScope)
+
+    const fatal = (what: string) => (cause: Cause.Cause<unknown>) =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.void
+        : Effect.logError(`${what} failed, shutting the node down`, cause).pipe(
+          Effect.andThen(Effect.forkIn(shutdown, parentScope)),
+          Effect.asVoid
+        )
+    yield* runLoop.pipe(
+      Effect.catchAllCause(fatal("raft run loop")),
+      Effect.annotateLogs({ module: "Raft", node: localId }),
+      Effect.interruptible,
+      Effect.forkIn(nodeScope)
+    )
+    yield* fsmRunner.pipe(
+      Effect.catchAllCause(fatal("FSM")),
+      Effect.annotateLogs({ module: "FsmRunner", node: localId }),
+      Effect.interruptible,
+      Effect.forkIn(nodeScope)
+    )
+    yield* Scope.addFinalizer(parentScope, shutdown)
+
+    // ---- the node's interface
+
+    const apply = (type: Log.LogType, data: Uint8Array, timeoutMillis: number | undefined) =>
+      Effect.suspend((): Effect.Effect<ApplyResult, ApplyError> => {
+        if (isShutdown) return Effect.fail(new RaftShutdown())
+        if (state !== "Leader") return Effect.fail(notLeaderError())
+        const future: ApplyFuture = {
+          type,
+          data,
+          deferred: Deferred.unsafeMake<ApplyResult, ApplyError>(FiberId.none),
+          status: QUEUED
+        }
+        if (!emit({ _tag: "Apply", future })) return Effect.fail(new RaftShutdown())
+        if (timeoutMillis === undefined) return Deferred.await(future.deferred)
+        return Deferred.await(future.deferred).pipe(
+          Effect.timeoutOption(timeoutMillis),
+          Effect.flatMap((result) => {
+            if (Option.isSome(result)) return Effect.succeed(result.value)
+            // Once the leader has taken it, the timeout no longer applies (as hashicorp's enqueue timeout).
+            if (future.status !== QUEUED) return Deferred.await(future.deferred)
+            future.status = CANCELLED
+            return Effect.fail(new EnqueueTimeout({ timeoutMillis }))
+          })
+        )
+      })
+
+    const node: Node = {
+      apply,
+      verifyLeader: Effect.suspend(() => {
+        if (isShutdown) return Effect.fail(new RaftShutdown())
+        const deferred = Deferred.unsafeMake<void, NotLeader | LeadershipLost | RaftShutdown>(FiberId.none)
+        if (!emit({ _tag: "Verify", deferred })) return Effect.fail(new RaftShutdown())
+        return Deferred.await(deferred)
+      }),
+      bootstrap: (configuration) =>
+        Effect.suspend(() => {
+          if (isShutdown) return Effect.fail(new RaftShutdown())
+          const deferred = Deferred.unsafeMake<void, CantBootstrap | StorageError | RaftShutdown>(FiberId.none)
+          if (!emit({ _tag: "Bootstrap", configuration, deferred })) return Effect.fail(new RaftShutdown())
+          return Deferred.await(deferred)
+        }),
+      stats: Effect.sync(() => ({
+        id: localId,
+        state,
+        term: currentTerm,
+        lastLogIndex,
+        lastLogTerm,
+        commitIndex,
+        appliedIndex,
+        fsmPending,
+        lastSnapshotIndex,
+        lastSnapshotTerm,
+        leaderId,
+        lastContactMillis: lastContact,
+        latestConfiguration,
+        latestConfigurationIndex,
+        numPeers: latestConfiguration.servers.filter((server) => server.id !== localId).length
+      })),
+      state: Effect.sync(() => state),
+      leader: Effect.sync(() =>
+        leaderId === undefined || leaderAddress === undefined
+          ? Option.none()
+          : Option.some({ id: leaderId, address: leaderAddress })
+      ),
+      lastContact: Effect.sync(() => Option.fromNullable(lastContact)),
+      appliedIndex: Effect.sync(() => appliedIndex),
+      lastIndex: Effect.sync(() => lastLogIndex),
+      commitIndex: Effect.sync(() => commitIndex),
+      currentTerm: Effect.sync(() => currentTerm),
+      configuration: Effect.sync(() => ({ configuration: latestConfiguration, index: latestConfigurationIndex })),
+      observe: Stream.fromPubSub(observations),
+      shutdown
+    }
+    return node
+  })
+
+/** A follower refused the entries and asked for backoff; `nextIndex` is where replication resumes. */
+class AppendRejected extends Data.TaggedError("AppendRejected")<{ readonly nextIndex: number }> {}
+
+const storageNotFound = (operation: string) => (error: LogNotFound) =>
+  Effect.fail(new StorageError({ operation, reason: `entry ${error.index} missing from the log`, cause: error }))
+
+/** Used only for its type in signatures above. */
+export type { PipelineNotSupported }

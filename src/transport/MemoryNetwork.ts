@@ -1,0 +1,228 @@
+/**
+ * An in-memory network for tests and single-process clusters. Nodes attach by
+ * id (their address is `mem://<id>` unless given); requests go straight to the
+ * target node's handler. Tests cut links with `disconnect`, `partition` and
+ * `block` (one way), and mend them with `reconnect`, `unblock` and `heal`. A
+ * request whose link is cut fails at once with `TransportError` "unreachable";
+ * one whose answer's link is cut meanwhile is delivered but its answer is lost,
+ * as on a real network.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Mailbox from "effect/Mailbox"
+import * as Queue from "effect/Queue"
+import { PipelineNotSupported, type RaftShutdown, TransportError } from "../RaftError.js"
+import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
+import { type AppendPipeline, type PipelineResult, type RpcHandler, Transport } from "../Transport.js"
+
+/** Tunables of the memory network. */
+export interface Options {
+  /** Requests a pipeline keeps in flight before `send` waits (hashicorp's rpcMaxPipeline). Default 128. */
+  readonly pipelineWindow?: number | undefined
+  /** Deadline of each request; none by default, since a request to a cut link fails at once. */
+  readonly rpcTimeoutMillis?: number | undefined
+}
+
+/** Counters of what crossed the network, for tests and benchmarks. */
+export interface Counters {
+  appendEntries: number
+  pipelinedAppendEntries: number
+  requestVote: number
+  pipelinesOpened: number
+  dropped: number
+}
+
+/** The network and its fault controls. */
+export interface MemoryNetwork {
+  /** Attaches a node: builds the `Transport` it uses. */
+  readonly transport: (id: string, address?: string) => Transport
+  /** Cuts every link to and from `id`. */
+  readonly disconnect: (id: string) => Effect.Effect<void>
+  /** Restores the links of a disconnected node (other partitions and blocks stay). */
+  readonly reconnect: (id: string) => Effect.Effect<void>
+  /** Splits the nodes into groups that cannot reach each other; unlisted nodes are alone. */
+  readonly partition: (groups: ReadonlyArray<ReadonlyArray<string>>) => Effect.Effect<void>
+  /** Cuts the link from `from` to `to` only. */
+  readonly block: (from: string, to: string) => Effect.Effect<void>
+  /** Restores the link from `from` to `to`. */
+  readonly unblock: (from: string, to: string) => Effect.Effect<void>
+  /** Restores every link. */
+  readonly heal: Effect.Effect<void>
+  /** Makes `id`'s transport answer `PipelineNotSupported` (or support pipelines again). */
+  readonly setPipelineSupport: (id: string, supported: boolean) => Effect.Effect<void>
+  /** Whether a message from `from` reaches `to` now. */
+  readonly canReach: (from: string, to: string) => boolean
+  /** What crossed the network so far. */
+  readonly counters: Counters
+}
+
+/** The tag of the memory network. */
+export const MemoryNetwork: Context.Tag<MemoryNetwork, MemoryNetwork> = Context.GenericTag<MemoryNetwork>(
+  "effect-raft/MemoryNetwork"
+)
+
+interface Endpoint {
+  readonly id: string
+  handler: RpcHandler | undefined
+}
+
+/** Builds a network. */
+export const make = (options: Options = {}): MemoryNetwork => {
+  const window = Math.max(1, options.pipelineWindow ?? 128)
+  const endpoints = new Map<string, Endpoint>() // by address
+  const disconnected = new Set<string>()
+  const blocked = new Set<string>() // `${from}\u0000${to}`
+  const noPipeline = new Set<string>()
+  let groups: Map<string, number> | undefined
+  const counters: Counters = { appendEntries: 0, pipelinedAppendEntries: 0, requestVote: 0, pipelinesOpened: 0, dropped: 0 }
+
+  const canReach = (from: string, to: string): boolean => {
+    if (from === to) return true
+    if (disconnected.has(from) || disconnected.has(to)) return false
+    if (blocked.size > 0 && blocked.has(`${from}\u0000${to}`)) return false
+    if (groups !== undefined) {
+      const a = groups.get(from)
+      const b = groups.get(to)
+      if (a === undefined || b === undefined || a !== b) return false
+    }
+    return true
+  }
+
+  const withTimeout = <A, E>(target: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | TransportError> =>
+    options.rpcTimeoutMillis === undefined
+      ? effect
+      : Effect.timeoutFail(effect, {
+        duration: options.rpcTimeoutMillis,
+        onTimeout: () => new TransportError({ target, reason: "timeout" })
+      })
+
+  // Delivers one request from `from` to the node at `address`, modelling loss of the request or of its answer.
+  const deliver = <A>(
+    from: string,
+    address: string,
+    call: (handler: RpcHandler) => Effect.Effect<A, RaftShutdown>
+  ): Effect.Effect<A, TransportError> =>
+    Effect.suspend(() => {
+      const endpoint = endpoints.get(address)
+      if (endpoint === undefined || endpoint.handler === undefined) {
+        counters.dropped++
+        return Effect.fail(new TransportError({ target: address, reason: "unreachable", detail: "no such node" }))
+      }
+      if (!canReach(from, endpoint.id)) {
+        counters.dropped++
+        return Effect.fail(new TransportError({ target: address, reason: "unreachable" }))
+      }
+      return withTimeout(
+        address,
+        call(endpoint.handler).pipe(
+          Effect.mapError(() => new TransportError({ target: address, reason: "closed", detail: "node shut down" })),
+          Effect.flatMap((response) => {
+            if (canReach(endpoint.id, from)) return Effect.succeed(response)
+            counters.dropped++
+            return Effect.fail(new TransportError({ target: address, reason: "unreachable", detail: "answer lost" }))
+          })
+        )
+      )
+    })
+
+  const transport = (id: string, address: string = `mem://${id}`): Transport => {
+    const openPipeline = (target: string) =>
+      Effect.gen(function*() {
+        if (noPipeline.has(id)) return yield* Effect.fail(new PipelineNotSupported())
+        const endpoint = endpoints.get(target)
+        if (endpoint === undefined || !canReach(id, endpoint.id)) {
+          return yield* Effect.fail(new TransportError({ target, reason: "unreachable" }))
+        }
+        counters.pipelinesOpened++
+        const requests = yield* Effect.acquireRelease(
+          Queue.bounded<{ readonly request: AppendEntriesRequest; readonly sentAtMillis: number }>(window),
+          Queue.shutdown
+        )
+        const results = yield* Mailbox.make<PipelineResult, TransportError>()
+        yield* Effect.addFinalizer(() => results.end)
+        yield* Effect.gen(function*() {
+          while (true) {
+            const item = yield* Queue.take(requests)
+            const response: AppendEntriesResponse = yield* deliver(id, target, (h) => h.appendEntries(item.request))
+            counters.pipelinedAppendEntries++
+            yield* results.offer({ request: item.request, response, sentAtMillis: item.sentAtMillis })
+          }
+        }).pipe(
+          Effect.catchAll((error) => results.fail(error)),
+          Effect.interruptible,
+          Effect.forkScoped
+        )
+        const pipeline: AppendPipeline = {
+          send: (request) =>
+            Effect.clockWith((clock) =>
+              Queue.offer(requests, { request, sentAtMillis: clock.unsafeCurrentTimeMillis() })
+            ).pipe(
+              Effect.flatMap((accepted) =>
+                accepted ? Effect.void : Effect.fail(new TransportError({ target, reason: "closed" }))
+              ),
+              Effect.onInterrupt(() => Effect.void)
+            ),
+          results
+        }
+        return pipeline
+      })
+
+    return {
+      localAddress: address,
+      serve: (handler) =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            const endpoint: Endpoint = { id, handler }
+            endpoints.set(address, endpoint)
+            return endpoint
+          }),
+          (endpoint) =>
+            Effect.sync(() => {
+              endpoint.handler = undefined
+              if (endpoints.get(address) === endpoint) endpoints.delete(address)
+            })
+        ),
+      appendEntries: (_target, targetAddress, request) =>
+        Effect.suspend(() => {
+          counters.appendEntries++
+          return deliver(id, targetAddress, (h) => h.appendEntries(request))
+        }),
+      requestVote: (_target, targetAddress, request) =>
+        Effect.suspend(() => {
+          counters.requestVote++
+          return deliver(id, targetAddress, (h) => h.requestVote(request))
+        }),
+      appendEntriesPipeline: (_target, targetAddress) => openPipeline(targetAddress)
+    }
+  }
+
+  return {
+    transport,
+    disconnect: (id) => Effect.sync(() => void disconnected.add(id)),
+    reconnect: (id) => Effect.sync(() => void disconnected.delete(id)),
+    partition: (list) =>
+      Effect.sync(() => {
+        groups = new Map()
+        list.forEach((group, n) => group.forEach((member) => groups!.set(member, n)))
+      }),
+    block: (from, to) => Effect.sync(() => void blocked.add(`${from}\u0000${to}`)),
+    unblock: (from, to) => Effect.sync(() => void blocked.delete(`${from}\u0000${to}`)),
+    heal: Effect.sync(() => {
+      disconnected.clear()
+      blocked.clear()
+      groups = undefined
+    }),
+    setPipelineSupport: (id, supported) =>
+      Effect.sync(() => void (supported ? noPipeline.delete(id) : noPipeline.add(id))),
+    canReach,
+    counters
+  }
+}
+
+/** Provides a fresh network. */
+export const layer = (options: Options = {}): Layer.Layer<MemoryNetwork> => Layer.sync(MemoryNetwork, () => make(options))
+
+/** Provides the `Transport` of node `id` on the network in context. */
+export const layerTransport = (id: string, address?: string): Layer.Layer<Transport, never, MemoryNetwork> =>
+  Layer.effect(Transport, Effect.map(MemoryNetwork, (network) => network.transport(id, address)))

@@ -1,0 +1,217 @@
+/**
+ * Test clusters in the shape of hashicorp/raft's testing.go: N nodes on a
+ * memory network, each with its own stores and a recording FSM, built under
+ * whatever Clock the test provides (TestClock in `it.effect`). Nodes can be
+ * stopped and restarted on the same stores.
+ */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import * as Configuration from "../src/Configuration.js"
+import * as Fsm from "../src/Fsm.js"
+import type * as Log from "../src/Log.js"
+import * as LogStore from "../src/LogStore.js"
+import * as Raft from "../src/Raft.js"
+import type * as RaftConfig from "../src/RaftConfig.js"
+import * as SnapshotStore from "../src/SnapshotStore.js"
+import * as StableStore from "../src/StableStore.js"
+import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
+
+export const encoder = new TextEncoder()
+export const decoder = new TextDecoder()
+export const bytes = (text: string): Uint8Array => encoder.encode(text)
+
+/** Timers ten times shorter than hashicorp's defaults, as the anchor's fast-timers scenario. */
+export const fastTimers = {
+  heartbeatTimeout: "100 millis",
+  electionTimeout: "100 millis",
+  leaderLeaseTimeout: "50 millis",
+  commitTimeout: "5 millis"
+} as const
+
+/** An FSM that records every command it applies and answers with the count so far. */
+export interface RecordingFsm extends Fsm.Fsm {
+  readonly applied: Array<Log.Log>
+  readonly commands: () => Array<string>
+}
+
+export const recordingFsm = (): RecordingFsm => {
+  const applied: Array<Log.Log> = []
+  const fsm = Fsm.fromFunction((log) => {
+    applied.push(log)
+    return { count: applied.length, echo: decoder.decode(log.data) }
+  })
+  return { ...fsm, applied, commands: () => applied.map((log) => decoder.decode(log.data)) }
+}
+
+export interface TestNode {
+  readonly id: string
+  readonly address: string
+  raft: Raft.Raft
+  fsm: RecordingFsm
+  readonly logs: LogStore.LogStore
+  readonly stable: StableStore.StableStore
+  readonly snapshots: SnapshotStore.SnapshotStore
+  scope: Scope.CloseableScope
+  running: boolean
+}
+
+export interface Cluster {
+  readonly network: MemoryNetwork.MemoryNetwork
+  readonly nodes: ReadonlyArray<TestNode>
+  readonly node: (id: string) => TestNode
+  /** Stops a node (its stores survive). */
+  readonly stop: (id: string) => Effect.Effect<void>
+  /** Starts a stopped node again on the same stores, with a fresh FSM. */
+  readonly restart: (id: string) => Effect.Effect<void>
+  /** Advances the clock in `step`s until exactly one running node is leader; fails after `limitMillis`. */
+  readonly waitForLeader: (options?: { readonly limitMillis?: number; readonly exclude?: ReadonlyArray<string> }) => Effect.Effect<TestNode, string>
+  /** The running leaders (more than one means a stale leader has not stepped down yet). */
+  readonly leaders: Effect.Effect<Array<TestNode>>
+  readonly followers: Effect.Effect<Array<TestNode>>
+  /** Advances the clock until every running node has applied `index`. */
+  readonly waitForApplied: (index: number, options?: { readonly limitMillis?: number; readonly nodes?: ReadonlyArray<string> }) => Effect.Effect<void, string>
+  /** Advances the test clock by `millis`, in steps. */
+  readonly advance: (millis: number) => Effect.Effect<void>
+}
+
+export interface ClusterOptions {
+  readonly size: number
+  readonly config?: Omit<RaftConfig.Input, "localId"> | undefined
+  readonly network?: MemoryNetwork.Options | undefined
+  readonly bootstrap?: boolean | undefined
+  /** Advance step of the helpers' clock loops, ms. */
+  readonly stepMillis?: number | undefined
+  /** When false, time is real (`it.live`) and helpers sleep instead of adjusting the TestClock. */
+  readonly testClock?: boolean | undefined
+}
+
+export const makeCluster = (options: ClusterOptions): Effect.Effect<Cluster, unknown, Scope.Scope> =>
+  Effect.gen(function*() {
+    const network = MemoryNetwork.make(options.network)
+    const ids = Array.from({ length: options.size }, (_, i) => `node${i + 1}`)
+    const configuration = Configuration.voters(ids.map((id) => [id, `mem://${id}`] as const))
+    const step = options.stepMillis ?? 10
+    const useTestClock = options.testClock ?? true
+    const advance = (millis: number): Effect.Effect<void> =>
+      useTestClock ? TestClock.adjust(millis) : Effect.sleep(millis)
+    const outer = yield* Effect.scope
+
+    const start = (node: TestNode) =>
+      Effect.gen(function*() {
+        node.fsm = recordingFsm()
+        node.scope = yield* Scope.fork(outer, { _tag: "Sequential" } as never)
+        const layer = Raft.layer({ localId: node.id, ...fastTimers, ...options.config }).pipe(
+          Layer.provide([
+            Fsm.layer(node.fsm),
+            Layer.succeed(LogStore.LogStore, node.logs),
+            Layer.succeed(StableStore.StableStore, node.stable),
+            Layer.succeed(SnapshotStore.SnapshotStore, node.snapshots),
+            Layer.succeed(MemoryNetwork.MemoryNetwork, network).pipe(
+              Layer.provide(Layer.empty),
+              (net) => MemoryNetwork.layerTransport(node.id).pipe(Layer.provide(net))
+            )
+          ])
+        )
+        const context = yield* Layer.buildWithScope(layer, node.scope)
+        node.raft = context.unsafeMap.get(Raft.Raft.key) as Raft.Raft
+        node.running = true
+      })
+
+    const nodes: Array<TestNode> = []
+    for (const id of ids) {
+      const node: TestNode = {
+        id,
+        address: `mem://${id}`,
+        raft: undefined as never,
+        fsm: recordingFsm(),
+        logs: LogStore.makeMemory(),
+        stable: StableStore.makeMemory(),
+        snapshots: SnapshotStore.makeMemory(),
+        scope: undefined as never,
+        running: false
+      }
+      if (options.bootstrap ?? true) {
+        yield* Raft.bootstrapCluster(configuration).pipe(
+          Effect.provideService(LogStore.LogStore, node.logs),
+          Effect.provideService(StableStore.StableStore, node.stable),
+          Effect.provideService(SnapshotStore.SnapshotStore, node.snapshots)
+        )
+      }
+      nodes.push(node)
+    }
+    for (const node of nodes) yield* start(node)
+
+    const node = (id: string) => nodes.find((n) => n.id === id)!
+    const running = () => nodes.filter((n) => n.running)
+    const leaders = Effect.gen(function*() {
+      const out: Array<TestNode> = []
+      for (const n of running()) if ((yield* n.raft.state) === "Leader") out.push(n)
+      return out
+    })
+    const followers = Effect.gen(function*() {
+      const out: Array<TestNode> = []
+      for (const n of running()) if ((yield* n.raft.state) === "Follower") out.push(n)
+      return out
+    })
+
+    const cluster: Cluster = {
+      network,
+      nodes,
+      node,
+      stop: (id) =>
+        Effect.gen(function*() {
+          const n = node(id)
+          if (!n.running) return
+          n.running = false
+          yield* Scope.close(n.scope, Exit.void)
+        }),
+      restart: (id) =>
+        Effect.gen(function*() {
+          const n = node(id)
+          if (n.running) yield* Scope.close(n.scope, Exit.void)
+          n.running = false
+          yield* start(n)
+        }).pipe(Effect.orDie),
+      leaders,
+      followers,
+      waitForLeader: (opts) =>
+        Effect.gen(function*() {
+          const limit = opts?.limitMillis ?? 5_000
+          for (let waited = 0; waited <= limit; waited += step) {
+            const found = (yield* leaders).filter((n) => !(opts?.exclude ?? []).includes(n.id))
+            if (found.length === 1) {
+              // Make sure the leader is settled (its no-op committed) before handing it out.
+              const stats = yield* found[0]!.raft.stats
+              if (stats.commitIndex >= stats.lastLogIndex || stats.commitIndex > 0) return found[0]!
+            }
+            yield* advance(step)
+          }
+          return yield* Effect.fail(`no single leader within ${limit} ms`)
+        }),
+      waitForApplied: (index, opts) =>
+        Effect.gen(function*() {
+          const limit = opts?.limitMillis ?? 5_000
+          const targets = opts?.nodes === undefined ? running() : opts.nodes.map(node)
+          for (let waited = 0; waited <= limit; waited += step) {
+            let all = true
+            for (const n of targets) if ((yield* n.raft.appliedIndex) < index) all = false
+            if (all) return
+            yield* advance(step)
+          }
+          const applied = yield* Effect.forEach(targets, (n) => Effect.map(n.raft.appliedIndex, (i) => `${n.id}=${i}`))
+          return yield* Effect.fail(`not every node applied ${index} within ${limit} ms: ${applied.join(", ")}`)
+        }),
+      advance: (millis) =>
+        Effect.gen(function*() {
+          for (let t = 0; t < millis; t += step) yield* advance(Math.min(step, millis - t))
+        })
+    }
+    return cluster
+  })
+
+/** The leader's id and address as a node sees them. */
+export const leaderOf = (node: TestNode) => Effect.map(node.raft.leader, Option.getOrUndefined)
