@@ -60,6 +60,14 @@ export interface Raft {
   readonly id: string
   /** Replicates `data` as a command; succeeds once it is committed and applied to this leader's FSM. */
   readonly apply: (data: Uint8Array, options?: ApplyOptions) => Effect.Effect<ApplyResult, ApplyError>
+  /**
+   * Enqueues `data` now and returns the effect that waits for its outcome (hashicorp's ApplyFuture):
+   * one fiber can have many commands in flight, in order.
+   */
+  readonly applyFuture: (
+    data: Uint8Array,
+    options?: ApplyOptions
+  ) => Effect.Effect<Effect.Effect<ApplyResult, ApplyError>>
   /** Succeeds once every entry before it is applied to this leader's FSM; returns its index. */
   readonly barrier: (options?: ApplyOptions) => Effect.Effect<number, ApplyError>
   /** Succeeds if a quorum of voters still follows this node (heartbeat round), else fails. */
@@ -118,9 +126,12 @@ export const make: Effect.Effect<
   }, scope)
   return {
     id: config.localId,
-    apply: (data, options) => running.apply("Command", data, toMillis(options?.timeout)),
+    apply: (data, options) => Effect.flatten(running.enqueue("Command", data, toMillis(options?.timeout))),
+    applyFuture: (data, options) => running.enqueue("Command", data, toMillis(options?.timeout)),
     barrier: (options) =>
-      Effect.map(running.apply("Barrier", new Uint8Array(0), toMillis(options?.timeout)), (result) => result.index),
+      Effect.flatten(running.enqueue("Barrier", new Uint8Array(0), toMillis(options?.timeout))).pipe(
+        Effect.map((result) => result.index)
+      ),
     verifyLeader: running.verifyLeader,
     state: running.state,
     leader: running.leader,

@@ -266,11 +266,11 @@ export const bootstrapStores = (
 
 /** The running node, as the `Raft` service exposes it. */
 export interface Node {
-  readonly apply: (
+  readonly enqueue: (
     type: Log.LogType,
     data: Uint8Array,
     timeoutMillis: number | undefined
-  ) => Effect.Effect<ApplyResult, ApplyError>
+  ) => Effect.Effect<Effect.Effect<ApplyResult, ApplyError>>
   readonly verifyLeader: Effect.Effect<void, NotLeader | LeadershipLost | RaftShutdown>
   readonly bootstrap: (
     configuration: Configuration.Configuration
@@ -1354,8 +1354,9 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
 
     // ---- the node's interface
 
-    const apply = (type: Log.LogType, data: Uint8Array, timeoutMillis: number | undefined) =>
-      Effect.suspend((): Effect.Effect<ApplyResult, ApplyError> => {
+    /** Enqueues an entry; the effect returned waits for its outcome (hashicorp's ApplyFuture). */
+    const enqueue = (type: Log.LogType, data: Uint8Array, timeoutMillis: number | undefined) =>
+      Effect.sync((): Effect.Effect<ApplyResult, ApplyError> => {
         if (isShutdown) return Effect.fail(new RaftShutdown())
         if (state !== "Leader") return Effect.fail(notLeaderError())
         const future: ApplyFuture = {
@@ -1366,20 +1367,23 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         }
         if (!emit({ _tag: "Apply", future })) return Effect.fail(new RaftShutdown())
         if (timeoutMillis === undefined) return Deferred.await(future.deferred)
-        return Deferred.await(future.deferred).pipe(
-          Effect.timeoutOption(timeoutMillis),
-          Effect.flatMap((result) => {
-            if (Option.isSome(result)) return Effect.succeed(result.value)
-            // Once the leader has taken it, the timeout no longer applies (as hashicorp's enqueue timeout).
-            if (future.status !== QUEUED) return Deferred.await(future.deferred)
-            future.status = CANCELLED
-            return Effect.fail(new EnqueueTimeout({ timeoutMillis }))
-          })
+        const deadline = now() + timeoutMillis
+        return Effect.suspend(() =>
+          Deferred.await(future.deferred).pipe(
+            Effect.timeoutOption(Math.max(0, deadline - now())),
+            Effect.flatMap((result) => {
+              if (Option.isSome(result)) return Effect.succeed(result.value)
+              // Once the leader has taken it, the timeout no longer applies (as hashicorp's enqueue timeout).
+              if (future.status !== QUEUED) return Deferred.await(future.deferred)
+              future.status = CANCELLED
+              return Effect.fail(new EnqueueTimeout({ timeoutMillis }))
+            })
+          )
         )
       })
 
     const node: Node = {
-      apply,
+      enqueue,
       verifyLeader: Effect.suspend(() => {
         if (isShutdown) return Effect.fail(new RaftShutdown())
         const deferred = Deferred.unsafeMake<void, NotLeader | LeadershipLost | RaftShutdown>(FiberId.none)
