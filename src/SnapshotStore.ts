@@ -58,7 +58,8 @@ export const makeMemory = (retain = 2): SnapshotStore => {
           sequence += 1
           const full: SnapshotMeta = {
             ...meta,
-            id: `${meta.term}-${meta.index}-${String(sequence).padStart(12, "0")}`,
+            // The sequence leads, zero-padded, so ids compare (as strings) in creation order.
+            id: `${String(sequence).padStart(12, "0")}-${meta.term}-${meta.index}`,
             size: data.reduce((n, chunk) => n + chunk.length, 0)
           }
           snapshots = [{ meta: full, chunks: data }, ...snapshots].slice(0, Math.max(1, retain))
