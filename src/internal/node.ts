@@ -596,8 +596,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         const stored = yield* Effect.either(logs.storeLogs(entries))
         if (stored._tag === "Left") {
           yield* Effect.logError("failed to store logs on the leader, stepping down", stored.left)
-          for (const future of futures) Deferred.unsafeDone(future.deferred, Exit.fail(stored.left))
           yield* becomeFollower
+          for (const future of futures) Deferred.unsafeDone(future.deferred, Exit.fail(stored.left))
           return
         }
         const at = now()
@@ -808,7 +808,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               } while (nextIndex <= lastIndex && !finished)
             }
             yield* Effect.logDebug("aborting pipeline replication")
-            return stop
+            return stop ? "stop" as const : "ran" as const
           })
         )
 
@@ -820,25 +820,28 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           }
         })
 
+        let pipelineUnsupported = false
         const replicate = Effect.gen(function*() {
           while (true) {
             yield* replication.trigger.await
             replication.trigger.unsafeClose()
             const outcome = yield* replicateTo(lastLogIndex)
             if (outcome === "stop") return
-            if (replication.allowPipeline) {
+            if (replication.allowPipeline && !pipelineUnsupported) {
               replication.allowPipeline = false
-              const stopped = yield* pipelineReplicate.pipe(
+              const ended = yield* pipelineReplicate.pipe(
                 Effect.catchTags({
-                  PipelineNotSupported: () => Effect.succeed(false),
-                  LogNotFound: () => Effect.succeed(false)
+                  // As the seed: no pipeline is not an error; plain replication goes on, silently.
+                  PipelineNotSupported: () => Effect.sync(() => (pipelineUnsupported = true, "not started" as const)),
+                  LogNotFound: () => Effect.succeed("ran" as const)
                 }),
                 Effect.catchAll((error) =>
-                  Effect.as(Effect.logError("failed to start pipeline replication", error), false)
+                  Effect.as(Effect.logError("failed to start pipeline replication", error), "not started" as const)
                 )
               )
-              if (stopped) return
-              replication.trigger.unsafeOpen()
+              if (ended === "stop") return
+              // Entries may have been left unacknowledged in the broken pipeline: resend them in plain mode now.
+              if (ended === "ran") replication.trigger.unsafeOpen()
             }
           }
         })
