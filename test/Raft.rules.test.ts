@@ -1,0 +1,292 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Stream from "effect/Stream"
+import * as Supervisor from "effect/Supervisor"
+import * as TestClock from "effect/TestClock"
+import * as Configuration from "../src/Configuration.js"
+import { metrics } from "../src/internal/node.js"
+import * as LogStore from "../src/LogStore.js"
+import * as Raft from "../src/Raft.js"
+import { StorageError } from "../src/RaftError.js"
+import type { RequestVoteRequest } from "../src/Rpc.js"
+import * as SnapshotStore from "../src/SnapshotStore.js"
+import * as StableStore from "../src/StableStore.js"
+import { bytes, makeCluster } from "./cluster.js"
+
+const seeded = (seed: string) => Effect.withRandom(Random.make(seed))
+
+const voteRequest = (fields: Partial<RequestVoteRequest>): RequestVoteRequest => ({
+  _tag: "RequestVoteRequest",
+  term: 1,
+  candidateId: "intruder",
+  candidateAddress: "mem://intruder",
+  lastLogIndex: 0,
+  lastLogTerm: 0,
+  leadershipTransfer: false,
+  ...fields
+})
+
+describe("Raft: voting rules", () => {
+  it.scoped("a vote is stored in the StableStore before it is granted", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 1, bootstrap: false })
+      const voter = cluster.nodes[0]!
+      const latch = yield* Effect.makeLatch(false)
+      const original = voter.stable.set
+      const writes: Array<string> = []
+      ;(voter.stable as { set: typeof original }).set = (key, value) =>
+        latch.await.pipe(Effect.zipRight(original(key, value)), Effect.tap(() => writes.push(key)))
+      const intruder = cluster.network.transport("intruder")
+      const answer = yield* Effect.fork(intruder.requestVote(voter.id, voter.address, voteRequest({ term: 5 })))
+      yield* TestClock.adjust(50)
+      assert.isNull(answer.unsafePoll(), "answered before the vote was stored")
+      yield* latch.open
+      const response = yield* Fiber.join(answer)
+      assert.isTrue(response.granted)
+      assert.include(writes, "LastVote")
+      const stored = yield* original === undefined ? Effect.never : voter.stable.get("LastVote")
+      assert.isTrue(Option.isSome(stored))
+      assert.strictEqual(yield* voter.stable.getUint64("CurrentTerm"), 5)
+    }).pipe(seeded("vote-persist")))
+
+  it.scoped("a vote that cannot be stored is never granted", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 1, bootstrap: false })
+      const voter = cluster.nodes[0]!
+      ;(voter.stable as { set: StableStore.StableStore["set"] }).set = () =>
+        Effect.fail(new StorageError({ operation: "set", reason: "disk full" }))
+      const intruder = cluster.network.transport("intruder")
+      const answer = yield* Effect.either(intruder.requestVote(voter.id, voter.address, voteRequest({ term: 5 })))
+      assert.isTrue(Either.isLeft(answer) || !answer.right.granted)
+    }).pipe(seeded("vote-fail")))
+
+  it.scoped("a follower that hears from a live leader refuses other candidates and keeps its term", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      yield* cluster.waitForLeader()
+      const follower = (yield* cluster.followers)[0]!
+      const term = yield* follower.raft.currentTerm
+      const intruder = cluster.network.transport("intruder")
+      const response = yield* intruder.requestVote(
+        follower.id,
+        follower.address,
+        voteRequest({ term: term + 5, lastLogIndex: 1000, lastLogTerm: term + 4 })
+      )
+      assert.isFalse(response.granted)
+      assert.strictEqual(yield* follower.raft.currentTerm, term)
+    }).pipe(seeded("live-leader")))
+
+  it.scoped("votes go only to a candidate whose log is at least as up to date, and once per term", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      const leader = yield* cluster.waitForLeader()
+      for (let i = 0; i < 5; i++) yield* leader.raft.apply(bytes(`v${i}`))
+      yield* cluster.advance(50)
+      const voter = (yield* cluster.followers)[0]!
+      for (const node of cluster.nodes) if (node.id !== voter.id) yield* cluster.stop(node.id)
+      yield* cluster.advance(400) // no leader any more: the voter's contact expires
+      const stats = yield* voter.raft.stats
+      const intruder = cluster.network.transport("intruder")
+      const ask = (fields: Partial<RequestVoteRequest>) =>
+        intruder.requestVote(voter.id, voter.address, voteRequest(fields))
+      let term = stats.term + 10
+      assert.isFalse((yield* ask({ term, lastLogIndex: stats.lastLogIndex + 10, lastLogTerm: stats.lastLogTerm - 1 })).granted, "older last term")
+      term += 10
+      assert.isFalse((yield* ask({ term, lastLogIndex: stats.lastLogIndex - 1, lastLogTerm: stats.lastLogTerm })).granted, "shorter log")
+      term += 10
+      assert.isTrue((yield* ask({ term, lastLogIndex: stats.lastLogIndex, lastLogTerm: stats.lastLogTerm })).granted, "equal log")
+      assert.isFalse(
+        (yield* ask({ term, candidateId: "other", lastLogIndex: stats.lastLogIndex + 5, lastLogTerm: stats.lastLogTerm + 1 })).granted,
+        "second vote in the same term"
+      )
+      assert.isTrue((yield* ask({ term, lastLogIndex: stats.lastLogIndex, lastLogTerm: stats.lastLogTerm })).granted, "same candidate again")
+    }).pipe(seeded("up-to-date")))
+})
+
+describe("Raft: replication paths", () => {
+  const captureLogs = () => {
+    const lines: Array<{ readonly level: string; readonly message: string }> = []
+    const logger = Logger.make(({ logLevel, message }) => {
+      lines.push({ level: logLevel.label, message: Array.isArray(message) ? message.join(" ") : String(message) })
+    })
+    return { lines, layer: Logger.add(logger) }
+  }
+
+  it.scoped("replication falls back to plain mode on PipelineNotSupported without logging an error", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      for (const node of cluster.nodes) yield* cluster.network.setPipelineSupport(node.id, false)
+      const leader = yield* cluster.waitForLeader()
+      let last = 0
+      for (let i = 0; i < 50; i++) last = (yield* leader.raft.apply(bytes(`n${i}`))).index
+      yield* cluster.waitForApplied(last)
+      for (const node of cluster.nodes) assert.strictEqual(node.fsm.applied.length, 50)
+      assert.strictEqual(cluster.network.counters.pipelinesOpened, 0)
+      assert.strictEqual(cluster.network.counters.pipelinedAppendEntries, 0)
+      assert.isAbove(cluster.network.counters.appendEntries, 0)
+      const loud = logs.lines.filter((line) => line.level === "ERROR" || line.level === "FATAL")
+      assert.deepStrictEqual(loud, [])
+    }).pipe(Effect.provide(logs.layer), seeded("no-pipeline"))
+  })
+
+  it.scoped("a follower in sync is replicated to through a pipeline", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      const leader = yield* cluster.waitForLeader()
+      let last = 0
+      for (let i = 0; i < 50; i++) last = (yield* leader.raft.apply(bytes(`q${i}`))).index
+      yield* cluster.waitForApplied(last)
+      assert.isAbove(cluster.network.counters.pipelinesOpened, 0)
+      assert.isAbove(cluster.network.counters.pipelinedAppendEntries, 0)
+    }).pipe(seeded("pipeline")))
+
+  it.scoped("LogNotFound while replicating takes the snapshot path, backs off, and neither crashes nor spins", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3, stepMillis: 50 })
+      const leader = yield* cluster.waitForLeader()
+      const behind = (yield* cluster.followers)[0]!
+      yield* cluster.stop(behind.id)
+      let last = 0
+      for (let i = 0; i < 20; i++) last = (yield* leader.raft.apply(bytes(`l${i}`))).index
+      // Compact the leader's log under the stopped follower's feet (no snapshot exists).
+      yield* leader.logs.deleteRange(1, last - 5)
+      let lookups = 0
+      const list = leader.snapshots.list
+      ;(leader.snapshots as { list: SnapshotStore.SnapshotStore["list"] }).list = Effect.suspend(() => {
+        lookups++
+        return list
+      })
+      yield* cluster.restart(behind.id)
+      yield* cluster.advance(3000)
+      assert.strictEqual(yield* leader.raft.state, "Leader")
+      assert.isAtLeast(lookups, 1, "the snapshot path was never taken")
+      // hashicorp's backoff allows about 10 attempts in 3 s (10+10+20+…+1280 ms); a spin would be thousands.
+      assert.isAtMost(lookups, 25, `snapshot path taken ${lookups} times in 3 s`)
+      const index = (yield* leader.raft.apply(bytes("still serving"))).index
+      assert.isAbove(index, last)
+    }).pipe(seeded("log-not-found")))
+
+  it.scoped("a slow disk on the leader does not stop its heartbeats, and an apply not taken in time fails with EnqueueTimeout", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      const leader = yield* cluster.waitForLeader()
+      const disk = yield* Effect.makeLatch(false)
+      const store = leader.logs.storeLogs
+      ;(leader.logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = (logs) =>
+        disk.await.pipe(Effect.zipRight(store(logs)))
+      const first = yield* Effect.fork(leader.raft.apply(bytes("slow")))
+      yield* TestClock.adjust(1)
+      const second = yield* Effect.fork(Effect.either(leader.raft.apply(bytes("late"), { timeout: "20 millis" })))
+      yield* cluster.advance(500)
+      const late = yield* Fiber.join(second)
+      assert.isTrue(Either.isLeft(late) && late.left._tag === "EnqueueTimeout")
+      // Half a second of a stuck disk: still leader, because heartbeats do not wait for the disk.
+      assert.strictEqual(yield* leader.raft.state, "Leader")
+      yield* disk.open
+      const done = yield* Fiber.join(first)
+      yield* cluster.advance(100)
+      yield* cluster.waitForApplied(done.index)
+      for (const node of cluster.nodes) assert.deepStrictEqual(node.fsm.commands(), ["slow"])
+    }).pipe(seeded("slow-disk")))
+
+  it.scoped("a leader whose log store fails answers StorageError and steps down", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      const leader = yield* cluster.waitForLeader()
+      const store = leader.logs.storeLogs
+      ;(leader.logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = () =>
+        Effect.fail(new StorageError({ operation: "storeLogs", reason: "disk full" }))
+      const error = yield* Effect.flip(leader.raft.apply(bytes("x")))
+      assert.strictEqual(error._tag, "StorageError")
+      assert.notStrictEqual(yield* leader.raft.state, "Leader")
+      ;(leader.logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = store
+      const next = yield* cluster.waitForLeader({ limitMillis: 5000 })
+      yield* next.raft.apply(bytes("y"))
+    }).pipe(seeded("store-fails")))
+})
+
+describe("Raft: lifecycle", () => {
+  it.scoped("shutdown is idempotent, every call afterwards fails with RaftShutdown, and closing the layers leaves no fiber running", () =>
+    Effect.gen(function*() {
+      const supervisor = yield* Supervisor.track
+      const cluster = yield* makeCluster({ size: 3 }).pipe(Effect.supervised(supervisor))
+      const leader = yield* cluster.waitForLeader()
+      yield* leader.raft.apply(bytes("a"))
+      const live = (yield* supervisor.value).filter((fiber) => fiber.unsafePoll() === null)
+      assert.isAbove(live.length, 10, "the supervisor should see the nodes' fibers")
+
+      yield* leader.raft.shutdown
+      yield* leader.raft.shutdown
+      assert.strictEqual(yield* leader.raft.state, "Shutdown")
+      const failures = [
+        yield* Effect.flip(leader.raft.apply(bytes("b"))),
+        yield* Effect.flip(leader.raft.barrier()),
+        yield* Effect.flip(leader.raft.verifyLeader),
+        yield* Effect.flip(leader.raft.bootstrapCluster(Configuration.voters([["x", "mem://x"]])))
+      ]
+      for (const failure of failures) assert.strictEqual(failure._tag, "RaftShutdown")
+
+      for (const node of cluster.nodes) yield* cluster.stop(node.id)
+      yield* Effect.yieldNow()
+      const left = (yield* supervisor.value).filter((fiber) => fiber.unsafePoll() === null)
+      assert.strictEqual(left.length, 0, `fibers still running: ${left.map((f) => f.id().id).join(",")}`)
+    }).pipe(seeded("shutdown")))
+
+  it.scoped("observe reports the election: state changes and the new leader", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 1 })
+      const node = cluster.nodes[0]!
+      const seen = yield* node.raft.observe.pipe(Stream.take(3), Stream.runCollect, Effect.fork)
+      yield* Effect.yieldNow()
+      yield* cluster.waitForLeader()
+      const events = Chunk.toReadonlyArray(yield* Fiber.join(seen))
+      assert.deepStrictEqual(events.map((e) => e._tag), ["StateChange", "StateChange", "LeaderChange"])
+      assert.deepInclude(events, { _tag: "StateChange", from: "Candidate", to: "Leader", term: 2 })
+      assert.deepInclude(events, { _tag: "LeaderChange", leaderId: node.id, term: 2 })
+    }).pipe(seeded("observe")))
+
+  it.scoped("metrics count applies and elections per node", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      const leader = yield* cluster.waitForLeader()
+      const tags = [MetricLabel.make("node", leader.id)]
+      const applies = Metric.taggedWithLabels(metrics.applies, tags)
+      const before = (yield* Metric.value(applies)).count
+      for (let i = 0; i < 10; i++) yield* leader.raft.apply(bytes(`m${i}`))
+      assert.strictEqual((yield* Metric.value(applies)).count - before, 10)
+      assert.isAtLeast((yield* Metric.value(Metric.taggedWithLabels(metrics.elections, tags))).count, 1)
+    }).pipe(seeded("metrics")))
+
+  it.scoped("bootstrapCluster refuses a node with state and a bad configuration, and starts a fresh cluster", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3, bootstrap: false })
+      yield* cluster.advance(500)
+      assert.strictEqual((yield* cluster.leaders).length, 0, "a node without configuration must not campaign")
+      const configuration = Configuration.voters(cluster.nodes.map((n) => [n.id, n.address] as const))
+      const duplicate = Configuration.voters([["a", "mem://a"], ["a", "mem://b"]])
+      const bad = yield* Effect.flip(cluster.nodes[0]!.raft.bootstrapCluster(duplicate))
+      assert.strictEqual(bad._tag, "CantBootstrap")
+      for (const node of cluster.nodes) yield* node.raft.bootstrapCluster(configuration)
+      const again = yield* Effect.flip(cluster.nodes[0]!.raft.bootstrapCluster(configuration))
+      assert.strictEqual(again._tag, "CantBootstrap")
+      const leader = yield* cluster.waitForLeader()
+      yield* leader.raft.apply(bytes("first"))
+      const offline = yield* Effect.flip(
+        Raft.bootstrapCluster(configuration).pipe(
+          Effect.provideService(LogStore.LogStore, leader.logs),
+          Effect.provideService(StableStore.StableStore, leader.stable),
+          Effect.provideService(SnapshotStore.SnapshotStore, leader.snapshots)
+        )
+      )
+      assert.strictEqual(offline._tag, "CantBootstrap")
+    }).pipe(seeded("bootstrap")))
+})
