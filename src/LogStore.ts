@@ -66,9 +66,12 @@ export const makeMemory = (): LogStore => {
       }),
     deleteRange: (min, max) =>
       Effect.sync(() => {
-        for (let index = Math.max(min, low); index <= Math.min(max, high); index++) entries.delete(index)
-        if (min <= low) low = max + 1
-        if (max >= high) high = min - 1
+        const from = Math.max(min, low)
+        const to = Math.min(max, high)
+        if (entries.size === 0 || from > to) return
+        for (let index = from; index <= to; index++) entries.delete(index)
+        if (from === low) low = to + 1
+        if (to === high) high = from - 1
         if (low > high || entries.size === 0) {
           low = 0
           high = 0

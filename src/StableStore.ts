@@ -31,7 +31,7 @@ export const makeMemory = (): StableStore => {
   const values = new Map<string, Uint8Array>()
   const numbers = new Map<string, number>()
   return {
-    get: (key) => Effect.sync(() => Option.fromNullable(values.get(key))),
+    get: (key) => Effect.sync(() => Option.map(Option.fromNullable(values.get(key)), (value) => value.slice())),
     set: (key, value) => Effect.sync(() => void values.set(key, value.slice())),
     getUint64: (key) => Effect.sync(() => numbers.get(key) ?? 0),
     setUint64: (key, value) => Effect.sync(() => void numbers.set(key, value))

@@ -110,3 +110,17 @@ describe("LogStore.makeMemory", () => {
       assert.deepStrictEqual(yield* bounds(second), [0, 0])
     }))
 })
+
+describe("LogStore.makeMemory: ranges outside what is held", () => {
+  it.effect("deleteRange of entries already gone leaves the bounds on entries that exist", () =>
+    Effect.gen(function*() {
+      const store = LogStore.makeMemory()
+      yield* store.storeLogs(Array.from({ length: 10 }, (_, i) => Log.make(i + 1, 1, "Command")))
+      yield* store.deleteRange(1, 5)
+      yield* store.deleteRange(1, 3)
+      assert.strictEqual(yield* store.firstIndex, 6)
+      yield* store.deleteRange(12, 20)
+      assert.strictEqual(yield* store.lastIndex, 10)
+      assert.strictEqual((yield* store.getLog(yield* store.firstIndex)).index, 6)
+    }))
+})

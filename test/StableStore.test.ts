@@ -39,3 +39,15 @@ describe("StableStore.makeMemory", () => {
       assert.strictEqual(yield* store.getUint64("LastVoteTerm"), 0)
     }))
 })
+
+describe("StableStore.makeMemory: isolation", () => {
+  it.effect("a value read cannot be changed behind the store's back", () =>
+    Effect.gen(function*() {
+      const store = StableStore.makeMemory()
+      yield* store.set("k", new Uint8Array([1, 2, 3]))
+      const read = yield* store.get("k")
+      if (Option.isSome(read)) read.value[0] = 9
+      const again = yield* store.get("k")
+      assert.deepStrictEqual(Option.map(again, (v) => [...v]), Option.some([1, 2, 3]))
+    }))
+})
