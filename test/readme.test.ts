@@ -1,0 +1,37 @@
+/** The README's example, run as written (with TestClock standing in for a second of waiting). */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as TestClock from "effect/TestClock"
+import { Configuration, Fsm, LogStore, MemoryNetwork, Raft, SnapshotStore, StableStore } from "../src/index.js"
+
+describe("README", () => {
+  it.effect("the usage example elects a single node and applies a command", () =>
+    Effect.gen(function*() {
+      let counter = 0
+      const fsm = Fsm.fromFunction((log) => (counter += log.data.length))
+      const node = (id: string) =>
+        Raft.layer({ localId: id, heartbeatTimeout: "1 second" }).pipe(
+          Layer.provide([
+            Fsm.layer(fsm),
+            LogStore.layerMemory,
+            StableStore.layerMemory,
+            SnapshotStore.layerMemory,
+            MemoryNetwork.layerTransport(id)
+          ])
+        )
+      const program = Effect.gen(function*() {
+        const raft = yield* Raft.Raft
+        yield* raft.bootstrapCluster(Configuration.voters([["a", "mem://a"]]))
+        while ((yield* raft.state) !== "Leader") yield* Effect.sleep("50 millis")
+        const { index, response } = yield* raft.apply(new TextEncoder().encode("hello"), { timeout: "5 seconds" })
+        return { index, response }
+      })
+      const fiber = yield* Effect.fork(program.pipe(Effect.provide(node("a").pipe(Layer.provide(MemoryNetwork.layer())))))
+      yield* TestClock.adjust("3 seconds")
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.response, 5)
+      assert.strictEqual(result.index, 3) // configuration, the leader's no-op, then the command
+    }))
+})
