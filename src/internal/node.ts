@@ -160,8 +160,20 @@ interface ApplyFuture {
 interface VerifyFuture {
   readonly deferred: Deferred.Deferred<void, NotLeader | LeadershipLost | RaftShutdown>
   readonly quorum: number
+  /** The leader's set of pending verifications, left when this one settles. */
+  readonly pending: Set<VerifyFuture>
   votes: number
   done: boolean
+}
+
+const settleVerify = (
+  verifier: VerifyFuture,
+  exit: Exit.Exit<void, NotLeader | LeadershipLost | RaftShutdown>
+): void => {
+  if (verifier.done) return
+  verifier.done = true
+  verifier.pending.delete(verifier)
+  Deferred.unsafeDone(verifier.deferred, exit)
 }
 
 type Event =
@@ -438,12 +450,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         if (future !== undefined) Deferred.unsafeDone(future.deferred, Exit.fail(new LeadershipLost()))
       }
       const lost = Exit.fail(new LeadershipLost())
-      for (const verifier of old.verifiers) {
-        if (!verifier.done) {
-          verifier.done = true
-          Deferred.unsafeDone(verifier.deferred, lost)
-        }
-      }
+      for (const verifier of [...old.verifiers]) settleVerify(verifier, lost)
       return Effect.void
     })
 
@@ -908,18 +915,10 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       replication.verifiers.clear()
       for (const verifier of waiting) {
         if (verifier.done) continue
-        if (stillLeader) {
-          verifier.votes++
-          if (verifier.votes >= verifier.quorum) {
-            verifier.done = true
-            Deferred.unsafeDone(verifier.deferred, Exit.void)
-          }
-        } else {
-          verifier.done = true
-          Deferred.unsafeDone(
-            verifier.deferred,
-            Exit.fail(new NotLeader({ leaderId: undefined, leaderAddress: undefined }))
-          )
+        if (!stillLeader) {
+          settleVerify(verifier, Exit.fail(new NotLeader({ leaderId: undefined, leaderAddress: undefined })))
+        } else if (++verifier.votes >= verifier.quorum) {
+          settleVerify(verifier, Exit.void)
         }
       }
     }
@@ -1117,11 +1116,11 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         const verifier: VerifyFuture = {
           deferred,
           quorum: quorumOf(configuration),
+          pending: state.verifiers,
           votes: Configuration.isVoter(configuration, localId) ? 1 : 0,
           done: false
         }
         if (verifier.votes >= verifier.quorum) {
-          verifier.done = true
           Deferred.unsafeDone(deferred, Exit.void)
           return
         }
