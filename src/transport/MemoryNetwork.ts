@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
 import * as Queue from "effect/Queue"
+import * as Random from "effect/Random"
 import { PipelineNotSupported, type RaftShutdown, TransportError } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
 import { type AppendPipeline, type PipelineResult, type RpcHandler, Transport } from "../Transport.js"
@@ -24,6 +25,21 @@ export interface Options {
   readonly rpcTimeoutMillis?: number | undefined
 }
 
+/**
+ * Imperfections of every link, for simulation: each message (request or
+ * answer) is delayed by a random time in [minDelay, maxDelay] (so independent
+ * requests overtake each other), lost with probability `dropRate` (the caller
+ * then fails after the delay, as on a timeout), and a request is delivered a
+ * second time with probability `duplicateRate`. Randomness comes from the
+ * `Random` service, so a seeded run replays exactly.
+ */
+export interface LinkConditions {
+  readonly minDelayMillis: number
+  readonly maxDelayMillis: number
+  readonly dropRate: number
+  readonly duplicateRate: number
+}
+
 /** Counters of what crossed the network, for tests and benchmarks. */
 export interface Counters {
   appendEntries: number
@@ -31,6 +47,7 @@ export interface Counters {
   requestVote: number
   pipelinesOpened: number
   dropped: number
+  duplicated: number
 }
 
 /** The network and its fault controls. */
@@ -51,6 +68,8 @@ export interface MemoryNetwork {
   readonly heal: Effect.Effect<void>
   /** Makes `id`'s transport answer `PipelineNotSupported` (or support pipelines again). */
   readonly setPipelineSupport: (id: string, supported: boolean) => Effect.Effect<void>
+  /** Sets the imperfections of every link; `undefined` makes links perfect again. */
+  readonly setConditions: (conditions: LinkConditions | undefined) => Effect.Effect<void>
   /** Whether a message from `from` reaches `to` now. */
   readonly canReach: (from: string, to: string) => boolean
   /** What crossed the network so far. */
@@ -75,7 +94,27 @@ export const make = (options: Options = {}): MemoryNetwork => {
   const blocked = new Set<string>() // `${from}\u0000${to}`
   const noPipeline = new Set<string>()
   let groups: Map<string, number> | undefined
-  const counters: Counters = { appendEntries: 0, pipelinedAppendEntries: 0, requestVote: 0, pipelinesOpened: 0, dropped: 0 }
+  const counters: Counters = {
+    appendEntries: 0,
+    pipelinedAppendEntries: 0,
+    requestVote: 0,
+    pipelinesOpened: 0,
+    dropped: 0,
+    duplicated: 0
+  }
+  let conditions: LinkConditions | undefined
+
+  /** One hop of a message under the current conditions: waits its delay, then tells whether it arrived. */
+  const hop: Effect.Effect<boolean> = Effect.suspend(() => {
+    const c = conditions
+    if (c === undefined) return Effect.succeed(true)
+    return Effect.gen(function*() {
+      const span = Math.max(0, c.maxDelayMillis - c.minDelayMillis)
+      const delay = c.minDelayMillis + (span === 0 ? 0 : yield* Random.nextIntBetween(0, span + 1))
+      if (delay > 0) yield* Effect.sleep(delay)
+      return c.dropRate <= 0 || (yield* Random.next) >= c.dropRate
+    })
+  })
 
   const canReach = (from: string, to: string): boolean => {
     if (from === to) return true
@@ -113,16 +152,44 @@ export const make = (options: Options = {}): MemoryNetwork => {
         counters.dropped++
         return Effect.fail(new TransportError({ target: address, reason: "unreachable" }))
       }
+      const handler = endpoint.handler
+      if (conditions === undefined) {
+        return withTimeout(
+          address,
+          call(handler).pipe(
+            Effect.mapError(() => new TransportError({ target: address, reason: "closed", detail: "node shut down" })),
+            Effect.flatMap((response) => {
+              if (canReach(endpoint.id, from)) return Effect.succeed(response)
+              counters.dropped++
+              return Effect.fail(new TransportError({ target: address, reason: "unreachable", detail: "answer lost" }))
+            })
+          )
+        )
+      }
+      const lost = (detail: string) => {
+        counters.dropped++
+        return Effect.fail(new TransportError({ target: address, reason: "unreachable", detail }))
+      }
       return withTimeout(
         address,
-        call(endpoint.handler).pipe(
-          Effect.mapError(() => new TransportError({ target: address, reason: "closed", detail: "node shut down" })),
-          Effect.flatMap((response) => {
-            if (canReach(endpoint.id, from)) return Effect.succeed(response)
-            counters.dropped++
-            return Effect.fail(new TransportError({ target: address, reason: "unreachable", detail: "answer lost" }))
-          })
-        )
+        Effect.gen(function*() {
+          if (!(yield* hop) || !canReach(from, endpoint.id) || endpoint.handler === undefined) {
+            return yield* lost("request lost")
+          }
+          const duplicate = conditions !== undefined && conditions.duplicateRate > 0 &&
+            (yield* Random.next) < conditions.duplicateRate
+          if (duplicate) {
+            counters.duplicated++
+            // A copy arrives first and its answer goes nowhere; the original follows after another delay.
+            yield* call(handler).pipe(Effect.ignore)
+            if (!(yield* hop) || !canReach(from, endpoint.id)) return yield* lost("request lost")
+          }
+          const response = yield* call(handler).pipe(
+            Effect.mapError(() => new TransportError({ target: address, reason: "closed", detail: "node shut down" }))
+          )
+          if (!(yield* hop) || !canReach(endpoint.id, from)) return yield* lost("answer lost")
+          return response
+        })
       )
     })
 
@@ -213,6 +280,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
       blocked.clear()
       groups = undefined
     }),
+    setConditions: (next) => Effect.sync(() => void (conditions = next)),
     setPipelineSupport: (id, supported) =>
       Effect.sync(() => void (supported ? noPipeline.delete(id) : noPipeline.add(id))),
     canReach,

@@ -3,7 +3,9 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
 import { PipelineNotSupported, TransportError } from "../../src/RaftError.js"
 import type { AppendEntriesRequest, RequestVoteRequest } from "../../src/Rpc.js"
 import type * as Transport from "../../src/Transport.js"
@@ -340,7 +342,58 @@ describe("MemoryNetwork", () => {
         pipelinedAppendEntries: 2,
         requestVote: 1,
         pipelinesOpened: 1,
-        dropped: 1
+        dropped: 1,
+        duplicated: 0
       })
     }))
+
+  describe("link conditions", () => {
+    it.scoped("a message waits its delay on the clock, each way", () =>
+      Effect.gen(function*() {
+        const { network, send } = yield* setup()
+        yield* network.setConditions({ minDelayMillis: 10, maxDelayMillis: 10, dropRate: 0, duplicateRate: 0 })
+        const fiber = yield* Effect.fork(send("a", "b"))
+        yield* TestClock.adjust(19)
+        assert.isNull(fiber.unsafePoll(), "answered before both hops elapsed")
+        yield* TestClock.adjust(1)
+        assertDelivered(yield* Fiber.join(fiber))
+      }).pipe(Effect.withRandom(Random.make("delay"))))
+
+    it.scoped("with dropRate 1 every request is lost, and with 0 none", () =>
+      Effect.gen(function*() {
+        const { network, node, send } = yield* setup()
+        yield* network.setConditions({ minDelayMillis: 0, maxDelayMillis: 0, dropRate: 1, duplicateRate: 0 })
+        for (let i = 0; i < 5; i++) assertUnreachable(yield* send("a", "b"))
+        assert.strictEqual(node("b").recorder.received.length, 0)
+        yield* network.setConditions({ minDelayMillis: 0, maxDelayMillis: 0, dropRate: 0, duplicateRate: 0 })
+        for (let i = 0; i < 5; i++) assertDelivered(yield* send("a", "b"))
+        assert.strictEqual(node("b").recorder.received.length, 5)
+      }).pipe(Effect.withRandom(Random.make("drop"))))
+
+    it.scoped("with duplicateRate 1 each request reaches the handler twice and the caller gets one answer", () =>
+      Effect.gen(function*() {
+        const { network, node, send } = yield* setup()
+        yield* network.setConditions({ minDelayMillis: 0, maxDelayMillis: 0, dropRate: 0, duplicateRate: 1 })
+        assertDelivered(yield* send("a", "b"))
+        assert.strictEqual(node("b").recorder.received.length, 2)
+        assert.strictEqual(network.counters.duplicated, 1)
+      }).pipe(Effect.withRandom(Random.make("dup"))))
+
+    it.scoped("the same seed loses the same messages", () =>
+      Effect.gen(function*() {
+        const run = (seed: string) =>
+          Effect.gen(function*() {
+            const { network, send } = yield* setup()
+            yield* network.setConditions({ minDelayMillis: 0, maxDelayMillis: 0, dropRate: 0.5, duplicateRate: 0 })
+            const outcomes: Array<boolean> = []
+            for (let i = 0; i < 40; i++) outcomes.push(Exit.isSuccess(yield* send("a", "b")))
+            return outcomes.join("")
+          }).pipe(Effect.withRandom(Random.make(seed)))
+        const first = yield* run("replay")
+        assert.strictEqual(yield* run("replay"), first)
+        assert.include(first, "true")
+        assert.include(first, "false")
+        assert.notStrictEqual(yield* run("another seed"), first)
+      }))
+  })
 })
