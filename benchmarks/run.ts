@@ -1,0 +1,275 @@
+/**
+ * `npm run bench`: the in-memory tier of the benchmarks, side by side with the
+ * hashicorp/raft anchor (`shared/anchor`). Each scenario runs in its own
+ * process (`scenario.ts`), so peak RSS is per scenario; each prints one JSON
+ * line with the anchor's keys. Rows are appended to `bench-results/<stamp>.jsonl`.
+ *
+ *   npm run bench -- [--runs 3] [--ops N] [--only c64] [--anchor <dir|jsonl>]
+ *                    [--anchor-bin <path to raftbench>] [--no-quiet] [--tsx]
+ *
+ * --ops N          scale down: c64 runs N ops, c1 N/10, c1 fast-timers N/50
+ *                  (defaults 100,000 / 10,000 / 2,000, as the anchor)
+ * --only S         only scenarios whose name contains S
+ * --runs R         run the matrix R times, interleaved (run 1 of every scenario, then run 2, ...)
+ * --anchor P       print hashicorp/raft's rows (median per scenario) from a results dir or a jsonl file
+ * --anchor-bin B   also run the anchor binary before each of our scenarios, under the same conditions
+ * --no-quiet       do not wait for the machine to be idle before each scenario
+ * --tsx            run scenarios through the tsx loader instead of a prebuilt bundle
+ *                  (the loader adds about 60 MiB of RSS and some start-up CPU)
+ */
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { parseArgs } from "node:util"
+
+const { values: argv } = parseArgs({
+  options: {
+    runs: { type: "string", default: "1" },
+    ops: { type: "string" },
+    only: { type: "string" },
+    anchor: { type: "string" },
+    "anchor-bin": { type: "string" },
+    "no-quiet": { type: "boolean", default: false },
+    tsx: { type: "boolean", default: false },
+    "bg-max": { type: "string", default: "0.10" },
+    retries: { type: "string", default: "2" }
+  }
+})
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..")
+const resultsDir = path.join(root, "bench-results")
+fs.mkdirSync(resultsDir, { recursive: true })
+const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")
+const outFile = path.join(resultsDir, `${stamp}.jsonl`)
+const stderrFile = path.join(resultsDir, `${stamp}.stderr.log`)
+
+// ---------------------------------------------------------------- the matrix
+
+interface Scenario {
+  readonly name: string
+  readonly args: ReadonlyArray<string> // for scenario.ts
+  readonly anchorArgs: ReadonlyArray<string> // for raftbench
+}
+
+const scale = argv.ops === undefined ? undefined : Math.max(1, Number(argv.ops))
+const opsFor = (defaultOps: number, divisor: number): Array<string> =>
+  scale === undefined ? (divisor === 50 ? ["--ops", String(defaultOps)] : []) : ["--ops", String(Math.max(1, Math.floor(scale / divisor)))]
+const FAST = { heartbeat: "100", election: "100", lease: "50", commit: "5" }
+
+const scenarioList = (): Array<Scenario> => {
+  const list: Array<Scenario> = []
+  const add = (conc: number, divisor: number, defaultOps: number, label: string, fast: boolean) => {
+    const ops = opsFor(defaultOps, divisor)
+    const args = ["--mode", "inmem", "--conc", String(conc), ...ops]
+    const anchorArgs = ["-mode", "inmem", "-conc", String(conc), ...ops.map((a) => a.replace("--", "-"))]
+    if (fast) {
+      args.push("--heartbeat", FAST.heartbeat, "--election", FAST.election, "--lease", FAST.lease, "--commit-timeout", FAST.commit)
+      anchorArgs.push("-heartbeat", `${FAST.heartbeat}ms`, "-election", `${FAST.election}ms`, "-lease", `${FAST.lease}ms`, "-commit-timeout", `${FAST.commit}ms`)
+    }
+    if (label !== "") {
+      args.push("--label", label)
+      anchorArgs.push("-label", label)
+    }
+    list.push({ name: `inmem/n3/c${conc}/s128${label === "" ? "" : `/${label}`}`, args, anchorArgs })
+  }
+  add(64, 1, 100_000, "", false)
+  add(1, 10, 10_000, "", false)
+  add(1, 50, 2_000, "fast-timers", true)
+  return list.filter((s) => argv.only === undefined || s.name.includes(argv.only))
+}
+
+// ---------------------------------------------------------------- machine
+
+const busyPercent = (seconds: number): number => {
+  const read = () => {
+    const values = fs.readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
+    const total = values.reduce((a, b) => a + b, 0)
+    return { idle: values[3]! + values[4]!, total }
+  }
+  const a = read()
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, seconds * 1000)
+  const b = read()
+  return b.total === a.total ? 0 : 100 * (1 - (b.idle - a.idle) / (b.total - a.total))
+}
+
+/** Waits until the machine is at least 90 % idle (as the anchor's lib.sh), at most 10 minutes. */
+const quiet = () => {
+  if (argv["no-quiet"]) return
+  for (let waited = 0; waited < 600; waited += 2) {
+    const busy = busyPercent(2)
+    if (busy < 10) return
+    if (waited % 20 === 0) process.stderr.write(`  waiting for the machine to be idle (${busy.toFixed(0)} % busy)\n`)
+  }
+  process.stderr.write("  WARNING: machine still busy; running anyway (see bg_cpu_cores)\n")
+}
+
+// ---------------------------------------------------------------- running one scenario
+
+type Row = Record<string, unknown>
+
+/** Bundles scenario.ts with esbuild (packages stay external), so no TS loader sits in the measured process. */
+const buildScenario = async (): Promise<Array<string>> => {
+  const source = path.join(root, "benchmarks", "scenario.ts")
+  if (argv.tsx) return ["--import", "tsx", source]
+  try {
+    const esbuild = await import("esbuild")
+    const outfile = path.join(resultsDir, ".build", "scenario.mjs")
+    await esbuild.build({
+      entryPoints: [source],
+      outfile,
+      bundle: true,
+      packages: "external",
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      logLevel: "error"
+    })
+    return [outfile]
+  } catch (error) {
+    process.stderr.write(`esbuild unavailable (${String(error)}); running through tsx\n`)
+    return ["--import", "tsx", source]
+  }
+}
+
+const runProcess = (command: string, args: ReadonlyArray<string>): Row => {
+  const child = spawnSync(command, args, { cwd: root, encoding: "utf8", timeout: 100_000, maxBuffer: 64 << 20 })
+  fs.appendFileSync(stderrFile, child.stderr ?? "")
+  const line = (child.stdout ?? "").split("\n").reverse().find((l) => l.startsWith("{"))
+  if (line === undefined) {
+    return { scenario: "?", error: `no JSON output (status ${child.status}, signal ${child.signal})` }
+  }
+  return JSON.parse(line) as Row
+}
+
+const runWithRetries = (what: string, command: string, args: ReadonlyArray<string>): Row => {
+  const bgMax = Number(argv["bg-max"])
+  const retries = Number(argv.retries)
+  for (let attempt = 0;; attempt++) {
+    quiet()
+    const row = runProcess(command, args)
+    const bg = typeof row.bg_cpu_cores === "number" ? row.bg_cpu_cores : 0
+    if (bg > bgMax && attempt < retries) {
+      process.stderr.write(`  ${what}: contended (bg_cpu_cores=${bg.toFixed(2)}), retrying\n`)
+      fs.appendFileSync(path.join(resultsDir, `${stamp}.contended.jsonl`), JSON.stringify(row) + "\n")
+      continue
+    }
+    return row
+  }
+}
+
+// ---------------------------------------------------------------- tables
+
+const median = (values: ReadonlyArray<unknown>): number | undefined => {
+  const nums = values.filter((v): v is number => typeof v === "number" && Number.isFinite(v)).sort((a, b) => a - b)
+  if (nums.length === 0) return undefined
+  const mid = Math.floor(nums.length / 2)
+  return nums.length % 2 === 1 ? nums[mid] : (nums[mid - 1]! + nums[mid]!) / 2
+}
+
+const columns: ReadonlyArray<readonly [key: string, title: string, digits: number, higherIsBetter: boolean]> = [
+  ["elect_ms", "elect ms", 0, false],
+  ["ops_per_sec", "ops/s", 0, true],
+  ["lat_p50_us", "p50 µs", 0, false],
+  ["lat_p99_us", "p99 µs", 0, false],
+  ["lat_max_us", "max µs", 0, false],
+  ["peak_rss_mib", "RSS MiB", 1, false],
+  ["cpu_us_per_op", "CPU µs/op", 1, false],
+  ["failover_elect_ms", "fo elect ms", 0, false],
+  ["failover_commit_ms", "fo commit ms", 0, false],
+  ["bg_cpu_cores", "bg cores", 2, false]
+]
+
+const fmt = (v: number | undefined, digits: number) =>
+  v === undefined ? "-" : v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })
+
+const summarize = (rows: ReadonlyArray<Row>) => {
+  const ok = rows.filter((r) => !r.error)
+  const out: Record<string, number | undefined> = { runs: ok.length, failed: rows.length - ok.length, ops: median(ok.map((r) => r.ops)) }
+  for (const [key] of columns) out[key] = median(ok.map((r) => r[key]))
+  return out
+}
+
+const printTable = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>) => {
+  const header = ["scenario", "impl", "runs", "ops", ...columns.map((c) => c[1])]
+  const lines: Array<Array<string>> = []
+  const names = [...new Set([...ours.map((r) => String(r.scenario))])]
+  for (const name of names) {
+    const a = summarize(ours.filter((r) => r.scenario === name))
+    const theirRows = theirs.filter((r) => r.scenario === name)
+    lines.push([name, "effect-raft", `${a.runs}${a.failed ? ` (+${a.failed} failed)` : ""}`, fmt(a.ops, 0), ...columns.map(([k, , d]) => fmt(a[k], d))])
+    if (theirRows.length > 0) {
+      const b = summarize(theirRows)
+      lines.push(["", "hashicorp/raft", String(b.runs), fmt(b.ops, 0), ...columns.map(([k, , d]) => fmt(b[k], d))])
+      lines.push(["", "ratio ours/hc", "", "", ...columns.map(([k]) => {
+        const x = a[k]
+        const y = b[k]
+        return x === undefined || y === undefined || y === 0 || k === "bg_cpu_cores" ? "-" : `${(x / y).toFixed(2)}x`
+      })])
+    }
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
+  const row = (cells: ReadonlyArray<string>) => "| " + cells.map((c, i) => i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)).join(" | ") + " |"
+  console.log(row(header))
+  console.log("|" + widths.map((w, i) => (i < 2 ? "-".repeat(w + 2) : "-".repeat(w + 1) + ":")).join("|") + "|")
+  for (const l of lines) console.log(row(l))
+  if (theirs.length > 0) {
+    console.log("ratio = effect-raft / hashicorp/raft medians: above 1 is better for ops/s, below 1 better for the rest.")
+  }
+}
+
+const loadAnchorRows = (p: string): Array<Row> => {
+  const file = fs.statSync(p).isDirectory() ? path.join(p, "raft.jsonl") : p
+  return fs.readFileSync(file, "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Row)
+    .filter((r) => r.impl === "hashicorp/raft")
+}
+
+// ---------------------------------------------------------------- main
+
+const main = async () => {
+  const scenarios = scenarioList()
+  if (scenarios.length === 0) {
+    console.error(`no scenario matches --only ${argv.only}`)
+    process.exit(2)
+  }
+  const runs = Math.max(1, Number(argv.runs))
+  const command = await buildScenario()
+  const anchorBin = argv["anchor-bin"]
+  const ours: Array<Row> = []
+  const theirs: Array<Row> = argv.anchor === undefined ? [] : loadAnchorRows(argv.anchor)
+  const ranAnchor: Array<Row> = []
+  for (let run = 1; run <= runs; run++) {
+    process.stderr.write(`== run ${run}/${runs}\n`)
+    for (const scenario of scenarios) {
+      if (anchorBin !== undefined) {
+        const row = runWithRetries(`hashicorp ${scenario.name}`, anchorBin, ["-deadline", "90s", ...scenario.anchorArgs])
+        ranAnchor.push(row)
+        fs.appendFileSync(outFile, JSON.stringify(row) + "\n")
+        process.stderr.write(`  hashicorp/raft ${brief(row)}\n`)
+      }
+      const row = runWithRetries(scenario.name, process.execPath, [...command, ...scenario.args])
+      ours.push(row)
+      fs.appendFileSync(outFile, JSON.stringify(row) + "\n")
+      process.stderr.write(`  effect-raft    ${brief(row)}\n`)
+    }
+  }
+  // Rows measured in this sitting replace those read from --anchor.
+  const reference = ranAnchor.length > 0 ? ranAnchor : theirs
+  console.log("")
+  printTable(ours, reference)
+  console.log("")
+  for (const row of ours) console.log(JSON.stringify(row))
+  console.log(`\nappended to ${path.relative(root, outFile)}`)
+}
+
+const brief = (r: Row): string => {
+  const n = (k: string, d = 0) => fmt(typeof r[k] === "number" ? (r[k] as number) : undefined, d)
+  return r.error
+    ? `${String(r.scenario)}: ERROR ${String(r.error)}`
+    : `${String(r.scenario)}: elect ${n("elect_ms")} ms, ${n("ops_per_sec")} ops/s, p50 ${n("lat_p50_us")} µs, p99 ${n("lat_p99_us")} µs, ` +
+      `cpu ${n("cpu_us_per_op", 1)} µs/op, rss ${n("peak_rss_mib", 1)} MiB, failover ${n("failover_commit_ms")} ms`
+}
+
+main().catch((error: unknown) => {
+  console.error(error)
+  process.exit(1)
+})

@@ -1,0 +1,506 @@
+/**
+ * One benchmark scenario = one process = one JSON line on stdout, with the keys
+ * and the semantics of the hashicorp/raft anchor (`shared/anchor/raftbench`):
+ *
+ *  1. N voters on the memory network and memory stores, bootstrapped with the
+ *     same configuration; `elect_ms` is the time from starting the first node
+ *     until some node becomes leader, `ready_ms` adds a barrier on it;
+ *  2. warm-up: min(1000, ops/10) applies, not measured;
+ *  3. measured: `ops` applies of `size` bytes from `conc` concurrent fibers;
+ *     each latency is one `raft.apply` until committed and applied on the leader;
+ *  4. every node's FSM must reach warm-up + ops entries (`fsm_check_ok`);
+ *  5. failover: the leader is cut off the network (both directions) and shut
+ *     down in the background; `failover_elect_ms` is the time until another
+ *     node is leader, `failover_commit_ms` until an apply on it succeeds.
+ *
+ *   node --import tsx benchmarks/scenario.ts --mode inmem --conc 64 [--ops N] [--label L]
+ *     [--heartbeat 1000 --election 1000 --lease 500 --commit-timeout 50] (ms)
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import { performance } from "node:perf_hooks"
+import { parseArgs } from "node:util"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Queue from "effect/Queue"
+import type * as Scheduler from "effect/Scheduler"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Configuration from "../src/Configuration.js"
+import * as Fsm from "../src/Fsm.js"
+import * as LogStore from "../src/LogStore.js"
+import * as Raft from "../src/Raft.js"
+import * as RaftConfig from "../src/RaftConfig.js"
+import * as SnapshotStore from "../src/SnapshotStore.js"
+import * as StableStore from "../src/StableStore.js"
+import * as Transport from "../src/Transport.js"
+import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
+
+// ---------------------------------------------------------------- options
+
+const { values: argv } = parseArgs({
+  options: {
+    mode: { type: "string", default: "inmem" },
+    nodes: { type: "string", default: "3" },
+    ops: { type: "string" },
+    warmup: { type: "string" },
+    size: { type: "string", default: "128" },
+    conc: { type: "string", default: "64" },
+    label: { type: "string", default: "" },
+    heartbeat: { type: "string", default: String(RaftConfig.defaults.heartbeatTimeoutMillis) },
+    election: { type: "string", default: String(RaftConfig.defaults.electionTimeoutMillis) },
+    lease: { type: "string", default: String(RaftConfig.defaults.leaderLeaseTimeoutMillis) },
+    "commit-timeout": { type: "string", default: String(RaftConfig.defaults.commitTimeoutMillis) },
+    "max-append": { type: "string", default: String(RaftConfig.defaults.maxAppendEntries) },
+    failover: { type: "string", default: "true" },
+    deadline: { type: "string", default: "90" },
+    "log-level": { type: "string", default: "Error" },
+    scheduler: { type: "string", default: "default" }
+  }
+})
+
+const mode = argv.mode
+const nodeCount = Number(argv.nodes)
+const conc = Math.max(1, Number(argv.conc))
+const ops = argv.ops !== undefined ? Number(argv.ops) : conc === 1 ? 10_000 : 100_000
+const warmup = argv.warmup !== undefined ? Number(argv.warmup) : Math.min(1000, Math.floor(ops / 10))
+const size = Number(argv.size)
+const label = argv.label
+const timers = {
+  heartbeatTimeoutMillis: Number(argv.heartbeat),
+  electionTimeoutMillis: Number(argv.election),
+  leaderLeaseTimeoutMillis: Number(argv.lease),
+  commitTimeoutMillis: Number(argv["commit-timeout"])
+}
+const maxAppend = Number(argv["max-append"])
+const deadlineSeconds = Number(argv.deadline)
+/** `default` = Effect's scheduler; `yield:<ms>` = an experiment that yields to the event loop every <ms>. */
+const schedulerOption = argv.scheduler
+
+// ---------------------------------------------------------------- result
+
+const result: Record<string, unknown> = {
+  impl: "effect-raft",
+  impl_version: `effect-raft ${readVersion()} (effect ${readVersion("effect")}, node ${process.version})`,
+  scenario: `${mode}/n${nodeCount}/c${conc}/s${size}${label === "" ? "" : `/${label}`}`,
+  mode,
+  nodes: nodeCount,
+  ops,
+  warmup,
+  size,
+  conc,
+  elect_ms: null,
+  ready_ms: null,
+  duration_s: null,
+  ops_per_sec: null,
+  mb_per_sec: null,
+  lat_mean_us: null,
+  lat_p50_us: null,
+  lat_p90_us: null,
+  lat_p99_us: null,
+  lat_p999_us: null,
+  lat_max_us: null,
+  errors: 0,
+  cpu_user_s: null,
+  cpu_sys_s: null,
+  cpu_us_per_op: null,
+  bg_cpu_cores: null,
+  machine_busy_cores: null,
+  followers_caught_up_ms: null,
+  fsm_check_ok: false,
+  leader_changes_during_run: null,
+  failover_elect_ms: null,
+  failover_commit_ms: null,
+  peak_rss_mib: null,
+  total_wall_s: null,
+  heartbeat_timeout_ms: timers.heartbeatTimeoutMillis,
+  election_timeout_ms: timers.electionTimeoutMillis,
+  leader_lease_ms: timers.leaderLeaseTimeoutMillis,
+  commit_timeout_ms: timers.commitTimeoutMillis,
+  max_append_entries: maxAppend,
+  durable: false,
+  node_version: process.version,
+  num_cpu: os.cpus().length,
+  label,
+  scheduler: schedulerOption,
+  timer_gap_max_ms: null,
+  error: "",
+  started_at_unix: Math.floor(Date.now() / 1000)
+}
+
+let emitted = false
+function emit(): void {
+  if (emitted) return
+  emitted = true
+  result.peak_rss_mib = process.resourceUsage().maxRSS / 1024
+  const memory = process.memoryUsage()
+  result.heap_total_mib = memory.heapTotal / 1048576
+  result.heap_used_mib = memory.heapUsed / 1048576
+  // With --expose-gc: what is really live after a full collection (the retained logs, mostly).
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc !== undefined) {
+    gc()
+    result.heap_live_mib = process.memoryUsage().heapUsed / 1048576
+  }
+  process.stdout.write(JSON.stringify(result) + "\n")
+}
+
+function readVersion(pkg?: string): string {
+  try {
+    // Run from the project root (run.ts does), also when bundled elsewhere.
+    const path = pkg === undefined ? "package.json" : `node_modules/${pkg}/package.json`
+    return (JSON.parse(fs.readFileSync(path, "utf8")) as { version: string }).version
+  } catch {
+    return "?"
+  }
+}
+
+// Watchdog: a stuck scenario still produces a JSON line and exits non-zero.
+setTimeout(() => {
+  result.error = `deadline ${deadlineSeconds}s exceeded`
+  emit()
+  process.exit(3)
+}, deadlineSeconds * 1000).unref()
+
+// ---------------------------------------------------------------- machine probes
+
+/** CPU ticks (utime+stime) of every other user-space process, by pid: what contends with us. */
+function otherProcsCpu(): Map<number, number> {
+  const out = new Map<number, number>()
+  let entries: Array<string>
+  try {
+    entries = fs.readdirSync("/proc")
+  } catch {
+    return out
+  }
+  for (const name of entries) {
+    const pid = Number(name)
+    if (!Number.isInteger(pid) || pid === process.pid) continue
+    let text: string
+    try {
+      text = fs.readFileSync(`/proc/${name}/stat`, "utf8")
+    } catch {
+      continue
+    }
+    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ") // fields[0] is field 3 (state)
+    if (fields.length < 13) continue
+    if ((Number(fields[6]) & 0x00200000) !== 0) continue // PF_KTHREAD
+    out.set(pid, Number(fields[11]) + Number(fields[12]))
+  }
+  return out
+}
+
+/** Busy and total jiffies of the whole machine. */
+function procStat(): { busy: number; total: number } {
+  try {
+    const line = fs.readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!
+    const values = line.trim().split(/\s+/).slice(1, 9).map(Number)
+    let total = 0
+    let busy = 0
+    values.forEach((v, i) => {
+      total += v
+      if (i !== 3 && i !== 4) busy += v
+    })
+    return { busy, total }
+  } catch {
+    return { busy: 0, total: 0 }
+  }
+}
+
+const CLK_TCK = 100
+
+function pct(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.floor(sorted.length * p + 0.5) - 1))
+  return sorted[i]!
+}
+
+// ---------------------------------------------------------------- the cluster
+
+interface BenchNode {
+  readonly index: number
+  readonly id: string
+  readonly raft: Raft.Raft
+  readonly applied: () => number
+  dead: boolean
+}
+
+interface LeaderEvent {
+  readonly index: number
+  readonly at: number
+}
+
+const payload = new Uint8Array(size)
+for (let i = 0; i < size; i++) payload[i] = 97 + (i % 26)
+
+const program = Effect.gen(function*() {
+  if (mode !== "inmem") return yield* Effect.fail(`mode ${mode} is not supported yet (only inmem)`)
+  const scope = yield* Effect.scope
+  const network = MemoryNetwork.make()
+  const ids = Array.from({ length: nodeCount }, (_, i) => `node${i}`)
+  const configuration = Configuration.voters(ids.map((id) => [id, `mem://${id}`] as const))
+
+  // Stores and bootstrap (not timed).
+  const stores = ids.map(() => ({
+    logs: LogStore.makeMemory(),
+    stable: StableStore.makeMemory(),
+    snapshots: SnapshotStore.makeMemory()
+  }))
+  for (const s of stores) {
+    yield* Raft.bootstrapCluster(configuration).pipe(
+      Effect.provideService(LogStore.LogStore, s.logs),
+      Effect.provideService(StableStore.StableStore, s.stable),
+      Effect.provideService(SnapshotStore.SnapshotStore, s.snapshots)
+    )
+  }
+
+  const leaderEvents = yield* Queue.unbounded<LeaderEvent>()
+  const nodes: Array<BenchNode> = []
+
+  // Start + first election (timed).
+  const tStart = performance.now()
+  for (let index = 0; index < ids.length; index++) {
+    const id = ids[index]!
+    let count = 0
+    const fsm = Fsm.fromFunction(() => ++count)
+    const layer = Raft.layer({
+      localId: id,
+      heartbeatTimeout: timers.heartbeatTimeoutMillis,
+      electionTimeout: timers.electionTimeoutMillis,
+      leaderLeaseTimeout: timers.leaderLeaseTimeoutMillis,
+      commitTimeout: timers.commitTimeoutMillis,
+      maxAppendEntries: maxAppend
+    }).pipe(
+      Layer.provide([
+        Fsm.layer(fsm),
+        Layer.succeed(LogStore.LogStore, stores[index]!.logs),
+        Layer.succeed(StableStore.StableStore, stores[index]!.stable),
+        Layer.succeed(SnapshotStore.SnapshotStore, stores[index]!.snapshots),
+        Layer.succeed(Transport.Transport, network.transport(id))
+      ])
+    )
+    const context = yield* Layer.buildWithScope(layer, scope)
+    const raft = Context.get(context, Raft.Raft)
+    nodes.push({ index, id, raft, applied: () => count, dead: false })
+    // Leadership notifications, as hashicorp's NotifyCh.
+    yield* raft.observe.pipe(
+      Stream.runForEach((o) =>
+        o._tag === "StateChange" && o.to === "Leader"
+          ? Queue.offer(leaderEvents, { index, at: performance.now() })
+          : Effect.void
+      ),
+      Effect.forkScoped
+    )
+  }
+  const first = yield* Queue.take(leaderEvents)
+  result.elect_ms = first.at - tStart
+  const leader = nodes[first.index]!
+  yield* leader.raft.barrier({ timeout: "10 seconds" }).pipe(
+    Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => "barrier timed out" }),
+    Effect.mapError((e) => `barrier on first leader: ${typeof e === "string" ? e : e._tag}`)
+  )
+  result.ready_ms = performance.now() - tStart
+
+  // Warm-up (not measured).
+  if (warmup > 0) {
+    const w = yield* load(leader.raft, warmup, false)
+    if (w.errors > 0) return yield* Effect.fail(`warmup: ${w.errors} apply errors, first: ${w.firstError}`)
+  }
+  const leaderChangesBefore = yield* Queue.size(leaderEvents)
+
+  // Measured phase.
+  const cpu0 = process.cpuUsage()
+  const st0 = procStat()
+  const ot0 = otherProcsCpu()
+  // Probe: how long a 10 ms interval timer had to wait, i.e. how long the event loop was starved.
+  let lastTick = performance.now()
+  let maxGap = 0
+  const probe = setInterval(() => {
+    const t = performance.now()
+    maxGap = Math.max(maxGap, t - lastTick)
+    lastTick = t
+  }, 10)
+  const measured = yield* load(leader.raft, ops, true)
+  clearInterval(probe)
+  result.timer_gap_max_ms = Math.max(maxGap, performance.now() - lastTick)
+  const cpu1 = process.cpuUsage(cpu0)
+  const st1 = procStat()
+  const ot1 = otherProcsCpu()
+  if (measured.errors > 0) {
+    result.errors = measured.errors
+    return yield* Effect.fail(`${measured.errors} apply errors, first: ${measured.firstError}`)
+  }
+  const elapsedS = measured.elapsedMs / 1000
+  result.cpu_user_s = cpu1.user / 1e6
+  result.cpu_sys_s = cpu1.system / 1e6
+  result.cpu_us_per_op = (cpu1.user + cpu1.system) / ops
+  if (st1.total > st0.total) {
+    result.machine_busy_cores = (st1.busy - st0.busy) / (st1.total - st0.total) * os.cpus().length
+  }
+  let other = 0
+  for (const [pid, t1] of ot1) other += t1 - (ot0.get(pid) ?? 0)
+  result.bg_cpu_cores = other / CLK_TCK / elapsedS
+  result.duration_s = elapsedS
+  result.ops_per_sec = ops / elapsedS
+  result.mb_per_sec = ops * size / elapsedS / 1e6
+  const lats = measured.latencies!.sort()
+  let sum = 0
+  for (const l of lats) sum += l
+  const us = 1000 // latencies are in ms
+  result.lat_mean_us = sum / lats.length * us
+  result.lat_p50_us = pct(lats, 0.5) * us
+  result.lat_p90_us = pct(lats, 0.9) * us
+  result.lat_p99_us = pct(lats, 0.99) * us
+  result.lat_p999_us = pct(lats, 0.999) * us
+  result.lat_max_us = lats[lats.length - 1]! * us
+
+  // Correctness and follower catch-up.
+  const want = warmup + ops
+  const tc = performance.now()
+  let okAll = false
+  while (performance.now() - tc < 15_000) {
+    okAll = nodes.every((n) => n.applied() === want)
+    if (okAll) break
+    yield* Effect.sleep(1)
+  }
+  result.followers_caught_up_ms = performance.now() - tc
+  result.fsm_check_ok = okAll
+  result.leader_changes_during_run = (yield* Queue.size(leaderEvents)) - leaderChangesBefore
+  if (!okAll) {
+    const counts = nodes.map((n) => `${n.id}=${n.applied()}`).join(", ")
+    return yield* Effect.fail(`fsm check failed: want ${want}, have ${counts}`)
+  }
+
+  // Failover.
+  if (argv.failover !== "false" && nodeCount >= 3) {
+    yield* Queue.takeAll(leaderEvents) // stale events
+    const t0 = performance.now()
+    yield* network.disconnect(leader.id)
+    leader.dead = true
+    yield* Effect.forkDaemon(leader.raft.shutdown) // do not let a slow shutdown delay the measurement
+    let electMs = -1
+    while (true) {
+      const remaining = 30_000 - (performance.now() - t0)
+      const event = yield* Queue.take(leaderEvents).pipe(
+        Effect.timeoutFail({ duration: Math.max(0, remaining), onTimeout: () => "failover: no new leader within 30s" })
+      )
+      const next = nodes[event.index]!
+      if (next.dead) continue
+      if (electMs < 0) electMs = event.at - t0
+      const applied = yield* Effect.either(
+        next.raft.apply(payload, { timeout: "5 seconds" }).pipe(Effect.timeout("5 seconds"))
+      )
+      if (Either.isLeft(applied)) continue // lost leadership again: wait for the next leader
+      result.failover_elect_ms = electMs
+      result.failover_commit_ms = performance.now() - t0
+      break
+    }
+  }
+})
+
+/** `total` applies from `conc` fibers taking the next index from a shared counter. */
+const load = (raft: Raft.Raft, total: number, record: boolean) =>
+  Effect.gen(function*() {
+    const latencies = record ? new Float64Array(total) : undefined
+    let next = 0
+    let errors = 0
+    let firstError = ""
+    const worker = Effect.gen(function*() {
+      while (true) {
+        const i = next++
+        if (i >= total) return
+        const t = performance.now()
+        const outcome = yield* Effect.either(raft.apply(payload))
+        const d = performance.now() - t
+        if (latencies !== undefined) latencies[i] = d
+        if (Either.isLeft(outcome)) {
+          if (errors++ === 0) firstError = outcome.left._tag
+          return
+        }
+      }
+    })
+    const start = performance.now()
+    yield* Effect.all(Array.from({ length: conc }, () => worker), { concurrency: "unbounded", discard: true })
+    const elapsedMs = performance.now() - start
+    return { latencies, elapsedMs, errors, firstError }
+  })
+
+/**
+ * An experiment, not the default: one task queue drained in microtasks, but
+ * after `budgetMs` without a macrotask turn it continues from `setImmediate`,
+ * so timers and I/O get their turn under sustained load.
+ */
+class YieldingScheduler implements Scheduler.Scheduler {
+  private queue: Array<Scheduler.Task> = []
+  private scheduled = false
+  private lastTurn = performance.now()
+  constructor(private readonly budgetMs: number) {}
+  shouldYield(fiber: Fiber.RuntimeFiber<unknown, unknown>): number | false {
+    return fiber.currentOpCount > fiber.getFiberRef(FiberRef.currentMaxOpsBeforeYield)
+      ? fiber.getFiberRef(FiberRef.currentSchedulingPriority)
+      : false
+  }
+  scheduleTask(task: Scheduler.Task): void {
+    this.queue.push(task)
+    if (!this.scheduled) {
+      this.scheduled = true
+      this.schedule()
+    }
+  }
+  private schedule(): void {
+    if (performance.now() - this.lastTurn > this.budgetMs) setImmediate(this.fromMacrotask)
+    else queueMicrotask(this.drain)
+  }
+  private readonly fromMacrotask = () => {
+    this.lastTurn = performance.now()
+    this.drain()
+  }
+  private readonly drain = () => {
+    const tasks = this.queue
+    this.queue = []
+    for (const task of tasks) task()
+    if (this.queue.length > 0) this.schedule()
+    else this.scheduled = false
+  }
+}
+
+const withSchedulerOption = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+  if (schedulerOption === "default") return effect
+  const match = /^yield:(\d+(?:\.\d+)?)$/.exec(schedulerOption)
+  if (match === null) return Effect.dieMessage(`unknown --scheduler ${schedulerOption}`)
+  return Effect.withScheduler(effect, new YieldingScheduler(Number(match[1])))
+}
+
+const stderrLogger = Logger.make(({ date, logLevel, message }) => {
+  const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+  process.stderr.write(`${date.toISOString()} ${logLevel.label} ${text}\n`)
+})
+const logLevel = LogLevel.fromLiteral(argv["log-level"] as LogLevel.Literal)
+
+const t0 = performance.now()
+Effect.runPromiseExit(
+  // The scope is never closed: the process exits without tearing the cluster down.
+  Effect.flatMap(Scope.make(), (scope) => Scope.extend(program, scope)).pipe(
+    withSchedulerOption,
+    Effect.provide(Logger.replace(Logger.defaultLogger, stderrLogger)),
+    Logger.withMinimumLogLevel(logLevel)
+  )
+).then((exit) => {
+  result.total_wall_s = (performance.now() - t0) / 1000
+  if (exit._tag === "Failure") {
+    const failure = Cause.failureOption(exit.cause)
+    result.error = failure._tag === "Some" ? String(failure.value) : Cause.pretty(exit.cause)
+    emit()
+    process.exit(1)
+  }
+  emit()
+  // Exit without tearing the cluster down; nothing is measured after this point.
+  process.exit(0)
+})
