@@ -61,6 +61,7 @@ import type { SnapshotStore } from "../SnapshotStore.js"
 import type { StableStore } from "../StableStore.js"
 import type { RpcHandler, Transport } from "../Transport.js"
 import { failureBackoff } from "./backoff.js"
+import { InjectedBugs } from "./bugs.js"
 import { Commitment } from "./commitment.js"
 
 // ---------------------------------------------------------------------------
@@ -310,6 +311,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     const localAddress = transport.localAddress
     const nodeLabels = [MetricLabel.make("node", localId)]
     const clock = yield* Effect.clock
+    const bugs = yield* InjectedBugs
     const now = () => clock.unsafeCurrentTimeMillis()
 
     const nodeScope = yield* Scope.fork(parentScope, ExecutionStrategy.sequential)
@@ -405,7 +407,9 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       })
     const persistVote = (term: number, candidate: string) =>
       Effect.map(
-        stable.set(KEY_LAST_VOTE, textEncoder.encode(JSON.stringify({ term, candidate }))),
+        bugs.voteWithoutPersist
+          ? Effect.void
+          : stable.set(KEY_LAST_VOTE, textEncoder.encode(JSON.stringify({ term, candidate }))),
         () => {
           lastVoteTerm = term
           lastVoteCandidate = candidate
@@ -526,12 +530,18 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       const myEpoch = epoch
       const term = currentTerm
       const ls: LeaderState = {
-        commitment: new Commitment(voters, lastLogIndex + 1, commitIndex, () => {
-          if (leader === ls && !ls.commitPending) {
-            ls.commitPending = true
-            emit({ _tag: "Commit", epoch: myEpoch })
-          }
-        }),
+        commitment: new Commitment(
+          voters,
+          bugs.commitPreviousTermsByCounting ? 0 : lastLogIndex + 1,
+          commitIndex,
+          () => {
+            if (leader === ls && !ls.commitPending) {
+              ls.commitPending = true
+              emit({ _tag: "Commit", epoch: myEpoch })
+            }
+          },
+          bugs.commitWithoutQuorum === true
+        ),
         replications: new Map(),
         inflight: [],
         inflightHead: 0,
@@ -990,6 +1000,10 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               ? undefined
               : yield* logs.getLog(entry.index).pipe(Effect.catchTag("LogNotFound", storageNotFound("read")))
             if (held !== undefined && held.term !== entry.term) {
+              if (bugs.keepConflictingSuffix) {
+                firstNew = i
+                break
+              }
               yield* Effect.logWarning(`clearing log suffix from ${entry.index} to ${lastLogIndex}`)
               yield* logs.deleteRange(entry.index, lastLogIndex)
               if (entry.index <= latestConfigurationIndex) {
@@ -1014,8 +1028,10 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               }
             }
             const last = fresh[fresh.length - 1]!
-            lastLogIndex = last.index
-            lastLogTerm = last.term
+            if (last.index >= lastLogIndex || !bugs.keepConflictingSuffix) {
+              lastLogIndex = last.index
+              lastLogTerm = last.term
+            }
           }
         }
 
