@@ -4,6 +4,7 @@
  */
 export * as Configuration from "./Configuration.js"
 export * as Fsm from "./Fsm.js"
+export * as Linearizability from "./testing/Linearizability.js"
 export * as Log from "./Log.js"
 export * as LogStore from "./LogStore.js"
 export * as MemoryNetwork from "./transport/MemoryNetwork.js"
