@@ -1,0 +1,798 @@
+/**
+ * Deterministic simulation of a whole cluster in one runtime.
+ *
+ * Time is virtual: a `Clock` whose `sleep` files a timer in a heap, and a
+ * driver loop that runs every ready fiber (Effect's `ControlledScheduler`)
+ * and then jumps straight to the next due timer. Everything random — election
+ * timeouts, message delays and losses, the fault schedule, the client
+ * workload — comes from one seeded `Random`, so a seed replays event for
+ * event. Nodes run on the memory stores and the memory network.
+ *
+ * After every timer event the Raft safety properties are checked: at most one
+ * leader per term, log matching, leader completeness, state-machine safety,
+ * and commit/applied indexes that never go backwards. At the end the faults
+ * heal, a leader must appear and a last write must commit within a stated
+ * bound, and the client history of the key-value workload is checked for
+ * linearizability.
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Scheduler from "effect/Scheduler"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Configuration from "../Configuration.js"
+import * as Fsm from "../Fsm.js"
+import { type Bugs, InjectedBugs } from "../internal/bugs.js"
+import type * as Log from "../Log.js"
+import * as LogStore from "../LogStore.js"
+import * as Raft from "../Raft.js"
+import type * as RaftConfig from "../RaftConfig.js"
+import * as SnapshotStore from "../SnapshotStore.js"
+import * as StableStore from "../StableStore.js"
+import * as MemoryNetwork from "../transport/MemoryNetwork.js"
+import * as Linearizability from "./Linearizability.js"
+
+// ---------------------------------------------------------------------------
+// Virtual time
+
+interface Timer {
+  readonly at: number
+  readonly seq: number
+  readonly resume: () => void
+  alive: boolean
+}
+
+/** A `Clock` over virtual milliseconds; `sleep` files a timer that the driver fires. */
+class VirtualClock implements Clock.Clock {
+  readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
+  now = 0
+  private seq = 0
+  private readonly heap: Array<Timer> = []
+
+  unsafeCurrentTimeMillis(): number {
+    return this.now
+  }
+  unsafeCurrentTimeNanos(): bigint {
+    return BigInt(Math.round(this.now * 1_000_000))
+  }
+  readonly currentTimeMillis: Effect.Effect<number> = Effect.sync(() => this.now)
+  readonly currentTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.unsafeCurrentTimeNanos())
+  sleep(duration: Duration.Duration): Effect.Effect<void> {
+    const millis = Duration.toMillis(duration)
+    return Effect.async<void>((resume) => {
+      const timer: Timer = { at: this.now + Math.max(0, millis), seq: this.seq++, resume: () => resume(Effect.void), alive: true }
+      this.push(timer)
+      return Effect.sync(() => {
+        timer.alive = false
+      })
+    })
+  }
+
+  /** The earliest live timer, removed from the heap. */
+  next(): Timer | undefined {
+    while (this.heap.length > 0) {
+      const top = this.pop()
+      if (top.alive) return top
+    }
+    return undefined
+  }
+
+  private less(a: Timer, b: Timer): boolean {
+    return a.at < b.at || (a.at === b.at && a.seq < b.seq)
+  }
+  private push(timer: Timer): void {
+    const heap = this.heap
+    heap.push(timer)
+    let i = heap.length - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (!this.less(heap[i]!, heap[parent]!)) break
+      ;[heap[i], heap[parent]] = [heap[parent]!, heap[i]!]
+      i = parent
+    }
+  }
+  private pop(): Timer {
+    const heap = this.heap
+    const top = heap[0]!
+    const last = heap.pop()!
+    if (heap.length > 0) {
+      heap[0] = last
+      let i = 0
+      while (true) {
+        const l = 2 * i + 1
+        const r = l + 1
+        let m = i
+        if (l < heap.length && this.less(heap[l]!, heap[m]!)) m = l
+        if (r < heap.length && this.less(heap[r]!, heap[m]!)) m = r
+        if (m === i) break
+        ;[heap[i], heap[m]] = [heap[m]!, heap[i]!]
+        i = m
+      }
+    }
+    return top
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Options and results
+
+/** How often and which faults the nemesis injects. */
+export interface FaultOptions {
+  /** Virtual time between two faults, drawn in [min, max] ms. */
+  readonly intervalMillis: readonly [min: number, max: number]
+  /** Relative weights of each fault; 0 disables it. */
+  readonly weights: {
+    readonly partition: number
+    readonly isolateLeader: number
+    readonly oneWay: number
+    /** Cuts the link between two nodes both ways (the rest still reach both: a bridge). */
+    readonly cutLink: number
+    readonly crash: number
+    readonly restart: number
+    /** A crash followed at once by a restart on the same stores. */
+    readonly reboot: number
+    readonly heal: number
+    readonly lossyLinks: number
+  }
+  /** The link conditions `lossyLinks` switches on (off again on heal). */
+  readonly lossy: MemoryNetwork.LinkConditions
+  /** Probability that a node reboots right after granting a vote (a targeted crash); 0 by default. */
+  readonly rebootAfterVote?: number | undefined
+  /** Conditions of every link from the start (delays and reordering); none by default. */
+  readonly baseline?: MemoryNetwork.LinkConditions | undefined
+}
+
+/** One simulated run. */
+export interface Options {
+  readonly seed: number
+  /** Nodes in the cluster, 1..7. */
+  readonly nodes: number
+  /** Virtual duration of the faulty phase, ms. */
+  readonly durationMillis: number
+  /** Concurrent clients of the key-value workload. */
+  readonly clients?: number | undefined
+  /** Keys the workload touches. */
+  readonly keys?: number | undefined
+  readonly faults?: FaultOptions | undefined
+  /** Raft tunables; the anchor's fast timers (÷10 of hashicorp's) by default. */
+  readonly config?: Omit<RaftConfig.Input, "localId"> | undefined
+  /** After healing, virtual time within which a leader must commit a write. */
+  readonly livenessBoundMillis?: number | undefined
+  /** Full log-matching scans every this many events (cheap checks run after every event). */
+  readonly fullCheckEvery?: number | undefined
+  /** Test-only: rules to break, to show the checks catch them. */
+  readonly bugs?: Bugs | undefined
+  /** Safety stop: most timer events in one run. */
+  readonly maxEvents?: number | undefined
+}
+
+/** A broken property. */
+export interface Violation {
+  readonly property:
+    | "election safety"
+    | "log matching"
+    | "leader completeness"
+    | "state-machine safety"
+    | "monotonic commit"
+    | "monotonic apply"
+    | "liveness"
+    | "linearizability"
+    | "deadlock"
+    | "crash"
+  readonly atMillis: number
+  readonly detail: string
+}
+
+/** What a run did and found. */
+export interface Result {
+  readonly seed: number
+  readonly ok: boolean
+  readonly violation: Violation | undefined
+  /** The last lines of the run's trace (faults, leader changes, the violation). */
+  readonly trace: ReadonlyArray<string>
+  readonly events: number
+  readonly virtualMillis: number
+  readonly faults: Readonly<Record<string, number>>
+  readonly operations: { readonly ok: number; readonly unknown: number; readonly refused: number }
+  readonly leadersElected: number
+  readonly linearizability: "Linearizable" | "NotLinearizable" | "Unknown" | "skipped"
+}
+
+/** Faults of every kind, on a cluster that must survive them (defaults of `run`). */
+export const defaultFaults: FaultOptions = {
+  intervalMillis: [50, 400],
+  weights: {
+    partition: 3,
+    isolateLeader: 3,
+    oneWay: 1,
+    cutLink: 1,
+    crash: 3,
+    restart: 4,
+    reboot: 2,
+    heal: 3,
+    lossyLinks: 2
+  },
+  lossy: { minDelayMillis: 0, maxDelayMillis: 20, dropRate: 0.2, duplicateRate: 0.1 },
+  baseline: { minDelayMillis: 0, maxDelayMillis: 3, dropRate: 0, duplicateRate: 0 }
+}
+
+// ---------------------------------------------------------------------------
+// The key-value state machine of the workload
+
+/** A command of the key-value workload. */
+export type KvInput = Linearizability.KvInput
+/** What a key-value command answers. */
+export type KvOutput = Linearizability.KvOutput
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** A key-value map as an `Fsm`, over JSON-encoded commands. */
+export const kvFsm = (): Fsm.Fsm & { readonly data: Map<string, string> } => {
+  const data = new Map<string, string>()
+  const apply = (log: Log.Log): KvOutput => {
+    const input = JSON.parse(decoder.decode(log.data)) as KvInput
+    switch (input.op) {
+      case "put":
+        data.set(input.key, input.value)
+        return { ok: true }
+      case "delete":
+        data.delete(input.key)
+        return { ok: true }
+      case "get":
+        return { value: data.get(input.key) }
+      case "cas": {
+        if (data.get(input.key) !== input.expected) return { ok: false }
+        data.set(input.key, input.value)
+        return { ok: true }
+      }
+    }
+  }
+  return { ...Fsm.fromFunction(apply), data }
+}
+
+// ---------------------------------------------------------------------------
+// The run
+
+interface SimNode {
+  readonly id: string
+  readonly address: string
+  readonly logs: LogStore.LogStore
+  /** Chained digest of the log up to each index, kept current by the tracked store. */
+  readonly prefix: Array<string>
+  readonly stable: StableStore.StableStore
+  readonly snapshots: SnapshotStore.SnapshotStore
+  raft: Raft.Raft | undefined
+  scope: Scope.CloseableScope | undefined
+  incarnation: number
+  // per incarnation, for the monotonic checks
+  lastCommit: number
+  lastApplied: number
+  checkedCommit: number
+}
+
+const fastTimers = {
+  heartbeatTimeout: "100 millis",
+  electionTimeout: "100 millis",
+  leaderLeaseTimeout: "50 millis",
+  commitTimeout: "5 millis"
+} as const
+
+/** Runs one seed to the end (or to its first violation), synchronously, in virtual time. */
+export const run = (options: Options): Result => {
+  const clock = new VirtualClock()
+  const scheduler = new Scheduler.ControlledScheduler()
+  const trace: Array<string> = []
+  const note = (line: string) => {
+    trace.push(`t=${clock.now} ${line}`)
+    if (trace.length > 60) trace.shift()
+  }
+  const faults: Record<string, number> = {}
+  const counts = { ok: 0, unknown: 0, refused: 0 }
+  const history: Array<Linearizability.Operation<KvInput, KvOutput>> = []
+  let sequence = 0
+  const nextSeq = () => ++sequence
+  let violation: Violation | undefined
+  const violate = (property: Violation["property"], detail: string) => {
+    if (violation === undefined) {
+      violation = { property, atMillis: clock.now, detail }
+      note(`VIOLATION ${property}: ${detail}`)
+    }
+  }
+
+  const size = Math.max(1, Math.min(7, options.nodes))
+  // Log matching, checked on every write: an (index, term) pair names one entry forever (one leader per
+  // term appends at an index once), so every log holding it must agree on everything before it.
+  const prefixOf = new Map<string, { readonly node: string; readonly prefix: string }>()
+  const trackedLogStore = (id: string, prefix: Array<string>): LogStore.LogStore => {
+    const inner = LogStore.makeMemory()
+    const rehash = (from: number) =>
+      Effect.gen(function*() {
+        const last = yield* inner.lastIndex
+        const first = yield* inner.firstIndex
+        prefix.length = Math.max(0, last + 1)
+        for (let index = Math.max(from, first, 1); index <= last; index++) {
+          const entry = Option.getOrUndefined(yield* Effect.option(inner.getLog(index)))
+          if (entry === undefined) break
+          const digest = hash(`${index === first ? "" : prefix[index - 1] ?? ""}|${entryKey(entry)}`)
+          prefix[index] = digest
+          const at = `${index}/${entry.term}`
+          const other = prefixOf.get(at)
+          if (other === undefined) prefixOf.set(at, { node: id, prefix: digest })
+          else if (other.prefix !== digest) {
+            violate("log matching", `${other.node} and ${id} both hold ${at} but differ before it`)
+            return
+          }
+        }
+      })
+    return {
+      ...inner,
+      storeLogs: (logs) =>
+        inner.storeLogs(logs).pipe(Effect.tap(() => logs.length === 0 ? Effect.void : rehash(logs[0]!.index))),
+      deleteRange: (min, max) => inner.deleteRange(min, max).pipe(Effect.tap(() => rehash(min)))
+    }
+  }
+  const nodes: Array<SimNode> = Array.from({ length: size }, (_, i) => {
+    const id = `n${i + 1}`
+    const prefix: Array<string> = []
+    return {
+      id,
+      address: `mem://${id}`,
+      prefix,
+      logs: trackedLogStore(id, prefix),
+      stable: StableStore.makeMemory(),
+      snapshots: SnapshotStore.makeMemory(),
+      raft: undefined,
+      scope: undefined,
+      incarnation: 0,
+      lastCommit: 0,
+      lastApplied: 0,
+      checkedCommit: 0
+    }
+  })
+  const network = MemoryNetwork.make({ rpcTimeoutMillis: 200 })
+  const configuration = Configuration.voters(nodes.map((n) => [n.id, n.address] as const))
+  const faultOptions = options.faults ?? defaultFaults
+
+  // ---- what the checks remember
+  const leaderOfTerm = new Map<number, string>()
+  const committed = new Map<number, string>() // index -> "term/type/data"
+  const appliedAt = new Map<number, string>() // index -> command, across all FSMs
+  let leadersElected = 0
+  const entryKey = (log: Log.Log) => `${log.term}/${log.type}/${decoder.decode(log.data)}`
+  const sync = <A>(effect: Effect.Effect<A, unknown>): A => Effect.runSync(effect)
+  const entryAt = (node: SimNode, index: number): Log.Log | undefined =>
+    Option.getOrUndefined(sync(Effect.option(node.logs.getLog(index))))
+
+  const checkStep = () => {
+    for (const node of nodes) {
+      if (node.raft === undefined) continue
+      const stats = sync(node.raft.stats)
+      if (stats.state === "Shutdown") continue
+      if (stats.commitIndex < node.lastCommit) {
+        violate("monotonic commit", `${node.id} commit index went from ${node.lastCommit} to ${stats.commitIndex}`)
+      }
+      if (stats.appliedIndex < node.lastApplied) {
+        violate("monotonic apply", `${node.id} applied index went from ${node.lastApplied} to ${stats.appliedIndex}`)
+      }
+      node.lastCommit = stats.commitIndex
+      node.lastApplied = stats.appliedIndex
+      // Everything a node holds as committed must be the same everywhere.
+      for (let index = node.checkedCommit + 1; index <= stats.commitIndex; index++) {
+        const entry = entryAt(node, index)
+        if (entry === undefined) {
+          violate("leader completeness", `${node.id} committed ${index} but does not hold it`)
+          break
+        }
+        const key = entryKey(entry)
+        const known = committed.get(index)
+        if (known === undefined) committed.set(index, key)
+        else if (known !== key) {
+          violate("state-machine safety", `index ${index} committed as ${known} and as ${key} (on ${node.id})`)
+        }
+      }
+      node.checkedCommit = Math.max(node.checkedCommit, stats.commitIndex)
+      if (stats.state === "Leader") {
+        const holder = leaderOfTerm.get(stats.term)
+        if (holder === undefined) {
+          leaderOfTerm.set(stats.term, node.id)
+          leadersElected++
+          note(`${node.id} leads term ${stats.term} (last log ${stats.lastLogIndex}, commit ${stats.commitIndex})`)
+          // A new leader must hold every entry committed before it.
+          for (const [index, key] of committed) {
+            const entry = entryAt(node, index)
+            if (entry === undefined || entryKey(entry) !== key) {
+              violate(
+                "leader completeness",
+                `${node.id}, leader of term ${stats.term}, lacks committed entry ${index} (${key})`
+              )
+              break
+            }
+          }
+        } else if (holder !== node.id) {
+          violate("election safety", `${holder} and ${node.id} both lead term ${stats.term}`)
+        }
+      }
+    }
+  }
+
+  const checkLogMatching = () => {
+    const seen = new Map<string, { readonly node: string; readonly prefix: string }>()
+    for (const node of nodes) {
+      const first = sync(node.logs.firstIndex)
+      const last = sync(node.logs.lastIndex)
+      let prefix = ""
+      for (let index = first; index <= last && first > 0; index++) {
+        const entry = entryAt(node, index)
+        if (entry === undefined) break
+        prefix = hash(`${prefix}|${entryKey(entry)}`)
+        const at = `${index}/${entry.term}`
+        const other = seen.get(at)
+        if (other === undefined) seen.set(at, { node: node.id, prefix })
+        else if (other.prefix !== prefix) {
+          violate("log matching", `${other.node} and ${node.id} both hold ${at} but differ before it`)
+          return
+        }
+      }
+    }
+  }
+
+  // ---- the program: nodes, clients, nemesis, healing
+
+  const startNode = (node: SimNode): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      node.incarnation++
+      node.lastCommit = 0
+      node.lastApplied = 0
+      node.checkedCommit = 0
+      const fsm = kvFsm()
+      const recording: Fsm.Fsm = {
+        apply: fsm.apply,
+        applyBatch: (logs) =>
+          Effect.suspend(() => {
+            for (const log of logs) {
+              const command = decoder.decode(log.data)
+              const known = appliedAt.get(log.index)
+              if (known === undefined) appliedAt.set(log.index, command)
+              else if (known !== command) {
+                violate("state-machine safety", `${node.id} applied ${command} at ${log.index}, another node ${known}`)
+              }
+            }
+            return fsm.applyBatch(logs)
+          })
+      }
+      const scope = yield* Scope.make()
+      const layer = Raft.layer({ localId: node.id, ...fastTimers, ...options.config }).pipe(
+        Layer.provide([
+          Fsm.layer(recording),
+          Layer.succeed(LogStore.LogStore, node.logs),
+          Layer.succeed(StableStore.StableStore, node.stable),
+          Layer.succeed(SnapshotStore.SnapshotStore, node.snapshots),
+          MemoryNetwork.layerTransport(node.id, node.address).pipe(
+            Layer.provide(Layer.succeed(MemoryNetwork.MemoryNetwork, network))
+          )
+        ])
+      )
+      const context = yield* Layer.buildWithScope(layer, scope)
+      const raft = Context.get(context, Raft.Raft)
+      node.raft = raft
+      node.scope = scope
+      const rebootAfterVote = faultOptions.rebootAfterVote ?? 0
+      if (rebootAfterVote > 0) {
+        // Targeted crash: right after a granted vote, sometimes, reboot the voter on its stores.
+        yield* raft.observe.pipe(
+          Stream.filter((o) => o._tag === "RequestVote" && o.granted),
+          Stream.runForEach(() =>
+            Effect.gen(function*() {
+              if (chaosOver || node.raft !== raft || (yield* Random.next) >= rebootAfterVote) return
+              faults.rebootAfterVote = (faults.rebootAfterVote ?? 0) + 1
+              note(`reboot ${node.id} after it granted a vote`)
+              yield* Effect.zipRight(stopNode(node), startNode(node)).pipe(Effect.forkIn(rootScope))
+            })
+          ),
+          Effect.forkIn(scope)
+        )
+      }
+    }).pipe(Effect.orDie)
+
+  const stopNode = (node: SimNode): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      const scope = node.scope
+      if (scope === undefined) return
+      node.scope = undefined
+      node.raft = undefined
+      yield* Scope.close(scope, Exit.void)
+    })
+
+  const running = () => nodes.filter((n) => n.raft !== undefined)
+  const currentLeader = () => {
+    let best: { node: SimNode; term: number } | undefined
+    for (const node of running()) {
+      const stats = sync(node.raft!.stats)
+      if (stats.state === "Leader" && (best === undefined || stats.term > best.term)) best = { node, term: stats.term }
+    }
+    return best?.node
+  }
+  const pick = <A>(items: ReadonlyArray<A>) => Effect.map(Random.nextIntBetween(0, items.length), (i) => items[i]!)
+
+  let stopping = false
+  let chaosOver = false
+  const client = (clientId: number) =>
+    Effect.gen(function*() {
+      const keys = Math.max(1, options.keys ?? 3)
+      let hint: string | undefined
+      let written = 0
+      while (!stopping) {
+        yield* Effect.sleep(yield* Random.nextIntBetween(1, 30))
+        const alive = running()
+        if (alive.length === 0) continue
+        const key = `k${yield* Random.nextIntBetween(0, keys)}`
+        const roll = yield* Random.nextIntBetween(0, 10)
+        const value = `c${clientId}-${++written}`
+        let input: KvInput
+        if (roll < 4) input = { op: "put", key, value }
+        else if (roll < 7) input = { op: "get", key }
+        else if (roll < 9) {
+          const done = history.filter((op) => op.input.key === key && op.input.op !== "get")
+          const expected = done.length === 0 ? undefined : (done[done.length - 1]!.input as { value?: string }).value
+          input = { op: "cas", key, expected, value }
+        } else input = { op: "delete", key }
+        const target = alive.find((n) => n.id === hint) ?? (yield* pick(alive))
+        const raft = target.raft!
+        const call = nextSeq()
+        const exit = yield* raft.apply(encoder.encode(JSON.stringify(input)), { timeout: "50 millis" }).pipe(
+          Effect.timeout("500 millis"),
+          Effect.exit
+        )
+        if (Exit.isSuccess(exit)) {
+          counts.ok++
+          history.push({ clientId, input, call, return: nextSeq(), output: exit.value.response as KvOutput })
+          continue
+        }
+        const failure = Cause.failureOption(exit.cause)
+        const error = Option.getOrUndefined(failure)
+        if (error !== undefined && (error._tag === "NotLeader" || error._tag === "EnqueueTimeout")) {
+          // Definitely not appended: it did not happen.
+          counts.refused++
+          hint = error._tag === "NotLeader" ? error.leaderId : undefined
+          continue
+        }
+        counts.unknown++
+        history.push({ clientId, input, call, return: undefined, output: undefined })
+        hint = undefined
+      }
+    })
+
+  const nemesis = Effect.gen(function*() {
+    const w = faultOptions.weights
+    const kinds = Object.entries(w).filter(([, weight]) => weight > 0)
+    const total = kinds.reduce((n, [, weight]) => n + weight, 0)
+    if (total === 0) return
+    while (true) {
+      const [min, max] = faultOptions.intervalMillis
+      yield* Effect.sleep(min + (yield* Random.nextIntBetween(0, Math.max(1, max - min + 1))))
+      let roll = yield* Random.nextIntBetween(0, total)
+      let kind = kinds[0]![0]
+      for (const [name, weight] of kinds) {
+        if (roll < weight) {
+          kind = name
+          break
+        }
+        roll -= weight
+      }
+      faults[kind] = (faults[kind] ?? 0) + 1
+      switch (kind) {
+        case "partition": {
+          const shuffled = yield* Random.shuffle(nodes.map((n) => n.id))
+          const cut = 1 + (yield* Random.nextIntBetween(0, Math.max(1, size - 1)))
+          const groups = [Array.from(shuffled).slice(0, cut), Array.from(shuffled).slice(cut)]
+          yield* network.partition(groups)
+          note(`partition ${JSON.stringify(groups)}`)
+          break
+        }
+        case "isolateLeader": {
+          const leader = currentLeader()
+          if (leader !== undefined) {
+            yield* network.disconnect(leader.id)
+            note(`isolate leader ${leader.id}`)
+          }
+          break
+        }
+        case "oneWay": {
+          const from = yield* pick(nodes)
+          const to = yield* pick(nodes.filter((n) => n !== from))
+          if (to !== undefined) {
+            yield* network.block(from.id, to.id)
+            note(`block ${from.id} -> ${to.id}`)
+          }
+          break
+        }
+        case "cutLink": {
+          const [a, b] = Array.from(yield* Random.shuffle(nodes.map((n) => n.id)))
+          if (a !== undefined && b !== undefined) {
+            yield* network.block(a, b)
+            yield* network.block(b, a)
+            note(`cut ${a} <-> ${b}`)
+          }
+          break
+        }
+        case "crash": {
+          const alive = running()
+          if (alive.length > 0) {
+            const victim = yield* pick(alive)
+            yield* stopNode(victim)
+            note(`crash ${victim.id}`)
+          }
+          break
+        }
+        case "restart": {
+          const down = nodes.filter((n) => n.raft === undefined)
+          if (down.length > 0) {
+            const node = yield* pick(down)
+            yield* startNode(node)
+            note(`restart ${node.id}`)
+          }
+          break
+        }
+        case "reboot": {
+          const alive = running()
+          if (alive.length > 0) {
+            const victim = yield* pick(alive)
+            yield* stopNode(victim)
+            yield* startNode(victim)
+            note(`reboot ${victim.id}`)
+          }
+          break
+        }
+        case "heal": {
+          yield* network.heal
+          yield* network.setConditions(faultOptions.baseline)
+          note("heal")
+          break
+        }
+        case "lossyLinks": {
+          yield* network.setConditions(faultOptions.lossy)
+          note(`lossy links ${JSON.stringify(faultOptions.lossy)}`)
+          break
+        }
+      }
+    }
+  })
+
+  const livenessBound = options.livenessBoundMillis ?? 5_000
+  let rootScope: Scope.Scope = undefined as unknown as Scope.Scope
+  const program = Effect.gen(function*() {
+    rootScope = yield* Effect.scope
+    for (const node of nodes) {
+      yield* Raft.bootstrapCluster(configuration).pipe(
+        Effect.provideService(LogStore.LogStore, node.logs),
+        Effect.provideService(StableStore.StableStore, node.stable),
+        Effect.provideService(SnapshotStore.SnapshotStore, node.snapshots),
+        Effect.orDie
+      )
+      yield* startNode(node)
+    }
+    yield* network.setConditions(faultOptions.baseline)
+    const clients = yield* Effect.forEach(
+      Array.from({ length: options.clients ?? 3 }, (_, i) => i + 1),
+      (id) => Effect.fork(client(id))
+    )
+    const chaos = yield* Effect.fork(nemesis)
+    yield* Effect.sleep(options.durationMillis)
+    chaosOver = true
+    yield* Fiber.interrupt(chaos)
+
+    // Heal everything, then a leader must commit within the bound.
+    yield* network.heal
+    yield* network.setConditions(faultOptions.baseline)
+    for (const node of nodes) if (node.raft === undefined) yield* startNode(node)
+    note("heal all, restart all")
+    const healedAt = clock.now
+    let committedAfterHeal = false
+    while (clock.now - healedAt < livenessBound && !committedAfterHeal) {
+      const leader = currentLeader()
+      if (leader !== undefined) {
+        const probe = yield* leader.raft!.apply(encoder.encode(JSON.stringify({ op: "get", key: "k0" })), {
+          timeout: "100 millis"
+        }).pipe(Effect.timeout("1 second"), Effect.exit)
+        if (Exit.isSuccess(probe)) committedAfterHeal = true
+      }
+      if (!committedAfterHeal) yield* Effect.sleep(20)
+    }
+    if (!committedAfterHeal) violate("liveness", `no leader committed within ${livenessBound} ms of healing`)
+    stopping = true
+    yield* Fiber.joinAll(clients)
+    for (const node of nodes) yield* stopNode(node)
+  })
+
+  const root = Effect.runFork(
+    program.pipe(
+      Effect.scoped,
+      Effect.provideService(InjectedBugs, options.bugs ?? {}),
+      Logger.withMinimumLogLevel(LogLevel.None),
+      Effect.withRandom(Random.make(options.seed)),
+      Effect.withClock(clock),
+      Effect.withScheduler(scheduler)
+    ),
+    { scheduler }
+  )
+
+  const maxEvents = options.maxEvents ?? 2_000_000
+  const fullEvery = Math.max(1, options.fullCheckEvery ?? 500)
+  let events = 0
+  drive: while (violation === undefined) {
+    let rounds = 0
+    while (scheduler.tasks.buckets.length > 0) {
+      scheduler.step()
+      if (++rounds > 1_000_000) {
+        violate("deadlock", "fibers keep running without time passing (livelock)")
+        break drive
+      }
+    }
+    const exit = root.unsafePoll()
+    if (exit !== null) {
+      if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
+        violate("crash", Cause.pretty(exit.cause).split("\n").slice(0, 6).join(" / "))
+      }
+      break
+    }
+    checkStep()
+    if (events % fullEvery === 0) checkLogMatching()
+    if (violation !== undefined) break
+    const timer = clock.next()
+    if (timer === undefined) {
+      violate("deadlock", "no fiber can run and no timer is set")
+      break
+    }
+    if (++events > maxEvents) {
+      violate("deadlock", `more than ${maxEvents} timer events`)
+      break
+    }
+    clock.now = timer.at
+    timer.resume()
+  }
+  if (violation === undefined) checkLogMatching()
+
+  let linearizability: Result["linearizability"] = "skipped"
+  if (violation === undefined) {
+    const outcome = Linearizability.check(Linearizability.kvModel, history)
+    linearizability = outcome._tag
+    if (outcome._tag === "NotLinearizable") {
+      violate("linearizability", `history of ${history.length} operations is not linearizable: ${
+        JSON.stringify(outcome).slice(0, 300)
+      }`)
+    }
+  }
+  return {
+    seed: options.seed,
+    ok: violation === undefined,
+    violation,
+    trace,
+    events,
+    virtualMillis: clock.now,
+    faults,
+    operations: counts,
+    leadersElected,
+    linearizability
+  }
+}
+
+/** A short, stable digest of a string (FNV-1a, 32 bits), for prefix comparison. */
+const hash = (text: string): string => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return (h >>> 0).toString(36)
+}

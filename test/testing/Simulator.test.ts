@@ -1,0 +1,94 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Simulator from "../../src/testing/Simulator.js"
+import { assertSeedsPass, firstCaught, range } from "./simulation.js"
+
+describe("Simulator", () => {
+  it("the same seed replays the same run, event for event", () => {
+    const a = Simulator.run({ seed: 42, nodes: 5, durationMillis: 1500 })
+    const b = Simulator.run({ seed: 42, nodes: 5, durationMillis: 1500 })
+    assert.deepStrictEqual(b, a)
+    const c = Simulator.run({ seed: 43, nodes: 5, durationMillis: 1500 })
+    assert.notDeepEqual(c.trace, a.trace)
+  })
+
+  it("200 seeds of 3 nodes under every fault: no safety violation, linearizable histories, a leader commits after healing", () => {
+    const operations = assertSeedsPass(range(1, 200), { nodes: 3, durationMillis: 2000 })
+    assert.isAbove(operations, 200 * 50, "the workload should complete many operations")
+  }, 600_000)
+
+  it("a few runs exercise every kind of fault and elect several leaders", () => {
+    const seen: Record<string, number> = {}
+    let leaders = 0
+    let disturbed = 0
+    for (const seed of range(1, 5)) {
+      const result = Simulator.run({ seed, nodes: 5, durationMillis: 3000 })
+      assert.isTrue(result.ok, `seed ${seed}: ${result.violation?.detail}`)
+      for (const [kind, n] of Object.entries(result.faults)) seen[kind] = (seen[kind] ?? 0) + n
+      leaders += result.leadersElected
+      disturbed += result.operations.unknown + result.operations.refused
+    }
+    for (const kind of ["partition", "isolateLeader", "oneWay", "cutLink", "crash", "restart", "reboot", "heal", "lossyLinks"]) {
+      assert.isAbove(seen[kind] ?? 0, 0, `no ${kind} fault in 5 runs`)
+    }
+    assert.isAbove(leaders, 10)
+    assert.isAbove(disturbed, 0, "faults should disturb some operations")
+  }, 120_000)
+})
+
+describe("Simulator catches injected bugs", () => {
+  // Each bug breaks one rule of Raft; the stated seed ranges are where the current code is caught
+  // (the runs are deterministic), with room to spare for small changes in timing.
+  it("committing without a quorum, within 10 seeds", () => {
+    const caught = firstCaught(range(1, 10), { nodes: 5, durationMillis: 2000, bugs: { commitWithoutQuorum: true } })
+    assert.isDefined(caught, "not caught in 10 seeds")
+    assert.oneOf(caught!.result.violation!.property, [
+      "state-machine safety",
+      "leader completeness",
+      "log matching",
+      "linearizability"
+    ])
+  }, 120_000)
+
+  it("committing an entry of an earlier term by counting, within 20 seeds", () => {
+    const caught = firstCaught(range(1, 20), {
+      nodes: 5,
+      durationMillis: 2000,
+      bugs: { commitPreviousTermsByCounting: true }
+    })
+    assert.isDefined(caught, "not caught in 20 seeds")
+  }, 120_000)
+
+  it("not truncating a conflicting suffix on AppendEntries, within 10 seeds", () => {
+    const caught = firstCaught(range(1, 10), { nodes: 5, durationMillis: 2000, bugs: { keepConflictingSuffix: true } })
+    assert.isDefined(caught, "not caught in 10 seeds")
+    assert.strictEqual(caught!.result.violation!.property, "log matching")
+  }, 120_000)
+
+  it("granting a vote without persisting it, then crashing, within 30 seeds of targeted reboots", () => {
+    // A voter that forgets its vote only matters if it reboots between two candidates' requests of one
+    // term: the faults here reboot a node right after it grants a vote and cut single links, so two
+    // candidates that cannot see each other both ask the same voter.
+    const faults: Simulator.FaultOptions = {
+      intervalMillis: [5, 60],
+      rebootAfterVote: 1,
+      weights: {
+        partition: 0,
+        isolateLeader: 1,
+        oneWay: 0,
+        cutLink: 6,
+        crash: 1,
+        restart: 2,
+        reboot: 2,
+        heal: 1,
+        lossyLinks: 0
+      },
+      lossy: { minDelayMillis: 0, maxDelayMillis: 20, dropRate: 0.2, duplicateRate: 0 },
+      baseline: { minDelayMillis: 5, maxDelayMillis: 60, dropRate: 0, duplicateRate: 0 }
+    }
+    const caught = firstCaught(range(1, 30), { nodes: 3, durationMillis: 3000, faults, bugs: { voteWithoutPersist: true } })
+    assert.isDefined(caught, "not caught in 30 seeds")
+    assert.oneOf(caught!.result.violation!.property, ["election safety", "log matching", "state-machine safety"])
+    // The same faults without the bug break nothing.
+    assertSeedsPass(range(1, caught!.seed), { nodes: 3, durationMillis: 3000, faults })
+  }, 300_000)
+})

@@ -1,0 +1,32 @@
+/** Shared helpers of the simulation tests: run seeds, and explain a failure with its seed and trace. */
+import { assert } from "@effect/vitest"
+import * as Simulator from "../../src/testing/Simulator.js"
+
+/** Runs `seeds` and fails with the first violation's seed, property and trace (replay: `npm run sim -- --seed S`). */
+export const assertSeedsPass = (seeds: ReadonlyArray<number>, options: Omit<Simulator.Options, "seed">) => {
+  let operations = 0
+  for (const seed of seeds) {
+    const result = Simulator.run({ ...options, seed })
+    operations += result.operations.ok
+    if (!result.ok) {
+      assert.fail(
+        `seed ${seed} (nodes ${options.nodes}): ${result.violation?.property}: ${result.violation?.detail}\n` +
+          result.trace.slice(-20).join("\n")
+      )
+    }
+    assert.strictEqual(result.linearizability, "Linearizable", `seed ${seed}`)
+  }
+  return operations
+}
+
+/** The first seed in `seeds` whose run breaks a property, with that run. */
+export const firstCaught = (seeds: ReadonlyArray<number>, options: Omit<Simulator.Options, "seed">) => {
+  for (const seed of seeds) {
+    const result = Simulator.run({ ...options, seed })
+    if (!result.ok) return { seed, result }
+  }
+  return undefined
+}
+
+export const range = (from: number, to: number): Array<number> =>
+  Array.from({ length: to - from + 1 }, (_, i) => from + i)
