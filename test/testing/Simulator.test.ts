@@ -11,9 +11,9 @@ describe("Simulator", () => {
     assert.notDeepEqual(c.trace, a.trace)
   })
 
-  it("200 seeds of 3 nodes under every fault: no safety violation, linearizable histories, a leader commits after healing", () => {
-    const operations = assertSeedsPass(range(1, 200), { nodes: 3, durationMillis: 2000 })
-    assert.isAbove(operations, 200 * 50, "the workload should complete many operations")
+  it("300 seeds of 3 nodes under every fault: no safety violation, linearizable histories, a leader commits after healing", () => {
+    const operations = assertSeedsPass(range(1, 300), { nodes: 3, durationMillis: 2000 })
+    assert.isAbove(operations, 300 * 50, "the workload should complete many operations")
   }, 600_000)
 
   it("a few runs exercise every kind of fault and elect several leaders", () => {
