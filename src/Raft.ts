@@ -16,13 +16,16 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
+import * as Scheduler from "effect/Scheduler"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Configuration from "./Configuration.js"
 import { Fsm } from "./Fsm.js"
 import * as node from "./internal/node.js"
+import { fairScheduler } from "./internal/scheduler.js"
 import { LogStore } from "./LogStore.js"
 import * as RaftConfig from "./RaftConfig.js"
 import type {
@@ -116,6 +119,10 @@ export const make: Effect.Effect<
 > = Effect.gen(function*() {
   const config = yield* RaftConfig.RaftConfigTag
   const scope = yield* Effect.scope
+  // The node's fibers share one budget of microtask turns, so timers and I/O keep their turn under load;
+  // a scheduler the application chose (e.g. the simulator's) is kept.
+  const ambient = yield* FiberRef.get(FiberRef.currentScheduler)
+  const scheduler = ambient === Scheduler.defaultScheduler ? fairScheduler : ambient
   const running = yield* node.make({
     config,
     fsm: yield* Fsm,
@@ -123,7 +130,7 @@ export const make: Effect.Effect<
     stable: yield* StableStore,
     snapshots: yield* SnapshotStore,
     transport: yield* Transport
-  }, scope)
+  }, scope).pipe(Effect.withScheduler(scheduler))
   return {
     id: config.localId,
     apply: (data, options) => Effect.flatten(running.enqueue("Command", data, toMillis(options?.timeout))),
