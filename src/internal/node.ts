@@ -20,11 +20,9 @@
  */
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import * as Mailbox from "effect/Mailbox"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
@@ -62,6 +60,7 @@ import type { StableStore } from "../StableStore.js"
 import type { RpcHandler, Transport } from "../Transport.js"
 import { failureBackoff } from "./backoff.js"
 import { InjectedBugs } from "./bugs.js"
+import { Future } from "./future.js"
 import { Commitment } from "./commitment.js"
 
 // ---------------------------------------------------------------------------
@@ -154,12 +153,12 @@ const CANCELLED = 2
 interface ApplyFuture {
   readonly type: Log.LogType
   readonly data: Uint8Array
-  readonly deferred: Deferred.Deferred<ApplyResult, ApplyError>
+  readonly deferred: Future<ApplyResult, ApplyError>
   status: number
 }
 
 interface VerifyFuture {
-  readonly deferred: Deferred.Deferred<void, NotLeader | LeadershipLost | RaftShutdown>
+  readonly deferred: Future<void, NotLeader | LeadershipLost | RaftShutdown>
   readonly quorum: number
   /** The leader's set of pending verifications, left when this one settles. */
   readonly pending: Set<VerifyFuture>
@@ -174,7 +173,7 @@ const settleVerify = (
   if (verifier.done) return
   verifier.done = true
   verifier.pending.delete(verifier)
-  Deferred.unsafeDone(verifier.deferred, exit)
+  verifier.deferred.done(exit)
 }
 
 type Event =
@@ -182,12 +181,12 @@ type Event =
   | {
     readonly _tag: "AppendEntries"
     readonly request: AppendEntriesRequest
-    readonly deferred: Deferred.Deferred<AppendEntriesResponse, RaftShutdown>
+    readonly deferred: Future<AppendEntriesResponse, RaftShutdown>
   }
   | {
     readonly _tag: "RequestVote"
     readonly request: RequestVoteRequest
-    readonly deferred: Deferred.Deferred<RequestVoteResponse, RaftShutdown>
+    readonly deferred: Future<RequestVoteResponse, RaftShutdown>
   }
   | { readonly _tag: "Timer"; readonly epoch: number }
   | {
@@ -198,11 +197,11 @@ type Event =
   }
   | { readonly _tag: "StepDown"; readonly epoch: number; readonly term: number }
   | { readonly _tag: "Commit"; readonly epoch: number }
-  | { readonly _tag: "Verify"; readonly deferred: Deferred.Deferred<void, NotLeader | LeadershipLost | RaftShutdown> }
+  | { readonly _tag: "Verify"; readonly deferred: Future<void, NotLeader | LeadershipLost | RaftShutdown> }
   | {
     readonly _tag: "Bootstrap"
     readonly configuration: Configuration.Configuration
-    readonly deferred: Deferred.Deferred<void, CantBootstrap | StorageError | RaftShutdown>
+    readonly deferred: Future<void, CantBootstrap | StorageError | RaftShutdown>
   }
 
 interface Replication {
@@ -356,7 +355,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     let leader: LeaderState | undefined
     let candidateVotes = 0
     let isShutdown = false
-    const shutdownDone = yield* Deferred.make<void>()
+    const shutdownDone = new Future<void, never>()
 
     // ---- restore from the stores
     {
@@ -451,7 +450,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       if (old === undefined) return Effect.void
       for (let i = old.inflightHead; i < old.inflight.length; i++) {
         const future = old.inflight[i]!.future
-        if (future !== undefined) Deferred.unsafeDone(future.deferred, Exit.fail(new LeadershipLost()))
+        if (future !== undefined) future.deferred.done(Exit.fail(new LeadershipLost()))
       }
       const lost = Exit.fail(new LeadershipLost())
       for (const verifier of [...old.verifiers]) settleVerify(verifier, lost)
@@ -570,7 +569,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       yield* dispatch([{
         type: "Noop",
         data: Log.empty,
-        deferred: Deferred.unsafeMake<ApplyResult, ApplyError>(FiberId.none),
+        deferred: new Future<ApplyResult, ApplyError>(),
         status: DISPATCHED
       }])
     })
@@ -614,7 +613,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         if (stored._tag === "Left") {
           yield* Effect.logError("failed to store logs on the leader, stepping down", stored.left)
           yield* becomeFollower
-          for (const future of futures) Deferred.unsafeDone(future.deferred, Exit.fail(stored.left))
+          for (const future of futures) future.deferred.done(Exit.fail(stored.left))
           return
         }
         const at = now()
@@ -1121,11 +1120,11 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         }
       })
 
-    const handleVerify = (deferred: Deferred.Deferred<void, NotLeader | LeadershipLost | RaftShutdown>) =>
+    const handleVerify = (deferred: Future<void, NotLeader | LeadershipLost | RaftShutdown>) =>
       Effect.sync(() => {
         const state = leader
         if (state === undefined) {
-          Deferred.unsafeDone(deferred, Exit.fail(notLeaderError()))
+          deferred.done(Exit.fail(notLeaderError()))
           return
         }
         const configuration = latestConfiguration
@@ -1137,7 +1136,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           done: false
         }
         if (verifier.votes >= verifier.quorum) {
-          Deferred.unsafeDone(deferred, Exit.void)
+          deferred.done(Exit.void)
           return
         }
         state.verifiers.add(verifier)
@@ -1150,16 +1149,16 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
 
     const handleBootstrap = (
       configuration: Configuration.Configuration,
-      deferred: Deferred.Deferred<void, CantBootstrap | StorageError | RaftShutdown>
+      deferred: Future<void, CantBootstrap | StorageError | RaftShutdown>
     ) =>
       Effect.gen(function*() {
         if (state !== "Follower" || lastLogIndex > 0 || currentTerm > 0) {
-          Deferred.unsafeDone(deferred, Exit.fail(new CantBootstrap({ reason: "the node already has state" })))
+          deferred.done(Exit.fail(new CantBootstrap({ reason: "the node already has state" })))
           return
         }
         const result = yield* Effect.either(bootstrapStores(logs, stable, snapshots, configuration))
         if (result._tag === "Left") {
-          Deferred.unsafeDone(deferred, Exit.fail(result.left))
+          deferred.done(Exit.fail(result.left))
           return
         }
         currentTerm = 1
@@ -1167,7 +1166,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         lastLogTerm = 1
         latestConfiguration = configuration
         latestConfigurationIndex = 1
-        Deferred.unsafeDone(deferred, Exit.void)
+        deferred.done(Exit.void)
       })
 
     /** Handles one drained chunk of events; consecutive applies on a leader are stored together. */
@@ -1185,7 +1184,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             const future = event.future
             if (future.status === CANCELLED) continue
             if (state !== "Leader") {
-              Deferred.unsafeDone(future.deferred, Exit.fail(notLeaderError()))
+              future.deferred.done(Exit.fail(notLeaderError()))
               continue
             }
             future.status = DISPATCHED
@@ -1197,12 +1196,12 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           switch (event._tag) {
             case "AppendEntries": {
               const response = yield* handleAppendEntries(event.request)
-              Deferred.unsafeDone(event.deferred, Exit.succeed(response))
+              event.deferred.done(Exit.succeed(response))
               break
             }
             case "RequestVote": {
               const response = yield* handleRequestVote(event.request)
-              Deferred.unsafeDone(event.deferred, Exit.succeed(response))
+              event.deferred.done(Exit.succeed(response))
               break
             }
             case "Timer": {
@@ -1272,7 +1271,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           const response = entry.type === "Command" ? responses[k++] : undefined
           const future = futures[i]
           if (future !== undefined) {
-            Deferred.unsafeDone(future.deferred, Exit.succeed({ index: entry.index, response }))
+            future.deferred.done(Exit.succeed({ index: entry.index, response }))
           }
         }
         if (all.length > 0) appliedIndex = all[all.length - 1]!.index
@@ -1287,13 +1286,13 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       const shutdownExit = Exit.fail(new RaftShutdown())
       switch (event._tag) {
         case "Apply":
-          Deferred.unsafeDone(event.future.deferred, shutdownExit)
+          event.future.deferred.done(shutdownExit)
           break
         case "AppendEntries":
         case "RequestVote":
         case "Verify":
         case "Bootstrap":
-          Deferred.unsafeDone(event.deferred as Deferred.Deferred<unknown, RaftShutdown>, shutdownExit)
+          ;(event.deferred as Future<unknown, RaftShutdown>).done(shutdownExit)
           break
         default:
           break
@@ -1301,7 +1300,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     }
 
     const shutdown: Effect.Effect<void> = Effect.suspend(() => {
-      if (isShutdown) return Deferred.await(shutdownDone)
+      if (isShutdown) return shutdownDone.await
       isShutdown = true
       return Effect.gen(function*() {
         yield* Scope.close(nodeScope, Exit.void)
@@ -1318,12 +1317,12 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         const pendingFsm = yield* fsmMailbox.clear
         for (const batch of pendingFsm) {
           for (const future of batch.futures ?? []) {
-            if (future !== undefined) Deferred.unsafeDone(future.deferred, Exit.fail(new RaftShutdown()))
+            if (future !== undefined) future.deferred.done(Exit.fail(new RaftShutdown()))
           }
         }
         yield* tearDownLeader.pipe(Effect.ignore)
         yield* PubSub.shutdown(observations)
-        yield* Deferred.succeed(shutdownDone, undefined)
+        shutdownDone.done(Exit.void)
       }).pipe(Effect.uninterruptible)
     })
 
@@ -1332,19 +1331,19 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     const handler: RpcHandler = {
       appendEntries: (request) =>
         Effect.suspend(() => {
-          const deferred = Deferred.unsafeMake<AppendEntriesResponse, RaftShutdown>(FiberId.none)
+          const deferred = new Future<AppendEntriesResponse, RaftShutdown>()
           if (isShutdown || !emit({ _tag: "AppendEntries", request, deferred })) {
             return Effect.fail(new RaftShutdown())
           }
-          return Deferred.await(deferred)
+          return deferred.await
         }),
       requestVote: (request) =>
         Effect.suspend(() => {
-          const deferred = Deferred.unsafeMake<RequestVoteResponse, RaftShutdown>(FiberId.none)
+          const deferred = new Future<RequestVoteResponse, RaftShutdown>()
           if (isShutdown || !emit({ _tag: "RequestVote", request, deferred })) {
             return Effect.fail(new RaftShutdown())
           }
-          return Deferred.await(deferred)
+          return deferred.await
         })
     }
     yield* Scope.extend(transport.serve(handler), nodeScope)
@@ -1380,19 +1379,19 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         const future: ApplyFuture = {
           type,
           data,
-          deferred: Deferred.unsafeMake<ApplyResult, ApplyError>(FiberId.none),
+          deferred: new Future<ApplyResult, ApplyError>(),
           status: QUEUED
         }
         if (!emit({ _tag: "Apply", future })) return Effect.fail(new RaftShutdown())
-        if (timeoutMillis === undefined) return Deferred.await(future.deferred)
+        if (timeoutMillis === undefined) return future.deferred.await
         const deadline = now() + timeoutMillis
         return Effect.suspend(() =>
-          Deferred.await(future.deferred).pipe(
+          future.deferred.await.pipe(
             Effect.timeoutOption(Math.max(0, deadline - now())),
             Effect.flatMap((result) => {
               if (Option.isSome(result)) return Effect.succeed(result.value)
               // Once the leader has taken it, the timeout no longer applies (as hashicorp's enqueue timeout).
-              if (future.status !== QUEUED) return Deferred.await(future.deferred)
+              if (future.status !== QUEUED) return future.deferred.await
               future.status = CANCELLED
               return Effect.fail(new EnqueueTimeout({ timeoutMillis }))
             })
@@ -1404,16 +1403,16 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       enqueue,
       verifyLeader: Effect.suspend(() => {
         if (isShutdown) return Effect.fail(new RaftShutdown())
-        const deferred = Deferred.unsafeMake<void, NotLeader | LeadershipLost | RaftShutdown>(FiberId.none)
+        const deferred = new Future<void, NotLeader | LeadershipLost | RaftShutdown>()
         if (!emit({ _tag: "Verify", deferred })) return Effect.fail(new RaftShutdown())
-        return Deferred.await(deferred)
+        return deferred.await
       }),
       bootstrap: (configuration) =>
         Effect.suspend(() => {
           if (isShutdown) return Effect.fail(new RaftShutdown())
-          const deferred = Deferred.unsafeMake<void, CantBootstrap | StorageError | RaftShutdown>(FiberId.none)
+          const deferred = new Future<void, CantBootstrap | StorageError | RaftShutdown>()
           if (!emit({ _tag: "Bootstrap", configuration, deferred })) return Effect.fail(new RaftShutdown())
-          return Deferred.await(deferred)
+          return deferred.await
         }),
       stats: Effect.sync(() => ({
         id: localId,
