@@ -34,10 +34,11 @@ export const LogStore: Context.Tag<LogStore, LogStore> = Context.GenericTag<LogS
  * process, but the same instance survives a simulated node restart.
  */
 export const makeMemory = (): LogStore => {
-  const entries = new Map<number, Log>()
+  // entries[i] holds index low + i; a Raft log is contiguous, so an array beats a Map on the hot path.
+  let entries: Array<Log | undefined> = []
   let low = 0
   let high = 0
-  const getLogSync = (index: number): Log | undefined => entries.get(index)
+  const getLogSync = (index: number): Log | undefined => index < low ? undefined : entries[index - low]
   return {
     firstIndex: Effect.sync(() => low),
     lastIndex: Effect.sync(() => high),
@@ -59,8 +60,17 @@ export const makeMemory = (): LogStore => {
     storeLogs: (logs) =>
       Effect.sync(() => {
         for (const log of logs) {
-          entries.set(log.index, log)
-          if (low === 0 || log.index < low) low = log.index
+          if (high === 0) {
+            entries = [log]
+            low = log.index
+            high = log.index
+            continue
+          }
+          if (log.index < low) {
+            entries = [...new Array<Log | undefined>(low - log.index), ...entries]
+            low = log.index
+          }
+          entries[log.index - low] = log
           if (log.index > high) high = log.index
         }
       }),
@@ -68,11 +78,32 @@ export const makeMemory = (): LogStore => {
       Effect.sync(() => {
         const from = Math.max(min, low)
         const to = Math.min(max, high)
-        if (entries.size === 0 || from > to) return
-        for (let index = from; index <= to; index++) entries.delete(index)
-        if (from === low) low = to + 1
-        if (to === high) high = from - 1
-        if (low > high || entries.size === 0) {
+        if (high === 0 || from > to) return
+        if (from === low && to === high) {
+          entries = []
+          low = 0
+          high = 0
+          return
+        }
+        if (from === low) {
+          entries = entries.slice(to + 1 - low)
+          low = to + 1
+        } else if (to === high) {
+          entries.length = from - low
+          high = from - 1
+        } else {
+          for (let index = from; index <= to; index++) entries[index - low] = undefined
+        }
+        while (low <= high && entries[0] === undefined) {
+          entries.shift()
+          low++
+        }
+        while (high >= low && entries[high - low] === undefined) {
+          entries.pop()
+          high--
+        }
+        if (low > high) {
+          entries = []
           low = 0
           high = 0
         }
