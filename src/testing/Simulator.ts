@@ -153,16 +153,20 @@ export interface FaultOptions {
 }
 
 /** One simulated run. */
-export interface Options {
+export interface Options<State = Linearizability.KvState, Input = KvInput, Output = KvOutput> {
   readonly seed: number
   /** Nodes in the cluster, 1..7. */
   readonly nodes: number
   /** Virtual duration of the faulty phase, ms. */
   readonly durationMillis: number
-  /** Concurrent clients of the key-value workload. */
+  /** Concurrent clients of the workload. */
   readonly clients?: number | undefined
-  /** Keys the workload touches. */
+  /** Keys the default key-value workload touches. */
   readonly keys?: number | undefined
+  /** The clients' commands, state machine and model; the key-value workload by default. */
+  readonly workload?: Workload<State, Input, Output> | undefined
+  /** After healing and a first commit, virtual time during which every client operation must complete. */
+  readonly calmMillis?: number | undefined
   readonly faults?: FaultOptions | undefined
   /** Raft tunables; the anchor's fast timers (÷10 of hashicorp's) by default. */
   readonly config?: Omit<RaftConfig.Input, "localId"> | undefined
@@ -261,6 +265,60 @@ export const kvFsm = (): Fsm.Fsm & { readonly data: Map<string, string> } => {
   return { ...Fsm.fromFunction(apply), data }
 }
 
+/**
+ * What the clients of a run do and how their history is judged: bring your
+ * own state machine and a sequential model of it, and the simulator runs it
+ * under the same faults and checks (safety of the log, then linearizability
+ * of the history against `model`).
+ */
+export interface Workload<State, Input, Output> {
+  /** A fresh state machine, for every start and restart of a node. */
+  readonly fsm: () => Fsm.Fsm
+  /** The sequential specification the history must be linearizable against. */
+  readonly model: Linearizability.Model<State, Input, Output>
+  /** A client's next command, drawn with `Random`; `history` holds what was recorded so far. */
+  readonly next: (context: {
+    readonly client: number
+    readonly step: number
+    readonly history: ReadonlyArray<Linearizability.Operation<Input, Output>>
+  }) => Effect.Effect<Input>
+  /** The bytes `apply` carries for a command. */
+  readonly encode: (input: Input) => Uint8Array
+  /** The model's output for what the FSM answered. */
+  readonly output: (response: unknown) => Output
+}
+
+/** The key-value workload over `kv` keys: put, get, compare-and-set and delete, checked against `kvModel`. */
+export const kvWorkload = (
+  keys = 3
+): Workload<Linearizability.KvState, KvInput, KvOutput> => ({
+  fsm: kvFsm,
+  model: Linearizability.kvModel,
+  next: ({ client, history, step }) =>
+    Effect.gen(function*() {
+      const key = `k${yield* Random.nextIntBetween(0, Math.max(1, keys))}`
+      const roll = yield* Random.nextIntBetween(0, 10)
+      const value = `c${client}-${step}`
+      if (roll < 4) return { op: "put", key, value } as const
+      if (roll < 7) return { op: "get", key } as const
+      if (roll < 9) {
+        // Expect the last value written to the key, so that some compare-and-sets succeed.
+        let expected: string | undefined
+        for (let i = history.length - 1; i >= 0; i--) {
+          const input = history[i]!.input
+          if (input.key === key && input.op !== "get") {
+            expected = input.op === "delete" ? undefined : input.value
+            break
+          }
+        }
+        return { op: "cas", key, expected, value } as const
+      }
+      return { op: "delete", key } as const
+    }),
+  encode: (input) => encoder.encode(JSON.stringify(input)),
+  output: (response) => response as KvOutput
+})
+
 // ---------------------------------------------------------------------------
 // The run
 
@@ -289,7 +347,10 @@ const fastTimers = {
 } as const
 
 /** Runs one seed to the end (or to its first violation), synchronously, in virtual time. */
-export const run = (options: Options): Result => {
+export const run = <State = Linearizability.KvState, Input = KvInput, Output = KvOutput>(
+  options: Options<State, Input, Output>
+): Result => {
+  const workload = (options.workload ?? kvWorkload(options.keys ?? 3)) as unknown as Workload<State, Input, Output>
   const clock = new VirtualClock()
   const scheduler = new Scheduler.ControlledScheduler()
   const trace: Array<string> = []
@@ -299,7 +360,7 @@ export const run = (options: Options): Result => {
   }
   const faults: Record<string, number> = {}
   const counts = { ok: 0, unknown: 0, refused: 0 }
-  const history: Array<Linearizability.Operation<KvInput, KvOutput>> = []
+  const history: Array<Linearizability.Operation<Input, Output>> = []
   let sequence = 0
   const nextSeq = () => ++sequence
   let violation: Violation | undefined
@@ -455,7 +516,7 @@ export const run = (options: Options): Result => {
       node.lastCommit = 0
       node.lastApplied = 0
       node.checkedCommit = 0
-      const fsm = kvFsm()
+      const fsm = workload.fsm()
       const recording: Fsm.Fsm = {
         apply: fsm.apply,
         applyBatch: (logs) =>
@@ -527,48 +588,42 @@ export const run = (options: Options): Result => {
 
   let stopping = false
   let chaosOver = false
+  // Sequence number from which every operation must complete (the calm phase after healing).
+  let calmFrom = Infinity
   const client = (clientId: number) =>
     Effect.gen(function*() {
-      const keys = Math.max(1, options.keys ?? 3)
       let hint: string | undefined
-      let written = 0
+      let step = 0
       while (!stopping) {
         yield* Effect.sleep(yield* Random.nextIntBetween(1, 30))
         const alive = running()
         if (alive.length === 0) continue
-        const key = `k${yield* Random.nextIntBetween(0, keys)}`
-        const roll = yield* Random.nextIntBetween(0, 10)
-        const value = `c${clientId}-${++written}`
-        let input: KvInput
-        if (roll < 4) input = { op: "put", key, value }
-        else if (roll < 7) input = { op: "get", key }
-        else if (roll < 9) {
-          const done = history.filter((op) => op.input.key === key && op.input.op !== "get")
-          const expected = done.length === 0 ? undefined : (done[done.length - 1]!.input as { value?: string }).value
-          input = { op: "cas", key, expected, value }
-        } else input = { op: "delete", key }
+        const input = yield* workload.next({ client: clientId, step: ++step, history })
         const target = alive.find((n) => n.id === hint) ?? (yield* pick(alive))
         const raft = target.raft!
         const call = nextSeq()
-        const exit = yield* raft.apply(encoder.encode(JSON.stringify(input)), { timeout: "50 millis" }).pipe(
+        const exit = yield* raft.apply(workload.encode(input), { timeout: "50 millis" }).pipe(
           Effect.timeout("500 millis"),
           Effect.exit
         )
         if (Exit.isSuccess(exit)) {
           counts.ok++
-          history.push({ clientId, input, call, return: nextSeq(), output: exit.value.response as KvOutput })
+          history.push({ clientId, input, call, return: nextSeq(), output: workload.output(exit.value.response) })
           continue
         }
         const failure = Cause.failureOption(exit.cause)
         const error = Option.getOrUndefined(failure)
         if (error !== undefined && (error._tag === "NotLeader" || error._tag === "EnqueueTimeout")) {
-          // Definitely not appended: it did not happen.
+          // Definitely not appended: it did not happen (the client retries elsewhere).
           counts.refused++
           hint = error._tag === "NotLeader" ? error.leaderId : undefined
           continue
         }
         counts.unknown++
         history.push({ clientId, input, call, return: undefined, output: undefined })
+        if (call > calmFrom) {
+          violate("liveness", `client ${clientId}'s operation did not complete in the calm phase (${String(error?._tag ?? "timeout")})`)
+        }
         hint = undefined
       }
     })
@@ -698,18 +753,34 @@ export const run = (options: Options): Result => {
     for (const node of nodes) if (node.raft === undefined) yield* startNode(node)
     note("heal all, restart all")
     const healedAt = clock.now
+    // Settled: every node on the leader's term and following it, and the leader has committed in that term.
+    // Until then a node that campaigned while cut off may still depose the leader (there is no PreVote yet).
+    const settled = (leader: SimNode) => {
+      const stats = sync(leader.raft!.stats)
+      return running().every((node) => {
+        const other = sync(node.raft!.stats)
+        return other.term === stats.term && other.leaderId === leader.id
+      })
+    }
     let committedAfterHeal = false
     while (clock.now - healedAt < livenessBound && !committedAfterHeal) {
       const leader = currentLeader()
-      if (leader !== undefined) {
-        const probe = yield* leader.raft!.apply(encoder.encode(JSON.stringify({ op: "get", key: "k0" })), {
-          timeout: "100 millis"
-        }).pipe(Effect.timeout("1 second"), Effect.exit)
-        if (Exit.isSuccess(probe)) committedAfterHeal = true
+      if (leader !== undefined && settled(leader)) {
+        // A barrier goes through the log like any write, without a command the FSM must understand.
+        const probe = yield* leader.raft!.barrier({ timeout: "100 millis" }).pipe(
+          Effect.timeout("1 second"),
+          Effect.exit
+        )
+        if (Exit.isSuccess(probe) && settled(leader)) committedAfterHeal = true
       }
       if (!committedAfterHeal) yield* Effect.sleep(20)
     }
-    if (!committedAfterHeal) violate("liveness", `no leader committed within ${livenessBound} ms of healing`)
+    if (!committedAfterHeal) {
+      violate("liveness", `no leader settled and committed within ${livenessBound} ms of healing`)
+    }
+    // Calm phase: healed, with a leader; every client operation must now complete.
+    calmFrom = nextSeq()
+    yield* Effect.sleep(options.calmMillis ?? 1000)
     stopping = true
     yield* Fiber.joinAll(clients)
     for (const node of nodes) yield* stopNode(node)
@@ -765,7 +836,7 @@ export const run = (options: Options): Result => {
 
   let linearizability: Result["linearizability"] = "skipped"
   if (violation === undefined) {
-    const outcome = Linearizability.check(Linearizability.kvModel, history)
+    const outcome = Linearizability.check(workload.model, history)
     linearizability = outcome._tag
     if (outcome._tag === "NotLinearizable") {
       violate("linearizability", `history of ${history.length} operations is not linearizable: ${
