@@ -3,8 +3,9 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
-import { Configuration, Fsm, LogStore, MemoryNetwork, Raft, SnapshotStore, StableStore } from "../src/index.js"
+import { Configuration, Fsm, LogStore, MemoryNetwork, Raft, Simulator, SnapshotStore, StableStore } from "../src/index.js"
 
 describe("README", () => {
   it.effect("the usage example elects a single node and applies a command", () =>
@@ -34,4 +35,32 @@ describe("README", () => {
       assert.strictEqual(result.response, 5)
       assert.strictEqual(result.index, 3) // configuration, the leader's no-op, then the command
     }))
+
+  it("the simulator example runs a counter workload to a clean result", () => {
+    type Input = { readonly op: "add"; readonly n: number } | { readonly op: "read" }
+    const counter: Simulator.Workload<number, Input, number> = {
+      fsm: () => {
+        let total = 0
+        return Fsm.fromFunction((log) => {
+          const input = JSON.parse(new TextDecoder().decode(log.data)) as Input
+          return input.op === "add" ? (total += input.n) : total
+        })
+      },
+      model: {
+        init: () => 0,
+        step: (state, input, output) => {
+          const next = input.op === "add" ? state + input.n : state
+          return [output === undefined || output === next, next]
+        },
+        equal: (a, b) => a === b,
+        hash: (state) => state
+      },
+      next: () => Effect.map(Random.nextBoolean, (add): Input => (add ? { op: "add", n: 1 } : { op: "read" })),
+      encode: (input) => new TextEncoder().encode(JSON.stringify(input)),
+      output: (response) => response as number
+    }
+    const result = Simulator.run({ seed: 1, nodes: 3, durationMillis: 2000, workload: counter })
+    assert.isTrue(result.ok, result.violation?.detail)
+    assert.strictEqual(result.linearizability, "Linearizable")
+  }, 60_000)
 })
