@@ -42,7 +42,7 @@ export interface Partition<Input, Output> {
 export interface Model<State, Input, Output> {
   /** The state before any call. */
   readonly init: () => State
-  /** Whether `input` may return `output` in `state` (undefined output: any), and the state after it. */
+  /** Whether `input` may return `output` in `state` (an undefined output accepts every answer), and the state after it. */
   readonly step: (state: State, input: Input, output: Output | undefined) => readonly [ok: boolean, next: State]
   /** State equality, so configurations reached by different orders are searched once. */
   readonly equal: (self: State, that: State) => boolean
