@@ -3,7 +3,7 @@ import * as Simulator from "../../src/testing/Simulator.js"
 import { assertSeedsPass, firstCaught, range } from "./simulation.js"
 
 describe("Simulator", () => {
-  it("the same seed replays the same run, event for event", () => {
+  it("the same seed replays the same run, event for event", async () => {
     const a = Simulator.run({ seed: 42, nodes: 5, durationMillis: 1500 })
     const b = Simulator.run({ seed: 42, nodes: 5, durationMillis: 1500 })
     assert.deepStrictEqual(b, a)
@@ -11,12 +11,12 @@ describe("Simulator", () => {
     assert.notDeepEqual(c.trace, a.trace)
   })
 
-  it("300 seeds of 3 nodes under every fault: no safety violation, linearizable histories, a leader commits after healing", () => {
-    const operations = assertSeedsPass(range(1, 300), { nodes: 3, durationMillis: 2000 })
+  it("300 seeds of 3 nodes under every fault: no safety violation, linearizable histories, a leader commits after healing", async () => {
+    const operations = await assertSeedsPass(range(1, 300), { nodes: 3, durationMillis: 2000 })
     assert.isAbove(operations, 300 * 50, "the workload should complete many operations")
   }, 600_000)
 
-  it("a few runs exercise every kind of fault and elect several leaders", () => {
+  it("a few runs exercise every kind of fault and elect several leaders", async () => {
     const seen: Record<string, number> = {}
     let leaders = 0
     let disturbed = 0
@@ -36,7 +36,7 @@ describe("Simulator", () => {
 })
 
 describe("Simulator liveness check", () => {
-  it("fails when links are slower than the leader lease, so no leader can hold on", () => {
+  it("fails when links are slower than the leader lease, so no leader can hold on", async () => {
     const slow: Simulator.FaultOptions = {
       ...Simulator.defaultFaults,
       weights: { ...Simulator.defaultFaults.weights, heal: 1, lossyLinks: 0 },
@@ -50,8 +50,8 @@ describe("Simulator liveness check", () => {
 describe("Simulator catches injected bugs", () => {
   // Each bug breaks one rule of Raft; the stated seed ranges are where the current code is caught
   // (the runs are deterministic), with room to spare for small changes in timing.
-  it("committing without a quorum, within 10 seeds", () => {
-    const caught = firstCaught(range(1, 10), { nodes: 5, durationMillis: 2000, bugs: { commitWithoutQuorum: true } })
+  it("committing without a quorum, within 10 seeds", async () => {
+    const caught = await firstCaught(range(1, 10), { nodes: 5, durationMillis: 2000, bugs: { commitWithoutQuorum: true } })
     assert.isDefined(caught, "not caught in 10 seeds")
     assert.oneOf(caught!.result.violation!.property, [
       "state-machine safety",
@@ -61,8 +61,8 @@ describe("Simulator catches injected bugs", () => {
     ])
   }, 120_000)
 
-  it("committing an entry of an earlier term by counting, within 20 seeds", () => {
-    const caught = firstCaught(range(1, 20), {
+  it("committing an entry of an earlier term by counting, within 20 seeds", async () => {
+    const caught = await firstCaught(range(1, 20), {
       nodes: 5,
       durationMillis: 2000,
       bugs: { commitPreviousTermsByCounting: true }
@@ -70,13 +70,13 @@ describe("Simulator catches injected bugs", () => {
     assert.isDefined(caught, "not caught in 20 seeds")
   }, 120_000)
 
-  it("not truncating a conflicting suffix on AppendEntries, within 10 seeds", () => {
-    const caught = firstCaught(range(1, 10), { nodes: 5, durationMillis: 2000, bugs: { keepConflictingSuffix: true } })
+  it("not truncating a conflicting suffix on AppendEntries, within 10 seeds", async () => {
+    const caught = await firstCaught(range(1, 10), { nodes: 5, durationMillis: 2000, bugs: { keepConflictingSuffix: true } })
     assert.isDefined(caught, "not caught in 10 seeds")
     assert.strictEqual(caught!.result.violation!.property, "log matching")
   }, 120_000)
 
-  it("granting a vote without persisting it, then crashing, within 30 seeds of targeted reboots", () => {
+  it("granting a vote without persisting it, then crashing, within 30 seeds of targeted reboots", async () => {
     // A voter that forgets its vote only matters if it reboots between two candidates' requests of one
     // term: the faults here reboot a node right after it grants a vote and cut single links, so two
     // candidates that cannot see each other both ask the same voter.
@@ -99,7 +99,7 @@ describe("Simulator catches injected bugs", () => {
     }
     // Links this slow (up to 120 ms round trip against a 50 ms lease) keep leaders from holding on, so
     // liveness is not expected here: only safety counts, with and without the bug.
-    const caught = firstCaught(
+    const caught = await firstCaught(
       range(1, 30),
       { nodes: 3, durationMillis: 3000, faults, bugs: { voteWithoutPersist: true } },
       ["liveness"]
@@ -107,6 +107,6 @@ describe("Simulator catches injected bugs", () => {
     assert.isDefined(caught, "not caught in 30 seeds")
     assert.oneOf(caught!.result.violation!.property, ["election safety", "log matching", "state-machine safety"])
     // The same faults without the bug break no safety property.
-    assertSeedsPass(range(1, caught!.seed), { nodes: 3, durationMillis: 3000, faults }, ["liveness"])
+    await assertSeedsPass(range(1, caught!.seed), { nodes: 3, durationMillis: 3000, faults }, ["liveness"])
   }, 300_000)
 })

@@ -45,7 +45,7 @@ const counterWorkload = (staleReads = false): Simulator.Workload<number, Input, 
 })
 
 describe("Simulator with a user's state machine", () => {
-  it("a counter FSM passes the same checks under faults", () => {
+  it("a counter FSM passes the same checks under faults", async () => {
     for (const seed of range(1, 20)) {
       const result = Simulator.run({ seed, nodes: 3, durationMillis: 1500, workload: counterWorkload() })
       assert.isTrue(result.ok, `seed ${seed}: ${result.violation?.property}: ${result.violation?.detail}`)
@@ -54,7 +54,7 @@ describe("Simulator with a user's state machine", () => {
     }
   }, 120_000)
 
-  it("a counter FSM whose reads are stale is caught as not linearizable", () => {
+  it("a counter FSM whose reads are stale is caught as not linearizable", async () => {
     const result = Simulator.run({ seed: 1, nodes: 3, durationMillis: 1500, workload: counterWorkload(true) })
     assert.isFalse(result.ok)
     assert.strictEqual(result.violation?.property, "linearizability")

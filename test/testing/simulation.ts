@@ -2,14 +2,18 @@
 import { assert } from "@effect/vitest"
 import * as Simulator from "../../src/testing/Simulator.js"
 
+/** One event-loop turn: a run of seeds is synchronous, and the test worker must keep answering its runner. */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
 /** Runs `seeds` and fails with the first violation's seed, property and trace (replay: `npm run sim -- --seed S`). */
-export const assertSeedsPass = (
+export const assertSeedsPass = async (
   seeds: ReadonlyArray<number>,
   options: Omit<Simulator.Options, "seed">,
   ignore: ReadonlyArray<Simulator.Violation["property"]> = []
 ) => {
   let operations = 0
   for (const seed of seeds) {
+    await turn()
     const result = Simulator.run({ ...options, seed })
     operations += result.operations.ok
     if (!result.ok && !ignore.includes(result.violation!.property)) {
@@ -24,12 +28,13 @@ export const assertSeedsPass = (
 }
 
 /** The first seed in `seeds` whose run breaks a property, with that run. */
-export const firstCaught = (
+export const firstCaught = async (
   seeds: ReadonlyArray<number>,
   options: Omit<Simulator.Options, "seed">,
   ignore: ReadonlyArray<Simulator.Violation["property"]> = []
 ) => {
   for (const seed of seeds) {
+    await turn()
     const result = Simulator.run({ ...options, seed })
     if (!result.ok && !ignore.includes(result.violation!.property)) return { seed, result }
   }
