@@ -43,7 +43,6 @@ import {
   LeadershipLost,
   type LogNotFound,
   NotLeader,
-  type PipelineNotSupported,
   RaftShutdown,
   SnapshotNotFound,
   StorageError,
@@ -737,7 +736,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         > =>
           Effect.gen(function*() {
             const request = yield* setupAppendEntries(replication.nextIndex, lastIndex).pipe(
-              Effect.catchTag("LogNotFound", () => sendLatestSnapshot(replication))
+              Effect.catchTag("LogNotFound", () => sendLatestSnapshot)
             )
             const start = now()
             const response = yield* transport.appendEntries(replication.peer.id, replication.peer.address, request)
@@ -932,15 +931,15 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       }
     }
 
-    const sendLatestSnapshot = (_replication: Replication) =>
-      Effect.gen(function*() {
-        const list = yield* snapshots.list
-        if (list.length === 0) {
-          return yield* new SnapshotNotFound({ reason: "a follower needs compacted entries and no snapshot exists" })
-        }
-        // Streaming InstallSnapshot arrives with the snapshot work; until then this path fails, typed, and backs off.
-        return yield* new SnapshotNotFound({ reason: "InstallSnapshot is not supported by this version" })
-      })
+    /** The InstallSnapshot path (the seed's sendLatestSnapshot). */
+    const sendLatestSnapshot = Effect.gen(function*() {
+      const list = yield* snapshots.list
+      if (list.length === 0) {
+        return yield* new SnapshotNotFound({ reason: "a follower needs compacted entries and no snapshot exists" })
+      }
+      // Streaming InstallSnapshot arrives with the snapshot work; until then this path fails, typed, and backs off.
+      return yield* new SnapshotNotFound({ reason: "InstallSnapshot is not supported by this version" })
+    })
 
     // ---- handling of events by the run loop
 
@@ -1454,6 +1453,3 @@ class AppendRejected extends Data.TaggedError("AppendRejected")<{ readonly nextI
 
 const storageNotFound = (operation: string) => (error: LogNotFound) =>
   Effect.fail(new StorageError({ operation, reason: `entry ${error.index} missing from the log`, cause: error }))
-
-/** Used only for its type in signatures above. */
-export type { PipelineNotSupported }
