@@ -198,6 +198,24 @@ describe("Raft: replication paths", () => {
       for (const node of cluster.nodes) assert.deepStrictEqual(node.fsm.commands(), ["slow"])
     }).pipe(seeded("slow-disk")))
 
+  it.scoped("a follower whose answers are lost keeps hearing heartbeats often enough not to campaign", () =>
+    Effect.gen(function*() {
+      // The leader's heartbeats reach the follower but every answer is lost, so each counts as a failure
+      // and backs off. hashicorp's backoff would soon space them wider than the follower's timeout; the
+      // heartbeat's backoff is capped at half of it.
+      const cluster = yield* makeCluster({ size: 3 })
+      const leader = yield* cluster.waitForLeader()
+      const follower = (yield* cluster.followers)[0]!
+      const term = yield* follower.raft.currentTerm
+      yield* cluster.network.block(follower.id, leader.id)
+      yield* cluster.advance(1500)
+      assert.strictEqual(yield* follower.raft.currentTerm, term, "the follower campaigned")
+      yield* cluster.network.unblock(follower.id, leader.id)
+      yield* cluster.advance(200)
+      assert.strictEqual(yield* leader.raft.state, "Leader")
+      assert.strictEqual(yield* leader.raft.currentTerm, term)
+    }).pipe(seeded("lost-answers")))
+
   it.scoped("a leader whose log store fails answers StorageError and steps down", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster({ size: 3 })

@@ -30,6 +30,7 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Configuration from "../Configuration.js"
@@ -880,6 +881,12 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           entries: [],
           leaderCommitIndex: 0
         }
+        // hashicorp's backoff, but never longer than half a heartbeat timeout: a follower that comes back
+        // after a partition must hear from the leader before its own timer fires, or it campaigns and
+        // deposes a healthy leader (found by the simulator, seed 5055).
+        const heartbeatBackoff = failureBackoff.pipe(
+          Schedule.union(Schedule.spaced(Math.max(1, Math.floor(config.heartbeatTimeoutMillis / 2))))
+        )
         const heartbeat = Effect.gen(function*() {
           while (true) {
             yield* replication.heartbeatNow.await
@@ -900,7 +907,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
                   })
                 })
               ),
-              Effect.retry(failureBackoff)
+              Effect.retry(heartbeatBackoff)
             )
             metrics.heartbeat.unsafeUpdate((now() - start) * 1000, replication.labels)
             if (response.term > term) {
