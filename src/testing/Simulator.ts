@@ -337,6 +337,7 @@ interface SimNode {
   lastCommit: number
   lastApplied: number
   checkedCommit: number
+  lastState: Raft.RaftState
 }
 
 const fastTimers = {
@@ -418,7 +419,8 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
       incarnation: 0,
       lastCommit: 0,
       lastApplied: 0,
-      checkedCommit: 0
+      checkedCommit: 0,
+      lastState: "Follower"
     }
   })
   const network = MemoryNetwork.make({ rpcTimeoutMillis: 200 })
@@ -439,6 +441,10 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
     for (const node of nodes) {
       if (node.raft === undefined) continue
       const stats = sync(node.raft.stats)
+      if (stats.state !== node.lastState) {
+        if (node.lastState === "Leader") note(`${node.id} steps down in term ${stats.term} (now ${stats.state})`)
+        node.lastState = stats.state
+      }
       if (stats.state === "Shutdown") continue
       if (stats.commitIndex < node.lastCommit) {
         violate("monotonic commit", `${node.id} commit index went from ${node.lastCommit} to ${stats.commitIndex}`)
