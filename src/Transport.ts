@@ -34,7 +34,7 @@ export interface PipelineResult {
 
 /** Several AppendEntries in flight to one peer, answered in order. */
 export interface AppendPipeline {
-  /** Sends a request; waits while the pipeline's window is full. */
+  /** Sends a request; waits while the pipeline's window is full; fails once the pipeline is broken, waiting or not. */
   readonly send: (request: AppendEntriesRequest) => Effect.Effect<void, TransportError>
   /** The answers, in the order of the requests; fails when the pipeline breaks, ends when it is closed. */
   readonly results: Mailbox.ReadonlyMailbox<PipelineResult, TransportError>

@@ -1,17 +1,22 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Supervisor from "effect/Supervisor"
 import * as TestClock from "effect/TestClock"
 import * as Configuration from "../src/Configuration.js"
+import * as Fsm from "../src/Fsm.js"
 import { metrics } from "../src/internal/node.js"
 import * as LogStore from "../src/LogStore.js"
 import * as Raft from "../src/Raft.js"
@@ -19,6 +24,7 @@ import { StorageError } from "../src/RaftError.js"
 import type { RequestVoteRequest } from "../src/Rpc.js"
 import * as SnapshotStore from "../src/SnapshotStore.js"
 import * as StableStore from "../src/StableStore.js"
+import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
 import { bytes, makeCluster } from "./cluster.js"
 
 const seeded = (seed: string) => Effect.withRandom(Random.make(seed))
@@ -216,6 +222,31 @@ describe("Raft: replication paths", () => {
       assert.strictEqual(yield* leader.raft.currentTerm, term)
     }).pipe(seeded("lost-answers")))
 
+  it.scoped("a pipeline that breaks while its window is full falls back to plain mode, and the follower catches up", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3, network: { pipelineWindow: 2 } })
+      const leader = yield* cluster.waitForLeader()
+      const victim = (yield* cluster.followers)[0]!
+      yield* cluster.network.setConditions({ minDelayMillis: 2, maxDelayMillis: 4, dropRate: 0, duplicateRate: 0 })
+      for (let i = 0; i < 5; i++) {
+        const fiber = yield* Effect.fork(leader.raft.apply(bytes(`w${i}`)))
+        yield* cluster.advance(20)
+        yield* Fiber.join(fiber)
+      }
+      const waits = []
+      for (let i = 0; i < 300; i++) waits.push(yield* leader.raft.applyFuture(bytes(`x${i}`)))
+      yield* TestClock.adjust(5)
+      // A short one-way cut while the window is full: a pipelined request fails.
+      yield* cluster.network.block(leader.id, victim.id)
+      yield* TestClock.adjust(20)
+      yield* cluster.network.unblock(leader.id, victim.id)
+      const all = yield* Effect.fork(Effect.all(waits))
+      yield* cluster.advance(3000)
+      const last = (yield* Fiber.join(all))[299]!.index
+      yield* cluster.network.setConditions(undefined)
+      yield* cluster.waitForApplied(last, { nodes: [victim.id], limitMillis: 3000 })
+    }).pipe(seeded("pipeline-break")))
+
   it.scoped("a leader whose log store fails answers StorageError and steps down", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster({ size: 3 })
@@ -226,10 +257,65 @@ describe("Raft: replication paths", () => {
       const error = yield* Effect.flip(leader.raft.apply(bytes("x")))
       assert.strictEqual(error._tag, "StorageError")
       assert.notStrictEqual(yield* leader.raft.state, "Leader")
+      assert.isTrue(Option.isNone(yield* leader.raft.leader), "a deposed leader must not name itself")
       ;(leader.logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = store
       const next = yield* cluster.waitForLeader({ limitMillis: 5000 })
       yield* next.raft.apply(bytes("y"))
     }).pipe(seeded("store-fails")))
+})
+
+describe("Raft: outcomes always arrive", () => {
+  it.scoped("every waiter on an apply that timed out in the queue gets EnqueueTimeout", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      const leader = yield* cluster.waitForLeader()
+      const disk = yield* Effect.makeLatch(false)
+      const store = leader.logs.storeLogs
+      ;(leader.logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = (logs) =>
+        disk.await.pipe(Effect.zipRight(store(logs)))
+      const first = yield* Effect.fork(leader.raft.apply(bytes("slow")))
+      yield* TestClock.adjust(1)
+      const late = yield* leader.raft.applyFuture(bytes("late"), { timeout: "20 millis" })
+      const waiters = yield* Effect.fork(Effect.all([Effect.either(late), Effect.either(late)], { concurrency: 2 }))
+      yield* cluster.advance(100)
+      const outcomes = yield* Fiber.join(waiters)
+      for (const outcome of outcomes) assert.isTrue(Either.isLeft(outcome) && outcome.left._tag === "EnqueueTimeout")
+      const again = yield* Effect.either(late)
+      assert.isTrue(Either.isLeft(again) && again.left._tag === "EnqueueTimeout")
+      yield* disk.open
+      yield* Fiber.join(first)
+    }).pipe(seeded("timeout-twice")))
+
+  it.scoped("an apply whose batch the FSM is applying when the node shuts down fails with RaftShutdown", () =>
+    Effect.gen(function*() {
+      const slowFsm = Fsm.make({
+        apply: () => Effect.as(Effect.sleep("10 seconds"), "late")
+      })
+      const network = MemoryNetwork.make()
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(
+        Raft.layer({ localId: "a", heartbeatTimeout: "100 millis", electionTimeout: "100 millis", leaderLeaseTimeout: "50 millis" }).pipe(
+          Layer.provide([
+            Fsm.layer(slowFsm),
+            LogStore.layerMemory,
+            StableStore.layerMemory,
+            SnapshotStore.layerMemory,
+            MemoryNetwork.layerTransport("a").pipe(Layer.provide(Layer.succeed(MemoryNetwork.MemoryNetwork, network)))
+          ])
+        ),
+        scope
+      )
+      const raft = Context.get(context, Raft.Raft)
+      yield* raft.bootstrapCluster(Configuration.voters([["a", "mem://a"]]))
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* raft.state, "Leader")
+      const pending = yield* Effect.fork(Effect.either(raft.apply(bytes("x"))))
+      yield* TestClock.adjust("1 second") // committed; the FSM is now inside its 10 s apply
+      yield* raft.shutdown
+      const outcome = yield* Fiber.join(pending)
+      assert.isTrue(Either.isLeft(outcome) && outcome.left._tag === "RaftShutdown")
+      yield* Scope.close(scope, Exit.void)
+    }).pipe(seeded("fsm-in-hand")))
 })
 
 describe("Raft: lifecycle", () => {

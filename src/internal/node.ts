@@ -469,7 +469,10 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     const becomeFollower = Effect.gen(function*() {
       const wasLeader = state === "Leader"
       yield* resetRoleScope
-      if (wasLeader) yield* tearDownLeader
+      if (wasLeader) {
+        yield* tearDownLeader
+        yield* setLeader(undefined, undefined)
+      }
       yield* changeState("Follower")
       yield* forkRole(followerTimer(epoch))
     })
@@ -819,7 +822,12 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               do {
                 const request = yield* setupAppendEntries(nextIndex, lastIndex)
                 sentCommit = request.leaderCommitIndex
-                yield* pipeline.send(request)
+                // A broken pipeline fails the send (even one waiting for room): back to plain mode.
+                const sent = yield* Effect.either(pipeline.send(request))
+                if (sent._tag === "Left") {
+                  finished = true
+                  break
+                }
                 if (request.entries.length > 0) nextIndex = request.entries[request.entries.length - 1]!.index + 1
               } while (nextIndex <= lastIndex && !finished)
             }
@@ -931,7 +939,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       for (const verifier of waiting) {
         if (verifier.done) continue
         if (!stillLeader) {
-          settleVerify(verifier, Exit.fail(new NotLeader({ leaderId: undefined, leaderAddress: undefined })))
+          settleVerify(verifier, Exit.fail(new LeadershipLost()))
         } else if (++verifier.votes >= verifier.quorum) {
           settleVerify(verifier, Exit.void)
         }
@@ -1256,6 +1264,9 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
 
     // ---- the FSM runner: applies committed entries in order, in batches, in its own fiber
 
+    /** The futures of the batch the FSM is applying now, failed by shutdown if it never finishes. */
+    let inHand: ReadonlyArray<ApplyFuture | undefined> = []
+
     const fsmRunner = Effect.gen(function*() {
       while (true) {
         const [batches, done] = yield* fsmMailbox.takeAll
@@ -1270,7 +1281,9 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             if (entry.type === "Command") commands.push(entry)
           }
         }
+        inHand = futures
         const responses = commands.length === 0 ? [] : yield* fsm.applyBatch(commands)
+        inHand = []
         let k = 0
         for (let i = 0; i < all.length; i++) {
           const entry = all[i]!
@@ -1319,6 +1332,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         yield* mailbox.end
         const left = yield* mailbox.clear
         for (const event of left) failEvent(event)
+        for (const future of inHand) future?.deferred.done(Exit.fail(new RaftShutdown()))
+        inHand = []
         yield* fsmMailbox.end
         const pendingFsm = yield* fsmMailbox.clear
         for (const batch of pendingFsm) {
@@ -1397,9 +1412,11 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             Effect.flatMap((result) => {
               if (Option.isSome(result)) return Effect.succeed(result.value)
               // Once the leader has taken it, the timeout no longer applies (as hashicorp's enqueue timeout).
-              if (future.status !== QUEUED) return future.deferred.await
-              future.status = CANCELLED
-              return Effect.fail(new EnqueueTimeout({ timeoutMillis }))
+              if (future.status === QUEUED) {
+                future.status = CANCELLED
+                future.deferred.done(Exit.fail(new EnqueueTimeout({ timeoutMillis })))
+              }
+              return future.deferred.await
             })
           )
         )

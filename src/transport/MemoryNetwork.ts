@@ -207,6 +207,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
           Queue.shutdown
         )
         const results = yield* Mailbox.make<PipelineResult, TransportError>()
+        let broken: TransportError | undefined
         yield* Effect.addFinalizer(() => results.end)
         yield* Effect.gen(function*() {
           while (true) {
@@ -216,17 +217,30 @@ export const make = (options: Options = {}): MemoryNetwork => {
             yield* results.offer({ request: item.request, response, sentAtMillis: item.sentAtMillis })
           }
         }).pipe(
-          Effect.catchAll((error) => results.fail(error)),
+          Effect.catchAll((error) =>
+            Effect.gen(function*() {
+              broken = error
+              yield* results.fail(error)
+              // Release a sender waiting for room; its send then reports the break.
+              yield* Queue.takeAll(requests)
+            })
+          ),
           Effect.interruptible,
           Effect.forkScoped
         )
         const pipeline: AppendPipeline = {
           send: (request) =>
             Effect.clockWith((clock) =>
-              Queue.offer(requests, { request, sentAtMillis: clock.unsafeCurrentTimeMillis() })
+              broken !== undefined
+                ? Effect.fail(broken)
+                : Queue.offer(requests, { request, sentAtMillis: clock.unsafeCurrentTimeMillis() })
             ).pipe(
               Effect.flatMap((accepted) =>
-                accepted ? Effect.void : Effect.fail(new TransportError({ target, reason: "closed" }))
+                broken !== undefined
+                  ? Effect.fail(broken)
+                  : accepted
+                  ? Effect.void
+                  : Effect.fail(new TransportError({ target, reason: "closed" }))
               ),
               Effect.onInterrupt(() => Effect.void)
             ),
