@@ -40,6 +40,16 @@ const voteRequest = (fields: Partial<RequestVoteRequest>): RequestVoteRequest =>
   ...fields
 })
 
+/** Makes a log store's writes wait until the returned latch opens: a disk that hangs. */
+const stuckDisk = (logs: LogStore.LogStore) =>
+  Effect.gen(function*() {
+    const disk = yield* Effect.makeLatch(false)
+    const store = logs.storeLogs
+    ;(logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = (entries) =>
+      disk.await.pipe(Effect.zipRight(store(entries)))
+    return disk
+  })
+
 describe("Raft: voting rules", () => {
   it.scoped("a vote is stored in the StableStore before it is granted", () =>
     Effect.gen(function*() {
@@ -185,10 +195,7 @@ describe("Raft: replication paths", () => {
     Effect.gen(function*() {
       const cluster = yield* makeCluster({ size: 3 })
       const leader = yield* cluster.waitForLeader()
-      const disk = yield* Effect.makeLatch(false)
-      const store = leader.logs.storeLogs
-      ;(leader.logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = (logs) =>
-        disk.await.pipe(Effect.zipRight(store(logs)))
+      const disk = yield* stuckDisk(leader.logs)
       const first = yield* Effect.fork(leader.raft.apply(bytes("slow")))
       yield* TestClock.adjust(1)
       const second = yield* Effect.fork(Effect.either(leader.raft.apply(bytes("late"), { timeout: "20 millis" })))
@@ -269,10 +276,7 @@ describe("Raft: outcomes always arrive", () => {
     Effect.gen(function*() {
       const cluster = yield* makeCluster({ size: 3 })
       const leader = yield* cluster.waitForLeader()
-      const disk = yield* Effect.makeLatch(false)
-      const store = leader.logs.storeLogs
-      ;(leader.logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = (logs) =>
-        disk.await.pipe(Effect.zipRight(store(logs)))
+      const disk = yield* stuckDisk(leader.logs)
       const first = yield* Effect.fork(leader.raft.apply(bytes("slow")))
       yield* TestClock.adjust(1)
       const late = yield* leader.raft.applyFuture(bytes("late"), { timeout: "20 millis" })
