@@ -85,3 +85,52 @@ export const decode = (bytes: Uint8Array): Configuration | undefined => {
   const result = decodeJson(textDecoder.decode(bytes))
   return Either.isRight(result) ? result.right : undefined
 }
+
+/** A membership change, one server at a time (as hashicorp/raft). */
+export type Change =
+  | { readonly _tag: "AddVoter"; readonly id: string; readonly address: string }
+  | { readonly _tag: "AddNonvoter"; readonly id: string; readonly address: string }
+  | { readonly _tag: "DemoteVoter"; readonly id: string }
+  | { readonly _tag: "RemoveServer"; readonly id: string }
+
+/**
+ * The configuration after `change` (hashicorp's `nextConfiguration`): adding a voter that exists updates its
+ * address; adding a non-voter never demotes a voter; demoting or removing an unknown server changes nothing.
+ * Returns a reason string when the change is invalid (an address taken by another server, no voter left).
+ */
+export const applyChange = (configuration: Configuration, change: Change): Configuration | string => {
+  const servers = [...configuration.servers]
+  const at = servers.findIndex((server) => server.id === change.id)
+  switch (change._tag) {
+    case "AddVoter":
+    case "AddNonvoter": {
+      if (change.id.length === 0) return "a server id must not be empty"
+      const taken = servers.find((server) => server.address === change.address && server.id !== change.id)
+      if (taken !== undefined) return `address ${change.address} is already used by ${taken.id}`
+      const existing = at >= 0 ? servers[at] : undefined
+      const suffrage: Suffrage = change._tag === "AddVoter" || existing?.suffrage === "Voter" ? "Voter" : "Nonvoter"
+      const server: Server = { id: change.id, address: change.address, suffrage }
+      if (at >= 0) servers[at] = server
+      else servers.push(server)
+      break
+    }
+    case "DemoteVoter": {
+      if (at >= 0) servers[at] = { ...servers[at]!, suffrage: "Nonvoter" }
+      break
+    }
+    case "RemoveServer": {
+      if (at >= 0) servers.splice(at, 1)
+      break
+    }
+  }
+  const next = { servers }
+  return votersOf(next).length === 0 ? "the change would leave no voter" : next
+}
+
+/** Whether two configurations hold the same servers, in the same order. */
+export const equals = (a: Configuration, b: Configuration): boolean =>
+  a.servers.length === b.servers.length &&
+  a.servers.every((server, i) => {
+    const other = b.servers[i]!
+    return server.id === other.id && server.address === other.address && server.suffrage === other.suffrage
+  })

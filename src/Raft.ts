@@ -29,14 +29,21 @@ import { fairScheduler } from "./internal/scheduler.js"
 import { LogStore } from "./LogStore.js"
 import * as RaftConfig from "./RaftConfig.js"
 import type {
+  ApplyTimeout,
   CantBootstrap,
+  ConfigurationChanged,
+  FsmError,
+  InvalidOperation,
   LeadershipLost,
+  LeadershipTransferFailed,
+  LeadershipTransferInProgress,
+  NothingNewToSnapshot,
   NotLeader,
   RaftConfigError,
   RaftShutdown,
   StorageError
 } from "./RaftError.js"
-import { SnapshotStore } from "./SnapshotStore.js"
+import { type SnapshotMeta, SnapshotStore } from "./SnapshotStore.js"
 import { StableStore } from "./StableStore.js"
 import { Transport } from "./Transport.js"
 
@@ -53,9 +60,47 @@ export type ApplyError = node.ApplyError
 
 /** Options of `apply` and `barrier`. */
 export interface ApplyOptions {
-  /** How long to wait for the leader to take the command; once taken, the call waits for the commit. No limit by default. */
+  /**
+   * How long to wait for the outcome, queueing and commit included; then the call fails with `ApplyTimeout` (an
+   * entry already appended may still commit). No limit by default: the effect stays interruptible.
+   */
   readonly timeout?: Duration.DurationInput | undefined
 }
+
+/** Options of a membership change. */
+export interface MembershipOptions {
+  /** Only change if the latest configuration is still the one at this index (else `ConfigurationChanged`); 0 = any. */
+  readonly prevIndex?: number | undefined
+  /** How long to wait for the change to commit (`ApplyTimeout`). No limit by default. */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/** Errors of the membership changes. */
+export type MembershipError =
+  | NotLeader
+  | LeadershipLost
+  | LeadershipTransferInProgress
+  | ApplyTimeout
+  | ConfigurationChanged
+  | InvalidOperation
+  | RaftShutdown
+  | StorageError
+
+/** Errors of a user snapshot. */
+export type SnapshotError = NothingNewToSnapshot | FsmError | StorageError | RaftShutdown
+
+/** Errors of a user restore. */
+export type RestoreError =
+  | NotLeader
+  | LeadershipLost
+  | LeadershipTransferInProgress
+  | ApplyTimeout
+  | FsmError
+  | StorageError
+  | RaftShutdown
+
+/** Errors of a leadership transfer. */
+export type TransferError = NotLeader | LeadershipTransferInProgress | LeadershipTransferFailed | RaftShutdown
 
 /** A running Raft node. */
 export interface Raft {
@@ -95,6 +140,37 @@ export interface Raft {
   >
   /** A snapshot of the node's counters. */
   readonly stats: Effect.Effect<RaftStats>
+  /**
+   * Adds a voter (or updates its address). A server that is not yet caught up joins as a non-voter and is
+   * promoted once its log is within `maxAppendEntries` of the leader's for a full round; the effect completes
+   * when the change that makes it a voter commits, with that entry's index.
+   */
+  readonly addVoter: (id: string, address: string, options?: MembershipOptions) => Effect.Effect<number, MembershipError>
+  /** Adds a server that receives the log but never votes nor counts toward a quorum; returns the change's index. */
+  readonly addNonvoter: (
+    id: string,
+    address: string,
+    options?: MembershipOptions
+  ) => Effect.Effect<number, MembershipError>
+  /** Makes a voter a non-voter; returns the change's index. */
+  readonly demoteVoter: (id: string, options?: MembershipOptions) => Effect.Effect<number, MembershipError>
+  /** Removes a server; returns the change's index. A leader that removes itself steps down once it commits. */
+  readonly removeServer: (id: string, options?: MembershipOptions) => Effect.Effect<number, MembershipError>
+  /** Takes a snapshot now and compacts the log; `NothingNewToSnapshot` when nothing was applied since the last. */
+  readonly snapshot: Effect.Effect<SnapshotMeta, SnapshotError>
+  /**
+   * Installs `data` (a snapshot of this FSM, e.g. opened from another store) into the running cluster: the
+   * leader's FSM is replaced, its log moves past the snapshot, and followers follow by InstallSnapshot.
+   */
+  readonly restore: (
+    meta: SnapshotMeta,
+    data: Stream.Stream<Uint8Array, StorageError>,
+    options?: ApplyOptions
+  ) => Effect.Effect<void, RestoreError>
+  /** Hands leadership to the most up-to-date voter; completes once another server leads. */
+  readonly leadershipTransfer: Effect.Effect<void, TransferError>
+  /** Hands leadership to the server `id` at `address`. */
+  readonly leadershipTransferToServer: (id: string, address: string) => Effect.Effect<void, TransferError>
   /** Writes the first configuration of a node without state (its own and its peers'). */
   readonly bootstrapCluster: (
     configuration: Configuration.Configuration
@@ -149,6 +225,22 @@ export const make: Effect.Effect<
     currentTerm: running.currentTerm,
     getConfiguration: running.configuration,
     stats: running.stats,
+    addVoter: (id, address, options) =>
+      running.changeMembership({ _tag: "AddVoter", id, address }, options?.prevIndex ?? 0, toMillis(options?.timeout)),
+    addNonvoter: (id, address, options) =>
+      running.changeMembership(
+        { _tag: "AddNonvoter", id, address },
+        options?.prevIndex ?? 0,
+        toMillis(options?.timeout)
+      ),
+    demoteVoter: (id, options) =>
+      running.changeMembership({ _tag: "DemoteVoter", id }, options?.prevIndex ?? 0, toMillis(options?.timeout)),
+    removeServer: (id, options) =>
+      running.changeMembership({ _tag: "RemoveServer", id }, options?.prevIndex ?? 0, toMillis(options?.timeout)),
+    snapshot: running.userSnapshot,
+    restore: (meta, data, options) => running.userRestore(meta, data, toMillis(options?.timeout)),
+    leadershipTransfer: running.leadershipTransfer(undefined),
+    leadershipTransferToServer: (id, address) => running.leadershipTransfer({ id, address }),
     bootstrapCluster: running.bootstrap,
     observe: running.observe,
     shutdown: running.shutdown

@@ -33,6 +33,66 @@ export class EnqueueTimeout extends Schema.TaggedError<EnqueueTimeout>()("Enqueu
   }
 }
 
+/**
+ * The caller's timeout ran out before the operation's outcome was known. If the entry was already appended it may
+ * still commit later: the outcome is unknown, as with `LeadershipLost`. The node has dropped the caller's waiter.
+ */
+export class ApplyTimeout extends Schema.TaggedError<ApplyTimeout>()("ApplyTimeout", {
+  timeoutMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `no outcome within ${this.timeoutMillis} ms (the entry may still commit)`
+  }
+}
+
+/** The leader is handing leadership to another server and accepts no new entries until that ends. */
+export class LeadershipTransferInProgress extends Schema.TaggedError<LeadershipTransferInProgress>()(
+  "LeadershipTransferInProgress",
+  {}
+) {
+  override get message(): string {
+    return "leadership transfer in progress"
+  }
+}
+
+/** A leadership transfer did not produce a new leader (`reason` says why); this node may still be leader. */
+export class LeadershipTransferFailed extends Schema.TaggedError<LeadershipTransferFailed>()(
+  "LeadershipTransferFailed",
+  { reason: Schema.String }
+) {
+  override get message(): string {
+    return `leadership transfer failed: ${this.reason}`
+  }
+}
+
+/** A user snapshot was asked for, but nothing was applied since the last one. */
+export class NothingNewToSnapshot extends Schema.TaggedError<NothingNewToSnapshot>()("NothingNewToSnapshot", {}) {
+  override get message(): string {
+    return "nothing new to snapshot"
+  }
+}
+
+/** A membership change named `prevIndex`, but the latest configuration is at `latestIndex`: it moved on. */
+export class ConfigurationChanged extends Schema.TaggedError<ConfigurationChanged>()("ConfigurationChanged", {
+  prevIndex: Schema.Number,
+  latestIndex: Schema.Number
+}) {
+  override get message(): string {
+    return `configuration changed since ${this.prevIndex} (latest is ${this.latestIndex})`
+  }
+}
+
+/** The state machine could not take or restore a snapshot. */
+export class FsmError extends Data.TaggedError("FsmError")<{
+  readonly operation: "snapshot" | "restore"
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `state machine ${this.operation} failed: ${this.reason}`
+  }
+}
+
 /** The node has been shut down (explicitly or because its layer was closed). */
 export class RaftShutdown extends Schema.TaggedError<RaftShutdown>()("RaftShutdown", {}) {
   override get message(): string {
@@ -116,6 +176,12 @@ export type RaftError =
   | NotLeader
   | LeadershipLost
   | EnqueueTimeout
+  | ApplyTimeout
+  | LeadershipTransferInProgress
+  | LeadershipTransferFailed
+  | NothingNewToSnapshot
+  | ConfigurationChanged
+  | FsmError
   | RaftShutdown
   | CantBootstrap
   | RaftConfigError

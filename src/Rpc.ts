@@ -4,6 +4,7 @@
  * Field meanings follow the Raft paper (§5) and hashicorp/raft's `commands.go`.
  */
 import * as Schema from "effect/Schema"
+import { Configuration } from "./Configuration.js"
 import { Log } from "./Log.js"
 
 /** Leader → follower: append `entries` after `prevLogIndex`/`prevLogTerm`; also the heartbeat (no entries). */
@@ -49,12 +50,87 @@ export const RequestVoteResponse = Schema.TaggedStruct("RequestVoteResponse", {
 /** Voter → candidate. */
 export type RequestVoteResponse = typeof RequestVoteResponse.Type
 
+/**
+ * Candidate → voter, before an election (PreVote, Raft thesis §9.6): would you vote for me at `term`?
+ * The voter changes nothing, neither its term nor its vote; the candidate campaigns only if a quorum says yes.
+ */
+export const RequestPreVoteRequest = Schema.TaggedStruct("RequestPreVoteRequest", {
+  term: Schema.NonNegativeInt,
+  candidateId: Schema.String,
+  candidateAddress: Schema.String,
+  lastLogIndex: Schema.NonNegativeInt,
+  lastLogTerm: Schema.NonNegativeInt
+})
+/** Candidate → voter, before an election. */
+export type RequestPreVoteRequest = typeof RequestPreVoteRequest.Type
+
+/** Voter → candidate: whether it would grant a vote at the asked term. `term` is the voter's own. */
+export const RequestPreVoteResponse = Schema.TaggedStruct("RequestPreVoteResponse", {
+  term: Schema.NonNegativeInt,
+  granted: Schema.Boolean
+})
+/** Voter → candidate answer to a pre-vote. */
+export type RequestPreVoteResponse = typeof RequestPreVoteResponse.Type
+
+/**
+ * Leader → follower: replace your state with this snapshot. The snapshot's bytes travel after the request as a
+ * stream (no size is needed up front); `lastLogIndex`/`lastLogTerm` name the last entry it covers.
+ */
+export const InstallSnapshotRequest = Schema.TaggedStruct("InstallSnapshotRequest", {
+  term: Schema.NonNegativeInt,
+  leaderId: Schema.String,
+  leaderAddress: Schema.String,
+  lastLogIndex: Schema.NonNegativeInt,
+  lastLogTerm: Schema.NonNegativeInt,
+  configuration: Configuration,
+  configurationIndex: Schema.NonNegativeInt
+})
+/** Leader → follower: install a snapshot (its data follows as a stream). */
+export type InstallSnapshotRequest = typeof InstallSnapshotRequest.Type
+
+/** Follower → leader: whether the snapshot was stored and installed. */
+export const InstallSnapshotResponse = Schema.TaggedStruct("InstallSnapshotResponse", {
+  term: Schema.NonNegativeInt,
+  success: Schema.Boolean
+})
+/** Follower → leader answer to InstallSnapshot. */
+export type InstallSnapshotResponse = typeof InstallSnapshotResponse.Type
+
+/** Leader → its chosen successor (leadership transfer): campaign now, without waiting for a timeout. */
+export const TimeoutNowRequest = Schema.TaggedStruct("TimeoutNowRequest", {
+  term: Schema.NonNegativeInt,
+  leaderId: Schema.String,
+  leaderAddress: Schema.String
+})
+/** Leader → successor: campaign now. */
+export type TimeoutNowRequest = typeof TimeoutNowRequest.Type
+
+/** Successor → leader. */
+export const TimeoutNowResponse = Schema.TaggedStruct("TimeoutNowResponse", {
+  term: Schema.NonNegativeInt,
+  success: Schema.Boolean
+})
+/** Successor → leader answer to TimeoutNow. */
+export type TimeoutNowResponse = typeof TimeoutNowResponse.Type
+
 /** Every request a node serves. */
-export const Request = Schema.Union(AppendEntriesRequest, RequestVoteRequest)
+export const Request = Schema.Union(
+  AppendEntriesRequest,
+  RequestVoteRequest,
+  RequestPreVoteRequest,
+  InstallSnapshotRequest,
+  TimeoutNowRequest
+)
 /** Every request a node serves. */
 export type Request = typeof Request.Type
 
 /** Every response a node sends. */
-export const Response = Schema.Union(AppendEntriesResponse, RequestVoteResponse)
+export const Response = Schema.Union(
+  AppendEntriesResponse,
+  RequestVoteResponse,
+  RequestPreVoteResponse,
+  InstallSnapshotResponse,
+  TimeoutNowResponse
+)
 /** Every response a node sends. */
 export type Response = typeof Response.Type

@@ -5,23 +5,42 @@
  * AppendEntries in flight on one channel, answered in order; a transport that
  * cannot fails with `PipelineNotSupported` and the leader silently uses plain
  * RPCs (as hashicorp/raft does).
+ *
+ * InstallSnapshot is streamed both ways: the sender passes the snapshot's bytes
+ * as a `Stream` (read from its snapshot store), and the receiving handler gets
+ * them as a `Stream` that fails with `TransportError` if the sender goes away
+ * mid-transfer. A transport must not hold a whole snapshot in one buffer.
  */
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
-import type { PipelineNotSupported, RaftShutdown, TransportError } from "./RaftError.js"
+import type * as Stream from "effect/Stream"
+import type { PipelineNotSupported, RaftShutdown, StorageError, TransportError } from "./RaftError.js"
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
+  InstallSnapshotRequest,
+  InstallSnapshotResponse,
+  RequestPreVoteRequest,
+  RequestPreVoteResponse,
   RequestVoteRequest,
-  RequestVoteResponse
+  RequestVoteResponse,
+  TimeoutNowRequest,
+  TimeoutNowResponse
 } from "./Rpc.js"
 
 /** What a node serves: the transport calls it for every request that arrives. */
 export interface RpcHandler {
   readonly appendEntries: (request: AppendEntriesRequest) => Effect.Effect<AppendEntriesResponse, RaftShutdown>
   readonly requestVote: (request: RequestVoteRequest) => Effect.Effect<RequestVoteResponse, RaftShutdown>
+  readonly requestPreVote: (request: RequestPreVoteRequest) => Effect.Effect<RequestPreVoteResponse, RaftShutdown>
+  /** Consumes `data` (the snapshot's bytes) to its end before answering; fails only when the node is shut down. */
+  readonly installSnapshot: (
+    request: InstallSnapshotRequest,
+    data: Stream.Stream<Uint8Array, TransportError>
+  ) => Effect.Effect<InstallSnapshotResponse, RaftShutdown>
+  readonly timeoutNow: (request: TimeoutNowRequest) => Effect.Effect<TimeoutNowResponse, RaftShutdown>
 }
 
 /** One answered pipelined request. */
@@ -58,6 +77,28 @@ export interface Transport {
     address: string,
     request: RequestVoteRequest
   ) => Effect.Effect<RequestVoteResponse, TransportError>
+  /** Sends a RequestPreVote and waits for the answer. */
+  readonly requestPreVote: (
+    id: string,
+    address: string,
+    request: RequestPreVoteRequest
+  ) => Effect.Effect<RequestPreVoteResponse, TransportError>
+  /**
+   * Sends an InstallSnapshot followed by `data`, streamed, and waits for the answer. A failure reading `data`
+   * aborts the transfer with that `StorageError`.
+   */
+  readonly installSnapshot: (
+    id: string,
+    address: string,
+    request: InstallSnapshotRequest,
+    data: Stream.Stream<Uint8Array, StorageError>
+  ) => Effect.Effect<InstallSnapshotResponse, TransportError | StorageError>
+  /** Sends a TimeoutNow and waits for the answer. */
+  readonly timeoutNow: (
+    id: string,
+    address: string,
+    request: TimeoutNowRequest
+  ) => Effect.Effect<TimeoutNowResponse, TransportError>
   /** Opens a pipeline to a peer, closed with the scope. */
   readonly appendEntriesPipeline: (
     id: string,

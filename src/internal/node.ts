@@ -41,7 +41,9 @@ import type { RaftConfig } from "../RaftConfig.js"
 import {
   CantBootstrap,
   EnqueueTimeout,
+  InvalidOperation,
   LeadershipLost,
+  LeadershipTransferFailed,
   type LogNotFound,
   NotLeader,
   RaftShutdown,
@@ -55,7 +57,8 @@ import type {
   RequestVoteRequest,
   RequestVoteResponse
 } from "../Rpc.js"
-import type { SnapshotStore } from "../SnapshotStore.js"
+import type { MembershipError, RestoreError, SnapshotError, TransferError } from "../Raft.js"
+import type { SnapshotMeta, SnapshotStore } from "../SnapshotStore.js"
 import type { StableStore } from "../StableStore.js"
 import type { RpcHandler, Transport } from "../Transport.js"
 import { failureBackoff } from "./backoff.js"
@@ -298,6 +301,20 @@ export interface Node {
   readonly configuration: Effect.Effect<{ readonly configuration: Configuration.Configuration; readonly index: number }>
   readonly observe: Stream.Stream<Observation>
   readonly shutdown: Effect.Effect<void>
+  readonly changeMembership: (
+    change: Configuration.Change,
+    prevIndex: number,
+    timeoutMillis: number | undefined
+  ) => Effect.Effect<number, MembershipError>
+  readonly userSnapshot: Effect.Effect<SnapshotMeta, SnapshotError>
+  readonly userRestore: (
+    meta: SnapshotMeta,
+    data: Stream.Stream<Uint8Array, StorageError>,
+    timeoutMillis: number | undefined
+  ) => Effect.Effect<void, RestoreError>
+  readonly leadershipTransfer: (
+    target: { readonly id: string; readonly address: string } | undefined
+  ) => Effect.Effect<void, TransferError>
 }
 
 // ---------------------------------------------------------------------------
@@ -1365,7 +1382,11 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             return Effect.fail(new RaftShutdown())
           }
           return deferred.await
-        })
+        }),
+      requestPreVote: (request) =>
+        Effect.succeed({ _tag: "RequestPreVoteResponse" as const, term: Math.max(currentTerm, request.term), granted: false }),
+      installSnapshot: () => Effect.succeed({ _tag: "InstallSnapshotResponse" as const, term: currentTerm, success: false }),
+      timeoutNow: () => Effect.succeed({ _tag: "TimeoutNowResponse" as const, term: currentTerm, success: false })
     }
     yield* Scope.extend(transport.serve(handler), nodeScope)
 
@@ -1467,7 +1488,12 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       currentTerm: Effect.sync(() => currentTerm),
       configuration: Effect.sync(() => ({ configuration: latestConfiguration, index: latestConfigurationIndex })),
       observe: Stream.fromPubSub(observations),
-      shutdown
+      shutdown,
+      // Placeholders of the interface commit: replaced by the implementation in the same session.
+      changeMembership: () => Effect.fail(new InvalidOperation({ reason: "membership changes: in progress" })),
+      userSnapshot: Effect.fail(new StorageError({ operation: "snapshot", reason: "in progress" })),
+      userRestore: () => Effect.fail(new StorageError({ operation: "restore", reason: "in progress" })),
+      leadershipTransfer: () => Effect.fail(new LeadershipTransferFailed({ reason: "in progress" }))
     }
     return node
   })

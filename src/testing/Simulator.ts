@@ -524,7 +524,7 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
       node.checkedCommit = 0
       const fsm = workload.fsm()
       const recording: Fsm.Fsm = {
-        apply: fsm.apply,
+        ...fsm,
         applyBatch: (logs) =>
           Effect.suspend(() => {
             for (const log of logs) {

@@ -13,7 +13,8 @@ import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
-import { PipelineNotSupported, type RaftShutdown, TransportError } from "../RaftError.js"
+import * as Stream from "effect/Stream"
+import { PipelineNotSupported, type RaftShutdown, type StorageError, TransportError } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
 import { type AppendPipeline, type PipelineResult, type RpcHandler, Transport } from "../Transport.js"
 
@@ -45,6 +46,9 @@ export interface Counters {
   appendEntries: number
   pipelinedAppendEntries: number
   requestVote: number
+  requestPreVote: number
+  installSnapshot: number
+  timeoutNow: number
   pipelinesOpened: number
   dropped: number
   duplicated: number
@@ -98,6 +102,9 @@ export const make = (options: Options = {}): MemoryNetwork => {
     appendEntries: 0,
     pipelinedAppendEntries: 0,
     requestVote: 0,
+    requestPreVote: 0,
+    installSnapshot: 0,
+    timeoutNow: 0,
     pipelinesOpened: 0,
     dropped: 0,
     duplicated: 0
@@ -273,6 +280,38 @@ export const make = (options: Options = {}): MemoryNetwork => {
         Effect.suspend(() => {
           counters.requestVote++
           return deliver(id, targetAddress, (h) => h.requestVote(request))
+        }),
+      requestPreVote: (_target, targetAddress, request) =>
+        Effect.suspend(() => {
+          counters.requestPreVote++
+          return deliver(id, targetAddress, (h) => h.requestPreVote(request))
+        }),
+      installSnapshot: (_target, targetAddress, request, data) =>
+        Effect.suspend(() => {
+          counters.installSnapshot++
+          // The receiver reads the sender's stream directly; a cut link or a failed read ends it with a TransportError
+          // on the receiving side, and the sender's call reports its own read failure as such.
+          let readFailure: StorageError | undefined
+          const endpointId = endpoints.get(targetAddress)?.id ?? targetAddress
+          const carried = data.pipe(
+            Stream.mapError((error) => {
+              readFailure = error
+              return new TransportError({ target: address, reason: "remote", detail: "sender failed to read" })
+            }),
+            Stream.mapEffect((chunk) =>
+              canReach(id, endpointId)
+                ? Effect.succeed(chunk)
+                : Effect.fail(new TransportError({ target: address, reason: "unreachable", detail: "link cut" }))
+            )
+          )
+          return deliver(id, targetAddress, (h) => h.installSnapshot(request, carried)).pipe(
+            Effect.flatMap((response) => readFailure === undefined ? Effect.succeed(response) : Effect.fail(readFailure))
+          )
+        }),
+      timeoutNow: (_target, targetAddress, request) =>
+        Effect.suspend(() => {
+          counters.timeoutNow++
+          return deliver(id, targetAddress, (h) => h.timeoutNow(request))
         }),
       appendEntriesPipeline: (_target, targetAddress) => openPipeline(targetAddress)
     }

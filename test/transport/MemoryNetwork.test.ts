@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Random from "effect/Random"
@@ -60,7 +61,15 @@ const recorder = (id: string): Recorder => {
         Effect.sync(() => {
           self.received.push(request)
           return { _tag: "RequestVoteResponse" as const, term: request.term, granted: id !== "never" }
-        })
+        }),
+      requestPreVote: (request) =>
+        Effect.succeed({ _tag: "RequestPreVoteResponse" as const, term: request.term, granted: id !== "never" }),
+      installSnapshot: (request, data) =>
+        Stream.runDrain(data).pipe(
+          Effect.as({ _tag: "InstallSnapshotResponse" as const, term: request.term, success: true }),
+          Effect.orElseSucceed(() => ({ _tag: "InstallSnapshotResponse" as const, term: request.term, success: false }))
+        ),
+      timeoutNow: (request) => Effect.succeed({ _tag: "TimeoutNowResponse" as const, term: request.term, success: true })
     }
   }
   return self
@@ -341,6 +350,9 @@ describe("MemoryNetwork", () => {
         appendEntries: 3,
         pipelinedAppendEntries: 2,
         requestVote: 1,
+        requestPreVote: 0,
+        installSnapshot: 0,
+        timeoutNow: 0,
         pipelinesOpened: 1,
         dropped: 1,
         duplicated: 0
