@@ -134,11 +134,11 @@ const failure = (operation: string) => (cause: unknown): StorageError =>
   new StorageError({ operation, reason: reasonOf(cause), cause })
 
 /** A synchronous lmdb call, its exception mapped to a `StorageError` naming the operation. */
-const attempt = <A>(operation: string, f: () => A): Effect.Effect<A, StorageError> =>
+const attemptSync = <A>(operation: string, f: () => A): Effect.Effect<A, StorageError> =>
   Effect.try({ try: f, catch: failure(operation) })
 
 /** An lmdb write: `f` queues the puts/removes (in this event turn, so one transaction) and returns its promise. */
-const commit = (operation: string, f: () => Promise<unknown> | undefined): Effect.Effect<void, StorageError> =>
+const commitAsync = (operation: string, f: () => Promise<unknown> | undefined): Effect.Effect<void, StorageError> =>
   Effect.asVoid(Effect.tryPromise({ try: () => f() ?? Promise.resolve(true), catch: failure(operation) }))
 
 // ---------------------------------------------------------------- the store
@@ -146,7 +146,7 @@ const commit = (operation: string, f: () => Promise<unknown> | undefined): Effec
 type Db = lmdb.Database<Uint8Array, lmdb.Key>
 
 const openEnvironment = (options: Options): Effect.Effect<lmdb.RootDatabase<Uint8Array, lmdb.Key>, StorageError> =>
-  attempt("open", () =>
+  attemptSync("open", () =>
     lmdb.open<Uint8Array, lmdb.Key>({
       // Counts commits (getStats().txns), for the benchmark's entries-per-fsync figure; not in lmdb's typings.
       ...{ trackMetrics: true },
@@ -170,9 +170,9 @@ const checkFormat = (
   readOnly: boolean
 ): Effect.Effect<void, StorageError> =>
   Effect.gen(function*() {
-    const raw = yield* attempt("open", () => meta.getBinary("format"))
+    const raw = yield* attemptSync("open", () => meta.getBinary("format"))
     if (raw === undefined) {
-      const empty = yield* attempt("open", () => logs.getKeysCount({ limit: 1 }) === 0 && stable.getKeysCount({ limit: 1 }) === 0)
+      const empty = yield* attemptSync("open", () => logs.getKeysCount({ limit: 1 }) === 0 && stable.getKeysCount({ limit: 1 }) === 0)
       if (!empty) {
         return yield* Effect.fail(
           new StorageError({ operation: "open", reason: "the environment holds data but no format record: not a store of this format" })
@@ -181,7 +181,7 @@ const checkFormat = (
       if (readOnly) return
       const record = new Uint8Array(4)
       new DataView(record.buffer).setUint32(0, FORMAT_VERSION)
-      yield* commit("open", () => meta.put("format", encodeValue("format", record)))
+      yield* commitAsync("open", () => meta.put("format", encodeValue("format", record)))
       return
     }
     const decoded = decodeValue("format", raw)
@@ -206,10 +206,20 @@ const checkFormat = (
  */
 export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, Scope.Scope> =>
   Effect.gen(function*() {
+    // lmdb throws an uncaught exception from a timer (and never settles the write) when a write is queued on a
+    // closed environment, so operations check this flag first and fail with a StorageError instead.
+    let closed = false
     const root = yield* Effect.acquireRelease(openEnvironment(options), (env) =>
-      Effect.tryPromise(() => env.close()).pipe(
-        Effect.catchAll((error) => Effect.logWarning("closing the LMDB environment failed", error))
-      ))
+      Effect.suspend(() => {
+        closed = true
+        return Effect.tryPromise(() => env.close())
+      }).pipe(Effect.catchAll((error) => Effect.logWarning("closing the LMDB environment failed", error))))
+    const whenOpen = (operation: string) =>
+      closed ? Effect.fail(new StorageError({ operation, reason: "the store is closed" })) : Effect.void
+    const attempt = <A>(operation: string, f: () => A): Effect.Effect<A, StorageError> =>
+      Effect.suspend(() => Effect.zipRight(whenOpen(operation), attemptSync(operation, f)))
+    const commit = (operation: string, f: () => Promise<unknown> | undefined): Effect.Effect<void, StorageError> =>
+      Effect.suspend(() => Effect.zipRight(whenOpen(operation), commitAsync(operation, f)))
     const openDb = (name: string) =>
       attempt("open", () => root.openDB<Uint8Array, lmdb.Key>({ name, encoding: "binary" }))
     const meta = yield* openDb("meta")
