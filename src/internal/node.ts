@@ -1660,9 +1660,12 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
      * snapshot's last entry with its term; otherwise it is discarded whole, conflicting suffix included (the bug
      * of hashicorp/raft #697 was to keep it).
      */
-    const handleInstallStored = (meta: SnapshotMeta) =>
+    const handleInstallStored = (request: InstallSnapshotRequest, meta: SnapshotMeta) =>
       Effect.gen(function*() {
         const response = { _tag: "InstallSnapshotResponse" as const, term: currentTerm, success: true }
+        // The term moved on while the bytes arrived: the snapshot stays stored (it is committed state, and the
+        // start-up check reconciles it with the log), but this node's role is no longer the sender's follower.
+        if (request.term !== currentTerm || state !== "Follower") return { ...response, success: false }
         lastContact = now()
         if (meta.index <= dispatchedToFsm) {
           if (meta.index > lastSnapshotIndex) {
@@ -2013,7 +2016,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               break
             }
             case "InstallStored": {
-              event.deferred.done(Exit.succeed(yield* handleInstallStored(event.meta)))
+              event.deferred.done(Exit.succeed(yield* handleInstallStored(event.request, event.meta)))
               break
             }
             case "Compact": {
@@ -2420,10 +2423,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         })
       })
 
-    const userSnapshot: Effect.Effect<SnapshotMeta, SnapshotError> = takeSnapshot.pipe(
-      Effect.catchTag("InvalidOperation", (error) =>
-        Effect.fail(new StorageError({ operation: "snapshot", reason: error.reason })))
-    )
+    const userSnapshot: Effect.Effect<SnapshotMeta, SnapshotError> = takeSnapshot
 
     const userRestore = (
       meta: SnapshotMeta,
