@@ -23,7 +23,7 @@ import * as LmdbStore from "../../src/storage/LmdbStore.js"
 
 const STORE_KILLS = 50
 const RAFT_KILLS = 12
-const KEEP = 2000 // the store child compacts to its last KEEP entries
+const KEEP = 500 // the store child compacts to its last KEEP entries
 const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 1_000_000))
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..")
@@ -66,25 +66,35 @@ const generator = (start: number) => {
 }
 
 /**
- * Starts the child, waits for READY, lets it write for `delayMillis`, kills it
- * with SIGKILL and returns every complete line it printed (a line cut by the
- * kill is not counted: its write was not reported).
+ * Starts the child, waits for READY and then for `writes` reported writes (lines starting with `tag`), lets it go on
+ * for `delayMillis`, kills it with SIGKILL and returns every complete line it printed (a line cut by the kill is not
+ * counted: its write was not reported). Counting writes, not time, keeps the work per kill the same on a busy machine.
  */
-const runAndKill = (file: string, args: ReadonlyArray<string>, delayMillis: number): Promise<Array<string>> =>
+const runAndKill = (
+  file: string,
+  args: ReadonlyArray<string>,
+  kill: { readonly tag: string; readonly writes: number; readonly delayMillis: number }
+): Promise<Array<string>> =>
   new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [file, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
     let out = ""
     let err = ""
+    let ready = false
+    let seen = 0
     let killTimer: NodeJS.Timeout | undefined
     const deadline = setTimeout(() => {
       child.kill("SIGKILL")
-      reject(new Error(`child ${args.join(" ")} not READY within 30 s; stderr: ${err}`))
-    }, 30_000)
+      reject(new Error(`child ${args.join(" ")}: READY and ${kill.writes} writes not seen within 60 s; stderr: ${err}`))
+    }, 60_000)
     child.stdout.on("data", (chunk: Buffer) => {
-      out += chunk.toString("utf8")
-      if (killTimer === undefined && out.includes("READY\n")) {
-        killTimer = setTimeout(() => child.kill("SIGKILL"), delayMillis)
+      const text = chunk.toString("utf8")
+      out += text
+      if (killTimer !== undefined) return
+      for (const line of text.split("\n")) {
+        if (line === "READY") ready = true
+        else if (line.startsWith(`${kill.tag} `)) seen++
       }
+      if (ready && seen >= kill.writes) killTimer = setTimeout(() => child.kill("SIGKILL"), kill.delayMillis)
     })
     child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString("utf8")))
     child.on("exit", (code, signal) => {
@@ -117,7 +127,11 @@ describe("crash tests: SIGKILL at random points", () => {
     try {
       for (let run = 1; run <= kills; run++) {
         const childSeed = String(Math.floor(random() * 2 ** 31))
-        const lines = await runAndKill(storeChild, [dir, String(run), childSeed], Math.floor(random() * 150))
+        const lines = await runAndKill(storeChild, [dir, String(run), childSeed], {
+          tag: "L",
+          writes: Math.floor(random() * 40),
+          delayMillis: Math.floor(random() * 10)
+        })
         const last = numbers(lines, "L")
         reportedWrites += last.length
         durableLast = Math.max(durableLast, ...last)
@@ -164,7 +178,11 @@ describe("crash tests: SIGKILL at random points", () => {
     let maxTerm = 0
     try {
       for (let run = 1; run <= RAFT_KILLS; run++) {
-        const lines = await runAndKill(raftChild, [dir, String(run)], Math.floor(random() * 200))
+        const lines = await runAndKill(raftChild, [dir, String(run)], {
+          tag: "A",
+          writes: Math.floor(random() * 200),
+          delayMillis: Math.floor(random() * 10)
+        })
         maxTerm = Math.max(maxTerm, ...numbers(lines, "TERM"))
         for (const line of lines) {
           const [tag, index, command] = line.split(" ")
