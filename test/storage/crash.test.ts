@@ -1,16 +1,17 @@
 /**
  * Crash tests with real processes: a child (test/fixtures/crash-store-child.ts)
  * writes through the LMDB store, or (crash-raft-child.ts) runs a single-node
- * Raft on it, and prints
- * every write whose effect succeeded; this test SIGKILLs it at a random moment,
- * reopens the directory, and checks that every reported write is there and the
+ * Raft on it, and prints every write whose effect succeeded; this test SIGKILLs
+ * it after a random number of reported writes plus 0-9 ms (so at a random point
+ * of the next write), reopens the directory, and checks that every reported write is there and the
  * store reads back cleanly (checksums included). The same directory goes
  * through every kill of a chain, so each run also recovers from the previous
  * crash; the store writer's kills run as two chains at once (a child mostly
  * waits for fsync).
  *
  * Kills: STORE_KILLS of the store writer + RAFT_KILLS of the Raft node
- * (62 in all). The seed is printed; `CRASH_SEED=n` replays its kill points.
+ * (62 in all). The seed is printed; `CRASH_SEED=n` replays its choices (the exact
+ * kill points also depend on timing).
  */
 import { assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
