@@ -139,7 +139,16 @@ const attemptSync = <A>(operation: string, f: () => A): Effect.Effect<A, Storage
 
 /** An lmdb write: `f` queues the puts/removes (in this event turn, so one transaction) and returns its promise. */
 const commitAsync = (operation: string, f: () => Promise<unknown> | undefined): Effect.Effect<void, StorageError> =>
-  Effect.asVoid(Effect.tryPromise({ try: () => f() ?? Promise.resolve(true), catch: failure(operation) }))
+  Effect.asVoid(Effect.tryPromise({
+    try: () => f() ?? Promise.resolve(true),
+    catch: (cause) => {
+      // A failed commit (e.g. a full disk) rejects with "Commit failed" and a second promise, `commitError`, that
+      // rejects later with the cause; unobserved, that one would end the process as an unhandled rejection.
+      const later = typeof cause === "object" && cause !== null && "commitError" in cause ? cause.commitError : undefined
+      if (later instanceof Promise) later.then(undefined, () => undefined)
+      return failure(operation)(cause)
+    }
+  }))
 
 // ---------------------------------------------------------------- the store
 
