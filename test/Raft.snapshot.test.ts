@@ -45,12 +45,12 @@ describe("Raft: snapshots", () => {
       const trailingLogs = 5
       const cluster = yield* makeCluster({
         size: 3,
-        config: { snapshotThreshold: 20, snapshotInterval: "100 millis", trailingLogs }
+        config: { snapshotThreshold: 20, snapshotInterval: "50 millis", trailingLogs }
       })
       const leader = yield* cluster.waitForLeader()
       // Below the threshold (10 commands + configuration + no-op): no snapshot, however long we wait.
       yield* cluster.waitForApplied(yield* applyAll(leader, "a", 10))
-      yield* cluster.advance(600)
+      yield* cluster.advance(300)
       for (const node of cluster.nodes) {
         assert.strictEqual((yield* node.raft.stats).lastSnapshotIndex, 0, `${node.id} snapshotted below the threshold`)
         assert.strictEqual((yield* node.snapshots.list).length, 0)
@@ -58,7 +58,7 @@ describe("Raft: snapshots", () => {
       }
       const last = yield* applyAll(leader, "b", 20)
       yield* cluster.waitForApplied(last)
-      yield* cluster.advance(600)
+      yield* cluster.advance(300)
       for (const node of cluster.nodes) {
         const stats = yield* node.raft.stats
         const [newest] = yield* node.snapshots.list
