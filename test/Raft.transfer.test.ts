@@ -27,10 +27,11 @@ const applyAll = (node: TestNode, prefix: string, count: number) =>
     return last
   })
 
-/** Makes a log store's writes wait until the returned latch opens: a disk that hangs. */
+/** Makes a log store's writes wait until the returned latch opens (at the latest when the test ends): a disk that hangs. */
 const stuckDisk = (logs: LogStore.LogStore) =>
   Effect.gen(function*() {
     const disk = yield* Effect.makeLatch(false)
+    yield* Effect.addFinalizer(() => disk.open)
     const store = logs.storeLogs
     ;(logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = (entries) =>
       disk.await.pipe(Effect.zipRight(store(entries)))
@@ -41,6 +42,7 @@ const stuckDisk = (logs: LogStore.LogStore) =>
 const settle = <A, E>(cluster: Cluster, fiber: Fiber.RuntimeFiber<A, E>, limitMillis = 5000) =>
   Effect.gen(function*() {
     for (let waited = 0; waited < limitMillis && fiber.unsafePoll() === null; waited += 10) yield* cluster.advance(10)
+    if (fiber.unsafePoll() === null) return assert.fail(`still waiting after ${limitMillis} ms`)
     return yield* Fiber.join(fiber)
   })
 
