@@ -15,7 +15,6 @@ import * as Supervisor from "effect/Supervisor"
 import * as TestClock from "effect/TestClock"
 import * as Configuration from "../src/Configuration.js"
 import type * as LogStore from "../src/LogStore.js"
-import type * as RaftConfig from "../src/RaftConfig.js"
 import { bytes, type Cluster, leaderOf, makeCluster, type TestNode } from "./cluster.js"
 
 const seeded = (seed: string) => Effect.withRandom(Random.make(seed))
@@ -146,12 +145,6 @@ describe("Raft: leadership transfer", () => {
 })
 
 describe("Raft: PreVote", () => {
-  // Built outside the literal so the file type-checks whether or not the option is declared yet.
-  const withPreVote = (preVote: boolean): Omit<RaftConfig.Input, "localId"> => ({
-    electionTimeout: "100 millis",
-    ...{ preVote }
-  })
-
   for (const preVote of [true, false]) {
     it.scoped(
       preVote
@@ -159,7 +152,7 @@ describe("Raft: PreVote", () => {
         : "without PreVote the same rejoining follower raises the cluster's term (what PreVote prevents)",
       () =>
         Effect.gen(function*() {
-          const cluster = yield* makeCluster({ size: 3, config: withPreVote(preVote) })
+          const cluster = yield* makeCluster({ size: 3, config: { preVote } })
           const leader = yield* cluster.waitForLeader()
           yield* applyAll(leader, "a", 3)
           const term = yield* leader.raft.currentTerm
