@@ -188,6 +188,29 @@ describe("Raft: PreVote", () => {
   }
 })
 
+describe("Raft: PreVote and a live leader", () => {
+  it.scoped("with PreVote a follower cut off from the leader but not from the other follower gets no pre-vote and keeps its term", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      const leader = yield* cluster.waitForLeader()
+      const term = yield* leader.raft.currentTerm
+      const [cut, other] = yield* cluster.followers
+      yield* cluster.network.block(leader.id, cut!.id)
+      yield* cluster.network.block(cut!.id, leader.id)
+      const preVotesBefore = cluster.network.counters.requestPreVote
+      yield* cluster.advance(600)
+      // It asked the other follower, which still hears from the leader and so refused.
+      assert.isAbove(cluster.network.counters.requestPreVote, preVotesBefore)
+      assert.strictEqual(yield* cut!.raft.currentTerm, term, "a pre-vote was granted despite a live leader")
+      assert.strictEqual(yield* other!.raft.currentTerm, term)
+      assert.strictEqual(yield* leader.raft.state, "Leader")
+      yield* cluster.network.heal
+      const last = (yield* leader.raft.apply(bytes("after"))).index
+      yield* cluster.waitForApplied(last)
+      assert.strictEqual(yield* leader.raft.currentTerm, term)
+    }).pipe(seeded("prevote-sticky")))
+})
+
 describe("Raft: apply outcomes never hang", () => {
   it.scoped("apply and barrier with a timeout shorter than the lease fail with ApplyTimeout once the quorum is gone", () =>
     Effect.gen(function*() {
