@@ -15,7 +15,7 @@
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { Packr, Unpackr } from "msgpackr"
-import type { LogType } from "../Log.js"
+import type { Log, LogType } from "../Log.js"
 import { CodecError } from "../RaftError.js"
 import * as Rpc from "../Rpc.js"
 
@@ -321,26 +321,24 @@ const schemaError = (peer: string, type: number, error: unknown): CodecError =>
     }`
   })
 
-// Entries arrive as tuples; they become `Log` objects only for the schema to check (a malformed tuple stays as it
-// is, so the schema rejects it).
-const entriesFromWire = (entries: unknown): unknown => {
-  if (!Array.isArray(entries)) return entries
-  const out = new Array<unknown>(entries.length)
+const isNonNegativeInt = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
+
+/**
+ * Log entries arrive as tuples `[index, term, typeCode, data]`. This check accepts exactly what the `Log` schema
+ * accepts (a property test compares the two on arbitrary input); it runs per entry, where a Schema decode cost
+ * about four microseconds, a tenth of a node's CPU at 64 clients.
+ */
+export const logsFromWire = (entries: unknown): Array<Log> | string => {
+  if (!Array.isArray(entries)) return "entries is not an array"
+  const out = new Array<Log>(entries.length)
   for (let i = 0; i < entries.length; i++) {
     const e: unknown = entries[i]
-    if (Array.isArray(e) && e.length === 4) {
-      const code: unknown = e[2]
-      const type = typeof code === "number" && Number.isInteger(code) && code >= 0 && code < 4 ? logTypes[code] : code
-      const entry: { index: unknown; term: unknown; type: unknown; data: unknown } = {
-        index: e[0],
-        term: e[1],
-        type,
-        data: e[3]
-      }
-      out[i] = entry
-    } else {
-      out[i] = e
-    }
+    if (!Array.isArray(e) || e.length !== 4) return `entry ${i} is not a 4-tuple`
+    const [index, term, code, data] = e as [unknown, unknown, unknown, unknown]
+    if (!isNonNegativeInt(index) || !isNonNegativeInt(term)) return `entry ${i}: index and term must be non-negative integers`
+    if (typeof code !== "number" || !(code === 0 || code === 1 || code === 2 || code === 3)) return `entry ${i}: unknown type`
+    if (!(data instanceof Uint8Array)) return `entry ${i}: data is not bytes`
+    out[i] = { index, term, type: logTypes[code]!, data }
   }
   return out
 }
@@ -369,10 +367,12 @@ export const decode = (peer: string, frame: Frame): Either.Either<Message, Codec
         }))
     case FrameType.AppendEntries:
       return Either.flatMap(unpack(peer, frame.body), (body) => {
-        const candidate = { ...body, _tag: "AppendEntriesRequest", entries: entriesFromWire(body.entries) }
-        return Either.match(decodeAppendEntries(candidate), {
+        // The envelope goes through the Rpc schema; its entries through `logsFromWire`, the Log schema's equal.
+        const entries = logsFromWire(body.entries)
+        if (typeof entries === "string") return Either.left(schemaError(peer, type, new Error(entries)))
+        return Either.match(decodeAppendEntries({ ...body, _tag: "AppendEntriesRequest", entries: [] }), {
           onLeft: (error) => Either.left(schemaError(peer, type, error)),
-          onRight: (request) => Either.right({ kind: "request", id, request })
+          onRight: (request) => Either.right({ kind: "request", id, request: { ...request, entries } })
         })
       })
     default: {

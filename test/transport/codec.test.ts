@@ -2,7 +2,8 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
 import { pack } from "msgpackr"
-import type { Log } from "../../src/Log.js"
+import * as Schema from "effect/Schema"
+import { Log } from "../../src/Log.js"
 import { CodecError } from "../../src/RaftError.js"
 import type * as Rpc from "../../src/Rpc.js"
 import * as Codec from "../../src/transport/codec.js"
@@ -160,6 +161,36 @@ describe("codec", () => {
     })
     assert.strictEqual(reasonOf(readAll(frameOf(Codec.FrameType.AppendEntries, badEntry), 100)), "schema")
     assert.strictEqual(reasonOf(readAll(frameOf(Codec.FrameType.RequestVote, pack([1, 2])), 100)), "schema")
+  })
+
+  it("the entry check of AppendEntries accepts exactly what the Log schema accepts", () => {
+    const decodeLog = Schema.decodeUnknownEither(Log)
+    const names = ["Command", "Noop", "Barrier", "Configuration"]
+    const odd = FastCheck.oneof(
+      FastCheck.integer({ min: -5, max: 5 }),
+      FastCheck.double(),
+      FastCheck.constantFrom(-0, NaN, Infinity, 2 ** 53, 2 ** 53 - 1, "1", null, undefined, "Command"),
+      FastCheck.anything()
+    )
+    // Each slot is valid most of the time, so whole tuples are often valid and often wrong in one place only.
+    const slot = (valid: FastCheck.Arbitrary<unknown>) => FastCheck.oneof({ arbitrary: valid, weight: 4 }, { arbitrary: odd, weight: 1 })
+    const tuple = FastCheck.tuple(
+      slot(FastCheck.nat()),
+      slot(FastCheck.nat()),
+      slot(FastCheck.integer({ min: 0, max: 4 })),
+      slot(FastCheck.uint8Array({ maxLength: 4 })),
+      FastCheck.integer({ min: 3, max: 5 })
+    ).map(([a, b, c, d, length]) => [a, b, c, d, 0].slice(0, length))
+    FastCheck.assert(
+      FastCheck.property(tuple, (tuple) => {
+        const fast = typeof Codec.logsFromWire([tuple]) !== "string"
+        const code = tuple[2]
+        const type = typeof code === "number" && [0, 1, 2, 3].includes(code) ? names[code] : undefined
+        const schema = tuple.length === 4 && Either.isRight(decodeLog({ index: tuple[0], term: tuple[1], type, data: tuple[3] }))
+        assert.strictEqual(fast, schema, JSON.stringify(tuple, (_, v) => (v instanceof Uint8Array ? "bytes" : v)))
+      }),
+      { numRuns: 5000 }
+    )
   })
 
   it("a length prefix too short for a header is malformed", () => {
