@@ -21,14 +21,17 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
+import * as Scheduler from "effect/Scheduler"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { fairScheduler } from "../internal/scheduler.js"
 import { BindError, CodecError, type StorageError, TransportError } from "../RaftError.js"
 import type * as Rpc from "../Rpc.js"
 import { type AppendPipeline, type PipelineResult, type RpcHandler, Transport } from "../Transport.js"
@@ -271,6 +274,10 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
     const chunkBytes = Math.max(1, Math.min(options.snapshotChunkBytes ?? defaults.snapshotChunkBytes, maxFrameBytes - 64))
     const tlsOptions = options.tls
 
+    // Inbound connections are served on the scheduler the node's fibers use (see internal/scheduler.ts), so a
+    // request handed from socket to node and its answer back never wait behind a starved microtask queue.
+    const ambient = yield* FiberRef.get(FiberRef.currentScheduler)
+    const scheduler = ambient === Scheduler.defaultScheduler ? fairScheduler : ambient
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()
     const fibers = yield* FiberSet.make<unknown, unknown>()
@@ -407,9 +414,10 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
               return resume(Effect.succeed(message.response as A))
             }
             if (message.kind === "error" && message.id === id) {
-              const reason = message.code === "shutdown" || message.code === "no-handler" ? "closed" : "remote"
-              conn.close(new TransportError({ target: address, reason, detail: message.detail }))
-              return resume(Effect.fail(new TransportError({ target: address, reason, detail: message.detail })))
+              // Both codes (shut down, not serving) mean the peer's node is not there to answer.
+              const error = new TransportError({ target: address, reason: "closed", detail: `${message.code}: ${message.detail}` })
+              conn.close(error)
+              return resume(Effect.fail(error))
             }
             const error = new CodecError({ peer: address, reason: "malformed", detail: `unexpected ${message.kind} frame` })
             conn.reject(error)
@@ -756,7 +764,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         logCodecError(error)
       }, (c) => void inbound.delete(c))
       inbound.add(conn)
-      run(serveConnection(conn))
+      run(Effect.withScheduler(serveConnection(conn), scheduler))
     }
 
     const server: net.Server = tlsOptions === undefined

@@ -60,7 +60,7 @@ export type Message =
   | { readonly kind: "error"; readonly id: number; readonly code: ErrorCode; readonly detail: string }
 
 /** Why a node answered a request with an error frame. */
-export type ErrorCode = "shutdown" | "no-handler" | "bad-request"
+export type ErrorCode = "shutdown" | "no-handler"
 
 const packr = new Packr({ useRecords: false, variableMapSize: true })
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
@@ -290,7 +290,7 @@ const tags: Record<number, string> = {
 const AbortBody = Schema.Struct({ reason: Schema.String })
 const decodeAbort = Schema.decodeUnknownEither(AbortBody, options)
 const ErrorBody = Schema.Struct({
-  code: Schema.Literal("shutdown", "no-handler", "bad-request"),
+  code: Schema.Literal("shutdown", "no-handler"),
   detail: Schema.String
 })
 const decodeErrorBody = Schema.decodeUnknownEither(ErrorBody, options)
