@@ -145,6 +145,7 @@ class Conn {
   /** Clock millis when the current partial frame began (undefined when no partial frame is buffered). */
   partialSince: number | undefined = undefined
   framesSeen = 0
+  private early: Array<Codec.Message> = []
 
   constructor(
     readonly socket: net.Socket,
@@ -177,12 +178,25 @@ class Conn {
       this.framesSeen++
       const owner = this.owner
       if (owner === undefined) {
-        return this.reject(
-          new CodecError({ peer: this.peer, reason: "malformed", detail: "frame on an idle connection" })
-        )
+        // Between owners (a call about to wait, a server loop about to start): kept until the next owner is set.
+        if (this.early.length >= 1024) {
+          return this.reject(new CodecError({ peer: this.peer, reason: "malformed", detail: "too many unread frames" }))
+        }
+        this.early.push(decoded.right)
+        continue
       }
       owner.onMessage(decoded.right)
     }
+  }
+
+  /** Hands the connection to `owner`: frames that arrived meanwhile go to it first, and a close is reported. */
+  setOwner(owner: ConnOwner): void {
+    this.owner = owner
+    if (this.closed) {
+      this.owner = undefined
+      return owner.onClose(this.closeReason!)
+    }
+    while (this.early.length > 0 && this.owner === owner && !this.closed) owner.onMessage(this.early.shift()!)
   }
 
   /** Closes the connection because of bad input, logging the error. */
@@ -357,7 +371,8 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         )
 
     const idleOwner = (lane: Lane, address: string, conn: Conn): ConnOwner => ({
-      onMessage: () => {},
+      onMessage: (message) =>
+        conn.reject(new CodecError({ peer: address, reason: "malformed", detail: `unasked-for ${message.kind} frame` })),
       onClose: () => {
         const pool = pools.get(poolKey(lane, address))
         const at = pool?.indexOf(conn) ?? -1
@@ -387,8 +402,8 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         conn.close(new TransportError({ target: address, reason: "closed", detail: "pool full" }))
         return
       }
-      conn.owner = idleOwner(lane, address, conn)
       pool.push(conn)
+      conn.setOwner(idleOwner(lane, address, conn))
     }
 
     let nextId = 1
@@ -398,34 +413,47 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
       return id
     }
 
-    /** Waits on `conn` for the answer to request `id` of the kind `tag`; an error frame or a close fails it. */
-    const awaitResponse = <A extends Rpc.Response>(
+    /**
+     * Takes `conn` to wait for the answer to request `id` of the kind `tag` (an error frame or a close fails it),
+     * before the request is written, so an answer can never arrive unowned. Returns the effect that awaits it.
+     */
+    const expectResponse = <A extends Rpc.Response>(
       conn: Conn,
       address: string,
       id: number,
       tag: A["_tag"]
-    ): Effect.Effect<A, TransportError> =>
-      Effect.async<A, TransportError>((resume) => {
-        if (conn.closed) return resume(Effect.fail(conn.closeReason!))
-        conn.owner = {
-          onMessage: (message) => {
-            conn.owner = undefined
-            if (message.kind === "response" && message.id === id && message.response._tag === tag) {
-              return resume(Effect.succeed(message.response as A))
-            }
-            if (message.kind === "error" && message.id === id) {
-              // Both codes (shut down, not serving) mean the peer's node is not there to answer.
-              const error = new TransportError({ target: address, reason: "closed", detail: `${message.code}: ${message.detail}` })
-              conn.close(error)
-              return resume(Effect.fail(error))
-            }
-            const error = new CodecError({ peer: address, reason: "malformed", detail: `unexpected ${message.kind} frame` })
-            conn.reject(error)
-            resume(Effect.fail(new TransportError({ target: address, reason: "remote", detail: error.detail })))
-          },
-          onClose: (reason) => resume(Effect.fail(reason))
-        }
+    ): Effect.Effect<A, TransportError> => {
+      let outcome: Effect.Effect<A, TransportError> | undefined
+      let resume: ((outcome: Effect.Effect<A, TransportError>) => void) | undefined
+      const settle = (result: Effect.Effect<A, TransportError>) => {
+        if (outcome !== undefined) return
+        outcome = result
+        resume?.(result)
+      }
+      conn.setOwner({
+        onMessage: (message) => {
+          conn.owner = undefined
+          if (message.kind === "response" && message.id === id && message.response._tag === tag) {
+            return settle(Effect.succeed(message.response as A))
+          }
+          if (message.kind === "error" && message.id === id) {
+            // Both codes (shut down, not serving) mean the peer's node is not there to answer.
+            const error = new TransportError({ target: address, reason: "closed", detail: `${message.code}: ${message.detail}` })
+            conn.close(error)
+            return settle(Effect.fail(error))
+          }
+          const error = new CodecError({ peer: address, reason: "malformed", detail: `unexpected ${message.kind} frame` })
+          conn.reject(error)
+          settle(Effect.fail(new TransportError({ target: address, reason: "remote", detail: error.detail })))
+        },
+        onClose: (reason) => settle(Effect.fail(reason))
       })
+      return Effect.async<A, TransportError>((callback) => {
+        if (outcome !== undefined) return callback(outcome)
+        resume = callback
+        return Effect.sync(() => (resume = undefined))
+      })
+    }
 
     const withRpcTimeout = <A, E>(address: string, effect: Effect.Effect<A, E>) =>
       Effect.timeoutFail(effect, {
@@ -442,8 +470,9 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
     ): Effect.Effect<A, TransportError> =>
       Effect.flatMap(acquire(lane, address), (conn) => {
         const id = newId()
+        const answer = expectResponse<A>(conn, address, id, tag)
         conn.write(Codec.encodeRequest(id, request))
-        return withRpcTimeout(address, awaitResponse<A>(conn, address, id, tag)).pipe(
+        return withRpcTimeout(address, answer).pipe(
           Effect.onExit((exit) =>
             Effect.sync(() => {
               if (Exit.isSuccess(exit)) release(lane, address, conn)
@@ -461,7 +490,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
       Effect.flatMap(dial(address), (conn) => {
         const id = newId()
         let answered = false
-        const answer = awaitResponse<Rpc.InstallSnapshotResponse>(conn, address, id, "InstallSnapshotResponse").pipe(
+        const answer = expectResponse<Rpc.InstallSnapshotResponse>(conn, address, id, "InstallSnapshotResponse").pipe(
           Effect.ensuring(Effect.sync(() => (answered = true)))
         )
         return Effect.gen(function*() {
@@ -538,7 +567,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
           signal()
           conn.close(error)
         }
-        conn.owner = {
+        conn.setOwner({
           onMessage: (message) => {
             const sent = inFlight[head]
             if (sent === undefined || message.kind !== "response" || message.id !== sent.id ||
@@ -557,7 +586,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
             signal()
           },
           onClose: (reason) => breakWith(reason)
-        }
+        })
         // The oldest answer may take at most rpcTimeout.
         yield* Effect.gen(function*() {
           while (broken === undefined) {
@@ -619,7 +648,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         const highWater = 4 * 1024 * 1024
         const lowWater = 1024 * 1024
         const sizeOf = (message: Codec.Message) => message.kind === "chunk" ? message.data.length : 64
-        conn.owner = {
+        conn.setOwner({
           onMessage: (message) => {
             queuedBytes += sizeOf(message)
             inbox.unsafeOffer(message)
@@ -629,7 +658,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
             }
           },
           onClose: (reason) => void inbox.unsafeDone(Exit.fail(reason))
-        }
+        })
         const take: Effect.Effect<Codec.Message, TransportError | "done"> = Effect.map(
           Effect.mapError(inbox.take, (e) => e._tag === "NoSuchElementException" ? "done" as const : e),
           (message) => {
