@@ -20,13 +20,28 @@ import { CodecError } from "../RaftError.js"
 import * as Rpc from "../Rpc.js"
 
 /** The protocol version this codec speaks; a frame of any other version closes the connection. */
-export const VERSION = 1
+export const VERSION: number = 1
 
 /** Bytes before a frame's body: length (4), version (1), type (1), id (4). */
-export const HEADER_BYTES = 10
+export const HEADER_BYTES: number = 10
 
 /** Frame types. Requests are below 0x80, answers (and the error answer) at or above. */
-export const FrameType = {
+export const FrameType: {
+  readonly AppendEntries: 0x01
+  readonly RequestVote: 0x02
+  readonly RequestPreVote: 0x03
+  readonly InstallSnapshot: 0x04
+  readonly SnapshotChunk: 0x05
+  readonly SnapshotEnd: 0x06
+  readonly SnapshotAbort: 0x07
+  readonly TimeoutNow: 0x08
+  readonly AppendEntriesResponse: 0x81
+  readonly RequestVoteResponse: 0x82
+  readonly RequestPreVoteResponse: 0x83
+  readonly InstallSnapshotResponse: 0x84
+  readonly TimeoutNowResponse: 0x88
+  readonly Error: 0xff
+} = {
   AppendEntries: 0x01,
   RequestVote: 0x02,
   RequestPreVote: 0x03,
