@@ -554,11 +554,11 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         let head = 0
         let inFlightBytes = 0
         let broken: TransportError | undefined
-        let wake: (() => void) | undefined
+        let wakers: Array<() => void> = []
         const signal = () => {
-          const w = wake
-          wake = undefined
-          w?.()
+          const woken = wakers
+          wakers = []
+          for (const wake of woken) wake()
         }
         const breakWith = (error: TransportError) => {
           if (broken !== undefined) return
@@ -606,8 +606,9 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
             if (roomFor(bytes)) return Effect.void
             return Effect.zipRight(
               Effect.async<void>((resume) => {
-                wake = () => resume(Effect.void)
-                return Effect.sync(() => (wake = undefined))
+                const wake = () => resume(Effect.void)
+                wakers.push(wake)
+                return Effect.sync(() => void (wakers = wakers.filter((w) => w !== wake)))
               }),
               waitForRoom(bytes)
             )
