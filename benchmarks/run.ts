@@ -1,8 +1,8 @@
 /**
- * `npm run bench`: the in-memory and the durable (LMDB) tiers of the
+ * `npm run bench`: the in-memory, TCP and durable (LMDB) tiers of the
  * benchmarks, side by side with the hashicorp/raft anchor (`shared/anchor`);
  * our `lmdb` scenarios line up with the anchor's `bolt` ones (raft-boltdb
- * behind a LogCache, fsync on every commit), ours still over the memory network. Each scenario runs in its own
+ * behind a LogCache, fsync on every commit). Each scenario runs in its own
  * process (`scenario.ts`), so peak RSS is per scenario; each prints one JSON
  * line with the anchor's keys. Rows are appended to `bench-results/<stamp>.jsonl`.
  *
@@ -62,10 +62,10 @@ const FAST = { heartbeat: "100", election: "100", lease: "50", commit: "5" }
 
 const scenarioList = (): Array<Scenario> => {
   const list: Array<Scenario> = []
-  const add = (conc: number, divisor: number, defaultOps: number, label: string, fast: boolean) => {
+  const add = (conc: number, divisor: number, defaultOps: number, label: string, fast: boolean, mode = "inmem") => {
     const ops = opsFor(defaultOps, divisor)
-    const args = ["--mode", "inmem", "--conc", String(conc), ...ops]
-    const anchorArgs = ["-mode", "inmem", "-conc", String(conc), ...ops.map((a) => a.replace("--", "-"))]
+    const args = ["--mode", mode, "--conc", String(conc), ...ops]
+    const anchorArgs = ["-mode", mode, "-conc", String(conc), ...ops.map((a) => a.replace("--", "-"))]
     if (fast) {
       args.push("--heartbeat", FAST.heartbeat, "--election", FAST.election, "--lease", FAST.lease, "--commit-timeout", FAST.commit)
       anchorArgs.push("-heartbeat", `${FAST.heartbeat}ms`, "-election", `${FAST.election}ms`, "-lease", `${FAST.lease}ms`, "-commit-timeout", `${FAST.commit}ms`)
@@ -74,12 +74,16 @@ const scenarioList = (): Array<Scenario> => {
       args.push("--label", label)
       anchorArgs.push("-label", label)
     }
-    const name = `inmem/n3/c${conc}/s128${label === "" ? "" : `/${label}`}`
+    const name = `${mode}/n3/c${conc}/s128${label === "" ? "" : `/${label}`}`
     list.push({ name, anchorName: name, args, anchorArgs })
   }
   add(64, 1, 100_000, "", false)
   add(1, 10, 10_000, "", false)
   add(1, 50, 2_000, "fast-timers", true)
+  // The TCP tier: the same cluster over loopback TCP, in one process (as the anchor's tcp mode).
+  add(64, 1, 100_000, "", false, "tcp")
+  add(1, 10, 10_000, "", false, "tcp")
+  add(1, 50, 2_000, "fast-timers", true, "tcp")
   // The durable tier: LMDB against raft-boltdb, both fsyncing every commit on every node.
   const durable = (conc: number, divisor: number) => {
     const ops = ["--ops", String(scale === undefined ? 20_000 / divisor : Math.max(1, Math.floor(scale / divisor)))]

@@ -4,9 +4,8 @@
  *
  *  1. N voters on the memory network and memory stores (mode `inmem`), or
  *     durable LMDB stores in a temporary directory behind a 512-entry LogCache
- *     (mode `lmdb`, the counterpart of the anchor's `bolt`, but still over the
- *     memory network until the TCP transport lands), bootstrapped with the
- *     same configuration; `elect_ms` is the time from starting the first node
+ *     over loopback TCP (mode `lmdb`, the counterpart of the anchor's `bolt`),
+ *     bootstrapped with the same configuration; `elect_ms` is the time from starting the first node
  *     until some node becomes leader, `ready_ms` adds a barrier on it;
  *  2. warm-up: min(1000, ops/10) applies, not measured;
  *  3. measured: `ops` applies of `size` bytes from `conc` concurrent fibers;
@@ -16,7 +15,11 @@
  *     down in the background; `failover_elect_ms` is the time until another
  *     node is leader, `failover_commit_ms` until an apply on it succeeds.
  *
- *   node --import tsx benchmarks/scenario.ts --mode inmem|lmdb --conc 64 [--ops N] [--label L]
+ *  With `--mode tcp` the nodes talk over loopback TCP (`TcpTransport`), still in one process, as the anchor's
+ *  `tcp` mode does; `--pipeline-depth`/`--pipeline-bytes` set the transport's pipeline window. `--mode lmdb`
+ *  is `tcp` with durable stores, as the anchor's `bolt` mode.
+ *
+ *   node --import tsx benchmarks/scenario.ts --mode inmem|tcp|lmdb --conc 64 [--ops N] [--label L]
  *     [--heartbeat 1000 --election 1000 --lease 500 --commit-timeout 50] (ms)
  */
 import * as fs from "node:fs"
@@ -28,6 +31,8 @@ import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
@@ -49,6 +54,7 @@ import * as LogCache from "../src/storage/LogCache.js"
 import type { StorageError } from "../src/RaftError.js"
 import * as Transport from "../src/Transport.js"
 import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
+import * as TcpTransport from "../src/transport/TcpTransport.js"
 
 // ---------------------------------------------------------------- options
 
@@ -69,7 +75,9 @@ const { values: argv } = parseArgs({
     failover: { type: "string", default: "true" },
     deadline: { type: "string", default: "90" },
     "log-level": { type: "string", default: "Error" },
-    scheduler: { type: "string", default: "default" }
+    scheduler: { type: "string", default: "default" },
+    "pipeline-depth": { type: "string" },
+    "pipeline-bytes": { type: "string" }
   }
 })
 
@@ -255,11 +263,31 @@ const payload = new Uint8Array(size)
 for (let i = 0; i < size; i++) payload[i] = 97 + (i % 26)
 
 const program = Effect.gen(function*() {
-  if (mode !== "inmem" && mode !== "lmdb") return yield* Effect.fail(`mode ${mode} is not supported (inmem, lmdb)`)
+  if (mode !== "inmem" && mode !== "tcp" && mode !== "lmdb") {
+    return yield* Effect.fail(`mode ${mode} is not supported (inmem, tcp, lmdb)`)
+  }
   const scope = yield* Effect.scope
   const network = MemoryNetwork.make()
   const ids = Array.from({ length: nodeCount }, (_, i) => `node${i}`)
-  const configuration = Configuration.voters(ids.map((id) => [id, `mem://${id}`] as const))
+  // tcp: each node listens on its own loopback port, all in this process (as the anchor's NewTCPTransport);
+  // each transport has a scope of its own so failover can close the leader's listener and connections.
+  const transportScopes: Array<Scope.CloseableScope> = []
+  const transports: Array<Transport.Transport> = []
+  for (const id of ids) {
+    if (mode === "inmem") {
+      transports.push(network.transport(id))
+      continue
+    }
+    const transportScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+    transportScopes.push(transportScope)
+    const transport = yield* TcpTransport.make({
+      bind: { host: "127.0.0.1", port: 0 },
+      ...(argv["pipeline-depth"] !== undefined ? { pipelineMaxInFlight: Number(argv["pipeline-depth"]) } : {}),
+      ...(argv["pipeline-bytes"] !== undefined ? { pipelineMaxBytes: Number(argv["pipeline-bytes"]) } : {})
+    }).pipe(Scope.extend(transportScope), Effect.mapError((e) => e.message))
+    transports.push(transport)
+  }
+  const configuration = Configuration.voters(ids.map((id, i) => [id, transports[i]!.localAddress] as const))
 
   // Stores and bootstrap (not timed).
   interface BenchStores {
@@ -317,7 +345,7 @@ const program = Effect.gen(function*() {
         Layer.succeed(LogStore.LogStore, stores[index]!.logs),
         Layer.succeed(StableStore.StableStore, stores[index]!.stable),
         Layer.succeed(SnapshotStore.SnapshotStore, stores[index]!.snapshots),
-        Layer.succeed(Transport.Transport, network.transport(id))
+        Layer.succeed(Transport.Transport, transports[index]!)
       ])
     )
     const context = yield* Layer.buildWithScope(layer, scope)
@@ -427,7 +455,8 @@ const program = Effect.gen(function*() {
   if (argv.failover !== "false" && nodeCount >= 3) {
     yield* Queue.takeAll(leaderEvents) // stale events
     const t0 = performance.now()
-    yield* network.disconnect(leader.id)
+    if (mode === "inmem") yield* network.disconnect(leader.id)
+    else yield* Scope.close(transportScopes[leader.index]!, Exit.void) // listener and connections closed
     leader.dead = true
     yield* Effect.forkDaemon(leader.raft.shutdown) // do not let a slow shutdown delay the measurement
     let electMs = -1
