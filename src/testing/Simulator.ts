@@ -37,6 +37,7 @@ import type * as Log from "../Log.js"
 import * as LogStore from "../LogStore.js"
 import * as Raft from "../Raft.js"
 import type * as RaftConfig from "../RaftConfig.js"
+import { FsmError } from "../RaftError.js"
 import * as SnapshotStore from "../SnapshotStore.js"
 import * as StableStore from "../StableStore.js"
 import * as MemoryNetwork from "../transport/MemoryNetwork.js"
@@ -209,6 +210,8 @@ export interface Result {
   readonly faults: Readonly<Record<string, number>>
   readonly operations: { readonly ok: number; readonly unknown: number; readonly refused: number }
   readonly leadersElected: number
+  /** Snapshots the state machines took, restored when their node started, and installed from a leader while running. */
+  readonly snapshots: { readonly taken: number; readonly restoredAtStart: number; readonly installed: number }
   readonly linearizability: "Linearizable" | "NotLinearizable" | "Unknown" | "skipped"
 }
 
@@ -230,6 +233,16 @@ export const defaultFaults: FaultOptions = {
   baseline: { minDelayMillis: 0, maxDelayMillis: 3, dropRate: 0, duplicateRate: 0 }
 }
 
+/**
+ * Raft tunables that make nodes snapshot and compact every few dozen entries, keeping only a few behind: with
+ * them (`config: frequentSnapshots`), crashes restart from snapshots and lagging followers need InstallSnapshot.
+ */
+export const frequentSnapshots: Omit<RaftConfig.Input, "localId"> = {
+  snapshotThreshold: 24,
+  snapshotInterval: "25 millis",
+  trailingLogs: 8
+}
+
 // ---------------------------------------------------------------------------
 // The key-value state machine of the workload
 
@@ -241,7 +254,7 @@ export type KvOutput = Linearizability.KvOutput
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-/** A key-value map as an `Fsm`, over JSON-encoded commands. */
+/** A key-value map as an `Fsm`, over JSON-encoded commands, with snapshots of the whole map. */
 export const kvFsm = (): Fsm.Fsm & { readonly data: Map<string, string> } => {
   const data = new Map<string, string>()
   const apply = (log: Log.Log): KvOutput => {
@@ -262,7 +275,13 @@ export const kvFsm = (): Fsm.Fsm & { readonly data: Map<string, string> } => {
       }
     }
   }
-  return { ...Fsm.fromFunction(apply), data }
+  // A snapshot is the map as JSON pairs in key order, so equal states give equal bytes.
+  const save = () => encoder.encode(JSON.stringify(Array.from(data).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))))
+  const load = (bytes: Uint8Array) => {
+    data.clear()
+    for (const [key, value] of JSON.parse(decoder.decode(bytes)) as Array<[string, string]>) data.set(key, value)
+  }
+  return { ...Fsm.fromFunction(apply, { save, load }), data }
 }
 
 /**
@@ -326,13 +345,13 @@ interface SimNode {
   readonly id: string
   readonly address: string
   readonly logs: LogStore.LogStore
-  /** Chained digest of the log up to each index, kept current by the tracked store. */
-  readonly prefix: Array<string>
   readonly stable: StableStore.StableStore
   readonly snapshots: SnapshotStore.SnapshotStore
   raft: Raft.Raft | undefined
   scope: Scope.CloseableScope | undefined
   incarnation: number
+  /** True while the node's layer is being built (a restore then is the one from its own snapshot store). */
+  starting: boolean
   // per incarnation, for the monotonic checks
   lastCommit: number
   lastApplied: number
@@ -373,50 +392,74 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
   }
 
   const size = Math.max(1, Math.min(7, options.nodes))
-  // Log matching, checked on every write: an (index, term) pair names one entry forever (one leader per
-  // term appends at an index once), so every log holding it must agree on everything before it.
-  const prefixOf = new Map<string, { readonly node: string; readonly prefix: string }>()
-  const trackedLogStore = (id: string, prefix: Array<string>): LogStore.LogStore => {
+  // Log matching, checked on every write. An (index, term) pair names one entry forever (one leader per term
+  // appends at an index once), so every log holding it must hold the same entry there, and the same term just
+  // before it. By induction over the indices, two logs that hold the same (index, term) then agree on every
+  // entry before it that both still hold: the Log Matching property. Checking neighbours only keeps the check
+  // correct when a log is compacted or starts after a snapshot (whose index and term stand for the entry before).
+  const entryOf = new Map<string, { readonly node: string; readonly key: string }>()
+  const prevTermOf = new Map<string, { readonly node: string; readonly term: number }>()
+  const noteEntry = (id: string, entry: Log.Log, prevTerm: number | undefined) => {
+    const at = `${entry.index}/${entry.term}`
+    const key = entryKey(entry)
+    const known = entryOf.get(at)
+    if (known === undefined) entryOf.set(at, { node: id, key })
+    else if (known.key !== key) {
+      violate("log matching", `${known.node} and ${id} hold different entries at ${at}`)
+      return
+    }
+    if (prevTerm === undefined) return
+    const before = prevTermOf.get(at)
+    if (before === undefined) prevTermOf.set(at, { node: id, term: prevTerm })
+    else if (before.term !== prevTerm) {
+      violate(
+        "log matching",
+        `${before.node} and ${id} both hold ${at} but differ before it (term ${before.term} vs ${prevTerm} at ${entry.index - 1})`
+      )
+    }
+  }
+  /** The term of the entry before `index` in a log (held, or covered by a snapshot ending there), if known. */
+  const termBefore = (logs: LogStore.LogStore, snapshots: SnapshotStore.SnapshotStore, index: number) =>
+    Effect.gen(function*() {
+      if (index <= 1) return 0
+      const held = Option.getOrUndefined(yield* Effect.option(logs.getLog(index - 1)))
+      if (held !== undefined) return held.term
+      const covering = (yield* Effect.orDie(snapshots.list)).find((meta) => meta.index === index - 1)
+      return covering?.term
+    })
+  const trackedLogStore = (id: string, snapshots: SnapshotStore.SnapshotStore): LogStore.LogStore => {
     const inner = LogStore.makeMemory()
-    const rehash = (from: number) =>
+    const check = (logs: ReadonlyArray<Log.Log>) =>
       Effect.gen(function*() {
-        const last = yield* inner.lastIndex
-        const first = yield* inner.firstIndex
-        prefix.length = Math.max(0, last + 1)
-        for (let index = Math.max(from, first, 1); index <= last; index++) {
-          const entry = Option.getOrUndefined(yield* Effect.option(inner.getLog(index)))
-          if (entry === undefined) break
-          const digest = hash(`${index === first ? "" : prefix[index - 1] ?? ""}|${entryKey(entry)}`)
-          prefix[index] = digest
-          const at = `${index}/${entry.term}`
-          const other = prefixOf.get(at)
-          if (other === undefined) prefixOf.set(at, { node: id, prefix: digest })
-          else if (other.prefix !== digest) {
-            violate("log matching", `${other.node} and ${id} both hold ${at} but differ before it`)
-            return
-          }
+        if (logs.length === 0) return
+        let prevTerm = yield* termBefore(inner, snapshots, logs[0]!.index)
+        for (const entry of logs) {
+          noteEntry(id, entry, prevTerm)
+          prevTerm = entry.term
         }
+        // An entry kept after the batch now follows the batch's last entry.
+        const last = logs[logs.length - 1]!
+        const next = Option.getOrUndefined(yield* Effect.option(inner.getLog(last.index + 1)))
+        if (next !== undefined) noteEntry(id, next, last.term)
       })
     return {
       ...inner,
-      storeLogs: (logs) =>
-        inner.storeLogs(logs).pipe(Effect.tap(() => logs.length === 0 ? Effect.void : rehash(logs[0]!.index))),
-      deleteRange: (min, max) => inner.deleteRange(min, max).pipe(Effect.tap(() => rehash(min)))
+      storeLogs: (logs) => inner.storeLogs(logs).pipe(Effect.tap(() => check(logs)))
     }
   }
   const nodes: Array<SimNode> = Array.from({ length: size }, (_, i) => {
     const id = `n${i + 1}`
-    const prefix: Array<string> = []
+    const snapshots = SnapshotStore.makeMemory()
     return {
       id,
       address: `mem://${id}`,
-      prefix,
-      logs: trackedLogStore(id, prefix),
+      logs: trackedLogStore(id, snapshots),
       stable: StableStore.makeMemory(),
-      snapshots: SnapshotStore.makeMemory(),
+      snapshots,
       raft: undefined,
       scope: undefined,
       incarnation: 0,
+      starting: false,
       lastCommit: 0,
       lastApplied: 0,
       checkedCommit: 0,
@@ -432,10 +475,22 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
   const committed = new Map<number, string>() // index -> "term/type/data"
   const appliedAt = new Map<number, string>() // index -> command, across all FSMs
   let leadersElected = 0
+  const snapshotCounts = { taken: 0, restoredAtStart: 0, installed: 0 }
   const entryKey = (log: Log.Log) => `${log.term}/${log.type}/${decoder.decode(log.data)}`
   const sync = <A>(effect: Effect.Effect<A, unknown>): A => Effect.runSync(effect)
   const entryAt = (node: SimNode, index: number): Log.Log | undefined =>
     Option.getOrUndefined(sync(Effect.option(node.logs.getLog(index))))
+  /** A command between `from` and `to` (both exclusive) that `node`'s state machine should have applied, if any. */
+  const skippedCommand = (node: SimNode, from: number, to: number): number | undefined => {
+    for (let index = from + 1; index < to; index++) {
+      const key = committed.get(index)
+      const type = key !== undefined ? key.split("/")[1] : entryAt(node, index)?.type
+      if (type === "Command") return index
+    }
+    return undefined
+  }
+  const newestSnapshot = (node: SimNode): SnapshotStore.SnapshotMeta | undefined => sync(node.snapshots.list)[0]
+  const snapshotIndexOf = (node: SimNode): number => newestSnapshot(node)?.index ?? 0
 
   const checkStep = () => {
     for (const node of nodes) {
@@ -458,6 +513,8 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
       for (let index = node.checkedCommit + 1; index <= stats.commitIndex; index++) {
         const entry = entryAt(node, index)
         if (entry === undefined) {
+          // Compacted entries are covered by the node's snapshot; any other gap is a violation.
+          if (index <= snapshotIndexOf(node)) continue
           violate("leader completeness", `${node.id} committed ${index} but does not hold it`)
           break
         }
@@ -476,8 +533,20 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
           leadersElected++
           note(`${node.id} leads term ${stats.term} (last log ${stats.lastLogIndex}, commit ${stats.commitIndex})`)
           // A new leader must hold every entry committed before it.
+          const snapshot = newestSnapshot(node)
           for (const [index, key] of committed) {
             const entry = entryAt(node, index)
+            if (entry === undefined && snapshot !== undefined && index <= snapshot.index) {
+              // Covered by the leader's snapshot, which must at least end on the committed entry's term.
+              if (index === snapshot.index && !key.startsWith(`${snapshot.term}/`)) {
+                violate(
+                  "leader completeness",
+                  `${node.id}, leader of term ${stats.term}, has a snapshot ending at ${index} in term ${snapshot.term}, but ${key} was committed there`
+                )
+                break
+              }
+              continue
+            }
             if (entry === undefined || entryKey(entry) !== key) {
               violate(
                 "leader completeness",
@@ -494,22 +563,17 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
   }
 
   const checkLogMatching = () => {
-    const seen = new Map<string, { readonly node: string; readonly prefix: string }>()
     for (const node of nodes) {
       const first = sync(node.logs.firstIndex)
       const last = sync(node.logs.lastIndex)
-      let prefix = ""
-      for (let index = first; index <= last && first > 0; index++) {
+      if (first === 0) continue
+      let prevTerm = sync(termBefore(node.logs, node.snapshots, first))
+      for (let index = first; index <= last; index++) {
         const entry = entryAt(node, index)
         if (entry === undefined) break
-        prefix = hash(`${prefix}|${entryKey(entry)}`)
-        const at = `${index}/${entry.term}`
-        const other = seen.get(at)
-        if (other === undefined) seen.set(at, { node: node.id, prefix })
-        else if (other.prefix !== prefix) {
-          violate("log matching", `${other.node} and ${node.id} both hold ${at} but differ before it`)
-          return
-        }
+        noteEntry(node.id, entry, prevTerm)
+        if (violation !== undefined) return
+        prevTerm = entry.term
       }
     }
   }
@@ -523,19 +587,58 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
       node.lastApplied = 0
       node.checkedCommit = 0
       const fsm = workload.fsm()
-      const recording: Fsm.Fsm = {
-        ...fsm,
-        applyBatch: (logs) =>
-          Effect.suspend(() => {
-            for (const log of logs) {
-              const command = decoder.decode(log.data)
-              const known = appliedAt.get(log.index)
-              if (known === undefined) appliedAt.set(log.index, command)
-              else if (known !== command) {
-                violate("state-machine safety", `${node.id} applied ${command} at ${log.index}, another node ${known}`)
+      // The last command index this state machine's state includes, applied or restored. Each snapshot's bytes
+      // are prefixed with it (`<index>\n`), so it travels with the snapshot through the store and InstallSnapshot,
+      // and a restore tells exactly which commands the state holds: entries a snapshot covers must not be applied
+      // again, and none after it may be skipped.
+      let appliedThrough = 0
+      const applyBatch = (logs: ReadonlyArray<Log.Log>) =>
+        Effect.suspend(() => {
+          for (const log of logs) {
+            if (log.index <= appliedThrough) {
+              violate("state-machine safety", `${node.id} applied ${log.index} again (its state includes up to ${appliedThrough})`)
+            } else {
+              const skipped = skippedCommand(node, appliedThrough, log.index)
+              if (skipped !== undefined) {
+                violate("state-machine safety", `${node.id} applied ${log.index} but never command ${skipped} before it`)
               }
             }
-            return fsm.applyBatch(logs)
+            appliedThrough = log.index
+            const command = decoder.decode(log.data)
+            const known = appliedAt.get(log.index)
+            if (known === undefined) appliedAt.set(log.index, command)
+            else if (known !== command) {
+              violate("state-machine safety", `${node.id} applied ${command} at ${log.index}, another node ${known}`)
+            }
+          }
+          return fsm.applyBatch(logs)
+        })
+      const recording: Fsm.Fsm = {
+        apply: (log) => Effect.map(applyBatch([log]), (responses) => responses[0]),
+        applyBatch,
+        snapshot: Effect.suspend(() => {
+          const through = appliedThrough
+          return Effect.map(fsm.snapshot, (snapshot): Fsm.FsmSnapshot => {
+            snapshotCounts.taken++
+            return {
+              data: Stream.concat(Stream.succeed(encoder.encode(`${through}\n`)), snapshot.data),
+              release: snapshot.release
+            }
+          })
+        }),
+        restore: (data) =>
+          Effect.gen(function*() {
+            const bytes = yield* Fsm.collect(data)
+            const newline = bytes.indexOf(10)
+            const through = newline < 0 ? Number.NaN : Number(decoder.decode(bytes.subarray(0, newline)))
+            if (!Number.isInteger(through)) {
+              return yield* new FsmError({ operation: "restore", reason: "snapshot bytes lack the simulator's header" })
+            }
+            yield* fsm.restore(Stream.succeed(bytes.subarray(newline + 1)))
+            appliedThrough = through
+            if (node.starting) snapshotCounts.restoredAtStart++
+            else snapshotCounts.installed++
+            note(`${node.id} restores a snapshot through command ${through}${node.starting ? " at start" : ""}`)
           })
       }
       const scope = yield* Scope.make()
@@ -550,7 +653,10 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
           )
         ])
       )
-      const context = yield* Layer.buildWithScope(layer, scope)
+      node.starting = true
+      const context = yield* Layer.buildWithScope(layer, scope).pipe(Effect.ensuring(Effect.sync(() => {
+        node.starting = false
+      })))
       const raft = Context.get(context, Raft.Raft)
       node.raft = raft
       node.scope = scope
@@ -860,16 +966,7 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
     faults,
     operations: counts,
     leadersElected,
+    snapshots: snapshotCounts,
     linearizability
   }
-}
-
-/** A short, stable digest of a string (FNV-1a, 32 bits), for prefix comparison. */
-const hash = (text: string): string => {
-  let h = 0x811c9dc5
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
-  return (h >>> 0).toString(36)
 }
