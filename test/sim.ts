@@ -1,8 +1,9 @@
 /**
- * `npm run sim -- [--seeds N] [--from S] [--seed S] [--nodes N] [--duration MS] [--snapshots] [--trace]`
+ * `npm run sim -- [--seeds N] [--from S] [--seed S] [--nodes N] [--duration MS] [--snapshots] [--membership] [--trace]`
  * Runs the deterministic simulator over many seeds (or replays one) and prints
  * seeds/s, the violations found and the faults exercised. `--snapshots` runs
- * with `Simulator.frequentSnapshots` (snapshot and compact every few dozen entries).
+ * with `Simulator.frequentSnapshots` (snapshot and compact every few dozen entries);
+ * `--membership` adds the fault that removes a follower and adds it back.
  */
 import * as Simulator from "../src/testing/Simulator.js"
 
@@ -18,6 +19,9 @@ const count = single ? 1 : option("seeds", 100)
 const nodes = option("nodes", 5)
 const durationMillis = option("duration", 2000)
 const config = flag("snapshots") ? Simulator.frequentSnapshots : undefined
+const membershipFaults: Simulator.FaultOptions | undefined = flag("membership")
+  ? { ...Simulator.defaultFaults, weights: { ...Simulator.defaultFaults.weights, membership: 3 } }
+  : undefined
 
 const started = performance.now()
 const faults: Record<string, number> = {}
@@ -27,7 +31,7 @@ let operations = 0
 let unknown = 0
 const snapshots = { taken: 0, restoredAtStart: 0, installed: 0 }
 for (let seed = from; seed < from + count; seed++) {
-  const result = Simulator.run({ seed, nodes, durationMillis, config })
+  const result = Simulator.run({ seed, nodes, durationMillis, config, faults: membershipFaults })
   snapshots.taken += result.snapshots.taken
   snapshots.restoredAtStart += result.snapshots.restoredAtStart
   snapshots.installed += result.snapshots.installed

@@ -144,6 +144,11 @@ export interface FaultOptions {
     readonly reboot: number
     readonly heal: number
     readonly lossyLinks: number
+    /**
+     * Through the leader, removes a follower from the configuration (`removeServer`), or, when one is out, adds
+     * it back (`addVoter`). Off (absent) in `defaultFaults`; after healing, every node is added back.
+     */
+    readonly membership?: number | undefined
   }
   /** The link conditions `lossyLinks` switches on (off again on heal). */
   readonly lossy: MemoryNetwork.LinkConditions
@@ -742,7 +747,9 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
 
   const nemesis = Effect.gen(function*() {
     const w = faultOptions.weights
-    const kinds = Object.entries(w).filter(([, weight]) => weight > 0)
+    const kinds = Object.entries(w).flatMap(([name, weight]) =>
+      weight !== undefined && weight > 0 ? [[name, weight] as const] : []
+    )
     const total = kinds.reduce((n, [, weight]) => n + weight, 0)
     if (total === 0) return
     while (true) {
@@ -827,6 +834,29 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
           note("heal")
           break
         }
+        case "membership": {
+          const leader = currentLeader()
+          if (leader === undefined) break
+          const raft = leader.raft!
+          const { configuration: current } = yield* raft.getConfiguration
+          const out = nodes.filter((n) => !Configuration.isVoter(current, n.id))
+          const change = out.length > 0
+            ? Effect.map(pick(out), (node) => ({ node, verb: "add", run: raft.addVoter(node.id, node.address, { timeout: 500 }) }))
+            : Effect.map(pick(nodes.filter((n) => n !== leader)), (node) => ({ node, verb: "remove", run: raft.removeServer(node.id, { timeout: 500 }) }))
+          const { node, run: request, verb } = yield* change
+          note(`${verb} ${node.id} (asked of leader ${leader.id})`)
+          // The change completes when it commits, or not: the nemesis does not wait for it.
+          yield* request.pipe(
+            Effect.exit,
+            Effect.flatMap((exit) =>
+              Effect.sync(() =>
+                note(`${verb} ${node.id}: ${Exit.isSuccess(exit) ? `committed at ${exit.value}` : Cause.squash(exit.cause)}`)
+              )
+            ),
+            Effect.forkIn(rootScope)
+          )
+          break
+        }
         case "lossyLinks": {
           yield* network.setConditions(faultOptions.lossy)
           note(`lossy links ${JSON.stringify(faultOptions.lossy)}`)
@@ -862,7 +892,11 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
     // Heal everything, then a leader must commit within the bound.
     yield* network.heal
     yield* network.setConditions(faultOptions.baseline)
-    for (const node of nodes) if (node.raft === undefined) yield* startNode(node)
+    for (const node of nodes) {
+      // A node removed from the configuration may have shut itself down (`shutdownOnRemove`): restart it too.
+      if (node.raft !== undefined && sync(node.raft.state) === "Shutdown") yield* stopNode(node)
+      if (node.raft === undefined) yield* startNode(node)
+    }
     note("heal all, restart all")
     const healedAt = clock.now
     // Settled: every node on the leader's term and following it, and the leader has committed in that term.
@@ -877,7 +911,16 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
     let committedAfterHeal = false
     while (clock.now - healedAt < livenessBound && !committedAfterHeal) {
       const leader = currentLeader()
-      if (leader !== undefined && settled(leader)) {
+      const out = leader === undefined
+        ? []
+        : nodes.filter((node) => !Configuration.isVoter(sync(leader.raft!.getConfiguration).configuration, node.id))
+      if (leader !== undefined && out.length > 0) {
+        // Membership faults left servers out: add each back before the cluster can settle.
+        for (const node of out) {
+          const exit = yield* leader.raft!.addVoter(node.id, node.address, { timeout: 500 }).pipe(Effect.exit)
+          note(`add ${node.id} back after healing: ${Exit.isSuccess(exit) ? "committed" : Cause.squash(exit.cause)}`)
+        }
+      } else if (leader !== undefined && settled(leader)) {
         // A barrier goes through the log like any write, without a command the FSM must understand.
         const probe = yield* leader.raft!.barrier({ timeout: "100 millis" }).pipe(
           Effect.timeout("1 second"),
