@@ -296,7 +296,10 @@ export const kvFsm = (): Fsm.Fsm & { readonly data: Map<string, string> } => {
  * of the history against `model`).
  */
 export interface Workload<State, Input, Output> {
-  /** A fresh state machine, for every start and restart of a node. */
+  /**
+   * A fresh state machine, for every start and restart of a node. If it takes snapshots, equal states must give
+   * equal bytes: the simulator compares the states of nodes that applied the same commands (through snapshots).
+   */
   readonly fsm: () => Fsm.Fsm
   /** The sequential specification the history must be linearizable against. */
   readonly model: Linearizability.Model<State, Input, Output>
@@ -355,6 +358,10 @@ interface SimNode {
   raft: Raft.Raft | undefined
   scope: Scope.CloseableScope | undefined
   incarnation: number
+  /** The last command index the current state machine's state includes (applied, or restored from a snapshot). */
+  appliedThrough: number
+  /** Captures the current state machine's state (undefined if it takes no snapshots). */
+  capture: Effect.Effect<{ readonly through: number; readonly bytes: Uint8Array } | undefined>
   /** True while the node's layer is being built (a restore then is the one from its own snapshot store). */
   starting: boolean
   // per incarnation, for the monotonic checks
@@ -464,6 +471,8 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
       raft: undefined,
       scope: undefined,
       incarnation: 0,
+      appliedThrough: 0,
+      capture: Effect.succeed(undefined),
       starting: false,
       lastCommit: 0,
       lastApplied: 0,
@@ -493,6 +502,16 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
       if (type === "Command") return index
     }
     return undefined
+  }
+  // The digest of each state machine state seen (snapshots the nodes took, and every node's state at the end),
+  // by the last command index it includes: two states after the same commands must be equal.
+  const stateAt = new Map<number, { readonly node: string; readonly digest: number }>()
+  const noteState = (id: string, through: number, digest: number) => {
+    const known = stateAt.get(through)
+    if (known === undefined) stateAt.set(through, { node: id, digest })
+    else if (known.digest !== digest) {
+      violate("state-machine safety", `${known.node} and ${id} hold different states after command ${through}`)
+    }
   }
   const newestSnapshot = (node: SimNode): SnapshotStore.SnapshotMeta | undefined => sync(node.snapshots.list)[0]
   const snapshotIndexOf = (node: SimNode): number => newestSnapshot(node)?.index ?? 0
@@ -592,23 +611,26 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
       node.lastApplied = 0
       node.checkedCommit = 0
       const fsm = workload.fsm()
-      // The last command index this state machine's state includes, applied or restored. Each snapshot's bytes
-      // are prefixed with it (`<index>\n`), so it travels with the snapshot through the store and InstallSnapshot,
-      // and a restore tells exactly which commands the state holds: entries a snapshot covers must not be applied
-      // again, and none after it may be skipped.
-      let appliedThrough = 0
+      // `node.appliedThrough` is the last command index this state machine's state includes, applied or
+      // restored. Each snapshot's bytes are prefixed with it (`<index>\n`), so it travels with the snapshot through
+      // the store and InstallSnapshot, and a restore tells exactly which commands the state holds: entries a
+      // snapshot covers must not be applied again, and none after it may be skipped.
+      node.appliedThrough = 0
       const applyBatch = (logs: ReadonlyArray<Log.Log>) =>
         Effect.suspend(() => {
           for (const log of logs) {
-            if (log.index <= appliedThrough) {
-              violate("state-machine safety", `${node.id} applied ${log.index} again (its state includes up to ${appliedThrough})`)
+            if (log.index <= node.appliedThrough) {
+              violate(
+                "state-machine safety",
+                `${node.id} applied ${log.index} again (its state includes up to ${node.appliedThrough})`
+              )
             } else {
-              const skipped = skippedCommand(node, appliedThrough, log.index)
+              const skipped = skippedCommand(node, node.appliedThrough, log.index)
               if (skipped !== undefined) {
                 violate("state-machine safety", `${node.id} applied ${log.index} but never command ${skipped} before it`)
               }
             }
-            appliedThrough = log.index
+            node.appliedThrough = log.index
             const command = decoder.decode(log.data)
             const known = appliedAt.get(log.index)
             if (known === undefined) appliedAt.set(log.index, command)
@@ -622,11 +644,20 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
         apply: (log) => Effect.map(applyBatch([log]), (responses) => responses[0]),
         applyBatch,
         snapshot: Effect.suspend(() => {
-          const through = appliedThrough
+          const through = node.appliedThrough
           return Effect.map(fsm.snapshot, (snapshot): Fsm.FsmSnapshot => {
             snapshotCounts.taken++
+            // Digest the state's bytes as the node reads them: equal command indexes must hold equal states.
+            let digest = FNV_OFFSET
+            const state = Stream.mapChunks(snapshot.data, (chunks) => {
+              for (const bytes of chunks) digest = digestBytes(digest, bytes)
+              return chunks
+            })
             return {
-              data: Stream.concat(Stream.succeed(encoder.encode(`${through}\n`)), snapshot.data),
+              data: Stream.succeed(encoder.encode(`${through}\n`)).pipe(
+                Stream.concat(state),
+                Stream.concat(Stream.drain(Stream.fromEffect(Effect.sync(() => noteState(node.id, through, digest)))))
+              ),
               release: snapshot.release
             }
           })
@@ -640,12 +671,18 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
               return yield* new FsmError({ operation: "restore", reason: "snapshot bytes lack the simulator's header" })
             }
             yield* fsm.restore(Stream.succeed(bytes.subarray(newline + 1)))
-            appliedThrough = through
+            node.appliedThrough = through
             if (node.starting) snapshotCounts.restoredAtStart++
             else snapshotCounts.installed++
             note(`${node.id} restores a snapshot through command ${through}${node.starting ? " at start" : ""}`)
           })
       }
+      node.capture = Effect.gen(function*() {
+        const through = node.appliedThrough
+        const snapshot = yield* fsm.snapshot
+        const bytes = yield* Effect.ensuring(Fsm.collect(snapshot.data), snapshot.release)
+        return { through, bytes }
+      }).pipe(Effect.orElseSucceed(() => undefined))
       const scope = yield* Scope.make()
       const layer = Raft.layer({ localId: node.id, ...fastTimers, ...options.config }).pipe(
         Layer.provide([
@@ -938,6 +975,16 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
     yield* Effect.sleep(options.calmMillis ?? 1000)
     stopping = true
     yield* Fiber.joinAll(clients)
+    // Let every node apply what was committed, then compare the state machines (equal commands, equal states).
+    for (let waited = 0; waited < 200; waited += 10) {
+      const applied = new Set(running().map((node) => node.appliedThrough))
+      if (applied.size <= 1) break
+      yield* Effect.sleep(10)
+    }
+    for (const node of running()) {
+      const captured = yield* node.capture
+      if (captured !== undefined) noteState(node.id, captured.through, digestBytes(FNV_OFFSET, captured.bytes))
+    }
     for (const node of nodes) yield* stopNode(node)
   })
 
@@ -1012,4 +1059,15 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
     snapshots: snapshotCounts,
     linearizability
   }
+}
+
+const FNV_OFFSET = 0x811c9dc5
+/** Continues a 32-bit FNV-1a digest over `bytes`. */
+const digestBytes = (digest: number, bytes: Uint8Array): number => {
+  let h = digest
+  for (let i = 0; i < bytes.length; i++) {
+    h ^= bytes[i]!
+    h = Math.imul(h, 0x01000193)
+  }
+  return h >>> 0
 }

@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Simulator from "../../src/testing/Simulator.js"
-import { assertSeedsPass, firstCaught, range } from "./simulation.js"
+import * as Effect from "effect/Effect"
+import type * as Linearizability from "../../src/testing/Linearizability.js"
+import { assertSeedsPass, firstCaught, range, turn } from "./simulation.js"
 
 describe("Simulator", () => {
   it("the same seed replays the same run, event for event", async () => {
@@ -44,6 +46,23 @@ describe("Simulator", () => {
   }, 120_000)
 })
 
+describe("Simulator with frequent snapshots", () => {
+  it("nodes take snapshots, restore them when they restart, and lagging followers install them from the leader", async () => {
+    const total = { taken: 0, restoredAtStart: 0, installed: 0 }
+    for (const seed of range(201, 205)) {
+      await turn()
+      const result = Simulator.run({ seed, nodes: 3, durationMillis: 2000, config: Simulator.frequentSnapshots })
+      assert.isTrue(result.ok, `seed ${seed}: ${result.violation?.property}: ${result.violation?.detail}`)
+      total.taken += result.snapshots.taken
+      total.restoredAtStart += result.snapshots.restoredAtStart
+      total.installed += result.snapshots.installed
+    }
+    assert.isAbove(total.taken, 50)
+    assert.isAbove(total.restoredAtStart, 0)
+    assert.isAbove(total.installed, 0)
+  }, 120_000)
+})
+
 describe("Simulator liveness check", () => {
   it("fails when links are slower than the leader lease, so no leader can hold on", async () => {
     const slow: Simulator.FaultOptions = {
@@ -83,6 +102,22 @@ describe("Simulator catches injected bugs", () => {
     const caught = await firstCaught(range(1, 10), { nodes: 5, durationMillis: 2000, bugs: { keepConflictingSuffix: true } })
     assert.isDefined(caught, "not caught in 10 seeds")
     assert.strictEqual(caught!.result.violation!.property, "log matching")
+  }, 120_000)
+
+  it("a state machine whose restore ignores the snapshot (it keeps its old state), within 10 seeds of frequent snapshots", async () => {
+    // The node restores from snapshots at restart and by InstallSnapshot; a restore that keeps whatever state the
+    // machine had (empty after a restart) makes that node answer from a wrong state once it leads.
+    // 50 keys, so that a lost state is not soon written over entirely.
+    const options = { nodes: 3, durationMillis: 2000, config: Simulator.frequentSnapshots, keys: 50 }
+    const broken: Simulator.Workload<Linearizability.KvState, Simulator.KvInput, Simulator.KvOutput> = {
+      ...Simulator.kvWorkload(50),
+      fsm: () => ({ ...Simulator.kvFsm(), restore: () => Effect.void })
+    }
+    const caught = await firstCaught(range(201, 210), { ...options, workload: broken })
+    assert.isDefined(caught, "not caught in 10 seeds")
+    assert.strictEqual(caught!.result.violation!.property, "state-machine safety")
+    // The same runs with a correct restore pass.
+    await assertSeedsPass(range(201, caught!.seed), options)
   }, 120_000)
 
   it("granting a vote without persisting it, then crashing, within 30 seeds of targeted reboots", async () => {
