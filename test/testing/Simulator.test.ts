@@ -63,6 +63,23 @@ describe("Simulator with frequent snapshots", () => {
   }, 120_000)
 })
 
+describe("Simulator with membership changes", () => {
+  it("removing a follower through the leader and adding it back, among the other faults, breaks no check", async () => {
+    const faults: Simulator.FaultOptions = {
+      ...Simulator.defaultFaults,
+      weights: { ...Simulator.defaultFaults.weights, membership: 4 }
+    }
+    const seen: Record<string, number> = {}
+    for (const seed of range(1, 10)) {
+      await turn()
+      const result = Simulator.run({ seed, nodes: 3, durationMillis: 2000, faults, config: Simulator.frequentSnapshots })
+      assert.isTrue(result.ok, `seed ${seed}: ${result.violation?.property}: ${result.violation?.detail}\n${result.trace.slice(-20).join("\n")}`)
+      for (const [kind, n] of Object.entries(result.faults)) seen[kind] = (seen[kind] ?? 0) + n
+    }
+    assert.isAbove(seen.membership ?? 0, 5)
+  }, 120_000)
+})
+
 describe("Simulator liveness check", () => {
   it("fails when links are slower than the leader lease, so no leader can hold on", async () => {
     const slow: Simulator.FaultOptions = {
