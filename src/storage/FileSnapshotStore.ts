@@ -140,7 +140,10 @@ export const make = (
     const path = yield* Path.Path
     const retain = options?.retain ?? 2
     if (!Number.isInteger(retain) || retain < 1) {
-      return yield* new StorageError({ operation: "open snapshot store", reason: `retain must be a positive integer (got ${retain})` })
+      return yield* new StorageError({
+        operation: "open snapshot store",
+        reason: `retain must be a positive integer (got ${retain})`
+      })
     }
     yield* fs.makeDirectory(directory, { recursive: true }).pipe(Effect.mapError(storageError("open snapshot store")))
     const names = yield* fs.readDirectory(directory).pipe(Effect.mapError(storageError("open snapshot store")))

@@ -565,7 +565,8 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
               if (index === snapshot.index && !key.startsWith(`${snapshot.term}/`)) {
                 violate(
                   "leader completeness",
-                  `${node.id}, leader of term ${stats.term}, has a snapshot ending at ${index} in term ${snapshot.term}, but ${key} was committed there`
+                  `${node.id}, leader of term ${stats.term}, has a snapshot ending at ${index} in term ` +
+                    `${snapshot.term}, but ${key} was committed there`
                 )
                 break
               }
@@ -877,10 +878,12 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
           const raft = leader.raft!
           const { configuration: current } = yield* raft.getConfiguration
           const out = nodes.filter((n) => !Configuration.isVoter(current, n.id))
-          const change = out.length > 0
-            ? Effect.map(pick(out), (node) => ({ node, verb: "add", run: raft.addVoter(node.id, node.address, { timeout: 500 }) }))
-            : Effect.map(pick(nodes.filter((n) => n !== leader)), (node) => ({ node, verb: "remove", run: raft.removeServer(node.id, { timeout: 500 }) }))
-          const { node, run: request, verb } = yield* change
+          const adding = out.length > 0
+          const node = yield* pick(adding ? out : nodes.filter((n) => n !== leader))
+          const verb = adding ? "add" : "remove"
+          const request = adding
+            ? raft.addVoter(node.id, node.address, { timeout: 500 })
+            : raft.removeServer(node.id, { timeout: 500 })
           note(`${verb} ${node.id} (asked of leader ${leader.id})`)
           // The change completes when it commits, or not: the nemesis does not wait for it.
           yield* request.pipe(

@@ -98,7 +98,9 @@ export const snapshotStore = <E, R>(
 ): ReadonlyArray<Check<E, Exclude<R, Scope.Scope>>> => {
   const check = (
     name: string,
-    body: (fail: (reason: string) => ConformanceFailure) => Effect.Effect<void, ConformanceFailure | StorageError | SnapshotNotFound | E, R | Scope.Scope>
+    body: (
+      fail: (reason: string) => ConformanceFailure
+    ) => Effect.Effect<void, ConformanceFailure | StorageError | SnapshotNotFound | E, R | Scope.Scope>
   ): Check<E, Exclude<R, Scope.Scope>> => ({
     name,
     run: Effect.scoped(body((reason) => new ConformanceFailure({ check: name, reason })))
@@ -181,7 +183,10 @@ export const snapshotStore = <E, R>(
           for (let i = 1; i <= retain + 2; i++) created.push(yield* write(store, i * 10, [new Uint8Array([i])]))
           const kept = created.slice(-retain).reverse().map((meta) => meta.id)
           const listed = yield* ids(store)
-          yield* expect(listed.join() === kept.join(), fail(`retain ${retain}: list is ${listed.join(", ")}, not ${kept.join(", ")}`))
+          yield* expect(
+            listed.join() === kept.join(),
+            fail(`retain ${retain}: list is ${listed.join(", ")}, not ${kept.join(", ")}`)
+          )
           for (const meta of created.slice(-retain)) {
             const back = yield* read(store, meta.id)
             yield* expect(back.length === 1 && back[0] === meta.index / 10, fail(`retain ${retain}: ${meta.id} reads wrong`))
@@ -223,7 +228,10 @@ export const snapshotStore = <E, R>(
         yield* expect(back.length === 2 && back[0] === 9, fail("the earlier snapshot changed"))
         // The store still works after a failed write.
         const next = yield* write(store, 6, [new Uint8Array([6])])
-        yield* expect((yield* ids(store)).join() === [next.id, kept.id].join(), fail("a write after the failure is not listed"))
+        yield* expect(
+          (yield* ids(store)).join() === [next.id, kept.id].join(),
+          fail("a write after the failure is not listed")
+        )
       })),
 
     check("an interrupted sink leaves nothing visible and earlier snapshots intact", (fail) =>
