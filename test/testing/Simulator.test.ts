@@ -70,13 +70,13 @@ describe("Simulator with membership changes", () => {
       weights: { ...Simulator.defaultFaults.weights, membership: 4 }
     }
     const seen: Record<string, number> = {}
-    for (const seed of range(1, 10)) {
+    for (const seed of range(1, 6)) {
       await turn()
       const result = Simulator.run({ seed, nodes: 3, durationMillis: 2000, faults, config: Simulator.frequentSnapshots })
       assert.isTrue(result.ok, `seed ${seed}: ${result.violation?.property}: ${result.violation?.detail}\n${result.trace.slice(-20).join("\n")}`)
       for (const [kind, n] of Object.entries(result.faults)) seen[kind] = (seen[kind] ?? 0) + n
     }
-    assert.isAbove(seen.membership ?? 0, 5)
+    assert.isAbove(seen.membership ?? 0, 3)
   }, 120_000)
 })
 
