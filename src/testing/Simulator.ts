@@ -940,7 +940,7 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
     note("heal all, restart all")
     const healedAt = clock.now
     // Settled: every node on the leader's term and following it, and the leader has committed in that term.
-    // Until then a node that campaigned while cut off may still depose the leader (there is no PreVote yet).
+    // Until then a node that campaigned while cut off may still depose the leader (with PreVote off, or a term raised before it).
     const settled = (leader: SimNode) => {
       const stats = sync(leader.raft!.stats)
       return running().every((node) => {
