@@ -7,41 +7,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Fiber from "effect/Fiber"
-import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Configuration from "../src/Configuration.js"
 import type * as Log from "../src/Log.js"
 import type * as Raft from "../src/Raft.js"
-import { bytes, type Cluster, makeCluster, type TestNode } from "./cluster.js"
-
-const seeded = (seed: string) => Effect.withRandom(Random.make(seed))
-
-const applyAll = (node: TestNode, prefix: string, count: number) =>
-  Effect.gen(function*() {
-    let last = 0
-    for (let i = 0; i < count; i++) last = (yield* node.raft.apply(bytes(`${prefix}${i}`))).index
-    return last
-  })
-
-/** Advances the clock until `fiber` is done (at most `limitMillis`), then joins it. */
-const settle = <A, E>(cluster: Cluster, fiber: Fiber.RuntimeFiber<A, E>, limitMillis = 5000) =>
-  Effect.gen(function*() {
-    for (let waited = 0; waited < limitMillis && fiber.unsafePoll() === null; waited += 10) yield* cluster.advance(10)
-    if (fiber.unsafePoll() === null) return assert.fail(`still waiting after ${limitMillis} ms`)
-    return yield* Fiber.join(fiber)
-  })
-
-/** Advances the clock until `check` holds, up to `limitMillis`. */
-const eventually = (cluster: Cluster, limitMillis: number, check: Effect.Effect<boolean>) =>
-  Effect.gen(function*() {
-    for (let waited = 0; waited <= limitMillis; waited += 10) {
-      if (yield* check) return true
-      yield* cluster.advance(10)
-    }
-    return false
-  })
+import { applyAll, bytes, makeCluster, outcomeTag, seeded, settle, type TestNode, eventually } from "./cluster.js"
 
 const suffrageOf = (node: TestNode, id: string) =>
   Effect.map(node.raft.getConfiguration, ({ configuration }) => Configuration.find(configuration, id)?.suffrage)
@@ -57,10 +28,6 @@ const configurationsInLog = (node: TestNode) =>
       configuration: Configuration.decode(e.data)!
     }))
   }).pipe(Effect.orDie)
-
-/** The error's tag of a failed outcome, or "success". */
-const outcomeTag = (outcome: Either.Either<unknown, { readonly _tag: string }>): string =>
-  Either.isLeft(outcome) ? outcome.left._tag : "success"
 
 const ids = (configuration: Configuration.Configuration) => configuration.servers.map((s) => s.id).sort()
 

@@ -10,7 +10,6 @@ import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
-import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Supervisor from "effect/Supervisor"
@@ -25,9 +24,7 @@ import type { RequestVoteRequest } from "../src/Rpc.js"
 import * as SnapshotStore from "../src/SnapshotStore.js"
 import * as StableStore from "../src/StableStore.js"
 import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
-import { bytes, makeCluster } from "./cluster.js"
-
-const seeded = (seed: string) => Effect.withRandom(Random.make(seed))
+import { bytes, makeCluster, seeded, stuckDisk } from "./cluster.js"
 
 const voteRequest = (fields: Partial<RequestVoteRequest>): RequestVoteRequest => ({
   _tag: "RequestVoteRequest",
@@ -39,16 +36,6 @@ const voteRequest = (fields: Partial<RequestVoteRequest>): RequestVoteRequest =>
   leadershipTransfer: false,
   ...fields
 })
-
-/** Makes a log store's writes wait until the returned latch opens: a disk that hangs. */
-const stuckDisk = (logs: LogStore.LogStore) =>
-  Effect.gen(function*() {
-    const disk = yield* Effect.makeLatch(false)
-    const store = logs.storeLogs
-    ;(logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = (entries) =>
-      disk.await.pipe(Effect.zipRight(store(entries)))
-    return disk
-  })
 
 describe("Raft: voting rules", () => {
   it.scoped("a vote is stored in the StableStore before it is granted", () =>

@@ -7,18 +7,8 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
-import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
-import { bytes, type Cluster, decoder, makeCluster, snapshotCommands, storedLog, type TestNode } from "./cluster.js"
-
-const seeded = (seed: string) => Effect.withRandom(Random.make(seed))
-
-const applyAll = (node: TestNode, prefix: string, count: number) =>
-  Effect.gen(function*() {
-    let last = 0
-    for (let i = 0; i < count; i++) last = (yield* node.raft.apply(bytes(`${prefix}${i}`))).index
-    return last
-  })
+import { applyAll, bytes, decoder, makeCluster, seeded, snapshotCommands, storedLog, type TestNode, eventually } from "./cluster.js"
 
 const names = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => `${prefix}${i}`)
 
@@ -28,16 +18,6 @@ const appliedUpTo = (node: TestNode, index: number) =>
 
 /** A stored log keyed by index. */
 const byIndex = (log: ReadonlyArray<string>) => new Map(log.map((entry) => [Number(entry.split("/")[0]), entry]))
-
-/** Advances the clock until `check` holds, up to `limitMillis`. */
-const eventually = (cluster: Cluster, limitMillis: number, check: Effect.Effect<boolean>) =>
-  Effect.gen(function*() {
-    for (let waited = 0; waited <= limitMillis; waited += 10) {
-      if (yield* check) return true
-      yield* cluster.advance(10)
-    }
-    return false
-  })
 
 describe("Raft: snapshots", () => {
   it.scoped("after snapshotThreshold applied entries every node snapshots its FSM and compacts its log keeping trailingLogs entries", () =>

@@ -3,12 +3,9 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
 import type * as Log from "../src/Log.js"
-import { bytes, type Cluster, makeCluster } from "./cluster.js"
-
-const seeded = (seed: string) => Effect.withRandom(Random.make(seed))
+import { bytes, type Cluster, makeCluster, seeded } from "./cluster.js"
 
 /** Every stored entry of a node, as comparable text. */
 const logOf = (cluster: Cluster, id: string) =>

@@ -10,44 +10,10 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Random from "effect/Random"
 import * as Supervisor from "effect/Supervisor"
 import * as TestClock from "effect/TestClock"
 import * as Configuration from "../src/Configuration.js"
-import type * as LogStore from "../src/LogStore.js"
-import { bytes, type Cluster, leaderOf, makeCluster, type TestNode } from "./cluster.js"
-
-const seeded = (seed: string) => Effect.withRandom(Random.make(seed))
-
-const applyAll = (node: TestNode, prefix: string, count: number) =>
-  Effect.gen(function*() {
-    let last = 0
-    for (let i = 0; i < count; i++) last = (yield* node.raft.apply(bytes(`${prefix}${i}`))).index
-    return last
-  })
-
-/** Makes a log store's writes wait until the returned latch opens (at the latest when the test ends): a disk that hangs. */
-const stuckDisk = (logs: LogStore.LogStore) =>
-  Effect.gen(function*() {
-    const disk = yield* Effect.makeLatch(false)
-    yield* Effect.addFinalizer(() => disk.open)
-    const store = logs.storeLogs
-    ;(logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = (entries) =>
-      disk.await.pipe(Effect.zipRight(store(entries)))
-    return disk
-  })
-
-/** Advances the clock until `fiber` is done (at most `limitMillis`), then joins it. */
-const settle = <A, E>(cluster: Cluster, fiber: Fiber.RuntimeFiber<A, E>, limitMillis = 5000) =>
-  Effect.gen(function*() {
-    for (let waited = 0; waited < limitMillis && fiber.unsafePoll() === null; waited += 10) yield* cluster.advance(10)
-    if (fiber.unsafePoll() === null) return assert.fail(`still waiting after ${limitMillis} ms`)
-    return yield* Fiber.join(fiber)
-  })
-
-/** The error's tag of a failed outcome, or "success". */
-const outcomeTag = (outcome: Either.Either<unknown, { readonly _tag: string }>): string =>
-  Either.isLeft(outcome) ? outcome.left._tag : "success"
+import { applyAll, bytes, leaderOf, makeCluster, outcomeTag, seeded, settle, stuckDisk } from "./cluster.js"
 
 describe("Raft: leadership transfer", () => {
   it.scoped("leadershipTransferToServer makes the named server leader at a higher term, and hands it back", () =>

@@ -4,10 +4,14 @@
  * whatever Clock the test provides (TestClock in `it.effect`). Nodes can be
  * stopped and restarted on the same stores.
  */
+import { assert } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as Configuration from "../src/Configuration.js"
@@ -263,3 +267,47 @@ export const snapshotCommands = (node: TestNode, id: string): Effect.Effect<Arra
     const { data } = yield* node.snapshots.open(id)
     return decodeState(yield* Fsm.collect(data))
   }).pipe(Effect.orDie)
+
+/** Runs an effect with a `Random` seeded by `seed`, so the test replays exactly. */
+export const seeded = (seed: string) => Effect.withRandom(Random.make(seed))
+
+/** Applies `count` commands named `prefix0..` one after another on `node`; returns the last index. */
+export const applyAll = (node: TestNode, prefix: string, count: number) =>
+  Effect.gen(function*() {
+    let last = 0
+    for (let i = 0; i < count; i++) last = (yield* node.raft.apply(bytes(`${prefix}${i}`))).index
+    return last
+  })
+
+/** Advances the clock until `fiber` is done (at most `limitMillis`), then joins it. */
+export const settle = <A, E>(cluster: Cluster, fiber: Fiber.RuntimeFiber<A, E>, limitMillis = 5000) =>
+  Effect.gen(function*() {
+    for (let waited = 0; waited < limitMillis && fiber.unsafePoll() === null; waited += 10) yield* cluster.advance(10)
+    if (fiber.unsafePoll() === null) return assert.fail(`still waiting after ${limitMillis} ms`)
+    return yield* Fiber.join(fiber)
+  })
+
+/** Advances the clock until `check` holds, up to `limitMillis`. */
+export const eventually = (cluster: Cluster, limitMillis: number, check: Effect.Effect<boolean>) =>
+  Effect.gen(function*() {
+    for (let waited = 0; waited <= limitMillis; waited += 10) {
+      if (yield* check) return true
+      yield* cluster.advance(10)
+    }
+    return false
+  })
+
+/** Makes a log store's writes wait until the returned latch opens (at the latest when the test ends): a disk that hangs. */
+export const stuckDisk = (logs: LogStore.LogStore) =>
+  Effect.gen(function*() {
+    const disk = yield* Effect.makeLatch(false)
+    yield* Effect.addFinalizer(() => disk.open)
+    const store = logs.storeLogs
+    ;(logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = (entries) =>
+      disk.await.pipe(Effect.zipRight(store(entries)))
+    return disk
+  })
+
+/** The error's tag of a failed outcome, or "success". */
+export const outcomeTag = (outcome: Either.Either<unknown, { readonly _tag: string }>): string =>
+  Either.isLeft(outcome) ? outcome.left._tag : "success"
