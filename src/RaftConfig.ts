@@ -33,6 +33,11 @@ export interface RaftConfig {
   readonly snapshotIntervalMillis: number
   /** Entries since the last snapshot that trigger a new one. Default 8192. */
   readonly snapshotThreshold: number
+  /**
+   * PreVote (Raft thesis §9.6, on by default as in hashicorp/raft 1.7): before campaigning, a node asks whether a
+   * quorum would vote for it, without raising its term; a node cut off from the cluster so never disrupts it.
+   */
+  readonly preVote: boolean
 }
 
 /** What a user passes: `localId` and any tunables to override. */
@@ -47,6 +52,7 @@ export interface Input {
   readonly trailingLogs?: number | undefined
   readonly snapshotInterval?: Duration.DurationInput | undefined
   readonly snapshotThreshold?: number | undefined
+  readonly preVote?: boolean | undefined
 }
 
 /** hashicorp/raft's `DefaultConfig()` values (everything but `localId`). */
@@ -59,7 +65,8 @@ export const defaults: Omit<RaftConfig, "localId"> = {
   shutdownOnRemove: true,
   trailingLogs: 10240,
   snapshotIntervalMillis: 120_000,
-  snapshotThreshold: 8192
+  snapshotThreshold: 8192,
+  preVote: true
 }
 
 /** The tag under which a node's resolved configuration is provided. */
@@ -115,7 +122,8 @@ export const make = (input: Input): Effect.Effect<RaftConfig, RaftConfigError> =
       shutdownOnRemove: input.shutdownOnRemove ?? defaults.shutdownOnRemove,
       trailingLogs: input.trailingLogs ?? defaults.trailingLogs,
       snapshotIntervalMillis: millis(input.snapshotInterval, defaults.snapshotIntervalMillis),
-      snapshotThreshold: input.snapshotThreshold ?? defaults.snapshotThreshold
+      snapshotThreshold: input.snapshotThreshold ?? defaults.snapshotThreshold,
+      preVote: input.preVote ?? defaults.preVote
     })
   )
 

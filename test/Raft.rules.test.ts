@@ -111,8 +111,10 @@ describe("Raft: voting rules", () => {
       yield* cluster.advance(400) // no leader any more: the voter's contact expires
       const stats = yield* voter.raft.stats
       const intruder = cluster.network.transport("intruder")
+      // Candidates must be voters of the configuration: the two stopped members ask.
+      const [one, other] = cluster.nodes.filter((node) => node.id !== voter.id).map((node) => node.id)
       const ask = (fields: Partial<RequestVoteRequest>) =>
-        intruder.requestVote(voter.id, voter.address, voteRequest(fields))
+        intruder.requestVote(voter.id, voter.address, voteRequest({ candidateId: one!, ...fields }))
       let term = stats.term + 10
       assert.isFalse((yield* ask({ term, lastLogIndex: stats.lastLogIndex + 10, lastLogTerm: stats.lastLogTerm - 1 })).granted, "older last term")
       term += 10
@@ -120,10 +122,15 @@ describe("Raft: voting rules", () => {
       term += 10
       assert.isTrue((yield* ask({ term, lastLogIndex: stats.lastLogIndex, lastLogTerm: stats.lastLogTerm })).granted, "equal log")
       assert.isFalse(
-        (yield* ask({ term, candidateId: "other", lastLogIndex: stats.lastLogIndex + 5, lastLogTerm: stats.lastLogTerm + 1 })).granted,
+        (yield* ask({ term, candidateId: other!, lastLogIndex: stats.lastLogIndex + 5, lastLogTerm: stats.lastLogTerm + 1 })).granted,
         "second vote in the same term"
       )
       assert.isTrue((yield* ask({ term, lastLogIndex: stats.lastLogIndex, lastLogTerm: stats.lastLogTerm })).granted, "same candidate again")
+      term += 10
+      assert.isFalse(
+        (yield* ask({ term, candidateId: "outsider", lastLogIndex: stats.lastLogIndex + 5, lastLogTerm: stats.lastLogTerm + 1 })).granted,
+        "a candidate outside the configuration"
+      )
     }).pipe(seeded("up-to-date")))
 })
 
@@ -191,7 +198,7 @@ describe("Raft: replication paths", () => {
       assert.isAbove(index, last)
     }).pipe(seeded("log-not-found")))
 
-  it.scoped("a slow disk on the leader does not stop its heartbeats, and an apply not taken in time fails with EnqueueTimeout", () =>
+  it.scoped("a slow disk on the leader does not stop its heartbeats, and an apply not taken in time fails with ApplyTimeout and is never appended", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster({ size: 3 })
       const leader = yield* cluster.waitForLeader()
@@ -201,7 +208,7 @@ describe("Raft: replication paths", () => {
       const second = yield* Effect.fork(Effect.either(leader.raft.apply(bytes("late"), { timeout: "20 millis" })))
       yield* cluster.advance(500)
       const late = yield* Fiber.join(second)
-      assert.isTrue(Either.isLeft(late) && late.left._tag === "EnqueueTimeout")
+      assert.isTrue(Either.isLeft(late) && late.left._tag === "ApplyTimeout")
       // Half a second of a stuck disk: still leader, because heartbeats do not wait for the disk.
       assert.strictEqual(yield* leader.raft.state, "Leader")
       yield* disk.open
@@ -272,7 +279,7 @@ describe("Raft: replication paths", () => {
 })
 
 describe("Raft: outcomes always arrive", () => {
-  it.scoped("every waiter on an apply that timed out in the queue gets EnqueueTimeout", () =>
+  it.scoped("every waiter on an apply that timed out in the queue gets ApplyTimeout", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster({ size: 3 })
       const leader = yield* cluster.waitForLeader()
@@ -283,9 +290,9 @@ describe("Raft: outcomes always arrive", () => {
       const waiters = yield* Effect.fork(Effect.all([Effect.either(late), Effect.either(late)], { concurrency: 2 }))
       yield* cluster.advance(100)
       const outcomes = yield* Fiber.join(waiters)
-      for (const outcome of outcomes) assert.isTrue(Either.isLeft(outcome) && outcome.left._tag === "EnqueueTimeout")
+      for (const outcome of outcomes) assert.isTrue(Either.isLeft(outcome) && outcome.left._tag === "ApplyTimeout")
       const again = yield* Effect.either(late)
-      assert.isTrue(Either.isLeft(again) && again.left._tag === "EnqueueTimeout")
+      assert.isTrue(Either.isLeft(again) && again.left._tag === "ApplyTimeout")
       yield* disk.open
       yield* Fiber.join(first)
     }).pipe(seeded("timeout-twice")))

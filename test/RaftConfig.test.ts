@@ -30,7 +30,8 @@ describe("RaftConfig", () => {
       shutdownOnRemove: true,
       trailingLogs: 10240,
       snapshotIntervalMillis: 120_000,
-      snapshotThreshold: 8192
+      snapshotThreshold: 8192,
+      preVote: true
     })
   })
 

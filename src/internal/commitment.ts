@@ -9,7 +9,7 @@
  */
 export class Commitment {
   private readonly matchIndexes = new Map<string, number>()
-  private readonly sorted: Array<number>
+  private sorted: Array<number>
   commitIndex: number
 
   constructor(
@@ -30,6 +30,18 @@ export class Commitment {
     const previous = this.matchIndexes.get(id)
     if (previous === undefined || index <= previous) return
     this.matchIndexes.set(id, index)
+    this.recalculate()
+  }
+
+  /**
+   * Changes the voters (a configuration entry was appended): voters kept keep their match index, new ones start
+   * at `initial(id)`. The commit index may move at once, e.g. when a lagging voter is removed.
+   */
+  setVoters(voters: ReadonlyArray<string>, initial: (id: string) => number): void {
+    const previous = new Map(this.matchIndexes)
+    this.matchIndexes.clear()
+    for (const id of voters) this.matchIndexes.set(id, previous.get(id) ?? initial(id))
+    this.sorted = new Array(voters.length).fill(0)
     this.recalculate()
   }
 

@@ -11,8 +11,8 @@ import type * as Exit from "effect/Exit"
 
 export class Future<A, E> {
   private result: Exit.Exit<A, E> | undefined = undefined
-  private waiter: ((effect: Effect.Effect<A, E>) => void) | undefined = undefined
-  private others: Array<(effect: Effect.Effect<A, E>) => void> | undefined = undefined
+  private waiter: ((exit: Exit.Exit<A, E>) => void) | undefined = undefined
+  private others: Array<(exit: Exit.Exit<A, E>) => void> | undefined = undefined
 
   /** Completes the future once; later calls do nothing. Returns whether this call completed it. */
   done(exit: Exit.Exit<A, E>): boolean {
@@ -31,10 +31,29 @@ export class Future<A, E> {
     return this.result !== undefined
   }
 
-  /** Waits for the result. An interrupted waiter is resumed into nothing: Effect ignores it. */
+  /** Calls `callback` with the result once it is known (at once if it is). */
+  listen(callback: (exit: Exit.Exit<A, E>) => void): void {
+    if (this.result !== undefined) callback(this.result)
+    else this.add(callback)
+  }
+
+  private add(callback: (exit: Exit.Exit<A, E>) => void): void {
+    if (this.waiter === undefined) this.waiter = callback
+    else (this.others ??= []).push(callback)
+  }
+
+  private remove(callback: (exit: Exit.Exit<A, E>) => void): void {
+    if (this.waiter === callback) this.waiter = undefined
+    else if (this.others !== undefined) {
+      const at = this.others.indexOf(callback)
+      if (at >= 0) this.others.splice(at, 1)
+    }
+  }
+
+  /** Waits for the result. An interrupted waiter is dropped, so an abandoned wait holds nothing. */
   readonly await: Effect.Effect<A, E> = Effect.async<A, E>((resume) => {
     if (this.result !== undefined) return resume(this.result)
-    if (this.waiter === undefined) this.waiter = resume
-    else (this.others ??= []).push(resume)
+    this.add(resume)
+    return Effect.sync(() => this.remove(resume))
   })
 }

@@ -34,17 +34,22 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Configuration from "../Configuration.js"
-import type { Fsm } from "../Fsm.js"
+import type { Fsm, FsmSnapshot } from "../Fsm.js"
 import * as Log from "../Log.js"
 import type { LogStore } from "../LogStore.js"
+import type { MembershipError, RestoreError, SnapshotError, TransferError } from "../Raft.js"
 import type { RaftConfig } from "../RaftConfig.js"
 import {
+  ApplyTimeout,
   CantBootstrap,
-  EnqueueTimeout,
+  ConfigurationChanged,
+  type FsmError,
   InvalidOperation,
   LeadershipLost,
   LeadershipTransferFailed,
+  LeadershipTransferInProgress,
   type LogNotFound,
+  NothingNewToSnapshot,
   NotLeader,
   RaftShutdown,
   SnapshotNotFound,
@@ -54,17 +59,22 @@ import {
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
+  InstallSnapshotRequest,
+  InstallSnapshotResponse,
+  RequestPreVoteRequest,
+  RequestPreVoteResponse,
   RequestVoteRequest,
-  RequestVoteResponse
+  RequestVoteResponse,
+  TimeoutNowRequest,
+  TimeoutNowResponse
 } from "../Rpc.js"
-import type { MembershipError, RestoreError, SnapshotError, TransferError } from "../Raft.js"
 import type { SnapshotMeta, SnapshotStore } from "../SnapshotStore.js"
 import type { StableStore } from "../StableStore.js"
 import type { RpcHandler, Transport } from "../Transport.js"
 import { failureBackoff } from "./backoff.js"
 import { InjectedBugs } from "./bugs.js"
-import { Future } from "./future.js"
 import { Commitment } from "./commitment.js"
+import { Future } from "./future.js"
 
 // ---------------------------------------------------------------------------
 // Public shapes (re-exported by Raft.ts)
@@ -105,7 +115,13 @@ export interface RaftStats {
 }
 
 /** Errors `apply` and `barrier` can fail with. */
-export type ApplyError = NotLeader | LeadershipLost | EnqueueTimeout | RaftShutdown | StorageError
+export type ApplyError =
+  | NotLeader
+  | LeadershipLost
+  | LeadershipTransferInProgress
+  | ApplyTimeout
+  | RaftShutdown
+  | StorageError
 
 // ---------------------------------------------------------------------------
 // Metrics (names after hashicorp/raft's; tagged by node, and by peer where it applies)
@@ -136,6 +152,8 @@ export const metrics = {
     description: "entries sent to each peer"
   }),
   heartbeat: microsHistogram("raft_replication_heartbeat_micros", "heartbeat round trip per peer, µs"),
+  installSnapshot: microsHistogram("raft_replication_install_snapshot_micros", "InstallSnapshot transfer per peer, µs"),
+  snapshots: Metric.counter("raft_snapshot_total", { description: "snapshots this node took and persisted" }),
   heartbeatFailures: Metric.counter("raft_replication_heartbeat_failures_total", {
     description: "heartbeats that failed, per peer"
   }),
@@ -191,12 +209,41 @@ type Event =
     readonly request: RequestVoteRequest
     readonly deferred: Future<RequestVoteResponse, RaftShutdown>
   }
+  | {
+    readonly _tag: "RequestPreVote"
+    readonly request: RequestPreVoteRequest
+    readonly deferred: Future<RequestPreVoteResponse, RaftShutdown>
+  }
+  | {
+    readonly _tag: "TimeoutNow"
+    readonly request: TimeoutNowRequest
+    readonly deferred: Future<TimeoutNowResponse, RaftShutdown>
+  }
+  | {
+    /** First half of an incoming InstallSnapshot: is it from a current leader, and is it news to us? */
+    readonly _tag: "InstallCheck"
+    readonly request: InstallSnapshotRequest
+    readonly deferred: Future<InstallVerdict, RaftShutdown>
+  }
+  | {
+    /** Second half: the snapshot is stored; install it. */
+    readonly _tag: "InstallStored"
+    readonly request: InstallSnapshotRequest
+    readonly meta: SnapshotMeta
+    readonly deferred: Future<InstallSnapshotResponse, RaftShutdown>
+  }
   | { readonly _tag: "Timer"; readonly epoch: number }
   | {
     readonly _tag: "Vote"
     readonly epoch: number
     readonly from: string
     readonly response: RequestVoteResponse
+  }
+  | {
+    readonly _tag: "PreVote"
+    readonly epoch: number
+    readonly from: string
+    readonly response: RequestPreVoteResponse
   }
   | { readonly _tag: "StepDown"; readonly epoch: number; readonly term: number }
   | { readonly _tag: "Commit"; readonly epoch: number }
@@ -206,11 +253,51 @@ type Event =
     readonly configuration: Configuration.Configuration
     readonly deferred: Future<void, CantBootstrap | StorageError | RaftShutdown>
   }
+  | { readonly _tag: "Membership"; readonly request: MembershipRequest }
+  | { readonly _tag: "Promote"; readonly epoch: number; readonly id: string }
+  | {
+    readonly _tag: "Transfer"
+    readonly target: { readonly id: string; readonly address: string } | undefined
+    readonly deferred: Future<void, TransferError>
+  }
+  | { readonly _tag: "TransferTimeout"; readonly epoch: number }
+  | {
+    /** A snapshot was persisted: record it and compact the log. */
+    readonly _tag: "Compact"
+    readonly meta: SnapshotMeta
+    readonly deferred: Future<void, never>
+  }
+  | {
+    readonly _tag: "UserRestore"
+    readonly meta: SnapshotMeta
+    readonly data: Stream.Stream<Uint8Array, StorageError>
+    readonly deferred: Future<Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>, RestoreError>
+  }
+
+interface InstallVerdict {
+  /** Whether to store the snapshot; when not, `response` is the answer. */
+  readonly accept: boolean
+  readonly response: InstallSnapshotResponse
+}
+
+/** A membership change waiting for the leader to be able to append it. */
+interface MembershipRequest {
+  readonly change: Configuration.Change
+  readonly prevIndex: number
+  readonly deferred: Future<number, MembershipError>
+  /** Set for the second step of an automatic promotion: never converted to a non-voter again. */
+  readonly promotion: boolean
+  cancelled: boolean
+}
 
 interface Replication {
   readonly peer: Configuration.Server
   readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
+  /** Holds this follower's fibers: closed when it leaves the configuration, or with the leader's term. */
+  readonly scope: Scope.CloseableScope
   nextIndex: number
+  /** The highest index this follower is known to hold (voters and non-voters alike). */
+  matchIndex: number
   lastContact: number
   allowPipeline: boolean
   readonly trigger: Effect.Latch
@@ -219,6 +306,7 @@ interface Replication {
 }
 
 interface LeaderState {
+  readonly term: number
   readonly commitment: Commitment
   readonly replications: Map<string, Replication>
   /** Entries this leader stored that are not yet committed, in index order, with their futures. */
@@ -226,11 +314,36 @@ interface LeaderState {
   inflightHead: number
   readonly verifiers: Set<VerifyFuture>
   commitPending: boolean
+  /** Membership changes waiting for the previous one (and this leader's no-op) to commit. */
+  readonly changes: Array<MembershipRequest>
+  /** Non-voters added by `addVoter` that become voters once caught up; the request completes on promotion. */
+  readonly promotions: Map<string, { readonly request: MembershipRequest; caughtUpSince: number | undefined }>
+  /** The configuration entry appended and not yet committed, and the request waiting for it. */
+  changeInFlight: { readonly index: number; readonly request: MembershipRequest | undefined } | undefined
+  transfer: { readonly target: string; readonly deferred: Future<void, TransferError> } | undefined
 }
 
-interface FsmBatch {
-  readonly logs: ReadonlyArray<Log.Log>
-  readonly futures: ReadonlyArray<ApplyFuture | undefined> | undefined
+/** What the FSM runner is asked to do, in log order. */
+type FsmItem =
+  | {
+    readonly _tag: "Batch"
+    readonly logs: ReadonlyArray<Log.Log>
+    readonly futures: ReadonlyArray<ApplyFuture | undefined> | undefined
+  }
+  | { readonly _tag: "Capture"; readonly deferred: Future<Captured, FsmError | NothingNewToSnapshot | RaftShutdown> }
+  | {
+    readonly _tag: "Restore"
+    readonly meta: SnapshotMeta
+    readonly deferred: Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>
+  }
+
+/** A state captured by the FSM for a snapshot, and where in the log it stands. */
+interface Captured {
+  readonly snapshot: FsmSnapshot
+  readonly index: number
+  readonly term: number
+  readonly configuration: Configuration.Configuration
+  readonly configurationIndex: number
 }
 
 const KEY_CURRENT_TERM = "CurrentTerm"
@@ -332,7 +445,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
 
     const nodeScope = yield* Scope.fork(parentScope, ExecutionStrategy.sequential)
     const mailbox = yield* Mailbox.make<Event>()
-    const fsmMailbox = yield* Mailbox.make<FsmBatch>()
+    const fsmMailbox = yield* Mailbox.make<FsmItem>()
     const observations = yield* PubSub.unbounded<Observation>()
 
     // ---- persistent and volatile state, owned by the run loop (read by others)
@@ -371,27 +484,70 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     let roleScope: Scope.CloseableScope = yield* Scope.fork(nodeScope, ExecutionStrategy.sequential)
     let leader: LeaderState | undefined
     let candidateVotes = 0
+    /** Waiters for the FSM to reach an index, resolved by the FSM runner. */
+    let appliedWaiters: Array<{ readonly index: number; readonly future: Future<void, never> }> = []
+    let preVoting = false
+    let preVotes = 0
+    /** Held while a snapshot is taken, installed or restored: they never overlap, so the newest is the latest. */
+    const snapshotLock = yield* Effect.makeSemaphore(1)
     let isShutdown = false
     const shutdownDone = new Future<void, never>()
 
-    // ---- restore from the stores
+    // What the FSM has applied (owned by the FSM runner once it starts): the configuration in force at the
+    // applied index is what a snapshot taken there records.
+    let appliedTerm = 0
+    let appliedConfiguration: Configuration.Configuration = Configuration.empty
+    let appliedConfigurationIndex = 0
+
+    // ---- restore from the stores: the newest snapshot into the FSM, then the log after it
     {
       const snapshotList = yield* snapshots.list
       const newest = snapshotList[0]
       if (newest !== undefined) {
+        const opened = yield* snapshots.open(newest.id).pipe(
+          Effect.catchTag("SnapshotNotFound", (error) =>
+            Effect.fail(new StorageError({ operation: "open", reason: error.reason, cause: error })))
+        )
+        yield* fsm.restore(opened.data).pipe(
+          Effect.mapError((error) =>
+            error._tag === "StorageError"
+              ? error
+              : new StorageError({ operation: "restore", reason: error.reason, cause: error })
+          )
+        )
         lastSnapshotIndex = newest.index
         lastSnapshotTerm = newest.term
         latestConfiguration = newest.configuration
         latestConfigurationIndex = newest.configurationIndex
         committedConfiguration = newest.configuration
         committedConfigurationIndex = newest.configurationIndex
+        appliedConfiguration = newest.configuration
+        appliedConfigurationIndex = newest.configurationIndex
+        commitIndex = newest.index
+        dispatchedToFsm = newest.index
+        appliedIndex = newest.index
+        appliedTerm = newest.term
       }
       lastLogIndex = yield* logs.lastIndex
-      if (lastLogIndex > 0) {
+      const first = yield* logs.firstIndex
+      if (newest !== undefined && lastLogIndex > 0) {
+        // A log that ends before the snapshot, or disagrees with it at its index (a crash in the middle of
+        // installing one), is superseded by it as a whole.
+        const at = lastLogIndex >= newest.index && first <= newest.index
+          ? yield* Effect.option(logs.getLog(newest.index))
+          : Option.none()
+        const superseded = lastLogIndex < newest.index ||
+          (Option.isSome(at) && at.value.term !== newest.term)
+        if (superseded) {
+          yield* logs.deleteRange(first, lastLogIndex)
+          lastLogIndex = 0
+        }
+      }
+      if (lastLogIndex > 0 && lastLogIndex > lastSnapshotIndex) {
         const last = yield* logs.getLog(lastLogIndex).pipe(Effect.catchTag("LogNotFound", storageNotFound("open")))
         lastLogTerm = last.term
-        const first = yield* logs.firstIndex
-        for (let index = Math.max(first, lastSnapshotIndex + 1); index <= lastLogIndex; index++) {
+        const from = Math.max(yield* logs.firstIndex, lastSnapshotIndex + 1)
+        for (let index = from; index <= lastLogIndex; index++) {
           const entry = yield* logs.getLog(index).pipe(Effect.catchTag("LogNotFound", storageNotFound("open")))
           if (entry.type === "Configuration") {
             const decoded = Configuration.decode(entry.data)
@@ -471,6 +627,17 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       }
       const lost = Exit.fail(new LeadershipLost())
       for (const verifier of [...old.verifiers]) settleVerify(verifier, lost)
+      for (const request of old.changes) request.deferred.done(lost)
+      for (const { request } of old.promotions.values()) request.deferred.done(lost)
+      if (old.changeInFlight?.request !== undefined) old.changeInFlight.request.deferred.done(lost)
+      if (old.transfer !== undefined) {
+        // Deposed by a higher term: another server is taking over, which is what the transfer asked for.
+        old.transfer.deferred.done(
+          currentTerm > old.term
+            ? Exit.void
+            : Exit.fail(new LeadershipTransferFailed({ reason: "leadership lost without a successor" }))
+        )
+      }
       return Effect.void
     })
 
@@ -486,6 +653,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     const becomeFollower = Effect.gen(function*() {
       const wasLeader = state === "Leader"
       yield* resetRoleScope
+      preVoting = false
       if (wasLeader) {
         yield* tearDownLeader
         yield* setLeader(undefined, undefined)
@@ -494,54 +662,143 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       yield* forkRole(followerTimer(epoch))
     })
 
-    const becomeCandidate: Effect.Effect<void, StorageError> = Effect.gen(function*() {
-      yield* resetRoleScope
-      yield* changeState("Candidate")
-      metrics.elections.unsafeUpdate(1, nodeLabels)
-      yield* setLeader(undefined, undefined)
-      yield* setCurrentTerm(currentTerm + 1)
-      const term = currentTerm
-      const myEpoch = epoch
-      candidateVotes = 0
-      const configuration = latestConfiguration
-      const request: RequestVoteRequest = {
-        _tag: "RequestVoteRequest",
-        term,
-        candidateId: localId,
-        candidateAddress: localAddress,
-        lastLogIndex,
-        lastLogTerm,
-        leadershipTransfer: false
-      }
-      // Election timer: a new election if nobody wins in time.
-      yield* forkRole(
+    const electionTimer = (myEpoch: number) =>
+      forkRole(
         Random.nextIntBetween(config.electionTimeoutMillis, 2 * config.electionTimeoutMillis).pipe(
           Effect.flatMap((wait) => Effect.sleep(wait)),
           Effect.andThen(Effect.sync(() => emit({ _tag: "Timer", epoch: myEpoch })))
         )
       )
-      // Our own vote, stored before it counts and before anyone is asked.
-      const selfVoter = Configuration.isVoter(configuration, localId)
-      if (selfVoter) {
-        yield* persistVote(term, localId)
-        candidateVotes = 1
+
+    /** An election: PreVote first when configured (and not asked to campaign by a leadership transfer). */
+    const campaign = (transfer: boolean) => config.preVote && !transfer ? becomePreCandidate : becomeCandidate(transfer)
+
+    /**
+     * PreVote (Raft thesis §9.6): ask the voters whether they would vote for us at the next term, changing
+     * nothing, neither our term nor anyone's vote; campaign only when a quorum would.
+     */
+    const becomePreCandidate: Effect.Effect<void, StorageError> = Effect.gen(function*() {
+      yield* resetRoleScope
+      yield* changeState("Candidate")
+      yield* setLeader(undefined, undefined)
+      preVoting = true
+      const myEpoch = epoch
+      const configuration = latestConfiguration
+      const request: RequestPreVoteRequest = {
+        _tag: "RequestPreVoteRequest",
+        term: currentTerm + 1,
+        candidateId: localId,
+        candidateAddress: localAddress,
+        lastLogIndex,
+        lastLogTerm
       }
+      yield* electionTimer(myEpoch)
+      preVotes = Configuration.isVoter(configuration, localId) ? 1 : 0
       for (const server of Configuration.votersOf(configuration)) {
         if (server.id === localId) continue
         yield* forkRole(
-          transport.requestVote(server.id, server.address, request).pipe(
-            Effect.tap((response) => emit({ _tag: "Vote", epoch: myEpoch, from: server.id, response })),
-            Effect.catchAll((error) => Effect.logDebug("vote request failed", error))
+          transport.requestPreVote(server.id, server.address, request).pipe(
+            Effect.tap((response) => emit({ _tag: "PreVote", epoch: myEpoch, from: server.id, response })),
+            Effect.catchAll((error) => Effect.logDebug("pre-vote request failed", error))
           )
         )
       }
-      if (selfVoter && candidateVotes >= quorumOf(configuration)) yield* becomeLeader
+      if (preVotes > 0 && preVotes >= quorumOf(configuration)) yield* becomeCandidate(false)
     })
+
+    const becomeCandidate = (transfer: boolean): Effect.Effect<void, StorageError> =>
+      Effect.gen(function*() {
+        yield* resetRoleScope
+        preVoting = false
+        yield* changeState("Candidate")
+        metrics.elections.unsafeUpdate(1, nodeLabels)
+        yield* setLeader(undefined, undefined)
+        yield* setCurrentTerm(currentTerm + 1)
+        const term = currentTerm
+        const myEpoch = epoch
+        candidateVotes = 0
+        const configuration = latestConfiguration
+        const request: RequestVoteRequest = {
+          _tag: "RequestVoteRequest",
+          term,
+          candidateId: localId,
+          candidateAddress: localAddress,
+          lastLogIndex,
+          lastLogTerm,
+          leadershipTransfer: transfer
+        }
+        // Election timer: a new election if nobody wins in time.
+        yield* electionTimer(myEpoch)
+        // Our own vote, stored before it counts and before anyone is asked.
+        const selfVoter = Configuration.isVoter(configuration, localId)
+        if (selfVoter) {
+          yield* persistVote(term, localId)
+          candidateVotes = 1
+        }
+        for (const server of Configuration.votersOf(configuration)) {
+          if (server.id === localId) continue
+          yield* forkRole(
+            transport.requestVote(server.id, server.address, request).pipe(
+              Effect.tap((response) => emit({ _tag: "Vote", epoch: myEpoch, from: server.id, response })),
+              Effect.catchAll((error) => Effect.logDebug("vote request failed", error))
+            )
+          )
+        }
+        if (selfVoter && candidateVotes >= quorumOf(configuration)) yield* becomeLeader
+      })
 
     // ---- leader
 
+    /** Starts replicating to `server`, in a scope of its own inside the leader's term. */
+    const addReplication = (ls: LeaderState, server: Configuration.Server, myEpoch: number) =>
+      Effect.gen(function*() {
+        const replication: Replication = {
+          peer: server,
+          labels: [...nodeLabels, MetricLabel.make("peer", server.id)],
+          scope: yield* Scope.fork(roleScope, ExecutionStrategy.sequential),
+          nextIndex: lastLogIndex + 1,
+          matchIndex: 0,
+          lastContact: now(),
+          allowPipeline: false,
+          trigger: yield* Effect.makeLatch(true),
+          heartbeatNow: yield* Effect.makeLatch(true),
+          verifiers: new Set()
+        }
+        ls.replications.set(server.id, replication)
+        yield* startReplication(ls, replication, ls.term, myEpoch)
+      })
+
+    /**
+     * Follows a configuration that was just appended (it takes effect at once, as in hashicorp/raft): the voters
+     * that count toward commitment, and a replication per other member, stopped for members that left.
+     */
+    const reconfigureLeader = (ls: LeaderState, configuration: Configuration.Configuration) =>
+      Effect.gen(function*() {
+        ls.commitment.setVoters(
+          Configuration.votersOf(configuration).map((server) => server.id),
+          (id) => id === localId ? lastLogIndex : ls.replications.get(id)?.matchIndex ?? 0
+        )
+        for (const server of configuration.servers) {
+          if (server.id === localId) continue
+          const existing = ls.replications.get(server.id)
+          if (existing !== undefined && existing.peer.address === server.address) continue
+          if (existing !== undefined) {
+            ls.replications.delete(server.id)
+            yield* Scope.close(existing.scope, Exit.void)
+          }
+          yield* addReplication(ls, server, epoch)
+        }
+        for (const [id, replication] of ls.replications) {
+          if (Configuration.find(configuration, id) !== undefined) continue
+          ls.replications.delete(id)
+          for (const verifier of [...replication.verifiers]) settleVerify(verifier, Exit.fail(new LeadershipLost()))
+          yield* Scope.close(replication.scope, Exit.void)
+        }
+      })
+
     const becomeLeader: Effect.Effect<void, StorageError> = Effect.gen(function*() {
       yield* resetRoleScope
+      preVoting = false
       yield* changeState("Leader")
       yield* setLeader(localId, localAddress)
       const configuration = latestConfiguration
@@ -549,6 +806,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       const myEpoch = epoch
       const term = currentTerm
       const ls: LeaderState = {
+        term,
         commitment: new Commitment(
           voters,
           bugs.commitPreviousTermsByCounting ? 0 : lastLogIndex + 1,
@@ -565,26 +823,22 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         inflight: [],
         inflightHead: 0,
         verifiers: new Set(),
-        commitPending: false
+        commitPending: false,
+        changes: [],
+        promotions: new Map(),
+        // A configuration appended by an earlier leader and not yet committed counts as in flight.
+        changeInFlight: latestConfigurationIndex > commitIndex
+          ? { index: latestConfigurationIndex, request: undefined }
+          : undefined,
+        transfer: undefined
       }
       leader = ls
-      const start = now()
       for (const server of configuration.servers) {
         if (server.id === localId) continue
-        const replication: Replication = {
-          peer: server,
-          labels: [...nodeLabels, MetricLabel.make("peer", server.id)],
-          nextIndex: lastLogIndex + 1,
-          lastContact: start,
-          allowPipeline: false,
-          trigger: yield* Effect.makeLatch(true),
-          heartbeatNow: yield* Effect.makeLatch(true),
-          verifiers: new Set()
-        }
-        ls.replications.set(server.id, replication)
-        yield* startReplication(ls, replication, term, myEpoch)
+        yield* addReplication(ls, server, myEpoch)
       }
       yield* forkRole(leaseLoop(ls, myEpoch))
+      yield* forkRole(promotionLoop(ls, myEpoch))
       // Raft §8: a new leader commits an entry of its own term, which commits everything before it.
       yield* dispatch([{
         type: "Noop",
@@ -612,6 +866,33 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             yield* Effect.logWarning("failed to contact a quorum of voters within the lease, stepping down")
             emit({ _tag: "StepDown", epoch: myEpoch, term: 0 })
             return
+          }
+        }
+      })
+
+    /**
+     * Promotes non-voters added by `addVoter` once caught up: within `maxAppendEntries` of the leader's last
+     * index continuously for a round of one heartbeat timeout.
+     */
+    const promotionLoop = (ls: LeaderState, myEpoch: number) =>
+      Effect.gen(function*() {
+        const tick = Math.max(1, Math.floor(config.heartbeatTimeoutMillis / 10))
+        while (true) {
+          yield* Effect.sleep(tick)
+          if (leader !== ls) return
+          if (ls.promotions.size === 0) continue
+          const time = now()
+          for (const [id, promotion] of ls.promotions) {
+            const replication = ls.replications.get(id)
+            if (replication === undefined) continue
+            if (lastLogIndex - replication.matchIndex <= config.maxAppendEntries) {
+              promotion.caughtUpSince ??= time
+              if (time - promotion.caughtUpSince >= config.heartbeatTimeoutMillis) {
+                emit({ _tag: "Promote", epoch: myEpoch, id })
+              }
+            } else {
+              promotion.caughtUpSince = undefined
+            }
           }
         }
       })
@@ -648,6 +929,93 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         state.commitment.match(localId, lastLogIndex)
       })
 
+    /** Appends a configuration entry; it takes effect at once (hashicorp/raft), and commits like any entry. */
+    const appendConfiguration = (
+      ls: LeaderState,
+      configuration: Configuration.Configuration,
+      request: MembershipRequest | undefined
+    ) =>
+      Effect.gen(function*() {
+        const future: ApplyFuture = {
+          type: "Configuration",
+          data: Configuration.encode(configuration),
+          deferred: new Future<ApplyResult, ApplyError>(),
+          status: DISPATCHED
+        }
+        yield* dispatch([future])
+        if (leader !== ls || future.deferred.isDone) {
+          // The store failed (the leader stepped down and failed the future): tell the requester.
+          future.deferred.listen((exit) => {
+            if (request !== undefined && Exit.isFailure(exit)) request.deferred.done(Exit.failCause(exit.cause))
+          })
+          return
+        }
+        latestConfiguration = configuration
+        latestConfigurationIndex = lastLogIndex
+        ls.changeInFlight = { index: lastLogIndex, request }
+        // The requester hears when the entry is applied (committed), or why it never will be.
+        future.deferred.listen((exit) => {
+          if (request === undefined) return
+          request.deferred.done(
+            Exit.isSuccess(exit) ? Exit.succeed(exit.value.index) : Exit.failCause(exit.cause)
+          )
+        })
+        yield* reconfigureLeader(ls, configuration)
+      })
+
+    /**
+     * Starts the next membership change once the leader is stable: its no-op and the previous change committed
+     * (one change at a time, as hashicorp/raft). Changes that leave the configuration as it is append nothing.
+     */
+    const processMembership = Effect.gen(function*() {
+      while (true) {
+        const ls = leader
+        if (ls === undefined || ls.transfer !== undefined || ls.changes.length === 0) return
+        if (ls.changeInFlight !== undefined && ls.changeInFlight.index > commitIndex) return
+        ls.changeInFlight = undefined
+        if (commitIndex < ls.commitment.startIndex) return
+        const request = ls.changes.shift()!
+        if (request.cancelled || request.deferred.isDone) continue
+        if (request.prevIndex !== 0 && request.prevIndex !== latestConfigurationIndex) {
+          request.deferred.done(
+            Exit.fail(new ConfigurationChanged({ prevIndex: request.prevIndex, latestIndex: latestConfigurationIndex }))
+          )
+          continue
+        }
+        let change = request.change
+        if (change._tag === "AddVoter" && !request.promotion && !Configuration.isVoter(latestConfiguration, change.id)) {
+          // Not caught up: join as a non-voter first; promoted once it is (the request completes then).
+          const match = ls.replications.get(change.id)?.matchIndex ?? 0
+          if (lastLogIndex - match > config.maxAppendEntries) {
+            ls.promotions.set(change.id, { request, caughtUpSince: undefined })
+            change = { _tag: "AddNonvoter", id: change.id, address: change.address }
+          }
+        }
+        const next = Configuration.applyChange(latestConfiguration, change)
+        if (typeof next === "string") {
+          ls.promotions.delete(change.id)
+          request.deferred.done(Exit.fail(new InvalidOperation({ reason: next })))
+          continue
+        }
+        const awaited = ls.promotions.get(change.id)?.request === request ? undefined : request
+        if (Configuration.equals(next, latestConfiguration)) {
+          awaited?.deferred.done(Exit.succeed(latestConfigurationIndex))
+          continue
+        }
+        if (change._tag === "RemoveServer" || change._tag === "DemoteVoter") {
+          const waiting = ls.promotions.get(change.id)
+          if (waiting !== undefined) {
+            ls.promotions.delete(change.id)
+            waiting.request.deferred.done(
+              Exit.fail(new InvalidOperation({ reason: `${change.id} was removed or demoted before its promotion` }))
+            )
+          }
+        }
+        yield* appendConfiguration(ls, next, awaited)
+        return
+      }
+    })
+
     /** Hands newly committed entries to the FSM runner. */
     const processCommit = Effect.gen(function*() {
       const state = leader
@@ -678,10 +1046,32 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         metrics.commitTime.unsafeUpdate((now() - oldest) * 1000, nodeLabels)
         dispatchedToFsm = batchLogs[batchLogs.length - 1]!.index
         fsmPending += batchLogs.length
-        fsmMailbox.unsafeOffer({ logs: batchLogs, futures: batchFutures })
+        fsmMailbox.unsafeOffer({ _tag: "Batch", logs: batchLogs, futures: batchFutures })
       }
       noteCommittedConfiguration()
+      // A leader that is no longer a voter of the committed configuration steps down (hashicorp/raft); removed
+      // altogether, it shuts down once the change is applied, when configured to.
+      if (committedConfigurationIndex >= state.commitment.startIndex && !Configuration.isVoter(committedConfiguration, localId)) {
+        const removed = Configuration.find(committedConfiguration, localId) === undefined
+        yield* Effect.logInfo(removed ? "removed from the configuration, stepping down" : "no longer a voter, stepping down")
+        const appliedAt = committedConfigurationIndex
+        yield* becomeFollower
+        if (removed && config.shutdownOnRemove) {
+          yield* waitApplied(appliedAt).pipe(Effect.andThen(shutdown), Effect.forkIn(parentScope))
+        }
+        return
+      }
+      yield* processMembership
     })
+
+    /** Waits until the FSM has applied `index`. */
+    const waitApplied = (index: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (appliedIndex >= index) return Effect.void
+        const future = new Future<void, never>()
+        appliedWaiters.push({ index, future })
+        return future.await
+      })
 
     const noteCommittedConfiguration = () => {
       if (latestConfigurationIndex <= commitIndex && committedConfigurationIndex !== latestConfigurationIndex) {
@@ -703,7 +1093,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           const entries = yield* logs.getLogs(from, to).pipe(Effect.catchTag("LogNotFound", storageNotFound("read")))
           dispatchedToFsm = to
           fsmPending += entries.length
-          fsmMailbox.unsafeOffer({ logs: entries, futures: undefined })
+          fsmMailbox.unsafeOffer({ _tag: "Batch", logs: entries, futures: undefined })
         }
       })
 
@@ -742,23 +1132,65 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
 
         const updateLastAppended = (request: AppendEntriesRequest) => {
           const count = request.entries.length
-          if (count > 0) {
-            const last = request.entries[count - 1]!.index
-            if (last + 1 > replication.nextIndex) replication.nextIndex = last + 1
-            state.commitment.match(replication.peer.id, last)
-          }
+          const last = count > 0 ? request.entries[count - 1]!.index : request.prevLogIndex
+          if (last + 1 > replication.nextIndex) replication.nextIndex = last + 1
+          if (last > replication.matchIndex) replication.matchIndex = last
+          if (count > 0) state.commitment.match(replication.peer.id, last)
           notifyVerifiers(replication, true)
         }
+
+        /** The InstallSnapshot path (the seed's sendLatestSnapshot): the newest snapshot, streamed. */
+        const sendLatestSnapshot = Effect.gen(function*() {
+          const newest = (yield* snapshots.list)[0]
+          if (newest === undefined) {
+            return yield* new SnapshotNotFound({ reason: "a follower needs compacted entries and no snapshot exists" })
+          }
+          const opened = yield* snapshots.open(newest.id)
+          const request: InstallSnapshotRequest = {
+            _tag: "InstallSnapshotRequest",
+            term,
+            leaderId: localId,
+            leaderAddress: localAddress,
+            lastLogIndex: opened.meta.index,
+            lastLogTerm: opened.meta.term,
+            configuration: opened.meta.configuration,
+            configurationIndex: opened.meta.configurationIndex
+          }
+          yield* Effect.logInfo(`sending snapshot ${opened.meta.id} (index ${opened.meta.index})`)
+          const start = now()
+          const response = yield* transport.installSnapshot(
+            replication.peer.id,
+            replication.peer.address,
+            request,
+            opened.data
+          )
+          metrics.installSnapshot.unsafeUpdate((now() - start) * 1000, replication.labels)
+          if (response.term > term) {
+            stepDown(response.term)
+            return "stop" as const
+          }
+          replication.lastContact = now()
+          if (!response.success) {
+            return yield* new SnapshotRejected({ index: opened.meta.index })
+          }
+          replication.nextIndex = opened.meta.index + 1
+          if (opened.meta.index > replication.matchIndex) replication.matchIndex = opened.meta.index
+          state.commitment.match(replication.peer.id, opened.meta.index)
+          notifyVerifiers(replication, true)
+          return "continue" as const
+        })
 
         /** One AppendEntries exchange; fails (and is retried with backoff) on errors and on rejections. */
         const replicateOnce = (lastIndex: number): Effect.Effect<
           "continue" | "stop",
-          TransportError | SnapshotNotFound | StorageError | AppendRejected
+          TransportError | SnapshotNotFound | StorageError | AppendRejected | SnapshotRejected
         > =>
           Effect.gen(function*() {
             const request = yield* setupAppendEntries(replication.nextIndex, lastIndex).pipe(
-              Effect.catchTag("LogNotFound", () => sendLatestSnapshot)
+              Effect.catchTag("LogNotFound", () => Effect.succeed(undefined))
             )
+            // The entries the follower needs are compacted away: it gets the newest snapshot instead.
+            if (request === undefined) return yield* sendLatestSnapshot
             const start = now()
             const response = yield* transport.appendEntries(replication.peer.id, replication.peer.address, request)
             metrics.appendEntriesRpc.unsafeUpdate((now() - start) * 1000, replication.labels)
@@ -786,6 +1218,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
                 Effect.tapError((error) =>
                   error._tag === "AppendRejected"
                     ? Effect.logDebug("appendEntries rejected, sending older logs", error.nextIndex)
+                    : error._tag === "SnapshotNotFound"
+                    ? Effect.logDebug("no snapshot to send yet", error)
                     : Effect.logWarning("failed to appendEntries", error)
                 ),
                 Effect.retry(failureBackoff)
@@ -945,7 +1379,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         })
 
         for (const fiber of [replicate, commitTicker, heartbeat, heartbeatTicker]) {
-          yield* forkRole(annotate(fiber))
+          yield* annotate(fiber).pipe(Effect.interruptible, Effect.forkIn(replication.scope))
         }
       })
 
@@ -962,16 +1396,6 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         }
       }
     }
-
-    /** The InstallSnapshot path (the seed's sendLatestSnapshot). */
-    const sendLatestSnapshot = Effect.gen(function*() {
-      const list = yield* snapshots.list
-      if (list.length === 0) {
-        return yield* new SnapshotNotFound({ reason: "a follower needs compacted entries and no snapshot exists" })
-      }
-      // Streaming InstallSnapshot arrives with the snapshot work; until then this path fails, typed, and backs off.
-      return yield* new SnapshotNotFound({ reason: "InstallSnapshot is not supported by this version" })
-    })
 
     // ---- handling of events by the run loop
 
@@ -999,6 +1423,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           let prevTerm: number
           if (request.prevLogIndex === lastLogIndex) prevTerm = lastLogTerm
           else if (request.prevLogIndex === lastSnapshotIndex) prevTerm = lastSnapshotTerm
+          // Inside our snapshot: committed, so it matches any current leader's log (Raft §5.4).
+          else if (request.prevLogIndex < lastSnapshotIndex) prevTerm = request.prevLogTerm
           else if (request.prevLogIndex > lastLogIndex) {
             response.noRetryBackoff = true
             return response
@@ -1095,6 +1521,11 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           yield* observe()
           return response
         }
+        // Only a voter of our configuration may be elected (a removed server or a non-voter never is).
+        if (latestConfiguration.servers.length > 0 && !Configuration.isVoter(latestConfiguration, request.candidateId)) {
+          yield* observe()
+          return response
+        }
         if (request.term > currentTerm) {
           yield* setCurrentTerm(request.term)
           response.term = request.term
@@ -1129,12 +1560,153 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         }
         if (latestConfigurationIndex === 0 && latestConfiguration.servers.length === 0) return
         if (!Configuration.isVoter(latestConfiguration, localId)) return
-        yield* becomeCandidate
+        yield* campaign(false)
       } else if (state === "Candidate") {
         yield* Effect.logDebug("election timeout reached, restarting election")
-        yield* becomeCandidate
+        yield* campaign(false)
       }
     })
+
+    /** A pre-vote changes nothing here: it answers whether a vote at `request.term` would be granted now. */
+    const handleRequestPreVote = (request: RequestPreVoteRequest): RequestPreVoteResponse => {
+      const refuse = { _tag: "RequestPreVoteResponse" as const, term: currentTerm, granted: false }
+      if (latestConfiguration.servers.length > 0 && !Configuration.isVoter(latestConfiguration, request.candidateId)) {
+        return refuse
+      }
+      if (
+        leaderId !== undefined && leaderId !== request.candidateId &&
+        (state === "Leader" || (lastContact !== undefined && now() - lastContact < config.heartbeatTimeoutMillis))
+      ) return refuse
+      if (request.term < currentTerm) return refuse
+      if (lastVoteTerm === request.term && lastVoteCandidate !== "" && lastVoteCandidate !== request.candidateId) {
+        return refuse
+      }
+      if (
+        lastLogTerm > request.lastLogTerm ||
+        (lastLogTerm === request.lastLogTerm && lastLogIndex > request.lastLogIndex)
+      ) return refuse
+      return { ...refuse, granted: true }
+    }
+
+    const handlePreVote = (from: string, response: RequestPreVoteResponse) =>
+      Effect.gen(function*() {
+        if (state !== "Candidate" || !preVoting) return
+        if (response.term > currentTerm) {
+          yield* setCurrentTerm(response.term)
+          yield* becomeFollower
+          return
+        }
+        if (!response.granted) return
+        preVotes++
+        yield* Effect.logDebug(`pre-vote granted by ${from}, tally ${preVotes}`)
+        if (preVotes >= quorumOf(latestConfiguration)) yield* becomeCandidate(false)
+      })
+
+    /** Leadership transfer, target side: campaign at once; voters grant despite a live leader. */
+    const handleTimeoutNow = (request: TimeoutNowRequest) =>
+      Effect.gen(function*() {
+        const response = { _tag: "TimeoutNowResponse" as const, term: currentTerm, success: false }
+        if (request.term < currentTerm) return response
+        if (!Configuration.isVoter(latestConfiguration, localId)) return response
+        if (request.term > currentTerm) yield* setCurrentTerm(request.term)
+        yield* Effect.logInfo(`asked by ${request.leaderId} to take over leadership, campaigning`)
+        yield* becomeCandidate(true)
+        return { ...response, success: true }
+      })
+
+    // ---- snapshots: taken, installed, compacted
+
+    /** Deletes log entries a snapshot at `index` covers, keeping `trailingLogs` behind the last (hashicorp's compactLogs). */
+    const compactLogs = (index: number) =>
+      Effect.gen(function*() {
+        if (lastLogIndex <= config.trailingLogs) return
+        const first = yield* logs.firstIndex
+        const max = Math.min(index, lastLogIndex - config.trailingLogs)
+        if (first === 0 || first > max) return
+        yield* logs.deleteRange(first, max)
+      })
+
+    const handleCompact = (meta: SnapshotMeta) =>
+      Effect.gen(function*() {
+        if (meta.index < lastSnapshotIndex) return
+        lastSnapshotIndex = meta.index
+        lastSnapshotTerm = meta.term
+        yield* compactLogs(meta.index).pipe(
+          Effect.catchAll((error) => Effect.logWarning("failed to compact the log", error))
+        )
+      })
+
+    /** Is the incoming snapshot from a current leader, and news to us? (Decided before its bytes are stored.) */
+    const handleInstallCheck = (request: InstallSnapshotRequest) =>
+      Effect.gen(function*() {
+        const response = { _tag: "InstallSnapshotResponse" as const, term: currentTerm, success: false }
+        if (request.term < currentTerm) return { accept: false, response } satisfies InstallVerdict
+        if (request.term > currentTerm || state !== "Follower") {
+          yield* setCurrentTerm(request.term)
+          response.term = request.term
+          if (state !== "Follower") yield* becomeFollower
+        }
+        yield* setLeader(request.leaderId, request.leaderAddress)
+        lastContact = now()
+        // Everything it holds is already applied here: nothing to install, and the leader may go on from it.
+        if (request.lastLogIndex <= dispatchedToFsm || request.lastLogIndex <= lastSnapshotIndex) {
+          return { accept: false, response: { ...response, success: true } }
+        }
+        return { accept: true, response }
+      })
+
+    /**
+     * Installs a stored snapshot (Raft figure 13): the FSM is replaced, and the log is kept only if it holds the
+     * snapshot's last entry with its term; otherwise it is discarded whole, conflicting suffix included (the bug
+     * of hashicorp/raft #697 was to keep it).
+     */
+    const handleInstallStored = (meta: SnapshotMeta) =>
+      Effect.gen(function*() {
+        const response = { _tag: "InstallSnapshotResponse" as const, term: currentTerm, success: true }
+        lastContact = now()
+        if (meta.index <= dispatchedToFsm) {
+          if (meta.index > lastSnapshotIndex) {
+            lastSnapshotIndex = meta.index
+            lastSnapshotTerm = meta.term
+          }
+          return response
+        }
+        const first = yield* logs.firstIndex
+        let keep = false
+        if (meta.index < lastLogIndex && first > 0 && first <= meta.index) {
+          const held = yield* Effect.option(logs.getLog(meta.index))
+          keep = Option.isSome(held) && held.value.term === meta.term
+        }
+        if (keep) {
+          yield* compactLogs(meta.index)
+        } else {
+          if (first > 0) {
+            yield* Effect.logInfo(`discarding the log ${first}..${lastLogIndex}, superseded by snapshot ${meta.id}`)
+            yield* logs.deleteRange(first, Math.max(lastLogIndex, first))
+          }
+          lastLogIndex = meta.index
+          lastLogTerm = meta.term
+        }
+        if (!keep || latestConfigurationIndex < meta.configurationIndex) {
+          latestConfiguration = meta.configuration
+          latestConfigurationIndex = meta.configurationIndex
+        }
+        if (committedConfigurationIndex < meta.configurationIndex) {
+          committedConfiguration = meta.configuration
+          committedConfigurationIndex = meta.configurationIndex
+        }
+        lastSnapshotIndex = meta.index
+        lastSnapshotTerm = meta.term
+        if (commitIndex < meta.index) commitIndex = meta.index
+        dispatchedToFsm = meta.index
+        fsmMailbox.unsafeOffer({
+          _tag: "Restore",
+          meta,
+          deferred: new Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>()
+        })
+        yield* Effect.logInfo(`installed snapshot ${meta.id} (index ${meta.index}, term ${meta.term})`)
+        return response
+      })
 
     const handleVote = (from: string, response: RequestVoteResponse) =>
       Effect.gen(function*() {
@@ -1178,6 +1750,164 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         }
       })
 
+    const handleMembership = (request: MembershipRequest) =>
+      Effect.gen(function*() {
+        const ls = leader
+        if (ls === undefined) return request.deferred.done(Exit.fail(notLeaderError()))
+        if (ls.transfer !== undefined) return request.deferred.done(Exit.fail(new LeadershipTransferInProgress()))
+        ls.changes.push(request)
+        yield* processMembership
+      })
+
+    const handlePromote = (id: string) =>
+      Effect.gen(function*() {
+        const ls = leader
+        const promotion = ls?.promotions.get(id)
+        if (ls === undefined || promotion === undefined) return
+        ls.promotions.delete(id)
+        const server = Configuration.find(latestConfiguration, id)
+        if (server === undefined) {
+          promotion.request.deferred.done(Exit.fail(new InvalidOperation({ reason: `${id} left before its promotion` })))
+          return
+        }
+        yield* Effect.logInfo(`${id} caught up, promoting it to voter`)
+        ls.changes.unshift({
+          change: { _tag: "AddVoter", id, address: server.address },
+          prevIndex: 0,
+          deferred: promotion.request.deferred,
+          promotion: true,
+          cancelled: false
+        })
+        yield* processMembership
+      })
+
+    /**
+     * Leadership transfer (hashicorp's leadershipTransfer): stop taking entries, bring the target up to date,
+     * send it TimeoutNow; the transfer ends when this leader is deposed, or fails after an election timeout.
+     */
+    const handleTransfer = (
+      target: { readonly id: string; readonly address: string } | undefined,
+      deferred: Future<void, TransferError>
+    ) =>
+      Effect.gen(function*() {
+        const ls = leader
+        if (ls === undefined) return deferred.done(Exit.fail(notLeaderError()))
+        if (ls.transfer !== undefined) return deferred.done(Exit.fail(new LeadershipTransferInProgress()))
+        let replication: Replication | undefined
+        if (target !== undefined) {
+          if (target.id === localId) {
+            return deferred.done(Exit.fail(new LeadershipTransferFailed({ reason: "the target is this leader" })))
+          }
+          replication = ls.replications.get(target.id)
+          if (replication === undefined || !Configuration.isVoter(latestConfiguration, target.id)) {
+            return deferred.done(
+              Exit.fail(new LeadershipTransferFailed({ reason: `${target.id} is not a voter of the configuration` }))
+            )
+          }
+        } else {
+          for (const candidate of ls.replications.values()) {
+            if (!Configuration.isVoter(latestConfiguration, candidate.peer.id)) continue
+            if (replication === undefined || candidate.matchIndex > replication.matchIndex) replication = candidate
+          }
+          if (replication === undefined) {
+            return deferred.done(Exit.fail(new LeadershipTransferFailed({ reason: "no other voter to transfer to" })))
+          }
+        }
+        const chosen = replication
+        ls.transfer = { target: chosen.peer.id, deferred }
+        const myEpoch = epoch
+        const term = currentTerm
+        yield* Effect.logInfo(`transferring leadership to ${chosen.peer.id}`)
+        const tick = Math.max(1, Math.floor(config.commitTimeoutMillis / 5))
+        yield* forkRole(
+          Effect.gen(function*() {
+            while (chosen.matchIndex < lastLogIndex) {
+              chosen.trigger.unsafeOpen()
+              yield* Effect.sleep(tick)
+            }
+            const response = yield* transport.timeoutNow(chosen.peer.id, chosen.peer.address, {
+              _tag: "TimeoutNowRequest",
+              term,
+              leaderId: localId,
+              leaderAddress: localAddress
+            })
+            if (!response.success) yield* Effect.logWarning(`${chosen.peer.id} refused to take over`)
+            if (response.term > term) emit({ _tag: "StepDown", epoch: myEpoch, term: response.term })
+            yield* Effect.never
+          }).pipe(
+            Effect.catchAll((error) => Effect.logWarning("leadership transfer failed", error)),
+            Effect.timeout(config.electionTimeoutMillis),
+            Effect.ignore,
+            Effect.andThen(Effect.sync(() => emit({ _tag: "TransferTimeout", epoch: myEpoch })))
+          )
+        )
+      })
+
+    const handleTransferTimeout = Effect.gen(function*() {
+      const ls = leader
+      if (ls === undefined || ls.transfer === undefined) return
+      const transfer = ls.transfer
+      ls.transfer = undefined
+      yield* Effect.logWarning(`no new leader within the election timeout, leadership stays here`)
+      transfer.deferred.done(
+        Exit.fail(new LeadershipTransferFailed({ reason: `${transfer.target} did not take over in time` }))
+      )
+      yield* processMembership
+    })
+
+    /**
+     * A user restore (hashicorp's Restore): the snapshot is stored at an index past the whole log, so every
+     * follower needs it; the FSM takes it, the log is dropped, and what was in flight is failed.
+     */
+    const handleUserRestore = (
+      data: Stream.Stream<Uint8Array, StorageError>,
+      deferred: Future<Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>, RestoreError>
+    ) =>
+      Effect.gen(function*() {
+        const ls = leader
+        if (ls === undefined) return deferred.done(Exit.fail(notLeaderError()))
+        if (ls.transfer !== undefined) return deferred.done(Exit.fail(new LeadershipTransferInProgress()))
+        if (latestConfigurationIndex > commitIndex) {
+          return deferred.done(Exit.fail(
+            new StorageError({ operation: "restore", reason: "a configuration change is not yet committed; retry" })
+          ))
+        }
+        const index = lastLogIndex + 1
+        const term = currentTerm
+        const stored = yield* Effect.either(Stream.run(
+          data,
+          snapshots.create({
+            index,
+            term,
+            configuration: latestConfiguration,
+            configurationIndex: latestConfigurationIndex
+          })
+        ))
+        if (stored._tag === "Left") return deferred.done(Exit.fail(stored.left))
+        if (leader !== ls) return deferred.done(Exit.fail(new LeadershipLost()))
+        const meta = stored.right
+        // Entries not yet committed never will be: the snapshot supersedes them.
+        const lost = Exit.fail(new LeadershipLost())
+        for (let i = ls.inflightHead; i < ls.inflight.length; i++) ls.inflight[i]!.future?.deferred.done(lost)
+        ls.inflight = []
+        ls.inflightHead = 0
+        const first = yield* logs.firstIndex
+        if (first > 0) yield* logs.deleteRange(first, lastLogIndex)
+        lastLogIndex = index
+        lastLogTerm = term
+        lastSnapshotIndex = index
+        lastSnapshotTerm = term
+        commitIndex = index
+        dispatchedToFsm = index
+        ls.commitment.commitIndex = index
+        ls.commitment.match(localId, index)
+        const restored = new Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>()
+        fsmMailbox.unsafeOffer({ _tag: "Restore", meta, deferred: restored })
+        for (const replication of ls.replications.values()) replication.trigger.unsafeOpen()
+        yield* Effect.logInfo(`restored user snapshot ${meta.id} at index ${index}`)
+        deferred.done(Exit.succeed(restored))
+      })
+
     const handleBootstrap = (
       configuration: Configuration.Configuration,
       deferred: Future<void, CantBootstrap | StorageError | RaftShutdown>
@@ -1216,6 +1946,10 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             if (future.status === CANCELLED) continue
             if (state !== "Leader") {
               future.deferred.done(Exit.fail(notLeaderError()))
+              continue
+            }
+            if (leader?.transfer !== undefined) {
+              future.deferred.done(Exit.fail(new LeadershipTransferInProgress()))
               continue
             }
             future.status = DISPATCHED
@@ -1262,6 +1996,51 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               yield* handleBootstrap(event.configuration, event.deferred)
               break
             }
+            case "RequestPreVote": {
+              event.deferred.done(Exit.succeed(handleRequestPreVote(event.request)))
+              break
+            }
+            case "PreVote": {
+              if (event.epoch === epoch) yield* handlePreVote(event.from, event.response)
+              break
+            }
+            case "TimeoutNow": {
+              event.deferred.done(Exit.succeed(yield* handleTimeoutNow(event.request)))
+              break
+            }
+            case "InstallCheck": {
+              event.deferred.done(Exit.succeed(yield* handleInstallCheck(event.request)))
+              break
+            }
+            case "InstallStored": {
+              event.deferred.done(Exit.succeed(yield* handleInstallStored(event.meta)))
+              break
+            }
+            case "Compact": {
+              yield* handleCompact(event.meta)
+              event.deferred.done(Exit.void)
+              break
+            }
+            case "Membership": {
+              yield* handleMembership(event.request)
+              break
+            }
+            case "Promote": {
+              if (event.epoch === epoch) yield* handlePromote(event.id)
+              break
+            }
+            case "Transfer": {
+              yield* handleTransfer(event.target, event.deferred)
+              break
+            }
+            case "TransferTimeout": {
+              if (event.epoch === epoch) yield* handleTransferTimeout
+              break
+            }
+            case "UserRestore": {
+              yield* handleUserRestore(event.data, event.deferred)
+              break
+            }
           }
         }
         yield* flush
@@ -1286,33 +2065,140 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
 
     const fsmRunner = Effect.gen(function*() {
       while (true) {
-        const [batches, done] = yield* fsmMailbox.takeAll
-        const all: Array<Log.Log> = []
-        const futures: Array<ApplyFuture | undefined> = []
-        const commands: Array<Log.Log> = []
-        for (const batch of batches) {
-          for (let i = 0; i < batch.logs.length; i++) {
-            const entry = batch.logs[i]!
-            all.push(entry)
-            futures.push(batch.futures === undefined ? undefined : batch.futures[i])
-            if (entry.type === "Command") commands.push(entry)
+        const [items, done] = yield* fsmMailbox.takeAll
+        let all: Array<Log.Log> = []
+        let futures: Array<ApplyFuture | undefined> = []
+        let commands: Array<Log.Log> = []
+        const applyPending = Effect.gen(function*() {
+          if (all.length === 0) return
+          inHand = futures
+          const responses = commands.length === 0 ? [] : yield* fsm.applyBatch(commands)
+          inHand = []
+          let k = 0
+          for (let i = 0; i < all.length; i++) {
+            const entry = all[i]!
+            const response = entry.type === "Command" ? responses[k++] : undefined
+            const future = futures[i]
+            if (future !== undefined) future.deferred.done(Exit.succeed({ index: entry.index, response }))
+          }
+          const last = all[all.length - 1]!
+          appliedIndex = last.index
+          appliedTerm = last.term
+          fsmPending -= all.length
+          all = []
+          futures = []
+          commands = []
+          if (appliedWaiters.length > 0) {
+            const waiting = appliedWaiters
+            appliedWaiters = []
+            for (const waiter of waiting) {
+              if (waiter.index <= appliedIndex) waiter.future.done(Exit.void)
+              else appliedWaiters.push(waiter)
+            }
+          }
+        })
+        for (const item of items) {
+          if (item._tag === "Batch") {
+            for (let i = 0; i < item.logs.length; i++) {
+              const entry = item.logs[i]!
+              all.push(entry)
+              futures.push(item.futures === undefined ? undefined : item.futures[i])
+              if (entry.type === "Command") commands.push(entry)
+              else if (entry.type === "Configuration") {
+                const decoded = Configuration.decode(entry.data)
+                if (decoded !== undefined) {
+                  appliedConfiguration = decoded
+                  appliedConfigurationIndex = entry.index
+                }
+              }
+            }
+            continue
+          }
+          yield* applyPending
+          if (item._tag === "Capture") {
+            // Taken between two batches, so it is exactly the state at `appliedIndex`.
+            if (appliedIndex <= lastSnapshotIndex) {
+              item.deferred.done(Exit.fail(new NothingNewToSnapshot()))
+              continue
+            }
+            const captured = yield* Effect.either(fsm.snapshot)
+            item.deferred.done(
+              captured._tag === "Left" ? Exit.fail(captured.left) : Exit.succeed({
+                snapshot: captured.right,
+                index: appliedIndex,
+                term: appliedTerm,
+                configuration: appliedConfiguration,
+                configurationIndex: appliedConfigurationIndex
+              })
+            )
+          } else {
+            // A replica whose state could not be replaced cannot go on: the failure stops the node.
+            const restored = yield* Effect.either(
+              Effect.flatMap(snapshots.open(item.meta.id), (opened) => fsm.restore(opened.data))
+            )
+            if (restored._tag === "Left") {
+              item.deferred.done(Exit.fail(restored.left))
+              return yield* Effect.fail(restored.left)
+            }
+            appliedIndex = item.meta.index
+            appliedTerm = item.meta.term
+            appliedConfiguration = item.meta.configuration
+            appliedConfigurationIndex = item.meta.configurationIndex
+            item.deferred.done(Exit.void)
           }
         }
-        inHand = futures
-        const responses = commands.length === 0 ? [] : yield* fsm.applyBatch(commands)
-        inHand = []
-        let k = 0
-        for (let i = 0; i < all.length; i++) {
-          const entry = all[i]!
-          const response = entry.type === "Command" ? responses[k++] : undefined
-          const future = futures[i]
-          if (future !== undefined) {
-            future.deferred.done(Exit.succeed({ index: entry.index, response }))
-          }
-        }
-        if (all.length > 0) appliedIndex = all[all.length - 1]!.index
-        fsmPending -= all.length
+        yield* applyPending
         if (done) return
+      }
+    })
+
+    // ---- snapshots taken by this node
+
+    /**
+     * Takes a snapshot (hashicorp's takeSnapshot): the FSM captures its state between two batches, the capture
+     * is streamed into the snapshot store while applies go on, and the run loop then compacts the log.
+     */
+    const takeSnapshot: Effect.Effect<SnapshotMeta, SnapshotError | InvalidOperation> = snapshotLock.withPermits(1)(
+      Effect.gen(function*() {
+        if (isShutdown) return yield* new RaftShutdown()
+        if (latestConfigurationIndex > commitIndex) {
+          return yield* new InvalidOperation({
+            reason: `a configuration change (at ${latestConfigurationIndex}) is not yet committed`
+          })
+        }
+        const capture = new Future<Captured, FsmError | NothingNewToSnapshot | RaftShutdown>()
+        if (!fsmMailbox.unsafeOffer({ _tag: "Capture", deferred: capture })) return yield* new RaftShutdown()
+        const captured = yield* capture.await
+        const meta = yield* Stream.run(
+          captured.snapshot.data,
+          snapshots.create({
+            index: captured.index,
+            term: captured.term,
+            configuration: captured.configuration,
+            configurationIndex: captured.configurationIndex
+          })
+        ).pipe(Effect.ensuring(captured.snapshot.release))
+        metrics.snapshots.unsafeUpdate(1, nodeLabels)
+        const compacted = new Future<void, never>()
+        if (emit({ _tag: "Compact", meta, deferred: compacted })) yield* compacted.await
+        yield* Effect.logInfo(`snapshot ${meta.id} taken at index ${meta.index}`)
+        return meta
+      })
+    )
+
+    /** Checks every snapshotInterval (jittered) whether `snapshotThreshold` entries were applied since the last. */
+    const snapshotLoop = Effect.gen(function*() {
+      while (true) {
+        const wait = yield* Random.nextIntBetween(config.snapshotIntervalMillis, 2 * config.snapshotIntervalMillis)
+        yield* Effect.sleep(wait)
+        if (appliedIndex - lastSnapshotIndex < config.snapshotThreshold) continue
+        yield* takeSnapshot.pipe(
+          Effect.catchAll((error) =>
+            error._tag === "NothingNewToSnapshot" || error._tag === "RaftShutdown"
+              ? Effect.void
+              : Effect.logWarning("failed to take a snapshot", error)
+          )
+        )
       }
     })
 
@@ -1326,9 +2212,21 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           break
         case "AppendEntries":
         case "RequestVote":
+        case "RequestPreVote":
+        case "TimeoutNow":
+        case "InstallCheck":
+        case "InstallStored":
         case "Verify":
         case "Bootstrap":
+        case "Transfer":
+        case "UserRestore":
           ;(event.deferred as Future<unknown, RaftShutdown>).done(shutdownExit)
+          break
+        case "Membership":
+          event.request.deferred.done(shutdownExit)
+          break
+        case "Compact":
+          event.deferred.done(Exit.void)
           break
         default:
           break
@@ -1353,11 +2251,15 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         inHand = []
         yield* fsmMailbox.end
         const pendingFsm = yield* fsmMailbox.clear
-        for (const batch of pendingFsm) {
-          for (const future of batch.futures ?? []) {
-            if (future !== undefined) future.deferred.done(Exit.fail(new RaftShutdown()))
+        for (const item of pendingFsm) {
+          if (item._tag === "Batch") {
+            for (const future of item.futures ?? []) future?.deferred.done(Exit.fail(new RaftShutdown()))
+          } else {
+            item.deferred.done(Exit.fail(new RaftShutdown()))
           }
         }
+        for (const waiter of appliedWaiters) waiter.future.done(Exit.void)
+        appliedWaiters = []
         yield* tearDownLeader.pipe(Effect.ignore)
         yield* PubSub.shutdown(observations)
         shutdownDone.done(Exit.void)
@@ -1365,6 +2267,14 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     })
 
     // ---- start: serve RPCs, run the loop and the FSM runner
+
+    /** Hands a request to the run loop and waits for its answer. */
+    const ask = <A>(event: (deferred: Future<A, RaftShutdown>) => Event): Effect.Effect<A, RaftShutdown> =>
+      Effect.suspend(() => {
+        const deferred = new Future<A, RaftShutdown>()
+        if (isShutdown || !emit(event(deferred))) return Effect.fail(new RaftShutdown())
+        return deferred.await
+      })
 
     const handler: RpcHandler = {
       appendEntries: (request) =>
@@ -1383,10 +2293,36 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           }
           return deferred.await
         }),
-      requestPreVote: (request) =>
-        Effect.succeed({ _tag: "RequestPreVoteResponse" as const, term: Math.max(currentTerm, request.term), granted: false }),
-      installSnapshot: () => Effect.succeed({ _tag: "InstallSnapshotResponse" as const, term: currentTerm, success: false }),
-      timeoutNow: () => Effect.succeed({ _tag: "TimeoutNowResponse" as const, term: currentTerm, success: false })
+      requestPreVote: (request) => ask((deferred) => ({ _tag: "RequestPreVote", request, deferred })),
+      timeoutNow: (request) => ask((deferred) => ({ _tag: "TimeoutNow", request, deferred })),
+      installSnapshot: (request, data) =>
+        Effect.gen(function*() {
+          // The snapshot lock keeps this from overlapping a snapshot of our own (see takeSnapshot).
+          const verdict = yield* ask<InstallVerdict>((deferred) => ({ _tag: "InstallCheck", request, deferred }))
+          if (!verdict.accept) {
+            yield* Stream.runDrain(data).pipe(Effect.ignore)
+            return verdict.response
+          }
+          const stored = yield* Effect.either(Stream.run(
+            data,
+            snapshots.create({
+              index: request.lastLogIndex,
+              term: request.lastLogTerm,
+              configuration: request.configuration,
+              configurationIndex: request.configurationIndex
+            })
+          ))
+          if (stored._tag === "Left") {
+            yield* Effect.logWarning("failed to receive a snapshot", stored.left)
+            return { ...verdict.response, success: false }
+          }
+          return yield* ask<InstallSnapshotResponse>((deferred) => ({
+            _tag: "InstallStored",
+            request,
+            meta: stored.right,
+            deferred
+          }))
+        }).pipe(snapshotLock.withPermits(1))
     }
     yield* Scope.extend(transport.serve(handler), nodeScope)
 
@@ -1409,15 +2345,49 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       Effect.interruptible,
       Effect.forkIn(nodeScope)
     )
+    yield* snapshotLoop.pipe(
+      Effect.annotateLogs({ module: "Snapshots", node: localId }),
+      Effect.interruptible,
+      Effect.forkIn(nodeScope)
+    )
     yield* Scope.addFinalizer(parentScope, shutdown)
 
     // ---- the node's interface
+
+    /**
+     * Waits for `future` within the caller's timeout, covering the whole wait (hashicorp #145, #498): on expiry
+     * the caller gets `ApplyTimeout` and its waiter is dropped; `onAbandon` releases what the caller held (an
+     * entry not yet taken off the queue is never appended). Without a timeout the wait is interruptible, with
+     * the same release.
+     */
+    const awaitWithin = <A, E>(
+      future: Future<A, E>,
+      timeoutMillis: number | undefined,
+      onAbandon: () => void
+    ): Effect.Effect<A, E | ApplyTimeout> => {
+      const wait = future.await.pipe(Effect.onInterrupt(() => Effect.sync(onAbandon)))
+      if (timeoutMillis === undefined) return wait
+      // The deadline is fixed now: an ApplyFuture awaited later, or twice, keeps the caller's budget.
+      const deadline = now() + timeoutMillis
+      return Effect.suspend(() =>
+        wait.pipe(
+          Effect.timeoutFail({
+            duration: Math.max(0, deadline - now()),
+            onTimeout: () => {
+              onAbandon()
+              return new ApplyTimeout({ timeoutMillis })
+            }
+          })
+        )
+      )
+    }
 
     /** Enqueues an entry; the effect returned waits for its outcome (hashicorp's ApplyFuture). */
     const enqueue = (type: Log.LogType, data: Uint8Array, timeoutMillis: number | undefined) =>
       Effect.sync((): Effect.Effect<ApplyResult, ApplyError> => {
         if (isShutdown) return Effect.fail(new RaftShutdown())
         if (state !== "Leader") return Effect.fail(notLeaderError())
+        if (leader?.transfer !== undefined) return Effect.fail(new LeadershipTransferInProgress())
         const future: ApplyFuture = {
           type,
           data,
@@ -1425,22 +2395,70 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           status: QUEUED
         }
         if (!emit({ _tag: "Apply", future })) return Effect.fail(new RaftShutdown())
-        if (timeoutMillis === undefined) return future.deferred.await
-        const deadline = now() + timeoutMillis
-        return Effect.suspend(() =>
-          future.deferred.await.pipe(
-            Effect.timeoutOption(Math.max(0, deadline - now())),
-            Effect.flatMap((result) => {
-              if (Option.isSome(result)) return Effect.succeed(result.value)
-              // Once the leader has taken it, the timeout no longer applies (as hashicorp's enqueue timeout).
-              if (future.status === QUEUED) {
-                future.status = CANCELLED
-                future.deferred.done(Exit.fail(new EnqueueTimeout({ timeoutMillis })))
-              }
-              return future.deferred.await
-            })
-          )
+        return awaitWithin(future.deferred, timeoutMillis, () => {
+          if (future.status === QUEUED) future.status = CANCELLED
+        })
+      })
+
+    const changeMembership = (
+      change: Configuration.Change,
+      prevIndex: number,
+      timeoutMillis: number | undefined
+    ): Effect.Effect<number, MembershipError> =>
+      Effect.suspend(() => {
+        if (isShutdown) return Effect.fail(new RaftShutdown())
+        const request: MembershipRequest = {
+          change,
+          prevIndex,
+          deferred: new Future<number, MembershipError>(),
+          promotion: false,
+          cancelled: false
+        }
+        if (!emit({ _tag: "Membership", request })) return Effect.fail(new RaftShutdown())
+        return awaitWithin(request.deferred, timeoutMillis, () => {
+          request.cancelled = true
+        })
+      })
+
+    const userSnapshot: Effect.Effect<SnapshotMeta, SnapshotError> = takeSnapshot.pipe(
+      Effect.catchTag("InvalidOperation", (error) =>
+        Effect.fail(new StorageError({ operation: "snapshot", reason: error.reason })))
+    )
+
+    const userRestore = (
+      meta: SnapshotMeta,
+      data: Stream.Stream<Uint8Array, StorageError>,
+      timeoutMillis: number | undefined
+    ): Effect.Effect<void, RestoreError> =>
+      Effect.gen(function*() {
+        const started = now()
+        const remaining = () => timeoutMillis === undefined ? undefined : Math.max(0, timeoutMillis - (now() - started))
+        const restored = yield* snapshotLock.withPermits(1)(
+          Effect.gen(function*() {
+            const deferred = new Future<Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>, RestoreError>()
+            if (isShutdown || !emit({ _tag: "UserRestore", meta, data, deferred })) {
+              return yield* new RaftShutdown()
+            }
+            // The run loop streams the data into the store; it cannot be abandoned half-way.
+            return yield* deferred.await
+          })
         )
+        yield* awaitWithin(restored, remaining(), () => {}).pipe(
+          Effect.catchTag("SnapshotNotFound", (error) =>
+            Effect.fail(new StorageError({ operation: "restore", reason: error.reason })))
+        )
+        // Done once a quorum holds it: a barrier after the snapshot commits only when followers installed it.
+        yield* Effect.flatten(enqueue("Barrier", Log.empty, remaining()))
+      })
+
+    const leadershipTransfer = (
+      target: { readonly id: string; readonly address: string } | undefined
+    ): Effect.Effect<void, TransferError> =>
+      Effect.suspend(() => {
+        if (isShutdown) return Effect.fail(new RaftShutdown())
+        const deferred = new Future<void, TransferError>()
+        if (!emit({ _tag: "Transfer", target, deferred })) return Effect.fail(new RaftShutdown())
+        return deferred.await
       })
 
     const node: Node = {
@@ -1489,17 +2507,19 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       configuration: Effect.sync(() => ({ configuration: latestConfiguration, index: latestConfigurationIndex })),
       observe: Stream.fromPubSub(observations),
       shutdown,
-      // Placeholders of the interface commit: replaced by the implementation in the same session.
-      changeMembership: () => Effect.fail(new InvalidOperation({ reason: "membership changes: in progress" })),
-      userSnapshot: Effect.fail(new StorageError({ operation: "snapshot", reason: "in progress" })),
-      userRestore: () => Effect.fail(new StorageError({ operation: "restore", reason: "in progress" })),
-      leadershipTransfer: () => Effect.fail(new LeadershipTransferFailed({ reason: "in progress" }))
+      changeMembership,
+      userSnapshot,
+      userRestore,
+      leadershipTransfer
     }
     return node
   })
 
 /** A follower refused the entries and asked for backoff; `nextIndex` is where replication resumes. */
 class AppendRejected extends Data.TaggedError("AppendRejected")<{ readonly nextIndex: number }> {}
+
+/** A follower could not install the snapshot sent to it; sending is retried with backoff. */
+class SnapshotRejected extends Data.TaggedError("SnapshotRejected")<{ readonly index: number }> {}
 
 const storageNotFound = (operation: string) => (error: LogNotFound) =>
   Effect.fail(new StorageError({ operation, reason: `entry ${error.index} missing from the log`, cause: error }))

@@ -608,8 +608,8 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
         const target = alive.find((n) => n.id === hint) ?? (yield* pick(alive))
         const raft = target.raft!
         const call = nextSeq()
-        const exit = yield* raft.apply(workload.encode(input), { timeout: "50 millis" }).pipe(
-          Effect.timeout("500 millis"),
+        const exit = yield* raft.apply(workload.encode(input), { timeout: "500 millis" }).pipe(
+          Effect.timeout("600 millis"),
           Effect.exit
         )
         if (Exit.isSuccess(exit)) {
@@ -619,7 +619,7 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
         }
         const failure = Cause.failureOption(exit.cause)
         const error = Option.getOrUndefined(failure)
-        if (error !== undefined && (error._tag === "NotLeader" || error._tag === "EnqueueTimeout")) {
+        if (error !== undefined && (error._tag === "NotLeader" || error._tag === "LeadershipTransferInProgress")) {
           // Definitely not appended: it did not happen (the client retries elsewhere).
           counts.refused++
           hint = error._tag === "NotLeader" ? error.leaderId : undefined
