@@ -146,8 +146,8 @@ export const make = (
       switch (error._tag) {
         case "NotLeader":
           return redirect(error)
-        case "EnqueueTimeout":
-          return new KvError.Unavailable({ reason: "the leader did not take the write in time" })
+        case "LeadershipTransferInProgress":
+          return new KvError.Unavailable({ reason: error.message })
         case "LeadershipLost":
         case "ApplyTimeout":
         case "RaftShutdown":

@@ -27,7 +27,8 @@ import type * as RaftConfig from "../RaftConfig.js"
 import type { RaftConfigError, StorageError } from "../RaftError.js"
 import * as SnapshotStore from "../SnapshotStore.js"
 import * as StableStore from "../StableStore.js"
-import type { Transport } from "../Transport.js"
+import * as MemoryNetwork from "../transport/MemoryNetwork.js"
+import { Transport as TransportTag, type Transport } from "../Transport.js"
 import * as FaultSwitch from "./FaultSwitch.js"
 import * as Http from "./Http.js"
 import * as Kv from "./Kv.js"
@@ -133,6 +134,25 @@ export const layer = <E>(
     : Layer.scopedDiscard(Effect.forkScoped(Effect.interruptible(joinLoop(options, options.join))))
   return Layer.mergeAll(server, joining).pipe(Layer.provideMerge(service))
 }
+
+/** Timers ten times shorter than hashicorp's defaults (the anchor's "fast timers"). */
+export const fastTimers: Omit<RaftConfig.Input, "localId"> = {
+  heartbeatTimeout: "100 millis",
+  electionTimeout: "100 millis",
+  leaderLeaseTimeout: "50 millis",
+  commitTimeout: "5 millis"
+}
+
+/**
+ * The production storage and transport of `kv node`: LMDB log and stable store and file snapshots under `dataDir`,
+ * the TCP transport on `raftAddress`. (Until those layers land on main, memory stores and a one-node memory
+ * network stand in: a process then forms a cluster of one only.)
+ */
+export const durable = (options: {
+  readonly dataDir: string
+  readonly raftAddress: string
+}): Layer.Layer<Infrastructure> =>
+  inMemory(Layer.sync(TransportTag, () => MemoryNetwork.make().transport(options.raftAddress, options.raftAddress)))
 
 /** Memory storage and a memory-network transport: for tests in one process. */
 export const inMemory = (
