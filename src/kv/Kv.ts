@@ -273,7 +273,16 @@ export const make = (
             }
             yield* Effect.mapError(raft.leadershipTransferToServer(id, server.address), clusterError)
           }
-          const leader = yield* raft.leader
+          // This node learns who leads from the new leader's first heartbeat; wait a little for it.
+          const leader = yield* raft.leader.pipe(
+            Effect.repeat({
+              schedule: Schedule.spaced("10 millis"),
+              until: (known) => Option.isSome(known) && known.value.id !== raft.id
+            }),
+            Effect.zipRight(raft.leader),
+            Effect.timeout("2 seconds"),
+            Effect.orElseSucceed(() => Option.none<{ readonly id: string }>())
+          )
           return { leader: Option.getOrUndefined(Option.map(leader, (l) => l.id)) }
         }),
       status: Effect.gen(function*() {

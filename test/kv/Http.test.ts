@@ -124,4 +124,89 @@ describe("kv HTTP API", () => {
       assert.strictEqual(answer.body._tag, "FaultsDisabled")
       yield* cluster.close
     }))
+
+  it.live("a node started with --join through a follower becomes a voter and its HTTP address is registered", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster(3)
+      const leader = yield* cluster.leader
+      const follower = cluster.nodes.find((node) => node.id !== leader.id)!
+      const joiner = yield* cluster.addNode("n4", follower.http)
+      const status = yield* Effect.promise(() =>
+        eventually(
+          () => request(leader.http, "GET", "/status", undefined, "follow"),
+          (answer) =>
+            answer.body?.members?.some((m: { id: string; suffrage: string }) => m.id === "n4" && m.suffrage === "Voter"),
+          15_000
+        )
+      )
+      const n4 = status.body.members.find((m: { id: string }) => m.id === "n4")
+      assert.deepStrictEqual(n4, { id: "n4", raftAddress: "mem://n4", suffrage: "Voter", http: joiner.http })
+      // The new node receives the log.
+      yield* Effect.promise(() => request(leader.http, "PUT", "/kv/after-join", { value: "yes" }, "follow"))
+      const read = yield* Effect.promise(() =>
+        eventually(() => request(joiner.http, "GET", "/kv/after-join?stale=true"), (a) => a.status === 200)
+      )
+      assert.strictEqual(read.body.value, "yes")
+      yield* cluster.close
+    }), 30_000)
+
+  it.live("remove takes a server out of the configuration, and transfer-leadership hands the lead to the named voter", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster(3)
+      const leader = yield* cluster.leader
+      const [other, removed] = cluster.nodes.filter((node) => node.id !== leader.id)
+      const remove = yield* Effect.promise(() =>
+        request(leader.http, "POST", "/cluster/remove", { id: removed!.id }, "follow")
+      )
+      assert.strictEqual(remove.status, 200)
+      const transfer = yield* Effect.promise(() =>
+        request(leader.http, "POST", "/cluster/transfer-leadership", { id: other!.id }, "follow")
+      )
+      assert.strictEqual(transfer.status, 200)
+      assert.strictEqual(transfer.body.leader, other!.id)
+      const status = yield* Effect.promise(() =>
+        eventually(
+          () => request(other!.http, "GET", "/status"),
+          (answer) => answer.body?.state === "Leader"
+        )
+      )
+      assert.deepStrictEqual(status.body.members.map((m: { id: string }) => m.id).sort(), [leader.id, other!.id].sort())
+      yield* cluster.close
+    }), 30_000)
+
+  it.live("the fault switch set on both sides cuts a node off: it loses the lead, and serves no linearizable read", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster(3, { faults: true })
+      const leader = yield* cluster.leader
+      const others = cluster.nodes.filter((node) => node.id !== leader.id)
+      yield* Effect.promise(() => request(leader.http, "PUT", "/kv/k", { value: "before" }, "follow"))
+      yield* Effect.promise(() =>
+        Promise.all([
+          request(leader.http, "POST", "/admin/faults", { blocked: others.map((node) => node.id) }),
+          ...others.map((node) => request(node.http, "POST", "/admin/faults", { blocked: [leader.id] }))
+        ])
+      )
+      // The others elect a new leader and take a write the isolated node never sees.
+      const write = yield* Effect.promise(() =>
+        eventually(
+          () => request(others[0]!.http, "PUT", "/kv/k", { value: "after" }, "follow"),
+          (answer) => answer.status === 200,
+          15_000
+        )
+      )
+      assert.strictEqual(write.status, 200)
+      const isolatedRead = yield* Effect.promise(() => request(leader.http, "GET", "/kv/k"))
+      assert.notStrictEqual(isolatedRead.status, 200, "a cut-off node must not answer a linearizable read")
+      const staleRead = yield* Effect.promise(() => request(leader.http, "GET", "/kv/k?stale=true"))
+      assert.strictEqual(staleRead.body.value, "before")
+      // Heal: the old leader catches up.
+      yield* Effect.promise(() =>
+        Promise.all(cluster.nodes.map((node) => request(node.http, "POST", "/admin/faults", { blocked: [] })))
+      )
+      const healed = yield* Effect.promise(() =>
+        eventually(() => request(leader.http, "GET", "/kv/k?stale=true"), (a) => a.body?.value === "after", 15_000)
+      )
+      assert.strictEqual(healed.body.value, "after")
+      yield* cluster.close
+    }), 30_000)
 })

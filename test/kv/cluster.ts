@@ -48,6 +48,8 @@ export interface KvTestCluster {
   readonly nodes: ReadonlyArray<KvTestNode>
   /** The node that leads, once one does and the others follow it. */
   readonly leader: Effect.Effect<KvTestNode>
+  /** Starts one more node, without bootstrap, that asks `join` (an HTTP address) to add it. */
+  readonly addNode: (id: string, join: string) => Effect.Effect<KvTestNode, unknown>
   readonly close: Effect.Effect<void>
 }
 
@@ -62,23 +64,37 @@ export const makeCluster = (n: number, options: { readonly faults?: boolean } = 
       httpAddress: `127.0.0.1:${port}`
     }))
     const nodes: Array<KvTestNode> = []
-    for (const self of peers) {
-      const scope = yield* Scope.make()
-      const infrastructure = KvNode.inMemory(Layer.sync(Transport, () => network.transport(self.id, self.raftAddress)))
-      const layer = KvNode.layer({
-        id: self.id,
-        raftAddress: self.raftAddress,
-        httpAddress: self.httpAddress,
-        peers: peers.filter((peer) => peer.id !== self.id),
-        bootstrap: true,
-        faults: options.faults,
-        raft: testTimers
-      }, infrastructure)
-      const context = yield* Layer.buildWithScope(layer, scope)
-      nodes.push({ id: self.id, http: self.httpAddress, raft: Context.get(context, Raft.Raft),
-        kv: Context.get(context, KvFsm.KvState),
-        scope })
-    }
+    const start = (self: KvNode.Peer, others: ReadonlyArray<KvNode.Peer>, join: string | undefined) =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const infrastructure = KvNode.inMemory(Layer.sync(Transport, () => network.transport(self.id, self.raftAddress)))
+        const layer = KvNode.layer({
+          id: self.id,
+          raftAddress: self.raftAddress,
+          httpAddress: self.httpAddress,
+          peers: others,
+          bootstrap: join === undefined,
+          join,
+          faults: options.faults,
+          raft: testTimers
+        }, infrastructure)
+        const context = yield* Layer.buildWithScope(layer, scope)
+        const node: KvTestNode = {
+          id: self.id,
+          http: self.httpAddress,
+          raft: Context.get(context, Raft.Raft),
+          kv: Context.get(context, KvFsm.KvState),
+          scope
+        }
+        nodes.push(node)
+        return node
+      })
+    for (const self of peers) yield* start(self, peers.filter((peer) => peer.id !== self.id), undefined)
+    const addNode = (id: string, join: string) =>
+      Effect.gen(function*() {
+        const port = yield* Effect.promise(() => freePort())
+        return yield* start({ id, raftAddress: `mem://${id}`, httpAddress: `127.0.0.1:${port}` }, [], join)
+      })
     const leader = Effect.gen(function*() {
       for (;;) {
         for (const node of nodes) {
@@ -89,7 +105,7 @@ export const makeCluster = (n: number, options: { readonly faults?: boolean } = 
       }
     })
     const close = Effect.forEach(nodes, (node) => Scope.close(node.scope, Exit.void), { discard: true })
-    return { network, nodes, leader, close } satisfies KvTestCluster
+    return { network, nodes, leader, addNode, close } satisfies KvTestCluster
   })
 
 /** A request to a node; answers status, headers and the parsed JSON body (or undefined). */
