@@ -4,7 +4,8 @@
  * node runs until the layer's scope closes or `shutdown` is called. Every
  * operation's error channel lists what can go wrong: `NotLeader` (with the
  * leader's id and address when known, to redirect), `LeadershipLost` (the
- * outcome is unknown), `EnqueueTimeout`, `RaftShutdown`, `StorageError`.
+ * outcome is unknown), `ApplyTimeout` (likewise), `LeadershipTransferInProgress`, `RaftShutdown`,
+ * `StorageError`; membership changes add `ConfigurationChanged` and `InvalidOperation`.
  *
  * ```ts
  * const node = Raft.layer({ localId: "a" }).pipe(
@@ -86,8 +87,8 @@ export type MembershipError =
   | RaftShutdown
   | StorageError
 
-/** Errors of a user snapshot. */
-export type SnapshotError = NothingNewToSnapshot | FsmError | StorageError | RaftShutdown
+/** Errors of a user snapshot (`InvalidOperation` while a configuration change is uncommitted). */
+export type SnapshotError = NothingNewToSnapshot | InvalidOperation | FsmError | StorageError | RaftShutdown
 
 /** Errors of a user restore. */
 export type RestoreError =

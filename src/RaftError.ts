@@ -24,15 +24,6 @@ export class LeadershipLost extends Schema.TaggedError<LeadershipLost>()("Leader
   }
 }
 
-/** The leader did not take the operation off its queue within the caller's timeout; it was never appended. */
-export class EnqueueTimeout extends Schema.TaggedError<EnqueueTimeout>()("EnqueueTimeout", {
-  timeoutMillis: Schema.Number
-}) {
-  override get message(): string {
-    return `operation not enqueued within ${this.timeoutMillis} ms`
-  }
-}
-
 /**
  * The caller's timeout ran out before the operation's outcome was known. If the entry was already appended it may
  * still commit later: the outcome is unknown, as with `LeadershipLost`. The node has dropped the caller's waiter.
@@ -175,7 +166,6 @@ export class InvalidOperation extends Schema.TaggedError<InvalidOperation>()("In
 export type RaftError =
   | NotLeader
   | LeadershipLost
-  | EnqueueTimeout
   | ApplyTimeout
   | LeadershipTransferInProgress
   | LeadershipTransferFailed

@@ -1136,7 +1136,6 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           if (last + 1 > replication.nextIndex) replication.nextIndex = last + 1
           if (last > replication.matchIndex) replication.matchIndex = last
           if (count > 0) state.commitment.match(replication.peer.id, last)
-          notifyVerifiers(replication, true)
         }
 
         /** The InstallSnapshot path (the seed's sendLatestSnapshot): the newest snapshot, streamed. */
@@ -1176,7 +1175,6 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           replication.nextIndex = opened.meta.index + 1
           if (opened.meta.index > replication.matchIndex) replication.matchIndex = opened.meta.index
           state.commitment.match(replication.peer.id, opened.meta.index)
-          notifyVerifiers(replication, true)
           return "continue" as const
         })
 
@@ -1350,6 +1348,10 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           while (true) {
             yield* replication.heartbeatNow.await
             replication.heartbeatNow.unsafeClose()
+            // Only an answer to a heartbeat sent after a verification began may confirm it: an answer already
+            // in flight could come from before a newer leader was elected.
+            const verifying = replication.verifiers.size === 0 ? undefined : [...replication.verifiers]
+            replication.verifiers.clear()
             const start = now()
             const response = yield* transport.appendEntries(
               replication.peer.id,
@@ -1370,11 +1372,12 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             )
             metrics.heartbeat.unsafeUpdate((now() - start) * 1000, replication.labels)
             if (response.term > term) {
+              if (verifying !== undefined) voteVerifiers(verifying, false)
               stepDown(response.term)
               return
             }
             replication.lastContact = now()
-            notifyVerifiers(replication, response.success)
+            if (verifying !== undefined) voteVerifiers(verifying, response.success)
           }
         })
 
@@ -1383,10 +1386,15 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         }
       })
 
+    /** Fails every verification waiting on `replication` (its leader stepped down). */
     const notifyVerifiers = (replication: Replication, stillLeader: boolean) => {
       if (replication.verifiers.size === 0) return
       const waiting = [...replication.verifiers]
       replication.verifiers.clear()
+      voteVerifiers(waiting, stillLeader)
+    }
+
+    const voteVerifiers = (waiting: ReadonlyArray<VerifyFuture>, stillLeader: boolean) => {
       for (const verifier of waiting) {
         if (verifier.done) continue
         if (!stillLeader) {
@@ -1660,9 +1668,12 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
      * snapshot's last entry with its term; otherwise it is discarded whole, conflicting suffix included (the bug
      * of hashicorp/raft #697 was to keep it).
      */
-    const handleInstallStored = (meta: SnapshotMeta) =>
+    const handleInstallStored = (request: InstallSnapshotRequest, meta: SnapshotMeta) =>
       Effect.gen(function*() {
         const response = { _tag: "InstallSnapshotResponse" as const, term: currentTerm, success: true }
+        // The term moved on while the bytes arrived: the snapshot stays stored (it is committed state, and the
+        // start-up check reconciles it with the log), but this node's role is no longer the sender's follower.
+        if (request.term !== currentTerm || state !== "Follower") return { ...response, success: false }
         lastContact = now()
         if (meta.index <= dispatchedToFsm) {
           if (meta.index > lastSnapshotIndex) {
@@ -2013,7 +2024,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               break
             }
             case "InstallStored": {
-              event.deferred.done(Exit.succeed(yield* handleInstallStored(event.meta)))
+              event.deferred.done(Exit.succeed(yield* handleInstallStored(event.request, event.meta)))
               break
             }
             case "Compact": {
@@ -2420,10 +2431,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         })
       })
 
-    const userSnapshot: Effect.Effect<SnapshotMeta, SnapshotError> = takeSnapshot.pipe(
-      Effect.catchTag("InvalidOperation", (error) =>
-        Effect.fail(new StorageError({ operation: "snapshot", reason: error.reason })))
-    )
+    const userSnapshot: Effect.Effect<SnapshotMeta, SnapshotError> = takeSnapshot
 
     const userRestore = (
       meta: SnapshotMeta,
