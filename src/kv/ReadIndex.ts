@@ -12,8 +12,8 @@
  * began, so the read may be placed at the moment the heartbeat round
  * confirmed leadership.
  *
- * It inherits `verifyLeader`'s guarantee: see the README ("Not yet") on an
- * answer already in flight when a verification began.
+ * `verifyLeader` counts only answers to heartbeats sent after it began, so an
+ * answer that predates a newer leader cannot confirm a deposed one.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
