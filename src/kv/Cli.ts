@@ -16,8 +16,6 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
-import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
@@ -100,8 +98,7 @@ const clusterCommand = Command.make("cluster", {
   Command.withDescription("start a cluster on loopback as child processes; Ctrl-C stops them all")
 )
 
-const client = (address: string) =>
-  HttpApiClient.make(Http.KvApi, { baseUrl: `http://${address}` }).pipe(Effect.provide(FetchHttpClient.layer))
+const client = (address: string) => Http.client(address).pipe(Effect.provide(Http.layerFetch))
 
 const pad = (cells: ReadonlyArray<string>, widths: ReadonlyArray<number>): string =>
   cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  ").trimEnd()

@@ -22,11 +22,17 @@
  * is not known, 503 `NoLeader` when no leader is. Errors are the JSON of the
  * typed errors of `KvError.ts`.
  */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import type * as HttpApiError from "@effect/platform/HttpApiError"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as HttpBody from "@effect/platform/HttpBody"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -227,4 +233,31 @@ export const layer: Layer.Layer<
   KvService | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
 > = HttpApiBuilder.serve().pipe(
   Layer.provide(layerApi)
+)
+
+/**
+ * A typed client of the node at `address` ("host:port") that follows redirects to the leader itself: `fetch`
+ * cannot re-send a request body on a redirect, so fetch is told not to follow, and each hop sends a fresh copy.
+ */
+export const client = (address: string): Effect.Effect<
+  HttpApiClient.Client<typeof KvGroup | typeof ClusterGroup, HttpApiError.HttpApiDecodeError, never>,
+  never,
+  HttpClient.HttpClient
+> =>
+  HttpApiClient.make(KvApi, {
+    baseUrl: `http://${address}`,
+    transformClient: (http) =>
+      http.pipe(
+        HttpClient.mapRequest((request) =>
+          request.body._tag === "Uint8Array"
+            ? HttpClientRequest.setBody(request, HttpBody.uint8Array(request.body.body.slice(), request.body.contentType))
+            : request
+        ),
+        HttpClient.followRedirects(5)
+      )
+  })
+
+/** `fetch` as the HTTP client, told to hand redirects back (the `client` above follows them). */
+export const layerFetch: Layer.Layer<HttpClient.HttpClient> = FetchHttpClient.layer.pipe(
+  Layer.provide(Layer.succeed(FetchHttpClient.RequestInit, { redirect: "manual" }))
 )

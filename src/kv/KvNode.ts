@@ -12,8 +12,6 @@
  * the node asks that HTTP address (following redirects to the leader) to add
  * it, retrying until it is a member.
  */
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
-import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -89,7 +87,7 @@ const bootstrap = (options: Options) =>
 const joinLoop = (options: Options, target: string) =>
   Effect.gen(function*() {
     const raft = yield* Raft.Raft
-    const client = yield* HttpApiClient.make(Http.KvApi, { baseUrl: `http://${target}` })
+    const client = yield* Http.client(target)
     const isMember = Effect.map(
       raft.getConfiguration,
       ({ configuration }) => Configuration.find(configuration, options.id) !== undefined
@@ -102,7 +100,7 @@ const joinLoop = (options: Options, target: string) =>
       Effect.retry(Schedule.exponential("200 millis", 1.5).pipe(Schedule.union(Schedule.spaced("5 seconds")))),
       Effect.tap(({ index }) => Effect.logInfo(`joined the cluster at index ${index}`))
     )
-  }).pipe(Effect.provide(FetchHttpClient.layer))
+  }).pipe(Effect.provide(Http.layerFetch))
 
 /**
  * A whole node over `infrastructure` (storage and transport): Raft, the key-value state machine and service, and

@@ -12,9 +12,7 @@
 import * as Command from "@effect/platform/Command"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import type { PlatformError } from "@effect/platform/Error"
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as FileSystem from "@effect/platform/FileSystem"
-import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as Path from "@effect/platform/Path"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
@@ -72,8 +70,7 @@ const nodeCommand = (entry: string, loader: string, node: Planned, all: Readonly
 /** Waits until some node reports itself leader; answers its id, term and HTTP address. */
 const awaitLeader = (nodes: ReadonlyArray<Planned>) =>
   Effect.gen(function*() {
-    const clients = yield* Effect.forEach(nodes, (node) =>
-      HttpApiClient.make(Http.KvApi, { baseUrl: `http://${node.http}` }))
+    const clients = yield* Effect.forEach(nodes, (node) => Http.client(node.http))
     const probe = Effect.gen(function*() {
       for (const api of clients) {
         const status = yield* api.cluster.status().pipe(Effect.timeout("1 second"), Effect.option)
@@ -86,7 +83,7 @@ const awaitLeader = (nodes: ReadonlyArray<Planned>) =>
       (found) => Option.isSome(found) ? Effect.succeed(found.value) : Effect.delay(Effect.suspend(() => loop), "200 millis")
     )
     return yield* loop
-  }).pipe(Effect.provide(FetchHttpClient.layer))
+  }).pipe(Effect.provide(Http.layerFetch))
 
 /** Starts the cluster and runs until interrupted. */
 export const run = (options: Options): Effect.Effect<

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
+import * as Http from "../../src/kv/Http.js"
 import { makeCluster, request } from "./cluster.js"
 
 const eventually = <A>(attempt: () => Promise<A>, ok: (a: A) => boolean, millis = 5000): Promise<A> =>
@@ -209,4 +210,19 @@ describe("kv HTTP API", () => {
       assert.strictEqual(healed.body.value, "after")
       yield* cluster.close
     }), 30_000)
+
+  it.live("the typed client (as `kv put` and `kv get` use it) follows a follower's redirect to the leader", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster(3)
+      const leader = yield* cluster.leader
+      const follower = cluster.nodes.find((node) => node.id !== leader.id)!
+      const api = yield* Http.client(follower.http)
+      const put = yield* api.kv.put({ path: { key: "typed" }, payload: { value: "client" } })
+      const got = yield* api.kv.get({ path: { key: "typed" }, urlParams: {} })
+      assert.isAbove(put.index, 0)
+      assert.strictEqual(got.value, "client")
+      const missing = yield* Effect.flip(api.kv.get({ path: { key: "nothing" }, urlParams: {} }))
+      assert.strictEqual(missing._tag, "KeyNotFound")
+      yield* cluster.close
+    }).pipe(Effect.provide(Http.layerFetch)), 30_000)
 })
