@@ -85,7 +85,9 @@ const nodeCommand = Command.make("node", {
       raft: args.fast ? KvNode.fastTimers : undefined
     }
     yield* Effect.logInfo(`node ${args.id}: raft ${args.raftAddr}, http ${args.httpAddr}, data ${args.dataDir}`)
-    yield* Layer.launch(KvNode.layer(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr })))
+    yield* Layer.launch(KvNode.layer(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr }))).pipe(
+      Effect.onInterrupt(() => Effect.logInfo(`node ${args.id} stopped: HTTP server closed, Raft shut down, stores closed`))
+    )
   })).pipe(Command.withDescription("run one node of the key-value service until SIGINT/SIGTERM"))
 
 const clusterCommand = Command.make("cluster", {
@@ -113,7 +115,7 @@ const statusCommand = Command.make("status", { httpAddr }, ({ httpAddr }) =>
   Effect.gen(function*() {
     const first = yield* Effect.flatMap(client(httpAddr), (api) => api.cluster.status())
     const rows: Array<Array<string>> = []
-    for (const member of first.members) {
+    for (const member of [...first.members].sort((a, b) => a.id.localeCompare(b.id))) {
       const own = member.http === undefined
         ? undefined
         : yield* Effect.flatMap(client(member.http), (api) => api.cluster.status()).pipe(

@@ -17,8 +17,9 @@ import * as Path from "@effect/platform/Path"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Http from "./Http.js"
 
@@ -113,6 +114,9 @@ export const run = (options: Options): Effect.Effect<
     yield* Console.log(
       `${resuming ? "Resuming" : "Starting"} a ${planned.length}-node cluster on loopback (data in ${dataDir})...`
     )
+    // The children's output is copied until they exit: this scope closes after theirs (finalizers run in reverse).
+    const logs = yield* Scope.make()
+    yield* Effect.addFinalizer(() => Scope.close(logs, Exit.void))
     const exited = yield* Effect.forEach(planned, (node) =>
       Effect.gen(function*() {
         yield* fs.makeDirectory(node.dir, { recursive: true })
@@ -121,7 +125,7 @@ export const run = (options: Options): Effect.Effect<
         yield* Stream.merge(child.stdout, child.stderr).pipe(
           Stream.run(fs.sink(node.log, { flag: "a" })),
           Effect.ignore,
-          Effect.forkScoped
+          Effect.forkIn(logs)
         )
         return Effect.flatMap(
           child.exitCode,
@@ -167,5 +171,7 @@ export const run = (options: Options): Effect.Effect<
     ]
     yield* Console.log(lines.join("\n"))
     // Runs until interrupted; a node that dies meanwhile ends the launcher (and so the others).
-    yield* anyExit
+    yield* anyExit.pipe(
+      Effect.onInterrupt(() => Console.log("\nStopping the nodes (SIGTERM, then waiting for each to exit)..."))
+    )
   })
