@@ -32,19 +32,41 @@ export const fastTimers = {
   commitTimeout: "5 millis"
 } as const
 
-/** An FSM that records every command it applies and answers with the count so far. */
+/**
+ * An FSM that records every command it applies and answers with the count so far. Its state is the list of
+ * commands; it takes snapshots (the list as JSON) and restores from them, so `commands()` is the whole state,
+ * restored commands included, while `applied` holds only the entries this instance applied itself.
+ */
 export interface RecordingFsm extends Fsm.Fsm {
   readonly applied: Array<Log.Log>
   readonly commands: () => Array<string>
+  /** How many times the state was replaced by a snapshot. */
+  readonly restores: () => number
 }
+
+/** Decodes the bytes of a recording FSM's snapshot: its list of commands. */
+export const decodeState = (data: Uint8Array): Array<string> => JSON.parse(decoder.decode(data)) as Array<string>
+
+/** Encodes a list of commands as a recording FSM's snapshot. */
+export const encodeState = (commands: ReadonlyArray<string>): Uint8Array => encoder.encode(JSON.stringify(commands))
 
 export const recordingFsm = (): RecordingFsm => {
   const applied: Array<Log.Log> = []
+  let state: Array<string> = []
+  let restores = 0
   const fsm = Fsm.fromFunction((log) => {
     applied.push(log)
-    return { count: applied.length, echo: decoder.decode(log.data) }
+    const echo = decoder.decode(log.data)
+    state.push(echo)
+    return { count: state.length, echo }
+  }, {
+    save: () => encodeState(state),
+    load: (data) => {
+      state = decodeState(data)
+      restores++
+    }
   })
-  return { ...fsm, applied, commands: () => applied.map((log) => decoder.decode(log.data)) }
+  return { ...fsm, applied, commands: () => [...state], restores: () => restores }
 }
 
 export interface TestNode {
@@ -76,6 +98,8 @@ export interface Cluster {
   readonly waitForApplied: (index: number, options?: { readonly limitMillis?: number; readonly nodes?: ReadonlyArray<string> }) => Effect.Effect<void, string>
   /** Advances the test clock by `millis`, in steps. */
   readonly advance: (millis: number) => Effect.Effect<void>
+  /** Starts a fresh node `id` (address `mem://<id>`) on empty stores, not bootstrapped: one to add to the cluster. */
+  readonly addNode: (id: string) => Effect.Effect<TestNode>
 }
 
 export interface ClusterOptions {
@@ -121,19 +145,20 @@ export const makeCluster = (options: ClusterOptions): Effect.Effect<Cluster, unk
         node.running = true
       })
 
+    const fresh = (id: string): TestNode => ({
+      id,
+      address: `mem://${id}`,
+      raft: undefined as never,
+      fsm: recordingFsm(),
+      logs: LogStore.makeMemory(),
+      stable: StableStore.makeMemory(),
+      snapshots: SnapshotStore.makeMemory(),
+      scope: undefined as never,
+      running: false
+    })
     const nodes: Array<TestNode> = []
     for (const id of ids) {
-      const node: TestNode = {
-        id,
-        address: `mem://${id}`,
-        raft: undefined as never,
-        fsm: recordingFsm(),
-        logs: LogStore.makeMemory(),
-        stable: StableStore.makeMemory(),
-        snapshots: SnapshotStore.makeMemory(),
-        scope: undefined as never,
-        running: false
-      }
+      const node = fresh(id)
       if (options.bootstrap ?? true) {
         yield* Raft.bootstrapCluster(configuration).pipe(
           Effect.provideService(LogStore.LogStore, node.logs),
@@ -208,10 +233,33 @@ export const makeCluster = (options: ClusterOptions): Effect.Effect<Cluster, unk
       advance: (millis) =>
         Effect.gen(function*() {
           for (let t = 0; t < millis; t += step) yield* advance(Math.min(step, millis - t))
-        })
+        }),
+      addNode: (id) =>
+        Effect.gen(function*() {
+          const n = fresh(id)
+          nodes.push(n)
+          yield* start(n)
+          return n
+        }).pipe(Effect.orDie)
     }
     return cluster
   })
 
 /** The leader's id and address as a node sees them. */
 export const leaderOf = (node: TestNode) => Effect.map(node.raft.leader, Option.getOrUndefined)
+
+/** Every entry a node's log store holds, as comparable `index/term/type/data` text. */
+export const storedLog = (node: TestNode): Effect.Effect<Array<string>> =>
+  Effect.gen(function*() {
+    const last = yield* node.logs.lastIndex
+    const first = yield* node.logs.firstIndex
+    const entries: ReadonlyArray<Log.Log> = last === 0 ? [] : yield* node.logs.getLogs(first, last)
+    return entries.map((e) => `${e.index}/${e.term}/${e.type}/${decoder.decode(e.data)}`)
+  }).pipe(Effect.orDie)
+
+/** The commands a node's snapshot holds. */
+export const snapshotCommands = (node: TestNode, id: string): Effect.Effect<Array<string>> =>
+  Effect.gen(function*() {
+    const { data } = yield* node.snapshots.open(id)
+    return decodeState(yield* Fsm.collect(data))
+  }).pipe(Effect.orDie)

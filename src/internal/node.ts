@@ -1486,6 +1486,12 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               if (entry.type === "Configuration") {
                 const decoded = Configuration.decode(entry.data)
                 if (decoded !== undefined) {
+                  // One change at a time: a leader appends a configuration only once the previous one committed,
+                  // so the latest we held is committed now (as hashicorp/raft; a later truncation falls back to it).
+                  if (latestConfigurationIndex > committedConfigurationIndex) {
+                    committedConfiguration = latestConfiguration
+                    committedConfigurationIndex = latestConfigurationIndex
+                  }
                   latestConfiguration = decoded
                   latestConfigurationIndex = entry.index
                 }
