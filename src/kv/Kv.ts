@@ -209,14 +209,10 @@ export const make = (
         Effect.map(fence(opts?.stale), (index) => {
           const prefix = opts?.prefix ?? ""
           const limit = Math.max(0, opts?.limit ?? 1000)
-          const keys: Array<string> = []
-          for (const key of HashMap.keys(kv.current().entries)) if (key.startsWith(prefix)) keys.push(key)
-          keys.sort()
-          const entries = kv.current().entries
-          return {
-            index,
-            entries: keys.slice(0, limit).map((key) => ({ key, value: Option.getOrThrow(HashMap.get(entries, key)) }))
-          }
+          const entries: Array<{ readonly key: string; readonly value: string }> = []
+          for (const [key, value] of kv.current().entries) if (key.startsWith(prefix)) entries.push({ key, value })
+          entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+          return { index, entries: entries.slice(0, limit) }
         }),
       put: (key, value) =>
         Effect.flatMap(apply({ _tag: "Put", key, value }), ({ index, response }) =>
