@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the in-memory tier of the benchmarks, side by side with the
+ * `npm run bench`: the in-memory and TCP tiers of the benchmarks, side by side with the
  * hashicorp/raft anchor (`shared/anchor`). Each scenario runs in its own
  * process (`scenario.ts`), so peak RSS is per scenario; each prints one JSON
  * line with the anchor's keys. Rows are appended to `bench-results/<stamp>.jsonl`.
@@ -58,10 +58,10 @@ const FAST = { heartbeat: "100", election: "100", lease: "50", commit: "5" }
 
 const scenarioList = (): Array<Scenario> => {
   const list: Array<Scenario> = []
-  const add = (conc: number, divisor: number, defaultOps: number, label: string, fast: boolean) => {
+  const add = (conc: number, divisor: number, defaultOps: number, label: string, fast: boolean, mode = "inmem") => {
     const ops = opsFor(defaultOps, divisor)
-    const args = ["--mode", "inmem", "--conc", String(conc), ...ops]
-    const anchorArgs = ["-mode", "inmem", "-conc", String(conc), ...ops.map((a) => a.replace("--", "-"))]
+    const args = ["--mode", mode, "--conc", String(conc), ...ops]
+    const anchorArgs = ["-mode", mode, "-conc", String(conc), ...ops.map((a) => a.replace("--", "-"))]
     if (fast) {
       args.push("--heartbeat", FAST.heartbeat, "--election", FAST.election, "--lease", FAST.lease, "--commit-timeout", FAST.commit)
       anchorArgs.push("-heartbeat", `${FAST.heartbeat}ms`, "-election", `${FAST.election}ms`, "-lease", `${FAST.lease}ms`, "-commit-timeout", `${FAST.commit}ms`)
@@ -70,11 +70,15 @@ const scenarioList = (): Array<Scenario> => {
       args.push("--label", label)
       anchorArgs.push("-label", label)
     }
-    list.push({ name: `inmem/n3/c${conc}/s128${label === "" ? "" : `/${label}`}`, args, anchorArgs })
+    list.push({ name: `${mode}/n3/c${conc}/s128${label === "" ? "" : `/${label}`}`, args, anchorArgs })
   }
   add(64, 1, 100_000, "", false)
   add(1, 10, 10_000, "", false)
   add(1, 50, 2_000, "fast-timers", true)
+  // The TCP tier: the same cluster over loopback TCP, in one process (as the anchor's tcp mode).
+  add(64, 1, 100_000, "", false, "tcp")
+  add(1, 10, 10_000, "", false, "tcp")
+  add(1, 50, 2_000, "fast-timers", true, "tcp")
   return list.filter((s) => argv.only === undefined || s.name.includes(argv.only))
 }
 

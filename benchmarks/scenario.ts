@@ -13,7 +13,10 @@
  *     down in the background; `failover_elect_ms` is the time until another
  *     node is leader, `failover_commit_ms` until an apply on it succeeds.
  *
- *   node --import tsx benchmarks/scenario.ts --mode inmem --conc 64 [--ops N] [--label L]
+ *  With `--mode tcp` the nodes talk over loopback TCP (`TcpTransport`), still in one process, as the anchor's
+ *  `tcp` mode does; `--pipeline-depth`/`--pipeline-bytes` set the transport's pipeline window.
+ *
+ *   node --import tsx benchmarks/scenario.ts --mode inmem|tcp --conc 64 [--ops N] [--label L]
  *     [--heartbeat 1000 --election 1000 --lease 500 --commit-timeout 50] (ms)
  */
 import * as fs from "node:fs"
@@ -24,6 +27,8 @@ import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
@@ -42,6 +47,7 @@ import * as SnapshotStore from "../src/SnapshotStore.js"
 import * as StableStore from "../src/StableStore.js"
 import * as Transport from "../src/Transport.js"
 import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
+import * as TcpTransport from "../src/transport/TcpTransport.js"
 
 // ---------------------------------------------------------------- options
 
@@ -62,7 +68,9 @@ const { values: argv } = parseArgs({
     failover: { type: "string", default: "true" },
     deadline: { type: "string", default: "90" },
     "log-level": { type: "string", default: "Error" },
-    scheduler: { type: "string", default: "default" }
+    scheduler: { type: "string", default: "default" },
+    "pipeline-depth": { type: "string" },
+    "pipeline-bytes": { type: "string" }
   }
 })
 
@@ -241,11 +249,29 @@ const payload = new Uint8Array(size)
 for (let i = 0; i < size; i++) payload[i] = 97 + (i % 26)
 
 const program = Effect.gen(function*() {
-  if (mode !== "inmem") return yield* Effect.fail(`mode ${mode} is not supported yet (only inmem)`)
+  if (mode !== "inmem" && mode !== "tcp") return yield* Effect.fail(`mode ${mode} is not supported (inmem, tcp)`)
   const scope = yield* Effect.scope
   const network = MemoryNetwork.make()
   const ids = Array.from({ length: nodeCount }, (_, i) => `node${i}`)
-  const configuration = Configuration.voters(ids.map((id) => [id, `mem://${id}`] as const))
+  // tcp: each node listens on its own loopback port, all in this process (as the anchor's NewTCPTransport);
+  // each transport has a scope of its own so failover can close the leader's listener and connections.
+  const transportScopes: Array<Scope.CloseableScope> = []
+  const transports: Array<Transport.Transport> = []
+  for (const id of ids) {
+    if (mode === "inmem") {
+      transports.push(network.transport(id))
+      continue
+    }
+    const transportScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+    transportScopes.push(transportScope)
+    const transport = yield* TcpTransport.make({
+      bind: { host: "127.0.0.1", port: 0 },
+      ...(argv["pipeline-depth"] !== undefined ? { pipelineMaxInFlight: Number(argv["pipeline-depth"]) } : {}),
+      ...(argv["pipeline-bytes"] !== undefined ? { pipelineMaxBytes: Number(argv["pipeline-bytes"]) } : {})
+    }).pipe(Scope.extend(transportScope), Effect.mapError((e) => e.message))
+    transports.push(transport)
+  }
+  const configuration = Configuration.voters(ids.map((id, i) => [id, transports[i]!.localAddress] as const))
 
   // Stores and bootstrap (not timed).
   const stores = ids.map(() => ({
@@ -283,7 +309,7 @@ const program = Effect.gen(function*() {
         Layer.succeed(LogStore.LogStore, stores[index]!.logs),
         Layer.succeed(StableStore.StableStore, stores[index]!.stable),
         Layer.succeed(SnapshotStore.SnapshotStore, stores[index]!.snapshots),
-        Layer.succeed(Transport.Transport, network.transport(id))
+        Layer.succeed(Transport.Transport, transports[index]!)
       ])
     )
     const context = yield* Layer.buildWithScope(layer, scope)
@@ -382,7 +408,8 @@ const program = Effect.gen(function*() {
   if (argv.failover !== "false" && nodeCount >= 3) {
     yield* Queue.takeAll(leaderEvents) // stale events
     const t0 = performance.now()
-    yield* network.disconnect(leader.id)
+    if (mode === "inmem") yield* network.disconnect(leader.id)
+    else yield* Scope.close(transportScopes[leader.index]!, Exit.void) // listener and connections closed
     leader.dead = true
     yield* Effect.forkDaemon(leader.raft.shutdown) // do not let a slow shutdown delay the measurement
     let electMs = -1

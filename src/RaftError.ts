@@ -146,6 +146,31 @@ export class TransportError extends Data.TaggedError("TransportError")<{
   }
 }
 
+/**
+ * Bytes from a peer could not be decoded: a malformed or oversize frame, an unknown frame type or protocol version,
+ * or a message that fails its Schema. The transport closes that connection and logs this with the peer's address.
+ */
+export class CodecError extends Data.TaggedError("CodecError")<{
+  readonly peer: string
+  readonly reason: "malformed" | "oversize" | "version" | "frame-type" | "schema" | "stalled"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `bad input from ${this.peer}: ${this.reason} (${this.detail})`
+  }
+}
+
+/** A transport could not listen on its address (in use, not permitted, no such interface, bad TLS material). */
+export class BindError extends Data.TaggedError("BindError")<{
+  readonly address: string
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `cannot listen on ${this.address}: ${this.reason}`
+  }
+}
+
 /** No snapshot is available to send to a follower whose next entry was compacted away. */
 export class SnapshotNotFound extends Data.TaggedError("SnapshotNotFound")<{ readonly reason: string }> {
   override get message(): string {
@@ -179,5 +204,7 @@ export type RaftError =
   | StorageError
   | PipelineNotSupported
   | TransportError
+  | CodecError
+  | BindError
   | SnapshotNotFound
   | InvalidOperation

@@ -1,0 +1,451 @@
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as path from "node:path"
+import * as tls from "node:tls"
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
+import * as Stream from "effect/Stream"
+import type { Log } from "../../src/Log.js"
+import { RaftShutdown, StorageError } from "../../src/RaftError.js"
+import type * as Rpc from "../../src/Rpc.js"
+import type * as Transport from "../../src/Transport.js"
+import * as Codec from "../../src/transport/codec.js"
+import * as TcpTransport from "../../src/transport/TcpTransport.js"
+
+const fixtures = path.join(import.meta.dirname, "../fixtures/tls")
+const pem = (name: string) => fs.readFileSync(path.join(fixtures, name), "utf8")
+
+const entry = (index: number, size: number): Log => ({
+  index,
+  term: 1,
+  type: "Command",
+  data: Uint8Array.from({ length: size }, (_, i) => (index + i) % 251)
+})
+
+const appendEntries = (prevLogIndex: number, entries: ReadonlyArray<Log> = []): Rpc.AppendEntriesRequest => ({
+  _tag: "AppendEntriesRequest",
+  term: 1,
+  leaderId: "a",
+  leaderAddress: "127.0.0.1:1",
+  prevLogIndex,
+  prevLogTerm: 1,
+  entries,
+  leaderCommitIndex: 0
+})
+
+const snapshotRequest: Rpc.InstallSnapshotRequest = {
+  _tag: "InstallSnapshotRequest",
+  term: 2,
+  leaderId: "a",
+  leaderAddress: "127.0.0.1:1",
+  lastLogIndex: 500,
+  lastLogTerm: 2,
+  configuration: { servers: [{ id: "a", address: "127.0.0.1:1", suffrage: "Voter" }] },
+  configurationIndex: 1
+}
+
+/** A follower's handler that records what it received; `gate`, when set, holds AppendEntries with entries. */
+interface Recorder {
+  readonly received: Array<Rpc.Request>
+  readonly snapshots: Array<{ readonly bytes: number; readonly chunks: number; readonly sum: number; readonly error?: string }>
+  gate: Deferred.Deferred<void> | undefined
+  /** Completed when a snapshot handler has read its first chunk; the handler then waits on `snapshotGate`. */
+  snapshotStarted: Deferred.Deferred<void> | undefined
+  snapshotGate: Deferred.Deferred<void> | undefined
+  readonly handler: Transport.RpcHandler
+}
+
+const recorder = (): Recorder => {
+  const self: Recorder = {
+    received: [],
+    snapshots: [],
+    gate: undefined,
+    snapshotStarted: undefined,
+    snapshotGate: undefined,
+    handler: {
+      appendEntries: (request) =>
+        Effect.gen(function*() {
+          if (self.gate !== undefined && request.entries.length > 0) yield* Deferred.await(self.gate)
+          self.received.push(request)
+          const last = request.entries.at(-1)?.index ?? request.prevLogIndex
+          return { _tag: "AppendEntriesResponse", term: request.term, lastLog: last, success: true, noRetryBackoff: false }
+        }),
+      requestVote: (request) =>
+        Effect.sync(() => {
+          self.received.push(request)
+          return { _tag: "RequestVoteResponse", term: request.term, granted: request.candidateId === "b" } as const
+        }),
+      requestPreVote: (request) =>
+        Effect.sync(() => {
+          self.received.push(request)
+          return { _tag: "RequestPreVoteResponse", term: request.term - 1, granted: true } as const
+        }),
+      timeoutNow: (request) =>
+        Effect.sync(() => {
+          self.received.push(request)
+          return { _tag: "TimeoutNowResponse", term: request.term, success: true } as const
+        }),
+      installSnapshot: (request, data) =>
+        Effect.gen(function*() {
+          self.received.push(request)
+          let bytes = 0
+          let chunks = 0
+          let sum = 0
+          const read = yield* data.pipe(
+            Stream.runForEach((chunk) =>
+              Effect.gen(function*() {
+                if (chunks === 0 && self.snapshotStarted !== undefined) {
+                  yield* Deferred.succeed(self.snapshotStarted, undefined)
+                  if (self.snapshotGate !== undefined) yield* Deferred.await(self.snapshotGate)
+                }
+                chunks++
+                bytes += chunk.length
+                for (let i = 0; i < chunk.length; i += 4096) sum = (sum + chunk[i]!) % 1_000_003
+              })
+            ),
+            Effect.either
+          )
+          self.snapshots.push(
+            read._tag === "Left" ? { bytes, chunks, sum, error: read.left.reason } : { bytes, chunks, sum }
+          )
+          return { _tag: "InstallSnapshotResponse", term: request.term, success: read._tag === "Right" } as const
+        })
+    }
+  }
+  return self
+}
+
+const loopback = { host: "127.0.0.1", port: 0 }
+
+/** Two transports on loopback, `b` serving a recorder. */
+const pair = (options: Partial<TcpTransport.Options> = {}, serverOptions: Partial<TcpTransport.Options> = options) =>
+  Effect.gen(function*() {
+    const a = yield* TcpTransport.make({ bind: loopback, ...options })
+    const b = yield* TcpTransport.make({ bind: loopback, ...serverOptions })
+    const rec = recorder()
+    yield* b.serve(rec.handler)
+    return { a, b, rec }
+  })
+
+/** A log that keeps every message it is given, to assert on what the transport logs. */
+const captureLogs = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ annotations, message }) => {
+    const peer = annotations.pipe((m) => {
+      for (const [k, v] of m) if (k === "peer") return String(v)
+      return ""
+    })
+    lines.push(`${JSON.stringify(message)} peer=${peer}`)
+  })
+  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
+}
+
+/** Opens a raw TCP connection to `address`, writes `bytes`, and resolves when the server closes it. */
+const rawSend = (address: string, bytes: Uint8Array | undefined) =>
+  Effect.async<"closed">((resume) => {
+    const target = TcpTransport.parseAddress(address)!
+    const socket = net.connect({ host: target.host, port: target.port }, () => {
+      if (bytes !== undefined) socket.write(bytes)
+    })
+    socket.on("error", () => {})
+    socket.on("data", () => {})
+    socket.on("close", () => resume(Effect.succeed("closed")))
+    return Effect.sync(() => socket.destroy())
+  })
+
+/** Waits until `check` holds, polling (the transport closes connections on the event loop). */
+const eventually = (check: Effect.Effect<boolean>, what: string) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 200; i++) {
+      if (yield* check) return
+      yield* Effect.sleep("25 millis")
+    }
+    assert.fail(`never: ${what}`)
+  })
+
+const heartbeat = appendEntries(0)
+
+describe("TcpTransport", () => {
+  it.scopedLive("carries every RPC over loopback and answers each with its own response", () =>
+    Effect.gen(function*() {
+      const { a, b, rec } = yield* pair()
+      assert.match(b.localAddress, /^127\.0\.0\.1:\d+$/)
+      const entries = Array.from({ length: 64 }, (_, i) => entry(i + 1, 128))
+      const ae = yield* a.appendEntries("b", b.localAddress, appendEntries(0, entries))
+      assert.deepStrictEqual(ae, { _tag: "AppendEntriesResponse", term: 1, lastLog: 64, success: true, noRetryBackoff: false })
+      const got = rec.received[0] as Rpc.AppendEntriesRequest
+      assert.deepStrictEqual(got.entries.map((e) => Array.from(e.data)), entries.map((e) => Array.from(e.data)))
+      const hb = yield* a.appendEntries("b", b.localAddress, heartbeat)
+      assert.strictEqual(hb.lastLog, 0)
+      const vote = yield* a.requestVote("b", b.localAddress, {
+        _tag: "RequestVoteRequest",
+        term: 3,
+        candidateId: "b",
+        candidateAddress: a.localAddress,
+        lastLogIndex: 64,
+        lastLogTerm: 1,
+        leadershipTransfer: false
+      })
+      assert.deepStrictEqual(vote, { _tag: "RequestVoteResponse", term: 3, granted: true })
+      const preVote = yield* a.requestPreVote("b", b.localAddress, {
+        _tag: "RequestPreVoteRequest",
+        term: 4,
+        candidateId: "a",
+        candidateAddress: a.localAddress,
+        lastLogIndex: 64,
+        lastLogTerm: 1
+      })
+      assert.deepStrictEqual(preVote, { _tag: "RequestPreVoteResponse", term: 3, granted: true })
+      const now = yield* a.timeoutNow("b", b.localAddress, {
+        _tag: "TimeoutNowRequest",
+        term: 5,
+        leaderId: "a",
+        leaderAddress: a.localAddress
+      })
+      assert.deepStrictEqual(now, { _tag: "TimeoutNowResponse", term: 5, success: true })
+      assert.deepStrictEqual(rec.received.map((r) => r._tag), [
+        "AppendEntriesRequest",
+        "AppendEntriesRequest",
+        "RequestVoteRequest",
+        "RequestPreVoteRequest",
+        "TimeoutNowRequest"
+      ])
+    }))
+
+  it.scopedLive("streams a multi-MiB InstallSnapshot in chunks, byte for byte, and reuses the connection after", () =>
+    Effect.gen(function*() {
+      const { a, b, rec } = yield* pair({ snapshotChunkBytes: 64 * 1024 })
+      const pieces = Array.from({ length: 24 }, (_, i) => Uint8Array.from({ length: 256 * 1024 }, (_, j) => (i * 7 + j) % 256))
+      let expected = 0
+      for (const p of pieces) for (let i = 0; i < p.length; i += 4096) expected = (expected + p[i]!) % 1_000_003
+      const response = yield* a.installSnapshot("b", b.localAddress, snapshotRequest, Stream.fromIterable(pieces))
+      assert.deepStrictEqual(response, { _tag: "InstallSnapshotResponse", term: 2, success: true })
+      assert.strictEqual(rec.snapshots.length, 1)
+      assert.strictEqual(rec.snapshots[0]!.bytes, 6 * 1024 * 1024)
+      assert.strictEqual(rec.snapshots[0]!.chunks, 96) // 256 KiB pieces re-cut to 64 KiB frames
+      assert.strictEqual(rec.snapshots[0]!.sum, expected)
+      assert.deepStrictEqual(rec.received[0], snapshotRequest)
+      const after = yield* a.appendEntries("b", b.localAddress, appendEntries(3, [entry(4, 10)]))
+      assert.strictEqual(after.lastLog, 4)
+    }))
+
+  it.scopedLive("a snapshot stream failing mid-way fails the sender with its StorageError and the receiver's stream with a TransportError", () =>
+    Effect.gen(function*() {
+      const { a, b, rec } = yield* pair()
+      const data = Stream.concat(
+        Stream.fromIterable([new Uint8Array(100_000), new Uint8Array(100_000)]),
+        Stream.fail(new StorageError({ operation: "open", reason: "disk gone" }))
+      )
+      const exit = yield* Effect.exit(a.installSnapshot("b", b.localAddress, snapshotRequest, data))
+      assert(Exit.isFailure(exit))
+      const error = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+      assert.strictEqual(error?._tag, "StorageError")
+      yield* eventually(Effect.sync(() => rec.snapshots.length === 1), "the receiver's handler ended")
+      assert.strictEqual(rec.snapshots[0]!.error, "remote")
+      assert.strictEqual(rec.snapshots[0]!.bytes, 200_000)
+      // The receiver keeps serving.
+      const hb = yield* a.appendEntries("b", b.localAddress, heartbeat)
+      assert.strictEqual(hb.success, true)
+    }))
+
+  it.scopedLive("a heartbeat is answered while a large AppendEntries and a snapshot transfer are held up on the same peer", () =>
+    Effect.gen(function*() {
+      const { a, b, rec } = yield* pair()
+      rec.gate = yield* Deferred.make<void>()
+      rec.snapshotStarted = yield* Deferred.make<void>()
+      rec.snapshotGate = yield* Deferred.make<void>()
+      const big = yield* Effect.fork(
+        a.appendEntries("b", b.localAddress, appendEntries(0, Array.from({ length: 64 }, (_, i) => entry(i + 1, 16 * 1024))))
+      )
+      const snapshot = yield* Effect.fork(
+        a.installSnapshot("b", b.localAddress, snapshotRequest, Stream.fromIterable(Array.from({ length: 64 }, () => new Uint8Array(64 * 1024))))
+      )
+      yield* Deferred.await(rec.snapshotStarted)
+      for (let i = 0; i < 5; i++) {
+        const hb = yield* a.appendEntries("b", b.localAddress, heartbeat)
+        assert.strictEqual(hb.success, true)
+      }
+      assert.strictEqual(big.unsafePoll(), null)
+      assert.strictEqual(snapshot.unsafePoll(), null)
+      yield* Deferred.succeed(rec.gate, undefined)
+      yield* Deferred.succeed(rec.snapshotGate, undefined)
+      assert.strictEqual((yield* Fiber.join(big)).lastLog, 64)
+      assert.strictEqual((yield* Fiber.join(snapshot)).success, true)
+    }))
+
+  it.scopedLive("pipelined answers arrive in request order, and send waits while the window is full", () =>
+    Effect.gen(function*() {
+      const { a, b, rec } = yield* pair({ pipelineMaxInFlight: 4 })
+      const pipeline = yield* a.appendEntriesPipeline("b", b.localAddress)
+      for (let i = 0; i < 200; i++) yield* pipeline.send(appendEntries(i, [entry(i + 1, 1 + (i % 50))]))
+      const got: Array<number> = []
+      while (got.length < 200) {
+        const [results] = yield* pipeline.results.takeAll
+        for (const r of results) {
+          assert.strictEqual(r.response.lastLog, r.request.entries[0]!.index)
+          got.push(r.response.lastLog)
+        }
+      }
+      assert.deepStrictEqual(got, Array.from({ length: 200 }, (_, i) => i + 1))
+      // With the follower stalled, the fifth send waits for room.
+      rec.gate = yield* Deferred.make<void>()
+      for (let i = 0; i < 4; i++) yield* pipeline.send(appendEntries(200 + i, [entry(201 + i, 10)]))
+      const fifth = yield* Effect.fork(pipeline.send(appendEntries(204, [entry(205, 10)])))
+      yield* Effect.sleep("200 millis")
+      assert.strictEqual(fifth.unsafePoll(), null)
+      yield* Deferred.succeed(rec.gate, undefined)
+      yield* Fiber.join(fifth)
+      const rest: Array<number> = []
+      while (rest.length < 5) {
+        const [results] = yield* pipeline.results.takeAll
+        for (const r of results) rest.push(r.response.lastLog)
+      }
+      assert.deepStrictEqual(rest, [201, 202, 203, 204, 205])
+    }))
+
+  it.scopedLive("the pipeline window is also bounded by bytes", () =>
+    Effect.gen(function*() {
+      const { a, b, rec } = yield* pair({ pipelineMaxInFlight: 100, pipelineMaxBytes: 50_000 })
+      const pipeline = yield* a.appendEntriesPipeline("b", b.localAddress)
+      rec.gate = yield* Deferred.make<void>()
+      yield* pipeline.send(appendEntries(0, [entry(1, 30_000)]))
+      const second = yield* Effect.fork(pipeline.send(appendEntries(1, [entry(2, 30_000)])))
+      yield* Effect.sleep("200 millis")
+      assert.strictEqual(second.unsafePoll(), null)
+      yield* Deferred.succeed(rec.gate, undefined)
+      yield* Fiber.join(second)
+    }))
+
+  it.scopedLive("a peer that shuts down answers with a closed TransportError; an unknown port is unreachable; a silent peer times out", () =>
+    Effect.gen(function*() {
+      const a = yield* TcpTransport.make({ bind: loopback, rpcTimeout: "300 millis" })
+      const b = yield* TcpTransport.make({ bind: loopback })
+      yield* b.serve({ ...recorder().handler, requestVote: () => Effect.never })
+      const vote = yield* Effect.flip(
+        a.requestVote("b", b.localAddress, {
+          _tag: "RequestVoteRequest",
+          term: 1,
+          candidateId: "a",
+          candidateAddress: a.localAddress,
+          lastLogIndex: 0,
+          lastLogTerm: 0,
+          leadershipTransfer: false
+        })
+      )
+      assert.strictEqual(vote.reason, "timeout")
+      const closedPort = yield* Effect.promise(() =>
+        new Promise<number>((resolve) => {
+          const s = net.createServer().listen(0, "127.0.0.1", () => {
+            const port = (s.address() as net.AddressInfo).port
+            s.close(() => resolve(port))
+          })
+        })
+      )
+      const unreachable = yield* Effect.flip(a.appendEntries("b", `127.0.0.1:${closedPort}`, heartbeat))
+      assert.strictEqual(unreachable.reason, "unreachable")
+      const shut = yield* TcpTransport.make({ bind: loopback })
+      yield* shut.serve({ ...recorder().handler, timeoutNow: () => Effect.fail(new RaftShutdown()) })
+      const closed = yield* Effect.flip(a.timeoutNow("c", shut.localAddress, { _tag: "TimeoutNowRequest", term: 1, leaderId: "a", leaderAddress: "x:1" }))
+      assert.strictEqual(closed.reason, "closed")
+    }))
+
+  it.scopedLive("bad input closes only that connection, logs a CodecError with the peer's address, and the node keeps serving", () =>
+    Effect.gen(function*() {
+      const logs = captureLogs()
+      const { a, b } = yield* pair({}, { maxFrameBytes: 64 * 1024 }).pipe(Effect.provide(logs.layer))
+      const healthy = yield* a.appendEntries("b", b.localAddress, heartbeat)
+      assert.strictEqual(healthy.success, true)
+      const oversize = new Uint8Array([0x7f, 0xff, 0xff, 0xff, 1, 1])
+      const badVersion = Codec.concat(Codec.encodeRequest(1, heartbeat))
+      badVersion[4] = 9
+      const unknownType = Codec.concat(Codec.encodeRequest(1, heartbeat))
+      unknownType[5] = 0x55
+      const badSchema = Codec.concat(Codec.encodeResponse(1, { _tag: "RequestVoteResponse", term: 1, granted: true }))
+      badSchema[5] = Codec.FrameType.AppendEntries
+      const responseFromClient = Codec.concat(Codec.encodeResponse(1, { _tag: "TimeoutNowResponse", term: 1, success: true }))
+      for (const bytes of [oversize, badVersion, unknownType, badSchema, responseFromClient]) {
+        assert.strictEqual(yield* rawSend(b.localAddress, bytes), "closed")
+      }
+      yield* eventually(Effect.map(b.stats, (s) => s.inbound === 1), "only the healthy connection stays open")
+      assert.strictEqual((yield* b.stats).rejected, 5)
+      const again = yield* a.appendEntries("b", b.localAddress, heartbeat)
+      assert.strictEqual(again.success, true)
+      const codecLines = logs.lines.filter((l) => l.includes("bad input"))
+      assert.strictEqual(codecLines.length, 5)
+      for (const reason of ["oversize", "version", "frame-type", "schema", "malformed"]) {
+        assert(codecLines.some((l) => l.includes(reason)), `a CodecError with reason ${reason} was logged`)
+      }
+      assert(codecLines.every((l) => /peer=127\.0\.0\.1:\d+/.test(l)), codecLines.join("\n"))
+    }))
+
+  it.scopedLive("a peer that connects and never speaks, or stalls mid-frame, is disconnected", () =>
+    Effect.gen(function*() {
+      const b = yield* TcpTransport.make({ bind: loopback, frameTimeout: "300 millis" })
+      yield* b.serve(recorder().handler)
+      const half = Codec.concat(Codec.encodeRequest(1, heartbeat)).subarray(0, 12)
+      const [silent, stalled] = yield* Effect.all([rawSend(b.localAddress, undefined), rawSend(b.localAddress, half)], {
+        concurrency: 2
+      })
+      assert.strictEqual(silent, "closed")
+      assert.strictEqual(stalled, "closed")
+      yield* eventually(Effect.map(b.stats, (s) => s.inbound === 0), "no inbound connection left")
+      assert.strictEqual((yield* b.stats).rejected, 2)
+    }))
+
+  it.scopedLive("mutual TLS: peers with certificates from the cluster's CA talk; a client without one, or with another CA's, is refused and the refusal logged", () =>
+    Effect.gen(function*() {
+      const logs = captureLogs()
+      const material = { cert: pem("node.pem"), key: pem("node.key"), ca: pem("ca.pem") }
+      const { a, b } = yield* pair({ tls: material }).pipe(Effect.provide(logs.layer))
+      const ok = yield* a.appendEntries("b", b.localAddress, appendEntries(0, [entry(1, 100)]))
+      assert.strictEqual(ok.lastLog, 1)
+      const rogue = yield* TcpTransport.make({
+        bind: loopback,
+        tls: { cert: pem("rogue.pem"), key: pem("rogue.key"), ca: pem("ca.pem") }
+      })
+      const refused = yield* Effect.flip(rogue.appendEntries("b", b.localAddress, heartbeat))
+      assert.include(["unreachable", "closed"], refused.reason)
+      const target = TcpTransport.parseAddress(b.localAddress)!
+      const anonymous = yield* Effect.async<string>((resume) => {
+        const socket = tls.connect({ host: target.host, port: target.port, ca: pem("ca.pem") }, () => {
+          socket.write(Codec.concat(Codec.encodeRequest(1, heartbeat)))
+        })
+        socket.on("data", () => resume(Effect.succeed("answered")))
+        socket.on("error", () => {})
+        socket.on("close", () => resume(Effect.succeed("closed")))
+      })
+      assert.strictEqual(anonymous, "closed")
+      yield* eventually(Effect.sync(() => logs.lines.filter((l) => l.includes("refused a TLS connection")).length >= 2), "two refusals logged")
+      // A plain-TCP client does not get through either.
+      const plain = yield* TcpTransport.make({ bind: loopback })
+      const plainRefused = yield* Effect.flip(plain.appendEntries("b", b.localAddress, heartbeat))
+      assert.include(["unreachable", "closed", "timeout", "remote"], plainRefused.reason)
+      // And the TLS node still serves its peer.
+      const still = yield* a.appendEntries("b", b.localAddress, heartbeat)
+      assert.strictEqual(still.success, true)
+    }))
+
+  it.scopedLive("closing a transport closes its connections while other transports go on", () =>
+    Effect.gen(function*() {
+      const { a, b, rec } = yield* pair()
+      rec.gate = yield* Deferred.make<void>()
+      const pending = yield* Effect.fork(a.appendEntries("b", b.localAddress, appendEntries(0, [entry(1, 1)])))
+      yield* eventually(Effect.map(b.stats, (s) => s.inbound === 1), "connected")
+      const closed = yield* Effect.scoped(
+        Effect.gen(function*() {
+          const c = yield* TcpTransport.make({ bind: loopback })
+          yield* c.appendEntries("b", b.localAddress, heartbeat)
+          assert.strictEqual((yield* c.stats).outbound, 1)
+          return c
+        })
+      ).pipe(Effect.flatMap((c) => c.stats))
+      assert.deepStrictEqual(closed.outbound, 0)
+      yield* Deferred.succeed(rec.gate, undefined)
+      const answered = yield* Fiber.join(pending)
+      assert.strictEqual(answered.lastLog, 1)
+    }))
+})

@@ -1,0 +1,211 @@
+/**
+ * Hostile input for the TCP transport, shared by the property test (a few thousand inputs in `npm test`) and
+ * `npm run fuzz` (100k+). Inputs are random bytes, valid frames, and valid frames with bytes overwritten, cut short,
+ * or with their length prefix, version or type changed; they go into the frame reader and decoder directly, and
+ * over real sockets into a live transport.
+ */
+import * as net from "node:net"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as FastCheck from "effect/FastCheck"
+import * as Logger from "effect/Logger"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { Log } from "../../src/Log.js"
+import { CodecError } from "../../src/RaftError.js"
+import type * as Rpc from "../../src/Rpc.js"
+import type * as Transport from "../../src/Transport.js"
+import * as Codec from "../../src/transport/codec.js"
+import * as TcpTransport from "../../src/transport/TcpTransport.js"
+
+const entry = (index: number, data: Uint8Array): Log => ({ index, term: 1, type: "Command", data })
+
+const samples: ReadonlyArray<Uint8Array> = [
+  Codec.concat(Codec.encodeRequest(1, {
+    _tag: "AppendEntriesRequest",
+    term: 1,
+    leaderId: "a",
+    leaderAddress: "127.0.0.1:1",
+    prevLogIndex: 0,
+    prevLogTerm: 0,
+    entries: [entry(1, new Uint8Array([1, 2, 3])), entry(2, new Uint8Array(40))],
+    leaderCommitIndex: 0
+  })),
+  Codec.concat(Codec.encodeRequest(2, {
+    _tag: "RequestVoteRequest",
+    term: 2,
+    candidateId: "b",
+    candidateAddress: "h:1",
+    lastLogIndex: 3,
+    lastLogTerm: 1,
+    leadershipTransfer: false
+  })),
+  Codec.concat(Codec.encodeRequest(3, {
+    _tag: "RequestPreVoteRequest",
+    term: 2,
+    candidateId: "b",
+    candidateAddress: "h:1",
+    lastLogIndex: 3,
+    lastLogTerm: 1
+  })),
+  Codec.concat(Codec.encodeRequest(4, {
+    _tag: "InstallSnapshotRequest",
+    term: 2,
+    leaderId: "a",
+    leaderAddress: "h:1",
+    lastLogIndex: 9,
+    lastLogTerm: 2,
+    configuration: { servers: [{ id: "a", address: "h:1", suffrage: "Voter" }] },
+    configurationIndex: 1
+  })),
+  Codec.concat(Codec.encodeChunk(4, new Uint8Array([5, 6, 7]))),
+  Codec.concat(Codec.encodeEnd(4)),
+  Codec.concat(Codec.encodeAbort(4, "gone")),
+  Codec.concat(Codec.encodeRequest(5, { _tag: "TimeoutNowRequest", term: 3, leaderId: "a", leaderAddress: "h:1" })),
+  Codec.concat(Codec.encodeResponse(6, { _tag: "AppendEntriesResponse", term: 1, lastLog: 2, success: true, noRetryBackoff: false })),
+  Codec.concat(Codec.encodeError(7, "shutdown", "x"))
+]
+
+/** A valid frame with a few bytes overwritten, cut short, or with its header changed. */
+const mutated: FastCheck.Arbitrary<Uint8Array> = FastCheck.tuple(
+  FastCheck.constantFrom(...samples),
+  FastCheck.oneof(
+    FastCheck.record({
+      kind: FastCheck.constant("overwrite" as const),
+      edits: FastCheck.array(FastCheck.tuple(FastCheck.nat(), FastCheck.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 })
+    }),
+    FastCheck.record({ kind: FastCheck.constant("truncate" as const), at: FastCheck.nat() }),
+    FastCheck.record({ kind: FastCheck.constant("length" as const), value: FastCheck.nat({ max: 0xffffffff }) }),
+    FastCheck.record({ kind: FastCheck.constant("header" as const), at: FastCheck.integer({ min: 4, max: 9 }), value: FastCheck.integer({ min: 0, max: 255 }) })
+  )
+).map(([frame, mutation]) => {
+  const copy = Uint8Array.from(frame)
+  switch (mutation.kind) {
+    case "overwrite":
+      for (const [at, value] of mutation.edits) copy[Codec.HEADER_BYTES + (at % Math.max(1, copy.length - Codec.HEADER_BYTES))] = value
+      return copy
+    case "truncate":
+      return copy.subarray(0, mutation.at % copy.length)
+    case "length":
+      new DataView(copy.buffer).setUint32(0, mutation.value)
+      return copy
+    case "header":
+      copy[mutation.at] = mutation.value
+      return copy
+  }
+})
+
+/** Any hostile input: random bytes, a mutated frame, or several frames (valid or not) back to back. */
+export const hostile: FastCheck.Arbitrary<Uint8Array> = FastCheck.oneof(
+  FastCheck.uint8Array({ maxLength: 300 }),
+  mutated,
+  FastCheck.array(FastCheck.oneof(FastCheck.constantFrom(...samples), mutated), { minLength: 1, maxLength: 5 }).map((parts) => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+    let at = 0
+    for (const p of parts) (out.set(p, at), at += p.length)
+    return out
+  })
+)
+
+/** Feeds one input to a fresh reader in pieces of `step` bytes; tells how it ended. Throws only on a bug. */
+export const decodeAll = (bytes: Uint8Array, step: number): "ok" | CodecError["reason"] => {
+  const reader = new Codec.FrameReader("fuzz:1", 64 * 1024)
+  for (let at = 0; at < bytes.length; at += step) {
+    const frames = reader.push(bytes.subarray(at, at + step))
+    if (frames instanceof CodecError) return frames.reason
+    for (const frame of frames) {
+      const message = Codec.decode("fuzz:1", frame)
+      if (Either.isLeft(message)) return message.left.reason
+    }
+  }
+  return "ok"
+}
+
+/** A handler that answers everything at once and reads snapshot streams to their end. */
+export const echoHandler: Transport.RpcHandler = {
+  appendEntries: (r) => Effect.succeed({ _tag: "AppendEntriesResponse", term: r.term, lastLog: 0, success: true, noRetryBackoff: false }),
+  requestVote: (r) => Effect.succeed({ _tag: "RequestVoteResponse", term: r.term, granted: false }),
+  requestPreVote: (r) => Effect.succeed({ _tag: "RequestPreVoteResponse", term: r.term, granted: false }),
+  timeoutNow: (r) => Effect.succeed({ _tag: "TimeoutNowResponse", term: r.term, success: false }),
+  installSnapshot: (r, data) =>
+    Effect.as(Effect.ignore(Stream.runDrain(data)), { _tag: "InstallSnapshotResponse" as const, term: r.term, success: true })
+}
+
+/**
+ * Sends `input` on a fresh connection, then an oversize length prefix so the server always ends the connection,
+ * and waits until it does (or 5 s pass: a server that never closes is a leak).
+ */
+const sendAndAwaitClose = (address: { host: string; port: number }, input: Uint8Array) =>
+  new Promise<"closed" | "leaked">((resolve) => {
+    const socket = net.connect(address, () => {
+      socket.write(input)
+      socket.write(new Uint8Array([0xff, 0xff, 0xff, 0xff]))
+    })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve("leaked")
+    }, 5000)
+    socket.on("data", () => {})
+    socket.on("error", () => {})
+    socket.on("close", () => {
+      clearTimeout(timer)
+      resolve("closed")
+    })
+  })
+
+/** What a live run saw. */
+export interface LiveReport {
+  readonly connections: number
+  /** Connections the server closed with a CodecError logged. */
+  readonly codecErrorsLogged: number
+  readonly leaked: number
+  readonly inboundAfter: number
+  readonly servingAfter: boolean
+}
+
+/** Sends `inputs` to a live transport, `concurrency` connections at a time, and checks it is still whole after. */
+export const fuzzLiveServer = (
+  inputs: ReadonlyArray<Uint8Array>,
+  concurrency: number
+): Effect.Effect<LiveReport, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let codecErrorsLogged = 0
+    const counting = Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ message }) => {
+        if (Array.isArray(message) && message.some((m) => m instanceof CodecError)) codecErrorsLogged++
+      })
+    )
+    const server = yield* Effect.orDie(
+      TcpTransport.make({ bind: { host: "127.0.0.1", port: 0 }, maxFrameBytes: 64 * 1024, frameTimeout: "300 millis" })
+    ).pipe(Effect.provide(counting))
+    yield* server.serve(echoHandler)
+    const client = yield* Effect.orDie(TcpTransport.make({ bind: { host: "127.0.0.1", port: 0 } }))
+    const address = TcpTransport.parseAddress(server.localAddress)!
+    let next = 0
+    let leaked = 0
+    const worker = Effect.promise(async () => {
+      while (next < inputs.length) {
+        const input = inputs[next++]!
+        if ((await sendAndAwaitClose(address, input)) === "leaked") leaked++
+      }
+    })
+    yield* Effect.all(Array.from({ length: concurrency }, () => worker), { concurrency: "unbounded", discard: true })
+    let inboundAfter = -1
+    for (let i = 0; i < 100; i++) {
+      inboundAfter = (yield* server.stats).inbound
+      if (inboundAfter === 0) break
+      yield* Effect.sleep("20 millis")
+    }
+    const vote: Rpc.RequestVoteRequest = {
+      _tag: "RequestVoteRequest",
+      term: 1,
+      candidateId: "z",
+      candidateAddress: client.localAddress,
+      lastLogIndex: 0,
+      lastLogTerm: 0,
+      leadershipTransfer: false
+    }
+    const servingAfter = Either.isRight(yield* Effect.either(client.requestVote("s", server.localAddress, vote)))
+    return { connections: inputs.length, codecErrorsLogged, leaked, inboundAfter, servingAfter }
+  })
