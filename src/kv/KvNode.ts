@@ -22,11 +22,11 @@ import * as Configuration from "../Configuration.js"
 import * as LogStore from "../LogStore.js"
 import * as Raft from "../Raft.js"
 import type * as RaftConfig from "../RaftConfig.js"
-import type { RaftConfigError, StorageError } from "../RaftError.js"
+import type { BindError, RaftConfigError, StorageError } from "../RaftError.js"
 import * as SnapshotStore from "../SnapshotStore.js"
 import * as StableStore from "../StableStore.js"
-import * as MemoryNetwork from "../transport/MemoryNetwork.js"
-import { Transport as TransportTag, type Transport } from "../Transport.js"
+import * as TcpTransport from "../transport/TcpTransport.js"
+import type { Transport } from "../Transport.js"
 import * as FaultSwitch from "./FaultSwitch.js"
 import * as Http from "./Http.js"
 import * as Kv from "./Kv.js"
@@ -142,15 +142,22 @@ export const fastTimers: Omit<RaftConfig.Input, "localId"> = {
 }
 
 /**
- * The production storage and transport of `kv node`: LMDB log and stable store and file snapshots under `dataDir`,
- * the TCP transport on `raftAddress`. (Until those layers land on main, memory stores and a one-node memory
- * network stand in: a process then forms a cluster of one only.)
+ * The production storage and transport of `kv node`: the TCP transport listening on `raftAddress`, and (until the
+ * LMDB store lands on main) memory stores, so a restarted process starts empty.
  */
 export const durable = (options: {
   readonly dataDir: string
   readonly raftAddress: string
-}): Layer.Layer<Infrastructure> =>
-  inMemory(Layer.sync(TransportTag, () => MemoryNetwork.make().transport(options.raftAddress, options.raftAddress)))
+}): Layer.Layer<Infrastructure, BindError> =>
+  Layer.mergeAll(
+    LogStore.layerMemory,
+    StableStore.layerMemory,
+    SnapshotStore.layerMemory,
+    TcpTransport.layer({
+      bind: parseAddress(options.raftAddress) ?? { host: "127.0.0.1", port: 0 },
+      advertise: options.raftAddress
+    })
+  )
 
 /** Memory storage and a memory-network transport: for tests in one process. */
 export const inMemory = (
