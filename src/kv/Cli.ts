@@ -14,14 +14,25 @@
  * cleanly on Ctrl-C.
  */
 import * as Args from "@effect/cli/Args"
+import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import type * as ValidationError from "@effect/cli/ValidationError"
+import type * as CommandExecutor from "@effect/platform/CommandExecutor"
+import type { PlatformError } from "@effect/platform/Error"
+import type * as HttpApiError from "@effect/platform/HttpApiError"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import type { ServeError } from "@effect/platform/HttpServerError"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type { ParseError } from "effect/ParseResult"
+import type * as Scope from "effect/Scope"
+import type { BindError, RaftConfigError, StorageError } from "../RaftError.js"
 import * as Http from "./Http.js"
+import type * as KvError from "./KvError.js"
 import * as KvNode from "./KvNode.js"
 import * as Launcher from "./Launcher.js"
 
@@ -165,11 +176,29 @@ const deleteCommand = Command.make("delete", { httpAddr, key: Args.text({ name: 
     Effect.flatMap(({ existed }) => Console.log(existed ? "deleted" : "absent"))
   )).pipe(Command.withDescription("remove a key"))
 
+/** What a `kv` command can fail with: bad options, a node that cannot start, a client call the cluster refused. */
+export type CliError =
+  | ValidationError.ValidationError
+  | UsageError
+  | ParseError
+  | RaftConfigError
+  | StorageError
+  | BindError
+  | ServeError
+  | KvError.KvError
+  | HttpApiError.HttpApiDecodeError
+  | HttpClientError.HttpClientError
+  | Launcher.LaunchError
+  | PlatformError
+
 /** The `kv` command and its subcommands. */
-export const command = Command.make("kv").pipe(
+const command = Command.make("kv").pipe(
   Command.withDescription("a replicated key-value store on effect-raft"),
   Command.withSubcommands([nodeCommand, clusterCommand, statusCommand, putCommand, getCommand, deleteCommand])
 )
 
 /** Runs the command line on `argv` (as `process.argv`). */
-export const run = Command.run(command, { name: "kv", version: "0.1.0" })
+export const run: (
+  argv: ReadonlyArray<string>
+) => Effect.Effect<void, CliError, Scope.Scope | CommandExecutor.CommandExecutor | CliApp.CliApp.Environment> = Command
+  .run(command, { name: "kv", version: "0.1.0" })
