@@ -1,6 +1,8 @@
 /**
- * `npm run bench`: the in-memory and TCP tiers of the benchmarks, side by side with the
- * hashicorp/raft anchor (`shared/anchor`). Each scenario runs in its own
+ * `npm run bench`: the in-memory, TCP and durable (LMDB) tiers of the
+ * benchmarks, side by side with the hashicorp/raft anchor (`shared/anchor`);
+ * our `lmdb` scenarios line up with the anchor's `bolt` ones (raft-boltdb
+ * behind a LogCache, fsync on every commit). Each scenario runs in its own
  * process (`scenario.ts`), so peak RSS is per scenario; each prints one JSON
  * line with the anchor's keys. Rows are appended to `bench-results/<stamp>.jsonl`.
  *
@@ -8,7 +10,7 @@
  *                    [--anchor-bin <path to raftbench>] [--no-quiet] [--tsx]
  *
  * --ops N          scale down: c64 runs N ops, c1 N/10, c1 fast-timers N/50
- *                  (defaults 100,000 / 10,000 / 2,000, as the anchor)
+ *                  (defaults 100,000 / 10,000 / 2,000, as the anchor; durable: 20,000 / 2,000)
  * --only S         only scenarios whose name contains S
  * --runs R         run the matrix R times, interleaved (run 1 of every scenario, then run 2, ...)
  * --anchor P       print hashicorp/raft's rows (median per scenario) from a results dir or a jsonl file
@@ -47,6 +49,8 @@ const stderrFile = path.join(resultsDir, `${stamp}.stderr.log`)
 
 interface Scenario {
   readonly name: string
+  /** The anchor's scenario to compare with (its name differs for the durable tier: bolt). */
+  readonly anchorName: string
   readonly args: ReadonlyArray<string> // for scenario.ts
   readonly anchorArgs: ReadonlyArray<string> // for raftbench
 }
@@ -70,7 +74,8 @@ const scenarioList = (): Array<Scenario> => {
       args.push("--label", label)
       anchorArgs.push("-label", label)
     }
-    list.push({ name: `${mode}/n3/c${conc}/s128${label === "" ? "" : `/${label}`}`, args, anchorArgs })
+    const name = `${mode}/n3/c${conc}/s128${label === "" ? "" : `/${label}`}`
+    list.push({ name, anchorName: name, args, anchorArgs })
   }
   add(64, 1, 100_000, "", false)
   add(1, 10, 10_000, "", false)
@@ -79,6 +84,18 @@ const scenarioList = (): Array<Scenario> => {
   add(64, 1, 100_000, "", false, "tcp")
   add(1, 10, 10_000, "", false, "tcp")
   add(1, 50, 2_000, "fast-timers", true, "tcp")
+  // The durable tier: LMDB against raft-boltdb, both fsyncing every commit on every node.
+  const durable = (conc: number, divisor: number) => {
+    const ops = ["--ops", String(scale === undefined ? 20_000 / divisor : Math.max(1, Math.floor(scale / divisor)))]
+    list.push({
+      name: `lmdb/n3/c${conc}/s128`,
+      anchorName: `bolt/n3/c${conc}/s128`,
+      args: ["--mode", "lmdb", "--conc", String(conc), ...ops],
+      anchorArgs: ["-mode", "bolt", "-conc", String(conc), ...ops.map((a) => a.replace("--", "-"))]
+    })
+  }
+  durable(64, 1)
+  durable(1, 10)
   return list.filter((s) => argv.only === undefined || s.name.includes(argv.only))
 }
 
@@ -180,6 +197,7 @@ const columns: ReadonlyArray<readonly [key: string, title: string, digits: numbe
   ["cpu_us_per_op", "CPU µs/op", 1, false],
   ["failover_elect_ms", "fo elect ms", 0, false],
   ["failover_commit_ms", "fo commit ms", 0, false],
+  ["entries_per_fsync", "entries/fsync", 1, true],
   ["bg_cpu_cores", "bg cores", 2, false]
 ]
 
@@ -193,13 +211,14 @@ const summarize = (rows: ReadonlyArray<Row>) => {
   return out
 }
 
-const printTable = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>) => {
+const printTable = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>, anchorNames: ReadonlyMap<string, string>) => {
   const header = ["scenario", "impl", "runs", "ops", ...columns.map((c) => c[1])]
   const lines: Array<Array<string>> = []
   const names = [...new Set([...ours.map((r) => String(r.scenario))])]
   for (const name of names) {
     const a = summarize(ours.filter((r) => r.scenario === name))
-    const theirRows = theirs.filter((r) => r.scenario === name)
+    const theirName = anchorNames.get(name) ?? name
+    const theirRows = theirs.filter((r) => r.scenario === theirName)
     lines.push([name, "effect-raft", `${a.runs}${a.failed ? ` (+${a.failed} failed)` : ""}`, fmt(a.ops, 0), ...columns.map(([k, , d]) => fmt(a[k], d))])
     if (theirRows.length > 0) {
       const b = summarize(theirRows)
@@ -259,7 +278,7 @@ const main = async () => {
   // Rows measured in this sitting replace those read from --anchor.
   const reference = ranAnchor.length > 0 ? ranAnchor : theirs
   console.log("")
-  printTable(ours, reference)
+  printTable(ours, reference, new Map(scenarios.map((s) => [s.name, s.anchorName])))
   console.log("")
   for (const row of ours) console.log(JSON.stringify(row))
   console.log(`\nappended to ${path.relative(root, outFile)}`)

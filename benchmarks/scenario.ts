@@ -2,8 +2,10 @@
  * One benchmark scenario = one process = one JSON line on stdout, with the keys
  * and the semantics of the hashicorp/raft anchor (`shared/anchor/raftbench`):
  *
- *  1. N voters on the memory network and memory stores, bootstrapped with the
- *     same configuration; `elect_ms` is the time from starting the first node
+ *  1. N voters on the memory network and memory stores (mode `inmem`), or
+ *     durable LMDB stores in a temporary directory behind a 512-entry LogCache
+ *     over loopback TCP (mode `lmdb`, the counterpart of the anchor's `bolt`),
+ *     bootstrapped with the same configuration; `elect_ms` is the time from starting the first node
  *     until some node becomes leader, `ready_ms` adds a barrier on it;
  *  2. warm-up: min(1000, ops/10) applies, not measured;
  *  3. measured: `ops` applies of `size` bytes from `conc` concurrent fibers;
@@ -14,13 +16,15 @@
  *     node is leader, `failover_commit_ms` until an apply on it succeeds.
  *
  *  With `--mode tcp` the nodes talk over loopback TCP (`TcpTransport`), still in one process, as the anchor's
- *  `tcp` mode does; `--pipeline-depth`/`--pipeline-bytes` set the transport's pipeline window.
+ *  `tcp` mode does; `--pipeline-depth`/`--pipeline-bytes` set the transport's pipeline window. `--mode lmdb`
+ *  is `tcp` with durable stores, as the anchor's `bolt` mode.
  *
- *   node --import tsx benchmarks/scenario.ts --mode inmem|tcp --conc 64 [--ops N] [--label L]
+ *   node --import tsx benchmarks/scenario.ts --mode inmem|tcp|lmdb --conc 64 [--ops N] [--label L]
  *     [--heartbeat 1000 --election 1000 --lease 500 --commit-timeout 50] (ms)
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
+import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { parseArgs } from "node:util"
 import * as Cause from "effect/Cause"
@@ -45,6 +49,9 @@ import * as Raft from "../src/Raft.js"
 import * as RaftConfig from "../src/RaftConfig.js"
 import * as SnapshotStore from "../src/SnapshotStore.js"
 import * as StableStore from "../src/StableStore.js"
+import * as LmdbStore from "../src/storage/LmdbStore.js"
+import * as LogCache from "../src/storage/LogCache.js"
+import type { StorageError } from "../src/RaftError.js"
 import * as Transport from "../src/Transport.js"
 import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
 import * as TcpTransport from "../src/transport/TcpTransport.js"
@@ -77,7 +84,9 @@ const { values: argv } = parseArgs({
 const mode = argv.mode
 const nodeCount = Number(argv.nodes)
 const conc = Math.max(1, Number(argv.conc))
-const ops = argv.ops !== undefined ? Number(argv.ops) : conc === 1 ? 10_000 : 100_000
+// As the anchor: 100,000 applies at 64 clients (20,000 when durable), a tenth of that with one client.
+const defaultOps = mode === "lmdb" ? 20_000 : 100_000
+const ops = argv.ops !== undefined ? Number(argv.ops) : conc === 1 ? defaultOps / 10 : defaultOps
 const warmup = argv.warmup !== undefined ? Number(argv.warmup) : Math.min(1000, Math.floor(ops / 10))
 const size = Number(argv.size)
 const label = argv.label
@@ -133,7 +142,12 @@ const result: Record<string, unknown> = {
   leader_lease_ms: timers.leaderLeaseTimeoutMillis,
   commit_timeout_ms: timers.commitTimeoutMillis,
   max_append_entries: maxAppend,
-  durable: false,
+  durable: mode === "lmdb",
+  // Durable mode: LMDB write transactions (each one synced) and log entries stored, all nodes, measured phase.
+  lmdb_commits: null,
+  lmdb_entries: null,
+  lmdb_store_logs_calls: null,
+  entries_per_fsync: null,
   node_version: process.version,
   num_cpu: os.cpus().length,
   label,
@@ -249,7 +263,9 @@ const payload = new Uint8Array(size)
 for (let i = 0; i < size; i++) payload[i] = 97 + (i % 26)
 
 const program = Effect.gen(function*() {
-  if (mode !== "inmem" && mode !== "tcp") return yield* Effect.fail(`mode ${mode} is not supported (inmem, tcp)`)
+  if (mode !== "inmem" && mode !== "tcp" && mode !== "lmdb") {
+    return yield* Effect.fail(`mode ${mode} is not supported (inmem, tcp, lmdb)`)
+  }
   const scope = yield* Effect.scope
   const network = MemoryNetwork.make()
   const ids = Array.from({ length: nodeCount }, (_, i) => `node${i}`)
@@ -274,11 +290,31 @@ const program = Effect.gen(function*() {
   const configuration = Configuration.voters(ids.map((id, i) => [id, transports[i]!.localAddress] as const))
 
   // Stores and bootstrap (not timed).
-  const stores = ids.map(() => ({
-    logs: LogStore.makeMemory(),
-    stable: StableStore.makeMemory(),
-    snapshots: SnapshotStore.makeMemory()
-  }))
+  interface BenchStores {
+    readonly logs: LogStore.LogStore
+    readonly stable: StableStore.StableStore
+    readonly snapshots: SnapshotStore.SnapshotStore
+    readonly stats: Effect.Effect<LmdbStore.Stats> | undefined
+  }
+  const stores = yield* Effect.forEach(ids, (id): Effect.Effect<BenchStores, StorageError, Scope.Scope> =>
+    mode === "lmdb"
+      ? Effect.map(LmdbStore.make({ path: path.join(benchDir(), id) }), (lmdb) => ({
+        // As the anchor's bolt mode: the durable store behind a LogCache of 512 entries.
+        logs: LogCache.make(lmdb.logs, 512),
+        stable: lmdb.stable,
+        snapshots: SnapshotStore.makeMemory(),
+        stats: lmdb.stats
+      }))
+      : Effect.succeed({
+        logs: LogStore.makeMemory(),
+        stable: StableStore.makeMemory(),
+        snapshots: SnapshotStore.makeMemory(),
+        stats: undefined
+      }))
+  const storeStats = Effect.map(
+    Effect.forEach(stores, (s) => s.stats ?? Effect.succeed(undefined)),
+    (all) => all.filter((s): s is LmdbStore.Stats => s !== undefined)
+  )
   for (const s of stores) {
     yield* Raft.bootstrapCluster(configuration).pipe(
       Effect.provideService(LogStore.LogStore, s.logs),
@@ -342,6 +378,7 @@ const program = Effect.gen(function*() {
   const leaderChangesBefore = yield* Queue.size(leaderEvents)
 
   // Measured phase.
+  const stats0 = yield* storeStats
   const cpu0 = process.cpuUsage()
   const st0 = procStat()
   const ot0 = otherProcsCpu()
@@ -359,6 +396,16 @@ const program = Effect.gen(function*() {
   const cpu1 = process.cpuUsage(cpu0)
   const st1 = procStat()
   const ot1 = otherProcsCpu()
+  const stats1 = yield* storeStats
+  if (stats1.length > 0) {
+    const sum = (list: ReadonlyArray<LmdbStore.Stats>, key: keyof LmdbStore.Stats) => list.reduce((n, s) => n + s[key], 0)
+    const commits = sum(stats1, "commits") - sum(stats0, "commits")
+    const entries = sum(stats1, "entriesStored") - sum(stats0, "entriesStored")
+    result.lmdb_commits = commits
+    result.lmdb_entries = entries
+    result.lmdb_store_logs_calls = sum(stats1, "storeLogsCalls") - sum(stats0, "storeLogsCalls")
+    result.entries_per_fsync = commits > 0 ? entries / commits : null
+  }
   if (measured.errors > 0) {
     result.errors = measured.errors
     return yield* Effect.fail(`${measured.errors} apply errors, first: ${measured.firstError}`)
@@ -510,6 +557,17 @@ const stderrLogger = Logger.make(({ date, logLevel, message }) => {
   process.stderr.write(`${date.toISOString()} ${logLevel.label} ${text}\n`)
 })
 const logLevel = LogLevel.fromLiteral(argv["log-level"] as LogLevel.Literal)
+
+/** The temporary directory of the durable stores, made on first use and removed when the process exits. */
+let benchDirectory: string | undefined
+function benchDir(): string {
+  if (benchDirectory === undefined) {
+    const made = fs.mkdtempSync(path.join(os.tmpdir(), "effect-raft-bench-"))
+    benchDirectory = made
+    process.on("exit", () => fs.rmSync(made, { recursive: true, force: true }))
+  }
+  return benchDirectory
+}
 
 const t0 = performance.now()
 Effect.runPromiseExit(

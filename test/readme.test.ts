@@ -44,6 +44,12 @@ describe("README", () => {
         return Fsm.fromFunction((log) => {
           const input = JSON.parse(new TextDecoder().decode(log.data)) as Input
           return input.op === "add" ? (total += input.n) : total
+        }, {
+          // Snapshots: the whole state as bytes, and back.
+          save: () => new TextEncoder().encode(String(total)),
+          load: (bytes) => {
+            total = Number(new TextDecoder().decode(bytes))
+          }
         })
       },
       model: {
@@ -62,5 +68,7 @@ describe("README", () => {
     const result = Simulator.run({ seed: 1, nodes: 3, durationMillis: 2000, workload: counter })
     assert.isTrue(result.ok, result.violation?.detail)
     assert.strictEqual(result.linearizability, "Linearizable")
+    const compacting = Simulator.run({ seed: 1, nodes: 3, durationMillis: 2000, workload: counter, config: Simulator.frequentSnapshots })
+    assert.isTrue(compacting.ok, compacting.violation?.detail)
   }, 60_000)
 })

@@ -1,7 +1,9 @@
 /**
- * `npm run sim -- [--seeds N] [--from S] [--seed S] [--nodes N] [--duration MS] [--trace]`
+ * `npm run sim -- [--seeds N] [--from S] [--seed S] [--nodes N] [--duration MS] [--snapshots] [--membership] [--trace]`
  * Runs the deterministic simulator over many seeds (or replays one) and prints
- * seeds/s, the violations found and the faults exercised.
+ * seeds/s, the violations found and the faults exercised. `--snapshots` runs
+ * with `Simulator.frequentSnapshots` (snapshot and compact every few dozen entries);
+ * `--membership` adds the fault that removes a follower and adds it back.
  */
 import * as Simulator from "../src/testing/Simulator.js"
 
@@ -16,6 +18,10 @@ const from = single ? option("seed", 1) : option("from", 1)
 const count = single ? 1 : option("seeds", 100)
 const nodes = option("nodes", 5)
 const durationMillis = option("duration", 2000)
+const config = flag("snapshots") ? Simulator.frequentSnapshots : undefined
+const membershipFaults: Simulator.FaultOptions | undefined = flag("membership")
+  ? { ...Simulator.defaultFaults, weights: { ...Simulator.defaultFaults.weights, membership: 3 } }
+  : undefined
 
 const started = performance.now()
 const faults: Record<string, number> = {}
@@ -23,8 +29,12 @@ const failures: Array<Simulator.Result> = []
 let events = 0
 let operations = 0
 let unknown = 0
+const snapshots = { taken: 0, restoredAtStart: 0, installed: 0 }
 for (let seed = from; seed < from + count; seed++) {
-  const result = Simulator.run({ seed, nodes, durationMillis })
+  const result = Simulator.run({ seed, nodes, durationMillis, config, faults: membershipFaults })
+  snapshots.taken += result.snapshots.taken
+  snapshots.restoredAtStart += result.snapshots.restoredAtStart
+  snapshots.installed += result.snapshots.installed
   events += result.events
   operations += result.operations.ok
   unknown += result.operations.unknown
@@ -44,5 +54,8 @@ console.log(
     `${failures.length} with violations, ${(count / seconds).toFixed(1)} seeds/s, ${Math.round(events / seconds)} events/s`
 )
 console.log(`operations: ${operations} completed, ${unknown} of unknown outcome; all histories checked for linearizability`)
+console.log(
+  `snapshots: ${snapshots.taken} taken, ${snapshots.restoredAtStart} restored at start, ${snapshots.installed} installed from a leader`
+)
 console.log(`faults: ${Object.entries(faults).map(([kind, n]) => `${kind} ${n}`).join(", ")}`)
 process.exitCode = failures.length === 0 ? 0 : 1

@@ -37,6 +37,7 @@ import type * as Log from "../Log.js"
 import * as LogStore from "../LogStore.js"
 import * as Raft from "../Raft.js"
 import type * as RaftConfig from "../RaftConfig.js"
+import { FsmError } from "../RaftError.js"
 import * as SnapshotStore from "../SnapshotStore.js"
 import * as StableStore from "../StableStore.js"
 import * as MemoryNetwork from "../transport/MemoryNetwork.js"
@@ -143,6 +144,11 @@ export interface FaultOptions {
     readonly reboot: number
     readonly heal: number
     readonly lossyLinks: number
+    /**
+     * Through the leader, removes a follower from the configuration (`removeServer`), or, when one is out, adds
+     * it back (`addVoter`). Off (absent) in `defaultFaults`; after healing, every node is added back.
+     */
+    readonly membership?: number | undefined
   }
   /** The link conditions `lossyLinks` switches on (off again on heal). */
   readonly lossy: MemoryNetwork.LinkConditions
@@ -209,6 +215,8 @@ export interface Result {
   readonly faults: Readonly<Record<string, number>>
   readonly operations: { readonly ok: number; readonly unknown: number; readonly refused: number }
   readonly leadersElected: number
+  /** Snapshots the state machines took, restored when their node started, and installed from a leader while running. */
+  readonly snapshots: { readonly taken: number; readonly restoredAtStart: number; readonly installed: number }
   readonly linearizability: "Linearizable" | "NotLinearizable" | "Unknown" | "skipped"
 }
 
@@ -230,6 +238,16 @@ export const defaultFaults: FaultOptions = {
   baseline: { minDelayMillis: 0, maxDelayMillis: 3, dropRate: 0, duplicateRate: 0 }
 }
 
+/**
+ * Raft tunables that make nodes snapshot and compact every few dozen entries, keeping only a few behind: with
+ * them (`config: frequentSnapshots`), crashes restart from snapshots and lagging followers need InstallSnapshot.
+ */
+export const frequentSnapshots: Omit<RaftConfig.Input, "localId"> = {
+  snapshotThreshold: 24,
+  snapshotInterval: "25 millis",
+  trailingLogs: 8
+}
+
 // ---------------------------------------------------------------------------
 // The key-value state machine of the workload
 
@@ -241,7 +259,7 @@ export type KvOutput = Linearizability.KvOutput
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-/** A key-value map as an `Fsm`, over JSON-encoded commands. */
+/** A key-value map as an `Fsm`, over JSON-encoded commands, with snapshots of the whole map. */
 export const kvFsm = (): Fsm.Fsm & { readonly data: Map<string, string> } => {
   const data = new Map<string, string>()
   const apply = (log: Log.Log): KvOutput => {
@@ -262,7 +280,13 @@ export const kvFsm = (): Fsm.Fsm & { readonly data: Map<string, string> } => {
       }
     }
   }
-  return { ...Fsm.fromFunction(apply), data }
+  // A snapshot is the map as JSON pairs in key order, so equal states give equal bytes.
+  const save = () => encoder.encode(JSON.stringify(Array.from(data).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))))
+  const load = (bytes: Uint8Array) => {
+    data.clear()
+    for (const [key, value] of JSON.parse(decoder.decode(bytes)) as Array<[string, string]>) data.set(key, value)
+  }
+  return { ...Fsm.fromFunction(apply, { save, load }), data }
 }
 
 /**
@@ -272,7 +296,10 @@ export const kvFsm = (): Fsm.Fsm & { readonly data: Map<string, string> } => {
  * of the history against `model`).
  */
 export interface Workload<State, Input, Output> {
-  /** A fresh state machine, for every start and restart of a node. */
+  /**
+   * A fresh state machine, for every start and restart of a node. If it takes snapshots, equal states must give
+   * equal bytes: the simulator compares the states of nodes that applied the same commands (through snapshots).
+   */
   readonly fsm: () => Fsm.Fsm
   /** The sequential specification the history must be linearizable against. */
   readonly model: Linearizability.Model<State, Input, Output>
@@ -326,13 +353,17 @@ interface SimNode {
   readonly id: string
   readonly address: string
   readonly logs: LogStore.LogStore
-  /** Chained digest of the log up to each index, kept current by the tracked store. */
-  readonly prefix: Array<string>
   readonly stable: StableStore.StableStore
   readonly snapshots: SnapshotStore.SnapshotStore
   raft: Raft.Raft | undefined
   scope: Scope.CloseableScope | undefined
   incarnation: number
+  /** The last command index the current state machine's state includes (applied, or restored from a snapshot). */
+  appliedThrough: number
+  /** Captures the current state machine's state (undefined if it takes no snapshots). */
+  capture: Effect.Effect<{ readonly through: number; readonly bytes: Uint8Array } | undefined>
+  /** True while the node's layer is being built (a restore then is the one from its own snapshot store). */
+  starting: boolean
   // per incarnation, for the monotonic checks
   lastCommit: number
   lastApplied: number
@@ -373,50 +404,76 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
   }
 
   const size = Math.max(1, Math.min(7, options.nodes))
-  // Log matching, checked on every write: an (index, term) pair names one entry forever (one leader per
-  // term appends at an index once), so every log holding it must agree on everything before it.
-  const prefixOf = new Map<string, { readonly node: string; readonly prefix: string }>()
-  const trackedLogStore = (id: string, prefix: Array<string>): LogStore.LogStore => {
+  // Log matching, checked on every write. An (index, term) pair names one entry forever (one leader per term
+  // appends at an index once), so every log holding it must hold the same entry there, and the same term just
+  // before it. By induction over the indices, two logs that hold the same (index, term) then agree on every
+  // entry before it that both still hold: the Log Matching property. Checking neighbours only keeps the check
+  // correct when a log is compacted or starts after a snapshot (whose index and term stand for the entry before).
+  const entryOf = new Map<string, { readonly node: string; readonly key: string }>()
+  const prevTermOf = new Map<string, { readonly node: string; readonly term: number }>()
+  const noteEntry = (id: string, entry: Log.Log, prevTerm: number | undefined) => {
+    const at = `${entry.index}/${entry.term}`
+    const key = entryKey(entry)
+    const known = entryOf.get(at)
+    if (known === undefined) entryOf.set(at, { node: id, key })
+    else if (known.key !== key) {
+      violate("log matching", `${known.node} and ${id} hold different entries at ${at}`)
+      return
+    }
+    if (prevTerm === undefined) return
+    const before = prevTermOf.get(at)
+    if (before === undefined) prevTermOf.set(at, { node: id, term: prevTerm })
+    else if (before.term !== prevTerm) {
+      violate(
+        "log matching",
+        `${before.node} and ${id} both hold ${at} but differ before it (term ${before.term} vs ${prevTerm} at ${entry.index - 1})`
+      )
+    }
+  }
+  /** The term of the entry before `index` in a log (held, or covered by a snapshot ending there), if known. */
+  const termBefore = (logs: LogStore.LogStore, snapshots: SnapshotStore.SnapshotStore, index: number) =>
+    Effect.gen(function*() {
+      if (index <= 1) return 0
+      const held = Option.getOrUndefined(yield* Effect.option(logs.getLog(index - 1)))
+      if (held !== undefined) return held.term
+      const covering = (yield* Effect.orDie(snapshots.list)).find((meta) => meta.index === index - 1)
+      return covering?.term
+    })
+  const trackedLogStore = (id: string, snapshots: SnapshotStore.SnapshotStore): LogStore.LogStore => {
     const inner = LogStore.makeMemory()
-    const rehash = (from: number) =>
+    const check = (logs: ReadonlyArray<Log.Log>) =>
       Effect.gen(function*() {
-        const last = yield* inner.lastIndex
-        const first = yield* inner.firstIndex
-        prefix.length = Math.max(0, last + 1)
-        for (let index = Math.max(from, first, 1); index <= last; index++) {
-          const entry = Option.getOrUndefined(yield* Effect.option(inner.getLog(index)))
-          if (entry === undefined) break
-          const digest = hash(`${index === first ? "" : prefix[index - 1] ?? ""}|${entryKey(entry)}`)
-          prefix[index] = digest
-          const at = `${index}/${entry.term}`
-          const other = prefixOf.get(at)
-          if (other === undefined) prefixOf.set(at, { node: id, prefix: digest })
-          else if (other.prefix !== digest) {
-            violate("log matching", `${other.node} and ${id} both hold ${at} but differ before it`)
-            return
-          }
+        if (logs.length === 0) return
+        let prevTerm = yield* termBefore(inner, snapshots, logs[0]!.index)
+        for (const entry of logs) {
+          noteEntry(id, entry, prevTerm)
+          prevTerm = entry.term
         }
+        // An entry kept after the batch now follows the batch's last entry.
+        const last = logs[logs.length - 1]!
+        const next = Option.getOrUndefined(yield* Effect.option(inner.getLog(last.index + 1)))
+        if (next !== undefined) noteEntry(id, next, last.term)
       })
     return {
       ...inner,
-      storeLogs: (logs) =>
-        inner.storeLogs(logs).pipe(Effect.tap(() => logs.length === 0 ? Effect.void : rehash(logs[0]!.index))),
-      deleteRange: (min, max) => inner.deleteRange(min, max).pipe(Effect.tap(() => rehash(min)))
+      storeLogs: (logs) => inner.storeLogs(logs).pipe(Effect.tap(() => check(logs)))
     }
   }
   const nodes: Array<SimNode> = Array.from({ length: size }, (_, i) => {
     const id = `n${i + 1}`
-    const prefix: Array<string> = []
+    const snapshots = SnapshotStore.makeMemory()
     return {
       id,
       address: `mem://${id}`,
-      prefix,
-      logs: trackedLogStore(id, prefix),
+      logs: trackedLogStore(id, snapshots),
       stable: StableStore.makeMemory(),
-      snapshots: SnapshotStore.makeMemory(),
+      snapshots,
       raft: undefined,
       scope: undefined,
       incarnation: 0,
+      appliedThrough: 0,
+      capture: Effect.succeed(undefined),
+      starting: false,
       lastCommit: 0,
       lastApplied: 0,
       checkedCommit: 0,
@@ -432,10 +489,32 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
   const committed = new Map<number, string>() // index -> "term/type/data"
   const appliedAt = new Map<number, string>() // index -> command, across all FSMs
   let leadersElected = 0
+  const snapshotCounts = { taken: 0, restoredAtStart: 0, installed: 0 }
   const entryKey = (log: Log.Log) => `${log.term}/${log.type}/${decoder.decode(log.data)}`
   const sync = <A>(effect: Effect.Effect<A, unknown>): A => Effect.runSync(effect)
   const entryAt = (node: SimNode, index: number): Log.Log | undefined =>
     Option.getOrUndefined(sync(Effect.option(node.logs.getLog(index))))
+  /** A command between `from` and `to` (both exclusive) that `node`'s state machine should have applied, if any. */
+  const skippedCommand = (node: SimNode, from: number, to: number): number | undefined => {
+    for (let index = from + 1; index < to; index++) {
+      const key = committed.get(index)
+      const type = key !== undefined ? key.split("/")[1] : entryAt(node, index)?.type
+      if (type === "Command") return index
+    }
+    return undefined
+  }
+  // The digest of each state machine state seen (snapshots the nodes took, and every node's state at the end),
+  // by the last command index it includes: two states after the same commands must be equal.
+  const stateAt = new Map<number, { readonly node: string; readonly digest: number }>()
+  const noteState = (id: string, through: number, digest: number) => {
+    const known = stateAt.get(through)
+    if (known === undefined) stateAt.set(through, { node: id, digest })
+    else if (known.digest !== digest) {
+      violate("state-machine safety", `${known.node} and ${id} hold different states after command ${through}`)
+    }
+  }
+  const newestSnapshot = (node: SimNode): SnapshotStore.SnapshotMeta | undefined => sync(node.snapshots.list)[0]
+  const snapshotIndexOf = (node: SimNode): number => newestSnapshot(node)?.index ?? 0
 
   const checkStep = () => {
     for (const node of nodes) {
@@ -458,6 +537,8 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
       for (let index = node.checkedCommit + 1; index <= stats.commitIndex; index++) {
         const entry = entryAt(node, index)
         if (entry === undefined) {
+          // Compacted entries are covered by the node's snapshot; any other gap is a violation.
+          if (index <= snapshotIndexOf(node)) continue
           violate("leader completeness", `${node.id} committed ${index} but does not hold it`)
           break
         }
@@ -476,8 +557,21 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
           leadersElected++
           note(`${node.id} leads term ${stats.term} (last log ${stats.lastLogIndex}, commit ${stats.commitIndex})`)
           // A new leader must hold every entry committed before it.
+          const snapshot = newestSnapshot(node)
           for (const [index, key] of committed) {
             const entry = entryAt(node, index)
+            if (entry === undefined && snapshot !== undefined && index <= snapshot.index) {
+              // Covered by the leader's snapshot, which must at least end on the committed entry's term.
+              if (index === snapshot.index && !key.startsWith(`${snapshot.term}/`)) {
+                violate(
+                  "leader completeness",
+                  `${node.id}, leader of term ${stats.term}, has a snapshot ending at ${index} in term ` +
+                    `${snapshot.term}, but ${key} was committed there`
+                )
+                break
+              }
+              continue
+            }
             if (entry === undefined || entryKey(entry) !== key) {
               violate(
                 "leader completeness",
@@ -494,22 +588,17 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
   }
 
   const checkLogMatching = () => {
-    const seen = new Map<string, { readonly node: string; readonly prefix: string }>()
     for (const node of nodes) {
       const first = sync(node.logs.firstIndex)
       const last = sync(node.logs.lastIndex)
-      let prefix = ""
-      for (let index = first; index <= last && first > 0; index++) {
+      if (first === 0) continue
+      let prevTerm = sync(termBefore(node.logs, node.snapshots, first))
+      for (let index = first; index <= last; index++) {
         const entry = entryAt(node, index)
         if (entry === undefined) break
-        prefix = hash(`${prefix}|${entryKey(entry)}`)
-        const at = `${index}/${entry.term}`
-        const other = seen.get(at)
-        if (other === undefined) seen.set(at, { node: node.id, prefix })
-        else if (other.prefix !== prefix) {
-          violate("log matching", `${other.node} and ${node.id} both hold ${at} but differ before it`)
-          return
-        }
+        noteEntry(node.id, entry, prevTerm)
+        if (violation !== undefined) return
+        prevTerm = entry.term
       }
     }
   }
@@ -523,21 +612,78 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
       node.lastApplied = 0
       node.checkedCommit = 0
       const fsm = workload.fsm()
-      const recording: Fsm.Fsm = {
-        ...fsm,
-        applyBatch: (logs) =>
-          Effect.suspend(() => {
-            for (const log of logs) {
-              const command = decoder.decode(log.data)
-              const known = appliedAt.get(log.index)
-              if (known === undefined) appliedAt.set(log.index, command)
-              else if (known !== command) {
-                violate("state-machine safety", `${node.id} applied ${command} at ${log.index}, another node ${known}`)
+      // `node.appliedThrough` is the last command index this state machine's state includes, applied or
+      // restored. Each snapshot's bytes are prefixed with it (`<index>\n`), so it travels with the snapshot through
+      // the store and InstallSnapshot, and a restore tells exactly which commands the state holds: entries a
+      // snapshot covers must not be applied again, and none after it may be skipped.
+      node.appliedThrough = 0
+      const applyBatch = (logs: ReadonlyArray<Log.Log>) =>
+        Effect.suspend(() => {
+          for (const log of logs) {
+            if (log.index <= node.appliedThrough) {
+              violate(
+                "state-machine safety",
+                `${node.id} applied ${log.index} again (its state includes up to ${node.appliedThrough})`
+              )
+            } else {
+              const skipped = skippedCommand(node, node.appliedThrough, log.index)
+              if (skipped !== undefined) {
+                violate("state-machine safety", `${node.id} applied ${log.index} but never command ${skipped} before it`)
               }
             }
-            return fsm.applyBatch(logs)
+            node.appliedThrough = log.index
+            const command = decoder.decode(log.data)
+            const known = appliedAt.get(log.index)
+            if (known === undefined) appliedAt.set(log.index, command)
+            else if (known !== command) {
+              violate("state-machine safety", `${node.id} applied ${command} at ${log.index}, another node ${known}`)
+            }
+          }
+          return fsm.applyBatch(logs)
+        })
+      const recording: Fsm.Fsm = {
+        apply: (log) => Effect.map(applyBatch([log]), (responses) => responses[0]),
+        applyBatch,
+        snapshot: Effect.suspend(() => {
+          const through = node.appliedThrough
+          return Effect.map(fsm.snapshot, (snapshot): Fsm.FsmSnapshot => {
+            snapshotCounts.taken++
+            // Digest the state's bytes as the node reads them: equal command indexes must hold equal states.
+            let digest = FNV_OFFSET
+            const state = Stream.mapChunks(snapshot.data, (chunks) => {
+              for (const bytes of chunks) digest = digestBytes(digest, bytes)
+              return chunks
+            })
+            return {
+              data: Stream.succeed(encoder.encode(`${through}\n`)).pipe(
+                Stream.concat(state),
+                Stream.concat(Stream.drain(Stream.fromEffect(Effect.sync(() => noteState(node.id, through, digest)))))
+              ),
+              release: snapshot.release
+            }
+          })
+        }),
+        restore: (data) =>
+          Effect.gen(function*() {
+            const bytes = yield* Fsm.collect(data)
+            const newline = bytes.indexOf(10)
+            const through = newline < 0 ? Number.NaN : Number(decoder.decode(bytes.subarray(0, newline)))
+            if (!Number.isInteger(through)) {
+              return yield* new FsmError({ operation: "restore", reason: "snapshot bytes lack the simulator's header" })
+            }
+            yield* fsm.restore(Stream.succeed(bytes.subarray(newline + 1)))
+            node.appliedThrough = through
+            if (node.starting) snapshotCounts.restoredAtStart++
+            else snapshotCounts.installed++
+            note(`${node.id} restores a snapshot through command ${through}${node.starting ? " at start" : ""}`)
           })
       }
+      node.capture = Effect.gen(function*() {
+        const through = node.appliedThrough
+        const snapshot = yield* fsm.snapshot
+        const bytes = yield* Effect.ensuring(Fsm.collect(snapshot.data), snapshot.release)
+        return { through, bytes }
+      }).pipe(Effect.orElseSucceed(() => undefined))
       const scope = yield* Scope.make()
       const layer = Raft.layer({ localId: node.id, ...fastTimers, ...options.config }).pipe(
         Layer.provide([
@@ -550,7 +696,10 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
           )
         ])
       )
-      const context = yield* Layer.buildWithScope(layer, scope)
+      node.starting = true
+      const context = yield* Layer.buildWithScope(layer, scope).pipe(Effect.ensuring(Effect.sync(() => {
+        node.starting = false
+      })))
       const raft = Context.get(context, Raft.Raft)
       node.raft = raft
       node.scope = scope
@@ -636,7 +785,9 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
 
   const nemesis = Effect.gen(function*() {
     const w = faultOptions.weights
-    const kinds = Object.entries(w).filter(([, weight]) => weight > 0)
+    const kinds = Object.entries(w).flatMap(([name, weight]) =>
+      weight !== undefined && weight > 0 ? [[name, weight] as const] : []
+    )
     const total = kinds.reduce((n, [, weight]) => n + weight, 0)
     if (total === 0) return
     while (true) {
@@ -721,6 +872,31 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
           note("heal")
           break
         }
+        case "membership": {
+          const leader = currentLeader()
+          if (leader === undefined) break
+          const raft = leader.raft!
+          const { configuration: current } = yield* raft.getConfiguration
+          const out = nodes.filter((n) => !Configuration.isVoter(current, n.id))
+          const adding = out.length > 0
+          const node = yield* pick(adding ? out : nodes.filter((n) => n !== leader))
+          const verb = adding ? "add" : "remove"
+          const request = adding
+            ? raft.addVoter(node.id, node.address, { timeout: 500 })
+            : raft.removeServer(node.id, { timeout: 500 })
+          note(`${verb} ${node.id} (asked of leader ${leader.id})`)
+          // The change completes when it commits, or not: the nemesis does not wait for it.
+          yield* request.pipe(
+            Effect.exit,
+            Effect.flatMap((exit) =>
+              Effect.sync(() =>
+                note(`${verb} ${node.id}: ${Exit.isSuccess(exit) ? `committed at ${exit.value}` : Cause.squash(exit.cause)}`)
+              )
+            ),
+            Effect.forkIn(rootScope)
+          )
+          break
+        }
         case "lossyLinks": {
           yield* network.setConditions(faultOptions.lossy)
           note(`lossy links ${JSON.stringify(faultOptions.lossy)}`)
@@ -756,7 +932,11 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
     // Heal everything, then a leader must commit within the bound.
     yield* network.heal
     yield* network.setConditions(faultOptions.baseline)
-    for (const node of nodes) if (node.raft === undefined) yield* startNode(node)
+    for (const node of nodes) {
+      // A node removed from the configuration may have shut itself down (`shutdownOnRemove`): restart it too.
+      if (node.raft !== undefined && sync(node.raft.state) === "Shutdown") yield* stopNode(node)
+      if (node.raft === undefined) yield* startNode(node)
+    }
     note("heal all, restart all")
     const healedAt = clock.now
     // Settled: every node on the leader's term and following it, and the leader has committed in that term.
@@ -771,7 +951,16 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
     let committedAfterHeal = false
     while (clock.now - healedAt < livenessBound && !committedAfterHeal) {
       const leader = currentLeader()
-      if (leader !== undefined && settled(leader)) {
+      const out = leader === undefined
+        ? []
+        : nodes.filter((node) => !Configuration.isVoter(sync(leader.raft!.getConfiguration).configuration, node.id))
+      if (leader !== undefined && out.length > 0) {
+        // Membership faults left servers out: add each back before the cluster can settle.
+        for (const node of out) {
+          const exit = yield* leader.raft!.addVoter(node.id, node.address, { timeout: 500 }).pipe(Effect.exit)
+          note(`add ${node.id} back after healing: ${Exit.isSuccess(exit) ? "committed" : Cause.squash(exit.cause)}`)
+        }
+      } else if (leader !== undefined && settled(leader)) {
         // A barrier goes through the log like any write, without a command the FSM must understand.
         const probe = yield* leader.raft!.barrier({ timeout: "100 millis" }).pipe(
           Effect.timeout("1 second"),
@@ -789,6 +978,16 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
     yield* Effect.sleep(options.calmMillis ?? 1000)
     stopping = true
     yield* Fiber.joinAll(clients)
+    // Let every node apply what was committed, then compare the state machines (equal commands, equal states).
+    for (let waited = 0; waited < 200; waited += 10) {
+      const applied = new Set(running().map((node) => node.appliedThrough))
+      if (applied.size <= 1) break
+      yield* Effect.sleep(10)
+    }
+    for (const node of running()) {
+      const captured = yield* node.capture
+      if (captured !== undefined) noteState(node.id, captured.through, digestBytes(FNV_OFFSET, captured.bytes))
+    }
     for (const node of nodes) yield* stopNode(node)
   })
 
@@ -860,16 +1059,18 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
     faults,
     operations: counts,
     leadersElected,
+    snapshots: snapshotCounts,
     linearizability
   }
 }
 
-/** A short, stable digest of a string (FNV-1a, 32 bits), for prefix comparison. */
-const hash = (text: string): string => {
-  let h = 0x811c9dc5
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i)
+const FNV_OFFSET = 0x811c9dc5
+/** Continues a 32-bit FNV-1a digest over `bytes`. */
+const digestBytes = (digest: number, bytes: Uint8Array): number => {
+  let h = digest
+  for (let i = 0; i < bytes.length; i++) {
+    h ^= bytes[i]!
     h = Math.imul(h, 0x01000193)
   }
-  return (h >>> 0).toString(36)
+  return h >>> 0
 }

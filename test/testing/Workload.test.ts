@@ -5,7 +5,7 @@ import * as Random from "effect/Random"
 import * as Fsm from "../../src/Fsm.js"
 import type * as Linearizability from "../../src/testing/Linearizability.js"
 import * as Simulator from "../../src/testing/Simulator.js"
-import { range } from "./simulation.js"
+import { range, turn } from "./simulation.js"
 
 type Input = { readonly op: "add"; readonly n: number } | { readonly op: "read" }
 type Output = number
@@ -31,6 +31,11 @@ const counterWorkload = (staleReads = false): Simulator.Workload<number, Input, 
       previous = total
       total += input.n
       return total
+    }, {
+      save: () => new TextEncoder().encode(JSON.stringify([total, previous])),
+      load: (bytes) => {
+        ;[total, previous] = JSON.parse(new TextDecoder().decode(bytes)) as [number, number]
+      }
     })
   },
   model: counterModel,
@@ -47,10 +52,26 @@ const counterWorkload = (staleReads = false): Simulator.Workload<number, Input, 
 describe("Simulator with a user's state machine", () => {
   it("a counter FSM passes the same checks under faults", async () => {
     for (const seed of range(1, 20)) {
+      await turn()
       const result = Simulator.run({ seed, nodes: 3, durationMillis: 1500, workload: counterWorkload() })
       assert.isTrue(result.ok, `seed ${seed}: ${result.violation?.property}: ${result.violation?.detail}`)
       assert.strictEqual(result.linearizability, "Linearizable")
       assert.isAbove(result.operations.ok, 50)
+    }
+  }, 120_000)
+
+  it("a counter FSM passes the same checks when nodes snapshot, compact and restore every few dozen entries", async () => {
+    for (const seed of range(21, 25)) {
+      await turn()
+      const result = Simulator.run({
+        seed,
+        nodes: 3,
+        durationMillis: 1500,
+        workload: counterWorkload(),
+        config: Simulator.frequentSnapshots
+      })
+      assert.isTrue(result.ok, `seed ${seed}: ${result.violation?.property}: ${result.violation?.detail}`)
+      assert.strictEqual(result.linearizability, "Linearizable")
     }
   }, 120_000)
 

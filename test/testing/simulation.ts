@@ -3,7 +3,7 @@ import { assert } from "@effect/vitest"
 import * as Simulator from "../../src/testing/Simulator.js"
 
 /** One event-loop turn: a run of seeds is synchronous, and the test worker must keep answering its runner. */
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
+export const turn = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve))
 
 /** Runs `seeds` and fails with the first violation's seed, property and trace (replay: `npm run sim -- --seed S`). */
 export const assertSeedsPass = async (

@@ -1,0 +1,338 @@
+/**
+ * The durable `LogStore` and `StableStore` of a node, on one LMDB environment
+ * (the `lmdb` package): the role raft-boltdb plays for hashicorp/raft.
+ *
+ * - Every write is a synced LMDB transaction (`overlappingSync` off: the data
+ *   pages are fdatasync'ed, then the meta page is written synchronously), and
+ *   its effect succeeds only once that commit returned. A `storeLogs` batch is
+ *   one transaction; writes that arrive while a commit is in flight are queued
+ *   by lmdb's writer thread into the next one (group commit).
+ * - Log entries are keyed by index in key order, so first and last index are
+ *   one cursor step each; `deleteRange` is one transaction.
+ * - Every value starts with a CRC-32 of the rest, bound to its key (the log
+ *   index is stored inside the value and compared with the key; a stable value's
+ *   CRC is seeded with its key): a corrupt or truncated value fails the read with
+ *   a `StorageError`, never returns wrong data.
+ * - A format record (`meta/format`) names the on-disk format; opening a store of
+ *   another version, or an environment with data but no record, fails.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as lmdb from "lmdb"
+import { crc32 } from "node:zlib"
+import type { Log, LogType } from "../Log.js"
+import { LogStore } from "../LogStore.js"
+import { LogNotFound, StorageError } from "../RaftError.js"
+import { StableStore } from "../StableStore.js"
+
+/** The on-disk format this module writes and reads. */
+export const FORMAT_VERSION: number = 1
+
+/** Where and how to open the environment. */
+export interface Options {
+  /** A directory (created if missing) holding `data.mdb` and `lock.mdb`. */
+  readonly path: string
+  /** Initial size of the memory map in bytes; lmdb grows it as the data grows. */
+  readonly mapSize?: number | undefined
+  /** Open without writing (e.g. to inspect a store); every write then fails with a `StorageError`. */
+  readonly readOnly?: boolean | undefined
+}
+
+/** Counters of the environment, for benchmarks: synced commits against entries stored. */
+export interface Stats {
+  /** LMDB write transactions committed (each one synced), since open. */
+  readonly commits: number
+  /** `storeLogs` calls that succeeded, since open. */
+  readonly storeLogsCalls: number
+  /** Log entries stored by them. */
+  readonly entriesStored: number
+}
+
+/** Both services over one environment, plus its counters. */
+export interface LmdbStore {
+  readonly logs: LogStore
+  readonly stable: StableStore
+  /** The environment's counters now. */
+  readonly stats: Effect.Effect<Stats>
+}
+
+// ---------------------------------------------------------------- encoding
+
+const TYPES: ReadonlyArray<LogType> = ["Command", "Noop", "Barrier", "Configuration"]
+const TYPE_CODE: Record<LogType, number> = { Command: 0, Noop: 1, Barrier: 2, Configuration: 3 }
+const LOG_HEADER = 21 // crc 4 | index 8 | term 8 | type 1
+const TWO_32 = 0x1_0000_0000
+
+const writeUint64 = (view: DataView, offset: number, value: number): void => {
+  view.setUint32(offset, Math.floor(value / TWO_32))
+  view.setUint32(offset + 4, value >>> 0)
+}
+const readUint64 = (view: DataView, offset: number): number =>
+  view.getUint32(offset) * TWO_32 + view.getUint32(offset + 4)
+
+/** crc | index | term | type | data; the CRC covers everything after it. */
+const encodeLog = (log: Log): Uint8Array => {
+  const bytes = new Uint8Array(LOG_HEADER + log.data.length)
+  const view = new DataView(bytes.buffer)
+  writeUint64(view, 4, log.index)
+  writeUint64(view, 12, log.term)
+  bytes[20] = TYPE_CODE[log.type]
+  bytes.set(log.data, LOG_HEADER)
+  view.setUint32(0, crc32(bytes.subarray(4)))
+  return bytes
+}
+
+/** The entry, or a reason it cannot be trusted. */
+const decodeLog = (index: number, bytes: Uint8Array): Log | string => {
+  if (bytes.length < LOG_HEADER) return `entry ${index} is truncated (${bytes.length} bytes)`
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (view.getUint32(0) !== crc32(bytes.subarray(4))) return `entry ${index} fails its checksum`
+  const stored = readUint64(view, 4)
+  if (stored !== index) return `entry under key ${index} holds index ${stored}`
+  const type = TYPES[bytes[20]!]
+  if (type === undefined) return `entry ${index} has unknown type ${bytes[20]}`
+  return {
+    index,
+    term: readUint64(view, 12),
+    type,
+    // A plain Uint8Array view of lmdb's copy (not a Buffer), as the other stores hand out.
+    data: new Uint8Array(bytes.buffer, bytes.byteOffset + LOG_HEADER, bytes.length - LOG_HEADER)
+  }
+}
+
+const textEncoder = new TextEncoder()
+
+/** crc | value, the CRC seeded with the key's bytes so a value moved to another key is caught. */
+const encodeValue = (key: string, value: Uint8Array): Uint8Array => {
+  const bytes = new Uint8Array(4 + value.length)
+  bytes.set(value, 4)
+  new DataView(bytes.buffer).setUint32(0, crc32(value, crc32(textEncoder.encode(key))))
+  return bytes
+}
+
+const decodeValue = (key: string, bytes: Uint8Array): Uint8Array | string => {
+  if (bytes.length < 4) return `value of ${key} is truncated (${bytes.length} bytes)`
+  const value = bytes.slice(4)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  return view.getUint32(0) === crc32(value, crc32(textEncoder.encode(key)))
+    ? value
+    : `value of ${key} fails its checksum`
+}
+
+// Stable keys live in two namespaces, as in the memory store: bytes and numbers.
+const bytesKey = (key: string): string => `b:${key}`
+const numberKey = (key: string): string => `u:${key}`
+
+// ---------------------------------------------------------------- errors
+
+const reasonOf = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
+
+const failure = (operation: string) => (cause: unknown): StorageError =>
+  new StorageError({ operation, reason: reasonOf(cause), cause })
+
+/** A synchronous lmdb call, its exception mapped to a `StorageError` naming the operation. */
+const attemptSync = <A>(operation: string, f: () => A): Effect.Effect<A, StorageError> =>
+  Effect.try({ try: f, catch: failure(operation) })
+
+/** An lmdb write: `f` queues the puts/removes (in this event turn, so one transaction) and returns its promise. */
+const commitAsync = (operation: string, f: () => Promise<unknown> | undefined): Effect.Effect<void, StorageError> =>
+  Effect.asVoid(Effect.tryPromise({
+    try: () => f() ?? Promise.resolve(true),
+    catch: (cause) => {
+      // A failed commit (e.g. a full disk) rejects with "Commit failed" and a second promise, `commitError`, that
+      // rejects later with the cause; unobserved, that one would end the process as an unhandled rejection.
+      const later = typeof cause === "object" && cause !== null && "commitError" in cause ? cause.commitError : undefined
+      if (later instanceof Promise) later.then(undefined, () => undefined)
+      return failure(operation)(cause)
+    }
+  }))
+
+// ---------------------------------------------------------------- the store
+
+type Db = lmdb.Database<Uint8Array, lmdb.Key>
+
+const openEnvironment = (options: Options): Effect.Effect<lmdb.RootDatabase<Uint8Array, lmdb.Key>, StorageError> =>
+  attemptSync("open", () =>
+    lmdb.open<Uint8Array, lmdb.Key>({
+      // Counts commits (getStats().txns), for the benchmark's entries-per-fsync figure; not in lmdb's typings.
+      ...{ trackMetrics: true },
+      path: options.path,
+      noSubdir: false,
+      // Synced commits: a write's promise resolves after fdatasync of the data and the synchronous meta write.
+      overlappingSync: false,
+      noSync: false,
+      noMetaSync: false,
+      encoding: "binary",
+      maxDbs: 4,
+      ...(options.mapSize === undefined ? {} : { mapSize: options.mapSize }),
+      ...(options.readOnly === true ? { readOnly: true } : {})
+    }))
+
+/** Checks (or, in a new environment, writes) the format record. */
+const checkFormat = (
+  meta: Db,
+  logs: Db,
+  stable: Db,
+  readOnly: boolean
+): Effect.Effect<void, StorageError> =>
+  Effect.gen(function*() {
+    const raw = yield* attemptSync("open", () => meta.getBinary("format"))
+    if (raw === undefined) {
+      const empty = yield* attemptSync("open", () => logs.getKeysCount({ limit: 1 }) === 0 && stable.getKeysCount({ limit: 1 }) === 0)
+      if (!empty) {
+        return yield* Effect.fail(
+          new StorageError({ operation: "open", reason: "the environment holds data but no format record: not a store of this format" })
+        )
+      }
+      if (readOnly) return
+      const record = new Uint8Array(4)
+      new DataView(record.buffer).setUint32(0, FORMAT_VERSION)
+      yield* commitAsync("open", () => meta.put("format", encodeValue("format", record)))
+      return
+    }
+    const decoded = decodeValue("format", raw)
+    if (typeof decoded === "string" || decoded.length !== 4) {
+      return yield* Effect.fail(new StorageError({ operation: "open", reason: "the format record is corrupt" }))
+    }
+    const version = new DataView(decoded.buffer, decoded.byteOffset).getUint32(0)
+    if (version !== FORMAT_VERSION) {
+      return yield* Effect.fail(
+        new StorageError({
+          operation: "open",
+          reason: `the store has format version ${version}; this library reads version ${FORMAT_VERSION} only`
+        })
+      )
+    }
+  })
+
+/**
+ * Opens the environment at `options.path` and returns both services over it;
+ * the environment closes with the scope. Fails with a `StorageError` naming
+ * `open` when the path cannot be opened or holds another format.
+ */
+export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, Scope.Scope> =>
+  Effect.gen(function*() {
+    // lmdb throws an uncaught exception from a timer (and never settles the write) when a write is queued on a
+    // closed environment, so operations check this flag first and fail with a StorageError instead.
+    let closed = false
+    const root = yield* Effect.acquireRelease(openEnvironment(options), (env) =>
+      Effect.suspend(() => {
+        closed = true
+        return Effect.tryPromise(() => env.close())
+      }).pipe(Effect.catchAll((error) => Effect.logWarning("closing the LMDB environment failed", error))))
+    const whenOpen = (operation: string) =>
+      closed ? Effect.fail(new StorageError({ operation, reason: "the store is closed" })) : Effect.void
+    const attempt = <A>(operation: string, f: () => A): Effect.Effect<A, StorageError> =>
+      Effect.suspend(() => Effect.zipRight(whenOpen(operation), attemptSync(operation, f)))
+    const commit = (operation: string, f: () => Promise<unknown> | undefined): Effect.Effect<void, StorageError> =>
+      Effect.suspend(() => Effect.zipRight(whenOpen(operation), commitAsync(operation, f)))
+    const openDb = (name: string) =>
+      attempt("open", () => root.openDB<Uint8Array, lmdb.Key>({ name, encoding: "binary" }))
+    const meta = yield* openDb("meta")
+    const logDb = yield* openDb("logs")
+    const stableDb = yield* openDb("stable")
+    yield* checkFormat(meta, logDb, stableDb, options.readOnly === true)
+
+    let storeLogsCalls = 0
+    let entriesStored = 0
+
+    const edge = (operation: string, reverse: boolean) =>
+      attempt(operation, () => {
+        for (const key of logDb.getKeys({ limit: 1, reverse })) return key as number
+        return 0
+      })
+
+    const readLog = (operation: string, index: number): Effect.Effect<Log, LogNotFound | StorageError> =>
+      Effect.flatMap(attempt(operation, () => logDb.getBinary(index)), (raw): Effect.Effect<Log, LogNotFound | StorageError> => {
+        if (raw === undefined) return Effect.fail(new LogNotFound({ index }))
+        const log = decodeLog(index, raw)
+        return typeof log === "string" ? Effect.fail(new StorageError({ operation, reason: log })) : Effect.succeed(log)
+      })
+
+    const logs: LogStore = {
+      firstIndex: edge("firstIndex", false),
+      lastIndex: edge("lastIndex", true),
+      getLog: (index) => readLog("getLog", index),
+      getLogs: (from, to) =>
+        Effect.flatMap(
+          attempt("getLogs", () => {
+            const out: Array<Log> = []
+            let expected = from
+            for (const { key, value } of logDb.getRange({ start: from, end: to + 1 })) {
+              const index = key as number
+              if (index !== expected) return expected
+              const log = decodeLog(index, value)
+              if (typeof log === "string") return log
+              out.push(log)
+              expected++
+            }
+            return expected > to ? out : expected
+          }),
+          (result): Effect.Effect<ReadonlyArray<Log>, LogNotFound | StorageError> =>
+            typeof result === "number"
+              ? Effect.fail(new LogNotFound({ index: result }))
+              : typeof result === "string"
+              ? Effect.fail(new StorageError({ operation: "getLogs", reason: result }))
+              : Effect.succeed(result)
+        ),
+      storeLogs: (entries) =>
+        entries.length === 0 ? Effect.void : commit("storeLogs", () => {
+          let last: Promise<boolean> | undefined
+          for (const log of entries) last = logDb.put(log.index, encodeLog(log))
+          return last
+        }).pipe(Effect.tap(() => {
+          storeLogsCalls++
+          entriesStored += entries.length
+        })),
+      deleteRange: (min, max) =>
+        min > max ? Effect.void : commit("deleteRange", () =>
+          // Inside the write transaction, so it also sees entries queued by writes not yet committed.
+          logDb.transaction(() => {
+            for (const key of logDb.getKeys({ start: min, end: max + 1 })) logDb.remove(key)
+          }))
+    }
+
+    const readStable = (operation: string, key: string, stored: string) =>
+      Effect.flatMap(attempt(operation, () => stableDb.getBinary(stored)), (raw) => {
+        if (raw === undefined) return Effect.succeed(Option.none<Uint8Array>())
+        const value = decodeValue(stored, raw)
+        return typeof value === "string"
+          ? Effect.fail(new StorageError({ operation, reason: `${value} (key ${key})` }))
+          : Effect.succeed(Option.some(value))
+      })
+
+    const stable: StableStore = {
+      get: (key) => readStable("get", key, bytesKey(key)),
+      set: (key, value) => commit("set", () => stableDb.put(bytesKey(key), encodeValue(bytesKey(key), value))),
+      getUint64: (key) =>
+        Effect.flatMap(readStable("getUint64", key, numberKey(key)), (value) => {
+          if (Option.isNone(value)) return Effect.succeed(0)
+          if (value.value.length !== 8) {
+            return Effect.fail(new StorageError({ operation: "getUint64", reason: `value of ${key} is not 8 bytes` }))
+          }
+          return Effect.succeed(readUint64(new DataView(value.value.buffer, value.value.byteOffset), 0))
+        }),
+      setUint64: (key, value) =>
+        Effect.suspend(() => {
+          const bytes = new Uint8Array(8)
+          writeUint64(new DataView(bytes.buffer), 0, value)
+          return commit("setUint64", () => stableDb.put(numberKey(key), encodeValue(numberKey(key), bytes)))
+        })
+    }
+
+    const stats = Effect.sync((): Stats => {
+      const raw = root.getStats() as { readonly txns?: number }
+      return { commits: raw.txns ?? 0, storeLogsCalls, entriesStored }
+    })
+
+    return { logs, stable, stats }
+  })
+
+/** A `LogStore` and a `StableStore` on one LMDB environment at `options.path`, closed with the layer's scope. */
+export const layer = (options: Options): Layer.Layer<LogStore | StableStore, StorageError> =>
+  Layer.scopedContext(
+    Effect.map(make(options), (store) => Context.make(LogStore, store.logs).pipe(Context.add(StableStore, store.stable)))
+  )
