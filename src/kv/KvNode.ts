@@ -18,6 +18,7 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import { createServer } from "node:http"
+import { join } from "node:path"
 import * as Configuration from "../Configuration.js"
 import * as LogStore from "../LogStore.js"
 import * as Raft from "../Raft.js"
@@ -25,6 +26,8 @@ import type * as RaftConfig from "../RaftConfig.js"
 import type { BindError, RaftConfigError, StorageError } from "../RaftError.js"
 import * as SnapshotStore from "../SnapshotStore.js"
 import * as StableStore from "../StableStore.js"
+import * as LmdbStore from "../storage/LmdbStore.js"
+import * as LogCache from "../storage/LogCache.js"
 import * as TcpTransport from "../transport/TcpTransport.js"
 import type { Transport } from "../Transport.js"
 import * as FaultSwitch from "./FaultSwitch.js"
@@ -142,22 +145,29 @@ export const fastTimers: Omit<RaftConfig.Input, "localId"> = {
 }
 
 /**
- * The production storage and transport of `kv node`: the TCP transport listening on `raftAddress`, and (until the
- * LMDB store lands on main) memory stores, so a restarted process starts empty.
+ * The production storage and transport of `kv node`: the LMDB log (behind a cache of recent entries) and stable
+ * store in `<dataDir>/raft`, file snapshots in `<dataDir>/snapshots`, and the TCP transport listening on
+ * `raftAddress`.
  */
 export const durable = (options: {
   readonly dataDir: string
   readonly raftAddress: string
-}): Layer.Layer<Infrastructure, BindError> =>
-  Layer.mergeAll(
-    LogStore.layerMemory,
-    StableStore.layerMemory,
-    SnapshotStore.layerMemory,
+}): Layer.Layer<Infrastructure, StorageError | BindError> => {
+  const lmdb = LmdbStore.layer({ path: join(options.dataDir, "raft") })
+  // Context.merge keeps the later service: the cache in front of the same LMDB log wins.
+  const stores = Layer.merge(lmdb, LogCache.layer(logCacheEntries).pipe(Layer.provide(lmdb)))
+  return Layer.mergeAll(
+    stores,
+    SnapshotStore.layerFile(join(options.dataDir, "snapshots")),
     TcpTransport.layer({
       bind: parseAddress(options.raftAddress) ?? { host: "127.0.0.1", port: 0 },
       advertise: options.raftAddress
     })
   )
+}
+
+/** Recent log entries kept in memory in front of the LMDB log, so replication reads do not hit the disk. */
+export const logCacheEntries: number = 4096
 
 /** Memory storage and a memory-network transport: for tests in one process. */
 export const inMemory = (
