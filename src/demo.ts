@@ -1,5 +1,5 @@
 /**
- * `npm start`: a 3-node cluster in one process, on the memory network and
+ * `npm run demo`: a 3-node cluster in one process, on the memory network and
  * memory stores, with hashicorp's default timers. A few clients apply commands
  * to whoever is leader; about once a second a line shows the leader, its term,
  * its commit index and the throughput. Halfway through, the leader is cut off
@@ -7,7 +7,7 @@
  * a failover and the old leader rejoining as a follower. It ends by itself
  * after `--seconds N` (10 by default) or on Ctrl-C, closing every node.
  *
- *   npm start -- [--seconds 10] [--clients 4] [--verbose]
+ *   npm run demo -- [--seconds 10] [--clients 4] [--verbose]
  *
  * Each client keeps 16 commands in flight at a time.
  */

@@ -1,0 +1,204 @@
+/**
+ * The `kv` command line, on `@effect/cli`:
+ *
+ *   kv node --id n1 --raft-addr 127.0.0.1:7001 --http-addr 127.0.0.1:8001 --data-dir data/n1
+ *           [--peer n2,127.0.0.1:7002,127.0.0.1:8002 ...] [--bootstrap] [--join 127.0.0.1:8001] [--faults] [--fast]
+ *   kv cluster [--nodes 3] [--data-dir data] [--raft-port 7001] [--http-port 8001]   (what `npm start` runs)
+ *   kv status --http-addr 127.0.0.1:8001
+ *   kv put KEY VALUE | kv get KEY [--stale] | kv delete KEY   [--http-addr 127.0.0.1:8001]
+ *
+ * `node` runs until SIGINT or SIGTERM, then closes its HTTP server, shuts
+ * its Raft node down and closes its stores. `cluster` runs `node` three times
+ * as child processes (logs in each node's data directory), waits for a
+ * leader, prints where everything is and how to try it, and stops the three
+ * cleanly on Ctrl-C.
+ */
+import * as Args from "@effect/cli/Args"
+import type * as CliApp from "@effect/cli/CliApp"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import type * as ValidationError from "@effect/cli/ValidationError"
+import type * as CommandExecutor from "@effect/platform/CommandExecutor"
+import type { PlatformError } from "@effect/platform/Error"
+import type * as HttpApiError from "@effect/platform/HttpApiError"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import type { ServeError } from "@effect/platform/HttpServerError"
+import * as Console from "effect/Console"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type { ParseError } from "effect/ParseResult"
+import type * as Scope from "effect/Scope"
+import type { BindError, RaftConfigError, StorageError } from "../RaftError.js"
+import * as Http from "./Http.js"
+import type * as KvError from "./KvError.js"
+import * as KvNode from "./KvNode.js"
+import * as Launcher from "./Launcher.js"
+
+/** A command-line value that does not parse. */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason: string }> {
+  override get message(): string {
+    return this.reason
+  }
+}
+
+const httpAddr = Options.text("http-addr").pipe(
+  Options.withDescription("HTTP address (host:port) of a node of the cluster"),
+  Options.withDefault("127.0.0.1:8001")
+)
+
+/** Parses "id,raft-host:port,http-host:port". */
+const parsePeer = (text: string): KvNode.Peer | undefined => {
+  const [id, raftAddress, httpAddress, ...rest] = text.split(",")
+  return id === undefined || raftAddress === undefined || httpAddress === undefined || rest.length > 0 ||
+      KvNode.parseAddress(raftAddress) === undefined || KvNode.parseAddress(httpAddress) === undefined
+    ? undefined
+    : { id, raftAddress, httpAddress }
+}
+
+const nodeCommand = Command.make("node", {
+  id: Options.text("id").pipe(Options.withDescription("this server's unique id")),
+  raftAddr: Options.text("raft-addr").pipe(Options.withDescription("host:port of the Raft transport")),
+  httpAddr: Options.text("http-addr").pipe(Options.withDescription("host:port of the HTTP API")),
+  dataDir: Options.directory("data-dir").pipe(Options.withDescription("where the log, stable store and snapshots live")),
+  peers: Options.text("peer").pipe(
+    Options.withDescription("another initial member as id,raft-addr,http-addr (repeat for each)"),
+    Options.repeated
+  ),
+  bootstrap: Options.boolean("bootstrap").pipe(
+    Options.withDescription("write the first configuration (this node and its --peer list) if the data dir is empty")
+  ),
+  join: Options.text("join").pipe(
+    Options.withDescription("HTTP address of a member to ask to add this node"),
+    Options.optional
+  ),
+  faults: Options.boolean("faults").pipe(Options.withDescription("enable POST /admin/faults (tests only)")),
+  fast: Options.boolean("fast").pipe(Options.withDescription("timers ten times shorter than hashicorp's defaults"))
+}, (args) =>
+  Effect.gen(function*() {
+    const peers: Array<KvNode.Peer> = []
+    for (const text of args.peers) {
+      const peer = parsePeer(text)
+      if (peer === undefined) return yield* new UsageError({ reason: `--peer ${text}: expected id,raft-host:port,http-host:port` })
+      peers.push(peer)
+    }
+    if (KvNode.parseAddress(args.raftAddr) === undefined) return yield* new UsageError({ reason: `--raft-addr ${args.raftAddr}: expected host:port` })
+    if (KvNode.parseAddress(args.httpAddr) === undefined) return yield* new UsageError({ reason: `--http-addr ${args.httpAddr}: expected host:port` })
+    const options: KvNode.Options = {
+      id: args.id,
+      raftAddress: args.raftAddr,
+      httpAddress: args.httpAddr,
+      peers,
+      bootstrap: args.bootstrap,
+      join: Option.getOrUndefined(args.join),
+      faults: args.faults,
+      raft: args.fast ? KvNode.fastTimers : undefined
+    }
+    yield* Effect.logInfo(`node ${args.id}: raft ${args.raftAddr}, http ${args.httpAddr}, data ${args.dataDir}`)
+    yield* Layer.launch(KvNode.layer(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr }))).pipe(
+      Effect.onInterrupt(() => Effect.logInfo(`node ${args.id} stopped: HTTP server closed, Raft shut down, stores closed`))
+    )
+  })).pipe(Command.withDescription("run one node of the key-value service until SIGINT/SIGTERM"))
+
+const clusterCommand = Command.make("cluster", {
+  nodes: Options.integer("nodes").pipe(Options.withDefault(3), Options.withDescription("how many nodes")),
+  dataDir: Options.text("data-dir").pipe(Options.withDefault("data"), Options.withDescription("parent of the nodes' data")),
+  raftPort: Options.integer("raft-port").pipe(Options.withDefault(7001), Options.withDescription("first Raft port")),
+  httpPort: Options.integer("http-port").pipe(Options.withDefault(8001), Options.withDescription("first HTTP port")),
+  fast: Options.boolean("fast").pipe(Options.withDescription("timers ten times shorter than hashicorp's defaults"))
+}, (args) => Launcher.run(args)).pipe(
+  Command.withDescription("start a cluster on loopback as child processes; Ctrl-C stops them all")
+)
+
+const client = (address: string) => Http.client(address).pipe(Effect.provide(Http.layerFetch))
+
+const pad = (cells: ReadonlyArray<string>, widths: ReadonlyArray<number>): string =>
+  cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  ").trimEnd()
+
+/** Prints rows as a table with a header. */
+export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => (row[i] ?? "").length)))
+  return [pad(header, widths), ...rows.map((row) => pad(row, widths))].join("\n")
+}
+
+const statusCommand = Command.make("status", { httpAddr }, ({ httpAddr }) =>
+  Effect.gen(function*() {
+    const first = yield* Effect.flatMap(client(httpAddr), (api) => api.cluster.status())
+    const rows: Array<Array<string>> = []
+    for (const member of [...first.members].sort((a, b) => a.id.localeCompare(b.id))) {
+      const own = member.http === undefined
+        ? undefined
+        : yield* Effect.flatMap(client(member.http), (api) => api.cluster.status()).pipe(
+          Effect.timeout("2 seconds"),
+          Effect.option,
+          Effect.map(Option.getOrUndefined)
+        )
+      rows.push([
+        member.id,
+        own?.state ?? "unreachable",
+        member.suffrage,
+        member.raftAddress,
+        member.http ?? "?",
+        own === undefined ? "" : String(own.term),
+        own === undefined ? "" : String(own.commitIndex),
+        own === undefined ? "" : String(own.appliedIndex),
+        own?.lastContactMillisAgo === undefined ? "" : `${own.lastContactMillisAgo} ms`,
+        own === undefined ? "" : String(own.keys)
+      ])
+    }
+    yield* Console.log(`leader: ${first.leader?.id ?? "none known"}   configuration index ${first.configurationIndex}`)
+    yield* Console.log(
+      table(["id", "state", "suffrage", "raft", "http", "term", "commit", "applied", "last contact", "keys"], rows)
+    )
+  })).pipe(Command.withDescription("print the cluster as a table, as each member sees itself"))
+
+const putCommand = Command.make("put", {
+  httpAddr,
+  key: Args.text({ name: "key" }),
+  value: Args.text({ name: "value" })
+}, ({ httpAddr, key, value }) =>
+  Effect.flatMap(client(httpAddr), (api) => api.kv.put({ path: { key }, payload: { value } })).pipe(
+    Effect.flatMap(({ index }) => Console.log(`ok (index ${index})`))
+  )).pipe(Command.withDescription("set a key (followers redirect to the leader)"))
+
+const getCommand = Command.make("get", {
+  httpAddr,
+  key: Args.text({ name: "key" }),
+  stale: Options.boolean("stale").pipe(Options.withDescription("read this node's state without asking the leader"))
+}, ({ httpAddr, key, stale }) =>
+  Effect.flatMap(client(httpAddr), (api) => api.kv.get({ path: { key }, urlParams: { stale } })).pipe(
+    Effect.flatMap(({ value }) => Console.log(value))
+  )).pipe(Command.withDescription("read a key, linearizable unless --stale"))
+
+const deleteCommand = Command.make("delete", { httpAddr, key: Args.text({ name: "key" }) }, ({ httpAddr, key }) =>
+  Effect.flatMap(client(httpAddr), (api) => api.kv.delete({ path: { key } })).pipe(
+    Effect.flatMap(({ existed }) => Console.log(existed ? "deleted" : "absent"))
+  )).pipe(Command.withDescription("remove a key"))
+
+/** What a `kv` command can fail with: bad options, a node that cannot start, a client call the cluster refused. */
+export type CliError =
+  | ValidationError.ValidationError
+  | UsageError
+  | ParseError
+  | RaftConfigError
+  | StorageError
+  | BindError
+  | ServeError
+  | KvError.KvError
+  | HttpApiError.HttpApiDecodeError
+  | HttpClientError.HttpClientError
+  | Launcher.LaunchError
+  | PlatformError
+
+/** The `kv` command and its subcommands. */
+const command = Command.make("kv").pipe(
+  Command.withDescription("a replicated key-value store on effect-raft"),
+  Command.withSubcommands([nodeCommand, clusterCommand, statusCommand, putCommand, getCommand, deleteCommand])
+)
+
+/** Runs the command line on `argv` (as `process.argv`). */
+export const run: (
+  argv: ReadonlyArray<string>
+) => Effect.Effect<void, CliError, Scope.Scope | CommandExecutor.CommandExecutor | CliApp.CliApp.Environment> = Command
+  .run(command, { name: "kv", version: "0.1.0" })

@@ -1,0 +1,319 @@
+/**
+ * The key-value service of one node, over its `Raft` and its `KvState`:
+ * writes go through `Raft.apply`, reads are served from the local state
+ * machine, linearizable by default (a ReadIndex fence, see `ReadIndex.ts`) or
+ * stale on request. Raft's errors become the service's typed errors, which say
+ * whether a write may have happened (`KvError.ts`). It also keeps the member
+ * directory (raft id → HTTP address) current: a leader registers its own HTTP
+ * address through the log, and a join registers the joiner's, so every node
+ * can send a client to the leader. The HTTP API (`Http.ts`) is a thin layer
+ * over this service.
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as HashMap from "effect/HashMap"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as Configuration from "../Configuration.js"
+import * as Raft from "../Raft.js"
+import type * as RaftError from "../RaftError.js"
+import * as KvError from "./KvError.js"
+import * as KvFsm from "./KvFsm.js"
+import * as ReadIndex from "./ReadIndex.js"
+
+/** How a node's key-value service is set up. */
+export interface Options {
+  /** This node's HTTP address ("host:port"), registered in the member directory when it leads. */
+  readonly httpAddress: string
+  /** HTTP addresses known from the command line (raft id → "host:port"), used when the directory has none. */
+  readonly peers?: ReadonlyMap<string, string> | undefined
+  /** How long a write waits for its outcome. Default 5 s. */
+  readonly writeTimeout?: Duration.DurationInput | undefined
+  /** How long a linearizable read may take. Default 5 s. */
+  readonly readTimeout?: Duration.DurationInput | undefined
+}
+
+/** One server of the configuration, with its HTTP address when known. */
+export interface Member {
+  readonly id: string
+  readonly raftAddress: string
+  readonly suffrage: Configuration.Suffrage
+  readonly http: string | undefined
+}
+
+/** What `GET /status` answers. */
+export interface Status {
+  readonly id: string
+  readonly http: string
+  readonly state: Raft.RaftState
+  readonly term: number
+  readonly leader: { readonly id: string; readonly http: string | undefined } | undefined
+  readonly commitIndex: number
+  readonly appliedIndex: number
+  readonly lastIndex: number
+  /** Milliseconds since this node last heard from a leader (0 on the leader itself); undefined if never. */
+  readonly lastContactMillisAgo: number | undefined
+  readonly configurationIndex: number
+  readonly members: ReadonlyArray<Member>
+  /** Number of keys in this node's state machine. */
+  readonly keys: number
+}
+
+/** Errors of a read. */
+export type ReadError = KvError.NotLeader | KvError.NoLeader | KvError.Unavailable
+/** Errors of a write: `OutcomeUnknown` is the only one after which the write may still apply. */
+export type WriteError = KvError.NotLeader | KvError.NoLeader | KvError.Unavailable | KvError.OutcomeUnknown
+/** Errors of a membership change or a leadership transfer. */
+export type ClusterError = WriteError | KvError.ClusterChangeFailed
+
+/** The key-value service of a node. */
+export interface Kv {
+  /** The value of `key`; linearizable unless `stale` (then this node's state as it is). */
+  readonly get: (
+    key: string,
+    options?: { readonly stale?: boolean | undefined }
+  ) => Effect.Effect<{ readonly value: string; readonly index: number }, ReadError | KeyNotFound>
+  /** Keys starting with `prefix` in key order, at most `limit` (default 1000); linearizable unless `stale`. */
+  readonly list: (options?: {
+    readonly prefix?: string | undefined
+    readonly limit?: number | undefined
+    readonly stale?: boolean | undefined
+  }) => Effect.Effect<
+    { readonly entries: ReadonlyArray<{ readonly key: string; readonly value: string }>; readonly index: number },
+    ReadError
+  >
+  /** Sets `key`; succeeds with the log index of the write once it is committed and applied. */
+  readonly put: (key: string, value: string) => Effect.Effect<{ readonly index: number }, WriteError>
+  /** Removes `key`; says whether it existed. */
+  readonly delete: (key: string) => Effect.Effect<{ readonly index: number; readonly existed: boolean }, WriteError>
+  /** Sets `key` to `value` if it holds `expected` (undefined: if it is absent). */
+  readonly cas: (
+    key: string,
+    expected: string | undefined,
+    value: string
+  ) => Effect.Effect<{ readonly index: number }, WriteError | KvError.CasFailed>
+  /** Adds a server (as a voter unless `voter` is false) and registers its HTTP address. */
+  readonly join: (server: {
+    readonly id: string
+    readonly raftAddress: string
+    readonly httpAddress: string
+    readonly voter?: boolean | undefined
+  }) => Effect.Effect<{ readonly index: number }, ClusterError>
+  /** Removes a server and its HTTP address. */
+  readonly remove: (id: string) => Effect.Effect<{ readonly index: number }, ClusterError>
+  /** Hands leadership to `id`, or to the most up-to-date voter; answers who leads afterwards. */
+  readonly transferLeadership: (
+    id: string | undefined
+  ) => Effect.Effect<{ readonly leader: string | undefined }, ClusterError>
+  /** This node's view of the cluster. */
+  readonly status: Effect.Effect<Status>
+  /** The HTTP address of the server `id`, from the directory or the command line. */
+  readonly httpOf: (id: string) => string | undefined
+}
+
+type KeyNotFound = KvError.KeyNotFound
+
+/** The tag of a node's key-value service. */
+export class KvService extends Context.Tag("effect-raft/kv/Kv")<KvService, Kv>() {}
+
+/** Builds the service over the node's `Raft` and `KvState`; its directory-keeping fiber ends with the scope. */
+export const make = (
+  options: Options
+): Effect.Effect<Kv, never, Raft.Raft | KvFsm.KvState | Scope.Scope> =>
+  Effect.gen(function*() {
+    const raft = yield* Raft.Raft
+    const kv = yield* KvFsm.KvState
+    const writeTimeout = options.writeTimeout ?? "5 seconds"
+    const readIndex = ReadIndex.make(raft, { timeout: options.readTimeout })
+
+    const httpOf = (id: string): string | undefined =>
+      Option.getOrUndefined(HashMap.get(kv.current().members, id)) ?? options.peers?.get(id) ??
+        (id === raft.id ? options.httpAddress : undefined)
+
+    const redirect = (error: RaftError.NotLeader): KvError.NotLeader | KvError.NoLeader => {
+      if (error.leaderId === undefined) return new KvError.NoLeader()
+      const leaderHttp = httpOf(error.leaderId)
+      return leaderHttp === undefined
+        ? new KvError.NotLeader({ leaderId: error.leaderId })
+        : new KvError.NotLeader({ leaderId: error.leaderId, leaderHttp })
+    }
+
+    /** Raft's failure of an apply, as the client must understand it. */
+    const writeError = (error: Raft.ApplyError | RaftError.ApplyTimeout): WriteError => {
+      switch (error._tag) {
+        case "NotLeader":
+          return redirect(error)
+        case "LeadershipTransferInProgress":
+          return new KvError.Unavailable({ reason: error.message })
+        case "LeadershipLost":
+        case "ApplyTimeout":
+        case "RaftShutdown":
+        case "StorageError":
+          return new KvError.OutcomeUnknown({ reason: error.message })
+      }
+    }
+
+    const readError = (error: ReadIndex.ReadIndexError): ReadError =>
+      error._tag === "NotLeader" ? redirect(error) : new KvError.Unavailable({ reason: error.message })
+
+    /** Makes sure a linearizable read may be served here; a stale one always may. */
+    const fence = (stale: boolean | undefined): Effect.Effect<number, ReadError> =>
+      stale === true
+        ? Effect.sync(() => kv.current().index)
+        : Effect.mapError(readIndex.fence, readError)
+
+    const apply = (command: KvFsm.Command) =>
+      raft.apply(KvFsm.encodeCommand(command), { timeout: writeTimeout }).pipe(
+        Effect.mapError(writeError),
+        Effect.map((result) => ({ index: result.index, response: KvFsm.asResponse(result.response) }))
+      )
+
+    const rejected = (response: KvFsm.Response) =>
+      new KvError.OutcomeUnknown({ reason: `unexpected answer of the state machine: ${response._tag}` })
+
+    const clusterError = (error: Raft.MembershipError | Raft.TransferError): ClusterError => {
+      switch (error._tag) {
+        case "NotLeader":
+          return redirect(error)
+        case "LeadershipLost":
+        case "ApplyTimeout":
+        case "RaftShutdown":
+        case "StorageError":
+          return new KvError.OutcomeUnknown({ reason: error.message })
+        case "LeadershipTransferInProgress":
+          return new KvError.Unavailable({ reason: error.message })
+        case "ConfigurationChanged":
+        case "InvalidOperation":
+        case "LeadershipTransferFailed":
+          return new KvError.ClusterChangeFailed({ reason: error.message })
+      }
+    }
+
+    // A leader whose HTTP address is missing from the directory (or outdated) registers it through the log.
+    yield* Effect.gen(function*() {
+      if ((yield* raft.state) !== "Leader") return
+      if (Option.getOrUndefined(HashMap.get(kv.current().members, raft.id)) === options.httpAddress) return
+      yield* Effect.ignore(apply({ _tag: "Register", id: raft.id, http: options.httpAddress }))
+    }).pipe(Effect.repeat(Schedule.spaced("250 millis")), Effect.interruptible, Effect.forkScoped)
+
+    const service: Kv = {
+      get: (key, opts) =>
+        Effect.flatMap(fence(opts?.stale), (index) => {
+          const value = Option.getOrUndefined(HashMap.get(kv.current().entries, key))
+          return value === undefined ? Effect.fail(new KvError.KeyNotFound({ key })) : Effect.succeed({ value, index })
+        }),
+      list: (opts) =>
+        Effect.map(fence(opts?.stale), (index) => {
+          const prefix = opts?.prefix ?? ""
+          const limit = Math.max(0, opts?.limit ?? 1000)
+          const entries: Array<{ readonly key: string; readonly value: string }> = []
+          for (const [key, value] of kv.current().entries) if (key.startsWith(prefix)) entries.push({ key, value })
+          entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+          return { index, entries: entries.slice(0, limit) }
+        }),
+      put: (key, value) =>
+        Effect.flatMap(apply({ _tag: "Put", key, value }), ({ index, response }) =>
+          response._tag === "Written" ? Effect.succeed({ index }) : Effect.fail(rejected(response))),
+      delete: (key) =>
+        Effect.flatMap(apply({ _tag: "Delete", key }), ({ index, response }) =>
+          response._tag === "Deleted"
+            ? Effect.succeed({ index, existed: response.existed })
+            : Effect.fail(rejected(response))),
+      cas: (key, expected, value) =>
+        Effect.flatMap(
+          apply(expected === undefined ? { _tag: "Cas", key, value } : { _tag: "Cas", key, expected, value }),
+          ({ index, response }): Effect.Effect<{ readonly index: number }, KvError.CasFailed | KvError.OutcomeUnknown> => {
+            switch (response._tag) {
+              case "Swapped":
+                return Effect.succeed({ index })
+              case "CasFailed":
+                return Effect.fail(
+                  response.current === undefined
+                    ? new KvError.CasFailed({ key })
+                    : new KvError.CasFailed({ key, current: response.current })
+                )
+              default:
+                return Effect.fail(rejected(response))
+            }
+          }
+        ),
+      join: (server) =>
+        Effect.gen(function*() {
+          yield* apply({ _tag: "Register", id: server.id, http: server.httpAddress })
+          const index = yield* (server.voter === false
+            ? raft.addNonvoter(server.id, server.raftAddress, { timeout: writeTimeout })
+            : raft.addVoter(server.id, server.raftAddress, { timeout: writeTimeout })).pipe(
+              Effect.mapError(clusterError)
+            )
+          return { index }
+        }),
+      remove: (id) =>
+        Effect.gen(function*() {
+          const index = yield* Effect.mapError(raft.removeServer(id, { timeout: writeTimeout }), clusterError)
+          // A leader that removed itself is no longer leader: the directory entry then stays, harmlessly.
+          yield* Effect.ignore(apply({ _tag: "Unregister", id }))
+          return { index }
+        }),
+      transferLeadership: (id) =>
+        Effect.gen(function*() {
+          if (id === undefined) {
+            yield* Effect.mapError(raft.leadershipTransfer, clusterError)
+          } else {
+            const { configuration } = yield* raft.getConfiguration
+            const server = Configuration.find(configuration, id)
+            if (server === undefined) {
+              return yield* new KvError.ClusterChangeFailed({ reason: `${id} is not a member` })
+            }
+            yield* Effect.mapError(raft.leadershipTransferToServer(id, server.address), clusterError)
+          }
+          // This node learns who leads from the new leader's first heartbeat; wait a little for it.
+          const leader = yield* raft.leader.pipe(
+            Effect.repeat({
+              schedule: Schedule.spaced("10 millis"),
+              until: (known) => Option.isSome(known) && known.value.id !== raft.id
+            }),
+            Effect.zipRight(raft.leader),
+            Effect.timeout("2 seconds"),
+            Effect.orElseSucceed(() => Option.none<{ readonly id: string }>())
+          )
+          return { leader: Option.getOrUndefined(Option.map(leader, (l) => l.id)) }
+        }),
+      status: Effect.gen(function*() {
+        const stats = yield* raft.stats
+        const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+        const leaderId = stats.state === "Leader" ? raft.id : stats.leaderId
+        return {
+          id: raft.id,
+          http: options.httpAddress,
+          state: stats.state,
+          term: stats.term,
+          leader: leaderId === undefined ? undefined : { id: leaderId, http: httpOf(leaderId) },
+          commitIndex: stats.commitIndex,
+          appliedIndex: stats.appliedIndex,
+          lastIndex: stats.lastLogIndex,
+          lastContactMillisAgo: stats.state === "Leader"
+            ? 0
+            : stats.lastContactMillis === undefined
+            ? undefined
+            : Math.max(0, now - stats.lastContactMillis),
+          configurationIndex: stats.latestConfigurationIndex,
+          members: stats.latestConfiguration.servers.map((server) => ({
+            id: server.id,
+            raftAddress: server.address,
+            suffrage: server.suffrage,
+            http: httpOf(server.id)
+          })),
+          keys: HashMap.size(kv.current().entries)
+        }
+      }),
+      httpOf
+    }
+    return service
+  })
+
+/** The key-value service of the node in context (its `Raft` and `KvState`). */
+export const layer = (options: Options): Layer.Layer<KvService, never, Raft.Raft | KvFsm.KvState> =>
+  Layer.scoped(KvService, make(options))

@@ -1,0 +1,177 @@
+/**
+ * `kv cluster` (what `npm start` runs): a cluster on loopback as child
+ * processes, one `kv node` each, with data and logs under one directory.
+ * Every node is started with `--bootstrap` and the same peer list, so the
+ * first start writes the first configuration and every later start resumes
+ * the cluster from its stores. The launcher waits for a leader, prints where
+ * everything is and ready-to-paste `curl` lines, and runs until it is
+ * interrupted (Ctrl-C): closing its scope sends SIGTERM to each child's
+ * process group and waits for it to exit, and each node shuts down cleanly
+ * on SIGTERM.
+ */
+import * as Command from "@effect/platform/Command"
+import type * as CommandExecutor from "@effect/platform/CommandExecutor"
+import type { PlatformError } from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
+import * as Console from "effect/Console"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Http from "./Http.js"
+
+/** What `kv cluster` was asked for. */
+export interface Options {
+  readonly nodes: number
+  readonly dataDir: string
+  readonly raftPort: number
+  readonly httpPort: number
+  readonly fast: boolean
+}
+
+/** The cluster did not come up: a node exited, or no leader was elected in time. */
+export class LaunchError extends Data.TaggedError("LaunchError")<{ readonly reason: string }> {
+  override get message(): string {
+    return this.reason
+  }
+}
+
+interface Planned {
+  readonly id: string
+  readonly raft: string
+  readonly http: string
+  readonly dir: string
+  readonly log: string
+}
+
+/** The command line that runs `kv node` for `node` in a child process. */
+const nodeCommand = (entry: string, loader: string, node: Planned, all: ReadonlyArray<Planned>, fast: boolean) =>
+  Command.make(
+    process.execPath,
+    "--import",
+    loader,
+    entry,
+    "node",
+    "--id",
+    node.id,
+    "--raft-addr",
+    node.raft,
+    "--http-addr",
+    node.http,
+    "--data-dir",
+    node.dir,
+    "--bootstrap",
+    ...(fast ? ["--fast"] : []),
+    ...all.filter((peer) => peer.id !== node.id).flatMap((peer) => ["--peer", `${peer.id},${peer.raft},${peer.http}`])
+  )
+
+/** Waits until some node reports itself leader; answers its id, term and HTTP address. */
+const awaitLeader = (nodes: ReadonlyArray<Planned>) =>
+  Effect.gen(function*() {
+    const clients = yield* Effect.forEach(nodes, (node) => Http.client(node.http))
+    const probe = Effect.gen(function*() {
+      for (const api of clients) {
+        const status = yield* api.cluster.status().pipe(Effect.timeout("1 second"), Effect.option)
+        if (Option.isSome(status) && status.value.state === "Leader") return Option.some(status.value)
+      }
+      return Option.none()
+    })
+    const loop: Effect.Effect<typeof Http.Status.Type> = Effect.flatMap(
+      probe,
+      (found) => Option.isSome(found) ? Effect.succeed(found.value) : Effect.delay(Effect.suspend(() => loop), "200 millis")
+    )
+    return yield* loop
+  }).pipe(Effect.provide(Http.layerFetch))
+
+/** Starts the cluster and runs until interrupted. */
+export const run = (options: Options): Effect.Effect<
+  void,
+  LaunchError | PlatformError,
+  FileSystem.FileSystem | Path.Path | CommandExecutor.CommandExecutor | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const entry = yield* path.fromFileUrl(new URL("./main.ts", import.meta.url))
+    const loader = import.meta.resolve("tsx")
+    const dataDir = path.resolve(options.dataDir)
+    const planned: Array<Planned> = []
+    for (let i = 0; i < Math.max(1, options.nodes); i++) {
+      const id = `n${i + 1}`
+      const dir = path.join(dataDir, id)
+      planned.push({
+        id,
+        raft: `127.0.0.1:${options.raftPort + i}`,
+        http: `127.0.0.1:${options.httpPort + i}`,
+        dir,
+        log: path.join(dir, "node.log")
+      })
+    }
+    const resuming = yield* fs.exists(path.join(dataDir, "n1"))
+    yield* Console.log(
+      `${resuming ? "Resuming" : "Starting"} a ${planned.length}-node cluster on loopback (data in ${dataDir})...`
+    )
+    // The children's output is copied until they exit: this scope closes after theirs (finalizers run in reverse).
+    const logs = yield* Scope.make()
+    yield* Effect.addFinalizer(() => Scope.close(logs, Exit.void))
+    const exited = yield* Effect.forEach(planned, (node) =>
+      Effect.gen(function*() {
+        yield* fs.makeDirectory(node.dir, { recursive: true })
+        const child = yield* Command.start(nodeCommand(entry, loader, node, planned, options.fast))
+        // Both output streams go to the node's log file.
+        yield* Stream.merge(child.stdout, child.stderr).pipe(
+          Stream.run(fs.sink(node.log, { flag: "a" })),
+          Effect.ignore,
+          Effect.forkIn(logs)
+        )
+        return Effect.flatMap(
+          child.exitCode,
+          (code) => Effect.fail(new LaunchError({ reason: `node ${node.id} exited with code ${code}; see ${node.log}` }))
+        )
+      }))
+    const anyExit = Effect.raceAll(exited).pipe(
+      Effect.mapError((error) =>
+        error._tag === "LaunchError" ? error : new LaunchError({ reason: `a node could not be watched: ${error.message}` })
+      )
+    )
+
+    const leader = yield* awaitLeader(planned).pipe(
+      Effect.raceFirst(Effect.zipRight(anyExit, Effect.never)),
+      Effect.timeoutFail({
+        duration: "60 seconds",
+        onTimeout: () =>
+          new LaunchError({ reason: `no leader within 60 s; see the logs in ${planned.map((n) => n.log).join(", ")}` })
+      })
+    )
+    const leaderHttp = planned.find((node) => node.id === leader.id)?.http ?? planned[0]!.http
+    const follower = planned.find((node) => node.id !== leader.id)?.http ?? leaderHttp
+    const lines = [
+      "",
+      `Leader: ${leader.id} (term ${leader.term}), HTTP ${leaderHttp}`,
+      "",
+      ...planned.map((node) =>
+        `  ${node.id}  http ${node.http}  raft ${node.raft}  ${node.id === leader.id ? "leader" : "follower"}  log ${node.log}`
+      ),
+      "",
+      "Try (followers answer writes with a redirect to the leader: add -L):",
+      `  curl -X PUT http://${leaderHttp}/kv/hello -d value=world`,
+      `  curl http://${leaderHttp}/kv/hello`,
+      `  curl -X POST http://${leaderHttp}/kv/hello/cas -d expected=world -d value=there`,
+      `  curl -L -X PUT http://${follower}/kv/other -d value=via-a-follower`,
+      `  curl "http://${follower}/kv/hello?stale=true"`,
+      `  curl "http://${leaderHttp}/kv?prefix="`,
+      `  curl -X DELETE http://${leaderHttp}/kv/hello`,
+      `  curl http://${leaderHttp}/status`,
+      `  npx kv status --http-addr ${leaderHttp}`,
+      "",
+      "Ctrl-C stops all nodes; `npm start` again resumes the same cluster from its data."
+    ]
+    yield* Console.log(lines.join("\n"))
+    // Runs until interrupted; a node that dies meanwhile ends the launcher (and so the others).
+    yield* anyExit.pipe(
+      Effect.onInterrupt(() => Console.log("\nStopping the nodes (SIGTERM, then waiting for each to exit)..."))
+    )
+  })

@@ -1,0 +1,137 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as Fsm from "../../src/Fsm.js"
+import * as KvFsm from "../../src/kv/KvFsm.js"
+import * as Log from "../../src/Log.js"
+
+let nextIndex = 1
+const entry = (command: KvFsm.Command): Log.Log => Log.make(nextIndex++, 1, "Command", KvFsm.encodeCommand(command))
+
+const applyAll = (kv: KvFsm.KvFsm, commands: ReadonlyArray<KvFsm.Command>) =>
+  Effect.map(kv.fsm.applyBatch(commands.map(entry)), (responses) => responses.map(KvFsm.asResponse))
+
+const valueOf = (kv: KvFsm.KvFsm, key: string) => Option.getOrUndefined(HashMap.get(kv.current().entries, key))
+
+/** Splits a stream's bytes into pieces of `size` bytes, cutting lines and multi-byte characters anywhere. */
+const rechunk = (size: number) => (stream: Stream.Stream<Uint8Array>): Stream.Stream<Uint8Array> =>
+  Stream.unwrap(Effect.map(Fsm.collect(stream), (bytes) => {
+    const pieces: Array<Uint8Array> = []
+    for (let at = 0; at < bytes.length; at += size) pieces.push(bytes.subarray(at, at + size))
+    return Stream.fromIterable(pieces)
+  }))
+
+describe("KvFsm", () => {
+  it.effect("put, delete and compare-and-set answer what they did", () =>
+    Effect.gen(function*() {
+      const kv = KvFsm.make()
+      const responses = yield* applyAll(kv, [
+        { _tag: "Put", key: "a", value: "1" },
+        { _tag: "Cas", key: "a", expected: "2", value: "3" },
+        { _tag: "Cas", key: "a", expected: "1", value: "3" },
+        { _tag: "Cas", key: "b", value: "new" },
+        { _tag: "Cas", key: "b", value: "again" },
+        { _tag: "Delete", key: "a" },
+        { _tag: "Delete", key: "a" }
+      ])
+      assert.deepStrictEqual(responses.map((r) => r._tag), [
+        "Written",
+        "CasFailed",
+        "Swapped",
+        "Swapped",
+        "CasFailed",
+        "Deleted",
+        "Deleted"
+      ])
+      assert.deepStrictEqual(responses[1], { _tag: "CasFailed", current: "1" })
+      assert.deepStrictEqual(responses[4], { _tag: "CasFailed", current: "new" })
+      assert.deepStrictEqual(responses[5], { _tag: "Deleted", existed: true })
+      assert.deepStrictEqual(responses[6], { _tag: "Deleted", existed: false })
+      assert.strictEqual(valueOf(kv, "a"), undefined)
+      assert.strictEqual(valueOf(kv, "b"), "new")
+      assert.strictEqual(kv.current().index, nextIndex - 1)
+    }))
+
+  it.effect("a malformed command is rejected and changes no key", () =>
+    Effect.gen(function*() {
+      const kv = KvFsm.make()
+      yield* applyAll(kv, [{ _tag: "Put", key: "a", value: "1" }])
+      const bad = Log.make(nextIndex++, 1, "Command", new TextEncoder().encode(`{"_tag":"Put","key":"a"}`))
+      const response = KvFsm.asResponse(yield* kv.fsm.apply(bad))
+      assert.strictEqual(response._tag, "Rejected")
+      assert.strictEqual(valueOf(kv, "a"), "1")
+    }))
+
+  it.effect("the member directory follows Register and Unregister", () =>
+    Effect.gen(function*() {
+      const kv = KvFsm.make()
+      yield* applyAll(kv, [
+        { _tag: "Register", id: "n1", http: "127.0.0.1:8001" },
+        { _tag: "Register", id: "n2", http: "127.0.0.1:8002" },
+        { _tag: "Register", id: "n1", http: "127.0.0.1:9001" },
+        { _tag: "Unregister", id: "n2" }
+      ])
+      assert.deepStrictEqual(Array.from(kv.current().members), [["n1", "127.0.0.1:9001"]])
+    }))
+
+  it.effect("a snapshot restores the same map and directory, streamed in many chunks", () =>
+    Effect.gen(function*() {
+      const source = KvFsm.make()
+      const commands: Array<KvFsm.Command> = []
+      for (let i = 0; i < 5000; i++) commands.push({ _tag: "Put", key: `key-${i}`, value: `välue ✓ ${i}\n"quoted"` })
+      commands.push({ _tag: "Register", id: "n1", http: "127.0.0.1:8001" })
+      yield* applyAll(source, commands)
+
+      const snapshot = yield* source.fsm.snapshot
+      const chunks = Chunk.toReadonlyArray(yield* Stream.runCollect(snapshot.data))
+      yield* snapshot.release
+      assert.isAbove(chunks.length, 3, "the map is streamed in several chunks, not one buffer")
+      for (const chunk of chunks) assert.isAtMost(chunk.length, KvFsm.snapshotChunkBytes)
+
+      const target = KvFsm.make()
+      yield* applyAll(target, [{ _tag: "Put", key: "stale", value: "x" }])
+      // Cut into 7-byte pieces: lines and multi-byte characters straddle chunk boundaries.
+      yield* target.fsm.restore(rechunk(7)(Stream.fromIterable(chunks)))
+      assert.isTrue(HashMap.size(target.current().entries) === 5000)
+      assert.strictEqual(valueOf(target, "stale"), undefined)
+      assert.strictEqual(valueOf(target, "key-4999"), `välue ✓ 4999\n"quoted"`)
+      assert.deepStrictEqual(Array.from(target.current().members), [["n1", "127.0.0.1:8001"]])
+      assert.strictEqual(target.current().index, source.current().index)
+    }))
+
+  it.effect("a snapshot holds the state when it was taken, not later applies", () =>
+    Effect.gen(function*() {
+      const kv = KvFsm.make()
+      yield* applyAll(kv, [{ _tag: "Put", key: "a", value: "before" }])
+      const snapshot = yield* kv.fsm.snapshot
+      yield* applyAll(kv, [{ _tag: "Put", key: "a", value: "after" }, { _tag: "Put", key: "b", value: "new" }])
+      const restored = yield* KvFsm.readSnapshot(snapshot.data)
+      assert.deepStrictEqual(Array.from(restored.entries), [["a", "before"]])
+    }))
+
+  it.effect("a truncated or foreign snapshot fails to restore and leaves the state as it was", () =>
+    Effect.gen(function*() {
+      const source = KvFsm.make()
+      const commands: Array<KvFsm.Command> = []
+      for (let i = 0; i < 2000; i++) commands.push({ _tag: "Put", key: `k${i}`, value: `v${i}` })
+      yield* applyAll(source, commands)
+      const bytes = yield* Fsm.collect(KvFsm.snapshotStream(source.current(), 1024))
+
+      const target = KvFsm.make()
+      yield* applyAll(target, [{ _tag: "Put", key: "kept", value: "yes" }])
+      const cut = bytes.subarray(0, Math.floor(bytes.length / 2))
+      const truncated = yield* Effect.exit(target.fsm.restore(Stream.make(cut)))
+      assert.isTrue(Exit.isFailure(truncated))
+      const lastLineDropped = bytes.subarray(0, bytes.lastIndexOf(10, bytes.length - 2) + 1)
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(target.fsm.restore(Stream.make(lastLineDropped)))))
+      const foreign = new TextEncoder().encode(`{"format":"effect-raft/kv","version":99,"index":1}\n{"end":0}\n`)
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(target.fsm.restore(Stream.make(foreign)))))
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(target.fsm.restore(Stream.empty))))
+      assert.strictEqual(valueOf(target, "kept"), "yes")
+      assert.strictEqual(HashMap.size(target.current().entries), 1)
+    }))
+})

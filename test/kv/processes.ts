@@ -1,0 +1,118 @@
+/**
+ * A key-value cluster of real processes on loopback, for the chaos test and
+ * the end-to-end benchmark: each node is `kv node` (TCP transport, LMDB
+ * stores, file snapshots) in its own Node process, started with the same
+ * peer list and `--bootstrap`, its output in `<dir>/<id>.log`. Nodes can be
+ * killed with SIGKILL and started again on the same data directory.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { createWriteStream, mkdirSync } from "node:fs"
+import { join } from "node:path"
+import { freePort } from "./cluster.js"
+
+export interface ProcessNode {
+  readonly id: string
+  readonly raft: string
+  readonly http: string
+  readonly dir: string
+  child: ChildProcess | undefined
+}
+
+export interface ProcessCluster {
+  readonly nodes: ReadonlyArray<ProcessNode>
+  readonly start: (node: ProcessNode) => void
+  readonly kill: (node: ProcessNode, signal?: NodeJS.Signals) => Promise<void>
+  readonly alive: (node: ProcessNode) => boolean
+  /** Some node that says it leads, polled until `timeoutMillis`. */
+  readonly leader: (timeoutMillis?: number) => Promise<ProcessNode | undefined>
+  readonly stop: () => Promise<void>
+}
+
+const entry = join(import.meta.dirname, "../../src/kv/main.ts")
+
+export const startProcessCluster = async (options: {
+  readonly dir: string
+  readonly nodes?: number
+  readonly fast?: boolean
+  readonly faults?: boolean
+}): Promise<ProcessCluster> => {
+  const n = options.nodes ?? 3
+  const nodes: Array<ProcessNode> = []
+  for (let i = 0; i < n; i++) {
+    const id = `n${i + 1}`
+    nodes.push({
+      id,
+      raft: `127.0.0.1:${await freePort()}`,
+      http: `127.0.0.1:${await freePort()}`,
+      dir: join(options.dir, id),
+      child: undefined
+    })
+  }
+  const start = (node: ProcessNode) => {
+    mkdirSync(node.dir, { recursive: true })
+    const args = [
+      "--import",
+      "tsx",
+      entry,
+      "node",
+      "--id",
+      node.id,
+      "--raft-addr",
+      node.raft,
+      "--http-addr",
+      node.http,
+      "--data-dir",
+      node.dir,
+      "--bootstrap",
+      ...(options.fast === true ? ["--fast"] : []),
+      ...(options.faults === true ? ["--faults"] : []),
+      ...nodes.filter((peer) => peer.id !== node.id).flatMap((peer) => ["--peer", `${peer.id},${peer.raft},${peer.http}`])
+    ]
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
+    const log = createWriteStream(join(options.dir, `${node.id}.log`), { flags: "a" })
+    child.stdout.pipe(log)
+    child.stderr.pipe(log)
+    node.child = child
+    child.once("exit", () => {
+      if (node.child === child) node.child = undefined
+    })
+  }
+  const kill = (node: ProcessNode, signal: NodeJS.Signals = "SIGKILL") =>
+    new Promise<void>((resolve) => {
+      const child = node.child
+      if (child === undefined || child.exitCode !== null) {
+        node.child = undefined
+        return resolve()
+      }
+      child.once("exit", () => resolve())
+      child.kill(signal)
+    })
+  const alive = (node: ProcessNode) => node.child !== undefined
+  const leader = async (timeoutMillis = 60_000) => {
+    const deadline = Date.now() + timeoutMillis
+    while (Date.now() < deadline) {
+      for (const node of nodes) {
+        if (!alive(node)) continue
+        const status = await fetch(`http://${node.http}/status`, { signal: AbortSignal.timeout(1000) })
+          .then((response) => response.json() as Promise<{ state: string }>)
+          .catch(() => undefined)
+        if (status?.state === "Leader") return node
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    return undefined
+  }
+  const stop = async () => {
+    await Promise.all(nodes.map(async (node) => {
+      const child = node.child
+      if (child === undefined) return
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+      child.kill("SIGTERM")
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000)
+      await exited
+      clearTimeout(timer)
+    }))
+  }
+  for (const node of nodes) start(node)
+  return { nodes, start, kill, alive, leader, stop }
+}
