@@ -87,7 +87,8 @@ describe("kv HTTP API", () => {
       const status = yield* Effect.promise(() =>
         eventually(
           () => request(follower.http, "GET", "/status"),
-          (answer) => answer.body?.leader?.http !== undefined
+          // A follower hears of the leader with its first heartbeat, of the commit index a moment later.
+          (answer) => answer.body?.leader?.http !== undefined && answer.body?.commitIndex >= 1
         )
       )
       assert.strictEqual(status.body.id, follower.id)
