@@ -47,26 +47,38 @@ interface Planned {
   readonly log: string
 }
 
+/** What a node of a loopback cluster is started with: its id, addresses and data directory. */
+export interface NodePlan {
+  readonly id: string
+  readonly raft: string
+  readonly http: string
+  readonly dir: string
+}
+
+/** The arguments of `kv node` for `node` in a cluster of `all`, bootstrapped together. */
+export const nodeArguments = (
+  node: NodePlan,
+  all: ReadonlyArray<NodePlan>,
+  options: { readonly fast?: boolean | undefined; readonly faults?: boolean | undefined } = {}
+): ReadonlyArray<string> => [
+  "node",
+  "--id",
+  node.id,
+  "--raft-addr",
+  node.raft,
+  "--http-addr",
+  node.http,
+  "--data-dir",
+  node.dir,
+  "--bootstrap",
+  ...(options.fast === true ? ["--fast"] : []),
+  ...(options.faults === true ? ["--faults"] : []),
+  ...all.filter((peer) => peer.id !== node.id).flatMap((peer) => ["--peer", `${peer.id},${peer.raft},${peer.http}`])
+]
+
 /** The command line that runs `kv node` for `node` in a child process. */
 const nodeCommand = (entry: string, loader: string, node: Planned, all: ReadonlyArray<Planned>, fast: boolean) =>
-  Command.make(
-    process.execPath,
-    "--import",
-    loader,
-    entry,
-    "node",
-    "--id",
-    node.id,
-    "--raft-addr",
-    node.raft,
-    "--http-addr",
-    node.http,
-    "--data-dir",
-    node.dir,
-    "--bootstrap",
-    ...(fast ? ["--fast"] : []),
-    ...all.filter((peer) => peer.id !== node.id).flatMap((peer) => ["--peer", `${peer.id},${peer.raft},${peer.http}`])
-  )
+  Command.make(process.execPath, "--import", loader, entry, ...nodeArguments(node, all, { fast }))
 
 /** Waits until some node reports itself leader; answers its id, term and HTTP address. */
 const awaitLeader = (nodes: ReadonlyArray<Planned>) =>

@@ -8,6 +8,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { createWriteStream, mkdirSync } from "node:fs"
 import { join } from "node:path"
+import { nodeArguments } from "../../src/kv/Launcher.js"
 import { freePort } from "./cluster.js"
 
 export interface ProcessNode {
@@ -54,19 +55,7 @@ export const startProcessCluster = async (options: {
       "--import",
       "tsx",
       entry,
-      "node",
-      "--id",
-      node.id,
-      "--raft-addr",
-      node.raft,
-      "--http-addr",
-      node.http,
-      "--data-dir",
-      node.dir,
-      "--bootstrap",
-      ...(options.fast === true ? ["--fast"] : []),
-      ...(options.faults === true ? ["--faults"] : []),
-      ...nodes.filter((peer) => peer.id !== node.id).flatMap((peer) => ["--peer", `${peer.id},${peer.raft},${peer.http}`])
+      ...nodeArguments(node, nodes, { fast: options.fast, faults: options.faults })
     ]
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
     const log = createWriteStream(join(options.dir, `${node.id}.log`), { flags: "a" })
