@@ -21,6 +21,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as LmdbStore from "../../src/storage/LmdbStore.js"
+import { generator } from "../fixtures/prng.js"
 
 const STORE_KILLS = 50
 const RAFT_KILLS = 12
@@ -53,18 +54,6 @@ beforeAll(async () => {
     logLevel: "error"
   })
 })
-
-/** mulberry32: the kill points come from the printed seed. */
-const generator = (start: number) => {
-  let a = start >>> 0
-  return (): number => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /**
  * Starts the child, waits for READY and then for `writes` reported writes (lines starting with `tag`), lets it go on
