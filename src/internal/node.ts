@@ -35,6 +35,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Configuration from "../Configuration.js"
 import type { Fsm, FsmSnapshot } from "../Fsm.js"
+import * as Chunk from "effect/Chunk"
 import * as Log from "../Log.js"
 import type { LogStore } from "../LogStore.js"
 import type { MembershipError, RestoreError, SnapshotError, TransferError } from "../Raft.js"
@@ -48,7 +49,7 @@ import {
   LeadershipLost,
   LeadershipTransferFailed,
   LeadershipTransferInProgress,
-  type LogNotFound,
+  LogNotFound,
   NothingNewToSnapshot,
   NotLeader,
   RaftShutdown,
@@ -262,6 +263,12 @@ type Event =
   }
   | { readonly _tag: "TransferTimeout"; readonly epoch: number }
   | {
+    /** The leader's own write of its entries failed (see `leaderWriter`). */
+    readonly _tag: "WriteFailed"
+    readonly leader: LeaderState
+    readonly error: StorageError
+  }
+  | {
     /** A snapshot was persisted: record it and compact the log. */
     readonly _tag: "Compact"
     readonly meta: SnapshotMeta
@@ -309,9 +316,20 @@ interface LeaderState {
   readonly term: number
   readonly commitment: Commitment
   readonly replications: Map<string, Replication>
-  /** Entries this leader stored that are not yet committed, in index order, with their futures. */
+  /** Entries this leader appended that are not yet committed, in index order, with their futures. */
   inflight: Array<{ readonly log: Log.Log; readonly future: ApplyFuture | undefined; readonly at: number }>
   inflightHead: number
+  /**
+   * The last entry of this leader's log known to be in its log store. The leader writes its own entries while it
+   * replicates them (Raft thesis §10.2.1): entries after this one are in `unstored`, and the leader counts itself
+   * toward commitment only up to here.
+   */
+  storedIndex: number
+  storedTerm: number
+  /** Appended entries on their way to the log store, in index order: replication reads them from here. */
+  unstored: Array<Log.Log>
+  /** Set when a write of this leader's entries failed: nothing after `storedIndex` is written any more. */
+  writeFailure: StorageError | undefined
   readonly verifiers: Set<VerifyFuture>
   commitPending: boolean
   /** Membership changes waiting for the previous one (and this leader's no-op) to commit. */
@@ -321,6 +339,12 @@ interface LeaderState {
   /** The configuration entry appended and not yet committed, and the request waiting for it. */
   changeInFlight: { readonly index: number; readonly request: MembershipRequest | undefined } | undefined
   transfer: { readonly target: string; readonly deferred: Future<void, TransferError> } | undefined
+}
+
+/** A batch of the leader's own entries for its writer. */
+interface LeaderWrite {
+  readonly leader: LeaderState
+  readonly entries: ReadonlyArray<Log.Log>
 }
 
 /** What the FSM runner is asked to do, in log order. */
@@ -446,6 +470,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     const nodeScope = yield* Scope.fork(parentScope, ExecutionStrategy.sequential)
     const mailbox = yield* Mailbox.make<Event>()
     const fsmMailbox = yield* Mailbox.make<FsmItem>()
+    const writes = yield* Mailbox.make<LeaderWrite>()
     const observations = yield* PubSub.unbounded<Observation>()
 
     // ---- persistent and volatile state, owned by the run loop (read by others)
@@ -467,6 +492,10 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     }
     let lastLogIndex = 0
     let lastLogTerm = 0
+    /** Entries handed to the leader's writer and not yet written (or failed), and who waits for that to reach 0. */
+    let writesPending = 0
+    let writesDrained: Future<void, never> | undefined = undefined
+    let writerStopped = false
     let lastSnapshotIndex = 0
     let lastSnapshotTerm = 0
     let commitIndex = 0
@@ -652,6 +681,20 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
 
     const becomeFollower = Effect.gen(function*() {
       const wasLeader = state === "Leader"
+      const old = leader
+      if (old !== undefined) {
+        // A write of ours landing later could overwrite what the next leader sends: let every one finish first.
+        yield* awaitLeaderWrites
+        // After a failed write, the log ends where the store's does.
+        if (lastLogIndex !== old.storedIndex) {
+          lastLogIndex = old.storedIndex
+          lastLogTerm = old.storedTerm
+          if (latestConfigurationIndex > lastLogIndex) {
+            latestConfiguration = committedConfiguration
+            latestConfigurationIndex = committedConfigurationIndex
+          }
+        }
+      }
       yield* resetRoleScope
       preVoting = false
       if (wasLeader) {
@@ -830,7 +873,11 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         changeInFlight: latestConfigurationIndex > commitIndex
           ? { index: latestConfigurationIndex, request: undefined }
           : undefined,
-        transfer: undefined
+        transfer: undefined,
+        storedIndex: lastLogIndex,
+        storedTerm: lastLogTerm,
+        unstored: [],
+        writeFailure: undefined
       }
       leader = ls
       for (const server of configuration.servers) {
@@ -897,37 +944,111 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         }
       })
 
-    /** Appends applies (and the leader's no-op) to the log in one `storeLogs`, then wakes replication. */
+    /**
+     * Appends applies (and the leader's no-op) to the log: hands them to the leader's writer and wakes replication
+     * at once, so the leader's own write overlaps the followers' (Raft thesis §10.2.1). The leader counts itself
+     * toward commitment when its write has succeeded (`leaderWriter`).
+     */
     const dispatch = (futures: ReadonlyArray<ApplyFuture>) =>
-      Effect.gen(function*() {
+      Effect.sync(() => {
         const state = leader
         if (state === undefined) return
+        if (state.writeFailure !== undefined) {
+          // The leader is stepping down (its WriteFailed event is queued): nothing more is appended.
+          for (const future of futures) future.deferred.done(Exit.fail(state.writeFailure))
+          return
+        }
         const term = currentTerm
         const first = lastLogIndex + 1
         const entries = new Array<Log.Log>(futures.length)
+        const at = now()
         for (let i = 0; i < futures.length; i++) {
           const future = futures[i]!
           future.status = DISPATCHED
-          entries[i] = Log.make(first + i, term, future.type, future.data)
-        }
-        const stored = yield* Effect.either(logs.storeLogs(entries))
-        if (stored._tag === "Left") {
-          yield* Effect.logError("failed to store logs on the leader, stepping down", stored.left)
-          yield* becomeFollower
-          for (const future of futures) future.deferred.done(Exit.fail(stored.left))
-          return
-        }
-        const at = now()
-        for (let i = 0; i < entries.length; i++) {
-          state.inflight.push({ log: entries[i]!, future: futures[i], at })
+          const entry = Log.make(first + i, term, future.type, future.data)
+          entries[i] = entry
+          state.inflight.push({ log: entry, future, at })
+          state.unstored.push(entry)
         }
         lastLogIndex = first + entries.length - 1
         lastLogTerm = term
+        writesPending += entries.length
+        writes.unsafeOffer({ leader: state, entries })
+        if (bugs.leaderCountsUnwritten === true) state.commitment.match(localId, lastLogIndex)
         metrics.applies.unsafeUpdate(entries.length, nodeLabels)
         for (const replication of state.replications.values()) replication.trigger.unsafeOpen()
-        // The leader counts itself only now that its own store succeeded.
-        state.commitment.match(localId, lastLogIndex)
       })
+
+    /**
+     * The leader's writes of its own entries, in order: batches queued while a write is in flight share the next
+     * `storeLogs` (one synced commit). Once a write fails, the leader's later entries are never written, so its
+     * log keeps no gap; the run loop steps down on the `WriteFailed` event.
+     */
+    const leaderWriter = Effect.gen(function*() {
+      while (true) {
+        const [jobs, done] = yield* writes.takeAll
+        const list = Chunk.toReadonlyArray(jobs)
+        let i = 0
+        while (i < list.length) {
+          const ls = list[i]!.leader
+          const batch: Array<Log.Log> = []
+          for (; i < list.length && list[i]!.leader === ls; i++) {
+            for (const entry of list[i]!.entries) batch.push(entry)
+          }
+          if (ls.writeFailure === undefined) {
+            const stored = yield* Effect.either(Effect.uninterruptible(logs.storeLogs(batch)))
+            if (stored._tag === "Left") {
+              ls.writeFailure = stored.left
+              emit({ _tag: "WriteFailed", leader: ls, error: stored.left })
+            } else {
+              const last = batch[batch.length - 1]!
+              ls.storedIndex = last.index
+              ls.storedTerm = last.term
+              let k = 0
+              while (k < ls.unstored.length && ls.unstored[k]!.index <= last.index) k++
+              ls.unstored = k === ls.unstored.length ? [] : ls.unstored.slice(k)
+              if (leader === ls) ls.commitment.match(localId, last.index)
+            }
+          }
+          writesPending -= batch.length
+        }
+        if (writesPending === 0 && writesDrained !== undefined) {
+          const drained = writesDrained
+          writesDrained = undefined
+          drained.done(Exit.void)
+        }
+        if (done) return
+      }
+    })
+
+    /** Waits until every entry handed to the leader's writer is written (or its write failed). Run loop only. */
+    const awaitLeaderWrites: Effect.Effect<void> = Effect.suspend(() => {
+      if (writesPending === 0 || writerStopped) return Effect.void
+      writesDrained ??= new Future<void, never>()
+      return writesDrained.await
+    })
+
+    /** Entry `index` of the leader's log, from the store or from `unstored`. */
+    const readLeaderLog = (ls: LeaderState, index: number): Effect.Effect<Log.Log, LogNotFound | StorageError> => {
+      if (index <= ls.storedIndex) return logs.getLog(index)
+      const entry = ls.unstored[index - (ls.unstored[0]?.index ?? 0)]
+      return entry?.index === index ? Effect.succeed(entry) : Effect.fail(new LogNotFound({ index }))
+    }
+
+    /** Entries `from..to` of the leader's log: from the store up to what it holds, the rest from `unstored`. */
+    const readLeaderLogs = (
+      ls: LeaderState,
+      from: number,
+      to: number
+    ): Effect.Effect<ReadonlyArray<Log.Log>, LogNotFound | StorageError> => {
+      const stored = ls.storedIndex
+      if (to <= stored) return logs.getLogs(from, to)
+      // Taken now: the writer moves entries from `unstored` to the store (never the other way).
+      const base = ls.unstored[0]?.index ?? stored + 1
+      const tail = ls.unstored.slice(Math.max(from, stored + 1) - base, to - base + 1)
+      if (from > stored) return Effect.succeed(tail)
+      return Effect.map(logs.getLogs(from, stored), (head) => head.concat(tail))
+    }
 
     /** Appends a configuration entry; it takes effect at once (hashicorp/raft), and commits like any entry. */
     const appendConfiguration = (
@@ -1114,9 +1235,9 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             const prevLogIndex = from - 1
             if (prevLogIndex === 0) prevLogTerm = 0
             else if (prevLogIndex === lastSnapshotIndex) prevLogTerm = lastSnapshotTerm
-            else prevLogTerm = (yield* logs.getLog(prevLogIndex)).term
+            else prevLogTerm = (yield* readLeaderLog(state, prevLogIndex)).term
             const last = Math.min(to, from + config.maxAppendEntries - 1)
-            const entries = last >= from ? yield* logs.getLogs(from, last) : []
+            const entries = last >= from ? yield* readLeaderLogs(state, from, last) : []
             const request: AppendEntriesRequest = {
               _tag: "AppendEntriesRequest",
               term,
@@ -1624,6 +1745,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         if (!Configuration.isVoter(latestConfiguration, localId)) return response
         if (request.term > currentTerm) yield* setCurrentTerm(request.term)
         yield* Effect.logInfo(`asked by ${request.leaderId} to take over leadership, campaigning`)
+        // A (stale) leader asked to campaign leaves its leadership properly first: its writes end, its futures fail.
+        if (state === "Leader") yield* becomeFollower
         yield* becomeCandidate(true)
         return { ...response, success: true }
       })
@@ -1902,6 +2025,9 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         ))
         if (stored._tag === "Left") return deferred.done(Exit.fail(stored.left))
         if (leader !== ls) return deferred.done(Exit.fail(new LeadershipLost()))
+        // The log is about to be replaced: no write of ours may land after that.
+        yield* awaitLeaderWrites
+        if (ls.writeFailure !== undefined) return deferred.done(Exit.fail(ls.writeFailure))
         const meta = stored.right
         // Entries not yet committed never will be: the snapshot supersedes them.
         const lost = Exit.fail(new LeadershipLost())
@@ -1912,6 +2038,9 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         if (first > 0) yield* logs.deleteRange(first, lastLogIndex)
         lastLogIndex = index
         lastLogTerm = term
+        ls.storedIndex = index
+        ls.storedTerm = term
+        ls.unstored = []
         lastSnapshotIndex = index
         lastSnapshotTerm = term
         commitIndex = index
@@ -2052,6 +2181,21 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             }
             case "TransferTimeout": {
               if (event.epoch === epoch) yield* handleTransferTimeout
+              break
+            }
+            case "WriteFailed": {
+              const ls = event.leader
+              if (leader !== ls) break
+              yield* Effect.logError("failed to store logs on the leader, stepping down", event.error)
+              // Entries never written answer the store's error (followers may hold them: a later leader may commit
+              // them, as after LeadershipLost), once this node has stepped down; the rest answer as any deposed
+              // leader's do.
+              let cut = ls.inflight.length
+              while (cut > ls.inflightHead && ls.inflight[cut - 1]!.log.index > ls.storedIndex) cut--
+              const unwritten = ls.inflight.splice(cut)
+              yield* becomeFollower
+              const failed = Exit.fail(event.error)
+              for (const item of unwritten) item.future?.deferred.done(failed)
               break
             }
             case "UserRestore": {
@@ -2359,6 +2503,18 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     yield* fsmRunner.pipe(
       Effect.catchAllCause(fatal("FSM")),
       Effect.annotateLogs({ module: "FsmRunner", node: localId }),
+      Effect.interruptible,
+      Effect.forkIn(nodeScope)
+    )
+    yield* leaderWriter.pipe(
+      // Stopped (shutdown): whoever waits for the writes waits no more; nothing will be written now.
+      Effect.ensuring(Effect.sync(() => {
+        writerStopped = true
+        writesDrained?.done(Exit.void)
+        writesDrained = undefined
+      })),
+      Effect.catchAllCause(fatal("leader log writer")),
+      Effect.annotateLogs({ module: "LeaderWriter", node: localId }),
       Effect.interruptible,
       Effect.forkIn(nodeScope)
     )
