@@ -320,6 +320,7 @@ interface Replication {
   matchIndex: number
   /** Its last answer (`Clock` ms); the start of replication to it until `answered`, which gives the lease a grace period. */
   lastContact: number
+  /** Whether it answered at all since this leader began replicating to it. */
   answered: boolean
   /** Failed exchanges since its last successful answer. */
   failures: number
