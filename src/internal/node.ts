@@ -113,6 +113,26 @@ export interface RaftStats {
   readonly latestConfiguration: Configuration.Configuration
   readonly latestConfigurationIndex: number
   readonly numPeers: number
+  /** On a leader, its replication to each other server of the latest configuration; empty on any other node. */
+  readonly replication: ReadonlyArray<PeerReplication>
+}
+
+/** How a leader replicates to one other server: read from the replication fibers' own fields, not tracked apart. */
+export interface PeerReplication {
+  readonly id: string
+  readonly address: string
+  readonly suffrage: Configuration.Suffrage
+  /** The highest index the server is known to hold. */
+  readonly matchIndex: number
+  /** The index the leader sends it next. */
+  readonly nextIndex: number
+  /** When it last answered an AppendEntries, heartbeat or InstallSnapshot (`Clock` ms); undefined if not yet this term. */
+  readonly lastContactMillis: number | undefined
+  /**
+   * Failed exchanges with it since its last successful answer (errors, and refusals that back off), as hashicorp's
+   * `failures`: above 0, replication to it is failing and retries with backoff.
+   */
+  readonly failures: number
 }
 
 /** Errors `apply` and `barrier` can fail with. */
@@ -305,7 +325,12 @@ interface Replication {
   nextIndex: number
   /** The highest index this follower is known to hold (voters and non-voters alike). */
   matchIndex: number
+  /** Its last answer (`Clock` ms); the start of replication to it until `answered`, which gives the lease a grace period. */
   lastContact: number
+  /** Whether it answered at all since this leader began replicating to it. */
+  answered: boolean
+  /** Failed exchanges since its last successful answer. */
+  failures: number
   allowPipeline: boolean
   readonly trigger: Effect.Latch
   readonly heartbeatNow: Effect.Latch
@@ -802,6 +827,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           nextIndex: lastLogIndex + 1,
           matchIndex: 0,
           lastContact: now(),
+          answered: false,
+          failures: 0,
           allowPipeline: false,
           trigger: yield* Effect.makeLatch(true),
           heartbeatNow: yield* Effect.makeLatch(true),
@@ -1256,6 +1283,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           const last = count > 0 ? request.entries[count - 1]!.index : request.prevLogIndex
           if (last + 1 > replication.nextIndex) replication.nextIndex = last + 1
           if (last > replication.matchIndex) replication.matchIndex = last
+          replication.failures = 0
           if (count > 0) state.commitment.match(replication.peer.id, last)
         }
 
@@ -1290,9 +1318,11 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             return "stop" as const
           }
           replication.lastContact = now()
+          replication.answered = true
           if (!response.success) {
             return yield* new SnapshotRejected({ index: opened.meta.index })
           }
+          replication.failures = 0
           replication.nextIndex = opened.meta.index + 1
           if (opened.meta.index > replication.matchIndex) replication.matchIndex = opened.meta.index
           state.commitment.match(replication.peer.id, opened.meta.index)
@@ -1319,6 +1349,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               return "stop" as const
             }
             replication.lastContact = now()
+            replication.answered = true
             if (response.success) {
               updateLastAppended(request)
               replication.allowPipeline = true
@@ -1334,13 +1365,14 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           Effect.gen(function*() {
             do {
               const outcome = yield* replicateOnce(lastIndex).pipe(
-                Effect.tapError((error) =>
-                  error._tag === "AppendRejected"
+                Effect.tapError((error) => {
+                  replication.failures++
+                  return error._tag === "AppendRejected"
                     ? Effect.logDebug("appendEntries rejected, sending older logs", error.nextIndex)
                     : error._tag === "SnapshotNotFound"
                     ? Effect.logDebug("no snapshot to send yet", error)
                     : Effect.logWarning("failed to appendEntries", error)
-                ),
+                }),
                 Effect.retry(failureBackoff)
               )
               if (outcome === "stop") return "stop" as const
@@ -1367,6 +1399,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
                     return
                   }
                   replication.lastContact = now()
+                  replication.answered = true
                   if (!result.response.success) return
                   updateLastAppended(result.request)
                 }
@@ -1481,6 +1514,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             ).pipe(
               Effect.tapError(() =>
                 Effect.suspend(() => {
+                  replication.failures++
                   metrics.heartbeatFailures.unsafeUpdate(1, replication.labels)
                   return publish({
                     _tag: "FailedHeartbeat",
@@ -1498,6 +1532,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               return
             }
             replication.lastContact = now()
+            replication.answered = true
+            replication.failures = 0
             if (verifying !== undefined) voteVerifiers(verifying, response.success)
           }
         })
@@ -1506,6 +1542,25 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           yield* annotate(fiber).pipe(Effect.interruptible, Effect.forkIn(replication.scope))
         }
       })
+
+    /** The leader's view of each other server of the latest configuration, for `stats`. */
+    const peerReplication = (ls: LeaderState): Array<PeerReplication> => {
+      const out: Array<PeerReplication> = []
+      for (const server of latestConfiguration.servers) {
+        const replication = ls.replications.get(server.id)
+        if (replication === undefined) continue
+        out.push({
+          id: server.id,
+          address: server.address,
+          suffrage: server.suffrage,
+          matchIndex: replication.matchIndex,
+          nextIndex: replication.nextIndex,
+          lastContactMillis: replication.answered ? replication.lastContact : undefined,
+          failures: replication.failures
+        })
+      }
+      return out
+    }
 
     /** Fails every verification waiting on `replication` (its leader stepped down). */
     const notifyVerifiers = (replication: Replication, stillLeader: boolean) => {
@@ -2661,7 +2716,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         lastContactMillis: lastContact,
         latestConfiguration,
         latestConfigurationIndex,
-        numPeers: latestConfiguration.servers.filter((server) => server.id !== localId).length
+        numPeers: latestConfiguration.servers.filter((server) => server.id !== localId).length,
+        replication: leader === undefined ? [] : peerReplication(leader)
       })),
       state: Effect.sync(() => state),
       leader: Effect.sync(() =>
