@@ -96,6 +96,17 @@ const scenarioList = (): Array<Scenario> => {
   }
   durable(64, 1)
   durable(1, 10)
+  // The same tcp and durable scenarios with each node on a thread of its own (scenario.ts --threads), against the
+  // same anchor rows: the Go runtime of the anchor runs its three nodes on all cores too.
+  for (const scenario of [...list]) {
+    if (!/^(tcp|lmdb)\/n3\/c\d+\/s128$/.test(scenario.name)) continue
+    list.push({
+      name: `${scenario.name}/threads`,
+      anchorName: scenario.anchorName,
+      args: [...scenario.args, "--threads", "--label", "threads"],
+      anchorArgs: scenario.anchorArgs
+    })
+  }
   return list.filter((s) => argv.only === undefined || s.name.includes(argv.only))
 }
 
