@@ -255,9 +255,11 @@ class Client {
       }
       let tag = "?"
       try {
-        tag = String((JSON.parse(body) as { _tag?: string })._tag ?? "?")
+        // The tag, and for OutcomeUnknown / Unavailable the reason (leadership lost, timed out, ...).
+        const error = JSON.parse(body) as { _tag?: string; reason?: string }
+        tag = String(error._tag ?? "?") + (error.reason === undefined ? "" : `: ${error.reason}`)
       } catch {
-        tag = body.slice(0, 40)
+        tag = body.slice(0, 60)
       }
       return { ok: false, cause: `${response.status} ${tag}` }
     }
@@ -312,6 +314,21 @@ const load = async (client: Client, count: number, prefix: string) => {
 const percentile = (sorted: ReadonlyArray<number>, q: number) =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
 
+/** Nodes whose process ended, with the last error line of their log (a port taken by another process shows here). */
+const deadNodes = (cluster: ProcessCluster, dir: string, except?: ProcessNode): string | undefined => {
+  const dead = cluster.nodes.filter((node) => node !== except && !cluster.alive(node)).map((node) => {
+    let tail = ""
+    try {
+      const lines = fs.readFileSync(path.join(dir, `${node.id}.log`), "utf8").trim().split("\n")
+      tail = (lines.filter((line) => /error|EADDRINUSE/i.test(line)).pop() ?? lines[lines.length - 1] ?? "").trim()
+    } catch {
+      // no log
+    }
+    return `${node.id} exited (its log: ${tail.slice(0, 300)})`
+  })
+  return dead.length === 0 ? undefined : dead.join("; ")
+}
+
 const maxTerm = async (cluster: ProcessCluster) => {
   let term = 0
   for (const node of cluster.nodes) term = Math.max(term, (await status(node))?.term ?? 0)
@@ -320,18 +337,20 @@ const maxTerm = async (cluster: ProcessCluster) => {
 
 // ---------------------------------------------------------------- the scenario
 
-const run = async (cluster: ProcessCluster, t0: number) => {
+const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
   let leader: ProcessNode | undefined
   while (leader === undefined && performance.now() - t0 < 120_000) {
     for (const node of cluster.nodes) if ((await status(node))?.state === "Leader") leader = node
     if (leader === undefined) await sleep(20)
   }
-  if (leader === undefined) throw new Error("no leader within 120 s")
+  if (leader === undefined) throw new Error(`no leader within 120 s; ${deadNodes(cluster, dir) ?? "all nodes running"}`)
   // From spawning three Node processes (tsx compiles the sources) to a leader: not the anchor's `elect_ms`.
   result.start_to_leader_ms = performance.now() - t0
   const client = new Client(cluster, leader.http)
   // The leader registers its HTTP address through the log before it can redirect; wait until a PUT succeeds.
   while (!(await client.put("ready")).ok && performance.now() - t0 < 120_000) await sleep(20)
+  const deadAtStart = deadNodes(cluster, dir)
+  if (deadAtStart !== undefined) throw new Error(`a node did not start: ${deadAtStart}`)
   if (warmup > 0) {
     const w = await load(client, warmup, "w")
     if (w.errors > 0) throw new Error(`warm-up: ${w.errors} PUTs failed: ${JSON.stringify(w.causes)}`)
@@ -349,6 +368,8 @@ const run = async (cluster: ProcessCluster, t0: number) => {
   const machine1 = machineTicks()
   const ticks1 = processTicks()
   result.leader_changes_during_run = (await maxTerm(cluster)) - termBefore
+  const dead = deadNodes(cluster, dir)
+  if (dead !== undefined) throw new Error(`a node ended during the run: ${dead}`)
 
   const ours = new Set([process.pid, ...pids])
   let nodeTicks = 0
@@ -402,6 +423,8 @@ const run = async (cluster: ProcessCluster, t0: number) => {
   const tf = performance.now()
   await cluster.kill(current, "SIGKILL")
   const others = cluster.nodes.filter((node) => node !== current)
+  const deadBefore = deadNodes(cluster, dir, current)
+  if (deadBefore !== undefined) throw new Error(`failover: another node is down: ${deadBefore}`)
   while (result.failover_commit_ms === null && performance.now() - tf < 60_000) {
     for (const node of others) {
       if ((await status(node))?.state !== "Leader") continue
@@ -426,7 +449,7 @@ const main = async () => {
   running = cluster
   let failed = false
   try {
-    await run(cluster, t0)
+    await run(cluster, dir, t0)
   } catch (error) {
     failed = true
     result.error = `${error instanceof Error ? error.message : String(error)} (node logs kept in ${dir})`
