@@ -299,6 +299,11 @@ const printTable = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>, anchor
       const list = Object.entries(causes).sort((a, b) => b[1] - a[1]).map(([cause, n]) => `${n}× ${cause}`).join(", ")
       console.log(`${String(r.scenario)}: ${String(r.errors)} of ${String(r.ops)} operations failed: ${list}`)
     }
+    const warmupCauses = r.warmup_error_causes as Record<string, number> | undefined
+    if (warmupCauses !== undefined && Object.keys(warmupCauses).length > 0) {
+      const list = Object.entries(warmupCauses).map(([cause, n]) => `${n}× ${cause}`).join(", ")
+      console.log(`${String(r.scenario)}: ${String(r.warmup_errors)} of ${String(r.warmup)} warm-up operations failed: ${list}`)
+    }
     if (typeof r.leader_changes_during_run === "number" && r.leader_changes_during_run > 0) {
       console.log(`${String(r.scenario)}: ${r.leader_changes_during_run} new term(s) began during the measured phase`)
     }
