@@ -134,7 +134,7 @@ export const latencySvg = (
         `<circle cx="${LEFT + 12}" cy="${ly + 14}" r="3.5" fill="${THEIRS}"/>`,
         `<text x="${LEFT + 30}" y="${ly + 18}" font-size="11">hashicorp/raft ${
           escape(theirName)
-        }: in-process Apply; its results hold only p50, p90, p99, p99.9 and max,</text>`,
+        }: in-process Apply; its results hold only p50, p90, p99, p99.9 and max (median of its runs),</text>`,
         `<text x="${LEFT + 30}" y="${ly + 32}" font-size="11">so only those points are plotted, joined by straight lines (not a measured curve)</text>`
       )
     } else {
