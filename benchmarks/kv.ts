@@ -221,7 +221,7 @@ const httpPut = (address: string, key: string, body: string) =>
 
 const BODY = JSON.stringify({ value: VALUE })
 
-/** What one PUT came to: success, or the cause of its failure ("503 NoLeader", "fetch: ECONNREFUSED", ...). */
+/** What one PUT came to: success, or the cause of its failure ("503 NoLeader", "socket: ECONNREFUSED", ...). */
 type Outcome = { readonly ok: true } | { readonly ok: false; readonly cause: string }
 
 /**
