@@ -56,6 +56,8 @@ export type ApplyResult = node.ApplyResult
 export type Observation = node.Observation
 /** A snapshot of a node's counters. */
 export type RaftStats = node.RaftStats
+/** A leader's replication to one other server (`RaftStats.replication`): match and next index, last answer, failures. */
+export type PeerReplication = node.PeerReplication
 /** Errors of `apply` and `barrier`. */
 export type ApplyError = node.ApplyError
 
@@ -139,7 +141,7 @@ export interface Raft {
   readonly getConfiguration: Effect.Effect<
     { readonly configuration: Configuration.Configuration; readonly index: number }
   >
-  /** A snapshot of the node's counters. */
+  /** A snapshot of the node's counters; on a leader, with its replication to each other server. */
   readonly stats: Effect.Effect<RaftStats>
   /**
    * Adds a voter (or updates its address). A server that is not yet caught up joins as a non-voter and is

@@ -24,7 +24,7 @@ import type { RequestVoteRequest } from "../src/Rpc.js"
 import * as SnapshotStore from "../src/SnapshotStore.js"
 import * as StableStore from "../src/StableStore.js"
 import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
-import { bytes, makeCluster, seeded, stuckDisk } from "./cluster.js"
+import { applyAll, bytes, makeCluster, seeded, stallRunLoop, stuckDisk } from "./cluster.js"
 
 const voteRequest = (fields: Partial<RequestVoteRequest>): RequestVoteRequest => ({
   _tag: "RequestVoteRequest",
@@ -185,25 +185,43 @@ describe("Raft: replication paths", () => {
       assert.isAbove(index, last)
     }).pipe(seeded("log-not-found")))
 
-  it.scoped("a slow disk on the leader does not stop its heartbeats, and an apply not taken in time fails with ApplyTimeout and is never appended", () =>
+  it.scoped("a leader whose disk is stuck keeps its heartbeats and commits through its followers' copies, and writes its own later", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster({ size: 3 })
       const leader = yield* cluster.waitForLeader()
+      const storedBefore = yield* leader.logs.lastIndex
       const disk = yield* stuckDisk(leader.logs)
+      // The leader writes its own entries while it replicates them (Raft thesis §10.2.1): the two followers'
+      // copies are a quorum, so both commit although the leader's disk has written neither.
       const first = yield* Effect.fork(leader.raft.apply(bytes("slow")))
-      yield* TestClock.adjust(1)
-      const second = yield* Effect.fork(Effect.either(leader.raft.apply(bytes("late"), { timeout: "20 millis" })))
+      const second = yield* Effect.fork(leader.raft.apply(bytes("late"), { timeout: "50 millis" }))
       yield* cluster.advance(500)
-      const late = yield* Fiber.join(second)
-      assert.isTrue(Either.isLeft(late) && late.left._tag === "ApplyTimeout")
-      // Half a second of a stuck disk: still leader, because heartbeats do not wait for the disk.
+      const done = yield* Fiber.join(first)
+      yield* Fiber.join(second)
+      assert.strictEqual(yield* leader.logs.lastIndex, storedBefore, "the leader's store was written through a stuck disk")
       assert.strictEqual(yield* leader.raft.state, "Leader")
       yield* disk.open
-      const done = yield* Fiber.join(first)
       yield* cluster.advance(100)
-      yield* cluster.waitForApplied(done.index)
-      for (const node of cluster.nodes) assert.deepStrictEqual(node.fsm.commands(), ["slow"])
+      yield* cluster.waitForApplied(done.index + 1)
+      assert.strictEqual(yield* leader.logs.lastIndex, done.index + 1, "the leader never wrote its own entries")
+      for (const node of cluster.nodes) assert.deepStrictEqual(node.fsm.commands(), ["slow", "late"])
     }).pipe(seeded("slow-disk")))
+
+  it.scoped("an apply not taken off the queue in time fails with ApplyTimeout and is never appended", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      const leader = yield* cluster.waitForLeader()
+      yield* applyAll(leader, "a", 1)
+      const stall = yield* stallRunLoop(leader)
+      const late = yield* Effect.fork(Effect.either(leader.raft.apply(bytes("late"), { timeout: "20 millis" })))
+      yield* cluster.advance(100)
+      const outcome = yield* Fiber.join(late)
+      assert.isTrue(Either.isLeft(outcome) && outcome.left._tag === "ApplyTimeout")
+      yield* stall.release
+      const after = yield* leader.raft.apply(bytes("after"))
+      yield* cluster.waitForApplied(after.index)
+      for (const node of cluster.nodes) assert.deepStrictEqual(node.fsm.commands(), ["a0", "after"])
+    }).pipe(seeded("queue-timeout")))
 
   it.scoped("a follower whose answers are lost keeps hearing heartbeats often enough not to campaign", () =>
     Effect.gen(function*() {
@@ -270,9 +288,7 @@ describe("Raft: outcomes always arrive", () => {
     Effect.gen(function*() {
       const cluster = yield* makeCluster({ size: 3 })
       const leader = yield* cluster.waitForLeader()
-      const disk = yield* stuckDisk(leader.logs)
-      const first = yield* Effect.fork(leader.raft.apply(bytes("slow")))
-      yield* TestClock.adjust(1)
+      const stall = yield* stallRunLoop(leader)
       const late = yield* leader.raft.applyFuture(bytes("late"), { timeout: "20 millis" })
       const waiters = yield* Effect.fork(Effect.all([Effect.either(late), Effect.either(late)], { concurrency: 2 }))
       yield* cluster.advance(100)
@@ -280,8 +296,7 @@ describe("Raft: outcomes always arrive", () => {
       for (const outcome of outcomes) assert.isTrue(Either.isLeft(outcome) && outcome.left._tag === "ApplyTimeout")
       const again = yield* Effect.either(late)
       assert.isTrue(Either.isLeft(again) && again.left._tag === "ApplyTimeout")
-      yield* disk.open
-      yield* Fiber.join(first)
+      yield* stall.release
     }).pipe(seeded("timeout-twice")))
 
   it.scoped("an apply whose batch the FSM is applying when the node shuts down fails with RaftShutdown", () =>

@@ -13,6 +13,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Configuration from "../src/Configuration.js"
 import * as Fsm from "../src/Fsm.js"
@@ -306,6 +307,28 @@ export const stuckDisk = (logs: LogStore.LogStore) =>
     ;(logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = (entries) =>
       disk.await.pipe(Effect.zipRight(store(entries)))
     return disk
+  })
+
+/**
+ * Holds a leader's run loop busy (inside a user restore whose data has not arrived) until `release`, so applies
+ * wait in its queue. The data, when released, is the FSM's state at that moment: the restore changes nothing.
+ */
+export const stallRunLoop = (node: TestNode) =>
+  Effect.gen(function*() {
+    const gate = yield* Effect.makeLatch(false)
+    yield* Effect.addFinalizer(() => gate.open)
+    const meta = (yield* node.snapshots.list)[0] ?? {
+      id: "stall",
+      index: 0,
+      term: 0,
+      configuration: Configuration.empty,
+      configurationIndex: 0,
+      size: 0
+    }
+    const data = Stream.fromEffect(gate.await.pipe(Effect.map(() => encodeState(node.fsm.commands()))))
+    const restoring = yield* Effect.fork(node.raft.restore(meta, data))
+    yield* TestClock.adjust(1)
+    return { release: gate.open.pipe(Effect.zipRight(Fiber.join(restoring))) }
   })
 
 /** The error's tag of a failed outcome, or "success". */

@@ -16,6 +16,8 @@ export interface Bugs {
   readonly commitPreviousTermsByCounting?: boolean | undefined
   /** A follower overwrites conflicting entries but keeps the rest of its old suffix. */
   readonly keepConflictingSuffix?: boolean | undefined
+  /** The leader counts itself toward commitment before its own write of the entries is durable. */
+  readonly leaderCountsUnwritten?: boolean | undefined
 }
 
 /** The bugs a node is built with: none by default. */

@@ -35,6 +35,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Configuration from "../Configuration.js"
 import type { Fsm, FsmSnapshot } from "../Fsm.js"
+import * as Chunk from "effect/Chunk"
 import * as Log from "../Log.js"
 import type { LogStore } from "../LogStore.js"
 import type { MembershipError, RestoreError, SnapshotError, TransferError } from "../Raft.js"
@@ -48,7 +49,7 @@ import {
   LeadershipLost,
   LeadershipTransferFailed,
   LeadershipTransferInProgress,
-  type LogNotFound,
+  LogNotFound,
   NothingNewToSnapshot,
   NotLeader,
   RaftShutdown,
@@ -112,6 +113,26 @@ export interface RaftStats {
   readonly latestConfiguration: Configuration.Configuration
   readonly latestConfigurationIndex: number
   readonly numPeers: number
+  /** On a leader, its replication to each other server of the latest configuration; empty on any other node. */
+  readonly replication: ReadonlyArray<PeerReplication>
+}
+
+/** How a leader replicates to one other server: read from the replication fibers' own fields, not tracked apart. */
+export interface PeerReplication {
+  readonly id: string
+  readonly address: string
+  readonly suffrage: Configuration.Suffrage
+  /** The highest index the server is known to hold. */
+  readonly matchIndex: number
+  /** The index the leader sends it next. */
+  readonly nextIndex: number
+  /** When it last answered an AppendEntries, heartbeat or InstallSnapshot (`Clock` ms); undefined if not yet this term. */
+  readonly lastContactMillis: number | undefined
+  /**
+   * Failed exchanges with it since its last successful answer (errors, and refusals that back off), as hashicorp's
+   * `failures`: above 0, replication to it is failing and retries with backoff.
+   */
+  readonly failures: number
 }
 
 /** Errors `apply` and `barrier` can fail with. */
@@ -262,6 +283,12 @@ type Event =
   }
   | { readonly _tag: "TransferTimeout"; readonly epoch: number }
   | {
+    /** The leader's own write of its entries failed (see `leaderWriter`). */
+    readonly _tag: "WriteFailed"
+    readonly leader: LeaderState
+    readonly error: StorageError
+  }
+  | {
     /** A snapshot was persisted: record it and compact the log. */
     readonly _tag: "Compact"
     readonly meta: SnapshotMeta
@@ -298,7 +325,12 @@ interface Replication {
   nextIndex: number
   /** The highest index this follower is known to hold (voters and non-voters alike). */
   matchIndex: number
+  /** Its last answer (`Clock` ms); the start of replication to it until `answered`, which gives the lease a grace period. */
   lastContact: number
+  /** Whether it answered at all since this leader began replicating to it. */
+  answered: boolean
+  /** Failed exchanges since its last successful answer. */
+  failures: number
   allowPipeline: boolean
   readonly trigger: Effect.Latch
   readonly heartbeatNow: Effect.Latch
@@ -309,9 +341,20 @@ interface LeaderState {
   readonly term: number
   readonly commitment: Commitment
   readonly replications: Map<string, Replication>
-  /** Entries this leader stored that are not yet committed, in index order, with their futures. */
+  /** Entries this leader appended that are not yet committed, in index order, with their futures. */
   inflight: Array<{ readonly log: Log.Log; readonly future: ApplyFuture | undefined; readonly at: number }>
   inflightHead: number
+  /**
+   * The last entry of this leader's log known to be in its log store. The leader writes its own entries while it
+   * replicates them (Raft thesis §10.2.1): entries after this one are in `unstored`, and the leader counts itself
+   * toward commitment only up to here.
+   */
+  storedIndex: number
+  storedTerm: number
+  /** Appended entries on their way to the log store, in index order: replication reads them from here. */
+  unstored: Array<Log.Log>
+  /** Set when a write of this leader's entries failed: nothing after `storedIndex` is written any more. */
+  writeFailure: StorageError | undefined
   readonly verifiers: Set<VerifyFuture>
   commitPending: boolean
   /** Membership changes waiting for the previous one (and this leader's no-op) to commit. */
@@ -321,6 +364,12 @@ interface LeaderState {
   /** The configuration entry appended and not yet committed, and the request waiting for it. */
   changeInFlight: { readonly index: number; readonly request: MembershipRequest | undefined } | undefined
   transfer: { readonly target: string; readonly deferred: Future<void, TransferError> } | undefined
+}
+
+/** A batch of the leader's own entries for its writer. */
+interface LeaderWrite {
+  readonly leader: LeaderState
+  readonly entries: ReadonlyArray<Log.Log>
 }
 
 /** What the FSM runner is asked to do, in log order. */
@@ -446,6 +495,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     const nodeScope = yield* Scope.fork(parentScope, ExecutionStrategy.sequential)
     const mailbox = yield* Mailbox.make<Event>()
     const fsmMailbox = yield* Mailbox.make<FsmItem>()
+    const writes = yield* Mailbox.make<LeaderWrite>()
     const observations = yield* PubSub.unbounded<Observation>()
 
     // ---- persistent and volatile state, owned by the run loop (read by others)
@@ -467,6 +517,10 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     }
     let lastLogIndex = 0
     let lastLogTerm = 0
+    /** Entries handed to the leader's writer and not yet written (or failed), and who waits for that to reach 0. */
+    let writesPending = 0
+    let writesDrained: Future<void, never> | undefined = undefined
+    let writerStopped = false
     let lastSnapshotIndex = 0
     let lastSnapshotTerm = 0
     let commitIndex = 0
@@ -652,6 +706,20 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
 
     const becomeFollower = Effect.gen(function*() {
       const wasLeader = state === "Leader"
+      const old = leader
+      if (old !== undefined) {
+        // A write of ours landing later could overwrite what the next leader sends: let every one finish first.
+        yield* awaitLeaderWrites
+        // After a failed write, the log ends where the store's does.
+        if (lastLogIndex !== old.storedIndex) {
+          lastLogIndex = old.storedIndex
+          lastLogTerm = old.storedTerm
+          if (latestConfigurationIndex > lastLogIndex) {
+            latestConfiguration = committedConfiguration
+            latestConfigurationIndex = committedConfigurationIndex
+          }
+        }
+      }
       yield* resetRoleScope
       preVoting = false
       if (wasLeader) {
@@ -759,6 +827,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           nextIndex: lastLogIndex + 1,
           matchIndex: 0,
           lastContact: now(),
+          answered: false,
+          failures: 0,
           allowPipeline: false,
           trigger: yield* Effect.makeLatch(true),
           heartbeatNow: yield* Effect.makeLatch(true),
@@ -830,7 +900,11 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         changeInFlight: latestConfigurationIndex > commitIndex
           ? { index: latestConfigurationIndex, request: undefined }
           : undefined,
-        transfer: undefined
+        transfer: undefined,
+        storedIndex: lastLogIndex,
+        storedTerm: lastLogTerm,
+        unstored: [],
+        writeFailure: undefined
       }
       leader = ls
       for (const server of configuration.servers) {
@@ -897,37 +971,111 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         }
       })
 
-    /** Appends applies (and the leader's no-op) to the log in one `storeLogs`, then wakes replication. */
+    /**
+     * Appends applies (and the leader's no-op) to the log: hands them to the leader's writer and wakes replication
+     * at once, so the leader's own write overlaps the followers' (Raft thesis §10.2.1). The leader counts itself
+     * toward commitment when its write has succeeded (`leaderWriter`).
+     */
     const dispatch = (futures: ReadonlyArray<ApplyFuture>) =>
-      Effect.gen(function*() {
+      Effect.sync(() => {
         const state = leader
         if (state === undefined) return
+        if (state.writeFailure !== undefined) {
+          // The leader is stepping down (its WriteFailed event is queued): nothing more is appended.
+          for (const future of futures) future.deferred.done(Exit.fail(state.writeFailure))
+          return
+        }
         const term = currentTerm
         const first = lastLogIndex + 1
         const entries = new Array<Log.Log>(futures.length)
+        const at = now()
         for (let i = 0; i < futures.length; i++) {
           const future = futures[i]!
           future.status = DISPATCHED
-          entries[i] = Log.make(first + i, term, future.type, future.data)
-        }
-        const stored = yield* Effect.either(logs.storeLogs(entries))
-        if (stored._tag === "Left") {
-          yield* Effect.logError("failed to store logs on the leader, stepping down", stored.left)
-          yield* becomeFollower
-          for (const future of futures) future.deferred.done(Exit.fail(stored.left))
-          return
-        }
-        const at = now()
-        for (let i = 0; i < entries.length; i++) {
-          state.inflight.push({ log: entries[i]!, future: futures[i], at })
+          const entry = Log.make(first + i, term, future.type, future.data)
+          entries[i] = entry
+          state.inflight.push({ log: entry, future, at })
+          state.unstored.push(entry)
         }
         lastLogIndex = first + entries.length - 1
         lastLogTerm = term
+        writesPending += entries.length
+        writes.unsafeOffer({ leader: state, entries })
+        if (bugs.leaderCountsUnwritten === true) state.commitment.match(localId, lastLogIndex)
         metrics.applies.unsafeUpdate(entries.length, nodeLabels)
         for (const replication of state.replications.values()) replication.trigger.unsafeOpen()
-        // The leader counts itself only now that its own store succeeded.
-        state.commitment.match(localId, lastLogIndex)
       })
+
+    /**
+     * The leader's writes of its own entries, in order: batches queued while a write is in flight share the next
+     * `storeLogs` (one synced commit). Once a write fails, the leader's later entries are never written, so its
+     * log keeps no gap; the run loop steps down on the `WriteFailed` event.
+     */
+    const leaderWriter = Effect.gen(function*() {
+      while (true) {
+        const [jobs, done] = yield* writes.takeAll
+        const list = Chunk.toReadonlyArray(jobs)
+        let i = 0
+        while (i < list.length) {
+          const ls = list[i]!.leader
+          const batch: Array<Log.Log> = []
+          for (; i < list.length && list[i]!.leader === ls; i++) {
+            for (const entry of list[i]!.entries) batch.push(entry)
+          }
+          if (ls.writeFailure === undefined) {
+            const stored = yield* Effect.either(Effect.uninterruptible(logs.storeLogs(batch)))
+            if (stored._tag === "Left") {
+              ls.writeFailure = stored.left
+              emit({ _tag: "WriteFailed", leader: ls, error: stored.left })
+            } else {
+              const last = batch[batch.length - 1]!
+              ls.storedIndex = last.index
+              ls.storedTerm = last.term
+              let k = 0
+              while (k < ls.unstored.length && ls.unstored[k]!.index <= last.index) k++
+              ls.unstored = k === ls.unstored.length ? [] : ls.unstored.slice(k)
+              if (leader === ls) ls.commitment.match(localId, last.index)
+            }
+          }
+          writesPending -= batch.length
+        }
+        if (writesPending === 0 && writesDrained !== undefined) {
+          const drained = writesDrained
+          writesDrained = undefined
+          drained.done(Exit.void)
+        }
+        if (done) return
+      }
+    })
+
+    /** Waits until every entry handed to the leader's writer is written (or its write failed). Run loop only. */
+    const awaitLeaderWrites: Effect.Effect<void> = Effect.suspend(() => {
+      if (writesPending === 0 || writerStopped) return Effect.void
+      writesDrained ??= new Future<void, never>()
+      return writesDrained.await
+    })
+
+    /** Entry `index` of the leader's log, from the store or from `unstored`. */
+    const readLeaderLog = (ls: LeaderState, index: number): Effect.Effect<Log.Log, LogNotFound | StorageError> => {
+      if (index <= ls.storedIndex) return logs.getLog(index)
+      const entry = ls.unstored[index - (ls.unstored[0]?.index ?? 0)]
+      return entry?.index === index ? Effect.succeed(entry) : Effect.fail(new LogNotFound({ index }))
+    }
+
+    /** Entries `from..to` of the leader's log: from the store up to what it holds, the rest from `unstored`. */
+    const readLeaderLogs = (
+      ls: LeaderState,
+      from: number,
+      to: number
+    ): Effect.Effect<ReadonlyArray<Log.Log>, LogNotFound | StorageError> => {
+      const stored = ls.storedIndex
+      if (to <= stored) return logs.getLogs(from, to)
+      // Taken now: the writer moves entries from `unstored` to the store (never the other way).
+      const base = ls.unstored[0]?.index ?? stored + 1
+      const tail = ls.unstored.slice(Math.max(from, stored + 1) - base, to - base + 1)
+      if (from > stored) return Effect.succeed(tail)
+      return Effect.map(logs.getLogs(from, stored), (head) => head.concat(tail))
+    }
 
     /** Appends a configuration entry; it takes effect at once (hashicorp/raft), and commits like any entry. */
     const appendConfiguration = (
@@ -1114,9 +1262,9 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             const prevLogIndex = from - 1
             if (prevLogIndex === 0) prevLogTerm = 0
             else if (prevLogIndex === lastSnapshotIndex) prevLogTerm = lastSnapshotTerm
-            else prevLogTerm = (yield* logs.getLog(prevLogIndex)).term
+            else prevLogTerm = (yield* readLeaderLog(state, prevLogIndex)).term
             const last = Math.min(to, from + config.maxAppendEntries - 1)
-            const entries = last >= from ? yield* logs.getLogs(from, last) : []
+            const entries = last >= from ? yield* readLeaderLogs(state, from, last) : []
             const request: AppendEntriesRequest = {
               _tag: "AppendEntriesRequest",
               term,
@@ -1135,6 +1283,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           const last = count > 0 ? request.entries[count - 1]!.index : request.prevLogIndex
           if (last + 1 > replication.nextIndex) replication.nextIndex = last + 1
           if (last > replication.matchIndex) replication.matchIndex = last
+          replication.failures = 0
           if (count > 0) state.commitment.match(replication.peer.id, last)
         }
 
@@ -1169,9 +1318,11 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             return "stop" as const
           }
           replication.lastContact = now()
+          replication.answered = true
           if (!response.success) {
             return yield* new SnapshotRejected({ index: opened.meta.index })
           }
+          replication.failures = 0
           replication.nextIndex = opened.meta.index + 1
           if (opened.meta.index > replication.matchIndex) replication.matchIndex = opened.meta.index
           state.commitment.match(replication.peer.id, opened.meta.index)
@@ -1198,6 +1349,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               return "stop" as const
             }
             replication.lastContact = now()
+            replication.answered = true
             if (response.success) {
               updateLastAppended(request)
               replication.allowPipeline = true
@@ -1213,13 +1365,14 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           Effect.gen(function*() {
             do {
               const outcome = yield* replicateOnce(lastIndex).pipe(
-                Effect.tapError((error) =>
-                  error._tag === "AppendRejected"
+                Effect.tapError((error) => {
+                  replication.failures++
+                  return error._tag === "AppendRejected"
                     ? Effect.logDebug("appendEntries rejected, sending older logs", error.nextIndex)
                     : error._tag === "SnapshotNotFound"
                     ? Effect.logDebug("no snapshot to send yet", error)
                     : Effect.logWarning("failed to appendEntries", error)
-                ),
+                }),
                 Effect.retry(failureBackoff)
               )
               if (outcome === "stop") return "stop" as const
@@ -1246,6 +1399,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
                     return
                   }
                   replication.lastContact = now()
+                  replication.answered = true
                   if (!result.response.success) return
                   updateLastAppended(result.request)
                 }
@@ -1360,6 +1514,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             ).pipe(
               Effect.tapError(() =>
                 Effect.suspend(() => {
+                  replication.failures++
                   metrics.heartbeatFailures.unsafeUpdate(1, replication.labels)
                   return publish({
                     _tag: "FailedHeartbeat",
@@ -1377,6 +1532,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               return
             }
             replication.lastContact = now()
+            replication.answered = true
+            replication.failures = 0
             if (verifying !== undefined) voteVerifiers(verifying, response.success)
           }
         })
@@ -1385,6 +1542,25 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           yield* annotate(fiber).pipe(Effect.interruptible, Effect.forkIn(replication.scope))
         }
       })
+
+    /** The leader's view of each other server of the latest configuration, for `stats`. */
+    const peerReplication = (ls: LeaderState): Array<PeerReplication> => {
+      const out: Array<PeerReplication> = []
+      for (const server of latestConfiguration.servers) {
+        const replication = ls.replications.get(server.id)
+        if (replication === undefined) continue
+        out.push({
+          id: server.id,
+          address: server.address,
+          suffrage: server.suffrage,
+          matchIndex: replication.matchIndex,
+          nextIndex: replication.nextIndex,
+          lastContactMillis: replication.answered ? replication.lastContact : undefined,
+          failures: replication.failures
+        })
+      }
+      return out
+    }
 
     /** Fails every verification waiting on `replication` (its leader stepped down). */
     const notifyVerifiers = (replication: Replication, stillLeader: boolean) => {
@@ -1624,6 +1800,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         if (!Configuration.isVoter(latestConfiguration, localId)) return response
         if (request.term > currentTerm) yield* setCurrentTerm(request.term)
         yield* Effect.logInfo(`asked by ${request.leaderId} to take over leadership, campaigning`)
+        // A (stale) leader asked to campaign leaves its leadership properly first: its writes end, its futures fail.
+        if (state === "Leader") yield* becomeFollower
         yield* becomeCandidate(true)
         return { ...response, success: true }
       })
@@ -1902,6 +2080,9 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         ))
         if (stored._tag === "Left") return deferred.done(Exit.fail(stored.left))
         if (leader !== ls) return deferred.done(Exit.fail(new LeadershipLost()))
+        // The log is about to be replaced: no write of ours may land after that.
+        yield* awaitLeaderWrites
+        if (ls.writeFailure !== undefined) return deferred.done(Exit.fail(ls.writeFailure))
         const meta = stored.right
         // Entries not yet committed never will be: the snapshot supersedes them.
         const lost = Exit.fail(new LeadershipLost())
@@ -1912,6 +2093,9 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         if (first > 0) yield* logs.deleteRange(first, lastLogIndex)
         lastLogIndex = index
         lastLogTerm = term
+        ls.storedIndex = index
+        ls.storedTerm = term
+        ls.unstored = []
         lastSnapshotIndex = index
         lastSnapshotTerm = term
         commitIndex = index
@@ -2052,6 +2236,21 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             }
             case "TransferTimeout": {
               if (event.epoch === epoch) yield* handleTransferTimeout
+              break
+            }
+            case "WriteFailed": {
+              const ls = event.leader
+              if (leader !== ls) break
+              yield* Effect.logError("failed to store logs on the leader, stepping down", event.error)
+              // Entries never written answer the store's error (followers may hold them: a later leader may commit
+              // them, as after LeadershipLost), once this node has stepped down; the rest answer as any deposed
+              // leader's do.
+              let cut = ls.inflight.length
+              while (cut > ls.inflightHead && ls.inflight[cut - 1]!.log.index > ls.storedIndex) cut--
+              const unwritten = ls.inflight.splice(cut)
+              yield* becomeFollower
+              const failed = Exit.fail(event.error)
+              for (const item of unwritten) item.future?.deferred.done(failed)
               break
             }
             case "UserRestore": {
@@ -2362,6 +2561,18 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       Effect.interruptible,
       Effect.forkIn(nodeScope)
     )
+    yield* leaderWriter.pipe(
+      // Stopped (shutdown): whoever waits for the writes waits no more; nothing will be written now.
+      Effect.ensuring(Effect.sync(() => {
+        writerStopped = true
+        writesDrained?.done(Exit.void)
+        writesDrained = undefined
+      })),
+      Effect.catchAllCause(fatal("leader log writer")),
+      Effect.annotateLogs({ module: "LeaderWriter", node: localId }),
+      Effect.interruptible,
+      Effect.forkIn(nodeScope)
+    )
     yield* snapshotLoop.pipe(
       Effect.annotateLogs({ module: "Snapshots", node: localId }),
       Effect.interruptible,
@@ -2505,7 +2716,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         lastContactMillis: lastContact,
         latestConfiguration,
         latestConfigurationIndex,
-        numPeers: latestConfiguration.servers.filter((server) => server.id !== localId).length
+        numPeers: latestConfiguration.servers.filter((server) => server.id !== localId).length,
+        replication: leader === undefined ? [] : peerReplication(leader)
       })),
       state: Effect.sync(() => state),
       leader: Effect.sync(() =>

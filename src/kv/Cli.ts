@@ -122,36 +122,71 @@ export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<Readonl
   return [pad(header, widths), ...rows.map((row) => pad(row, widths))].join("\n")
 }
 
+/**
+ * The table `kv status` prints: a row per member with its own view (state, term, indexes, how long since it heard
+ * from a leader) beside the leader's view of it (match index, how long since it answered, failed exchanges), so a
+ * follower that is cut off or lagging shows in the leader's columns even when it cannot be asked itself.
+ */
+export const statusTable = (
+  first: typeof Http.Status.Type,
+  own: ReadonlyMap<string, typeof Http.Status.Type>
+): string => {
+  const leader = [first, ...own.values()].find((status) => status.state === "Leader")
+  const millis = (value: number | undefined) => value === undefined ? "" : `${value} ms`
+  const rows = [...first.members].sort((a, b) => a.id.localeCompare(b.id)).map((member) => {
+    const status = own.get(member.id)
+    const seen = leader?.peers.find((peer) => peer.id === member.id)
+    const isLeader = leader !== undefined && leader.id === member.id
+    return [
+      member.id,
+      status?.state ?? "unreachable",
+      member.suffrage,
+      member.raftAddress,
+      member.http ?? "?",
+      status === undefined ? "" : String(status.term),
+      status === undefined ? "" : String(status.commitIndex),
+      status === undefined ? "" : String(status.appliedIndex),
+      millis(status?.lastContactMillisAgo),
+      isLeader ? String(leader.lastIndex) : seen === undefined ? "" : String(seen.matchIndex),
+      isLeader ? "-" : seen === undefined ? "" : seen.lastContactMillisAgo === undefined ? "never" : millis(seen.lastContactMillisAgo),
+      isLeader ? "-" : seen === undefined ? "" : seen.failures === 0 ? "ok" : `failing (${seen.failures})`,
+      status === undefined ? "" : String(status.keys)
+    ]
+  })
+  return [
+    `leader: ${first.leader?.id ?? "none known"}   configuration index ${first.configurationIndex}`,
+    table([
+      "id",
+      "state",
+      "suffrage",
+      "raft",
+      "http",
+      "term",
+      "commit",
+      "applied",
+      "heard leader",
+      "match",
+      "answered leader",
+      "replication",
+      "keys"
+    ], rows)
+  ].join("\n")
+}
+
 const statusCommand = Command.make("status", { httpAddr }, ({ httpAddr }) =>
   Effect.gen(function*() {
     const first = yield* Effect.flatMap(client(httpAddr), (api) => api.cluster.status())
-    const rows: Array<Array<string>> = []
-    for (const member of [...first.members].sort((a, b) => a.id.localeCompare(b.id))) {
-      const own = member.http === undefined
-        ? undefined
-        : yield* Effect.flatMap(client(member.http), (api) => api.cluster.status()).pipe(
-          Effect.timeout("2 seconds"),
-          Effect.option,
-          Effect.map(Option.getOrUndefined)
-        )
-      rows.push([
-        member.id,
-        own?.state ?? "unreachable",
-        member.suffrage,
-        member.raftAddress,
-        member.http ?? "?",
-        own === undefined ? "" : String(own.term),
-        own === undefined ? "" : String(own.commitIndex),
-        own === undefined ? "" : String(own.appliedIndex),
-        own?.lastContactMillisAgo === undefined ? "" : `${own.lastContactMillisAgo} ms`,
-        own === undefined ? "" : String(own.keys)
-      ])
+    const own = new Map<string, typeof Http.Status.Type>()
+    for (const member of first.members) {
+      if (member.http === undefined) continue
+      const status = yield* Effect.flatMap(client(member.http), (api) => api.cluster.status()).pipe(
+        Effect.timeout("2 seconds"),
+        Effect.option
+      )
+      if (Option.isSome(status)) own.set(member.id, status.value)
     }
-    yield* Console.log(`leader: ${first.leader?.id ?? "none known"}   configuration index ${first.configurationIndex}`)
-    yield* Console.log(
-      table(["id", "state", "suffrage", "raft", "http", "term", "commit", "applied", "last contact", "keys"], rows)
-    )
-  })).pipe(Command.withDescription("print the cluster as a table, as each member sees itself"))
+    yield* Console.log(statusTable(first, own))
+  })).pipe(Command.withDescription("print the cluster as a table: each member's own view and the leader's view of it"))
 
 const putCommand = Command.make("put", {
   httpAddr,

@@ -67,6 +67,16 @@ export const Member = Schema.Struct({
   suffrage: Schema.Literal("Voter", "Nonvoter"),
   http: Schema.optional(Schema.String)
 })
+/** The leader's replication to one other member, as `GET /status` on the leader shows it. */
+export const PeerStatus = Schema.Struct({
+  id: Schema.String,
+  suffrage: Schema.Literal("Voter", "Nonvoter"),
+  http: Schema.optional(Schema.String),
+  matchIndex: Schema.Number,
+  nextIndex: Schema.Number,
+  lastContactMillisAgo: Schema.optional(Schema.Number),
+  failures: Schema.Number
+})
 /** What `GET /status` answers. */
 export const Status = Schema.Struct({
   id: Schema.String,
@@ -80,6 +90,7 @@ export const Status = Schema.Struct({
   lastContactMillisAgo: Schema.optional(Schema.Number),
   configurationIndex: Schema.Number,
   members: Schema.Array(Member),
+  peers: Schema.Array(PeerStatus),
   keys: Schema.Number
 })
 

@@ -44,6 +44,21 @@ export interface Member {
   readonly http: string | undefined
 }
 
+/** How the leader replicates to one other member, as `GET /status` on the leader shows it. */
+export interface PeerStatus {
+  readonly id: string
+  readonly suffrage: Configuration.Suffrage
+  readonly http: string | undefined
+  /** The highest index the member is known to hold. */
+  readonly matchIndex: number
+  /** The index the leader sends it next. */
+  readonly nextIndex: number
+  /** Milliseconds since it last answered the leader; undefined if it has not during this leader's term. */
+  readonly lastContactMillisAgo: number | undefined
+  /** Failed exchanges since its last answer: above 0, replication to it is failing and backing off. */
+  readonly failures: number
+}
+
 /** What `GET /status` answers. */
 export interface Status {
   readonly id: string
@@ -58,6 +73,8 @@ export interface Status {
   readonly lastContactMillisAgo: number | undefined
   readonly configurationIndex: number
   readonly members: ReadonlyArray<Member>
+  /** On the leader, its replication to each other member (last contact per peer); empty on any other node. */
+  readonly peers: ReadonlyArray<PeerStatus>
   /** Number of keys in this node's state machine. */
   readonly keys: number
 }
@@ -305,6 +322,17 @@ export const make = (
             raftAddress: server.address,
             suffrage: server.suffrage,
             http: httpOf(server.id)
+          })),
+          peers: stats.replication.map((peer) => ({
+            id: peer.id,
+            suffrage: peer.suffrage,
+            http: httpOf(peer.id),
+            matchIndex: peer.matchIndex,
+            nextIndex: peer.nextIndex,
+            lastContactMillisAgo: peer.lastContactMillis === undefined
+              ? undefined
+              : Math.max(0, now - peer.lastContactMillis),
+            failures: peer.failures
           })),
           keys: HashMap.size(kv.current().entries)
         }

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
+import * as Cli from "../../src/kv/Cli.js"
 import * as Http from "../../src/kv/Http.js"
 import { makeCluster, request } from "./cluster.js"
 
@@ -102,6 +103,64 @@ describe("kv HTTP API", () => {
       assert.isNumber(status.body.lastContactMillisAgo)
       yield* cluster.close
     }))
+
+  it.live("the leader's status shows last contact, match index and failures per peer: a cut-off follower falls behind and recovers when healed", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster(3, { faults: true })
+      const leader = yield* cluster.leader
+      const [cut, kept] = cluster.nodes.filter((node) => node.id !== leader.id)
+      const status = (node: { readonly http: string }) => request(node.http, "GET", "/status").then((a) => a.body)
+      const peerOf = (body: any, id: string) => body.peers.find((p: { id: string }) => p.id === id)
+      const current = (body: any, id: string) => {
+        const peer = peerOf(body, id)
+        return peer !== undefined && peer.matchIndex === body.lastIndex && peer.failures === 0 &&
+          typeof peer.lastContactMillisAgo === "number"
+      }
+      yield* Effect.promise(() => request(leader.http, "PUT", "/kv/a", { value: "1" }, "follow"))
+      const healthy = yield* Effect.promise(() =>
+        eventually(() => status(leader), (body) => current(body, cut!.id) && current(body, kept!.id))
+      )
+      assert.deepStrictEqual(
+        healthy.peers.map((p: { id: string; http: string; suffrage: string }) => [p.id, p.http, p.suffrage]).sort(),
+        [cut!, kept!].map((n) => [n.id, n.http, "Voter"]).sort()
+      )
+      assert.deepStrictEqual((yield* Effect.promise(() => status(kept!))).peers, [], "a follower lists peers")
+
+      // The leader's requests to `cut` are dropped (one way: `cut` still hears nothing, so it cannot disrupt).
+      yield* Effect.promise(() => request(leader.http, "POST", "/admin/faults", { blocked: [cut!.id] }))
+      yield* Effect.promise(() => request(leader.http, "PUT", "/kv/b", { value: "2" }, "follow"))
+      const first = yield* Effect.promise(() =>
+        eventually(() => status(leader), (body) => (peerOf(body, cut!.id)?.lastContactMillisAgo ?? 0) >= 500)
+      )
+      const later = yield* Effect.promise(() =>
+        eventually(
+          () => status(leader),
+          (body) => peerOf(body, cut!.id).lastContactMillisAgo > peerOf(first, cut!.id).lastContactMillisAgo + 200 &&
+            current(body, kept!.id)
+        )
+      )
+      const cutPeer = peerOf(later, cut!.id)
+      assert.isAbove(cutPeer.lastContactMillisAgo, peerOf(first, cut!.id).lastContactMillisAgo, "last contact did not grow")
+      assert.isBelow(cutPeer.matchIndex, later.lastIndex, "the cut-off follower's match index is not behind")
+      assert.isAbove(cutPeer.failures, 0, "replication to the cut-off follower does not show as failing")
+      assert.isTrue(current(later, kept!.id), "the connected follower is not current")
+      assert.isBelow(peerOf(later, kept!.id).lastContactMillisAgo, cutPeer.lastContactMillisAgo)
+
+      // The table of `kv status` shows the same from the leader's side.
+      const own = new Map<string, any>([[leader.id, later]])
+      const table = Cli.statusTable(later, own)
+      const cutRow = table.split("\n").find((line) => line.startsWith(cut!.id))!
+      assert.include(cutRow, `failing (`)
+      assert.include(cutRow, ` ${cutPeer.matchIndex} `)
+
+      yield* Effect.promise(() => request(leader.http, "POST", "/admin/faults", { blocked: [] }))
+      const healed = yield* Effect.promise(() =>
+        eventually(() => status(leader), (body) => current(body, cut!.id) && current(body, kept!.id), 10_000)
+      )
+      assert.isTrue(current(healed, cut!.id), "after healing the follower is not current again")
+      assert.isTrue(current(healed, kept!.id))
+      yield* cluster.close
+    }), 30_000)
 
   it.live("the leader registers its HTTP address in the replicated directory, so every node can redirect to it", () =>
     Effect.gen(function*() {

@@ -10,21 +10,30 @@
  * waits for fsync).
  *
  * Kills: STORE_KILLS of the store writer + RAFT_KILLS of the Raft node
- * (62 in all). The seed is printed; `CRASH_SEED=n` replays its choices (the exact
+ * + SNAPSHOT_KILLS of the Raft node on file snapshots with a compacted log,
+ * restarted in-process after each kill (65 in all). The seed is printed; `CRASH_SEED=n` replays its choices (the exact
  * kill points also depend on timing).
  */
 import { assert, beforeAll, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { LogStore } from "../../src/LogStore.js"
+import * as Raft from "../../src/Raft.js"
+import { SnapshotStore } from "../../src/SnapshotStore.js"
+import { StableStore } from "../../src/StableStore.js"
 import * as LmdbStore from "../../src/storage/LmdbStore.js"
 import { generator } from "../fixtures/prng.js"
+import { listFsm, snapshotNode } from "../fixtures/snapshot-node.js"
 
 const STORE_KILLS = 50
 const RAFT_KILLS = 12
+const SNAPSHOT_KILLS = 3
 const KEEP = 500 // the store child compacts to its last KEEP entries
 const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 1_000_000))
 
@@ -198,4 +207,50 @@ describe("crash tests: SIGKILL at random points", () => {
     // Each restart campaigned again on the stored term, so the term grew with the runs.
     assert.isAtLeast(maxTerm, RAFT_KILLS)
   }, 240_000)
+
+  it(`a node on LMDB and file snapshots killed ${SNAPSHOT_KILLS} times after compaction restarts with every acknowledged command in its FSM (seed ${seed})`, async () => {
+    const random = generator(seed + 2)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "effect-raft-crash-snap-"))
+    const acknowledged = new Map<number, string>() // index → command
+    let maxTerm = 0
+    try {
+      for (let run = 1; run <= SNAPSHOT_KILLS; run++) {
+        const lines = await runAndKill(raftChild, [dir, String(run), "snapshots"], {
+          tag: "A",
+          writes: 150 + Math.floor(random() * 150),
+          delayMillis: Math.floor(random() * 10)
+        })
+        maxTerm = Math.max(maxTerm, ...numbers(lines, "TERM"))
+        for (const line of lines) {
+          const [tag, index, command] = line.split(" ")
+          if (tag === "A") acknowledged.set(Number(index), command!)
+        }
+        // Restart the node in this process on the same directories; check before it leads, then after a barrier.
+        const fsm = listFsm()
+        const where = `seed ${seed}, after kill ${run}`
+        await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+          const context = yield* Layer.build(snapshotNode(dir, fsm))
+          const raft = Context.get(context, Raft.Raft)
+          assert.isAtLeast(yield* Context.get(context, StableStore).getUint64("CurrentTerm"), maxTerm, `the term went back (${where})`)
+          assert.isAbove(yield* Context.get(context, LogStore).firstIndex, 1, `the log was never compacted (${where})`)
+          assert.isAbove((yield* Context.get(context, SnapshotStore).list).length, 0, `no snapshot on disk (${where})`)
+          assert.strictEqual(fsm.restores(), 1, `the FSM was not restored from the snapshot (${where})`)
+          while ((yield* raft.state) !== "Leader") yield* Effect.sleep("5 millis")
+          yield* raft.barrier({ timeout: "10 seconds" })
+          // Every acknowledged command is in the state, in index order (commands are unique: `<run>-<n>`).
+          const expected = [...acknowledged].sort(([a], [b]) => a - b).map(([, command]) => command)
+          const known = new Set(expected)
+          assert.deepStrictEqual(fsm.commands().filter((command) => known.has(command)), expected, `FSM state (${where})`)
+          const check = `check-${run}`
+          const { index } = yield* raft.apply(new TextEncoder().encode(check), { timeout: "10 seconds" })
+          assert.strictEqual(fsm.commands().at(-1), check, `an apply after the restart (${where})`)
+          acknowledged.set(index, check)
+          maxTerm = Math.max(maxTerm, yield* raft.currentTerm)
+        })))
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+    assert.isAbove(acknowledged.size, SNAPSHOT_KILLS * 150)
+  }, 120_000)
 })

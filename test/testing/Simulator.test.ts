@@ -137,6 +137,24 @@ describe("Simulator catches injected bugs", () => {
     await assertSeedsPass(range(201, caught!.seed), options)
   }, 120_000)
 
+  it("a leader counting itself before its own write is durable, then crashing, within seeds 40..100 of crashes during slow writes", async () => {
+    // The leader writes its own entries while it replicates them, and may count itself only once its write is
+    // done. Counting earlier commits an entry one follower holds; a crash during the write then loses the
+    // leader's copy, and a node that never had the entry can be elected with the restarted leader's vote. The
+    // simulator's disks take 10..60 ms per write here, and a crash loses a write under way.
+    const faults: Simulator.FaultOptions = {
+      ...Simulator.defaultFaults,
+      intervalMillis: [10, 60],
+      weights: { partition: 0, isolateLeader: 0, oneWay: 1, cutLink: 4, crash: 4, restart: 5, reboot: 4, heal: 1, lossyLinks: 0 }
+    }
+    const options = { nodes: 3, durationMillis: 2000, faults, diskLatencyMillis: [10, 60] as const }
+    const caught = await firstCaught(range(40, 100), { ...options, bugs: { leaderCountsUnwritten: true } }, ["liveness"])
+    assert.isDefined(caught, "not caught in seeds 40..100")
+    assert.oneOf(caught!.result.violation!.property, ["leader completeness", "state-machine safety", "linearizability"])
+    // The same runs without the bug break no safety property.
+    await assertSeedsPass(range(40, caught!.seed), options, ["liveness"])
+  }, 300_000)
+
   it("granting a vote without persisting it, then crashing, within 30 seeds of targeted reboots", async () => {
     // A voter that forgets its vote only matters if it reboots between two candidates' requests of one
     // term: the faults here reboot a node right after it grants a vote and cut single links, so two
