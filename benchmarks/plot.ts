@@ -134,8 +134,8 @@ export const latencySvg = (
         `<circle cx="${LEFT + 12}" cy="${ly + 14}" r="3.5" fill="${THEIRS}"/>`,
         `<text x="${LEFT + 30}" y="${ly + 18}" font-size="11">hashicorp/raft ${
           escape(theirName)
-        }: in-process Apply; its results hold only p50, p90, p99, p99.9 and max (median of its runs),</text>`,
-        `<text x="${LEFT + 30}" y="${ly + 32}" font-size="11">so only those points are plotted, joined by straight lines (not a measured curve)</text>`
+        }: in-process Apply; its results hold only p50, p90, p99, p99.9 and max,</text>`,
+        `<text x="${LEFT + 30}" y="${ly + 32}" font-size="11">so only those points are plotted (medians of its runs), joined by straight lines: not a measured curve</text>`
       )
     } else {
       parts.push(`<text x="${LEFT + 30}" y="${ly + 18}" font-size="11" fill="#555">no anchor rows for this scenario</text>`)
