@@ -1,280 +1,475 @@
 /**
- * `npm run bench:kv`: the key-value service end to end, as three `kv node`
- * processes on loopback (TCP transport, LMDB log, file snapshots: durable, as
- * the anchor's `bolt` mode), driven over HTTP by clients in this process.
+ * One end-to-end scenario of the key-value service = one process = one JSON
+ * line on stdout, with the keys of the hashicorp/raft anchor, as
+ * `scenario.ts` does for the in-process tiers. `run.ts` runs it for the `kv/`
+ * rows of `npm run bench` (and `npm run bench:kv`, which is `run.ts --only kv/`).
  *
- *   npm run bench:kv -- [--ops 2000] [--only c64] [--anchor <dir|jsonl>] [--svg out.svg]
+ *   node --import tsx benchmarks/kv.ts --conc 64|1 [--ops N] [--fast] [--failover false] [--deadline 600]
+ *     [--node-entry <bundle of src/kv/main.ts>]   (default: the sources through tsx)
  *
- * Scenarios: 1 client and 64 clients doing PUT of 128-byte values through the
- * leader (default timers), and failover (the leader killed with SIGKILL; time
- * until another node leads, and until a PUT to it succeeds) with default and
- * with fast timers. Each prints one JSON line with the anchor's keys; a table
- * follows, with hashicorp/raft's `bolt` rows beside ours when `--anchor` names
- * its results. `--svg` writes the latency distribution of each scenario (ours,
- * and the anchor's percentiles when given) as an SVG plot.
+ * 1. Three `kv node` processes on loopback (TCP transport, LMDB log and stable
+ *    store, file snapshots: durable, as the anchor's `bolt` mode), default
+ *    timers or `--fast` (a tenth of them, the anchor's `fast-timers`).
+ * 2. Warm-up: min(1000, ops/10) PUTs, not measured.
+ * 3. Measured: `ops` HTTP PUTs of 128-byte values from `conc` concurrent
+ *    clients in this process; a latency is one PUT until the leader answered
+ *    (committed and applied), including any redirect it followed.
+ * 4. Every node must reach the leader's applied index (`fsm_check_ok`).
+ * 5. Failover: the leader is killed with SIGKILL; `failover_elect_ms` is the
+ *    time until another node says it leads, `failover_commit_ms` until a PUT
+ *    to it succeeds.
  *
- * What differs from the anchor: every operation here is an HTTP request with a
- * JSON body to another process, answered after commit and apply (the anchor
- * calls `Apply` in-process); the three nodes are three processes, as in a
- * deployment (the anchor runs them in one process).
+ * The clients behave as the `kv` CLI does: each PUT goes to the node believed
+ * to lead; a 307 is followed (the body sent again to `Location`) and the new
+ * address remembered; after a failure the clients look for the leader again.
+ * Nothing is retried silently: every PUT that did not end in 200 counts in
+ * `errors`, with its cause (status and `_tag`, or the client-side exception)
+ * in `error_causes`, and followed redirects count in `redirects`.
+ *
+ * What differs from the anchor: every operation is an HTTP request with a JSON
+ * body to another process (the anchor calls `Apply` in-process), the nodes are
+ * three processes (the anchor runs them in one), and `cpu_us_per_op` counts
+ * the three nodes and this client process; `peak_rss_mib` sums the nodes'
+ * peak RSS (the client is not counted).
  */
 import * as fs from "node:fs"
-import { tmpdir } from "node:os"
+import * as http from "node:http"
+import * as os from "node:os"
 import * as path from "node:path"
+import { performance } from "node:perf_hooks"
 import { parseArgs } from "node:util"
 import { type ProcessCluster, type ProcessNode, startProcessCluster } from "../test/kv/processes.js"
 
 const { values: argv } = parseArgs({
   options: {
-    ops: { type: "string", default: "2000" },
-    only: { type: "string" },
-    anchor: { type: "string" },
-    svg: { type: "string" }
+    conc: { type: "string", default: "64" },
+    ops: { type: "string" },
+    warmup: { type: "string" },
+    fast: { type: "boolean", default: false },
+    failover: { type: "string", default: "true" },
+    deadline: { type: "string", default: "600" },
+    label: { type: "string" },
+    "node-entry": { type: "string" }
   }
 })
-const OPS = Math.max(10, Number(argv.ops))
-const VALUE = "x".repeat(128)
 
-interface Row {
-  readonly impl: string
-  readonly scenario: string
-  readonly mode: string
-  readonly nodes: number
-  readonly ops: number
-  readonly size: number
-  readonly conc: number
-  readonly ops_per_sec?: number
-  readonly lat_p50_us?: number
-  readonly lat_p90_us?: number
-  readonly lat_p99_us?: number
-  readonly lat_p999_us?: number
-  readonly lat_max_us?: number
-  readonly lat_mean_us?: number
-  readonly errors?: number
-  readonly failover_elect_ms?: number
-  readonly failover_commit_ms?: number
-  readonly heartbeat_timeout_ms: number
-  readonly durable: boolean
-  readonly latencies_us?: ReadonlyArray<number>
+const conc = Math.max(1, Number(argv.conc))
+const fast = argv.fast
+// As the anchor's bolt mode: 20,000 PUTs at 64 clients, 2,000 with one, 500 with one and fast timers.
+const ops = Math.max(1, argv.ops !== undefined ? Number(argv.ops) : conc > 1 ? 20_000 : fast ? 500 : 2_000)
+const warmup = argv.warmup !== undefined ? Number(argv.warmup) : Math.min(1000, Math.floor(ops / 10))
+const SIZE = 128
+const VALUE = "x".repeat(SIZE)
+const label = argv.label ?? (fast ? "fast-timers" : "")
+const CLK_TCK = 100
+
+/** Latency quantiles written to the row for the plot: evenly spaced on a "nines" scale, 0 to 99.9 %. */
+const cdfQuantiles: ReadonlyArray<number> = Array.from({ length: 61 }, (_, k) => 1 - Math.pow(10, -k / 20))
+
+// ---------------------------------------------------------------- result
+
+const result: Record<string, unknown> = {
+  impl: "effect-raft/kv",
+  impl_version: `effect-raft ${readVersion()} key-value service (node ${process.version})`,
+  scenario: `kv/n3/c${conc}/s${SIZE}${label === "" ? "" : `/${label}`}`,
+  mode: "kv",
+  nodes: 3,
+  ops,
+  warmup,
+  size: SIZE,
+  conc,
+  label,
+  elect_ms: null,
+  start_to_leader_ms: null,
+  duration_s: null,
+  ops_per_sec: null,
+  lat_mean_us: null,
+  lat_p50_us: null,
+  lat_p90_us: null,
+  lat_p99_us: null,
+  lat_p999_us: null,
+  lat_max_us: null,
+  lat_cdf_us: null,
+  errors: 0,
+  error_causes: {},
+  warmup_errors: 0,
+  warmup_error_causes: {},
+  redirects: 0,
+  cpu_us_per_op: null,
+  client_cpu_us_per_op: null,
+  bg_cpu_cores: null,
+  machine_busy_cores: null,
+  followers_caught_up_ms: null,
+  fsm_check_ok: false,
+  leader_changes_during_run: null,
+  failover_elect_ms: null,
+  failover_commit_ms: null,
+  peak_rss_mib: null,
+  heartbeat_timeout_ms: fast ? 100 : 1000,
+  election_timeout_ms: fast ? 100 : 1000,
+  leader_lease_ms: fast ? 50 : 500,
+  commit_timeout_ms: fast ? 5 : 50,
+  durable: true,
+  node_version: process.version,
+  num_cpu: os.cpus().length,
+  error: "",
+  started_at_unix: Math.floor(Date.now() / 1000)
+}
+
+let emitted = false
+const emit = () => {
+  if (emitted) return
+  emitted = true
+  process.stdout.write(JSON.stringify(result) + "\n")
+}
+
+function readVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync("package.json", "utf8")) as { version: string }).version
+  } catch {
+    return "?"
+  }
+}
+
+// ---------------------------------------------------------------- machine probes
+
+/** utime+stime ticks of every user-space process, by pid. */
+const processTicks = (): Map<number, number> => {
+  const out = new Map<number, number>()
+  for (const name of fs.readdirSync("/proc")) {
+    const pid = Number(name)
+    if (!Number.isInteger(pid)) continue
+    try {
+      const text = fs.readFileSync(`/proc/${name}/stat`, "utf8")
+      const fields = text.slice(text.lastIndexOf(")") + 2).split(" ")
+      if ((Number(fields[6]) & 0x00200000) !== 0) continue // kernel thread
+      out.set(pid, Number(fields[11]) + Number(fields[12]))
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return out
+}
+
+/** Busy and total jiffies of the whole machine. */
+const machineTicks = (): { busy: number; total: number } => {
+  const values = fs.readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
+  const total = values.reduce((a, b) => a + b, 0)
+  return { busy: total - values[3]! - values[4]!, total }
+}
+
+/** Peak resident set of a process, in MiB (VmHWM). */
+const peakRssMib = (pid: number | undefined): number => {
+  if (pid === undefined) return 0
+  try {
+    const match = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))
+    return match === null ? 0 : Number(match[1]) / 1024
+  } catch {
+    return 0
+  }
+}
+
+// ---------------------------------------------------------------- the client
+
+interface Status {
+  readonly id: string
+  readonly state: string
+  readonly term: number
+  readonly commitIndex: number
+  readonly appliedIndex: number
 }
 
 const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
 
-const put = async (http: string, key: string): Promise<boolean> => {
-  try {
-    const response = await fetch(`http://${http}/kv/${key}`, {
-      method: "PUT",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ value: VALUE }),
-      signal: AbortSignal.timeout(10_000),
-      redirect: "manual"
+const status = (node: ProcessNode): Promise<Status | undefined> =>
+  fetch(`http://${node.http}/status`, { signal: AbortSignal.timeout(2000) })
+    .then((response) => response.ok ? response.json() as Promise<Status> : undefined)
+    .catch(() => undefined)
+
+/** Keep-alive connections, as many as there are clients (node:http costs the client less CPU than fetch). */
+const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY })
+
+/** One HTTP PUT with a JSON body: status, `Location` and body, or the socket's error. */
+const httpPut = (address: string, key: string, body: string) =>
+  new Promise<{ readonly status: number; readonly location: string | undefined; readonly body: string }>(
+    (resolve, reject) => {
+      const [host, port] = [address.slice(0, address.lastIndexOf(":")), Number(address.slice(address.lastIndexOf(":") + 1))]
+      const request = http.request({
+        host,
+        port,
+        method: "PUT",
+        path: `/kv/${key}`,
+        agent,
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+        timeout: 30_000
+      }, (response) => {
+        const chunks: Array<Buffer> = []
+        response.on("data", (chunk: Buffer) => chunks.push(chunk))
+        response.on("end", () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            location: response.headers.location,
+            body: Buffer.concat(chunks).toString("utf8")
+          }))
+        response.on("error", reject)
+      })
+      request.on("timeout", () => request.destroy(Object.assign(new Error("timeout"), { code: "TIMEOUT" })))
+      request.on("error", reject)
+      request.end(body)
+    }
+  )
+
+const BODY = JSON.stringify({ value: VALUE })
+
+/** What one PUT came to: success, or the cause of its failure ("503 NoLeader", "socket: ECONNREFUSED", ...). */
+type Outcome = { readonly ok: true } | { readonly ok: false; readonly cause: string }
+
+/**
+ * The clients' view of the cluster: the HTTP address believed to lead, moved by redirects, and looked up again
+ * (one search shared by all clients) after a failure.
+ */
+class Client {
+  leader: string
+  redirects = 0
+  private search: Promise<void> | undefined
+
+  constructor(readonly cluster: ProcessCluster, leader: string) {
+    this.leader = leader
+  }
+
+  /** One PUT of `key`, following up to 3 redirects. */
+  async put(key: string): Promise<Outcome> {
+    let target = this.leader
+    for (let hop = 0; hop < 4; hop++) {
+      let response: Awaited<ReturnType<typeof httpPut>>
+      try {
+        response = await httpPut(target, key, BODY)
+      } catch (error) {
+        return { ok: false, cause: `socket: ${(error as { code?: string }).code ?? (error as Error).message}` }
+      }
+      const { body, location } = response
+      if (response.status === 200) return { ok: true }
+      if (response.status === 307 && location !== undefined) {
+        target = new URL(location).host
+        this.leader = target
+        this.redirects++
+        continue
+      }
+      let tag = "?"
+      try {
+        // The tag, and for OutcomeUnknown / Unavailable the reason (leadership lost, timed out, ...).
+        const error = JSON.parse(body) as { _tag?: string; reason?: string }
+        tag = String(error._tag ?? "?") + (error.reason === undefined ? "" : `: ${error.reason}`)
+      } catch {
+        tag = body.slice(0, 60)
+      }
+      return { ok: false, cause: `${response.status} ${tag}` }
+    }
+    return { ok: false, cause: "too many redirects" }
+  }
+
+  /** Looks for the node that says it leads (all callers share one search), for at most 30 s. */
+  findLeader(): Promise<void> {
+    this.search ??= (async () => {
+      const deadline = performance.now() + 30_000
+      while (performance.now() < deadline) {
+        for (const node of this.cluster.nodes) {
+          if (!this.cluster.alive(node)) continue
+          if ((await status(node))?.state === "Leader") {
+            this.leader = node.http
+            return
+          }
+        }
+        await sleep(20)
+      }
+    })().finally(() => {
+      this.search = undefined
     })
-    await response.arrayBuffer()
-    return response.status === 200
-  } catch {
-    return false
+    return this.search
   }
 }
 
-const ready = async (node: ProcessNode) => {
-  for (let i = 0; i < 600; i++) {
-    const ok = await fetch(`http://${node.http}/status`).then((r) => r.ok).catch(() => false)
-    if (ok) return
-    await sleep(100)
-  }
+/** `count` PUTs from `conc` concurrent clients; latencies (µs) of the successful ones, failures by cause. */
+const load = async (client: Client, count: number, prefix: string) => {
+  const latencies: Array<number> = []
+  const causes: Record<string, number> = {}
+  let errors = 0
+  let next = 0
+  await Promise.all(Array.from({ length: Math.min(conc, count) }, async () => {
+    for (;;) {
+      const i = next++
+      if (i >= count) return
+      const t0 = performance.now()
+      const outcome = await client.put(`${prefix}${i % 1000}`)
+      if (outcome.ok) {
+        latencies.push((performance.now() - t0) * 1000)
+      } else {
+        errors++
+        causes[outcome.cause] = (causes[outcome.cause] ?? 0) + 1
+        await client.findLeader()
+      }
+    }
+  }))
+  return { latencies, errors, causes }
 }
 
-const percentile = (sorted: ReadonlyArray<number>, p: number) =>
-  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
+const percentile = (sorted: ReadonlyArray<number>, q: number) =>
+  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
 
-const withCluster = async <A>(fast: boolean, f: (cluster: ProcessCluster, leader: ProcessNode) => Promise<A>) => {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), "kv-bench-"))
-  const cluster = await startProcessCluster({ dir, nodes: 3, fast })
+/** Nodes whose process ended, with the last error line of their log (a port taken by another process shows here). */
+const deadNodes = (cluster: ProcessCluster, dir: string, except?: ProcessNode): string | undefined => {
+  const dead = cluster.nodes.filter((node) => node !== except && !cluster.alive(node)).map((node) => {
+    let tail = ""
+    try {
+      const lines = fs.readFileSync(path.join(dir, `${node.id}.log`), "utf8").trim().split("\n")
+      tail = (lines.filter((line) => /error|EADDRINUSE/i.test(line)).pop() ?? lines[lines.length - 1] ?? "").trim()
+    } catch {
+      // no log
+    }
+    return `${node.id} exited (its log: ${tail.slice(0, 300)})`
+  })
+  return dead.length === 0 ? undefined : dead.join("; ")
+}
+
+const maxTerm = async (cluster: ProcessCluster) => {
+  let term = 0
+  for (const node of cluster.nodes) term = Math.max(term, (await status(node))?.term ?? 0)
+  return term
+}
+
+// ---------------------------------------------------------------- the scenario
+
+const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
+  let leader: ProcessNode | undefined
+  while (leader === undefined && performance.now() - t0 < 120_000) {
+    for (const node of cluster.nodes) if ((await status(node))?.state === "Leader") leader = node
+    if (leader === undefined) await sleep(20)
+  }
+  if (leader === undefined) throw new Error(`no leader within 120 s; ${deadNodes(cluster, dir) ?? "all nodes running"}`)
+  // From spawning three Node processes (tsx compiles the sources) to a leader: not the anchor's `elect_ms`.
+  result.start_to_leader_ms = performance.now() - t0
+  const client = new Client(cluster, leader.http)
+  // The leader registers its HTTP address through the log before it can redirect; wait until a PUT succeeds.
+  while (!(await client.put("ready")).ok && performance.now() - t0 < 120_000) await sleep(20)
+  const deadAtStart = deadNodes(cluster, dir)
+  if (deadAtStart !== undefined) throw new Error(`a node did not start: ${deadAtStart}`)
+  if (warmup > 0) {
+    // Failures here (a leader change on a starved machine, say) are reported, and the measured phase still runs.
+    const w = await load(client, warmup, "w")
+    result.warmup_errors = w.errors
+    result.warmup_error_causes = w.causes
+  }
+
+  const termBefore = await maxTerm(cluster)
+  const pids = cluster.nodes.map((node) => node.child?.pid).filter((pid): pid is number => pid !== undefined)
+  const ticks0 = processTicks()
+  const machine0 = machineTicks()
+  const cpu0 = process.cpuUsage()
+  const started = performance.now()
+  const measured = await load(client, ops, "k")
+  const elapsedS = (performance.now() - started) / 1000
+  const cpu1 = process.cpuUsage(cpu0)
+  const machine1 = machineTicks()
+  const ticks1 = processTicks()
+  result.leader_changes_during_run = (await maxTerm(cluster)) - termBefore
+  const dead = deadNodes(cluster, dir)
+  if (dead !== undefined) throw new Error(`a node ended during the run: ${dead}`)
+
+  const ours = new Set([process.pid, ...pids])
+  let nodeTicks = 0
+  let otherTicks = 0
+  for (const [pid, t1] of ticks1) {
+    const delta = t1 - (ticks0.get(pid) ?? 0)
+    if (pid === process.pid) continue
+    if (ours.has(pid)) nodeTicks += delta
+    else otherTicks += delta
+  }
+  const clientUs = cpu1.user + cpu1.system
+  result.duration_s = elapsedS
+  result.ops_per_sec = ops / elapsedS
+  result.errors = measured.errors
+  result.error_causes = measured.causes
+  result.redirects = client.redirects
+  result.cpu_us_per_op = (nodeTicks * (1e6 / CLK_TCK) + clientUs) / ops
+  result.client_cpu_us_per_op = clientUs / ops
+  result.bg_cpu_cores = otherTicks / CLK_TCK / elapsedS
+  if (machine1.total > machine0.total) {
+    result.machine_busy_cores = (machine1.busy - machine0.busy) / (machine1.total - machine0.total) * os.cpus().length
+  }
+  const sorted = measured.latencies.sort((a, b) => a - b)
+  result.lat_mean_us = sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length)
+  result.lat_p50_us = percentile(sorted, 0.5)
+  result.lat_p90_us = percentile(sorted, 0.9)
+  result.lat_p99_us = percentile(sorted, 0.99)
+  result.lat_p999_us = percentile(sorted, 0.999)
+  result.lat_max_us = sorted[sorted.length - 1] ?? null
+  // The quantiles the sample can tell apart (up to 1 - 1/n), then the maximum.
+  result.lat_cdf_us = sorted.length === 0 ? null : [
+    ...cdfQuantiles.filter((q) => q <= 1 - 1 / sorted.length).map((q) => [q, percentile(sorted, q)]),
+    [1, sorted[sorted.length - 1]!]
+  ]
+
+  // Every node applies what the leader applied.
+  const target = (await status(leader))?.appliedIndex ?? Number.POSITIVE_INFINITY
+  const tc = performance.now()
+  let caughtUp = false
+  while (!caughtUp && performance.now() - tc < 15_000) {
+    const all = await Promise.all(cluster.nodes.map(status))
+    caughtUp = all.every((s) => s !== undefined && s.appliedIndex >= target)
+    if (!caughtUp) await sleep(5)
+  }
+  result.followers_caught_up_ms = performance.now() - tc
+  result.fsm_check_ok = caughtUp
+  result.peak_rss_mib = cluster.nodes.reduce((sum, node) => sum + peakRssMib(node.child?.pid), 0)
+
+  if (argv.failover === "false") return
+  const current = cluster.nodes.find((node) => node.http === client.leader) ?? leader
+  const tf = performance.now()
+  await cluster.kill(current, "SIGKILL")
+  const others = cluster.nodes.filter((node) => node !== current)
+  const deadBefore = deadNodes(cluster, dir, current)
+  if (deadBefore !== undefined) throw new Error(`failover: another node is down: ${deadBefore}`)
+  while (result.failover_commit_ms === null && performance.now() - tf < 60_000) {
+    for (const node of others) {
+      if ((await status(node))?.state !== "Leader") continue
+      result.failover_elect_ms ??= performance.now() - tf
+      if ((await new Client(cluster, node.http).put("after-failover")).ok) {
+        result.failover_commit_ms = performance.now() - tf
+        break
+      }
+    }
+    if (result.failover_commit_ms === null) await sleep(fast ? 2 : 10)
+  }
+  if (result.failover_commit_ms === null) throw new Error("failover: no PUT succeeded within 60 s of the kill")
+}
+
+let running: ProcessCluster | undefined
+
+const main = async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kv-bench-"))
+  const t0 = performance.now()
+  const entry = argv["node-entry"]
+  const cluster = await startProcessCluster({ dir, nodes: 3, fast, ...(entry === undefined ? {} : { command: [entry] }) })
+  running = cluster
+  let failed = false
   try {
-    for (const node of cluster.nodes) await ready(node)
-    const leader = await cluster.leader(60_000)
-    if (leader === undefined) throw new Error(`no leader; logs in ${dir}`)
-    // Wait until the leader's barrier committed (its HTTP address is registered), then warm up.
-    while (!(await put(leader.http, "warmup"))) await sleep(50)
-    return await f(cluster, leader)
+    await run(cluster, dir, t0)
+  } catch (error) {
+    failed = true
+    result.error = `${error instanceof Error ? error.message : String(error)} (node logs kept in ${dir})`
   } finally {
     await cluster.stop()
-    fs.rmSync(dir, { recursive: true, force: true })
   }
+  if (!failed) fs.rmSync(dir, { recursive: true, force: true })
+  emit()
 }
 
-const throughput = (conc: number, ops: number): Promise<Row> =>
-  withCluster(false, async (_cluster, leader) => {
-    for (let i = 0; i < Math.min(200, ops / 10); i++) await put(leader.http, `w${i}`)
-    const latencies: Array<number> = []
-    let next = 0
-    let errors = 0
-    const started = performance.now()
-    await Promise.all(Array.from({ length: conc }, async () => {
-      for (;;) {
-        const i = next++
-        if (i >= ops) return
-        const t0 = performance.now()
-        if (await put(leader.http, `k${i % 1000}`)) latencies.push((performance.now() - t0) * 1000)
-        else errors++
-      }
-    }))
-    const seconds = (performance.now() - started) / 1000
-    const sorted = [...latencies].sort((a, b) => a - b)
-    return {
-      impl: "effect-raft/kv",
-      scenario: `kv/n3/c${conc}/s128`,
-      mode: "kv",
-      nodes: 3,
-      ops,
-      size: 128,
-      conc,
-      ops_per_sec: ops / seconds,
-      lat_mean_us: sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length),
-      lat_p50_us: percentile(sorted, 0.5),
-      lat_p90_us: percentile(sorted, 0.9),
-      lat_p99_us: percentile(sorted, 0.99),
-      lat_p999_us: percentile(sorted, 0.999),
-      lat_max_us: sorted[sorted.length - 1] ?? 0,
-      errors,
-      heartbeat_timeout_ms: 1000,
-      durable: true,
-      latencies_us: sorted
-    }
-  })
+// Watchdog: a stuck scenario still produces a JSON line, and its node processes end with it.
+setTimeout(() => {
+  result.error = `deadline ${argv.deadline}s exceeded`
+  for (const node of running?.nodes ?? []) node.child?.kill("SIGKILL")
+  emit()
+  process.exit(3)
+}, Number(argv.deadline) * 1000).unref()
 
-const failover = (fast: boolean): Promise<Row> =>
-  withCluster(fast, async (cluster, leader) => {
-    const t0 = performance.now()
-    await cluster.kill(leader, "SIGKILL")
-    const others = cluster.nodes.filter((node) => node !== leader)
-    let electMs: number | undefined
-    let commitMs: number | undefined
-    while (commitMs === undefined && performance.now() - t0 < 60_000) {
-      for (const node of others) {
-        const status = await fetch(`http://${node.http}/status`, { signal: AbortSignal.timeout(1000) })
-          .then((r) => r.json() as Promise<{ state: string }>).catch(() => undefined)
-        if (status?.state !== "Leader") continue
-        electMs ??= performance.now() - t0
-        if (await put(node.http, "after-failover")) commitMs = performance.now() - t0
-      }
-      if (commitMs === undefined) await sleep(fast ? 5 : 20)
-    }
-    return {
-      impl: "effect-raft/kv",
-      scenario: `kv/n3/failover${fast ? "/fast-timers" : ""}`,
-      mode: "kv",
-      nodes: 3,
-      ops: 0,
-      size: 128,
-      conc: 1,
-      ...(electMs === undefined ? {} : { failover_elect_ms: electMs }),
-      ...(commitMs === undefined ? {} : { failover_commit_ms: commitMs }),
-      heartbeat_timeout_ms: fast ? 100 : 1000,
-      durable: true
-    }
-  })
-
-// ---------------------------------------------------------------- the anchor
-
-const readAnchor = (where: string | undefined): Array<Record<string, unknown>> => {
-  if (where === undefined) return []
-  const file = fs.statSync(where).isDirectory() ? path.join(where, "raft.jsonl") : where
-  return fs.readFileSync(file, "utf8").split("\n").filter((l) => l.trim().length > 0).map((l) => JSON.parse(l))
-}
-
-/** The anchor's `bolt` row that matches ours (median ops/s of its runs). */
-const anchorFor = (anchor: ReadonlyArray<Record<string, unknown>>, row: Row) => {
-  const scenario = row.scenario.startsWith("kv/n3/failover")
-    ? `bolt/n3/c1/s128${row.scenario.endsWith("fast-timers") ? "/fast-timers" : ""}`
-    : row.scenario.replace(/^kv\//, "bolt/")
-  const rows = anchor.filter((a) => a.scenario === scenario)
-    .sort((a, b) => Number(a.ops_per_sec) - Number(b.ops_per_sec))
-  return rows[Math.floor(rows.length / 2)]
-}
-
-// ---------------------------------------------------------------- the plot
-
-const svg = (rows: ReadonlyArray<Row>, anchor: ReadonlyArray<Record<string, unknown>>): string => {
-  const plots = rows.filter((row) => row.latencies_us !== undefined)
-  const width = 640
-  const height = 260
-  const pad = 50
-  const blocks: Array<string> = []
-  plots.forEach((row, i) => {
-    const ours = row.latencies_us!
-    const theirs = anchorFor(anchor, row)
-    const points = [0.5, 0.9, 0.99, 0.999, 1]
-    const theirValues = theirs === undefined
-      ? []
-      : [theirs.lat_p50_us, theirs.lat_p90_us, theirs.lat_p99_us, theirs.lat_p999_us, theirs.lat_max_us].map(Number)
-    const maxUs = Math.max(ours[ours.length - 1] ?? 1, ...theirValues, 1)
-    const x = (us: number) => pad + (Math.log10(Math.max(us, 10)) / Math.log10(maxUs * 1.2)) * (width - 2 * pad)
-    const y = (q: number) => height - pad + (-(height - 2 * pad)) * q
-    const top = i * (height + 20)
-    const ourPath = ours.map((us, k) => `${x(us).toFixed(1)},${(y((k + 1) / ours.length) + top).toFixed(1)}`).join(" ")
-    const theirPath = theirValues.map((us, k) => `${x(us).toFixed(1)},${(y(points[k]!) + top).toFixed(1)}`).join(" ")
-    const ticks = [100, 1000, 10_000, 100_000, 1_000_000].filter((us) => us <= maxUs * 1.2)
-      .map((us) =>
-        `<line x1="${x(us)}" y1="${top + pad}" x2="${x(us)}" y2="${top + height - pad}" stroke="#ddd"/>` +
-        `<text x="${x(us)}" y="${top + height - pad + 14}" font-size="10" text-anchor="middle">${us >= 1000 ? `${us / 1000} ms` : `${us} µs`}</text>`
-      ).join("")
-    blocks.push(
-      `<text x="${pad}" y="${top + 20}" font-size="13">${row.scenario}: share of PUTs completed within a latency (log scale)</text>` +
-        ticks +
-        `<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="${ourPath}"/>` +
-        (theirPath === "" ? "" : `<polyline fill="none" stroke="#d62728" stroke-width="1.5" points="${theirPath}"/>`) +
-        `<text x="${width - pad}" y="${top + pad}" font-size="11" text-anchor="end" fill="#1f77b4">effect-raft/kv (HTTP, 3 processes)</text>` +
-        (theirPath === ""
-          ? ""
-          : `<text x="${width - pad}" y="${top + pad + 14}" font-size="11" text-anchor="end" fill="#d62728">hashicorp/raft bolt (p50, p90, p99, p99.9, max)</text>`)
-    )
-  })
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${plots.length * (height + 20)}" font-family="sans-serif">${
-    blocks.join("")
-  }</svg>\n`
-}
-
-// ---------------------------------------------------------------- main
-
-const scenarios: Array<[string, () => Promise<Row>]> = [
-  ["kv/n3/c1/s128", () => throughput(1, Math.max(10, Math.floor(OPS / 10)))],
-  ["kv/n3/c64/s128", () => throughput(64, OPS)],
-  ["kv/n3/failover", () => failover(false)],
-  ["kv/n3/failover/fast-timers", () => failover(true)]
-]
-const anchor = readAnchor(argv.anchor)
-const rows: Array<Row> = []
-for (const [name, run] of scenarios) {
-  if (argv.only !== undefined && !name.includes(argv.only)) continue
-  const row = await run()
-  rows.push(row)
-  const { latencies_us: _, ...json } = row
-  console.log(JSON.stringify(json))
-}
-
-const fmt = (value: unknown, digits = 0) =>
-  typeof value === "number" && Number.isFinite(value)
-    ? value.toLocaleString("en-US", { maximumFractionDigits: digits })
-    : ""
-console.log("\n| scenario | impl | ops/s | p50 µs | p99 µs | max µs | failover: new leader ms | new commit ms |")
-console.log("|---|---|--:|--:|--:|--:|--:|--:|")
-for (const row of rows) {
-  console.log(
-    `| ${row.scenario} | effect-raft/kv | ${fmt(row.ops_per_sec)} | ${fmt(row.lat_p50_us)} | ${fmt(row.lat_p99_us)} | ${
-      fmt(row.lat_max_us)
-    } | ${fmt(row.failover_elect_ms)} | ${fmt(row.failover_commit_ms)} |`
-  )
-  const theirs = anchorFor(anchor, row)
-  if (theirs !== undefined) {
-    console.log(
-      `| | hashicorp/raft ${String(theirs.scenario)} | ${fmt(theirs.ops_per_sec)} | ${fmt(theirs.lat_p50_us)} | ${
-        fmt(theirs.lat_p99_us)
-      } | ${fmt(theirs.lat_max_us)} | ${fmt(theirs.failover_elect_ms)} | ${fmt(theirs.failover_commit_ms)} |`
-    )
-  }
-}
-if (argv.svg !== undefined) {
-  fs.writeFileSync(argv.svg, svg(rows, anchor))
-  console.log(`\nlatency plot: ${argv.svg}`)
-}
+await main()

@@ -1,39 +1,47 @@
 /**
  * `npm run bench`: the in-memory, TCP and durable (LMDB) tiers of the
- * benchmarks, side by side with the hashicorp/raft anchor (`shared/anchor`);
- * our `lmdb` scenarios line up with the anchor's `bolt` ones (raft-boltdb
- * behind a LogCache, fsync on every commit). Each scenario runs in its own
- * process (`scenario.ts`), so peak RSS is per scenario; each prints one JSON
- * line with the anchor's keys. Rows are appended to `bench-results/<stamp>.jsonl`.
+ * benchmarks, and the end-to-end tier (the key-value service as three
+ * processes driven over HTTP), side by side with the hashicorp/raft anchor
+ * (`shared/anchor`); our `lmdb` and `kv` scenarios line up with the anchor's
+ * `bolt` ones (raft-boltdb behind a LogCache, fsync on every commit). Each
+ * scenario runs in its own process (`scenario.ts`, or `kv.ts` for the `kv/`
+ * rows), so peak RSS is per scenario; each prints one JSON line with the
+ * anchor's keys. Rows are appended to `bench-results/<stamp>.jsonl`; when rows
+ * carry a latency distribution (the `kv/` ones), `bench-results/<stamp>.svg`
+ * plots it beside the anchor's percentiles (`plot.ts`).
  *
  *   npm run bench -- [--runs 3] [--ops N] [--only c64] [--anchor <dir|jsonl>]
- *                    [--anchor-bin <path to raftbench>] [--no-quiet] [--tsx]
+ *                    [--anchor-bin <path to raftbench>] [--no-quiet] [--tsx] [--svg <path>]
+ *   npm run bench:kv -- ...   (the same with --only kv/)
  *
  * --ops N          scale down: c64 runs N ops, c1 N/10, c1 fast-timers N/50
  *                  (defaults 100,000 / 10,000 / 2,000, as the anchor; durable: 20,000 / 2,000)
- * --only S         only scenarios whose name contains S
+ * --only S         only scenarios whose name contains S (repeated: contains each)
  * --runs R         run the matrix R times, interleaved (run 1 of every scenario, then run 2, ...)
  * --anchor P       print hashicorp/raft's rows (median per scenario) from a results dir or a jsonl file
  * --anchor-bin B   also run the anchor binary before each of our scenarios, under the same conditions
  * --no-quiet       do not wait for the machine to be idle before each scenario
  * --tsx            run scenarios through the tsx loader instead of a prebuilt bundle
- *                  (the loader adds about 60 MiB of RSS and some start-up CPU)
+ *                  (the loader adds about 60 MiB of RSS and some start-up CPU; `kv/` rows always use it)
+ * --svg P          write the latency plot to P instead of bench-results/<stamp>.svg
  */
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { parseArgs } from "node:util"
+import { latencySvg } from "./plot.js"
 
 const { values: argv } = parseArgs({
   options: {
     runs: { type: "string", default: "1" },
     ops: { type: "string" },
-    only: { type: "string" },
+    only: { type: "string", multiple: true },
     anchor: { type: "string" },
     "anchor-bin": { type: "string" },
     "no-quiet": { type: "boolean", default: false },
     tsx: { type: "boolean", default: false },
     "bg-max": { type: "string", default: "0.10" },
+    svg: { type: "string" },
     retries: { type: "string", default: "2" }
   }
 })
@@ -53,6 +61,8 @@ interface Scenario {
   readonly anchorName: string
   readonly args: ReadonlyArray<string> // for scenario.ts
   readonly anchorArgs: ReadonlyArray<string> // for raftbench
+  /** `kv.ts` (the key-value service as processes) instead of `scenario.ts`. */
+  readonly kv?: boolean
 }
 
 const scale = argv.ops === undefined ? undefined : Math.max(1, Number(argv.ops))
@@ -107,7 +117,26 @@ const scenarioList = (): Array<Scenario> => {
       anchorArgs: scenario.anchorArgs
     })
   }
-  return list.filter((s) => argv.only === undefined || s.name.includes(argv.only))
+  // End to end: the key-value service as three `kv node` processes (TCP, LMDB), HTTP clients, against bolt.
+  const kv = (conc: number, divisor: number, fast: boolean) => {
+    const ops = ["--ops", String(scale === undefined ? 20_000 / divisor : Math.max(1, Math.floor(scale / divisor)))]
+    const suffix = fast ? "/fast-timers" : ""
+    const anchorArgs = ["-mode", "bolt", "-conc", String(conc), ...ops.map((a) => a.replace("--", "-"))]
+    if (fast) {
+      anchorArgs.push("-heartbeat", `${FAST.heartbeat}ms`, "-election", `${FAST.election}ms`, "-lease", `${FAST.lease}ms`, "-commit-timeout", `${FAST.commit}ms`, "-label", "fast-timers")
+    }
+    list.push({
+      name: `kv/n3/c${conc}/s128${suffix}`,
+      anchorName: `bolt/n3/c${conc}/s128${suffix}`,
+      args: ["--conc", String(conc), ...ops, ...(fast ? ["--fast"] : [])],
+      anchorArgs,
+      kv: true
+    })
+  }
+  kv(64, 1, false)
+  kv(1, 10, false)
+  kv(1, 40, true)
+  return list.filter((s) => (argv.only ?? []).every((part) => s.name.includes(part)))
 }
 
 // ---------------------------------------------------------------- machine
@@ -166,8 +195,31 @@ const buildScenario = async (): Promise<Array<string>> => {
   }
 }
 
-const runProcess = (command: string, args: ReadonlyArray<string>): Row => {
-  const child = spawnSync(command, args, { cwd: root, encoding: "utf8", timeout: 100_000, maxBuffer: 64 << 20 })
+/** Bundles the `kv` executable the same way, for the node processes of the `kv/` rows. */
+const buildKvNode = async (): Promise<Array<string>> => {
+  if (argv.tsx) return []
+  try {
+    const esbuild = await import("esbuild")
+    const outfile = path.join(resultsDir, ".build", "kv-main.mjs")
+    await esbuild.build({
+      entryPoints: [path.join(root, "src", "kv", "main.ts")],
+      outfile,
+      bundle: true,
+      packages: "external",
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      logLevel: "error"
+    })
+    return ["--node-entry", outfile]
+  } catch (error) {
+    process.stderr.write(`esbuild unavailable (${String(error)}); kv nodes run through tsx\n`)
+    return []
+  }
+}
+
+const runProcess = (command: string, args: ReadonlyArray<string>, timeoutMs = 100_000): Row => {
+  const child = spawnSync(command, args, { cwd: root, encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 << 20 })
   fs.appendFileSync(stderrFile, child.stderr ?? "")
   const line = (child.stdout ?? "").split("\n").reverse().find((l) => l.startsWith("{"))
   if (line === undefined) {
@@ -176,12 +228,12 @@ const runProcess = (command: string, args: ReadonlyArray<string>): Row => {
   return JSON.parse(line) as Row
 }
 
-const runWithRetries = (what: string, command: string, args: ReadonlyArray<string>): Row => {
+const runWithRetries = (what: string, command: string, args: ReadonlyArray<string>, timeoutMs?: number): Row => {
   const bgMax = Number(argv["bg-max"])
   const retries = Number(argv.retries)
   for (let attempt = 0;; attempt++) {
     quiet()
-    const row = runProcess(command, args)
+    const row = runProcess(command, args, timeoutMs)
     const bg = typeof row.bg_cpu_cores === "number" ? row.bg_cpu_cores : 0
     if (bg > bgMax && attempt < retries) {
       process.stderr.write(`  ${what}: contended (bg_cpu_cores=${bg.toFixed(2)}), retrying\n`)
@@ -212,6 +264,7 @@ const columns: ReadonlyArray<readonly [key: string, title: string, digits: numbe
   ["failover_elect_ms", "fo elect ms", 0, false],
   ["failover_commit_ms", "fo commit ms", 0, false],
   ["entries_per_fsync", "entries/fsync", 1, true],
+  ["errors", "errors", 0, false],
   ["bg_cpu_cores", "bg cores", 2, false]
 ]
 
@@ -252,6 +305,23 @@ const printTable = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>, anchor
   if (theirs.length > 0) {
     console.log("ratio = effect-raft / hashicorp/raft medians: above 1 is better for ops/s, below 1 better for the rest.")
   }
+  // Failed scenarios and failed operations, with their causes: never only a count.
+  for (const r of ours) {
+    if (r.error) console.log(`${String(r.scenario)}: FAILED: ${String(r.error)}`)
+    const causes = r.error_causes as Record<string, number> | undefined
+    if (causes !== undefined && Object.keys(causes).length > 0) {
+      const list = Object.entries(causes).sort((a, b) => b[1] - a[1]).map(([cause, n]) => `${n}× ${cause}`).join(", ")
+      console.log(`${String(r.scenario)}: ${String(r.errors)} of ${String(r.ops)} operations failed: ${list}`)
+    }
+    const warmupCauses = r.warmup_error_causes as Record<string, number> | undefined
+    if (warmupCauses !== undefined && Object.keys(warmupCauses).length > 0) {
+      const list = Object.entries(warmupCauses).map(([cause, n]) => `${n}× ${cause}`).join(", ")
+      console.log(`${String(r.scenario)}: ${String(r.warmup_errors)} of ${String(r.warmup)} warm-up operations failed: ${list}`)
+    }
+    if (typeof r.leader_changes_during_run === "number" && r.leader_changes_during_run > 0) {
+      console.log(`${String(r.scenario)}: ${r.leader_changes_during_run} new term(s) began during the measured phase`)
+    }
+  }
 }
 
 const loadAnchorRows = (p: string): Array<Row> => {
@@ -265,11 +335,14 @@ const loadAnchorRows = (p: string): Array<Row> => {
 const main = async () => {
   const scenarios = scenarioList()
   if (scenarios.length === 0) {
-    console.error(`no scenario matches --only ${argv.only}`)
+    console.error(`no scenario matches --only ${(argv.only ?? []).join(" --only ")}`)
     process.exit(2)
   }
   const runs = Math.max(1, Number(argv.runs))
   const command = await buildScenario()
+  const kvCommand = scenarios.some((s) => s.kv === true)
+    ? ["--import", "tsx", path.join(root, "benchmarks", "kv.ts"), ...(await buildKvNode())]
+    : []
   const anchorBin = argv["anchor-bin"]
   const ours: Array<Row> = []
   const theirs: Array<Row> = argv.anchor === undefined ? [] : loadAnchorRows(argv.anchor)
@@ -283,7 +356,9 @@ const main = async () => {
         fs.appendFileSync(outFile, JSON.stringify(row) + "\n")
         process.stderr.write(`  hashicorp/raft ${brief(row)}\n`)
       }
-      const row = runWithRetries(scenario.name, process.execPath, [...command, ...scenario.args])
+      const row = scenario.kv === true
+        ? runWithRetries(scenario.name, process.execPath, [...kvCommand, ...scenario.args], 660_000)
+        : runWithRetries(scenario.name, process.execPath, [...command, ...scenario.args])
       ours.push(row)
       fs.appendFileSync(outFile, JSON.stringify(row) + "\n")
       process.stderr.write(`  effect-raft    ${brief(row)}\n`)
@@ -291,11 +366,18 @@ const main = async () => {
   }
   // Rows measured in this sitting replace those read from --anchor.
   const reference = ranAnchor.length > 0 ? ranAnchor : theirs
+  const anchorNames = new Map(scenarios.map((s) => [s.name, s.anchorName]))
   console.log("")
-  printTable(ours, reference, new Map(scenarios.map((s) => [s.name, s.anchorName])))
+  printTable(ours, reference, anchorNames)
   console.log("")
-  for (const row of ours) console.log(JSON.stringify(row))
+  // The latency distributions stay in the results file and the plot.
+  for (const { lat_cdf_us: _, ...row } of ours) console.log(JSON.stringify(row))
   console.log(`\nappended to ${path.relative(root, outFile)}`)
+  if (ours.some((row) => Array.isArray(row.lat_cdf_us))) {
+    const svgFile = argv.svg ?? path.join(resultsDir, `${stamp}.svg`)
+    fs.writeFileSync(svgFile, latencySvg(ours, reference, anchorNames))
+    console.log(`latency plot: ${path.relative(root, svgFile)}`)
+  }
 }
 
 const brief = (r: Row): string => {

@@ -36,6 +36,8 @@ export const startProcessCluster = async (options: {
   readonly nodes?: number
   readonly fast?: boolean
   readonly faults?: boolean
+  /** Node's arguments that run `kv` (default: `src/kv/main.ts` through tsx; the benchmark passes a bundle). */
+  readonly command?: ReadonlyArray<string>
 }): Promise<ProcessCluster> => {
   const n = options.nodes ?? 3
   const nodes: Array<ProcessNode> = []
@@ -52,9 +54,7 @@ export const startProcessCluster = async (options: {
   const start = (node: ProcessNode) => {
     mkdirSync(node.dir, { recursive: true })
     const args = [
-      "--import",
-      "tsx",
-      entry,
+      ...(options.command ?? ["--import", "tsx", entry]),
       ...nodeArguments(node, nodes, { fast: options.fast, faults: options.faults })
     ]
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
