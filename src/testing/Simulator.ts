@@ -181,7 +181,8 @@ export interface Options<State = Linearizability.KvState, Input = KvInput, Outpu
   /** Full log-matching scans every this many events (cheap checks run after every event). */
   readonly fullCheckEvery?: number | undefined
   /**
-   * Virtual time a log write takes, drawn in [min, max] ms per `storeLogs` ([0, 2] by default; [0, 0] for none).
+   * Virtual time a disk write takes, drawn in [min, max] ms per `storeLogs` and per term or vote write ([0, 2] by
+   * default; [0, 0] for none).
    * A node that crashes while a write is under way loses it: the write fails and nothing reaches the store, as
    * an unsynced write is lost to a power cut. So a leader's write overlapping its followers' is exercised, and an
    * acknowledgement of a write that never became durable shows up as a lost entry.
@@ -449,17 +450,26 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
   const [diskMin, diskMax] = options.diskLatencyMillis ?? [0, 2]
   /** Crashes per node so far: a write under way when the count moves is lost. */
   const crashes = new Map<string, number>()
+  /** A write to node `id`'s disk: it takes virtual time, and is lost (fails) if the node crashes meanwhile. */
+  const durable = (id: string, operation: string, write: Effect.Effect<void, StorageError>): Effect.Effect<void, StorageError> =>
+    diskMax <= 0 ? write : Effect.gen(function*() {
+      const crashesBefore = crashes.get(id) ?? 0
+      yield* Effect.sleep(yield* Random.nextIntBetween(diskMin, diskMax + 1))
+      if ((crashes.get(id) ?? 0) !== crashesBefore) {
+        return yield* new StorageError({ operation, reason: "the node crashed before the write was synced" })
+      }
+      yield* write
+    })
+  const slowStableStore = (id: string): StableStore.StableStore => {
+    const inner = StableStore.makeMemory()
+    return {
+      ...inner,
+      set: (key, value) => durable(id, "set", inner.set(key, value)),
+      setUint64: (key, value) => durable(id, "setUint64", inner.setUint64(key, value))
+    }
+  }
   const trackedLogStore = (id: string, snapshots: SnapshotStore.SnapshotStore): LogStore.LogStore => {
     const inner = LogStore.makeMemory()
-    const durable = (write: Effect.Effect<void, StorageError>): Effect.Effect<void, StorageError> =>
-      diskMax <= 0 ? write : Effect.gen(function*() {
-        const crashesBefore = crashes.get(id) ?? 0
-        yield* Effect.sleep(yield* Random.nextIntBetween(diskMin, diskMax + 1))
-        if ((crashes.get(id) ?? 0) !== crashesBefore) {
-          return yield* new StorageError({ operation: "storeLogs", reason: "the node crashed before the write was synced" })
-        }
-        yield* write
-      })
     const check = (logs: ReadonlyArray<Log.Log>) =>
       Effect.gen(function*() {
         if (logs.length === 0) return
@@ -475,7 +485,7 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
       })
     return {
       ...inner,
-      storeLogs: (logs) => durable(inner.storeLogs(logs)).pipe(Effect.tap(() => check(logs)))
+      storeLogs: (logs) => durable(id, "storeLogs", inner.storeLogs(logs)).pipe(Effect.tap(() => check(logs)))
     }
   }
   const nodes: Array<SimNode> = Array.from({ length: size }, (_, i) => {
@@ -485,7 +495,7 @@ export const run = <State = Linearizability.KvState, Input = KvInput, Output = K
       id,
       address: `mem://${id}`,
       logs: trackedLogStore(id, snapshots),
-      stable: StableStore.makeMemory(),
+      stable: slowStableStore(id),
       snapshots,
       raft: undefined,
       scope: undefined,
