@@ -920,7 +920,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
       const named = serverIdsOf(cert.subjectaltname)
       if (verifyPeerId && named.length === 0) return { refused: "client certificate names no server id" }
       const usable = isAllowed === undefined ? named : named.filter(isAllowed)
-      if (isAllowed !== undefined && usable.length === 0) return { refused: `client certificate names ${describeIds(named)}, none allowed` }
+      if (isAllowed !== undefined && usable.length === 0) return { refused: `client certificate names ${describeIds(named)}, none in allowedPeerIds` }
       return { ids: verifyPeerId ? usable : undefined }
     }
 

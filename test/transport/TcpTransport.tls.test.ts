@@ -162,8 +162,8 @@ describe("TcpTransport peer identity", () => {
         "three refusals logged"
       )
       const refusals = logs.lines.filter((l) => l.includes("refused a client: certificate identity"))
-      assert.strictEqual(refusals.filter((l) => l.includes("certificate names \\\"c\\\", none allowed")).length, 2)
-      assert.strictEqual(refusals.filter((l) => l.includes("client certificate names no server id")).length, 1)
+      assert.strictEqual(refusals.filter((l) => l.includes("certificate names \\\"c\\\", none in allowedPeerIds")).length, 2)
+      assert.strictEqual(refusals.filter((l) => l.includes("client certificate names no server id\"")).length, 1)
       assert(refusals.every((l) => /peer=127\.0\.0\.1:\d+/.test(l)), refusals.join("\n"))
       assert.strictEqual((yield* b.transport.stats).rejected, 2)
       assert.strictEqual((yield* viaPredicate.transport.stats).rejected, 1)
@@ -175,12 +175,20 @@ describe("TcpTransport peer identity", () => {
       assert.deepStrictEqual(viaPredicate.leaders, ["a"])
     }))
 
-  it.scopedLive("mutual TLS: a client whose request claims a server id its certificate does not name is disconnected unserved", () =>
+  it.scopedLive("mutual TLS: a client certificate naming no server id is refused, and a client whose request claims an id its certificate does not name is disconnected unserved", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
       const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, logs.layer)
       const b = yield* run(node("b"))
       const c = yield* run(node("c"))
+      const anonymous = yield* run(node("node"))
+      // A client certificate naming no server id is refused before any request.
+      const nameless = yield* Effect.flip(anonymous.transport.appendEntries("b", b.address, heartbeat("node")))
+      assert.include(["closed", "unreachable", "remote"], nameless.reason)
+      yield* eventually(
+        () => logs.lines.some((l) => l.includes("client certificate names no server id\"")),
+        "the nameless client's refusal logged"
+      )
       // c holds a valid certificate for "c" and pretends to be leader "a".
       const spoofed = yield* Effect.flip(c.transport.appendEntries("b", b.address, heartbeat("a")))
       assert.include(["closed", "unreachable", "remote"], spoofed.reason)
@@ -191,7 +199,7 @@ describe("TcpTransport peer identity", () => {
       )
       const line = logs.lines.find((l) => l.includes("request from another server id"))!
       assert.include(line, "AppendEntriesRequest claims server id \\\"a\\\", certificate names \\\"c\\\"")
-      assert.strictEqual((yield* b.transport.stats).rejected, 1)
+      assert.strictEqual((yield* b.transport.stats).rejected, 2)
       // As itself, c is served.
       assert.strictEqual((yield* c.transport.appendEntries("b", b.address, heartbeat("c"))).success, true)
       assert.deepStrictEqual(b.leaders, ["c"])
