@@ -11,6 +11,11 @@
  * `pipelineMaxBytes` of entries) in flight, answered in order. InstallSnapshot streams the snapshot as chunk frames
  * after the request, written as fast as the socket drains; the receiver pauses reading while its handler is behind.
  *
+ * With TLS, certificates are checked against server ids (`TlsOptions.verifyPeerId`, on by default): a dialled
+ * server's certificate must name the id dialled (a `raft://<id>` URI or a DNS SubjectAltName, see `serverIdsOf`),
+ * and a client's certificate must name the ids its requests claim as leader or candidate (and, with
+ * `allowedPeerIds`, one of those). The transport does not know the cluster's configuration; see the README.
+ *
  * Built on `node:net` and `node:tls` wrapped in Effect, not on `@effect/platform`'s `NodeSocket`/`SocketServer`:
  * the platform server has no TLS, and the transport needs per-connection control that those APIs hide (pausing
  * a socket while a snapshot handler is behind, waiting for `drain`, the peer's address and certificate errors).
