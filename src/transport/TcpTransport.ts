@@ -373,6 +373,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
     const chunkBytes = Math.max(1, Math.min(options.snapshotChunkBytes ?? defaults.snapshotChunkBytes, maxFrameBytes - 64))
     const tlsOptions = options.tls
     const verifyPeerId = tlsOptions !== undefined && (tlsOptions.verifyPeerId ?? true)
+    const requireClientCert = tlsOptions?.requireClientCert ?? true
     const allowed = tlsOptions?.allowedPeerIds
     const isAllowed: ((id: string) => boolean) | undefined = allowed === undefined
       ? undefined
@@ -920,7 +921,11 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
     ): { readonly refused: string } | { readonly ids: ReadonlyArray<string> | undefined } => {
       const cert = socket.authorized ? socket.getPeerCertificate() : undefined
       if (cert === undefined || cert.raw === undefined) {
-        return isAllowed === undefined ? { ids: undefined } : { refused: "no client certificate" }
+        // Without a certificate (only possible when client certificates are not required) ids are unknown: fail
+        // closed whenever ids are to be checked.
+        return isAllowed === undefined && !(verifyPeerId && requireClientCert)
+          ? { ids: undefined }
+          : { refused: "no client certificate" }
       }
       const named = serverIdsOf(cert.subjectaltname)
       if (verifyPeerId && named.length === 0) return { refused: "client certificate names no server id" }
@@ -961,8 +966,8 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         cert: material(tlsOptions.cert),
         key: material(tlsOptions.key),
         ca: materials(tlsOptions.ca),
-        requestCert: tlsOptions.requireClientCert ?? true,
-        rejectUnauthorized: tlsOptions.requireClientCert ?? true,
+        requestCert: requireClientCert,
+        rejectUnauthorized: requireClientCert,
         handshakeTimeout: frameTimeoutMillis
       }, accept)
     server.maxConnections = options.maxInboundConnections ?? defaults.maxInboundConnections

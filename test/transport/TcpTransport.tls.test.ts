@@ -175,6 +175,20 @@ describe("TcpTransport peer identity", () => {
       assert.deepStrictEqual(viaPredicate.leaders, ["a"])
     }))
 
+  it.scopedLive("without client certificates (requireClientCert false) clients are served, unless allowedPeerIds is set: then refused", () =>
+    Effect.gen(function*() {
+      const logs = captureLogs()
+      const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, logs.layer)
+      const open = yield* run(node("b", { requireClientCert: false }))
+      const listed = yield* run(node("b", { requireClientCert: false, allowedPeerIds: ["a"] }))
+      const a = yield* run(node("a"))
+      assert.strictEqual((yield* a.transport.appendEntries("b", open.address, heartbeat("x"))).success, true)
+      const refused = yield* Effect.flip(a.transport.appendEntries("b", listed.address, heartbeat("a")))
+      assert.include(["closed", "unreachable", "remote"], refused.reason)
+      assert.deepStrictEqual(listed.leaders, [])
+      yield* eventually(() => logs.lines.some((l) => l.includes("no client certificate")), "the refusal logged")
+    }))
+
   it.scopedLive("mutual TLS: a client certificate naming no server id is refused, and a client whose request claims an id its certificate does not name is disconnected unserved", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
