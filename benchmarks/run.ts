@@ -134,10 +134,13 @@ const buildScenario = async (): Promise<Array<string>> => {
   if (argv.tsx) return ["--import", "tsx", source]
   try {
     const esbuild = await import("esbuild")
-    const outfile = path.join(resultsDir, ".build", "scenario.mjs")
+    const outdir = path.join(resultsDir, ".build")
+    const outfile = path.join(outdir, "scenario.mjs")
     await esbuild.build({
-      entryPoints: [source],
-      outfile,
+      // node-thread.ts: the worker of --threads scenarios, found next to scenario.mjs.
+      entryPoints: [source, path.join(root, "benchmarks", "node-thread.ts")],
+      outdir,
+      outExtension: { ".js": ".mjs" },
       bundle: true,
       packages: "external",
       platform: "node",

@@ -27,6 +27,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { parseArgs } from "node:util"
+import { Worker } from "node:worker_threads"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -55,6 +56,8 @@ import type { StorageError } from "../src/RaftError.js"
 import * as Transport from "../src/Transport.js"
 import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
 import * as TcpTransport from "../src/transport/TcpTransport.js"
+import { load } from "./load.js"
+import type { NodeThreadData, NodeThreadRequest } from "./node-thread.js"
 
 // ---------------------------------------------------------------- options
 
@@ -77,7 +80,8 @@ const { values: argv } = parseArgs({
     "log-level": { type: "string", default: "Error" },
     scheduler: { type: "string", default: "default" },
     "pipeline-depth": { type: "string" },
-    "pipeline-bytes": { type: "string" }
+    "pipeline-bytes": { type: "string" },
+    threads: { type: "boolean", default: false }
   }
 })
 
@@ -100,6 +104,8 @@ const maxAppend = Number(argv["max-append"])
 const deadlineSeconds = Number(argv.deadline)
 /** `default` = Effect's scheduler; `yield:<ms>` = an experiment that yields to the event loop every <ms>. */
 const schedulerOption = argv.scheduler
+/** `--threads` (tcp, lmdb): each node on a worker thread of its own, still one process (see programThreaded). */
+const threaded = argv.threads === true
 
 // ---------------------------------------------------------------- result
 
@@ -152,6 +158,7 @@ const result: Record<string, unknown> = {
   num_cpu: os.cpus().length,
   label,
   scheduler: schedulerOption,
+  threads: threaded,
   timer_gap_max_ms: null,
   error: "",
   started_at_unix: Math.floor(Date.now() / 1000)
@@ -372,7 +379,7 @@ const program = Effect.gen(function*() {
 
   // Warm-up (not measured).
   if (warmup > 0) {
-    const w = yield* load(leader.raft, warmup, false)
+    const w = yield* load(leader.raft, payload, warmup, conc, false)
     if (w.errors > 0) return yield* Effect.fail(`warmup: ${w.errors} apply errors, first: ${w.firstError}`)
   }
   const leaderChangesBefore = yield* Queue.size(leaderEvents)
@@ -390,49 +397,18 @@ const program = Effect.gen(function*() {
     maxGap = Math.max(maxGap, t - lastTick)
     lastTick = t
   }, 10)
-  const measured = yield* load(leader.raft, ops, true)
+  const measured = yield* load(leader.raft, payload, ops, conc, true)
   clearInterval(probe)
   result.timer_gap_max_ms = Math.max(maxGap, performance.now() - lastTick)
   const cpu1 = process.cpuUsage(cpu0)
   const st1 = procStat()
   const ot1 = otherProcsCpu()
   const stats1 = yield* storeStats
-  if (stats1.length > 0) {
-    const sum = (list: ReadonlyArray<LmdbStore.Stats>, key: keyof LmdbStore.Stats) => list.reduce((n, s) => n + s[key], 0)
-    const commits = sum(stats1, "commits") - sum(stats0, "commits")
-    const entries = sum(stats1, "entriesStored") - sum(stats0, "entriesStored")
-    result.lmdb_commits = commits
-    result.lmdb_entries = entries
-    result.lmdb_store_logs_calls = sum(stats1, "storeLogsCalls") - sum(stats0, "storeLogsCalls")
-    result.entries_per_fsync = commits > 0 ? entries / commits : null
-  }
   if (measured.errors > 0) {
     result.errors = measured.errors
     return yield* Effect.fail(`${measured.errors} apply errors, first: ${measured.firstError}`)
   }
-  const elapsedS = measured.elapsedMs / 1000
-  result.cpu_user_s = cpu1.user / 1e6
-  result.cpu_sys_s = cpu1.system / 1e6
-  result.cpu_us_per_op = (cpu1.user + cpu1.system) / ops
-  if (st1.total > st0.total) {
-    result.machine_busy_cores = (st1.busy - st0.busy) / (st1.total - st0.total) * os.cpus().length
-  }
-  let other = 0
-  for (const [pid, t1] of ot1) other += t1 - (ot0.get(pid) ?? 0)
-  result.bg_cpu_cores = other / CLK_TCK / elapsedS
-  result.duration_s = elapsedS
-  result.ops_per_sec = ops / elapsedS
-  result.mb_per_sec = ops * size / elapsedS / 1e6
-  const lats = measured.latencies!.sort()
-  let sum = 0
-  for (const l of lats) sum += l
-  const us = 1000 // latencies are in ms
-  result.lat_mean_us = sum / lats.length * us
-  result.lat_p50_us = pct(lats, 0.5) * us
-  result.lat_p90_us = pct(lats, 0.9) * us
-  result.lat_p99_us = pct(lats, 0.99) * us
-  result.lat_p999_us = pct(lats, 0.999) * us
-  result.lat_max_us = lats[lats.length - 1]! * us
+  recordMeasurement(measured, cpu1, st0, st1, ot0, ot1, stats0, stats1)
 
   // Correctness and follower catch-up.
   const want = warmup + ops
@@ -479,32 +455,175 @@ const program = Effect.gen(function*() {
   }
 })
 
-/** `total` applies from `conc` fibers taking the next index from a shared counter. */
-const load = (raft: Raft.Raft, total: number, record: boolean) =>
-  Effect.gen(function*() {
-    const latencies = record ? new Float64Array(total) : undefined
-    let next = 0
-    let errors = 0
-    let firstError = ""
-    const worker = Effect.gen(function*() {
-      while (true) {
-        const i = next++
-        if (i >= total) return
-        const t = performance.now()
-        const outcome = yield* Effect.either(raft.apply(payload))
-        const d = performance.now() - t
-        if (latencies !== undefined) latencies[i] = d
-        if (Either.isLeft(outcome)) {
-          if (errors++ === 0) firstError = outcome.left._tag
-          return
-        }
+/** Fills the result's throughput, latency, CPU and store figures from one measured load. */
+function recordMeasurement(
+  measured: { readonly latencies: Float64Array | undefined; readonly elapsedMs: number },
+  cpu1: NodeJS.CpuUsage,
+  st0: { busy: number; total: number },
+  st1: { busy: number; total: number },
+  ot0: Map<number, number>,
+  ot1: Map<number, number>,
+  stats0: ReadonlyArray<LmdbStore.Stats>,
+  stats1: ReadonlyArray<LmdbStore.Stats>
+): void {
+  if (stats1.length > 0) {
+    const sum = (list: ReadonlyArray<LmdbStore.Stats>, key: keyof LmdbStore.Stats) => list.reduce((n, s) => n + s[key], 0)
+    const commits = sum(stats1, "commits") - sum(stats0, "commits")
+    const entries = sum(stats1, "entriesStored") - sum(stats0, "entriesStored")
+    result.lmdb_commits = commits
+    result.lmdb_entries = entries
+    result.lmdb_store_logs_calls = sum(stats1, "storeLogsCalls") - sum(stats0, "storeLogsCalls")
+    result.entries_per_fsync = commits > 0 ? entries / commits : null
+  }
+  const elapsedS = measured.elapsedMs / 1000
+  result.cpu_user_s = cpu1.user / 1e6
+  result.cpu_sys_s = cpu1.system / 1e6
+  result.cpu_us_per_op = (cpu1.user + cpu1.system) / ops
+  if (st1.total > st0.total) {
+    result.machine_busy_cores = (st1.busy - st0.busy) / (st1.total - st0.total) * os.cpus().length
+  }
+  let other = 0
+  for (const [pid, t1] of ot1) other += t1 - (ot0.get(pid) ?? 0)
+  result.bg_cpu_cores = other / CLK_TCK / elapsedS
+  result.duration_s = elapsedS
+  result.ops_per_sec = ops / elapsedS
+  result.mb_per_sec = ops * size / elapsedS / 1e6
+  const lats = measured.latencies!.sort()
+  let sum = 0
+  for (const l of lats) sum += l
+  const us = 1000 // latencies are in ms
+  result.lat_mean_us = sum / lats.length * us
+  result.lat_p50_us = pct(lats, 0.5) * us
+  result.lat_p90_us = pct(lats, 0.9) * us
+  result.lat_p99_us = pct(lats, 0.99) * us
+  result.lat_p999_us = pct(lats, 0.999) * us
+  result.lat_max_us = lats[lats.length - 1]! * us
+}
+
+// ---------------------------------------------------------------- --threads: one worker thread per node
+
+/**
+ * The same scenario with each node on a worker thread of its own (`node-thread.ts`): one process, as the anchor,
+ * whose Go runtime also runs its three nodes on all the machine's cores; here each node gets an event loop of its
+ * own instead of the three sharing one. The clients run on the leader's thread. CPU and peak RSS are the
+ * process's, all threads included. Failover terminates the leader's thread (its sockets close with it).
+ */
+const programThreaded = Effect.gen(function*() {
+  if (mode !== "tcp" && mode !== "lmdb") return yield* Effect.fail(`--threads needs mode tcp or lmdb, not ${mode}`)
+  const ids = Array.from({ length: nodeCount }, (_, i) => `node${i}`)
+  const bundled = import.meta.url.endsWith(".mjs")
+  const entry = new URL(bundled ? "./node-thread.mjs" : "./node-thread.ts", import.meta.url)
+  const leaderEvents = yield* Queue.unbounded<LeaderEvent>()
+  /** Answers by thread, in arrival order, each thread answering its requests one at a time. */
+  const answers = ids.map(() => Effect.runSync(Queue.unbounded<Record<string, unknown>>()))
+  const workers = ids.map((id, index) => {
+    const workerData: NodeThreadData = {
+      id,
+      mode,
+      dir: mode === "lmdb" ? benchDir() : "",
+      size,
+      ...timers,
+      maxAppendEntries: maxAppend,
+      pipelineDepth: argv["pipeline-depth"] !== undefined ? Number(argv["pipeline-depth"]) : undefined,
+      pipelineBytes: argv["pipeline-bytes"] !== undefined ? Number(argv["pipeline-bytes"]) : undefined,
+      logLevel: argv["log-level"] as LogLevel.Literal
+    }
+    const worker = new Worker(entry, { workerData, ...(bundled ? {} : { execArgv: ["--import", "tsx"] }) })
+    worker.on("message", (message: Record<string, unknown>) => {
+      if (message.type === "leader") {
+        Queue.unsafeOffer(leaderEvents, { index, at: (message.at as number) - performance.timeOrigin })
+      } else if (message.type === "failed") {
+        process.stderr.write(`${id} failed: ${String(message.error)}\n`)
+      } else {
+        Queue.unsafeOffer(answers[index]!, message)
       }
     })
-    const start = performance.now()
-    yield* Effect.all(Array.from({ length: conc }, () => worker), { concurrency: "unbounded", discard: true })
-    const elapsedMs = performance.now() - start
-    return { latencies, elapsedMs, errors, firstError }
+    worker.on("error", (error) => process.stderr.write(`${id} thread error: ${String(error)}\n`))
+    return worker
   })
+  const ask = (index: number, request: NodeThreadRequest) =>
+    Effect.suspend(() => {
+      workers[index]!.postMessage(request)
+      return Queue.take(answers[index]!)
+    })
+  const addresses = yield* Effect.forEach(ids, (_, index) => Queue.take(answers[index]!))
+  const servers = ids.map((id, i) => [id, String(addresses[i]!.address)] as const)
+
+  const tStart = performance.now()
+  for (const worker of workers) worker.postMessage({ type: "start", servers } satisfies NodeThreadRequest)
+  const first = yield* Queue.take(leaderEvents)
+  result.elect_ms = first.at - tStart
+  const leader = first.index
+  const barrier = yield* ask(leader, { type: "barrier" })
+  if (barrier.ok !== true) return yield* Effect.fail(`barrier on first leader: ${String(barrier.error)}`)
+  result.ready_ms = performance.now() - tStart
+
+  const runLoad = (total: number, record: boolean) =>
+    Effect.map(ask(leader, { type: "load", total, conc, record }), (answer) => ({
+      latencies: answer.latencies as Float64Array,
+      elapsedMs: answer.elapsedMs as number,
+      errors: answer.errors as number,
+      firstError: answer.firstError as string
+    }))
+  const lmdbStats = Effect.map(
+    Effect.forEach(ids, (_, index) => ask(index, { type: "stats" })),
+    (all) => all.map((a) => a.stats as LmdbStore.Stats | null).filter((s): s is LmdbStore.Stats => s !== null)
+  )
+  if (warmup > 0) {
+    const w = yield* runLoad(warmup, false)
+    if (w.errors > 0) return yield* Effect.fail(`warmup: ${w.errors} apply errors, first: ${w.firstError}`)
+  }
+  const leaderChangesBefore = yield* Queue.size(leaderEvents)
+  const stats0 = yield* lmdbStats
+  const cpu0 = process.cpuUsage()
+  const st0 = procStat()
+  const ot0 = otherProcsCpu()
+  const measured = yield* runLoad(ops, true)
+  const cpu1 = process.cpuUsage(cpu0)
+  const st1 = procStat()
+  const ot1 = otherProcsCpu()
+  const stats1 = yield* lmdbStats
+  if (measured.errors > 0) {
+    result.errors = measured.errors
+    return yield* Effect.fail(`${measured.errors} apply errors, first: ${measured.firstError}`)
+  }
+  recordMeasurement(measured, cpu1, st0, st1, ot0, ot1, stats0, stats1)
+
+  const want = warmup + ops
+  const tc = performance.now()
+  let counts: Array<number> = []
+  while (performance.now() - tc < 15_000) {
+    counts = (yield* Effect.forEach(ids, (_, index) => ask(index, { type: "applied" }))).map((a) => a.count as number)
+    if (counts.every((c) => c === want)) break
+    yield* Effect.sleep(1)
+  }
+  result.followers_caught_up_ms = performance.now() - tc
+  result.fsm_check_ok = counts.every((c) => c === want)
+  result.leader_changes_during_run = (yield* Queue.size(leaderEvents)) - leaderChangesBefore
+  if (result.fsm_check_ok !== true) {
+    return yield* Effect.fail(`fsm check failed: want ${want}, have ${counts.map((c, i) => `${ids[i]}=${c}`).join(", ")}`)
+  }
+
+  if (argv.failover !== "false" && nodeCount >= 3) {
+    yield* Queue.takeAll(leaderEvents)
+    const t0 = performance.now()
+    void workers[leader]!.terminate()
+    let electMs = -1
+    while (true) {
+      const remaining = 30_000 - (performance.now() - t0)
+      const event = yield* Queue.take(leaderEvents).pipe(
+        Effect.timeoutFail({ duration: Math.max(0, remaining), onTimeout: () => "failover: no new leader within 30s" })
+      )
+      if (event.index === leader) continue
+      if (electMs < 0) electMs = event.at - t0
+      const applied = yield* ask(event.index, { type: "apply-one", timeoutMillis: 5000 })
+      if (applied.ok !== true) continue
+      result.failover_elect_ms = electMs
+      result.failover_commit_ms = (applied.at as number) - performance.timeOrigin - t0
+      break
+    }
+  }
+})
 
 /**
  * An experiment, not the default: one task queue drained in microtasks, but
@@ -572,7 +691,7 @@ function benchDir(): string {
 const t0 = performance.now()
 Effect.runPromiseExit(
   // The scope is never closed: the process exits without tearing the cluster down.
-  Effect.flatMap(Scope.make(), (scope) => Scope.extend(program, scope)).pipe(
+  Effect.flatMap(Scope.make(), (scope) => Scope.extend(threaded ? programThreaded : program, scope)).pipe(
     withSchedulerOption,
     Effect.provide(Logger.replace(Logger.defaultLogger, stderrLogger)),
     Logger.withMinimumLogLevel(logLevel)
