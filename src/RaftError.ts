@@ -135,10 +135,13 @@ export class PipelineNotSupported extends Data.TaggedError("PipelineNotSupported
   }
 }
 
-/** An RPC could not be delivered or answered: `reason` is `unreachable`, `timeout`, `closed` or `remote`. */
+/**
+ * An RPC could not be delivered or answered: `reason` is `unreachable`, `timeout`, `closed`, `remote`, or
+ * `identity` (TLS: the peer's certificate does not name the server id that was dialled; `detail` says both).
+ */
 export class TransportError extends Data.TaggedError("TransportError")<{
   readonly target: string
-  readonly reason: "unreachable" | "timeout" | "closed" | "remote"
+  readonly reason: "unreachable" | "timeout" | "closed" | "remote" | "identity"
   readonly detail?: string
 }> {
   override get message(): string {

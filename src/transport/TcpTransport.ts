@@ -11,6 +11,11 @@
  * `pipelineMaxBytes` of entries) in flight, answered in order. InstallSnapshot streams the snapshot as chunk frames
  * after the request, written as fast as the socket drains; the receiver pauses reading while its handler is behind.
  *
+ * With TLS, certificates are checked against server ids (`TlsOptions.verifyPeerId`, on by default): a dialled
+ * server's certificate must name the id dialled (a `raft://<id>` URI or a DNS SubjectAltName, see `serverIdsOf`),
+ * and a client's certificate must name the ids its requests claim as leader or candidate (and, with
+ * `allowedPeerIds`, one of those). The transport does not know the cluster's configuration; see the README.
+ *
  * Built on `node:net` and `node:tls` wrapped in Effect, not on `@effect/platform`'s `NodeSocket`/`SocketServer`:
  * the platform server has no TLS, and the transport needs per-connection control that those APIs hide (pausing
  * a socket while a snapshot handler is behind, waiting for `drain`, the peer's address and certificate errors).
@@ -47,7 +52,20 @@ export interface TlsOptions {
   readonly ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
   /** Refuse inbound connections that present no certificate signed by `ca` (mutual TLS). Default true. */
   readonly requireClientCert?: boolean | undefined
-  /** The name to check a peer's certificate against instead of the host of its address. */
+  /**
+   * Check certificates against server ids (see `serverIdsOf` for how a certificate names one). Default true.
+   * Dialling: the server's certificate must name the id dialled, else `TransportError` "identity" (the address's
+   * host is then not checked). Serving with mutual TLS: a client certificate must name a server id, and every
+   * request must claim (as leader or candidate) an id its certificate names. When false, a dialled server's
+   * certificate is checked against the host of its address (or `serverName`) as HTTPS does, and nothing else.
+   */
+  readonly verifyPeerId?: boolean | undefined
+  /**
+   * Serving: accept only client certificates that name one of these server ids (or one the predicate accepts);
+   * others, and clients without a certificate, are refused and the refusal logged. Default: any id.
+   */
+  readonly allowedPeerIds?: ReadonlyArray<string> | ((id: string) => boolean) | undefined
+  /** Sent as SNI; with `verifyPeerId` false, also the name a server's certificate is checked against. */
   readonly serverName?: string | undefined
 }
 
@@ -121,6 +139,71 @@ export const parseAddress = (address: string): { readonly host: string; readonly
   return { host, port }
 }
 
+/** The URI SubjectAltName that names server `id` in a certificate: `raft://` and the id, percent-encoded. */
+export const serverIdUri = (id: string): string => `raft://${encodeURIComponent(id)}`
+
+const uriPrefix = "raft://"
+
+/**
+ * The server ids a certificate names, from its SubjectAltName in Node's text form (`"DNS:a, URI:raft://b"`, values
+ * with special characters JSON-quoted): each URI `raft://<id>` (percent-decoded) and each DNS name taken literally,
+ * compared case-sensitively, wildcards ignored. The subject's CN is never used. Empty when there is none.
+ */
+export const serverIdsOf = (subjectAltName: string | undefined): ReadonlyArray<string> => {
+  const ids: Array<string> = []
+  if (subjectAltName === undefined) return ids
+  const text = subjectAltName
+  let at = 0
+  while (at < text.length) {
+    const colon = text.indexOf(":", at)
+    if (colon < 0) break
+    const kind = text.slice(at, colon)
+    let value: string
+    let next: number
+    if (text[colon + 1] === "\"") {
+      let end = colon + 2
+      while (end < text.length && text[end] !== "\"") end += text[end] === "\\" ? 2 : 1
+      const parsed = parseJsonString(text.slice(colon + 1, end + 1))
+      if (parsed === undefined) break
+      value = parsed
+      next = end + 1
+    } else {
+      const comma = text.indexOf(", ", colon + 1)
+      next = comma < 0 ? text.length : comma
+      value = text.slice(colon + 1, next)
+    }
+    if (kind === "URI" && value.startsWith(uriPrefix)) {
+      const id = decodeComponent(value.slice(uriPrefix.length))
+      if (id !== undefined && id.length > 0) ids.push(id)
+    } else if (kind === "DNS" && value.length > 0 && !value.includes("*")) {
+      ids.push(value)
+    }
+    at = text.startsWith(", ", next) ? next + 2 : text.length
+  }
+  return ids
+}
+
+const parseJsonString = (literal: string): string | undefined => {
+  try {
+    const value: unknown = JSON.parse(literal)
+    return typeof value === "string" ? value : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const decodeComponent = (text: string): string | undefined => {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return undefined
+  }
+}
+
+/** How a refusal names what a certificate named. */
+const describeIds = (ids: ReadonlyArray<string>): string =>
+  ids.length === 0 ? "no server id" : ids.map((id) => JSON.stringify(id)).join(", ")
+
 const formatAddress = (host: string, port: number): string => (host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`)
 
 const errorText = (error: unknown): string =>
@@ -145,6 +228,8 @@ class Conn {
   /** Clock millis when the current partial frame began (undefined when no partial frame is buffered). */
   partialSince: number | undefined = undefined
   framesSeen = 0
+  /** Inbound with a verified client certificate: the server ids it names, which requests must claim. */
+  peerIds: ReadonlyArray<string> | undefined = undefined
   private early: Array<Codec.Message> = []
 
   constructor(
@@ -287,6 +372,14 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
     const maxInFlightBytes = Math.max(1, options.pipelineMaxBytes ?? defaults.pipelineMaxBytes)
     const chunkBytes = Math.max(1, Math.min(options.snapshotChunkBytes ?? defaults.snapshotChunkBytes, maxFrameBytes - 64))
     const tlsOptions = options.tls
+    const verifyPeerId = tlsOptions !== undefined && (tlsOptions.verifyPeerId ?? true)
+    const requireClientCert = tlsOptions?.requireClientCert ?? true
+    const allowed = tlsOptions?.allowedPeerIds
+    const isAllowed: ((id: string) => boolean) | undefined = allowed === undefined
+      ? undefined
+      : typeof allowed === "function"
+      ? allowed
+      : (id) => allowed.includes(id)
 
     // Inbound connections are served on the scheduler the node's fibers use (see internal/scheduler.ts), so a
     // request handed from socket to node and its answer back never wait behind a starved microtask queue.
@@ -311,14 +404,24 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
 
     // ------------------------------------------------------------ outbound
 
-    const pools = new Map<string, Array<Conn>>() // `${lane} ${address}` → idle connections
-    const poolKey = (lane: Lane, address: string) => `${lane} ${address}`
+    // A connection is pooled under the server id it was dialled for as well: with verifyPeerId its certificate
+    // was checked for that id, so it must not serve another id that moves to the same address.
+    const pools = new Map<string, Array<Conn>>() // `${lane} ${id} ${address}` → idle connections
+    const poolKey = (lane: Lane, id: string, address: string) => `${lane} ${JSON.stringify(id)} ${address}`
 
-    const dialOnce = (address: string): Effect.Effect<Conn, TransportError> =>
+    const dialOnce = (id: string, address: string): Effect.Effect<Conn, TransportError> =>
       Effect.async<Conn, TransportError>((resume) => {
         const target = parseAddress(address)
         if (target === undefined) {
           return resume(Effect.fail(new TransportError({ target: address, reason: "unreachable", detail: "bad address" })))
+        }
+        // Set when the server's certificate (signed by `ca`) does not name `id`: the handshake fails with it.
+        let wrongIdentity: string | undefined
+        const checkServerIdentity = (_host: string, cert: tls.PeerCertificate): Error | undefined => {
+          const named = serverIdsOf(cert.subjectaltname)
+          if (named.includes(id)) return undefined
+          wrongIdentity = `expected server id ${JSON.stringify(id)}, certificate names ${describeIds(named)}`
+          return new Error(wrongIdentity)
         }
         const socket = tlsOptions === undefined
           ? net.connect({ host: target.host, port: target.port, noDelay: true })
@@ -329,6 +432,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
             cert: material(tlsOptions.cert),
             key: material(tlsOptions.key),
             rejectUnauthorized: true,
+            ...(verifyPeerId ? { checkServerIdentity } : {}),
             ...(tlsOptions.serverName !== undefined
               ? { servername: tlsOptions.serverName }
               : net.isIP(target.host) === 0
@@ -346,6 +450,11 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         const onError = (error: Error) => {
           socket.off(ready, onReady)
           socket.destroy()
+          if (wrongIdentity !== undefined) {
+            const refused = new TransportError({ target: address, reason: "identity", detail: wrongIdentity })
+            log(Effect.logWarning("refused a server: wrong identity", refused.detail).pipe(Effect.annotateLogs({ peer: address })))
+            return resume(Effect.fail(refused))
+          }
           resume(Effect.fail(new TransportError({ target: address, reason: "unreachable", detail: errorText(error) })))
         }
         socket.once(ready, onReady)
@@ -359,30 +468,33 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
 
     // Refused or reset while dialling: try again after 10, 20, 40 ms, all within connectTimeout.
     const dialRetry = Schedule.exponential("10 millis", 2).pipe(Schedule.intersect(Schedule.recurs(3)))
-    const dial = (address: string): Effect.Effect<Conn, TransportError> =>
+    const dial = (id: string, address: string): Effect.Effect<Conn, TransportError> =>
       shuttingDown
         ? Effect.fail(new TransportError({ target: address, reason: "closed", detail: "transport closed" }))
-        : dialOnce(address).pipe(
-          Effect.retry({ schedule: dialRetry, while: (error) => error.detail !== "bad address" }),
+        : dialOnce(id, address).pipe(
+          Effect.retry({
+            schedule: dialRetry,
+            while: (error) => error.detail !== "bad address" && error.reason !== "identity"
+          }),
           Effect.timeoutFail({
             duration: connectTimeoutMillis,
             onTimeout: () => new TransportError({ target: address, reason: "timeout", detail: "connect" })
           })
         )
 
-    const idleOwner = (lane: Lane, address: string, conn: Conn): ConnOwner => ({
+    const idleOwner = (key: string, address: string, conn: Conn): ConnOwner => ({
       onMessage: (message) =>
         conn.reject(new CodecError({ peer: address, reason: "malformed", detail: `unasked-for ${message.kind} frame` })),
       onClose: () => {
-        const pool = pools.get(poolKey(lane, address))
+        const pool = pools.get(key)
         const at = pool?.indexOf(conn) ?? -1
         if (at >= 0) pool!.splice(at, 1)
       }
     })
 
-    const acquire = (lane: Lane, address: string): Effect.Effect<Conn, TransportError> =>
+    const acquire = (lane: Lane, id: string, address: string): Effect.Effect<Conn, TransportError> =>
       Effect.suspend(() => {
-        const pool = pools.get(poolKey(lane, address))
+        const pool = pools.get(poolKey(lane, id, address))
         while (pool !== undefined && pool.length > 0) {
           const conn = pool.pop()!
           if (!conn.closed) {
@@ -390,12 +502,12 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
             return Effect.succeed(conn)
           }
         }
-        return dial(address)
+        return dial(id, address)
       })
 
-    const release = (lane: Lane, address: string, conn: Conn): void => {
+    const release = (lane: Lane, id: string, address: string, conn: Conn): void => {
       if (conn.closed) return
-      const key = poolKey(lane, address)
+      const key = poolKey(lane, id, address)
       let pool = pools.get(key)
       if (pool === undefined) pools.set(key, (pool = []))
       if (pool.length >= maxPool || shuttingDown) {
@@ -403,7 +515,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         return
       }
       pool.push(conn)
-      conn.setOwner(idleOwner(lane, address, conn))
+      conn.setOwner(idleOwner(key, address, conn))
     }
 
     let nextId = 1
@@ -464,18 +576,19 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
     /** One request, one answer, on a connection of `lane` taken for the call. */
     const call = <A extends Rpc.Response>(
       lane: Lane,
+      peerId: string,
       address: string,
       request: Exclude<Rpc.Request, Rpc.InstallSnapshotRequest>,
       tag: A["_tag"]
     ): Effect.Effect<A, TransportError> =>
-      Effect.flatMap(acquire(lane, address), (conn) => {
+      Effect.flatMap(acquire(lane, peerId, address), (conn) => {
         const id = newId()
         const answer = expectResponse<A>(conn, address, id, tag)
         conn.write(Codec.encodeRequest(id, request))
         return withRpcTimeout(address, answer).pipe(
           Effect.onExit((exit) =>
             Effect.sync(() => {
-              if (Exit.isSuccess(exit)) release(lane, address, conn)
+              if (Exit.isSuccess(exit)) release(lane, peerId, address, conn)
               else conn.close(new TransportError({ target: address, reason: "closed", detail: "rpc failed" }))
             })
           )
@@ -483,11 +596,12 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
       })
 
     const installSnapshot = (
+      peerId: string,
       address: string,
       request: Rpc.InstallSnapshotRequest,
       data: Stream.Stream<Uint8Array, StorageError>
     ): Effect.Effect<Rpc.InstallSnapshotResponse, TransportError | StorageError> =>
-      Effect.flatMap(dial(address), (conn) => {
+      Effect.flatMap(dial(peerId, address), (conn) => {
         const id = newId()
         let answered = false
         const answer = expectResponse<Rpc.InstallSnapshotResponse>(conn, address, id, "InstallSnapshotResponse").pipe(
@@ -529,17 +643,17 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         }).pipe(
           Effect.onExit((exit) =>
             Effect.sync(() => {
-              if (Exit.isSuccess(exit)) release("rpc", address, conn)
+              if (Exit.isSuccess(exit)) release("rpc", peerId, address, conn)
               else conn.close(new TransportError({ target: address, reason: "closed", detail: "snapshot failed" }))
             })
           )
         )
       })
 
-    const openPipeline = (address: string): Effect.Effect<AppendPipeline, TransportError, Scope.Scope> =>
+    const openPipeline = (peerId: string, address: string): Effect.Effect<AppendPipeline, TransportError, Scope.Scope> =>
       Effect.gen(function*() {
         const conn = yield* Effect.acquireRelease(
-          dial(address),
+          dial(peerId, address),
           (conn) => Effect.sync(() => conn.close(new TransportError({ target: address, reason: "closed", detail: "pipeline closed" })))
         )
         const results = yield* Mailbox.make<PipelineResult, TransportError>()
@@ -702,6 +816,20 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
             yield* protocolError(`unexpected ${message.kind} frame from a client`)
             return
           }
+          if (conn.peerIds !== undefined) {
+            const claimed = "leaderId" in message.request ? message.request.leaderId : message.request.candidateId
+            if (!conn.peerIds.includes(claimed)) {
+              refuse(
+                conn.peer,
+                "refused a client: request from another server id",
+                `${message.request._tag} claims server id ${JSON.stringify(claimed)}, certificate names ${
+                  describeIds(conn.peerIds)
+                }`
+              )
+              conn.close(new TransportError({ target: conn.peer, reason: "identity", detail: "sender id" }))
+              return
+            }
+          }
           const id = message.id
           const h = handler
           if (h === undefined) {
@@ -782,17 +910,52 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         Effect.annotateLogs({ module: "TcpTransport", peer: conn.peer })
       )
 
+    const refuse = (peer: string, what: string, detail: string): void => {
+      rejected++
+      log(Effect.logWarning(what, detail).pipe(Effect.annotateLogs({ peer })))
+    }
+
+    /** With TLS, what a client's certificate allows: a refusal, or the ids its requests must claim (or any). */
+    const checkClient = (
+      socket: tls.TLSSocket
+    ): { readonly refused: string } | { readonly ids: ReadonlyArray<string> | undefined } => {
+      const cert = socket.authorized ? socket.getPeerCertificate() : undefined
+      if (cert === undefined || cert.raw === undefined) {
+        // Without a certificate (only possible when client certificates are not required) ids are unknown: fail
+        // closed whenever ids are to be checked.
+        return isAllowed === undefined && !(verifyPeerId && requireClientCert)
+          ? { ids: undefined }
+          : { refused: "no client certificate" }
+      }
+      const named = serverIdsOf(cert.subjectaltname)
+      if (verifyPeerId && named.length === 0) return { refused: "client certificate names no server id" }
+      const usable = isAllowed === undefined ? named : named.filter(isAllowed)
+      if (isAllowed !== undefined && usable.length === 0) return { refused: `client certificate names ${describeIds(named)}, none in allowedPeerIds` }
+      return { ids: verifyPeerId ? usable : undefined }
+    }
+
     const accept = (socket: net.Socket): void => {
       const peer = formatAddress(socket.remoteAddress ?? "?", socket.remotePort ?? 0)
       if (shuttingDown) {
         socket.destroy()
         return
       }
+      let peerIds: ReadonlyArray<string> | undefined
+      if (tlsOptions !== undefined) {
+        const client = checkClient(socket as tls.TLSSocket)
+        if ("refused" in client) {
+          refuse(peer, "refused a client: certificate identity", client.refused)
+          socket.destroy()
+          return
+        }
+        peerIds = client.ids
+      }
       socket.setNoDelay(true)
       const conn = new Conn(socket, peer, maxFrameBytes, now, (error) => {
         rejected++
         logCodecError(error)
       }, (c) => void inbound.delete(c))
+      conn.peerIds = peerIds
       inbound.add(conn)
       run(Effect.withScheduler(serveConnection(conn), scheduler))
     }
@@ -803,8 +966,8 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         cert: material(tlsOptions.cert),
         key: material(tlsOptions.key),
         ca: materials(tlsOptions.ca),
-        requestCert: tlsOptions.requireClientCert ?? true,
-        rejectUnauthorized: tlsOptions.requireClientCert ?? true,
+        requestCert: requireClientCert,
+        rejectUnauthorized: requireClientCert,
         handshakeTimeout: frameTimeoutMillis
       }, accept)
     server.maxConnections = options.maxInboundConnections ?? defaults.maxInboundConnections
@@ -861,19 +1024,21 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
               if (handler === h) handler = undefined
             })
         ),
-      appendEntries: (_id, address, request) =>
+      appendEntries: (id, address, request) =>
         call<Rpc.AppendEntriesResponse>(
           request.entries.length === 0 ? "heartbeat" : "rpc",
+          id,
           address,
           request,
           "AppendEntriesResponse"
         ),
-      requestVote: (_id, address, request) => call<Rpc.RequestVoteResponse>("rpc", address, request, "RequestVoteResponse"),
-      requestPreVote: (_id, address, request) =>
-        call<Rpc.RequestPreVoteResponse>("rpc", address, request, "RequestPreVoteResponse"),
-      timeoutNow: (_id, address, request) => call<Rpc.TimeoutNowResponse>("rpc", address, request, "TimeoutNowResponse"),
-      installSnapshot: (_id, address, request, data) => installSnapshot(address, request, data),
-      appendEntriesPipeline: (_id, address) => openPipeline(address)
+      requestVote: (id, address, request) =>
+        call<Rpc.RequestVoteResponse>("rpc", id, address, request, "RequestVoteResponse"),
+      requestPreVote: (id, address, request) =>
+        call<Rpc.RequestPreVoteResponse>("rpc", id, address, request, "RequestPreVoteResponse"),
+      timeoutNow: (id, address, request) => call<Rpc.TimeoutNowResponse>("rpc", id, address, request, "TimeoutNowResponse"),
+      installSnapshot: (id, address, request, data) => installSnapshot(id, address, request, data),
+      appendEntriesPipeline: (id, address) => openPipeline(id, address)
     }
     return transport
   })

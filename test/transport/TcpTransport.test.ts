@@ -399,8 +399,8 @@ describe("TcpTransport", () => {
   it.scopedLive("mutual TLS: peers with certificates from the cluster's CA talk; a client without one, or with another CA's, is refused and the refusal logged", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
-      const material = { cert: pem("node.pem"), key: pem("node.key"), ca: pem("ca.pem") }
-      const { a, b } = yield* pair({ tls: material }).pipe(Effect.provide(logs.layer))
+      const material = (id: string) => ({ cert: pem(`${id}.pem`), key: pem(`${id}.key`), ca: pem("ca.pem") })
+      const { a, b } = yield* pair({ tls: material("a") }, { tls: material("b") }).pipe(Effect.provide(logs.layer))
       const ok = yield* a.appendEntries("b", b.localAddress, appendEntries(0, [entry(1, 100)]))
       assert.strictEqual(ok.lastLog, 1)
       const rogue = yield* TcpTransport.make({
