@@ -17,6 +17,7 @@
  * --ops N          scale down: c64 runs N ops, c1 N/10, c1 fast-timers N/50
  *                  (defaults 100,000 / 10,000 / 2,000, as the anchor; durable: 20,000 / 2,000)
  * --only S         only scenarios whose name contains S (repeated: contains each)
+ * --threads        also run the tcp and lmdb scenarios with each node on a worker thread (scenario.ts --threads)
  * --runs R         run the matrix R times, interleaved (run 1 of every scenario, then run 2, ...)
  * --anchor P       print hashicorp/raft's rows (median per scenario) from a results dir or a jsonl file
  * --anchor-bin B   also run the anchor binary before each of our scenarios, under the same conditions
@@ -42,7 +43,8 @@ const { values: argv } = parseArgs({
     tsx: { type: "boolean", default: false },
     "bg-max": { type: "string", default: "0.10" },
     svg: { type: "string" },
-    retries: { type: "string", default: "2" }
+    retries: { type: "string", default: "2" },
+    threads: { type: "boolean", default: false }
   }
 })
 
@@ -106,9 +108,9 @@ const scenarioList = (): Array<Scenario> => {
   }
   durable(64, 1)
   durable(1, 10)
-  // The same tcp and durable scenarios with each node on a thread of its own (scenario.ts --threads), against the
-  // same anchor rows: the Go runtime of the anchor runs its three nodes on all cores too.
-  for (const scenario of [...list]) {
+  // --threads: the same tcp and durable scenarios with each node on a thread of its own (scenario.ts --threads),
+  // against the same anchor rows. Not in the default matrix: on this 2-core machine it was slower (see README).
+  for (const scenario of argv.threads ? [...list] : []) {
     if (!/^(tcp|lmdb)\/n3\/c\d+\/s128$/.test(scenario.name)) continue
     list.push({
       name: `${scenario.name}/threads`,
