@@ -207,6 +207,29 @@ describe("Raft: replication paths", () => {
       for (const node of cluster.nodes) assert.deepStrictEqual(node.fsm.commands(), ["slow", "late"])
     }).pipe(seeded("slow-disk")))
 
+  it.scoped("a leader whose disk is stuck stops appending once 64 × maxAppendEntries entries wait for it, and appends the rest when it recovers", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3, config: { maxAppendEntries: 2 } })
+      const leader = yield* cluster.waitForLeader()
+      const before = yield* leader.raft.lastIndex
+      const disk = yield* stuckDisk(leader.logs)
+      const waits = []
+      for (let i = 0; i < 300; i++) waits.push(yield* leader.raft.applyFuture(bytes(`p${i}`)))
+      yield* cluster.advance(500)
+      // 128 entries (and the batch that reached the limit) are appended and committed by the followers; the rest
+      // wait in the queue instead of in memory behind the stuck disk.
+      const appended = (yield* leader.raft.lastIndex) - before
+      assert.isAtLeast(appended, 128)
+      assert.isAtMost(appended, 130)
+      assert.strictEqual(yield* leader.raft.state, "Leader")
+      yield* disk.open
+      const all = yield* Effect.fork(Effect.all(waits))
+      yield* cluster.advance(1000)
+      const last = (yield* Fiber.join(all))[299]!.index
+      yield* cluster.waitForApplied(last)
+      for (const node of cluster.nodes) assert.strictEqual(node.fsm.commands().length, 300)
+    }).pipe(seeded("slow-disk-backpressure")))
+
   it.scoped("an apply not taken off the queue in time fails with ApplyTimeout and is never appended", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster({ size: 3 })

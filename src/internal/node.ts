@@ -521,6 +521,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     let writesPending = 0
     let writesDrained: Future<void, never> | undefined = undefined
     let writerStopped = false
+    /** Entries the leader may have handed to its writer and not yet written before it waits for the writer. */
+    const maxUnwritten = 64 * config.maxAppendEntries
     let lastSnapshotIndex = 0
     let lastSnapshotTerm = 0
     let commitIndex = 0
@@ -977,6 +979,13 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
      * toward commitment when its write has succeeded (`leaderWriter`).
      */
     const dispatch = (futures: ReadonlyArray<ApplyFuture>) =>
+      Effect.suspend(() =>
+        // Backpressure: a leader whose disk falls behind its followers stops taking entries once
+        // `maxUnwritten` wait for its writer, so they cannot pile up in memory without bound.
+        writesPending >= maxUnwritten ? Effect.zipRight(awaitLeaderWrites, dispatchNow(futures)) : dispatchNow(futures)
+      )
+
+    const dispatchNow = (futures: ReadonlyArray<ApplyFuture>) =>
       Effect.sync(() => {
         const state = leader
         if (state === undefined) return
