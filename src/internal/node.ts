@@ -19,6 +19,7 @@
  * @internal
  */
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -35,7 +36,6 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Configuration from "../Configuration.js"
 import type { Fsm, FsmSnapshot } from "../Fsm.js"
-import * as Chunk from "effect/Chunk"
 import * as Log from "../Log.js"
 import type { LogStore } from "../LogStore.js"
 import type { MembershipError, RestoreError, SnapshotError, TransferError } from "../Raft.js"
