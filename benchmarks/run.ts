@@ -170,18 +170,16 @@ const quiet = () => {
 
 type Row = Record<string, unknown>
 
-/** Bundles scenario.ts with esbuild (packages stay external), so no TS loader sits in the measured process. */
-const buildScenario = async (): Promise<Array<string>> => {
-  const source = path.join(root, "benchmarks", "scenario.ts")
-  if (argv.tsx) return ["--import", "tsx", source]
+/**
+ * Bundles `entries` with esbuild into `.build/<name>.mjs` (packages stay external), so no TS loader sits in the
+ * measured processes; false (and a note) when esbuild cannot, and the caller falls back to tsx.
+ */
+const bundle = async (entries: ReadonlyArray<string>, fallback: string): Promise<boolean> => {
   try {
     const esbuild = await import("esbuild")
-    const outdir = path.join(resultsDir, ".build")
-    const outfile = path.join(outdir, "scenario.mjs")
     await esbuild.build({
-      // node-thread.ts: the worker of --threads scenarios, found next to scenario.mjs.
-      entryPoints: [source, path.join(root, "benchmarks", "node-thread.ts")],
-      outdir,
+      entryPoints: [...entries],
+      outdir: path.join(resultsDir, ".build"),
       outExtension: { ".js": ".mjs" },
       bundle: true,
       packages: "external",
@@ -190,34 +188,29 @@ const buildScenario = async (): Promise<Array<string>> => {
       target: "node20",
       logLevel: "error"
     })
-    return [outfile]
+    return true
   } catch (error) {
-    process.stderr.write(`esbuild unavailable (${String(error)}); running through tsx\n`)
-    return ["--import", "tsx", source]
+    process.stderr.write(`esbuild unavailable (${String(error)}); ${fallback}\n`)
+    return false
   }
 }
 
-/** Bundles the `kv` executable the same way, for the node processes of the `kv/` rows. */
+/** scenario.ts, and next to it node-thread.ts (the worker of --threads scenarios). */
+const buildScenario = async (): Promise<Array<string>> => {
+  const source = path.join(root, "benchmarks", "scenario.ts")
+  if (!argv.tsx && await bundle([source, path.join(root, "benchmarks", "node-thread.ts")], "running through tsx")) {
+    return [path.join(resultsDir, ".build", "scenario.mjs")]
+  }
+  return ["--import", "tsx", source]
+}
+
+/** The `kv` executable, for the node processes of the `kv/` rows. */
 const buildKvNode = async (): Promise<Array<string>> => {
   if (argv.tsx) return []
-  try {
-    const esbuild = await import("esbuild")
-    const outfile = path.join(resultsDir, ".build", "kv-main.mjs")
-    await esbuild.build({
-      entryPoints: [path.join(root, "src", "kv", "main.ts")],
-      outfile,
-      bundle: true,
-      packages: "external",
-      platform: "node",
-      format: "esm",
-      target: "node20",
-      logLevel: "error"
-    })
-    return ["--node-entry", outfile]
-  } catch (error) {
-    process.stderr.write(`esbuild unavailable (${String(error)}); kv nodes run through tsx\n`)
-    return []
-  }
+  const main = path.join(root, "src", "kv", "main.ts")
+  return await bundle([main], "kv nodes run through tsx")
+    ? ["--node-entry", path.join(resultsDir, ".build", "main.mjs")]
+    : []
 }
 
 const runProcess = (command: string, args: ReadonlyArray<string>, timeoutMs = 100_000): Row => {

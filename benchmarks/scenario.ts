@@ -56,7 +56,7 @@ import type { StorageError } from "../src/RaftError.js"
 import * as Transport from "../src/Transport.js"
 import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
 import * as TcpTransport from "../src/transport/TcpTransport.js"
-import { load } from "./load.js"
+import { load, type LoadResult } from "./load.js"
 import type { NodeThreadData, NodeThreadRequest } from "./node-thread.js"
 
 // ---------------------------------------------------------------- options
@@ -384,31 +384,27 @@ const program = Effect.gen(function*() {
   }
   const leaderChangesBefore = yield* Queue.size(leaderEvents)
 
-  // Measured phase.
-  const stats0 = yield* storeStats
-  const cpu0 = process.cpuUsage()
-  const st0 = procStat()
-  const ot0 = otherProcsCpu()
-  // Probe: how long a 10 ms interval timer had to wait, i.e. how long the event loop was starved.
-  let lastTick = performance.now()
-  let maxGap = 0
-  const probe = setInterval(() => {
-    const t = performance.now()
-    maxGap = Math.max(maxGap, t - lastTick)
-    lastTick = t
-  }, 10)
-  const measured = yield* load(leader.raft, payload, ops, conc, true)
-  clearInterval(probe)
-  result.timer_gap_max_ms = Math.max(maxGap, performance.now() - lastTick)
-  const cpu1 = process.cpuUsage(cpu0)
-  const st1 = procStat()
-  const ot1 = otherProcsCpu()
-  const stats1 = yield* storeStats
-  if (measured.errors > 0) {
-    result.errors = measured.errors
-    return yield* Effect.fail(`${measured.errors} apply errors, first: ${measured.firstError}`)
-  }
-  recordMeasurement(measured, cpu1, st0, st1, ot0, ot1, stats0, stats1)
+  // Measured phase, with a probe of how long a 10 ms interval timer had to wait, i.e. how long the event loop
+  // was starved.
+  yield* measure(
+    Effect.suspend(() => {
+      let lastTick = performance.now()
+      let maxGap = 0
+      const probe = setInterval(() => {
+        const t = performance.now()
+        maxGap = Math.max(maxGap, t - lastTick)
+        lastTick = t
+      }, 10)
+      return Effect.ensuring(
+        load(leader.raft, payload, ops, conc, true),
+        Effect.sync(() => {
+          clearInterval(probe)
+          result.timer_gap_max_ms = Math.max(maxGap, performance.now() - lastTick)
+        })
+      )
+    }),
+    storeStats
+  )
 
   // Correctness and follower catch-up.
   const want = warmup + ops
@@ -455,9 +451,34 @@ const program = Effect.gen(function*() {
   }
 })
 
+/**
+ * The measured phase of either form: runs the load between two readings of this process's CPU, the machine's, the
+ * other processes' and the stores' counters, fails on apply errors, and fills the result's figures.
+ */
+const measure = (
+  run: Effect.Effect<LoadResult>,
+  storeStats: Effect.Effect<ReadonlyArray<LmdbStore.Stats>>
+): Effect.Effect<void, string> =>
+  Effect.gen(function*() {
+    const stats0 = yield* storeStats
+    const cpu0 = process.cpuUsage()
+    const st0 = procStat()
+    const ot0 = otherProcsCpu()
+    const measured = yield* run
+    const cpu1 = process.cpuUsage(cpu0)
+    const st1 = procStat()
+    const ot1 = otherProcsCpu()
+    const stats1 = yield* storeStats
+    if (measured.errors > 0) {
+      result.errors = measured.errors
+      return yield* Effect.fail(`${measured.errors} apply errors, first: ${measured.firstError}`)
+    }
+    recordMeasurement(measured, cpu1, st0, st1, ot0, ot1, stats0, stats1)
+  })
+
 /** Fills the result's throughput, latency, CPU and store figures from one measured load. */
 function recordMeasurement(
-  measured: { readonly latencies: Float64Array | undefined; readonly elapsedMs: number },
+  measured: LoadResult,
   cpu1: NodeJS.CpuUsage,
   st0: { busy: number; total: number },
   st1: { busy: number; total: number },
@@ -574,20 +595,7 @@ const programThreaded = Effect.gen(function*() {
     if (w.errors > 0) return yield* Effect.fail(`warmup: ${w.errors} apply errors, first: ${w.firstError}`)
   }
   const leaderChangesBefore = yield* Queue.size(leaderEvents)
-  const stats0 = yield* lmdbStats
-  const cpu0 = process.cpuUsage()
-  const st0 = procStat()
-  const ot0 = otherProcsCpu()
-  const measured = yield* runLoad(ops, true)
-  const cpu1 = process.cpuUsage(cpu0)
-  const st1 = procStat()
-  const ot1 = otherProcsCpu()
-  const stats1 = yield* lmdbStats
-  if (measured.errors > 0) {
-    result.errors = measured.errors
-    return yield* Effect.fail(`${measured.errors} apply errors, first: ${measured.firstError}`)
-  }
-  recordMeasurement(measured, cpu1, st0, st1, ot0, ot1, stats0, stats1)
+  yield* measure(runLoad(ops, true), lmdbStats)
 
   const want = warmup + ops
   const tc = performance.now()
