@@ -13,6 +13,7 @@
  */
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import type * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
@@ -41,6 +42,15 @@ export interface RpcHandler {
     data: Stream.Stream<Uint8Array, TransportError>
   ) => Effect.Effect<InstallSnapshotResponse, RaftShutdown>
   readonly timeoutNow: (request: TimeoutNowRequest) => Effect.Effect<TimeoutNowResponse, RaftShutdown>
+  /**
+   * Optional fast path for `appendEntries`, for transports that receive in a callback: submits the request without
+   * a fiber of the caller's and calls `onDone` once with the outcome. Requests submitted one after another (and
+   * after any request whose effect has already started) are handled, and answered, in that order.
+   */
+  readonly submitAppendEntries?: (
+    request: AppendEntriesRequest,
+    onDone: (exit: Exit.Exit<AppendEntriesResponse, RaftShutdown>) => void
+  ) => void
 }
 
 /** One answered pipelined request. */

@@ -883,12 +883,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           voters,
           bugs.commitPreviousTermsByCounting ? 0 : lastLogIndex + 1,
           commitIndex,
-          () => {
-            if (leader === ls && !ls.commitPending) {
-              ls.commitPending = true
-              emit({ _tag: "Commit", epoch: myEpoch })
-            }
-          },
+          () => onCommit(ls, myEpoch),
           bugs.commitWithoutQuorum === true
         ),
         replications: new Map(),
@@ -1185,6 +1180,50 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       if (dispatchedToFsm < state.commitment.startIndex - 1) {
         yield* sendStoredToFsm(Math.min(newCommit, state.commitment.startIndex - 1))
       }
+      sendInflightToFsm(state, newCommit)
+      noteCommittedConfiguration()
+      // A leader that is no longer a voter of the committed configuration steps down (hashicorp/raft); removed
+      // altogether, it shuts down once the change is applied, when configured to.
+      if (committedConfigurationIndex >= state.commitment.startIndex && !Configuration.isVoter(committedConfiguration, localId)) {
+        const removed = Configuration.find(committedConfiguration, localId) === undefined
+        yield* Effect.logInfo(removed ? "removed from the configuration, stepping down" : "no longer a voter, stepping down")
+        const appliedAt = committedConfigurationIndex
+        yield* becomeFollower
+        if (removed && config.shutdownOnRemove) {
+          yield* waitApplied(appliedAt).pipe(Effect.andThen(shutdown), Effect.forkIn(parentScope))
+        }
+        return
+      }
+      yield* processMembership
+    })
+
+    /**
+     * The commit of `ls` moved. When the run loop is idle with nothing queued and the commit cannot touch the
+     * configuration or a backlog from the store, what `processCommit` does is synchronous and is done here, in the
+     * fiber that saw the quorum (the leader's writer or a replication decoder): this saves the hop through the run
+     * loop on every commit. Otherwise the run loop is told (one `Commit` event at a time).
+     */
+    const onCommit = (ls: LeaderState, myEpoch: number) => {
+      if (leader !== ls || ls.commitPending) return
+      if (
+        loopIdle && isEmpty(mailbox.unsafeSize()) &&
+        dispatchedToFsm >= ls.commitment.startIndex - 1 && latestConfigurationIndex <= commitIndex &&
+        ls.changes.length === 0
+      ) {
+        const newCommit = ls.commitment.commitIndex
+        if (newCommit <= commitIndex) return
+        commitIndex = newCommit
+        sendInflightToFsm(ls, newCommit)
+        return
+      }
+      ls.commitPending = true
+      emit({ _tag: "Commit", epoch: myEpoch })
+    }
+
+    const isEmpty = (size: Option.Option<number>) => size._tag === "Some" && size.value === 0
+
+    /** Hands this leader's entries up to `newCommit` (and their futures) to the FSM runner. */
+    const sendInflightToFsm = (state: LeaderState, newCommit: number) => {
       const batchLogs: Array<Log.Log> = []
       const batchFutures: Array<ApplyFuture | undefined> = []
       let oldest = Infinity
@@ -1205,21 +1244,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         fsmPending += batchLogs.length
         fsmMailbox.unsafeOffer({ _tag: "Batch", logs: batchLogs, futures: batchFutures })
       }
-      noteCommittedConfiguration()
-      // A leader that is no longer a voter of the committed configuration steps down (hashicorp/raft); removed
-      // altogether, it shuts down once the change is applied, when configured to.
-      if (committedConfigurationIndex >= state.commitment.startIndex && !Configuration.isVoter(committedConfiguration, localId)) {
-        const removed = Configuration.find(committedConfiguration, localId) === undefined
-        yield* Effect.logInfo(removed ? "removed from the configuration, stepping down" : "no longer a voter, stepping down")
-        const appliedAt = committedConfigurationIndex
-        yield* becomeFollower
-        if (removed && config.shutdownOnRemove) {
-          yield* waitApplied(appliedAt).pipe(Effect.andThen(shutdown), Effect.forkIn(parentScope))
-        }
-        return
-      }
-      yield* processMembership
-    })
+    }
 
     /** Waits until the FSM has applied `index`. */
     const waitApplied = (index: number): Effect.Effect<void> =>
@@ -2272,10 +2297,14 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       })
 
     let current: Iterable<Event> = []
+    /** True while the run loop waits for events: no handler is part-way through (see `onCommit`). */
+    let loopIdle = false
     const runLoop = Effect.gen(function*() {
       yield* becomeFollower
       while (true) {
+        loopIdle = true
         const [events, done] = yield* mailbox.takeAll
+        loopIdle = false
         current = events
         yield* Effect.uninterruptible(handleEvents(current))
         current = []
@@ -2510,6 +2539,11 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           }
           return deferred.await
         }),
+      submitAppendEntries: (request, onDone) => {
+        const deferred = new Future<AppendEntriesResponse, RaftShutdown>()
+        if (isShutdown || !emit({ _tag: "AppendEntries", request, deferred })) return onDone(Exit.fail(new RaftShutdown()))
+        deferred.listen(onDone)
+      },
       requestVote: (request) =>
         Effect.suspend(() => {
           const deferred = new Future<RequestVoteResponse, RaftShutdown>()

@@ -37,7 +37,7 @@ import * as Scheduler from "effect/Scheduler"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { fairScheduler } from "../internal/scheduler.js"
-import { BindError, CodecError, type StorageError, TransportError } from "../RaftError.js"
+import { BindError, CodecError, type RaftShutdown, type StorageError, TransportError } from "../RaftError.js"
 import type * as Rpc from "../Rpc.js"
 import { type AppendPipeline, type PipelineResult, type RpcHandler, Transport } from "../Transport.js"
 import * as Codec from "./codec.js"
@@ -763,8 +763,30 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         const highWater = 4 * 1024 * 1024
         const lowWater = 1024 * 1024
         const sizeOf = (message: Codec.Message) => message.kind === "chunk" ? message.data.length : 64
+        // AppendEntries go straight from the socket's callback to the node (`submitAppendEntries`) while nothing
+        // waits in the inbox and the loop below is not handling a request, so every request is still handled and
+        // answered in arrival order; at most `maxDirect` at a time, after which the inbox (and its pause) takes over.
+        let queued = 0
+        let busy = false
+        let direct = 0
+        const maxDirect = 64
+        const submitted = (id: number) => (exit: Exit.Exit<Rpc.AppendEntriesResponse, RaftShutdown>) => {
+          direct--
+          if (Exit.isSuccess(exit)) answer(conn, id, exit.value)
+          else conn.write(Codec.encodeError(id, "shutdown", "RaftShutdown"))
+        }
         conn.setOwner({
           onMessage: (message) => {
+            const h = handler
+            if (
+              !busy && queued === 0 && direct < maxDirect && message.kind === "request" &&
+              message.request._tag === "AppendEntriesRequest" && h?.submitAppendEntries !== undefined &&
+              (conn.peerIds === undefined || conn.peerIds.includes(message.request.leaderId))
+            ) {
+              direct++
+              return h.submitAppendEntries(message.request, submitted(message.id))
+            }
+            queued++
             queuedBytes += sizeOf(message)
             inbox.unsafeOffer(message)
             if (queuedBytes > highWater && !paused) {
@@ -777,6 +799,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         const take: Effect.Effect<Codec.Message, TransportError | "done"> = Effect.map(
           Effect.mapError(inbox.take, (e) => e._tag === "NoSuchElementException" ? "done" as const : e),
           (message) => {
+            queued--
             queuedBytes -= sizeOf(message)
             if (paused && queuedBytes < lowWater) {
               paused = false
@@ -809,8 +832,10 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         }).pipe(Effect.interruptible, Effect.forkScoped)
 
         while (true) {
+          busy = false
           const next = yield* Effect.either(take)
           if (Either.isLeft(next)) return
+          busy = true
           const message = next.right
           if (message.kind !== "request") {
             yield* protocolError(`unexpected ${message.kind} frame from a client`)
