@@ -980,35 +980,37 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         writesPending >= maxUnwritten ? Effect.zipRight(awaitLeaderWrites, dispatchNow(futures)) : dispatchNow(futures)
       )
 
-    const dispatchNow = (futures: ReadonlyArray<ApplyFuture>) =>
-      Effect.sync(() => {
-        const state = leader
-        if (state === undefined) return
-        if (state.writeFailure !== undefined) {
-          // The leader is stepping down (its WriteFailed event is queued): nothing more is appended.
-          for (const future of futures) future.deferred.done(Exit.fail(state.writeFailure))
-          return
-        }
-        const term = currentTerm
-        const first = lastLogIndex + 1
-        const entries = new Array<Log.Log>(futures.length)
-        const at = now()
-        for (let i = 0; i < futures.length; i++) {
-          const future = futures[i]!
-          future.status = DISPATCHED
-          const entry = Log.make(first + i, term, future.type, future.data)
-          entries[i] = entry
-          state.inflight.push({ log: entry, future, at })
-          state.unstored.push(entry)
-        }
-        lastLogIndex = first + entries.length - 1
-        lastLogTerm = term
-        writesPending += entries.length
-        writes.unsafeOffer({ leader: state, entries })
-        if (bugs.leaderCountsUnwritten === true) state.commitment.match(localId, lastLogIndex)
-        metrics.applies.unsafeUpdate(entries.length, nodeLabels)
-        for (const replication of state.replications.values()) replication.trigger.unsafeOpen()
-      })
+    const dispatchNow = (futures: ReadonlyArray<ApplyFuture>) => Effect.sync(() => appendNow(futures))
+
+    /** `dispatch`'s work, synchronous: the caller checked there is room for the writer. */
+    const appendNow = (futures: ReadonlyArray<ApplyFuture>): void => {
+      const state = leader
+      if (state === undefined) return
+      if (state.writeFailure !== undefined) {
+        // The leader is stepping down (its WriteFailed event is queued): nothing more is appended.
+        for (const future of futures) future.deferred.done(Exit.fail(state.writeFailure))
+        return
+      }
+      const term = currentTerm
+      const first = lastLogIndex + 1
+      const entries = new Array<Log.Log>(futures.length)
+      const at = now()
+      for (let i = 0; i < futures.length; i++) {
+        const future = futures[i]!
+        future.status = DISPATCHED
+        const entry = Log.make(first + i, term, future.type, future.data)
+        entries[i] = entry
+        state.inflight.push({ log: entry, future, at })
+        state.unstored.push(entry)
+      }
+      lastLogIndex = first + entries.length - 1
+      lastLogTerm = term
+      writesPending += entries.length
+      writes.unsafeOffer({ leader: state, entries })
+      if (bugs.leaderCountsUnwritten === true) state.commitment.match(localId, lastLogIndex)
+      metrics.applies.unsafeUpdate(entries.length, nodeLabels)
+      for (const replication of state.replications.values()) replication.trigger.unsafeOpen()
+    }
 
     /**
      * The leader's writes of its own entries, in order: batches queued while a write is in flight share the next
@@ -2665,7 +2667,9 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           deferred: new Future<ApplyResult, ApplyError>(),
           status: QUEUED
         }
-        if (!emit({ _tag: "Apply", future })) return Effect.fail(new RaftShutdown())
+        // The run loop idle with nothing queued would append it at once: done here instead, saving the hop.
+        if (loopIdle && isEmpty(mailbox.unsafeSize()) && writesPending < maxUnwritten) appendNow([future])
+        else if (!emit({ _tag: "Apply", future })) return Effect.fail(new RaftShutdown())
         return awaitWithin(future.deferred, timeoutMillis, () => {
           if (future.status === QUEUED) future.status = CANCELLED
         })
