@@ -279,13 +279,11 @@ export class FrameReader {
 // ---------------------------------------------------------------- decoding
 
 const options = { onExcessProperty: "error", errors: "first" } as const
-const decodeAppendEntries = Schema.decodeUnknownEither(Rpc.AppendEntriesRequest, options)
 const decoders: Record<number, (input: unknown) => Either.Either<Rpc.Request | Rpc.Response, unknown>> = {
   [FrameType.RequestVote]: Schema.decodeUnknownEither(Rpc.RequestVoteRequest, options),
   [FrameType.RequestPreVote]: Schema.decodeUnknownEither(Rpc.RequestPreVoteRequest, options),
   [FrameType.InstallSnapshot]: Schema.decodeUnknownEither(Rpc.InstallSnapshotRequest, options),
   [FrameType.TimeoutNow]: Schema.decodeUnknownEither(Rpc.TimeoutNowRequest, options),
-  [FrameType.AppendEntriesResponse]: Schema.decodeUnknownEither(Rpc.AppendEntriesResponse, options),
   [FrameType.RequestVoteResponse]: Schema.decodeUnknownEither(Rpc.RequestVoteResponse, options),
   [FrameType.RequestPreVoteResponse]: Schema.decodeUnknownEither(Rpc.RequestPreVoteResponse, options),
   [FrameType.InstallSnapshotResponse]: Schema.decodeUnknownEither(Rpc.InstallSnapshotResponse, options),
@@ -296,7 +294,6 @@ const tags: Record<number, string> = {
   [FrameType.RequestPreVote]: "RequestPreVoteRequest",
   [FrameType.InstallSnapshot]: "InstallSnapshotRequest",
   [FrameType.TimeoutNow]: "TimeoutNowRequest",
-  [FrameType.AppendEntriesResponse]: "AppendEntriesResponse",
   [FrameType.RequestVoteResponse]: "RequestVoteResponse",
   [FrameType.RequestPreVoteResponse]: "RequestPreVoteResponse",
   [FrameType.InstallSnapshotResponse]: "InstallSnapshotResponse",
@@ -358,6 +355,77 @@ export const logsFromWire = (entries: unknown): Array<Log> | string => {
   return out
 }
 
+/**
+ * Whether `body` holds exactly `keys` (and perhaps a `_tag`, which the decoder overwrites), each passing its check:
+ * what the Rpc schema of a flat struct accepts with excess properties refused. The two frames every apply crosses
+ * (AppendEntries and its response) are checked this way, where the schema decode allocated a fifth of a node's
+ * garbage at one client; property tests compare each check with its schema on arbitrary input.
+ */
+const hasExactly = (
+  body: Record<string, unknown>,
+  checks: Readonly<Record<string, (u: unknown) => boolean>>,
+  count: number
+): boolean => {
+  let seen = 0
+  for (const key of Object.keys(body)) {
+    if (key === "_tag") continue
+    const check = Object.hasOwn(checks, key) ? checks[key] : undefined
+    if (check === undefined || !check(body[key])) return false
+    seen++
+  }
+  return seen === count
+}
+
+const isString = (u: unknown): u is string => typeof u === "string"
+const isBoolean = (u: unknown): u is boolean => typeof u === "boolean"
+const isArray = (u: unknown): boolean => Array.isArray(u)
+
+const appendEntriesChecks = {
+  term: isNonNegativeInt,
+  leaderId: isString,
+  leaderAddress: isString,
+  prevLogIndex: isNonNegativeInt,
+  prevLogTerm: isNonNegativeInt,
+  entries: isArray,
+  leaderCommitIndex: isNonNegativeInt
+}
+
+/** The AppendEntries envelope (its entries checked by `logsFromWire`), or why it is not one. */
+export const appendEntriesFromWire = (body: Record<string, unknown>): Rpc.AppendEntriesRequest | string => {
+  const entries = logsFromWire(body.entries)
+  if (typeof entries === "string") return entries
+  if (!hasExactly(body, appendEntriesChecks, 7)) return "not an AppendEntries request"
+  return {
+    _tag: "AppendEntriesRequest",
+    term: body.term as number,
+    leaderId: body.leaderId as string,
+    leaderAddress: body.leaderAddress as string,
+    prevLogIndex: body.prevLogIndex as number,
+    prevLogTerm: body.prevLogTerm as number,
+    entries,
+    leaderCommitIndex: body.leaderCommitIndex as number
+  }
+}
+
+const appendEntriesResponseChecks = {
+  term: isNonNegativeInt,
+  lastLog: isNonNegativeInt,
+  success: isBoolean,
+  noRetryBackoff: isBoolean
+}
+
+/** The AppendEntries response, or why it is not one. */
+export const appendEntriesResponseFromWire = (body: Record<string, unknown>): Rpc.AppendEntriesResponse | string =>
+  hasExactly(body, appendEntriesResponseChecks, 4)
+    ? {
+      _tag: "AppendEntriesResponse",
+      term: body.term as number,
+      lastLog: body.lastLog as number,
+      success: body.success as boolean,
+      noRetryBackoff: body.noRetryBackoff as boolean
+    }
+    : "not an AppendEntries response"
+
 /** Decodes a frame's body with the `Rpc` schemas (or the small schemas of the control frames). */
 export const decode = (peer: string, frame: Frame): Either.Either<Message, CodecError> => {
   const { id, type } = frame
@@ -382,13 +450,17 @@ export const decode = (peer: string, frame: Frame): Either.Either<Message, Codec
         }))
     case FrameType.AppendEntries:
       return Either.flatMap(unpack(peer, frame.body), (body) => {
-        // The envelope goes through the Rpc schema; its entries through `logsFromWire`, the Log schema's equal.
-        const entries = logsFromWire(body.entries)
-        if (typeof entries === "string") return Either.left(schemaError(peer, type, new Error(entries)))
-        return Either.match(decodeAppendEntries({ ...body, _tag: "AppendEntriesRequest", entries: [] }), {
-          onLeft: (error) => Either.left(schemaError(peer, type, error)),
-          onRight: (request) => Either.right({ kind: "request", id, request: { ...request, entries } })
-        })
+        const request = appendEntriesFromWire(body)
+        return typeof request === "string"
+          ? Either.left(schemaError(peer, type, new Error(request)))
+          : Either.right({ kind: "request", id, request })
+      })
+    case FrameType.AppendEntriesResponse:
+      return Either.flatMap(unpack(peer, frame.body), (body) => {
+        const response = appendEntriesResponseFromWire(body)
+        return typeof response === "string"
+          ? Either.left(schemaError(peer, type, new Error(response)))
+          : Either.right({ kind: "response", id, response })
       })
     default: {
       const decoder = decoders[type]

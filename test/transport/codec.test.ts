@@ -5,7 +5,7 @@ import { pack } from "msgpackr"
 import * as Schema from "effect/Schema"
 import { Log } from "../../src/Log.js"
 import { CodecError } from "../../src/RaftError.js"
-import type * as Rpc from "../../src/Rpc.js"
+import * as Rpc from "../../src/Rpc.js"
 import * as Codec from "../../src/transport/codec.js"
 
 const entry = (index: number, data: Uint8Array, type: Log["type"] = "Command"): Log => ({ index, term: 2, type, data })
@@ -191,6 +191,91 @@ describe("codec", () => {
       }),
       { numRuns: 5000 }
     )
+  })
+
+  // The two frames of every apply are checked by hand (as `logsFromWire` checks entries); the schemas stay the
+  // reference: on arbitrary bodies, each check accepts exactly what its schema accepts, and returns the same value.
+  const odd = FastCheck.oneof(
+    FastCheck.integer({ min: -5, max: 5 }),
+    FastCheck.double(),
+    FastCheck.constantFrom(-0, NaN, Infinity, 2 ** 53, 2 ** 53 - 1, 1.5, "1", "", null, undefined, true, [], {}),
+    FastCheck.anything()
+  )
+  const field = (valid: FastCheck.Arbitrary<unknown>) =>
+    FastCheck.oneof({ arbitrary: valid, weight: 6 }, { arbitrary: odd, weight: 1 })
+  /** A body with each field present most of the time, mostly valid, and sometimes a key too many. */
+  const body = (fields: Record<string, FastCheck.Arbitrary<unknown>>) =>
+    FastCheck.tuple(
+      FastCheck.record(fields, { requiredKeys: [] }),
+      FastCheck.boolean(),
+      FastCheck.option(FastCheck.tuple(FastCheck.constantFrom("_tag", "extra", "Term", "entries "), odd), { freq: 4 })
+    ).map(([record, complete, extra]) => {
+      const out: Record<string, unknown> = complete ? { ...record } : record
+      if (complete) {
+        for (const key of Object.keys(fields)) if (!(key in out)) out[key] = 0
+      }
+      if (extra !== null) out[extra[0]] = extra[1]
+      return out
+    })
+  const show = (u: unknown) => JSON.stringify(u, (_, v) => (v instanceof Uint8Array ? "bytes" : v === undefined ? "undefined" : v))
+  const options = { onExcessProperty: "error", errors: "first" } as const
+
+  it("the AppendEntries check accepts exactly what the AppendEntriesRequest schema accepts, with the same value", () => {
+    const decode = Schema.decodeUnknownEither(Rpc.AppendEntriesRequest, options)
+    const entries = FastCheck.array(FastCheck.tuple(FastCheck.nat(), FastCheck.nat(), FastCheck.constant(0), FastCheck.uint8Array({ maxLength: 3 })), { maxLength: 2 })
+    const arbitrary = body({
+      term: field(FastCheck.nat()),
+      leaderId: field(FastCheck.string()),
+      leaderAddress: field(FastCheck.string()),
+      prevLogIndex: field(FastCheck.nat()),
+      prevLogTerm: field(FastCheck.nat()),
+      entries: field(entries),
+      leaderCommitIndex: field(FastCheck.nat())
+    })
+    let accepted = 0
+    FastCheck.assert(
+      FastCheck.property(arbitrary, (input) => {
+        const fast = Codec.appendEntriesFromWire(input)
+        const logs = Codec.logsFromWire(input.entries)
+        const schema = typeof logs === "string"
+          ? Either.left("entries" as const)
+          : Either.map(
+            Either.mapLeft(decode({ ...input, _tag: "AppendEntriesRequest", entries: [] }), () => "envelope" as const),
+            (r) => ({ ...r, entries: logs })
+          )
+        assert.strictEqual(typeof fast !== "string", Either.isRight(schema), show(input))
+        if (typeof fast !== "string" && Either.isRight(schema)) {
+          accepted++
+          assert.deepStrictEqual(fast, schema.right)
+        }
+      }),
+      { numRuns: 5000 }
+    )
+    assert.isAbove(accepted, 100)
+  })
+
+  it("the AppendEntries response check accepts exactly what the AppendEntriesResponse schema accepts, with the same value", () => {
+    const decode = Schema.decodeUnknownEither(Rpc.AppendEntriesResponse, options)
+    const arbitrary = body({
+      term: field(FastCheck.nat()),
+      lastLog: field(FastCheck.nat()),
+      success: field(FastCheck.boolean()),
+      noRetryBackoff: field(FastCheck.boolean())
+    })
+    let accepted = 0
+    FastCheck.assert(
+      FastCheck.property(arbitrary, (input) => {
+        const fast = Codec.appendEntriesResponseFromWire(input)
+        const schema = decode({ ...input, _tag: "AppendEntriesResponse" })
+        assert.strictEqual(typeof fast !== "string", Either.isRight(schema), show(input))
+        if (typeof fast !== "string" && Either.isRight(schema)) {
+          accepted++
+          assert.deepStrictEqual(fast, schema.right)
+        }
+      }),
+      { numRuns: 5000 }
+    )
+    assert.isAbove(accepted, 100)
   })
 
   it("a length prefix too short for a header is malformed", () => {
