@@ -2638,7 +2638,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       timeoutMillis: number | undefined,
       onAbandon: () => void
     ): Effect.Effect<A, E | ApplyTimeout> => {
-      const wait = future.await.pipe(Effect.onInterrupt(() => Effect.sync(onAbandon)))
+      const wait = future.awaitOr(onAbandon)
       if (timeoutMillis === undefined) return wait
       // The deadline is fixed now: an ApplyFuture awaited later, or twice, keeps the caller's budget.
       const deadline = now() + timeoutMillis
