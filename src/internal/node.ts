@@ -1265,7 +1265,21 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     }
 
     /** Reads committed entries from the log store and hands them to the FSM (followers, and a new leader's backlog). */
-    const sendStoredToFsm = (upTo: number) =>
+    const sendStoredToFsm = (upTo: number): Effect.Effect<void, StorageError> => {
+      const from = Math.max(dispatchedToFsm + 1, lastSnapshotIndex + 1)
+      if (dispatchedToFsm >= upTo || from > upTo || upTo - from >= 1024) return sendStoredToFsmInBatches(upTo)
+      // The usual case (a follower's commit moved by one AppendEntries): one read, no loop.
+      return Effect.map(
+        logs.getLogs(from, upTo).pipe(Effect.catchTag("LogNotFound", storageNotFound("read"))),
+        (entries) => {
+          dispatchedToFsm = upTo
+          fsmPending += entries.length
+          fsmMailbox.unsafeOffer({ _tag: "Batch", logs: entries, futures: undefined })
+        }
+      )
+    }
+
+    const sendStoredToFsmInBatches = (upTo: number) =>
       Effect.gen(function*() {
         while (dispatchedToFsm < upTo) {
           const from = Math.max(dispatchedToFsm + 1, lastSnapshotIndex + 1)
@@ -1291,8 +1305,42 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           emit({ _tag: "StepDown", epoch: myEpoch, term: newTerm })
         }
 
+        /**
+         * The AppendEntries carrying `from..to` when everything it needs is in memory (the previous entry's term is
+         * known and the entries are the leader's unwritten ones, as while it keeps up), else undefined.
+         */
+        const requestFromMemory = (from: number, to: number): AppendEntriesRequest | undefined => {
+          const prevLogIndex = from - 1
+          const base = state.unstored.length > 0 ? state.unstored[0]!.index : lastLogIndex + 1
+          let prevLogTerm: number
+          if (prevLogIndex === 0) prevLogTerm = 0
+          else if (prevLogIndex === lastLogIndex) prevLogTerm = lastLogTerm
+          else if (prevLogIndex === lastSnapshotIndex) prevLogTerm = lastSnapshotTerm
+          else if (prevLogIndex >= base && prevLogIndex - base < state.unstored.length) {
+            prevLogTerm = state.unstored[prevLogIndex - base]!.term
+          }
+          else return undefined
+          const last = Math.min(to, from + config.maxAppendEntries - 1)
+          if (last >= from && from < base) return undefined
+          return {
+            _tag: "AppendEntriesRequest",
+            term,
+            leaderId: localId,
+            leaderAddress: localAddress,
+            prevLogIndex,
+            prevLogTerm,
+            entries: last >= from ? state.unstored.slice(from - base, last - base + 1) : [],
+            leaderCommitIndex: commitIndex
+          }
+        }
+
         /** Builds the AppendEntries carrying `from..to` (empty when from > to). */
-        const setupAppendEntries = (from: number, to: number) =>
+        const setupAppendEntries = (from: number, to: number): Effect.Effect<AppendEntriesRequest, LogNotFound | StorageError> => {
+          const fast = requestFromMemory(from, to)
+          return fast !== undefined ? Effect.succeed(fast) : setupFromStore(from, to)
+        }
+
+        const setupFromStore = (from: number, to: number) =>
           Effect.gen(function*() {
             let prevLogTerm = 0
             const prevLogIndex = from - 1
@@ -1459,7 +1507,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               const lastIndex = lastLogIndex
               if (nextIndex > lastIndex && sentCommit === commitIndex) continue
               do {
-                const request = yield* setupAppendEntries(nextIndex, lastIndex)
+                const request = requestFromMemory(nextIndex, lastIndex) ?? (yield* setupFromStore(nextIndex, lastIndex))
                 sentCommit = request.leaderCommitIndex
                 // A broken pipeline fails the send (even one waiting for room): back to plain mode.
                 const sent = yield* Effect.either(pipeline.send(request))
@@ -1621,7 +1669,68 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
 
     const notLeaderError = () => new NotLeader({ leaderId, leaderAddress })
 
-    const handleAppendEntries = (request: AppendEntriesRequest) =>
+    /** Records entries just stored from the leader: configurations among them, and the new end of the log. */
+    const noteAppended = (fresh: ReadonlyArray<Log.Log>) => {
+      for (const entry of fresh) {
+        if (entry.type === "Configuration") {
+          const decoded = Configuration.decode(entry.data)
+          if (decoded !== undefined) {
+            // One change at a time: a leader appends a configuration only once the previous one committed,
+            // so the latest we held is committed now (as hashicorp/raft; a later truncation falls back to it).
+            if (latestConfigurationIndex > committedConfigurationIndex) {
+              committedConfiguration = latestConfiguration
+              committedConfigurationIndex = latestConfigurationIndex
+            }
+            latestConfiguration = decoded
+            latestConfigurationIndex = entry.index
+          }
+        }
+      }
+      const last = fresh[fresh.length - 1]!
+      if (last.index >= lastLogIndex || !bugs.keepConflictingSuffix) {
+        lastLogIndex = last.index
+        lastLogTerm = last.term
+      }
+    }
+
+    /** The rest of an accepted AppendEntries: commit what the leader committed (Raft figure 2), then answer. */
+    const acceptAppend = (request: AppendEntriesRequest): Effect.Effect<AppendEntriesResponse, StorageError> => {
+      const answer = (): AppendEntriesResponse => {
+        lastContact = now()
+        return { _tag: "AppendEntriesResponse", term: currentTerm, lastLog: lastLogIndex, success: true, noRetryBackoff: false }
+      }
+      // Only over entries known to match the leader.
+      const verifiedUpTo = request.prevLogIndex + request.entries.length
+      if (request.leaderCommitIndex > commitIndex && verifiedUpTo > commitIndex) {
+        commitIndex = Math.min(request.leaderCommitIndex, verifiedUpTo)
+        noteCommittedConfiguration()
+        return Effect.map(sendStoredToFsm(commitIndex), answer)
+      }
+      return Effect.sync(answer)
+    }
+
+    /**
+     * AppendEntries. The usual case, a follower hearing from the leader it knows with entries that extend its log
+     * where it ends, is taken without a generator: one store, then the commit.
+     */
+    const handleAppendEntries = (request: AppendEntriesRequest): Effect.Effect<AppendEntriesResponse, StorageError> => {
+      if (
+        request.term === currentTerm && state === "Follower" && request.leaderId === leaderId &&
+        request.leaderAddress === leaderAddress && request.prevLogIndex === lastLogIndex &&
+        (request.prevLogIndex === 0 || request.prevLogTerm === lastLogTerm)
+      ) {
+        lastContact = now()
+        const entries = request.entries
+        if (entries.length === 0) return acceptAppend(request)
+        return Effect.flatMap(logs.storeLogs(entries), () => {
+          noteAppended(entries)
+          return acceptAppend(request)
+        })
+      }
+      return handleAppendEntriesInFull(request)
+    }
+
+    const handleAppendEntriesInFull = (request: AppendEntriesRequest) =>
       Effect.gen(function*() {
         const response = {
           _tag: "AppendEntriesResponse" as const,
@@ -1694,40 +1803,10 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           if (firstNew < entries.length) {
             const fresh = firstNew === 0 ? entries : entries.slice(firstNew)
             yield* logs.storeLogs(fresh)
-            for (const entry of fresh) {
-              if (entry.type === "Configuration") {
-                const decoded = Configuration.decode(entry.data)
-                if (decoded !== undefined) {
-                  // One change at a time: a leader appends a configuration only once the previous one committed,
-                  // so the latest we held is committed now (as hashicorp/raft; a later truncation falls back to it).
-                  if (latestConfigurationIndex > committedConfigurationIndex) {
-                    committedConfiguration = latestConfiguration
-                    committedConfigurationIndex = latestConfigurationIndex
-                  }
-                  latestConfiguration = decoded
-                  latestConfigurationIndex = entry.index
-                }
-              }
-            }
-            const last = fresh[fresh.length - 1]!
-            if (last.index >= lastLogIndex || !bugs.keepConflictingSuffix) {
-              lastLogIndex = last.index
-              lastLogTerm = last.term
-            }
+            noteAppended(fresh)
           }
         }
-
-        // Raft figure 2: commit up to the leader's commit index, but only over entries known to match the leader.
-        const verifiedUpTo = request.prevLogIndex + entries.length
-        if (request.leaderCommitIndex > commitIndex && verifiedUpTo > commitIndex) {
-          commitIndex = Math.min(request.leaderCommitIndex, verifiedUpTo)
-          noteCommittedConfiguration()
-          yield* sendStoredToFsm(commitIndex)
-        }
-        response.success = true
-        response.lastLog = lastLogIndex
-        lastContact = now()
-        return response
+        return yield* acceptAppend(request)
       })
 
     const handleRequestVote = (request: RequestVoteRequest) =>
@@ -2319,40 +2398,46 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     /** The futures of the batch the FSM is applying now, failed by shutdown if it never finishes. */
     let inHand: ReadonlyArray<ApplyFuture | undefined> = []
 
+    // The batch being gathered by the FSM runner.
+    let all: Array<Log.Log> = []
+    let futures: Array<ApplyFuture | undefined> = []
+    let commands: Array<Log.Log> = []
+    const noResponses: ReadonlyArray<unknown> = []
+    const applyPending: Effect.Effect<void> = Effect.suspend(() => {
+      if (all.length === 0) return Effect.void
+      inHand = futures
+      return commands.length === 0 ? Effect.sync(() => applied(noResponses)) : Effect.map(fsm.applyBatch(commands), applied)
+    })
+    /** Answers the applied batch's futures and moves `appliedIndex`. */
+    const applied = (responses: ReadonlyArray<unknown>): void => {
+      inHand = []
+      let k = 0
+      for (let i = 0; i < all.length; i++) {
+        const entry = all[i]!
+        const response = entry.type === "Command" ? responses[k++] : undefined
+        const future = futures[i]
+        if (future !== undefined) future.deferred.done(Exit.succeed({ index: entry.index, response }))
+      }
+      const last = all[all.length - 1]!
+      appliedIndex = last.index
+      appliedTerm = last.term
+      fsmPending -= all.length
+      all = []
+      futures = []
+      commands = []
+      if (appliedWaiters.length > 0) {
+        const waiting = appliedWaiters
+        appliedWaiters = []
+        for (const waiter of waiting) {
+          if (waiter.index <= appliedIndex) waiter.future.done(Exit.void)
+          else appliedWaiters.push(waiter)
+        }
+      }
+    }
+
     const fsmRunner = Effect.gen(function*() {
       while (true) {
         const [items, done] = yield* fsmMailbox.takeAll
-        let all: Array<Log.Log> = []
-        let futures: Array<ApplyFuture | undefined> = []
-        let commands: Array<Log.Log> = []
-        const applyPending = Effect.gen(function*() {
-          if (all.length === 0) return
-          inHand = futures
-          const responses = commands.length === 0 ? [] : yield* fsm.applyBatch(commands)
-          inHand = []
-          let k = 0
-          for (let i = 0; i < all.length; i++) {
-            const entry = all[i]!
-            const response = entry.type === "Command" ? responses[k++] : undefined
-            const future = futures[i]
-            if (future !== undefined) future.deferred.done(Exit.succeed({ index: entry.index, response }))
-          }
-          const last = all[all.length - 1]!
-          appliedIndex = last.index
-          appliedTerm = last.term
-          fsmPending -= all.length
-          all = []
-          futures = []
-          commands = []
-          if (appliedWaiters.length > 0) {
-            const waiting = appliedWaiters
-            appliedWaiters = []
-            for (const waiter of waiting) {
-              if (waiter.index <= appliedIndex) waiter.future.done(Exit.void)
-              else appliedWaiters.push(waiter)
-            }
-          }
-        })
         for (const item of items) {
           if (item._tag === "Batch") {
             for (let i = 0; i < item.logs.length; i++) {
