@@ -307,6 +307,71 @@ describe("TcpTransport", () => {
       assert.deepStrictEqual(rest, [201, 202, 203, 204, 205])
     }))
 
+  it.scopedLive("AppendEntries handed straight from the socket (submitAppendEntries) and through the inbox are handled and answered in arrival order", () =>
+    Effect.gen(function*() {
+      // A handler that, like a node, takes requests into one queue in the order it is given them, and answers
+      // them only when the test releases them.
+      const queue: Array<{ readonly request: Rpc.AppendEntriesRequest; readonly via: string; readonly answer: () => void }> = []
+      const handled: Array<string> = []
+      const response = (request: Rpc.AppendEntriesRequest): Rpc.AppendEntriesResponse => ({
+        _tag: "AppendEntriesResponse",
+        term: 1,
+        lastLog: request.entries[0]!.index,
+        success: true,
+        noRetryBackoff: false
+      })
+      const release = (n: number) =>
+        Effect.sync(() => {
+          for (const item of queue.splice(0, n)) {
+            handled.push(`${item.request.entries[0]!.index}:${item.via}`)
+            item.answer()
+          }
+        })
+      const base = recorder().handler
+      const handler: Transport.RpcHandler = {
+        ...base,
+        appendEntries: (request) =>
+          Effect.async((resume) => {
+            queue.push({ request, via: "effect", answer: () => resume(Effect.succeed(response(request))) })
+          }),
+        submitAppendEntries: (request, onDone) => {
+          queue.push({ request, via: "submit", answer: () => onDone(Exit.succeed(response(request))) })
+        }
+      }
+      const a = yield* TcpTransport.make({ bind: loopback, pipelineMaxInFlight: 200 })
+      const b = yield* TcpTransport.make({ bind: loopback })
+      yield* b.serve(handler)
+      const pipeline = yield* a.appendEntriesPipeline("b", b.localAddress)
+      const send = (from: number, to: number) =>
+        Effect.forEach(Array.from({ length: to - from + 1 }, (_, i) => from + i), (i) =>
+          pipeline.send(appendEntries(i - 1, [entry(i, 8)])), { discard: true })
+      yield* send(1, 80)
+      // 64 go straight to the handler; the 65th is taken by the server's loop (an effect); 15 wait in its inbox.
+      yield* eventually(Effect.sync(() => queue.length === 65), "65 requests reach the handler")
+      yield* Effect.sleep("50 millis")
+      assert.strictEqual(queue.length, 65)
+      assert.deepStrictEqual(queue.map((q) => q.via), [...Array(64).fill("submit"), "effect"])
+      // With the direct ones answered and the inbox not yet empty, new requests must queue behind the inbox.
+      yield* release(64)
+      yield* send(81, 90)
+      const got: Array<number> = []
+      for (let round = 0; round < 100 && got.length < 90; round++) {
+        yield* release(queue.length)
+        const results = yield* pipeline.results.takeAll.pipe(Effect.timeout("100 millis"), Effect.option)
+        if (results._tag === "Some") for (const r of results.value[0]) got.push(r.response.lastLog)
+      }
+      assert.deepStrictEqual(got, Array.from({ length: 90 }, (_, i) => i + 1))
+      assert.deepStrictEqual(handled.map((h) => Number(h.split(":")[0])), Array.from({ length: 90 }, (_, i) => i + 1))
+      assert.deepStrictEqual(handled.slice(64, 90).map((h) => h.split(":")[1]), Array(26).fill("effect"))
+      // Once the inbox has drained and the loop is idle, requests go straight to the handler again.
+      yield* send(91, 91)
+      yield* eventually(Effect.sync(() => queue.length === 1), "the 91st request reaches the handler")
+      assert.strictEqual(queue[0]!.via, "submit")
+      yield* release(1)
+      const [last] = yield* pipeline.results.takeAll
+      assert.deepStrictEqual(Array.from(last, (r) => r.response.lastLog), [91])
+    }))
+
   it.scopedLive("the pipeline window is also bounded by bytes", () =>
     Effect.gen(function*() {
       const { a, b, rec } = yield* pair({ pipelineMaxInFlight: 100, pipelineMaxBytes: 50_000 })
