@@ -353,6 +353,11 @@ interface LeaderState {
   storedTerm: number
   /** Appended entries on their way to the log store, in index order: replication reads them from here. */
   unstored: Array<Log.Log>
+  /**
+   * The leader's latest entries, written or not, in index order up to the last one (between 1024 and 2048 of
+   * them once that many were appended): AppendEntries for a follower that keeps up are built from here.
+   */
+  recent: Array<Log.Log>
   /** Set when a write of this leader's entries failed: nothing after `storedIndex` is written any more. */
   writeFailure: StorageError | undefined
   readonly verifiers: Set<VerifyFuture>
@@ -901,6 +906,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         storedIndex: lastLogIndex,
         storedTerm: lastLogTerm,
         unstored: [],
+        recent: [],
         writeFailure: undefined
       }
       leader = ls
@@ -1002,9 +1008,11 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         entries[i] = entry
         state.inflight.push({ log: entry, future, at })
         state.unstored.push(entry)
+        state.recent.push(entry)
       }
       lastLogIndex = first + entries.length - 1
       lastLogTerm = term
+      if (state.recent.length > 2048) state.recent = state.recent.slice(-1024)
       writesPending += entries.length
       writes.unsafeOffer({ leader: state, entries })
       if (bugs.leaderCountsUnwritten === true) state.commitment.match(localId, lastLogIndex)
@@ -1307,18 +1315,17 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
 
         /**
          * The AppendEntries carrying `from..to` when everything it needs is in memory (the previous entry's term is
-         * known and the entries are the leader's unwritten ones, as while it keeps up), else undefined.
+         * known and the entries are among the leader's recent ones, as while the follower keeps up), else undefined.
          */
         const requestFromMemory = (from: number, to: number): AppendEntriesRequest | undefined => {
           const prevLogIndex = from - 1
-          const base = state.unstored.length > 0 ? state.unstored[0]!.index : lastLogIndex + 1
+          const recent = state.recent
+          const base = recent.length > 0 ? recent[0]!.index : lastLogIndex + 1
           let prevLogTerm: number
           if (prevLogIndex === 0) prevLogTerm = 0
           else if (prevLogIndex === lastLogIndex) prevLogTerm = lastLogTerm
           else if (prevLogIndex === lastSnapshotIndex) prevLogTerm = lastSnapshotTerm
-          else if (prevLogIndex >= base && prevLogIndex - base < state.unstored.length) {
-            prevLogTerm = state.unstored[prevLogIndex - base]!.term
-          }
+          else if (prevLogIndex >= base && prevLogIndex - base < recent.length) prevLogTerm = recent[prevLogIndex - base]!.term
           else return undefined
           const last = Math.min(to, from + config.maxAppendEntries - 1)
           if (last >= from && from < base) return undefined
@@ -1329,7 +1336,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             leaderAddress: localAddress,
             prevLogIndex,
             prevLogTerm,
-            entries: last >= from ? state.unstored.slice(from - base, last - base + 1) : [],
+            entries: last >= from ? recent.slice(from - base, last - base + 1) : [],
             leaderCommitIndex: commitIndex
           }
         }
@@ -2211,6 +2218,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         ls.storedIndex = index
         ls.storedTerm = term
         ls.unstored = []
+        ls.recent = []
         lastSnapshotIndex = index
         lastSnapshotTerm = term
         commitIndex = index
@@ -2378,6 +2386,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       })
 
     let current: Iterable<Event> = []
+    const handleOneAppend = (event: Extract<Event, { readonly _tag: "AppendEntries" }>) =>
+      Effect.map(handleAppendEntries(event.request), (response) => void event.deferred.done(Exit.succeed(response)))
     /** True while the run loop waits for events: no handler is part-way through (see `onCommit`). */
     let loopIdle = false
     const runLoop = Effect.gen(function*() {
@@ -2387,7 +2397,9 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
         const [events, done] = yield* mailbox.takeAll
         loopIdle = false
         current = events
-        yield* Effect.uninterruptible(handleEvents(current))
+        // A follower's usual batch, one AppendEntries, skips the general handler's generator.
+        const only = events.length === 1 ? Chunk.unsafeHead(events) : undefined
+        yield* Effect.uninterruptible(only?._tag === "AppendEntries" ? handleOneAppend(only) : handleEvents(current))
         current = []
         if (done) return
       }
