@@ -161,12 +161,14 @@ describe("Raft: replication paths", () => {
 
   it.scoped("LogNotFound while replicating takes the snapshot path, backs off, and neither crashes nor spins", () =>
     Effect.gen(function*() {
-      const cluster = yield* makeCluster({ size: 3, stepMillis: 50 })
+      // maxAppendEntries 1: the leader keeps only its latest 16-32 entries in memory, so the stopped follower's
+      // entries must come from the store.
+      const cluster = yield* makeCluster({ size: 3, stepMillis: 50, config: { maxAppendEntries: 1 } })
       const leader = yield* cluster.waitForLeader()
       const behind = (yield* cluster.followers)[0]!
       yield* cluster.stop(behind.id)
       let last = 0
-      for (let i = 0; i < 20; i++) last = (yield* leader.raft.apply(bytes(`l${i}`))).index
+      for (let i = 0; i < 40; i++) last = (yield* leader.raft.apply(bytes(`l${i}`))).index
       // Compact the leader's log under the stopped follower's feet (no snapshot exists).
       yield* leader.logs.deleteRange(1, last - 5)
       let lookups = 0

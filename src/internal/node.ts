@@ -354,8 +354,9 @@ interface LeaderState {
   /** Appended entries on their way to the log store, in index order: replication reads them from here. */
   unstored: Array<Log.Log>
   /**
-   * The leader's latest entries, written or not, in index order up to the last one (between 1024 and 2048 of
-   * them once that many were appended): AppendEntries for a follower that keeps up are built from here.
+   * The leader's latest entries, written or not, in index order up to the last one (between 16 and 32 ×
+   * `maxAppendEntries` of them once that many were appended): AppendEntries for a follower that keeps up are
+   * built from here.
    */
   recent: Array<Log.Log>
   /** Set when a write of this leader's entries failed: nothing after `storedIndex` is written any more. */
@@ -528,6 +529,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     let writerStopped = false
     /** Entries the leader may have handed to its writer and not yet written before it waits for the writer. */
     const maxUnwritten = 64 * config.maxAppendEntries
+    /** How many of its latest entries a leader keeps in memory for replication (`LeaderState.recent`), at most. */
+    const recentMax = 32 * config.maxAppendEntries
     let lastSnapshotIndex = 0
     let lastSnapshotTerm = 0
     let commitIndex = 0
@@ -1012,7 +1015,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       }
       lastLogIndex = first + entries.length - 1
       lastLogTerm = term
-      if (state.recent.length > 2048) state.recent = state.recent.slice(-1024)
+      if (state.recent.length > recentMax) state.recent = state.recent.slice(-recentMax / 2)
       writesPending += entries.length
       writes.unsafeOffer({ leader: state, entries })
       if (bugs.leaderCountsUnwritten === true) state.commitment.match(localId, lastLogIndex)
@@ -1319,6 +1322,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
          */
         const requestFromMemory = (from: number, to: number): AppendEntriesRequest | undefined => {
           const prevLogIndex = from - 1
+          // Entries a snapshot covers may be compacted: whether to send them or the snapshot is the store's answer.
+          if (prevLogIndex < lastSnapshotIndex) return undefined
           const recent = state.recent
           const base = recent.length > 0 ? recent[0]!.index : lastLogIndex + 1
           let prevLogTerm: number
