@@ -1334,17 +1334,19 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           else return undefined
           const last = Math.min(to, from + config.maxAppendEntries - 1)
           if (last >= from && from < base) return undefined
-          return {
-            _tag: "AppendEntriesRequest",
-            term,
-            leaderId: localId,
-            leaderAddress: localAddress,
-            prevLogIndex,
-            prevLogTerm,
-            entries: last >= from ? recent.slice(from - base, last - base + 1) : [],
-            leaderCommitIndex: commitIndex
-          }
+          return request(prevLogIndex, prevLogTerm, last >= from ? recent.slice(from - base, last - base + 1) : [])
         }
+
+        const request = (prevLogIndex: number, prevLogTerm: number, entries: ReadonlyArray<Log.Log>): AppendEntriesRequest => ({
+          _tag: "AppendEntriesRequest",
+          term,
+          leaderId: localId,
+          leaderAddress: localAddress,
+          prevLogIndex,
+          prevLogTerm,
+          entries,
+          leaderCommitIndex: commitIndex
+        })
 
         /** Builds the AppendEntries carrying `from..to` (empty when from > to). */
         const setupAppendEntries = (from: number, to: number): Effect.Effect<AppendEntriesRequest, LogNotFound | StorageError> => {
@@ -1361,17 +1363,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             else prevLogTerm = (yield* readLeaderLog(state, prevLogIndex)).term
             const last = Math.min(to, from + config.maxAppendEntries - 1)
             const entries = last >= from ? yield* readLeaderLogs(state, from, last) : []
-            const request: AppendEntriesRequest = {
-              _tag: "AppendEntriesRequest",
-              term,
-              leaderId: localId,
-              leaderAddress: localAddress,
-              prevLogIndex,
-              prevLogTerm,
-              entries,
-              leaderCommitIndex: commitIndex
-            }
-            return request
+            return request(prevLogIndex, prevLogTerm, entries)
           })
 
         const updateLastAppended = (request: AppendEntriesRequest) => {

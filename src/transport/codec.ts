@@ -426,6 +426,20 @@ export const appendEntriesResponseFromWire = (body: Record<string, unknown>): Rp
     }
     : "not an AppendEntries response"
 
+/** A frame whose body is checked by hand (`check` returns why not, as a string), as a message. */
+const checked = <A>(
+  peer: string,
+  frame: Frame,
+  check: (body: Record<string, unknown>) => A | string,
+  message: (value: A) => Message
+): Either.Either<Message, CodecError> =>
+  Either.flatMap(unpack(peer, frame.body), (body) => {
+    const value = check(body)
+    return typeof value === "string"
+      ? Either.left(schemaError(peer, frame.type, new Error(value)))
+      : Either.right(message(value))
+  })
+
 /** Decodes a frame's body with the `Rpc` schemas (or the small schemas of the control frames). */
 export const decode = (peer: string, frame: Frame): Either.Either<Message, CodecError> => {
   const { id, type } = frame
@@ -449,19 +463,9 @@ export const decode = (peer: string, frame: Frame): Either.Either<Message, Codec
           onRight: (error) => Either.right({ kind: "error", id, code: error.code, detail: error.detail })
         }))
     case FrameType.AppendEntries:
-      return Either.flatMap(unpack(peer, frame.body), (body) => {
-        const request = appendEntriesFromWire(body)
-        return typeof request === "string"
-          ? Either.left(schemaError(peer, type, new Error(request)))
-          : Either.right({ kind: "request", id, request })
-      })
+      return checked(peer, frame, appendEntriesFromWire, (request) => ({ kind: "request", id, request }))
     case FrameType.AppendEntriesResponse:
-      return Either.flatMap(unpack(peer, frame.body), (body) => {
-        const response = appendEntriesResponseFromWire(body)
-        return typeof response === "string"
-          ? Either.left(schemaError(peer, type, new Error(response)))
-          : Either.right({ kind: "response", id, response })
-      })
+      return checked(peer, frame, appendEntriesResponseFromWire, (response) => ({ kind: "response", id, response }))
     default: {
       const decoder = decoders[type]
       if (decoder === undefined) {

@@ -217,6 +217,27 @@ describe("codec", () => {
       if (extra !== null) out[extra[0]] = extra[1]
       return out
     })
+  /** Checks that `fast` accepts what `schema` accepts (a Right), with the same value, and that both accept often. */
+  const agree = <A>(
+    arbitrary: FastCheck.Arbitrary<Record<string, unknown>>,
+    fast: (input: Record<string, unknown>) => A | string,
+    schema: (input: Record<string, unknown>) => Either.Either<A, unknown>
+  ) => {
+    let accepted = 0
+    FastCheck.assert(
+      FastCheck.property(arbitrary, (input) => {
+        const a = fast(input)
+        const b = schema(input)
+        assert.strictEqual(typeof a !== "string", Either.isRight(b), show(input))
+        if (typeof a !== "string" && Either.isRight(b)) {
+          accepted++
+          assert.deepStrictEqual(a, b.right)
+        }
+      }),
+      { numRuns: 5000 }
+    )
+    assert.isAbove(accepted, 100)
+  }
   const show = (u: unknown) => JSON.stringify(u, (_, v) => (v instanceof Uint8Array ? "bytes" : v === undefined ? "undefined" : v))
   const options = { onExcessProperty: "error", errors: "first" } as const
 
@@ -232,26 +253,12 @@ describe("codec", () => {
       entries: field(entries),
       leaderCommitIndex: field(FastCheck.nat())
     })
-    let accepted = 0
-    FastCheck.assert(
-      FastCheck.property(arbitrary, (input) => {
-        const fast = Codec.appendEntriesFromWire(input)
-        const logs = Codec.logsFromWire(input.entries)
-        const schema = typeof logs === "string"
-          ? Either.left("entries" as const)
-          : Either.map(
-            Either.mapLeft(decode({ ...input, _tag: "AppendEntriesRequest", entries: [] }), () => "envelope" as const),
-            (r) => ({ ...r, entries: logs })
-          )
-        assert.strictEqual(typeof fast !== "string", Either.isRight(schema), show(input))
-        if (typeof fast !== "string" && Either.isRight(schema)) {
-          accepted++
-          assert.deepStrictEqual(fast, schema.right)
-        }
-      }),
-      { numRuns: 5000 }
-    )
-    assert.isAbove(accepted, 100)
+    agree(arbitrary, Codec.appendEntriesFromWire, (input) => {
+      const logs = Codec.logsFromWire(input.entries)
+      return typeof logs === "string"
+        ? Either.left("entries")
+        : Either.map(decode({ ...input, _tag: "AppendEntriesRequest", entries: [] }), (r) => ({ ...r, entries: logs }))
+    })
   })
 
   it("the AppendEntries response check accepts exactly what the AppendEntriesResponse schema accepts, with the same value", () => {
@@ -262,20 +269,7 @@ describe("codec", () => {
       success: field(FastCheck.boolean()),
       noRetryBackoff: field(FastCheck.boolean())
     })
-    let accepted = 0
-    FastCheck.assert(
-      FastCheck.property(arbitrary, (input) => {
-        const fast = Codec.appendEntriesResponseFromWire(input)
-        const schema = decode({ ...input, _tag: "AppendEntriesResponse" })
-        assert.strictEqual(typeof fast !== "string", Either.isRight(schema), show(input))
-        if (typeof fast !== "string" && Either.isRight(schema)) {
-          accepted++
-          assert.deepStrictEqual(fast, schema.right)
-        }
-      }),
-      { numRuns: 5000 }
-    )
-    assert.isAbove(accepted, 100)
+    agree(arbitrary, Codec.appendEntriesResponseFromWire, (input) => decode({ ...input, _tag: "AppendEntriesResponse" }))
   })
 
   it("a length prefix too short for a header is malformed", () => {
