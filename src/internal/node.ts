@@ -1721,7 +1721,8 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       if (
         request.term === currentTerm && state === "Follower" && request.leaderId === leaderId &&
         request.leaderAddress === leaderAddress && request.prevLogIndex === lastLogIndex &&
-        (request.prevLogIndex === 0 || request.prevLogTerm === lastLogTerm)
+        (request.prevLogIndex === 0 || request.prevLogTerm === lastLogTerm) &&
+        (request.entries.length === 0 || request.entries[0]!.index === request.prevLogIndex + 1)
       ) {
         lastContact = now()
         const entries = request.entries

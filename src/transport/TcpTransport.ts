@@ -750,10 +750,6 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
 
     let handler: RpcHandler | undefined
 
-    const answer = (conn: Conn, id: number, response: Rpc.Response): void => {
-      conn.write(Codec.encodeResponse(id, response))
-    }
-
     /** Serves one inbound connection: its requests one at a time, in order (so pipelined answers stay in order). */
     const serveConnection = (conn: Conn): Effect.Effect<void> =>
       Effect.gen(function*() {
@@ -770,10 +766,36 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         let busy = false
         let direct = 0
         const maxDirect = 64
-        const submitted = (id: number) => (exit: Exit.Exit<Rpc.AppendEntriesResponse, RaftShutdown>) => {
-          direct--
-          if (Exit.isSuccess(exit)) answer(conn, id, exit.value)
-          else conn.write(Codec.encodeError(id, "shutdown", "RaftShutdown"))
+        // Answers leave in the order their requests arrived, whatever order the handler completes them in (a node
+        // shutting down fails new requests at once while earlier ones wait): a direct submission keeps its place.
+        const slots: Array<{ frame: Codec.Encoded | undefined }> = []
+        const flush = () => {
+          while (slots.length > 0 && slots[0]!.frame !== undefined) conn.write(slots.shift()!.frame!)
+        }
+        const reply = (frame: Codec.Encoded): void => {
+          if (slots.length === 0) {
+            conn.write(frame)
+            return
+          }
+          slots.push({ frame })
+          flush()
+        }
+        const answer = (id: number, response: Rpc.Response) => reply(Codec.encodeResponse(id, response))
+        const submitted = (id: number) => {
+          const slot: { frame: Codec.Encoded | undefined } = { frame: undefined }
+          slots.push(slot)
+          // Called by the node's run loop: nothing here may fail it.
+          return (exit: Exit.Exit<Rpc.AppendEntriesResponse, RaftShutdown>) => {
+            direct--
+            try {
+              slot.frame = Exit.isSuccess(exit)
+                ? Codec.encodeResponse(id, exit.value)
+                : Codec.encodeError(id, "shutdown", "RaftShutdown")
+              flush()
+            } catch (error) {
+              conn.close(new TransportError({ target: conn.peer, reason: "closed", detail: `answer failed: ${String(error)}` }))
+            }
+          }
         }
         conn.setOwner({
           onMessage: (message) => {
@@ -800,6 +822,8 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
           Effect.mapError(inbox.take, (e) => e._tag === "NoSuchElementException" ? "done" as const : e),
           (message) => {
             queued--
+            // In the same step as the count: no socket callback may see the loop idle with this message in hand.
+            busy = true
             queuedBytes -= sizeOf(message)
             if (paused && queuedBytes < lowWater) {
               paused = false
@@ -813,7 +837,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
           return Effect.void
         }
         const failed = (id: number) => (error: { readonly _tag: string }) =>
-          Effect.sync(() => conn.write(Codec.encodeError(id, "shutdown", error._tag)))
+          Effect.sync(() => reply(Codec.encodeError(id, "shutdown", error._tag)))
 
         // The frame watchdog: a connection that never speaks, or stalls mid-frame, is closed.
         yield* Effect.gen(function*() {
@@ -835,7 +859,6 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
           busy = false
           const next = yield* Effect.either(take)
           if (Either.isLeft(next)) return
-          busy = true
           const message = next.right
           if (message.kind !== "request") {
             yield* protocolError(`unexpected ${message.kind} frame from a client`)
@@ -858,29 +881,29 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
           const id = message.id
           const h = handler
           if (h === undefined) {
-            conn.write(Codec.encodeError(id, "no-handler", "not serving"))
+            reply(Codec.encodeError(id, "no-handler", "not serving"))
             if (message.request._tag !== "InstallSnapshotRequest") continue
           }
           const request = message.request
           switch (request._tag) {
             case "AppendEntriesRequest":
               yield* h!.appendEntries(request).pipe(
-                Effect.matchEffect({ onFailure: failed(id), onSuccess: (r) => Effect.sync(() => answer(conn, id, r)) })
+                Effect.matchEffect({ onFailure: failed(id), onSuccess: (r) => Effect.sync(() => answer(id, r)) })
               )
               break
             case "RequestVoteRequest":
               yield* h!.requestVote(request).pipe(
-                Effect.matchEffect({ onFailure: failed(id), onSuccess: (r) => Effect.sync(() => answer(conn, id, r)) })
+                Effect.matchEffect({ onFailure: failed(id), onSuccess: (r) => Effect.sync(() => answer(id, r)) })
               )
               break
             case "RequestPreVoteRequest":
               yield* h!.requestPreVote(request).pipe(
-                Effect.matchEffect({ onFailure: failed(id), onSuccess: (r) => Effect.sync(() => answer(conn, id, r)) })
+                Effect.matchEffect({ onFailure: failed(id), onSuccess: (r) => Effect.sync(() => answer(id, r)) })
               )
               break
             case "TimeoutNowRequest":
               yield* h!.timeoutNow(request).pipe(
-                Effect.matchEffect({ onFailure: failed(id), onSuccess: (r) => Effect.sync(() => answer(conn, id, r)) })
+                Effect.matchEffect({ onFailure: failed(id), onSuccess: (r) => Effect.sync(() => answer(id, r)) })
               )
               break
             case "InstallSnapshotRequest": {
@@ -921,7 +944,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
                 if (violation !== undefined) return yield* protocolError(violation)
                 if (conn.closed) return
                 if (Either.isLeft(result)) yield* failed(id)(result.left)
-                else answer(conn, id, result.right)
+                else answer(id, result.right)
               }
               break
             }

@@ -10,7 +10,8 @@
  *
  * `FrameReader` cuts a byte stream into frames without ever allocating more than it has received: a length prefix
  * above `maxFrameBytes` is refused as soon as its four bytes arrive. `decode` turns a frame into a message and
- * decodes it with the `Rpc` schemas; anything else is a `CodecError`, never an exception.
+ * decodes it with the `Rpc` schemas, or for AppendEntries and its answer with plain checks that accept exactly
+ * what those schemas accept (property-tested); anything else is a `CodecError`, never an exception.
  */
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"

@@ -372,6 +372,39 @@ describe("TcpTransport", () => {
       assert.deepStrictEqual(Array.from(last, (r) => r.response.lastLog), [91])
     }))
 
+  it.scopedLive("answers to direct submissions leave in arrival order when the handler completes them out of order", () =>
+    Effect.gen(function*() {
+      const held: Array<() => void> = []
+      const handler: Transport.RpcHandler = {
+        ...recorder().handler,
+        submitAppendEntries: (request, onDone) => {
+          held.push(() =>
+            onDone(Exit.succeed({
+              _tag: "AppendEntriesResponse",
+              term: 1,
+              lastLog: request.entries[0]!.index,
+              success: true,
+              noRetryBackoff: false
+            }))
+          )
+          // The third completes first, then the second, then the first (as a node failing new requests at once
+          // while shutting down, with earlier ones still queued).
+          if (held.length === 3) for (const done of held.reverse()) done()
+        }
+      }
+      const a = yield* TcpTransport.make({ bind: loopback })
+      const b = yield* TcpTransport.make({ bind: loopback })
+      yield* b.serve(handler)
+      const pipeline = yield* a.appendEntriesPipeline("b", b.localAddress)
+      for (let i = 1; i <= 3; i++) yield* pipeline.send(appendEntries(i - 1, [entry(i, 8)]))
+      const got: Array<number> = []
+      while (got.length < 3) {
+        const [results] = yield* pipeline.results.takeAll
+        for (const r of results) got.push(r.response.lastLog)
+      }
+      assert.deepStrictEqual(got, [1, 2, 3])
+    }))
+
   it.scopedLive("the pipeline window is also bounded by bytes", () =>
     Effect.gen(function*() {
       const { a, b, rec } = yield* pair({ pipelineMaxInFlight: 100, pipelineMaxBytes: 50_000 })
