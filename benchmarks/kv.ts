@@ -39,6 +39,7 @@ import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { parseArgs } from "node:util"
 import { type ProcessCluster, type ProcessNode, startProcessCluster } from "../test/kv/processes.js"
+import { readVersion } from "./version.js"
 
 const { values: argv } = parseArgs({
   options: {
@@ -123,13 +124,6 @@ const emit = () => {
   process.stdout.write(JSON.stringify(result) + "\n")
 }
 
-function readVersion(): string {
-  try {
-    return (JSON.parse(fs.readFileSync("package.json", "utf8")) as { version: string }).version
-  } catch {
-    return "?"
-  }
-}
 
 // ---------------------------------------------------------------- machine probes
 

@@ -58,6 +58,7 @@ import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
 import * as TcpTransport from "../src/transport/TcpTransport.js"
 import { load, type LoadResult } from "./load.js"
 import type { NodeThreadData, NodeThreadRequest } from "./node-thread.js"
+import { readVersion } from "./version.js"
 
 // ---------------------------------------------------------------- options
 
@@ -181,15 +182,6 @@ function emit(): void {
   process.stdout.write(JSON.stringify(result) + "\n")
 }
 
-function readVersion(pkg?: string): string {
-  try {
-    // Run from the project root (run.ts does), also when bundled elsewhere.
-    const path = pkg === undefined ? "package.json" : `node_modules/${pkg}/package.json`
-    return (JSON.parse(fs.readFileSync(path, "utf8")) as { version: string }).version
-  } catch {
-    return "?"
-  }
-}
 
 // Watchdog: a stuck scenario still produces a JSON line and exits non-zero.
 setTimeout(() => {

@@ -8,6 +8,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
+import { constVoid } from "effect/Function"
 
 export class Future<A, E> {
   private result: Exit.Exit<A, E> | undefined = undefined
@@ -50,7 +51,6 @@ export class Future<A, E> {
     }
   }
 
-  /** Waits for the result. An interrupted waiter is dropped, so an abandoned wait holds nothing. */
   /** Waits for the result; an interrupted waiter is dropped and `onInterrupt` runs (cheaper than `Effect.onInterrupt`). */
   awaitOr(onInterrupt: () => void): Effect.Effect<A, E> {
     return Effect.async<A, E>((resume) => {
@@ -63,12 +63,8 @@ export class Future<A, E> {
     })
   }
 
+  /** Waits for the result (built when asked for, not per instance: many futures are only listened to). */
   get await(): Effect.Effect<A, E> {
-    // Built when asked for, not per instance: many futures are only listened to, or completed before anyone waits.
-    return Effect.async<A, E>((resume) => {
-      if (this.result !== undefined) return resume(this.result)
-      this.add(resume)
-      return Effect.sync(() => this.remove(resume))
-    })
+    return this.awaitOr(constVoid)
   }
 }

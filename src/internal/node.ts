@@ -1219,7 +1219,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     const onCommit = (ls: LeaderState, myEpoch: number) => {
       if (leader !== ls || ls.commitPending) return
       if (
-        loopIdle && isEmpty(mailbox.unsafeSize()) &&
+        loopWaiting() &&
         dispatchedToFsm >= ls.commitment.startIndex - 1 && latestConfigurationIndex <= commitIndex &&
         ls.changes.length === 0
       ) {
@@ -1233,7 +1233,12 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       emit({ _tag: "Commit", epoch: myEpoch })
     }
 
-    const isEmpty = (size: Option.Option<number>) => size._tag === "Some" && size.value === 0
+    /** The run loop waits for events with none queued: what it would do next at once may be done by the caller. */
+    const loopWaiting = (): boolean => {
+      if (!loopIdle) return false
+      const size = mailbox.unsafeSize()
+      return size._tag === "Some" && size.value === 0
+    }
 
     /** Hands this leader's entries up to `newCommit` (and their futures) to the FSM runner. */
     const sendInflightToFsm = (state: LeaderState, newCommit: number) => {
@@ -1280,14 +1285,17 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
       const from = Math.max(dispatchedToFsm + 1, lastSnapshotIndex + 1)
       if (dispatchedToFsm >= upTo || from > upTo || upTo - from >= 1024) return sendStoredToFsmInBatches(upTo)
       // The usual case (a follower's commit moved by one AppendEntries): one read, no loop.
-      return Effect.map(
-        logs.getLogs(from, upTo).pipe(Effect.catchTag("LogNotFound", storageNotFound("read"))),
-        (entries) => {
-          dispatchedToFsm = upTo
-          fsmPending += entries.length
-          fsmMailbox.unsafeOffer({ _tag: "Batch", logs: entries, futures: undefined })
-        }
-      )
+      return Effect.map(readCommitted(from, upTo), (entries) => toFsm(entries, upTo))
+    }
+
+    const readCommitted = (from: number, to: number) =>
+      logs.getLogs(from, to).pipe(Effect.catchTag("LogNotFound", storageNotFound("read")))
+
+    /** Hands stored entries up to `to` to the FSM runner. */
+    const toFsm = (entries: ReadonlyArray<Log.Log>, to: number): void => {
+      dispatchedToFsm = to
+      fsmPending += entries.length
+      fsmMailbox.unsafeOffer({ _tag: "Batch", logs: entries, futures: undefined })
     }
 
     const sendStoredToFsmInBatches = (upTo: number) =>
@@ -1299,10 +1307,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
             dispatchedToFsm = upTo
             break
           }
-          const entries = yield* logs.getLogs(from, to).pipe(Effect.catchTag("LogNotFound", storageNotFound("read")))
-          dispatchedToFsm = to
-          fsmPending += entries.length
-          fsmMailbox.unsafeOffer({ _tag: "Batch", logs: entries, futures: undefined })
+          toFsm(yield* readCommitted(from, to), to)
         }
       })
 
@@ -2282,8 +2287,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           yield* flush
           switch (event._tag) {
             case "AppendEntries": {
-              const response = yield* handleAppendEntries(event.request)
-              event.deferred.done(Exit.succeed(response))
+              yield* handleOneAppend(event)
               break
             }
             case "RequestVote": {
@@ -2763,7 +2767,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
           status: QUEUED
         }
         // The run loop idle with nothing queued would append it at once: done here instead, saving the hop.
-        if (loopIdle && isEmpty(mailbox.unsafeSize()) && writesPending < maxUnwritten) appendNow([future])
+        if (loopWaiting() && writesPending < maxUnwritten) appendNow([future])
         else if (!emit({ _tag: "Apply", future })) return Effect.fail(new RaftShutdown())
         return awaitWithin(future.deferred, timeoutMillis, () => {
           if (future.status === QUEUED) future.status = CANCELLED

@@ -379,7 +379,6 @@ const hasExactly = (
 
 const isString = (u: unknown): u is string => typeof u === "string"
 const isBoolean = (u: unknown): u is boolean => typeof u === "boolean"
-const isArray = (u: unknown): boolean => Array.isArray(u)
 
 const appendEntriesChecks = {
   term: isNonNegativeInt,
@@ -387,7 +386,7 @@ const appendEntriesChecks = {
   leaderAddress: isString,
   prevLogIndex: isNonNegativeInt,
   prevLogTerm: isNonNegativeInt,
-  entries: isArray,
+  entries: Array.isArray,
   leaderCommitIndex: isNonNegativeInt
 }
 

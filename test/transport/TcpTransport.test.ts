@@ -7,7 +7,6 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Logger from "effect/Logger"
 import * as Stream from "effect/Stream"
 import type { Log } from "../../src/Log.js"
 import { RaftShutdown, StorageError } from "../../src/RaftError.js"
@@ -15,6 +14,7 @@ import type * as Rpc from "../../src/Rpc.js"
 import type * as Transport from "../../src/Transport.js"
 import * as Codec from "../../src/transport/codec.js"
 import * as TcpTransport from "../../src/transport/TcpTransport.js"
+import { captureLogs } from "./captureLogs.js"
 
 const fixtures = path.join(import.meta.dirname, "../fixtures/tls")
 const pem = (name: string) => fs.readFileSync(path.join(fixtures, name), "utf8")
@@ -131,19 +131,6 @@ const pair = (options: Partial<TcpTransport.Options> = {}, serverOptions: Partia
     return { a, b, rec }
   })
 
-/** A log that keeps every message it is given, to assert on what the transport logs. */
-const captureLogs = () => {
-  const lines: Array<string> = []
-  const logger = Logger.make(({ annotations, message }) => {
-    const peer = annotations.pipe((m) => {
-      for (const [k, v] of m) if (k === "peer") return String(v)
-      return ""
-    })
-    lines.push(`${JSON.stringify(message)} peer=${peer}`)
-  })
-  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
-}
-
 /** Opens a raw TCP connection to `address`, writes `bytes`, and resolves when the server closes it. */
 const rawSend = (address: string, bytes: Uint8Array | undefined) =>
   Effect.async<"closed">((resume) => {
@@ -168,6 +155,15 @@ const eventually = (check: Effect.Effect<boolean>, what: string) =>
   })
 
 const heartbeat = appendEntries(0)
+
+/** A success answer to an AppendEntries carrying entries: `lastLog` is its first entry's index. */
+const accepted = (request: Rpc.AppendEntriesRequest): Rpc.AppendEntriesResponse => ({
+  _tag: "AppendEntriesResponse",
+  term: 1,
+  lastLog: request.entries[0]!.index,
+  success: true,
+  noRetryBackoff: false
+})
 
 describe("TcpTransport", () => {
   it.scopedLive("carries every RPC over loopback and answers each with its own response", () =>
@@ -313,13 +309,7 @@ describe("TcpTransport", () => {
       // them only when the test releases them.
       const queue: Array<{ readonly request: Rpc.AppendEntriesRequest; readonly via: string; readonly answer: () => void }> = []
       const handled: Array<string> = []
-      const response = (request: Rpc.AppendEntriesRequest): Rpc.AppendEntriesResponse => ({
-        _tag: "AppendEntriesResponse",
-        term: 1,
-        lastLog: request.entries[0]!.index,
-        success: true,
-        noRetryBackoff: false
-      })
+      const response = accepted
       const release = (n: number) =>
         Effect.sync(() => {
           for (const item of queue.splice(0, n)) {
@@ -378,15 +368,7 @@ describe("TcpTransport", () => {
       const handler: Transport.RpcHandler = {
         ...recorder().handler,
         submitAppendEntries: (request, onDone) => {
-          held.push(() =>
-            onDone(Exit.succeed({
-              _tag: "AppendEntriesResponse",
-              term: 1,
-              lastLog: request.entries[0]!.index,
-              success: true,
-              noRetryBackoff: false
-            }))
-          )
+          held.push(() => onDone(Exit.succeed(accepted(request))))
           // The third completes first, then the second, then the first (as a node failing new requests at once
           // while shutting down, with earlier ones still queued).
           if (held.length === 3) for (const done of held.reverse()) done()

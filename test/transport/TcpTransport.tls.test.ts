@@ -2,10 +2,10 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Logger from "effect/Logger"
 import type * as Rpc from "../../src/Rpc.js"
 import type * as Transport from "../../src/Transport.js"
 import * as TcpTransport from "../../src/transport/TcpTransport.js"
+import { captureLogs } from "./captureLogs.js"
 
 // Peer identity over TLS. Certificates (test/fixtures/tls/generate.sh): a.pem and b.pem name server ids "a" and
 // "b" as URI SANs raft://a, raft://b; c.pem names "c" as a DNS SAN; node.pem names no server id. All are signed by
@@ -58,17 +58,6 @@ const node = (name: string, tls: Partial<TcpTransport.TlsOptions> = {}) =>
     return { transport, leaders: rec.leaders, address: transport.localAddress }
   })
 
-/** A log that keeps every message with its peer annotation. */
-const captureLogs = () => {
-  const lines: Array<string> = []
-  const logger = Logger.make(({ annotations, message }) => {
-    let peer = ""
-    for (const [k, v] of annotations) if (k === "peer") peer = String(v)
-    lines.push(`${JSON.stringify(message)} peer=${peer}`)
-  })
-  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
-}
-
 const eventually = (check: () => boolean, what: string) =>
   Effect.gen(function*() {
     for (let i = 0; i < 200; i++) {
@@ -100,7 +89,7 @@ describe("TcpTransport peer identity", () => {
   it.scopedLive("a server presenting a cluster certificate for another id is refused with TransportError identity, logged; the right one is accepted and other connections keep working", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
-      const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, logs.layer)
+      const run = logs.run
       const a = yield* run(node("a"))
       const b = yield* run(node("b"))
       const c = yield* run(node("c"))
@@ -143,7 +132,7 @@ describe("TcpTransport peer identity", () => {
   it.scopedLive("mutual TLS with allowedPeerIds: a client certificate for an unlisted id, or naming none, is refused and logged; a listed one is served", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
-      const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, logs.layer)
+      const run = logs.run
       const b = yield* run(node("b", { allowedPeerIds: ["a"] }))
       const viaPredicate = yield* run(node("b", { allowedPeerIds: (id) => id === "a" }))
       const a = yield* run(node("a"))
@@ -178,7 +167,7 @@ describe("TcpTransport peer identity", () => {
   it.scopedLive("without client certificates (requireClientCert false) clients are served, unless allowedPeerIds is set: then refused", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
-      const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, logs.layer)
+      const run = logs.run
       const open = yield* run(node("b", { requireClientCert: false }))
       const listed = yield* run(node("b", { requireClientCert: false, allowedPeerIds: ["a"] }))
       const a = yield* run(node("a"))
@@ -192,7 +181,7 @@ describe("TcpTransport peer identity", () => {
   it.scopedLive("mutual TLS: a client certificate naming no server id is refused, and a client whose request claims an id its certificate does not name is disconnected unserved", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
-      const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, logs.layer)
+      const run = logs.run
       const b = yield* run(node("b"))
       const c = yield* run(node("c"))
       const anonymous = yield* run(node("node"))
