@@ -73,16 +73,30 @@ const writeUint64 = (view: DataView, offset: number, value: number): void => {
 const readUint64 = (view: DataView, offset: number): number =>
   view.getUint32(offset) * TWO_32 + view.getUint32(offset + 4)
 
-/** crc | index | term | type | data; the CRC covers everything after it. */
-const encodeLog = (log: Log): Uint8Array => {
-  const bytes = new Uint8Array(LOG_HEADER + log.data.length)
+/**
+ * Each entry as crc | index | term | type | data, the CRC covering everything after it. All of a batch's values
+ * are views of one buffer: one allocation per `storeLogs`, and lmdb, which keeps a pointer to each value until its
+ * transaction commits, looks up that buffer's address once instead of once per entry.
+ */
+const encodeLogs = (logs: ReadonlyArray<Log>): Array<Uint8Array> => {
+  let total = 0
+  for (const log of logs) total += LOG_HEADER + log.data.length
+  const bytes = new Uint8Array(total)
   const view = new DataView(bytes.buffer)
-  writeUint64(view, 4, log.index)
-  writeUint64(view, 12, log.term)
-  bytes[20] = TYPE_CODE[log.type]
-  bytes.set(log.data, LOG_HEADER)
-  view.setUint32(0, crc32(bytes.subarray(4)))
-  return bytes
+  const values = new Array<Uint8Array>(logs.length)
+  let at = 0
+  for (let i = 0; i < logs.length; i++) {
+    const log = logs[i]!
+    const end = at + LOG_HEADER + log.data.length
+    writeUint64(view, at + 4, log.index)
+    writeUint64(view, at + 12, log.term)
+    bytes[at + 20] = TYPE_CODE[log.type]
+    bytes.set(log.data, at + LOG_HEADER)
+    view.setUint32(at, crc32(bytes.subarray(at + 4, end)))
+    values[i] = bytes.subarray(at, end)
+    at = end
+  }
+  return values
 }
 
 /** The entry, or a reason it cannot be trusted. */
@@ -280,8 +294,9 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
         ),
       storeLogs: (entries) =>
         entries.length === 0 ? Effect.void : commit("storeLogs", () => {
+          const values = encodeLogs(entries)
           let last: Promise<boolean> | undefined
-          for (const log of entries) last = logDb.put(log.index, encodeLog(log))
+          for (let i = 0; i < entries.length; i++) last = logDb.put(entries[i]!.index, values[i]!)
           return last
         }).pipe(Effect.tap(() => {
           storeLogsCalls++
