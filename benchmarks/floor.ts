@@ -4,13 +4,19 @@
  *  - `tcp-fanout`: in one Node process, a "leader" socket writes a 200-byte frame to each of two "followers" on
  *    loopback TCP and waits for both 40-byte answers, then the next round: the messages one apply needs in the
  *    anchor's tcp mode (three nodes in one process). Wall and CPU time per round.
- *  - `lmdb-commit`: one synced LMDB transaction of one 160-byte value, in one environment alone and in three
- *    environments at once (leader and two followers on one disk, as the durable tier runs): wall time per commit.
+ *  - `tcp-fanout-processes`: the same round with each follower in a process of its own (the issue's other way
+ *    of running three nodes), so the followers answer on the other core. Wall time per round.
+ *  - `lmdb-commit`: one synced LMDB transaction of one 160-byte value, in one, two and three environments at once
+ *    on one disk: wall time per commit. Hashicorp's leader commits before it replicates (one environment alone,
+ *    then two followers at once); ours commits while it replicates (three at once). Hence `lmdb-ideal-ratio`:
+ *    (one alone + two at once) / (three at once), the one-client durable ratio if neither implementation spent
+ *    anything but its synced commits.
  *
  *   node --import tsx benchmarks/floor.ts [--rounds N]
  *
  * One JSON line per measurement on stdout.
  */
+import { fork } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -18,24 +24,55 @@ import * as path from "node:path"
 import { parseArgs } from "node:util"
 import * as lmdb from "lmdb"
 
-const { values: argv } = parseArgs({ options: { rounds: { type: "string", default: "20000" } } })
+const { values: argv } = parseArgs({
+  options: { rounds: { type: "string", default: "20000" }, follower: { type: "boolean", default: false } }
+})
 const rounds = Number(argv.rounds)
 
 const emit = (row: Record<string, unknown>) => process.stdout.write(JSON.stringify({ impl: "floor", ...row }) + "\n")
 
-const tcpFanout = async (): Promise<void> => {
+/** A follower's server: answers every read with 40 bytes. */
+const listen = async (): Promise<net.Server> => {
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    const answer = Buffer.alloc(40, 2)
+    socket.on("data", () => socket.write(answer))
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return server
+}
+
+const connectTo = async (port: number): Promise<net.Socket> => {
+  const socket = net.connect({ port, host: "127.0.0.1", noDelay: true })
+  await new Promise<void>((resolve) => socket.on("connect", resolve))
+  return socket
+}
+
+/** `--follower`: a child process serving one follower, its port sent to the parent. */
+if (argv.follower) {
+  const server = await listen()
+  process.send?.((server.address() as net.AddressInfo).port)
+  process.on("disconnect", () => process.exit(0))
+}
+
+/** A follower in a child process of its own: its socket, and a way to stop it. */
+const followerProcess = async (): Promise<{ socket: net.Socket; stop: () => void }> => {
+  const child = fork(new URL(import.meta.url), ["--follower"], { execArgv: process.execArgv, stdio: ["ignore", "ignore", "inherit", "ipc"] })
+  const port = await new Promise<number>((resolve) => child.once("message", (message) => resolve(Number(message))))
+  return { socket: await connectTo(port), stop: () => child.kill() }
+}
+
+const tcpFanout = async (inProcesses: boolean): Promise<void> => {
   const servers: Array<net.Server> = []
+  const stops: Array<() => void> = []
   const connect = async (): Promise<net.Socket> => {
-    const server = net.createServer({ noDelay: true }, (socket) => {
-      const answer = Buffer.alloc(40, 2)
-      socket.on("data", () => socket.write(answer))
-    })
+    if (inProcesses) {
+      const { socket, stop } = await followerProcess()
+      stops.push(stop)
+      return socket
+    }
+    const server = await listen()
     servers.push(server)
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-    const { port } = server.address() as net.AddressInfo
-    const socket = net.connect({ port, host: "127.0.0.1", noDelay: true })
-    await new Promise<void>((resolve) => socket.on("connect", resolve))
-    return socket
+    return connectTo((server.address() as net.AddressInfo).port)
   }
   const followers = [await connect(), await connect()]
   const frame = Buffer.alloc(200, 1)
@@ -60,12 +97,19 @@ const tcpFanout = async (): Promise<void> => {
   await run(rounds)
   const wallUs = Number(process.hrtime.bigint() - start) / 1000 / rounds
   const used = process.cpuUsage(cpu)
-  emit({ scenario: "tcp-fanout", rounds, wall_us_per_round: wallUs, cpu_us_per_round: (used.user + used.system) / rounds })
+  // In processes, the CPU of this process is the leader's alone.
+  emit({
+    scenario: inProcesses ? "tcp-fanout-processes" : "tcp-fanout",
+    rounds,
+    wall_us_per_round: wallUs,
+    [inProcesses ? "leader_cpu_us_per_round" : "cpu_us_per_round"]: (used.user + used.system) / rounds
+  })
   for (const socket of followers) socket.destroy()
   for (const server of servers) server.close()
+  for (const stop of stops) stop()
 }
 
-const lmdbCommits = async (environments: number, commits: number): Promise<void> => {
+const lmdbCommits = async (environments: number, commits: number): Promise<number> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "floor-lmdb-"))
   const envs = Array.from({ length: environments }, (_, i) =>
     lmdb.open<Uint8Array, number>({
@@ -83,8 +127,14 @@ const lmdbCommits = async (environments: number, commits: number): Promise<void>
   emit({ scenario: "lmdb-commit", environments, commits, wall_us_per_commit: wallUs })
   for (const env of envs) await env.close()
   fs.rmSync(dir, { recursive: true, force: true })
+  return wallUs
 }
 
-await tcpFanout()
-await lmdbCommits(1, 500)
-await lmdbCommits(3, 500)
+if (!argv.follower) {
+  await tcpFanout(false)
+  await tcpFanout(true)
+  const alone = await lmdbCommits(1, 500)
+  const two = await lmdbCommits(2, 500)
+  const three = await lmdbCommits(3, 500)
+  emit({ scenario: "lmdb-ideal-ratio", ratio: (alone + two) / three })
+}
