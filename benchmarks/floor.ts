@@ -11,6 +11,9 @@
  *    then two followers at once); ours commits while it replicates (three at once). Hence `lmdb-ideal-ratio`:
  *    (one alone + two at once) / (three at once), the one-client durable ratio if neither implementation spent
  *    anything but its synced commits.
+ *  - `wal-commit`: the same 160-byte record written in place into a preallocated file and fdatasync'ed, alone and
+ *    three files at once: one flush per commit where LMDB's commit takes two (its data pages, then its meta page),
+ *    what a write-ahead log of our own would pay instead of LMDB.
  *
  *   node --import tsx benchmarks/floor.ts [--rounds N]
  *
@@ -130,6 +133,29 @@ const lmdbCommits = async (environments: number, commits: number): Promise<numbe
   return wallUs
 }
 
+const walCommits = async (files: number, commits: number): Promise<void> => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "floor-wal-"))
+  const record = Buffer.alloc(160, 3)
+  const fds = Array.from({ length: files }, (_, i) => {
+    const fd = fs.openSync(path.join(dir, String(i)), "w+")
+    fs.writeSync(fd, Buffer.alloc(record.length * commits))
+    fs.fsyncSync(fd)
+    return fd
+  })
+  const commit = (fd: number, i: number) =>
+    new Promise<void>((resolve, reject) =>
+      fs.write(fd, record, 0, record.length, i * record.length, (error) =>
+        error !== null ? reject(error) : fs.fdatasync(fd, (synced) => synced !== null ? reject(synced) : resolve())))
+  const start = process.hrtime.bigint()
+  await Promise.all(fds.map(async (fd) => {
+    for (let i = 0; i < commits; i++) await commit(fd, i)
+  }))
+  const wallUs = Number(process.hrtime.bigint() - start) / 1000 / commits
+  emit({ scenario: "wal-commit", files, commits, wall_us_per_commit: wallUs })
+  for (const fd of fds) fs.closeSync(fd)
+  fs.rmSync(dir, { recursive: true, force: true })
+}
+
 if (!argv.follower) {
   await tcpFanout(false)
   await tcpFanout(true)
@@ -137,4 +163,6 @@ if (!argv.follower) {
   const two = await lmdbCommits(2, 500)
   const three = await lmdbCommits(3, 500)
   emit({ scenario: "lmdb-ideal-ratio", ratio: (alone + two) / three })
+  await walCommits(1, 500)
+  await walCommits(3, 500)
 }
