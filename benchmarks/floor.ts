@@ -52,15 +52,24 @@ const connectTo = async (port: number): Promise<net.Socket> => {
 
 /** `--follower`: a child process serving one follower, its port sent to the parent. */
 if (argv.follower) {
+  // Only as the child of a floor run: without its parent's channel it would serve forever.
+  if (process.send === undefined) process.exit(2)
   const server = await listen()
-  process.send?.((server.address() as net.AddressInfo).port)
+  process.send((server.address() as net.AddressInfo).port)
   process.on("disconnect", () => process.exit(0))
 }
 
 /** A follower in a child process of its own: its socket, and a way to stop it. */
 const followerProcess = async (): Promise<{ socket: net.Socket; stop: () => void }> => {
   const child = fork(new URL(import.meta.url), ["--follower"], { execArgv: process.execArgv, stdio: ["ignore", "ignore", "inherit", "ipc"] })
-  const port = await new Promise<number>((resolve) => child.once("message", (message) => resolve(Number(message))))
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once("message", (message) => resolve(Number(message)))
+    child.once("error", reject)
+    child.once("exit", (code) => reject(new Error(`a follower process exited (${code}) before it listened`)))
+  }).catch((error: unknown) => {
+    child.kill()
+    throw error
+  })
   return { socket: await connectTo(port), stop: () => child.kill() }
 }
 
@@ -77,7 +86,14 @@ const tcpFanout = async (inProcesses: boolean): Promise<void> => {
     servers.push(server)
     return connectTo((server.address() as net.AddressInfo).port)
   }
-  const followers = [await connect(), await connect()]
+  const followers = await (async () => {
+    try {
+      return [await connect(), await connect()]
+    } catch (error) {
+      for (const stop of stops) stop()
+      throw error
+    }
+  })()
   const frame = Buffer.alloc(200, 1)
   const run = (n: number) =>
     new Promise<void>((resolve) => {
