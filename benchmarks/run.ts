@@ -259,6 +259,7 @@ const columns: ReadonlyArray<readonly [key: string, title: string, digits: numbe
   ["failover_elect_ms", "fo elect ms", 0, false],
   ["failover_commit_ms", "fo commit ms", 0, false],
   ["entries_per_fsync", "entries/fsync", 1, true],
+  ["lmdb_commit_p50_us", "commit p50 µs", 0, false],
   ["errors", "errors", 0, false],
   ["bg_cpu_cores", "bg cores", 2, false]
 ]
