@@ -51,11 +51,20 @@ export class Commitment {
   }
 
   private recalculate(): void {
-    if (this.sorted.length === 0) return
-    let i = 0
-    for (const value of this.matchIndexes.values()) this.sorted[i++] = value
-    this.sorted.sort((a, b) => b - a)
-    const quorumMatch = this.sorted[this.withoutQuorum ? 0 : Math.floor(this.sorted.length / 2)]!
+    const sorted = this.sorted
+    if (sorted.length === 0) return
+    // Insertion into descending order, in place: a handful of voters, and Array.prototype.sort with a comparator
+    // allocated on every answer (2.5% of all allocation at one client).
+    let n = 0
+    for (const value of this.matchIndexes.values()) {
+      let j = n++
+      while (j > 0 && sorted[j - 1]! < value) {
+        sorted[j] = sorted[j - 1]!
+        j--
+      }
+      sorted[j] = value
+    }
+    const quorumMatch = sorted[this.withoutQuorum ? 0 : Math.floor(sorted.length / 2)]!
     if (quorumMatch > this.commitIndex && quorumMatch >= this.startIndex) {
       this.commitIndex = quorumMatch
       this.onCommit()

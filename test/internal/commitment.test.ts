@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as FastCheck from "effect/FastCheck"
 import { Commitment } from "../../src/internal/commitment.js"
 
 /** A commitment over `voters` with a counter of `onCommit` calls. */
@@ -100,6 +101,34 @@ describe("Commitment", () => {
     assert.strictEqual(commitment.commitIndex, 8)
     commitment.match("s3", 2)
     assert.strictEqual(commitment.commitIndex, 8)
+  })
+
+  it("for any voters and any order of matches, the commit index is the quorum's match as a full sort gives it", () => {
+    // The reference: every voter's highest match so far, sorted descending, the majority's lowest value; the
+    // commit index follows it once it reaches startIndex, and never decreases.
+    FastCheck.assert(
+      FastCheck.property(
+        FastCheck.integer({ min: 1, max: 9 }),
+        FastCheck.integer({ min: 1, max: 20 }),
+        FastCheck.array(FastCheck.tuple(FastCheck.nat(10), FastCheck.integer({ min: 0, max: 40 })), { maxLength: 60 }),
+        (n, startIndex, matches) => {
+          const voters = ids(n)
+          const { commitment } = make(voters, startIndex)
+          const highest = new Map(voters.map((id) => [id, 0]))
+          let expected = 0
+          for (const [who, index] of matches) {
+            const id = `s${who + 1}` // who may name a non-voter (s10, s11), whose matches are ignored
+            commitment.match(id, index)
+            if (highest.has(id)) highest.set(id, Math.max(highest.get(id)!, index))
+            const quorum = [...highest.values()].sort((a, b) => b - a)[Math.floor(n / 2)]!
+            if (quorum > expected && quorum >= startIndex) expected = quorum
+            if (commitment.commitIndex !== expected) return false
+          }
+          return true
+        }
+      ),
+      { numRuns: 2000 }
+    )
   })
 
   it("with no voters nothing commits", () => {
