@@ -103,25 +103,46 @@ describe("Commitment", () => {
     assert.strictEqual(commitment.commitIndex, 8)
   })
 
-  it("for any voters and any order of matches, the commit index is the quorum's match as a full sort gives it", () => {
+  it("for any voters, any order of matches and any change of voters, the commit index is the quorum's match as a full sort gives it", () => {
     // The reference: every voter's highest match so far, sorted descending, the majority's lowest value; the
-    // commit index follows it once it reaches startIndex, and never decreases.
+    // commit index follows it once it reaches startIndex, and never decreases. A step either matches (`who` may
+    // name a server that is not a voter now, whose match is ignored) or replaces the voters by a subset of
+    // s1..s11, new voters starting at `initial`.
+    type Step = { readonly match: readonly [number, number] } | { readonly voters: ReadonlyArray<number>; readonly initial: number }
+    const step: FastCheck.Arbitrary<Step> = FastCheck.oneof(
+      { weight: 6, arbitrary: FastCheck.tuple(FastCheck.nat(10), FastCheck.integer({ min: 0, max: 40 })).map((match) => ({ match })) },
+      {
+        weight: 1,
+        arbitrary: FastCheck.record({
+          voters: FastCheck.uniqueArray(FastCheck.nat(10), { maxLength: 11 }),
+          initial: FastCheck.integer({ min: 0, max: 40 })
+        })
+      }
+    )
     FastCheck.assert(
       FastCheck.property(
         FastCheck.integer({ min: 1, max: 9 }),
         FastCheck.integer({ min: 1, max: 20 }),
-        FastCheck.array(FastCheck.tuple(FastCheck.nat(10), FastCheck.integer({ min: 0, max: 40 })), { maxLength: 60 }),
-        (n, startIndex, matches) => {
-          const voters = ids(n)
-          const { commitment } = make(voters, startIndex)
-          const highest = new Map(voters.map((id) => [id, 0]))
+        FastCheck.array(step, { maxLength: 60 }),
+        (n, startIndex, steps) => {
+          const { commitment } = make(ids(n), startIndex)
+          let highest = new Map(ids(n).map((id) => [id, 0]))
           let expected = 0
-          for (const [who, index] of matches) {
-            const id = `s${who + 1}` // who may name a non-voter (s10, s11), whose matches are ignored
-            commitment.match(id, index)
-            if (highest.has(id)) highest.set(id, Math.max(highest.get(id)!, index))
-            const quorum = [...highest.values()].sort((a, b) => b - a)[Math.floor(n / 2)]!
-            if (quorum > expected && quorum >= startIndex) expected = quorum
+          for (const s of steps) {
+            if ("match" in s) {
+              const id = `s${s.match[0] + 1}`
+              commitment.match(id, s.match[1])
+              const previous = highest.get(id)
+              if (previous !== undefined) highest.set(id, Math.max(previous, s.match[1]))
+            } else {
+              const voters = s.voters.map((i) => `s${i + 1}`)
+              commitment.setVoters(voters, () => s.initial)
+              highest = new Map(voters.map((id) => [id, highest.get(id) ?? s.initial]))
+            }
+            if (highest.size > 0) {
+              const quorum = [...highest.values()].sort((a, b) => b - a)[Math.floor(highest.size / 2)]!
+              if (quorum > expected && quorum >= startIndex) expected = quorum
+            }
             if (commitment.commitIndex !== expected) return false
           }
           return true
@@ -129,6 +150,17 @@ describe("Commitment", () => {
       ),
       { numRuns: 2000 }
     )
+  })
+
+  it("without a quorum (a test-only mode), the most advanced voter's match commits", () => {
+    const calls: Array<number> = []
+    const commitment: Commitment = new Commitment(ids(5), 1, 0, () => calls.push(commitment.commitIndex), true)
+    commitment.match("s3", 4)
+    assert.strictEqual(commitment.commitIndex, 4)
+    commitment.match("s1", 9)
+    commitment.match("s2", 7)
+    assert.strictEqual(commitment.commitIndex, 9)
+    assert.deepStrictEqual(calls, [4, 9])
   })
 
   it("with no voters nothing commits", () => {
