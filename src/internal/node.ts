@@ -1516,7 +1516,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
               const lastIndex = lastLogIndex
               if (nextIndex > lastIndex && sentCommit === commitIndex) continue
               do {
-                const request = requestFromMemory(nextIndex, lastIndex) ?? (yield* setupFromStore(nextIndex, lastIndex))
+                const request = yield* setupAppendEntries(nextIndex, lastIndex)
                 sentCommit = request.leaderCommitIndex
                 // A broken pipeline fails the send (even one waiting for room): back to plain mode.
                 const sent = yield* Effect.either(pipeline.send(request))
