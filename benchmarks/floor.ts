@@ -128,48 +128,63 @@ const tcpFanout = async (inProcesses: boolean): Promise<void> => {
   for (const stop of stops) stop()
 }
 
-const lmdbCommits = async (environments: number, commits: number): Promise<number> => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "floor-lmdb-"))
-  const envs = Array.from({ length: environments }, (_, i) =>
-    lmdb.open<Uint8Array, number>({
-      path: path.join(dir, String(i)),
-      encoding: "binary",
-      overlappingSync: false,
-      noSync: false
-    }))
-  const value = new Uint8Array(160).fill(3)
+/**
+ * Wall time per commit (µs) of `writers` writers at once, each making `commits` commits one after the other in a
+ * temporary directory of its own: `open` makes a writer there, `commit` makes its i-th commit durable.
+ */
+const concurrentCommits = async <W>(
+  prefix: string,
+  writers: number,
+  commits: number,
+  open: (dir: string) => W,
+  commit: (writer: W, i: number) => Promise<unknown>,
+  close: (writer: W) => Promise<void> | void
+): Promise<number> => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  const opened = Array.from({ length: writers }, (_, i) => open(path.join(dir, String(i))))
   const start = process.hrtime.bigint()
-  await Promise.all(envs.map(async (env) => {
-    for (let i = 0; i < commits; i++) await env.put(i, value)
+  await Promise.all(opened.map(async (writer) => {
+    for (let i = 0; i < commits; i++) await commit(writer, i)
   }))
   const wallUs = Number(process.hrtime.bigint() - start) / 1000 / commits
-  emit({ scenario: "lmdb-commit", environments, commits, wall_us_per_commit: wallUs })
-  for (const env of envs) await env.close()
+  for (const writer of opened) await close(writer)
   fs.rmSync(dir, { recursive: true, force: true })
   return wallUs
 }
 
+const lmdbCommits = async (environments: number, commits: number): Promise<number> => {
+  const value = new Uint8Array(160).fill(3)
+  const wallUs = await concurrentCommits(
+    "floor-lmdb-",
+    environments,
+    commits,
+    (dir) => lmdb.open<Uint8Array, number>({ path: dir, encoding: "binary", overlappingSync: false, noSync: false }),
+    (env, i) => env.put(i, value),
+    (env) => env.close()
+  )
+  emit({ scenario: "lmdb-commit", environments, commits, wall_us_per_commit: wallUs })
+  return wallUs
+}
+
 const walCommits = async (files: number, commits: number): Promise<void> => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "floor-wal-"))
   const record = Buffer.alloc(160, 3)
-  const fds = Array.from({ length: files }, (_, i) => {
-    const fd = fs.openSync(path.join(dir, String(i)), "w+")
-    fs.writeSync(fd, Buffer.alloc(record.length * commits))
-    fs.fsyncSync(fd)
-    return fd
-  })
-  const commit = (fd: number, i: number) =>
-    new Promise<void>((resolve, reject) =>
-      fs.write(fd, record, 0, record.length, i * record.length, (error) =>
-        error !== null ? reject(error) : fs.fdatasync(fd, (synced) => synced !== null ? reject(synced) : resolve())))
-  const start = process.hrtime.bigint()
-  await Promise.all(fds.map(async (fd) => {
-    for (let i = 0; i < commits; i++) await commit(fd, i)
-  }))
-  const wallUs = Number(process.hrtime.bigint() - start) / 1000 / commits
+  const wallUs = await concurrentCommits(
+    "floor-wal-",
+    files,
+    commits,
+    (file) => {
+      const fd = fs.openSync(file, "w+")
+      fs.writeSync(fd, Buffer.alloc(record.length * commits))
+      fs.fsyncSync(fd)
+      return fd
+    },
+    (fd, i) =>
+      new Promise<void>((resolve, reject) =>
+        fs.write(fd, record, 0, record.length, i * record.length, (error) =>
+          error !== null ? reject(error) : fs.fdatasync(fd, (synced) => synced !== null ? reject(synced) : resolve()))),
+    (fd) => fs.closeSync(fd)
+  )
   emit({ scenario: "wal-commit", files, commits, wall_us_per_commit: wallUs })
-  for (const fd of fds) fs.closeSync(fd)
-  fs.rmSync(dir, { recursive: true, force: true })
 }
 
 if (!argv.follower) {

@@ -202,7 +202,6 @@ function emit(): void {
   process.stdout.write(JSON.stringify(result) + "\n")
 }
 
-
 // Watchdog: a stuck scenario still produces a JSON line and exits non-zero.
 setTimeout(() => {
   result.error = `deadline ${deadlineSeconds}s exceeded`
