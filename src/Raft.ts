@@ -27,39 +27,27 @@ import type * as Configuration from "./Configuration.js"
 import { Fsm } from "./Fsm.js"
 import * as node from "./internal/node.js"
 import { fairScheduler } from "./internal/scheduler.js"
+import type * as types from "./internal/types.js"
 import { LogStore } from "./LogStore.js"
 import * as RaftConfig from "./RaftConfig.js"
-import type {
-  ApplyTimeout,
-  CantBootstrap,
-  ConfigurationChanged,
-  FsmError,
-  InvalidOperation,
-  LeadershipLost,
-  LeadershipTransferFailed,
-  LeadershipTransferInProgress,
-  NothingNewToSnapshot,
-  NotLeader,
-  RaftConfigError,
-  RaftShutdown,
-  StorageError
-} from "./RaftError.js"
+import type * as RaftError from "./RaftError.js"
+import type { CantBootstrap, LeadershipLost, NotLeader, RaftConfigError, RaftShutdown, StorageError } from "./RaftError.js"
 import { type SnapshotMeta, SnapshotStore } from "./SnapshotStore.js"
 import { StableStore } from "./StableStore.js"
 import { Transport } from "./Transport.js"
 
 /** The role a node plays. */
-export type RaftState = node.RaftState
+export type RaftState = types.RaftState
 /** What `apply` returns. */
-export type ApplyResult = node.ApplyResult
+export type ApplyResult = types.ApplyResult
 /** Something that happened to a node. */
-export type Observation = node.Observation
+export type Observation = types.Observation
 /** A snapshot of a node's counters. */
-export type RaftStats = node.RaftStats
+export type RaftStats = types.RaftStats
 /** A leader's replication to one other server (`RaftStats.replication`): match and next index, last answer, failures. */
-export type PeerReplication = node.PeerReplication
+export type PeerReplication = types.PeerReplication
 /** Errors of `apply` and `barrier`. */
-export type ApplyError = node.ApplyError
+export type ApplyError = RaftError.ApplyError
 
 /** Options of `apply` and `barrier`. */
 export interface ApplyOptions {
@@ -79,31 +67,16 @@ export interface MembershipOptions {
 }
 
 /** Errors of the membership changes. */
-export type MembershipError =
-  | NotLeader
-  | LeadershipLost
-  | LeadershipTransferInProgress
-  | ApplyTimeout
-  | ConfigurationChanged
-  | InvalidOperation
-  | RaftShutdown
-  | StorageError
+export type MembershipError = RaftError.MembershipError
 
 /** Errors of a user snapshot (`InvalidOperation` while a configuration change is uncommitted). */
-export type SnapshotError = NothingNewToSnapshot | InvalidOperation | FsmError | StorageError | RaftShutdown
+export type SnapshotError = RaftError.SnapshotError
 
 /** Errors of a user restore. */
-export type RestoreError =
-  | NotLeader
-  | LeadershipLost
-  | LeadershipTransferInProgress
-  | ApplyTimeout
-  | FsmError
-  | StorageError
-  | RaftShutdown
+export type RestoreError = RaftError.RestoreError
 
 /** Errors of a leadership transfer. */
-export type TransferError = NotLeader | LeadershipTransferInProgress | LeadershipTransferFailed | RaftShutdown
+export type TransferError = RaftError.TransferError
 
 /** A running Raft node. */
 export interface Raft {

@@ -190,6 +190,42 @@ export class InvalidOperation extends Schema.TaggedError<InvalidOperation>()("In
   }
 }
 
+/** Errors `apply` and `barrier` can fail with. */
+export type ApplyError =
+  | NotLeader
+  | LeadershipLost
+  | LeadershipTransferInProgress
+  | ApplyTimeout
+  | RaftShutdown
+  | StorageError
+
+/** Errors of the membership changes. */
+export type MembershipError =
+  | NotLeader
+  | LeadershipLost
+  | LeadershipTransferInProgress
+  | ApplyTimeout
+  | ConfigurationChanged
+  | InvalidOperation
+  | RaftShutdown
+  | StorageError
+
+/** Errors of a user snapshot (`InvalidOperation` while a configuration change is uncommitted). */
+export type SnapshotError = NothingNewToSnapshot | InvalidOperation | FsmError | StorageError | RaftShutdown
+
+/** Errors of a user restore. */
+export type RestoreError =
+  | NotLeader
+  | LeadershipLost
+  | LeadershipTransferInProgress
+  | ApplyTimeout
+  | FsmError
+  | StorageError
+  | RaftShutdown
+
+/** Errors of a leadership transfer. */
+export type TransferError = NotLeader | LeadershipTransferInProgress | LeadershipTransferFailed | RaftShutdown
+
 /** Every error effect-raft can produce. */
 export type RaftError =
   | NotLeader

@@ -25,8 +25,6 @@ import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Mailbox from "effect/Mailbox"
-import * as Metric from "effect/Metric"
-import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
@@ -35,12 +33,12 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Configuration from "../Configuration.js"
-import type { Fsm, FsmSnapshot } from "../Fsm.js"
+import type { Fsm } from "../Fsm.js"
 import * as Log from "../Log.js"
 import type { LogStore } from "../LogStore.js"
-import type { MembershipError, RestoreError, SnapshotError, TransferError } from "../Raft.js"
 import type { RaftConfig } from "../RaftConfig.js"
 import {
+  type ApplyError,
   ApplyTimeout,
   CantBootstrap,
   ConfigurationChanged,
@@ -50,11 +48,15 @@ import {
   LeadershipTransferFailed,
   LeadershipTransferInProgress,
   LogNotFound,
+  type MembershipError,
   NothingNewToSnapshot,
   NotLeader,
   RaftShutdown,
+  type RestoreError,
+  type SnapshotError,
   SnapshotNotFound,
   StorageError,
+  type TransferError,
   type TransportError
 } from "../RaftError.js"
 import type {
@@ -66,8 +68,7 @@ import type {
   RequestPreVoteResponse,
   RequestVoteRequest,
   RequestVoteResponse,
-  TimeoutNowRequest,
-  TimeoutNowResponse
+  TimeoutNowRequest
 } from "../Rpc.js"
 import type { SnapshotMeta, SnapshotStore } from "../SnapshotStore.js"
 import type { StableStore } from "../StableStore.js"
@@ -75,138 +76,23 @@ import type { RpcHandler, Transport } from "../Transport.js"
 import { failureBackoff } from "./backoff.js"
 import { InjectedBugs } from "./bugs.js"
 import { Commitment } from "./commitment.js"
+import type { Captured, Event, FsmItem, InstallVerdict } from "./events.js"
 import { Future } from "./future.js"
+import {
+  type ApplyFuture,
+  CANCELLED,
+  DISPATCHED,
+  type LeaderState,
+  type LeaderWrite,
+  type MembershipRequest,
+  QUEUED,
+  type Replication,
+  type VerifyFuture
+} from "./leaderState.js"
+import { metrics } from "./metrics.js"
+import type { ApplyResult, Observation, PeerReplication, RaftState, RaftStats } from "./types.js"
 
-// ---------------------------------------------------------------------------
-// Public shapes (re-exported by Raft.ts)
-
-/** The role a node plays. */
-export type RaftState = "Follower" | "Candidate" | "Leader" | "Shutdown"
-
-/** What `apply` returns: the entry's index and the FSM's response. */
-export interface ApplyResult {
-  readonly index: number
-  readonly response: unknown
-}
-
-/** Something that happened to a node, for `observe`. */
-export type Observation =
-  | { readonly _tag: "StateChange"; readonly from: RaftState; readonly to: RaftState; readonly term: number }
-  | { readonly _tag: "LeaderChange"; readonly leaderId: string | undefined; readonly term: number }
-  | { readonly _tag: "FailedHeartbeat"; readonly peerId: string; readonly lastContactMillis: number }
-  | { readonly _tag: "RequestVote"; readonly request: RequestVoteRequest; readonly granted: boolean }
-
-/** A snapshot of a node's counters, as hashicorp's `Stats()`. */
-export interface RaftStats {
-  readonly id: string
-  readonly state: RaftState
-  readonly term: number
-  readonly lastLogIndex: number
-  readonly lastLogTerm: number
-  readonly commitIndex: number
-  readonly appliedIndex: number
-  readonly fsmPending: number
-  readonly lastSnapshotIndex: number
-  readonly lastSnapshotTerm: number
-  readonly leaderId: string | undefined
-  readonly lastContactMillis: number | undefined
-  readonly latestConfiguration: Configuration.Configuration
-  readonly latestConfigurationIndex: number
-  readonly numPeers: number
-  /** On a leader, its replication to each other server of the latest configuration; empty on any other node. */
-  readonly replication: ReadonlyArray<PeerReplication>
-}
-
-/** How a leader replicates to one other server: read from the replication fibers' own fields, not tracked apart. */
-export interface PeerReplication {
-  readonly id: string
-  readonly address: string
-  readonly suffrage: Configuration.Suffrage
-  /** The highest index the server is known to hold. */
-  readonly matchIndex: number
-  /** The index the leader sends it next. */
-  readonly nextIndex: number
-  /** When it last answered an AppendEntries, heartbeat or InstallSnapshot (`Clock` ms); undefined if not yet this term. */
-  readonly lastContactMillis: number | undefined
-  /**
-   * Failed exchanges with it since its last successful answer (errors, and refusals that back off), as hashicorp's
-   * `failures`: above 0, replication to it is failing and retries with backoff.
-   */
-  readonly failures: number
-}
-
-/** Errors `apply` and `barrier` can fail with. */
-export type ApplyError =
-  | NotLeader
-  | LeadershipLost
-  | LeadershipTransferInProgress
-  | ApplyTimeout
-  | RaftShutdown
-  | StorageError
-
-// ---------------------------------------------------------------------------
-// Metrics (names after hashicorp/raft's; tagged by node, and by peer where it applies)
-
-const microsBoundaries = MetricBoundaries.fromIterable([
-  50,
-  100,
-  250,
-  500,
-  1000,
-  2500,
-  5000,
-  10_000,
-  25_000,
-  50_000,
-  100_000,
-  250_000,
-  1_000_000
-])
-const microsHistogram = (name: string, description: string) => Metric.histogram(name, microsBoundaries, description)
-
-/** Metrics a node updates. */
-export const metrics = {
-  applies: Metric.counter("raft_apply_total", { description: "commands accepted by the leader" }),
-  commitTime: microsHistogram("raft_commit_time_micros", "time from storing a batch on the leader to its commit, µs"),
-  appendEntriesRpc: microsHistogram("raft_replication_append_entries_rpc_micros", "AppendEntries round trip per peer, µs"),
-  appendEntriesLogs: Metric.counter("raft_replication_append_entries_logs_total", {
-    description: "entries sent to each peer"
-  }),
-  heartbeat: microsHistogram("raft_replication_heartbeat_micros", "heartbeat round trip per peer, µs"),
-  installSnapshot: microsHistogram("raft_replication_install_snapshot_micros", "InstallSnapshot transfer per peer, µs"),
-  snapshots: Metric.counter("raft_snapshot_total", { description: "snapshots this node took and persisted" }),
-  heartbeatFailures: Metric.counter("raft_replication_heartbeat_failures_total", {
-    description: "heartbeats that failed, per peer"
-  }),
-  elections: Metric.counter("raft_election_total", { description: "elections this node started" }),
-  stateChanges: Metric.counter("raft_state_change_total", { description: "role changes, tagged by the new state" }),
-  leaseStepDowns: Metric.counter("raft_leader_lease_step_down_total", {
-    description: "times a leader stepped down for lack of contact with a quorum"
-  })
-}
-
-// ---------------------------------------------------------------------------
-// Internal structures
-
-const QUEUED = 0
-const DISPATCHED = 1
-const CANCELLED = 2
-
-interface ApplyFuture {
-  readonly type: Log.LogType
-  readonly data: Uint8Array
-  readonly deferred: Future<ApplyResult, ApplyError>
-  status: number
-}
-
-interface VerifyFuture {
-  readonly deferred: Future<void, NotLeader | LeadershipLost | RaftShutdown>
-  readonly quorum: number
-  /** The leader's set of pending verifications, left when this one settles. */
-  readonly pending: Set<VerifyFuture>
-  votes: number
-  done: boolean
-}
+export type { ApplyResult, Observation, PeerReplication, RaftState, RaftStats } from "./types.js"
 
 const settleVerify = (
   verifier: VerifyFuture,
@@ -216,189 +102,6 @@ const settleVerify = (
   verifier.done = true
   verifier.pending.delete(verifier)
   verifier.deferred.done(exit)
-}
-
-type Event =
-  | { readonly _tag: "Apply"; readonly future: ApplyFuture }
-  | {
-    readonly _tag: "AppendEntries"
-    readonly request: AppendEntriesRequest
-    readonly deferred: Future<AppendEntriesResponse, RaftShutdown>
-  }
-  | {
-    readonly _tag: "RequestVote"
-    readonly request: RequestVoteRequest
-    readonly deferred: Future<RequestVoteResponse, RaftShutdown>
-  }
-  | {
-    readonly _tag: "RequestPreVote"
-    readonly request: RequestPreVoteRequest
-    readonly deferred: Future<RequestPreVoteResponse, RaftShutdown>
-  }
-  | {
-    readonly _tag: "TimeoutNow"
-    readonly request: TimeoutNowRequest
-    readonly deferred: Future<TimeoutNowResponse, RaftShutdown>
-  }
-  | {
-    /** First half of an incoming InstallSnapshot: is it from a current leader, and is it news to us? */
-    readonly _tag: "InstallCheck"
-    readonly request: InstallSnapshotRequest
-    readonly deferred: Future<InstallVerdict, RaftShutdown>
-  }
-  | {
-    /** Second half: the snapshot is stored; install it. */
-    readonly _tag: "InstallStored"
-    readonly request: InstallSnapshotRequest
-    readonly meta: SnapshotMeta
-    readonly deferred: Future<InstallSnapshotResponse, RaftShutdown>
-  }
-  | { readonly _tag: "Timer"; readonly epoch: number }
-  | {
-    readonly _tag: "Vote"
-    readonly epoch: number
-    readonly from: string
-    readonly response: RequestVoteResponse
-  }
-  | {
-    readonly _tag: "PreVote"
-    readonly epoch: number
-    readonly from: string
-    readonly response: RequestPreVoteResponse
-  }
-  | { readonly _tag: "StepDown"; readonly epoch: number; readonly term: number }
-  | { readonly _tag: "Commit"; readonly epoch: number }
-  | { readonly _tag: "Verify"; readonly deferred: Future<void, NotLeader | LeadershipLost | RaftShutdown> }
-  | {
-    readonly _tag: "Bootstrap"
-    readonly configuration: Configuration.Configuration
-    readonly deferred: Future<void, CantBootstrap | StorageError | RaftShutdown>
-  }
-  | { readonly _tag: "Membership"; readonly request: MembershipRequest }
-  | { readonly _tag: "Promote"; readonly epoch: number; readonly id: string }
-  | {
-    readonly _tag: "Transfer"
-    readonly target: { readonly id: string; readonly address: string } | undefined
-    readonly deferred: Future<void, TransferError>
-  }
-  | { readonly _tag: "TransferTimeout"; readonly epoch: number }
-  | {
-    /** The leader's own write of its entries failed (see `leaderWriter`). */
-    readonly _tag: "WriteFailed"
-    readonly leader: LeaderState
-    readonly error: StorageError
-  }
-  | {
-    /** A snapshot was persisted: record it and compact the log. */
-    readonly _tag: "Compact"
-    readonly meta: SnapshotMeta
-    readonly deferred: Future<void, never>
-  }
-  | {
-    readonly _tag: "UserRestore"
-    readonly meta: SnapshotMeta
-    readonly data: Stream.Stream<Uint8Array, StorageError>
-    readonly deferred: Future<Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>, RestoreError>
-  }
-
-interface InstallVerdict {
-  /** Whether to store the snapshot; when not, `response` is the answer. */
-  readonly accept: boolean
-  readonly response: InstallSnapshotResponse
-}
-
-/** A membership change waiting for the leader to be able to append it. */
-interface MembershipRequest {
-  readonly change: Configuration.Change
-  readonly prevIndex: number
-  readonly deferred: Future<number, MembershipError>
-  /** Set for the second step of an automatic promotion: never converted to a non-voter again. */
-  readonly promotion: boolean
-  cancelled: boolean
-}
-
-interface Replication {
-  readonly peer: Configuration.Server
-  readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
-  /** Holds this follower's fibers: closed when it leaves the configuration, or with the leader's term. */
-  readonly scope: Scope.CloseableScope
-  nextIndex: number
-  /** The highest index this follower is known to hold (voters and non-voters alike). */
-  matchIndex: number
-  /** Its last answer (`Clock` ms); the start of replication to it until `answered`, which gives the lease a grace period. */
-  lastContact: number
-  /** Whether it answered at all since this leader began replicating to it. */
-  answered: boolean
-  /** Failed exchanges since its last successful answer. */
-  failures: number
-  allowPipeline: boolean
-  readonly trigger: Effect.Latch
-  readonly heartbeatNow: Effect.Latch
-  readonly verifiers: Set<VerifyFuture>
-}
-
-interface LeaderState {
-  readonly term: number
-  readonly commitment: Commitment
-  readonly replications: Map<string, Replication>
-  /** Entries this leader appended that are not yet committed, in index order, with their futures. */
-  inflight: Array<{ readonly log: Log.Log; readonly future: ApplyFuture | undefined; readonly at: number }>
-  inflightHead: number
-  /**
-   * The last entry of this leader's log known to be in its log store. The leader writes its own entries while it
-   * replicates them (Raft thesis §10.2.1): entries after this one are in `unstored`, and the leader counts itself
-   * toward commitment only up to here.
-   */
-  storedIndex: number
-  storedTerm: number
-  /** Appended entries on their way to the log store, in index order: replication reads them from here. */
-  unstored: Array<Log.Log>
-  /**
-   * The leader's latest entries, written or not, in index order up to the last one (between 16 and 32 ×
-   * `maxAppendEntries` of them once that many were appended): AppendEntries for a follower that keeps up are
-   * built from here.
-   */
-  recent: Array<Log.Log>
-  /** Set when a write of this leader's entries failed: nothing after `storedIndex` is written any more. */
-  writeFailure: StorageError | undefined
-  readonly verifiers: Set<VerifyFuture>
-  commitPending: boolean
-  /** Membership changes waiting for the previous one (and this leader's no-op) to commit. */
-  readonly changes: Array<MembershipRequest>
-  /** Non-voters added by `addVoter` that become voters once caught up; the request completes on promotion. */
-  readonly promotions: Map<string, { readonly request: MembershipRequest; caughtUpSince: number | undefined }>
-  /** The configuration entry appended and not yet committed, and the request waiting for it. */
-  changeInFlight: { readonly index: number; readonly request: MembershipRequest | undefined } | undefined
-  transfer: { readonly target: string; readonly deferred: Future<void, TransferError> } | undefined
-}
-
-/** A batch of the leader's own entries for its writer. */
-interface LeaderWrite {
-  readonly leader: LeaderState
-  readonly entries: ReadonlyArray<Log.Log>
-}
-
-/** What the FSM runner is asked to do, in log order. */
-type FsmItem =
-  | {
-    readonly _tag: "Batch"
-    readonly logs: ReadonlyArray<Log.Log>
-    readonly futures: ReadonlyArray<ApplyFuture | undefined> | undefined
-  }
-  | { readonly _tag: "Capture"; readonly deferred: Future<Captured, FsmError | NothingNewToSnapshot | RaftShutdown> }
-  | {
-    readonly _tag: "Restore"
-    readonly meta: SnapshotMeta
-    readonly deferred: Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>
-  }
-
-/** A state captured by the FSM for a snapshot, and where in the log it stands. */
-interface Captured {
-  readonly snapshot: FsmSnapshot
-  readonly index: number
-  readonly term: number
-  readonly configuration: Configuration.Configuration
-  readonly configurationIndex: number
 }
 
 const KEY_CURRENT_TERM = "CurrentTerm"
