@@ -25,6 +25,7 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Configuration from "./Configuration.js"
 import { Fsm } from "./Fsm.js"
+import { bootstrapStores } from "./internal/bootstrap.js"
 import * as node from "./internal/node.js"
 import { fairScheduler } from "./internal/scheduler.js"
 import type * as types from "./internal/types.js"
@@ -239,5 +240,5 @@ export const bootstrapCluster = (
   configuration: Configuration.Configuration
 ): Effect.Effect<void, CantBootstrap | StorageError, LogStore | StableStore | SnapshotStore> =>
   Effect.gen(function*() {
-    yield* node.bootstrapStores(yield* LogStore, yield* StableStore, yield* SnapshotStore, configuration)
+    yield* bootstrapStores(yield* LogStore, yield* StableStore, yield* SnapshotStore, configuration)
   })
