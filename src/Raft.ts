@@ -32,7 +32,16 @@ import type * as types from "./internal/types.js"
 import { LogStore } from "./LogStore.js"
 import * as RaftConfig from "./RaftConfig.js"
 import type * as RaftError from "./RaftError.js"
-import type { CantBootstrap, LeadershipLost, NotLeader, RaftConfigError, RaftShutdown, StorageError } from "./RaftError.js"
+import type {
+  CantBootstrap,
+  IdentityMismatch,
+  LeadershipLost,
+  NotLeader,
+  NotVoter,
+  RaftConfigError,
+  RaftShutdown,
+  StorageError
+} from "./RaftError.js"
 import { type SnapshotMeta, SnapshotStore } from "./SnapshotStore.js"
 import { StableStore } from "./StableStore.js"
 import { Transport } from "./Transport.js"
@@ -151,7 +160,7 @@ export interface Raft {
   /** Writes the first configuration of a node without state (its own and its peers'). */
   readonly bootstrapCluster: (
     configuration: Configuration.Configuration
-  ) => Effect.Effect<void, CantBootstrap | StorageError | RaftShutdown>
+  ) => Effect.Effect<void, CantBootstrap | NotVoter | StorageError | RaftShutdown>
   /** State changes, leader changes, failed heartbeats and vote requests, from the moment of subscription. */
   readonly observe: Stream.Stream<Observation>
   /** Stops the node; idempotent. Afterwards every operation fails with `RaftShutdown`. */
@@ -167,7 +176,7 @@ const toMillis = (timeout: Duration.DurationInput | undefined): number | undefin
 /** Starts a node over the services in context; closing the layer shuts it down. */
 export const make: Effect.Effect<
   Raft,
-  StorageError,
+  StorageError | IdentityMismatch,
   RaftConfig.RaftConfigTag | Fsm | LogStore | StableStore | SnapshotStore | Transport | Scope.Scope
 > = Effect.gen(function*() {
   const config = yield* RaftConfig.RaftConfigTag
@@ -227,18 +236,24 @@ export const make: Effect.Effect<
 /** A node with configuration `input`; fails with `RaftConfigError` naming a bad field. */
 export const layer = (
   input: RaftConfig.Input
-): Layer.Layer<Raft, RaftConfigError | StorageError, Fsm | LogStore | StableStore | SnapshotStore | Transport> =>
+): Layer.Layer<
+  Raft,
+  RaftConfigError | StorageError | IdentityMismatch,
+  Fsm | LogStore | StableStore | SnapshotStore | Transport
+> =>
   Layer.scoped(Raft, make).pipe(Layer.provide(RaftConfig.layer(input)))
 
 /**
  * Writes the first configuration into the stores of a node that has none, as
  * hashicorp's `BootstrapCluster`: run it on every initial member with the same
  * configuration before starting them. Fails with `CantBootstrap` when the node
- * already has state (a term, a log entry or a snapshot).
+ * already has state (a term, a log entry or a snapshot). With `localId`, the
+ * stores are marked as that node's, and it must be a voter (else `NotVoter`).
  */
 export const bootstrapCluster = (
-  configuration: Configuration.Configuration
-): Effect.Effect<void, CantBootstrap | StorageError, LogStore | StableStore | SnapshotStore> =>
+  configuration: Configuration.Configuration,
+  options?: { readonly localId?: string | undefined }
+): Effect.Effect<void, CantBootstrap | NotVoter | StorageError, LogStore | StableStore | SnapshotStore> =>
   Effect.gen(function*() {
-    yield* bootstrapStores(yield* LogStore, yield* StableStore, yield* SnapshotStore, configuration)
+    yield* bootstrapStores(yield* LogStore, yield* StableStore, yield* SnapshotStore, configuration, options?.localId)
   })

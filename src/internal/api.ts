@@ -14,7 +14,7 @@ import {
   type ApplyError,
   ApplyTimeout,
   type CantBootstrap,
-  type FsmError,
+  type NotVoter,
   type LeadershipLost,
   LeadershipTransferInProgress,
   type MembershipError,
@@ -22,7 +22,6 @@ import {
   RaftShutdown,
   type RestoreError,
   type SnapshotError,
-  type SnapshotNotFound,
   StorageError,
   type TransferError
 } from "../RaftError.js"
@@ -45,7 +44,7 @@ export interface Node {
   readonly verifyLeader: Effect.Effect<void, NotLeader | LeadershipLost | RaftShutdown>
   readonly bootstrap: (
     configuration: Configuration.Configuration
-  ) => Effect.Effect<void, CantBootstrap | StorageError | RaftShutdown>
+  ) => Effect.Effect<void, CantBootstrap | NotVoter | StorageError | RaftShutdown>
   readonly stats: Effect.Effect<RaftStats>
   readonly state: Effect.Effect<RaftState>
   readonly leader: Effect.Effect<Option.Option<{ readonly id: string; readonly address: string }>>
@@ -153,22 +152,15 @@ export const makeApi = (node: NodeState): Node => {
       const started = node.now()
       const remaining = () =>
         timeoutMillis === undefined ? undefined : Math.max(0, timeoutMillis - (node.now() - started))
-      const restored = yield* node.snapshotLock.withPermits(1)(
+      yield* node.snapshotLock.withPermits(1)(
         Effect.gen(function*() {
-          const deferred = new Future<
-            Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>,
-            RestoreError
-          >()
+          const deferred = new Future<void, RestoreError>()
           if (node.isShutdown || !emit(node, { _tag: "UserRestore", meta, data, deferred })) {
             return yield* new RaftShutdown()
           }
-          // The run loop streams the data into the store; it cannot be abandoned half-way.
+          // The run loop streams the data into the store and the FSM restores it: not abandoned half-way.
           return yield* deferred.await
         })
-      )
-      yield* awaitWithin(node, restored, remaining(), () => {}).pipe(
-        Effect.catchTag("SnapshotNotFound", (error) =>
-          Effect.fail(new StorageError({ operation: "restore", reason: error.reason })))
       )
       // Done once a quorum holds it: a barrier after the snapshot commits only when followers installed it.
       yield* Effect.flatten(enqueue("Barrier", Log.empty, remaining()))
@@ -195,7 +187,7 @@ export const makeApi = (node: NodeState): Node => {
     bootstrap: (configuration) =>
       Effect.suspend(() => {
         if (node.isShutdown) return Effect.fail(new RaftShutdown())
-        const deferred = new Future<void, CantBootstrap | StorageError | RaftShutdown>()
+        const deferred = new Future<void, CantBootstrap | NotVoter | StorageError | RaftShutdown>()
         if (!emit(node, { _tag: "Bootstrap", configuration, deferred })) return Effect.fail(new RaftShutdown())
         return deferred.await
       }),

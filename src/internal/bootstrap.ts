@@ -11,11 +11,11 @@ import * as Option from "effect/Option"
 import * as Configuration from "../Configuration.js"
 import * as Log from "../Log.js"
 import type { LogStore } from "../LogStore.js"
-import { CantBootstrap, type RaftShutdown, StorageError } from "../RaftError.js"
+import { CantBootstrap, NotVoter, type RaftShutdown, StorageError } from "../RaftError.js"
 import type { SnapshotStore } from "../SnapshotStore.js"
 import type { StableStore } from "../StableStore.js"
 import type { Future } from "./future.js"
-import { KEY_CURRENT_TERM } from "./hardState.js"
+import { KEY_CURRENT_TERM, KEY_NODE_ID } from "./hardState.js"
 import { type NodeState, storageNotFound } from "./state.js"
 
 /** Whether the stores hold any Raft state: a term, a log entry or a snapshot. */
@@ -30,20 +30,28 @@ export const hasExistingState = (
     return (yield* snapshots.list).length > 0
   })
 
-/** Writes the first configuration straight to the stores of a node that has no state. */
+/**
+ * Writes the first configuration straight to the stores of a node that has no state. With `localId`, that node
+ * must be a voter of it (hashicorp's ErrNotVoter), and the stores are marked as its own.
+ */
 export const bootstrapStores = (
   logs: LogStore,
   stable: StableStore,
   snapshots: SnapshotStore,
-  configuration: Configuration.Configuration
-): Effect.Effect<Log.Log, CantBootstrap | StorageError> =>
+  configuration: Configuration.Configuration,
+  localId?: string | undefined
+): Effect.Effect<Log.Log, CantBootstrap | NotVoter | StorageError> =>
   Effect.gen(function*() {
     const problem = Configuration.check(configuration)
     if (problem !== undefined) return yield* new CantBootstrap({ reason: problem })
+    if (localId !== undefined && !Configuration.isVoter(configuration, localId)) {
+      return yield* new NotVoter({ id: localId })
+    }
     if (yield* hasExistingState(logs, stable, snapshots)) {
       return yield* new CantBootstrap({ reason: "the node already has state" })
     }
     const entry = Log.make(1, 1, "Configuration", Configuration.encode(configuration))
+    if (localId !== undefined) yield* stable.set(KEY_NODE_ID, new TextEncoder().encode(localId))
     yield* stable.setUint64(KEY_CURRENT_TERM, 1)
     yield* logs.storeLogs([entry])
     return entry
@@ -101,7 +109,19 @@ export function* recover(node: NodeState) {
   if (node.lastLogIndex > 0 && node.lastLogIndex > node.lastSnapshotIndex) {
     const last = yield* logs.getLog(node.lastLogIndex).pipe(Effect.catchTag("LogNotFound", storageNotFound("open")))
     node.lastLogTerm = last.term
-    const from = Math.max(yield* logs.firstIndex, node.lastSnapshotIndex + 1)
+    const firstHeld = yield* logs.firstIndex
+    if (firstHeld > node.lastSnapshotIndex + 1) {
+      // Compacted entries are gone and no snapshot holds them (a snapshot lost or unreadable): starting would
+      // serve a state machine missing committed entries. Refuse, and say what is missing.
+      return yield* new StorageError({
+        operation: "open",
+        reason: `the log starts at ${firstHeld} but ${
+          newest === undefined ? "there is no snapshot" : `the newest snapshot ends at ${newest.index}`
+        }: entries ${node.lastSnapshotIndex + 1}..${firstHeld - 1} are in neither. ` +
+          "Restore the missing snapshot, or treat this node as one that lost its data (rejoin it)"
+      })
+    }
+    const from = Math.max(firstHeld, node.lastSnapshotIndex + 1)
     for (let index = from; index <= node.lastLogIndex; index++) {
       const entry = yield* logs.getLog(index).pipe(Effect.catchTag("LogNotFound", storageNotFound("open")))
       if (entry.type === "Configuration") {
@@ -123,14 +143,16 @@ export function* recover(node: NodeState) {
 export const handleBootstrap = (
   node: NodeState,
   configuration: Configuration.Configuration,
-  deferred: Future<void, CantBootstrap | StorageError | RaftShutdown>
+  deferred: Future<void, CantBootstrap | NotVoter | StorageError | RaftShutdown>
 ) =>
   Effect.gen(function*() {
     if (node.role !== "Follower" || node.lastLogIndex > 0 || node.currentTerm > 0) {
       deferred.done(Exit.fail(new CantBootstrap({ reason: "the node already has state" })))
       return
     }
-    const result = yield* Effect.either(bootstrapStores(node.logs, node.stable, node.snapshots, configuration))
+    const result = yield* Effect.either(
+      bootstrapStores(node.logs, node.stable, node.snapshots, configuration, node.localId)
+    )
     if (result._tag === "Left") {
       deferred.done(Exit.fail(result.left))
       return

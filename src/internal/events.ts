@@ -18,6 +18,7 @@ import type {
   LeadershipLost,
   NothingNewToSnapshot,
   NotLeader,
+  NotVoter,
   RaftShutdown,
   RestoreError,
   SnapshotNotFound,
@@ -95,7 +96,7 @@ export type Event =
   | {
     readonly _tag: "Bootstrap"
     readonly configuration: Configuration.Configuration
-    readonly deferred: Future<void, CantBootstrap | StorageError | RaftShutdown>
+    readonly deferred: Future<void, CantBootstrap | NotVoter | StorageError | RaftShutdown>
   }
   | { readonly _tag: "Membership"; readonly request: MembershipRequest }
   | { readonly _tag: "Promote"; readonly epoch: number; readonly id: string }
@@ -121,7 +122,7 @@ export type Event =
     readonly _tag: "UserRestore"
     readonly meta: SnapshotMeta
     readonly data: Stream.Stream<Uint8Array, StorageError>
-    readonly deferred: Future<Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>, RestoreError>
+    readonly deferred: Future<void, RestoreError>
   }
 
 /** The run loop's answer to `InstallCheck`. */

@@ -58,8 +58,9 @@ const acceptAppend = (node: NodeState, request: AppendEntriesRequest): Effect.Ef
   if (request.leaderCommitIndex > node.commitIndex && verifiedUpTo > node.commitIndex) {
     node.commitIndex = Math.min(request.leaderCommitIndex, verifiedUpTo)
     noteCommittedConfiguration(node)
-    return Effect.map(sendStoredToFsm(node, node.commitIndex), answer)
   }
+  // Also what an earlier read of the store failed to hand over.
+  if (node.dispatchedToFsm < node.commitIndex) return Effect.map(sendStoredToFsm(node, node.commitIndex), answer)
   return Effect.sync(answer)
 }
 

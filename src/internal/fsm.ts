@@ -103,13 +103,14 @@ export const fsmRunner = (node: NodeState) => {
             })
           )
         } else {
-          // A replica whose state could not be replaced cannot go on: the failure stops the node.
+          // A snapshot that cannot be restored (its data corrupt, or refused by the FSM) leaves the FSM as it was,
+          // as `Fsm.restore` promises: whoever asked decides what follows (snapshot.ts refuses it).
           const restored = yield* Effect.either(
             Effect.flatMap(node.snapshots.open(item.meta.id), (opened) => node.fsm.restore(opened.data))
           )
           if (restored._tag === "Left") {
             item.deferred.done(Exit.fail(restored.left))
-            return yield* Effect.fail(restored.left)
+            continue
           }
           node.appliedIndex = item.meta.index
           node.appliedTerm = item.meta.term

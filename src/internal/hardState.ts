@@ -7,7 +7,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { StorageError } from "../RaftError.js"
+import { IdentityMismatch, StorageError } from "../RaftError.js"
 import type { StableStore } from "../StableStore.js"
 import type { NodeState } from "./state.js"
 
@@ -15,6 +15,8 @@ import type { NodeState } from "./state.js"
 export const KEY_CURRENT_TERM = "CurrentTerm"
 /** The StableStore key of the last vote: `{ term, candidate }` as JSON. */
 export const KEY_LAST_VOTE = "LastVote"
+/** The StableStore key of the id of the node the stores belong to. */
+export const KEY_NODE_ID = "NodeId"
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
 
@@ -38,6 +40,22 @@ export function* loadHardState(stable: StableStore) {
   }
   return { currentTerm, lastVoteTerm, lastVoteCandidate }
 }
+
+/**
+ * Checks that the stores belong to `localId`, or claims them for it when they name no node yet (fresh stores,
+ * or stores of a version that did not record it): a node never runs on another node's log and votes.
+ */
+export const claimStores = (stable: StableStore, localId: string): Effect.Effect<void, StorageError | IdentityMismatch> =>
+  Effect.flatMap(stable.get(KEY_NODE_ID), (stored): Effect.Effect<void, StorageError | IdentityMismatch> => {
+    if (Option.isNone(stored)) return stable.set(KEY_NODE_ID, textEncoder.encode(localId))
+    const owner = textDecoder.decode(stored.value)
+    return owner === localId ? Effect.void : Effect.fail(
+      new IdentityMismatch({
+        reason: `these stores belong to node "${owner}", not "${localId}": start "${owner}" on them, ` +
+          `or give "${localId}" stores of its own`
+      })
+    )
+  })
 
 /** Stores `term` as the current term (nothing when it already is). Run loop only. */
 export const setCurrentTerm = (node: NodeState, term: number) =>

@@ -9,7 +9,8 @@
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import { LeadershipTransferInProgress, RaftShutdown } from "../RaftError.js"
+import { LeadershipTransferInProgress, RaftShutdown, type StorageError } from "../RaftError.js"
+import type { AppendEntriesResponse } from "../Rpc.js"
 import { handleBootstrap } from "./bootstrap.js"
 import { processCommit } from "./commit.js"
 import { handlePreVote, handleRequestPreVote, handleRequestVote, handleTimer, handleVote } from "./election.js"
@@ -54,97 +55,161 @@ const handleEvents = (node: NodeState, events: Iterable<Event>) =>
         continue
       }
       yield* flush
-      switch (event._tag) {
-        case "AppendEntries": {
-          yield* handleOneAppend(node, event)
-          break
-        }
-        case "RequestVote": {
-          const response = yield* handleRequestVote(node, event.request)
-          event.deferred.done(Exit.succeed(response))
-          break
-        }
-        case "Timer": {
-          if (event.epoch === node.epoch) yield* handleTimer(node)
-          break
-        }
-        case "Vote": {
-          if (event.epoch === node.epoch) yield* handleVote(node, event.from, event.response)
-          break
-        }
-        case "StepDown": {
-          yield* handleStepDown(node, event)
-          break
-        }
-        case "Commit": {
-          if (event.epoch === node.epoch) yield* processCommit(node)
-          break
-        }
-        case "Verify": {
-          yield* handleVerify(node, event.deferred)
-          break
-        }
-        case "Bootstrap": {
-          yield* handleBootstrap(node, event.configuration, event.deferred)
-          break
-        }
-        case "RequestPreVote": {
-          event.deferred.done(Exit.succeed(handleRequestPreVote(node, event.request)))
-          break
-        }
-        case "PreVote": {
-          if (event.epoch === node.epoch) yield* handlePreVote(node, event.from, event.response)
-          break
-        }
-        case "TimeoutNow": {
-          event.deferred.done(Exit.succeed(yield* handleTimeoutNow(node, event.request)))
-          break
-        }
-        case "InstallCheck": {
-          event.deferred.done(Exit.succeed(yield* handleInstallCheck(node, event.request)))
-          break
-        }
-        case "InstallStored": {
-          event.deferred.done(Exit.succeed(yield* handleInstallStored(node, event.request, event.meta)))
-          break
-        }
-        case "Compact": {
-          yield* handleCompact(node, event.meta)
-          event.deferred.done(Exit.void)
-          break
-        }
-        case "Membership": {
-          yield* handleMembership(node, event.request)
-          break
-        }
-        case "Promote": {
-          if (event.epoch === node.epoch) yield* handlePromote(node, event.id)
-          break
-        }
-        case "Transfer": {
-          yield* handleTransfer(node, event.target, event.deferred)
-          break
-        }
-        case "TransferTimeout": {
-          if (event.epoch === node.epoch) yield* handleTransferTimeout(node)
-          break
-        }
-        case "WriteFailed": {
-          yield* handleWriteFailed(node, event)
-          break
-        }
-        case "UserRestore": {
-          yield* handleUserRestore(node, event.data, event.deferred)
-          break
-        }
-      }
+      yield* Effect.catchTag(handleEvent(node, event), "StorageError", (error) => refuse(node, event, error))
     }
     yield* flush
   })
 
+/** Handles one event other than an apply, answering its future when it has one. */
+const handleEvent = (node: NodeState, event: Exclude<Event, { readonly _tag: "Apply" }>) =>
+  Effect.gen(function*() {
+    switch (event._tag) {
+      case "AppendEntries": {
+        yield* answerAppend(node, event)
+        break
+      }
+      case "RequestVote": {
+        const response = yield* handleRequestVote(node, event.request)
+        event.deferred.done(Exit.succeed(response))
+        break
+      }
+      case "Timer": {
+        if (event.epoch === node.epoch) yield* handleTimer(node)
+        break
+      }
+      case "Vote": {
+        if (event.epoch === node.epoch) yield* handleVote(node, event.from, event.response)
+        break
+      }
+      case "StepDown": {
+        yield* handleStepDown(node, event)
+        break
+      }
+      case "Commit": {
+        if (event.epoch === node.epoch) yield* processCommit(node)
+        break
+      }
+      case "Verify": {
+        yield* handleVerify(node, event.deferred)
+        break
+      }
+      case "Bootstrap": {
+        yield* handleBootstrap(node, event.configuration, event.deferred)
+        break
+      }
+      case "RequestPreVote": {
+        event.deferred.done(Exit.succeed(handleRequestPreVote(node, event.request)))
+        break
+      }
+      case "PreVote": {
+        if (event.epoch === node.epoch) yield* handlePreVote(node, event.from, event.response)
+        break
+      }
+      case "TimeoutNow": {
+        event.deferred.done(Exit.succeed(yield* handleTimeoutNow(node, event.request)))
+        break
+      }
+      case "InstallCheck": {
+        event.deferred.done(Exit.succeed(yield* handleInstallCheck(node, event.request)))
+        break
+      }
+      case "InstallStored": {
+        event.deferred.done(Exit.succeed(yield* handleInstallStored(node, event.request, event.meta)))
+        break
+      }
+      case "Compact": {
+        yield* handleCompact(node, event.meta)
+        event.deferred.done(Exit.void)
+        break
+      }
+      case "Membership": {
+        yield* handleMembership(node, event.request)
+        break
+      }
+      case "Promote": {
+        if (event.epoch === node.epoch) yield* handlePromote(node, event.id)
+        break
+      }
+      case "Transfer": {
+        yield* handleTransfer(node, event.target, event.deferred)
+        break
+      }
+      case "TransferTimeout": {
+        if (event.epoch === node.epoch) yield* handleTransferTimeout(node)
+        break
+      }
+      case "WriteFailed": {
+        yield* handleWriteFailed(node, event)
+        break
+      }
+      case "UserRestore": {
+        yield* handleUserRestore(node, event.meta, event.data, event.deferred)
+        break
+      }
+    }
+  })
+
+/**
+ * A storage operation failed while the run loop handled `event`: the node degrades, it does not stop (a disk
+ * that filled up or failed once may work again). A request is refused (an AppendEntries answers failure, and
+ * its leader backs off and retries; a vote is not granted); the in-memory state moved only past writes that
+ * succeeded; a candidate or a leader steps down to follower, whose timer retries an election later.
+ */
+const refuse = (node: NodeState, event: Exclude<Event, { readonly _tag: "Apply" }>, error: StorageError) =>
+  Effect.gen(function*() {
+    yield* Effect.logError(`storage failed while handling ${event._tag}; this node stays up and retries later`, error)
+    switch (event._tag) {
+      case "AppendEntries":
+        event.deferred.done(Exit.succeed(refusedAppend(node)))
+        break
+      case "RequestVote":
+        event.deferred.done(Exit.succeed({ _tag: "RequestVoteResponse", term: node.currentTerm, granted: false }))
+        break
+      case "TimeoutNow":
+        event.deferred.done(Exit.succeed({ _tag: "TimeoutNowResponse", term: node.currentTerm, success: false }))
+        break
+      case "InstallCheck":
+        event.deferred.done(Exit.succeed({
+          accept: false,
+          response: { _tag: "InstallSnapshotResponse", term: node.currentTerm, success: false }
+        }))
+        break
+      case "InstallStored":
+        event.deferred.done(
+          Exit.succeed({ _tag: "InstallSnapshotResponse", term: node.currentTerm, success: false })
+        )
+        break
+      case "Compact":
+        event.deferred.done(Exit.void)
+        break
+      case "Membership":
+        event.request.deferred.done(Exit.fail(error))
+        break
+      case "UserRestore":
+        event.deferred.done(Exit.fail(error))
+        break
+      default:
+        break
+    }
+    if (node.role === "Candidate" || node.role === "Leader") yield* becomeFollower(node)
+  })
+
+/** The answer to an AppendEntries this node could not store: the leader backs off and sends it again. */
+const refusedAppend = (node: NodeState): AppendEntriesResponse => ({
+  _tag: "AppendEntriesResponse",
+  term: node.currentTerm,
+  lastLog: node.lastLogIndex,
+  success: false,
+  noRetryBackoff: false
+})
+
 /** One AppendEntries, answered. */
-const handleOneAppend = (node: NodeState, event: Extract<Event, { readonly _tag: "AppendEntries" }>) =>
+const answerAppend = (node: NodeState, event: Extract<Event, { readonly _tag: "AppendEntries" }>) =>
   Effect.map(handleAppendEntries(node, event.request), (response) => void event.deferred.done(Exit.succeed(response)))
+
+/** A run loop's chunk of one AppendEntries (a follower's usual one): answered, a storage failure refused. */
+const handleOneAppend = (node: NodeState, event: Extract<Event, { readonly _tag: "AppendEntries" }>) =>
+  Effect.catchTag(answerAppend(node, event), "StorageError", (error) => refuse(node, event, error))
 
 /** The run loop's fiber body: starts as a follower, then handles events until the mailbox ends. */
 export const runLoop = (node: NodeState) =>

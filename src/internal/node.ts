@@ -20,7 +20,7 @@ import * as Mailbox from "effect/Mailbox"
 import * as MetricLabel from "effect/MetricLabel"
 import * as PubSub from "effect/PubSub"
 import * as Scope from "effect/Scope"
-import { RaftShutdown, type StorageError } from "../RaftError.js"
+import { type IdentityMismatch, RaftShutdown, type StorageError } from "../RaftError.js"
 import type { AppendEntriesResponse } from "../Rpc.js"
 import type { RpcHandler } from "../Transport.js"
 import { makeApi, type Node } from "./api.js"
@@ -29,7 +29,7 @@ import { InjectedBugs } from "./bugs.js"
 import type { Event, FsmItem } from "./events.js"
 import { fsmRunner } from "./fsm.js"
 import { Future } from "./future.js"
-import { loadHardState } from "./hardState.js"
+import { claimStores, loadHardState } from "./hardState.js"
 import type { LeaderWrite } from "./leaderState.js"
 import { leaderWriter } from "./leaderLog.js"
 import { failEvent, runLoop } from "./loop.js"
@@ -42,7 +42,10 @@ export type { Node } from "./api.js"
 export type { NodeServices } from "./state.js"
 
 /** Starts a node in `parentScope`; closing that scope (or `shutdown`) stops every fiber it started. */
-export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.Effect<Node, StorageError> =>
+export const make = (
+  services: NodeServices,
+  parentScope: Scope.Scope
+): Effect.Effect<Node, StorageError | IdentityMismatch> =>
   Effect.gen(function*() {
     const { config, transport } = services
     const localId = config.localId
@@ -53,6 +56,7 @@ export const make = (services: NodeServices, parentScope: Scope.Scope): Effect.E
     const fsmMailbox = yield* Mailbox.make<FsmItem>()
     const writes = yield* Mailbox.make<LeaderWrite>()
     const observations = yield* PubSub.unbounded<Observation>()
+    yield* claimStores(services.stable, localId)
     const hard = yield* loadHardState(services.stable)
     const node = new NodeState(services, {
       parentScope,

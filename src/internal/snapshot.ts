@@ -79,9 +79,10 @@ export const handleInstallCheck = (node: NodeState, request: InstallSnapshotRequ
   })
 
 /**
- * Installs a stored snapshot (Raft figure 13): the FSM is replaced, and the log is kept only if it holds the
- * snapshot's last entry with its term; otherwise it is discarded whole, conflicting suffix included (the bug
- * of hashicorp/raft #697 was to keep it). Run loop.
+ * Installs a stored snapshot (Raft figure 13). The FSM takes it first: a snapshot it cannot restore (corrupt, or
+ * refused by the user's `restore`) is answered with failure and changes nothing here, and the leader backs off
+ * and sends it again. Then the log is kept only if it holds the snapshot's last entry with its term; otherwise it
+ * is discarded whole, conflicting suffix included (the bug of hashicorp/raft #697 was to keep it). Run loop.
  */
 export const handleInstallStored = (node: NodeState, request: InstallSnapshotRequest, meta: SnapshotMeta) =>
   Effect.gen(function*() {
@@ -104,16 +105,12 @@ export const handleInstallStored = (node: NodeState, request: InstallSnapshotReq
       const held = yield* Effect.option(logs.getLog(meta.index))
       keep = Option.isSome(held) && held.value.term === meta.term
     }
-    if (keep) {
-      yield* compactLogs(node, meta.index)
-    } else {
-      if (first > 0) {
-        yield* Effect.logInfo(`discarding the log ${first}..${node.lastLogIndex}, superseded by snapshot ${meta.id}`)
-        yield* logs.deleteRange(first, Math.max(node.lastLogIndex, first))
-      }
-      node.lastLogIndex = meta.index
-      node.lastLogTerm = meta.term
+    const restored = yield* restoreFsm(node, meta)
+    if (restored._tag === "Left") {
+      yield* Effect.logError(`refused snapshot ${meta.id} (index ${meta.index}): the state machine could not restore it`, restored.left)
+      return { ...response, success: false }
     }
+    // The FSM holds the snapshot's state now: what it covers is committed and applied here.
     if (!keep || node.latestConfigurationIndex < meta.configurationIndex) {
       node.latestConfiguration = meta.configuration
       node.latestConfigurationIndex = meta.configurationIndex
@@ -126,13 +123,39 @@ export const handleInstallStored = (node: NodeState, request: InstallSnapshotReq
     node.lastSnapshotTerm = meta.term
     if (node.commitIndex < meta.index) node.commitIndex = meta.index
     node.dispatchedToFsm = meta.index
-    node.fsmMailbox.unsafeOffer({
-      _tag: "Restore",
-      meta,
-      deferred: new Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>()
-    })
+    if (keep) {
+      yield* compactLogs(node, meta.index).pipe(
+        Effect.catchAll((error) => Effect.logWarning("failed to compact the log", error))
+      )
+    } else {
+      if (first > 0) {
+        yield* Effect.logInfo(`discarding the log ${first}..${node.lastLogIndex}, superseded by snapshot ${meta.id}`)
+        yield* logs.deleteRange(first, Math.max(node.lastLogIndex, first))
+      }
+      node.lastLogIndex = meta.index
+      node.lastLogTerm = meta.term
+    }
     yield* Effect.logInfo(`installed snapshot ${meta.id} (index ${meta.index}, term ${meta.term})`)
     return response
+  })
+
+/**
+ * Has the FSM runner replace the FSM's state with snapshot `meta`, after the batches before it, and waits for
+ * the outcome; the run loop waits too, so nothing is handed to the FSM meanwhile. A snapshot that fails (its
+ * data corrupt, or refused by the user's `restore`) is deleted from the store, so neither a restart nor a
+ * leader sending it on picks it up, and the FSM keeps its state (as `Fsm.restore` promises on failure).
+ */
+const restoreFsm = (node: NodeState, meta: SnapshotMeta) =>
+  Effect.gen(function*() {
+    const restored = new Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>()
+    node.fsmMailbox.unsafeOffer({ _tag: "Restore", meta, deferred: restored })
+    const outcome = yield* Effect.either(restored.await)
+    if (outcome._tag === "Left") {
+      yield* node.snapshots.delete(meta.id).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`failed to delete refused snapshot ${meta.id}`, error))
+      )
+    }
+    return outcome
   })
 
 /**
@@ -174,13 +197,16 @@ export const receiveSnapshot = (
   }).pipe(node.snapshotLock.withPermits(1))
 
 /**
- * A user restore (hashicorp's Restore): the snapshot is stored at an index past the whole log, so every
- * follower needs it; the FSM takes it, the log is dropped, and what was in flight is failed. Run loop.
+ * A user restore (hashicorp's Restore): the snapshot is stored at an index past the whole log and past its own
+ * (`max(lastIndex, meta.index) + 1`, so the FSM never sees an index go backwards), and every follower needs it.
+ * The FSM takes it first; if it cannot, the snapshot is deleted and nothing changes. Then the log is dropped,
+ * and what was in flight is failed. Run loop.
  */
 export const handleUserRestore = (
   node: NodeState,
+  userMeta: SnapshotMeta,
   data: Stream.Stream<Uint8Array, StorageError>,
-  deferred: Future<Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>, RestoreError>
+  deferred: Future<void, RestoreError>
 ) =>
   Effect.gen(function*() {
     const { logs } = node
@@ -192,7 +218,7 @@ export const handleUserRestore = (
         new StorageError({ operation: "restore", reason: "a configuration change is not yet committed; retry" })
       ))
     }
-    const index = node.lastLogIndex + 1
+    const index = Math.max(node.lastLogIndex, userMeta.index) + 1
     const term = node.currentTerm
     const stored = yield* Effect.either(Stream.run(
       data,
@@ -209,30 +235,38 @@ export const handleUserRestore = (
     yield* awaitLeaderWrites(node)
     if (ls.writeFailure !== undefined) return deferred.done(Exit.fail(ls.writeFailure))
     const meta = stored.right
+    const restored = yield* restoreFsm(node, meta)
+    if (restored._tag === "Left") {
+      return deferred.done(Exit.fail(
+        restored.left._tag === "SnapshotNotFound"
+          ? new StorageError({ operation: "restore", reason: restored.left.reason })
+          : restored.left
+      ))
+    }
     // Entries not yet committed never will be: the snapshot supersedes them.
     const lost = Exit.fail(new LeadershipLost())
     for (let i = ls.inflightHead; i < ls.inflight.length; i++) ls.inflight[i]!.future?.deferred.done(lost)
     ls.inflight = []
     ls.inflightHead = 0
-    const first = yield* logs.firstIndex
-    if (first > 0) yield* logs.deleteRange(first, node.lastLogIndex)
+    const dropped = node.lastLogIndex
+    node.lastSnapshotIndex = index
+    node.lastSnapshotTerm = term
+    node.commitIndex = index
+    node.dispatchedToFsm = index
     node.lastLogIndex = index
     node.lastLogTerm = term
     ls.storedIndex = index
     ls.storedTerm = term
     ls.unstored = []
     ls.recent = []
-    node.lastSnapshotIndex = index
-    node.lastSnapshotTerm = term
-    node.commitIndex = index
-    node.dispatchedToFsm = index
     ls.commitment.commitIndex = index
     ls.commitment.match(node.localId, index)
-    const restored = new Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>()
-    node.fsmMailbox.unsafeOffer({ _tag: "Restore", meta, deferred: restored })
     for (const replication of ls.replications.values()) replication.trigger.unsafeOpen()
+    // What the log held is covered by the snapshot now; were the delete to fail, a restart would drop it.
+    const first = yield* logs.firstIndex
+    if (first > 0) yield* logs.deleteRange(first, dropped)
     yield* Effect.logInfo(`restored user snapshot ${meta.id} at index ${index}`)
-    deferred.done(Exit.succeed(restored))
+    deferred.done(Exit.void)
   })
 
 /**

@@ -50,6 +50,8 @@ export const handleTransfer = (
       }
     }
     const chosen = replication
+    // The address the caller gave, as hashicorp's leadershipTransferToServer uses it; else the configuration's.
+    const address = target?.address ?? chosen.peer.address
     ls.transfer = { target: chosen.peer.id, deferred }
     const myEpoch = node.epoch
     const term = node.currentTerm
@@ -62,7 +64,7 @@ export const handleTransfer = (
           chosen.trigger.unsafeOpen()
           yield* Effect.sleep(tick)
         }
-        const response = yield* node.transport.timeoutNow(chosen.peer.id, chosen.peer.address, {
+        const response = yield* node.transport.timeoutNow(chosen.peer.id, address, {
           _tag: "TimeoutNowRequest",
           term,
           leaderId: node.localId,
