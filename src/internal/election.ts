@@ -124,7 +124,11 @@ const hearsOtherLeader = (node: NodeState, candidateId: string): boolean =>
 
 /** Whether our log is more up to date than a candidate's (Raft §5.4.1): then it gets no vote. */
 const logAhead = (node: NodeState, lastLogIndex: number, lastLogTerm: number): boolean =>
-  node.lastLogTerm > lastLogTerm || (node.lastLogTerm === lastLogTerm && node.lastLogIndex > lastLogIndex)
+  node.bugs.voteUpToDateByIndexOnly === true
+    ? node.lastLogIndex > lastLogIndex
+    : node.bugs.voteUpToDateByTermOnly === true
+    ? node.lastLogTerm > lastLogTerm
+    : node.lastLogTerm > lastLogTerm || (node.lastLogTerm === lastLogTerm && node.lastLogIndex > lastLogIndex)
 
 /** The `RequestVote` event: grants at most one vote per term, stored before it is granted. Run loop. */
 export const handleRequestVote = (node: NodeState, request: RequestVoteRequest) =>
@@ -136,7 +140,7 @@ export const handleRequestVote = (node: NodeState, request: RequestVoteRequest) 
       yield* observe()
       return response
     }
-    if (request.term < node.currentTerm) {
+    if (request.term < node.currentTerm && node.bugs.voteInStaleTerm !== true) {
       yield* observe()
       return response
     }

@@ -54,7 +54,9 @@ const acceptAppend = (node: NodeState, request: AppendEntriesRequest): Effect.Ef
     }
   }
   // Only over entries known to match the leader.
-  const verifiedUpTo = request.prevLogIndex + request.entries.length
+  const verifiedUpTo = node.bugs.commitPastVerified === true
+    ? node.lastLogIndex
+    : request.prevLogIndex + request.entries.length
   if (request.leaderCommitIndex > node.commitIndex && verifiedUpTo > node.commitIndex) {
     node.commitIndex = Math.min(request.leaderCommitIndex, verifiedUpTo)
     noteCommittedConfiguration(node)
@@ -96,7 +98,7 @@ const handleAppendEntriesInFull = (node: NodeState, request: AppendEntriesReques
       success: false,
       noRetryBackoff: false
     }
-    if (request.term < node.currentTerm) return response
+    if (request.term < node.currentTerm && node.bugs.acceptStaleAppend !== true) return response
     if (request.term > node.currentTerm || node.role !== "Follower") {
       yield* setCurrentTerm(node, request.term)
       response.term = request.term
@@ -111,10 +113,11 @@ const handleAppendEntriesInFull = (node: NodeState, request: AppendEntriesReques
       else if (request.prevLogIndex === node.lastSnapshotIndex) prevTerm = node.lastSnapshotTerm
       // Inside our snapshot: committed, so it matches any current leader's log (Raft §5.4).
       else if (request.prevLogIndex < node.lastSnapshotIndex) prevTerm = request.prevLogTerm
-      else if (request.prevLogIndex > node.lastLogIndex) {
+      else if (request.prevLogIndex > node.lastLogIndex && node.bugs.acceptPastLogEnd !== true) {
         response.noRetryBackoff = true
         return response
-      } else {
+      } else if (request.prevLogIndex > node.lastLogIndex) prevTerm = request.prevLogTerm
+      else {
         const prev = yield* Effect.either(logs.getLog(request.prevLogIndex))
         if (prev._tag === "Left") {
           response.noRetryBackoff = true
@@ -122,7 +125,7 @@ const handleAppendEntriesInFull = (node: NodeState, request: AppendEntriesReques
         }
         prevTerm = prev.right.term
       }
-      if (prevTerm !== request.prevLogTerm) {
+      if (prevTerm !== request.prevLogTerm && node.bugs.skipPrevTermCheck !== true) {
         response.noRetryBackoff = true
         return response
       }

@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { IdentityMismatch, StorageError } from "../RaftError.js"
 import type { StableStore } from "../StableStore.js"
+import type { Bugs } from "./bugs.js"
 import type { NodeState } from "./state.js"
 
 /** The StableStore key of the current term. */
@@ -24,11 +25,11 @@ const textDecoder = new TextDecoder()
  * Reads the term and the last vote at start (a generator for node.ts's `make` to delegate to, so start-up runs
  * the same steps as when this was inline).
  */
-export function* loadHardState(stable: StableStore) {
+export function* loadHardState(stable: StableStore, bugs: Bugs) {
   const currentTerm = yield* stable.getUint64(KEY_CURRENT_TERM)
   let lastVoteTerm = 0
   let lastVoteCandidate = ""
-  const vote = yield* stable.get(KEY_LAST_VOTE)
+  const vote = bugs.forgetVoteAtStart === true ? Option.none() : yield* stable.get(KEY_LAST_VOTE)
   if (Option.isSome(vote)) {
     const parsed = JSON.parse(textDecoder.decode(vote.value)) as { term?: unknown; candidate?: unknown }
     if (typeof parsed.term === "number" && typeof parsed.candidate === "string") {

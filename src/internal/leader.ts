@@ -24,7 +24,7 @@ import { type ApplyFuture, DISPATCHED, type LeaderState } from "./leaderState.js
 import { dispatch } from "./leaderLog.js"
 import { promotionLoop } from "./membership.js"
 import { metrics } from "./metrics.js"
-import { addReplication } from "./replication.js"
+import { addReplication, countedVoters } from "./replication.js"
 import { becomeFollower, changeState, resetRoleScope, setLeader } from "./role.js"
 import { emit, forkRole, type NodeState, quorumOf } from "./state.js"
 import type { ApplyResult } from "./types.js"
@@ -37,7 +37,7 @@ export const becomeLeader = (node: NodeState): Effect.Effect<void, StorageError>
     yield* changeState(node, "Leader")
     yield* setLeader(node, node.localId, node.localAddress)
     const configuration = node.latestConfiguration
-    const voters = Configuration.votersOf(configuration).map((server) => server.id)
+    const voters = countedVoters(node, configuration)
     const myEpoch = node.epoch
     const term = node.currentTerm
     const ls: LeaderState = {

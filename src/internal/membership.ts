@@ -67,7 +67,10 @@ export const processMembership = (node: NodeState) =>
     while (true) {
       const ls = node.leader
       if (ls === undefined || ls.transfer !== undefined || ls.changes.length === 0) return
-      if (ls.changeInFlight !== undefined && ls.changeInFlight.index > node.commitIndex) return
+      if (
+        ls.changeInFlight !== undefined && ls.changeInFlight.index > node.commitIndex &&
+        node.bugs.concurrentMembershipChanges !== true
+      ) return
       ls.changeInFlight = undefined
       if (node.commitIndex < ls.commitment.startIndex) return
       const request = ls.changes.shift()!

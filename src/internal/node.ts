@@ -57,7 +57,7 @@ export const make = (
     const writes = yield* Mailbox.make<LeaderWrite>()
     const observations = yield* PubSub.unbounded<Observation>()
     yield* claimStores(services.stable, localId)
-    const hard = yield* loadHardState(services.stable)
+    const hard = yield* loadHardState(services.stable, bugs)
     const node = new NodeState(services, {
       parentScope,
       nodeScope,

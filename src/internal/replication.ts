@@ -77,8 +77,9 @@ export const addReplication = (node: NodeState, ls: LeaderState, server: Configu
  */
 export const reconfigureLeader = (node: NodeState, ls: LeaderState, configuration: Configuration.Configuration) =>
   Effect.gen(function*() {
+    const voters = countedVoters(node, configuration)
     ls.commitment.setVoters(
-      Configuration.votersOf(configuration).map((server) => server.id),
+      node.bugs.countRemovedVoters === true ? [...new Set([...ls.commitment.voters(), ...voters])] : voters,
       (id) => id === node.localId ? node.lastLogIndex : ls.replications.get(id)?.matchIndex ?? 0
     )
     for (const server of configuration.servers) {
@@ -98,6 +99,12 @@ export const reconfigureLeader = (node: NodeState, ls: LeaderState, configuratio
       yield* Scope.close(replication.scope, Exit.void)
     }
   })
+
+/** The servers whose matches count toward commitment: the voters. */
+export const countedVoters = (node: NodeState, configuration: Configuration.Configuration): Array<string> =>
+  (node.bugs.countNonVoters === true ? configuration.servers : Configuration.votersOf(configuration)).map((server) =>
+    server.id
+  )
 
 /** Forks the fibers that replicate to one follower for this term (see the module comment). */
 const startReplication = (
@@ -167,7 +174,11 @@ const startReplication = (
 
     const updateLastAppended = (request: AppendEntriesRequest) => {
       const count = request.entries.length
-      const last = count > 0 ? request.entries[count - 1]!.index : request.prevLogIndex
+      const last = node.bugs.matchBeyondAcknowledged === true
+        ? node.lastLogIndex
+        : count > 0
+        ? request.entries[count - 1]!.index
+        : request.prevLogIndex
       if (last + 1 > replication.nextIndex) replication.nextIndex = last + 1
       if (last > replication.matchIndex) replication.matchIndex = last
       replication.failures = 0

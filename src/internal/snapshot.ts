@@ -43,7 +43,9 @@ const compactLogs = (node: NodeState, index: number) =>
   Effect.gen(function*() {
     if (node.lastLogIndex <= node.config.trailingLogs) return
     const first = yield* node.logs.firstIndex
-    const max = Math.min(index, node.lastLogIndex - node.config.trailingLogs)
+    const max = node.bugs.compactPastSnapshot === true
+      ? node.lastLogIndex - node.config.trailingLogs
+      : Math.min(index, node.lastLogIndex - node.config.trailingLogs)
     if (first === 0 || first > max) return
     yield* node.logs.deleteRange(first, max)
   })
@@ -59,6 +61,10 @@ export const handleCompact = (node: NodeState, meta: SnapshotMeta) =>
     )
   })
 
+/** Whether what a snapshot up to `index` holds is already handed to the FSM here (or in a snapshot). */
+const alreadyHeld = (node: NodeState, index: number): boolean =>
+  node.bugs.installOverNewer !== true && (index <= node.dispatchedToFsm || index <= node.lastSnapshotIndex)
+
 /** Is the incoming snapshot from a current leader, and news to us? (Decided before its bytes are stored.) Run loop. */
 export const handleInstallCheck = (node: NodeState, request: InstallSnapshotRequest) =>
   Effect.gen(function*() {
@@ -72,7 +78,7 @@ export const handleInstallCheck = (node: NodeState, request: InstallSnapshotRequ
     yield* setLeader(node, request.leaderId, request.leaderAddress)
     node.lastContact = node.now()
     // Everything it holds is already applied here: nothing to install, and the leader may go on from it.
-    if (request.lastLogIndex <= node.dispatchedToFsm || request.lastLogIndex <= node.lastSnapshotIndex) {
+    if (alreadyHeld(node, request.lastLogIndex)) {
       return { accept: false, response: { ...response, success: true } }
     }
     return { accept: true, response }
@@ -92,7 +98,7 @@ export const handleInstallStored = (node: NodeState, request: InstallSnapshotReq
     // start-up check reconciles it with the log), but this node's role is no longer the sender's follower.
     if (request.term !== node.currentTerm || node.role !== "Follower") return { ...response, success: false }
     node.lastContact = node.now()
-    if (meta.index <= node.dispatchedToFsm) {
+    if (alreadyHeld(node, meta.index)) {
       if (meta.index > node.lastSnapshotIndex) {
         node.lastSnapshotIndex = meta.index
         node.lastSnapshotTerm = meta.term

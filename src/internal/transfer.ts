@@ -60,7 +60,7 @@ export const handleTransfer = (
     yield* forkRole(
       node,
       Effect.gen(function*() {
-        while (chosen.matchIndex < node.lastLogIndex) {
+        while (chosen.matchIndex < node.lastLogIndex && node.bugs.transferToLaggard !== true) {
           chosen.trigger.unsafeOpen()
           yield* Effect.sleep(tick)
         }
