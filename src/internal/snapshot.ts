@@ -116,7 +116,9 @@ export const handleInstallStored = (node: NodeState, request: InstallSnapshotReq
       yield* Effect.logError(`refused snapshot ${meta.id} (index ${meta.index}): the state machine could not restore it`, restored.left)
       return { ...response, success: false }
     }
-    // The FSM holds the snapshot's state now: what it covers is committed and applied here.
+    // The FSM holds the snapshot's state now: what it covers is committed and applied here. The leader was
+    // heard from while it was restored (its heartbeats wait in the mailbox).
+    node.lastContact = node.now()
     if (!keep || node.latestConfigurationIndex < meta.configurationIndex) {
       node.latestConfiguration = meta.configuration
       node.latestConfigurationIndex = meta.configurationIndex
