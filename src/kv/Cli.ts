@@ -29,7 +29,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { ParseError } from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import { createRequire } from "node:module"
 import type { BindError, RaftConfigError, StorageError } from "../RaftError.js"
 import * as Http from "./Http.js"
 import type * as KvError from "./KvError.js"
@@ -232,8 +234,15 @@ const command = Command.make("kv").pipe(
   Command.withSubcommands([nodeCommand, clusterCommand, statusCommand, putCommand, getCommand, deleteCommand])
 )
 
+/** This package's version, read from its package.json: two directories up, from `src/kv/` as from `dist/kv/`. */
+export const version: Effect.Effect<string> = Effect.try(() => createRequire(import.meta.url)("../../package.json")).pipe(
+  Effect.flatMap(Schema.decodeUnknown(Schema.Struct({ version: Schema.String }))),
+  Effect.map((found) => found.version),
+  Effect.orDie
+)
+
 /** Runs the command line on `argv` (as `process.argv`). */
-export const run: (
+export const run = (
   argv: ReadonlyArray<string>
-) => Effect.Effect<void, CliError, Scope.Scope | CommandExecutor.CommandExecutor | CliApp.CliApp.Environment> = Command
-  .run(command, { name: "kv", version: "0.1.0" })
+): Effect.Effect<void, CliError, Scope.Scope | CommandExecutor.CommandExecutor | CliApp.CliApp.Environment> =>
+  Effect.flatMap(version, (version) => Command.run(command, { name: "kv", version })(argv))
