@@ -190,6 +190,18 @@ export class InvalidOperation extends Schema.TaggedError<InvalidOperation>()("In
   }
 }
 
+/**
+ * The state machine of `Fsm.typed` could not decode a committed command's bytes (written by something other than
+ * its typed client): it answered this instead of applying the command, on every node alike.
+ */
+export class CommandRejected extends Schema.TaggedError<CommandRejected>()("CommandRejected", {
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `command rejected by the state machine: ${this.reason}`
+  }
+}
+
 /** Every error effect-raft can produce. */
 export type RaftError =
   | NotLeader
@@ -211,3 +223,4 @@ export type RaftError =
   | BindError
   | SnapshotNotFound
   | InvalidOperation
+  | CommandRejected

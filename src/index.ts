@@ -26,4 +26,5 @@ export * as SnapshotStoreConformance from "./testing/SnapshotStoreConformance.js
 export * as Simulator from "./testing/Simulator.js"
 export * as StableStore from "./StableStore.js"
 export * as StoreConformance from "./testing/StoreConformance.js"
+export * as TestCluster from "./testing/TestCluster.js"
 export * as Transport from "./Transport.js"
