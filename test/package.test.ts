@@ -2,8 +2,8 @@
  * The package as a user gets it: built, packed, and installed from the tarball into an empty directory (npm's
  * cache makes the install quick). From there, plain Node imports every entry point; the core entry point runs a
  * cluster with the modules a native or Node-only package would bring made unresolvable; a TypeScript project with
- * strict flags type-checks against the .d.ts files alone; and the `kv` command answers --help and --version and
- * starts a cluster that elects a leader. The time of each step is printed.
+ * strict flags type-checks against the .d.ts files alone; and the `kv` command answers --help and --version,
+ * starts a cluster that elects a leader, and writes and reads a key in it. The time of each step is printed.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
@@ -56,8 +56,15 @@ const freeRange = async (count: number): Promise<number> => {
   throw new Error("no free range of loopback ports")
 }
 
-/** Runs `kv cluster` until it prints its leader; answers the milliseconds it took, and stops it. */
-const clusterToLeader = async (kv: string, dir: string): Promise<number> => {
+/**
+ * Runs `kv cluster` until it prints its leader, then `whileUp` with the leader's HTTP address, and stops it;
+ * answers the milliseconds from start to the leader.
+ */
+const clusterToLeader = async (
+  kv: string,
+  dir: string,
+  whileUp: (leaderHttp: string) => Promise<void>
+): Promise<number> => {
   const raftPort = await freeRange(3)
   const httpPort = await freeRange(3)
   const start = performance.now()
@@ -73,13 +80,14 @@ const clusterToLeader = async (kv: string, dir: string): Promise<number> => {
   let output = ""
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
   try {
-    return await new Promise<number>((resolve, reject) => {
+    const [millis, leaderHttp] = await new Promise<readonly [number, string]>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no leader within 90 s:\n${output}`)), 90_000)
       const watch = (chunk: Buffer) => {
         output += chunk.toString()
-        if (/^Leader: n\d \(term \d+\)/m.test(output)) {
+        const leader = /^Leader: n\d \(term \d+\), HTTP (\S+)$/m.exec(output)
+        if (leader !== null) {
           clearTimeout(timer)
-          resolve(performance.now() - start)
+          resolve([performance.now() - start, leader[1]!])
         }
       }
       child.stdout?.on("data", watch)
@@ -89,6 +97,8 @@ const clusterToLeader = async (kv: string, dir: string): Promise<number> => {
         reject(new Error(`kv cluster exited with ${code}:\n${output}`))
       })
     })
+    await whileUp(leaderHttp)
+    return millis
   } finally {
     // The launcher stops its nodes on SIGTERM; its process group goes down with it either way.
     if (child.exitCode === null && child.pid !== undefined) {
@@ -168,7 +178,13 @@ describe("the package, packed and installed", () => {
       assert.include(help.stdout.replace(/\x1b\[[0-9;]*m/g, ""), "- cluster [--nodes integer]")
       const version = await timed("kv --version", () => run(kv, ["--version"], { cwd: app }))
       assert.strictEqual(version.stdout.trim(), manifest.version)
-      const toLeader = await clusterToLeader(kv, app)
+      const toLeader = await clusterToLeader(kv, app, async (leaderHttp) => {
+        // The client commands, against the cluster the launcher started.
+        const put = await run(kv, ["put", "hello", "world", "--http-addr", leaderHttp], { cwd: app })
+        assert.match(put.stdout, /^ok \(index \d+\)/)
+        const get = await run(kv, ["get", "hello", "--http-addr", leaderHttp], { cwd: app })
+        assert.strictEqual(get.stdout.trim(), "world")
+      })
       timings.push(`kv cluster to a leader ${Math.round(toLeader)} ms`)
     } finally {
       console.log(`package test: ${timings.join(", ")}`)
