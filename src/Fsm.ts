@@ -97,6 +97,14 @@ export const collect = <E>(data: Stream.Stream<Uint8Array, E>): Effect.Effect<Ui
     return out
   }))
 
+/** A batch applied by a synchronous function in one step: one response per entry, in order. */
+const applyEach = (apply: (log: Log) => unknown) => (logs: ReadonlyArray<Log>): Effect.Effect<ReadonlyArray<unknown>> =>
+  Effect.sync(() => {
+    const out = new Array<unknown>(logs.length)
+    for (let i = 0; i < logs.length; i++) out[i] = apply(logs[i]!)
+    return out
+  })
+
 /**
  * Builds an `Fsm` from a synchronous function, applied to a whole batch in one step. With `state`, it also takes
  * snapshots: `save` returns the whole state as bytes (called on the FSM fiber, so it sees a consistent state) and
@@ -110,12 +118,7 @@ export const fromFunction = (
   }
 ): Fsm => ({
   apply: (log) => Effect.sync(() => apply(log)),
-  applyBatch: (logs) =>
-    Effect.sync(() => {
-      const out = new Array<unknown>(logs.length)
-      for (let i = 0; i < logs.length; i++) out[i] = apply(logs[i]!)
-      return out
-    }),
+  applyBatch: applyEach(apply),
   snapshot: state === undefined ? noSnapshots : Effect.sync(() => {
     const bytes = state.save()
     return { data: Stream.succeed(bytes), release: Effect.void }
@@ -240,12 +243,7 @@ export const typed = <C, CI, R, RI, S, SI = never>(options: TypedOptions<C, CI, 
     }
     const fsm: Fsm = {
       apply: (log) => Effect.sync(() => applyOne(log)),
-      applyBatch: (logs) =>
-        Effect.sync(() => {
-          const out = new Array<unknown>(logs.length)
-          for (let i = 0; i < logs.length; i++) out[i] = applyOne(logs[i]!)
-          return out
-        }),
+      applyBatch: applyEach(applyOne),
       snapshot: snapshotOf === undefined ? noSnapshots : Effect.sync(() => {
         // The state is a value: what is captured here is what the stream writes, whatever is applied meanwhile.
         const captured = state
