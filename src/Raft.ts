@@ -43,9 +43,10 @@ import type {
   NothingNewToSnapshot,
   NotLeader,
   RaftConfigError,
+  RaftShutdown,
   StorageError
 } from "./RaftError.js"
-import { RaftShutdown } from "./RaftError.js"
+import * as RaftError from "./RaftError.js"
 import { type SnapshotMeta, SnapshotStore } from "./SnapshotStore.js"
 import { StableStore } from "./StableStore.js"
 import { Transport } from "./Transport.js"
@@ -211,7 +212,7 @@ const awaitLeader = (
         ? Effect.succeed(known.value)
         : Effect.flatMap(state, (role) =>
           role === "Shutdown"
-            ? Effect.fail(new RaftShutdown())
+            ? Effect.fail(new RaftError.RaftShutdown())
             : Effect.zipRight(Effect.sleep(leaderPoll), Effect.suspend(() => look)))
   )
   return look
