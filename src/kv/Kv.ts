@@ -182,10 +182,14 @@ export const make = (
         ? Effect.sync(() => kv.current().index)
         : Effect.mapError(readIndex.fence, readError)
 
+    const client = Raft.makeClient(raft, KvFsm.machine)
     const apply = (command: KvFsm.Command) =>
-      raft.apply(KvFsm.encodeCommand(command), { timeout: writeTimeout }).pipe(
-        Effect.mapError(writeError),
-        Effect.map((result) => ({ index: result.index, response: KvFsm.asResponse(result.response) }))
+      client.apply(command, { timeout: writeTimeout }).pipe(
+        // The commands are plain strings and tags: they always encode.
+        Effect.catchTag("ParseError", Effect.die),
+        Effect.mapError((error) =>
+          error._tag === "CommandRejected" ? new KvError.OutcomeUnknown({ reason: error.message }) : writeError(error)
+        )
       )
 
     const rejected = (response: KvFsm.Response) =>

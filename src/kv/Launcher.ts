@@ -77,8 +77,13 @@ export const nodeArguments = (
 ]
 
 /** The command line that runs `kv node` for `node` in a child process. */
-const nodeCommand = (entry: string, loader: string, node: Planned, all: ReadonlyArray<Planned>, fast: boolean) =>
-  Command.make(process.execPath, "--import", loader, entry, ...nodeArguments(node, all, { fast }))
+const nodeCommand = (
+  entry: string,
+  loader: ReadonlyArray<string>,
+  node: Planned,
+  all: ReadonlyArray<Planned>,
+  fast: boolean
+) => Command.make(process.execPath, ...loader, entry, ...nodeArguments(node, all, { fast }))
 
 /** Waits until some node reports itself leader; answers its id, term and HTTP address. */
 const awaitLeader = (nodes: ReadonlyArray<Planned>) =>
@@ -107,8 +112,10 @@ export const run = (options: Options): Effect.Effect<
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
-    const entry = yield* path.fromFileUrl(new URL("./main.ts", import.meta.url))
-    const loader = import.meta.resolve("tsx")
+    // The `kv` entry beside this module: compiled (dist/kv/main.js) as installed, or the sources through tsx.
+    const fromSources = import.meta.url.endsWith(".ts")
+    const entry = yield* path.fromFileUrl(new URL(fromSources ? "./main.ts" : "./main.js", import.meta.url))
+    const loader = fromSources ? ["--import", import.meta.resolve("tsx")] : []
     const dataDir = path.resolve(options.dataDir)
     const planned: Array<Planned> = []
     for (let i = 0; i < Math.max(1, options.nodes); i++) {

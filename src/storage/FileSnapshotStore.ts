@@ -20,14 +20,19 @@
  *
  * Ids start with a 12-digit sequence number, so they sort in creation order;
  * the sequence continues from the highest one on disk when the store opens.
+ *
+ * `make` runs on any `FileSystem` and `Path`; `layer` provides Node's.
  */
 import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
@@ -35,7 +40,7 @@ import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import * as Configuration from "../Configuration.js"
 import { SnapshotNotFound, StorageError } from "../RaftError.js"
-import type { SnapshotMeta, SnapshotStore } from "../SnapshotStore.js"
+import { type SnapshotMeta, SnapshotStore } from "../SnapshotStore.js"
 
 /** What the file store can be told. */
 export interface Options {
@@ -332,3 +337,7 @@ export const make = (
 
     return { create, list, open, delete: remove }
   })
+
+/** A file snapshot store under `directory` on Node's file system; fails if the directory cannot be opened. */
+export const layer = (directory: string, options?: Options): Layer.Layer<SnapshotStore, StorageError> =>
+  Layer.effect(SnapshotStore, make(directory, options)).pipe(Layer.provide([NodeFileSystem.layer, NodePath.layer]))
