@@ -84,6 +84,19 @@ export class FsmError extends Data.TaggedError("FsmError")<{
   }
 }
 
+/**
+ * A command is larger than `RaftConfig.maxEntryBytes` (`size` and `limit` in bytes): `apply` refuses it before
+ * anything is appended, so one oversized write can never produce a frame that peers refuse.
+ */
+export class EntryTooLarge extends Schema.TaggedError<EntryTooLarge>()("EntryTooLarge", {
+  size: Schema.Number,
+  limit: Schema.Number
+}) {
+  override get message(): string {
+    return `entry of ${this.size} bytes exceeds the limit of ${this.limit} bytes`
+  }
+}
+
 /** The node has been shut down (explicitly or because its layer was closed). */
 export class RaftShutdown extends Schema.TaggedError<RaftShutdown>()("RaftShutdown", {}) {
   override get message(): string {
@@ -195,6 +208,7 @@ export type RaftError =
   | NotLeader
   | LeadershipLost
   | ApplyTimeout
+  | EntryTooLarge
   | LeadershipTransferInProgress
   | LeadershipTransferFailed
   | NothingNewToSnapshot

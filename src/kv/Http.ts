@@ -127,6 +127,7 @@ export class KvGroup extends HttpApiGroup.make("kv")
   .addError(KvError.NoLeader)
   .addError(KvError.Unavailable)
   .addError(KvError.OutcomeUnknown)
+  .addError(KvError.PayloadTooLarge)
 {}
 
 /** The cluster endpoints. */
@@ -163,6 +164,7 @@ export class ClusterGroup extends HttpApiGroup.make("cluster")
   .addError(KvError.Unavailable)
   .addError(KvError.OutcomeUnknown)
   .addError(KvError.ClusterChangeFailed)
+  .addError(KvError.PayloadTooLarge)
 {}
 
 /** The whole API of a key-value node. */
