@@ -77,7 +77,10 @@ export interface Options {
   readonly advertise?: string | undefined
   /** Speak TLS (both ways) with this material. */
   readonly tls?: TlsOptions | undefined
-  /** Largest frame accepted or sent; a bigger length prefix closes the connection. Default 8 MiB. */
+  /**
+   * Largest frame accepted or sent: a bigger length prefix closes the connection, and a request that would need a
+   * bigger frame fails with `TransportError` "oversize" unsent. Default 8 MiB. Give every node of a cluster the same.
+   */
   readonly maxFrameBytes?: number | undefined
   /** How long dialling a peer may take, retries included. Default 5 s. */
   readonly connectTimeout?: Duration.DurationInput | undefined
@@ -89,14 +92,26 @@ export interface Options {
   readonly pipelineMaxInFlight?: number | undefined
   /** Bytes of entries in flight on a pipeline before `send` waits. Default 4 MiB. */
   readonly pipelineMaxBytes?: number | undefined
-  /**
-   * Inbound: how long a peer may take to send its first frame after connecting (or to finish a TLS handshake),
-   * and to complete a frame it has started. Default 10 s.
-   */
+  /** Inbound: how long a peer may take to complete a frame it has started. Default 10 s. */
   readonly frameTimeout?: Duration.DurationInput | undefined
-  /** Inbound connections served at once; more are refused. Default 1024. */
+  /**
+   * Inbound: how long a new connection may take to finish its TLS handshake and to start its first frame; a
+   * connection that stays silent that long is closed. Default 3 s.
+   */
+  readonly openTimeout?: Duration.DurationInput | undefined
+  /** Inbound connections served at once; more are refused (and counted in `rejected`). Default 256. */
   readonly maxInboundConnections?: number | undefined
-  /** Largest chunk frame of a snapshot stream; bigger stream chunks are split. Default 256 KiB. */
+  /**
+   * Bytes all connections together may hold for frames still being received (see `Codec.ReceiveBudget`). A frame
+   * over 64 KiB reserves its announced size when its length prefix arrives; one that does not fit closes its
+   * connection with a `CodecError` "budget" logged. Each connection may also hold one frame of up to 64 KiB outside
+   * the budget. Default 64 MiB; at least `maxFrameBytes` + 4.
+   */
+  readonly receiveBudgetBytes?: number | undefined
+  /**
+   * Largest chunk frame of a snapshot stream; bigger stream chunks are split. Default 256 KiB (less when frames are
+   * smaller); a value whose frame would exceed `maxFrameBytes` fails construction.
+   */
   readonly snapshotChunkBytes?: number | undefined
 }
 
@@ -106,8 +121,12 @@ export interface Stats {
   readonly inbound: number
   /** Outbound connections open now (idle in a pool, busy with an RPC, or owned by a pipeline). */
   readonly outbound: number
-  /** Inbound connections closed for bad input or a timeout since start. */
+  /** Inbound connections closed for bad input or a timeout, or refused, since start. */
   readonly rejected: number
+  /** Bytes of frames being received that are reserved in the receive budget now. */
+  readonly receiving: number
+  /** The most bytes reserved in the receive budget at once since start. */
+  readonly receivingPeak: number
 }
 
 /** The TCP transport: a `Transport` plus its connection counts. */
@@ -116,7 +135,8 @@ export interface TcpTransport extends Transport {
   readonly stats: Effect.Effect<Stats>
 }
 
-const defaults = {
+/** The defaults of `Options`. */
+export const defaults = {
   maxFrameBytes: 8 * 1024 * 1024,
   connectTimeoutMillis: 5_000,
   rpcTimeoutMillis: 10_000,
@@ -124,9 +144,13 @@ const defaults = {
   pipelineMaxInFlight: 16,
   pipelineMaxBytes: 4 * 1024 * 1024,
   frameTimeoutMillis: 10_000,
-  maxInboundConnections: 1024,
+  openTimeoutMillis: 3_000,
+  maxInboundConnections: 256,
+  receiveBudgetBytes: 64 * 1024 * 1024,
+  /** Frames up to this size (length prefix included) are not charged to the receive budget. */
+  unchargedFrameBytes: 64 * 1024,
   snapshotChunkBytes: 256 * 1024
-}
+} as const
 
 /** Splits "host:port" (or "[v6]:port") into its parts; undefined when it is not one. */
 export const parseAddress = (address: string): { readonly host: string; readonly port: number } | undefined => {
@@ -236,11 +260,12 @@ class Conn {
     readonly socket: net.Socket,
     readonly peer: string,
     maxFrameBytes: number,
+    budget: Codec.ReceiveBudget,
     private readonly now: () => number,
     private readonly onCodecError: (error: CodecError) => void,
     private readonly onClosed: (conn: Conn) => void
   ) {
-    this.reader = new Codec.FrameReader(peer, maxFrameBytes)
+    this.reader = new Codec.FrameReader(peer, maxFrameBytes, budget)
     socket.on("data", (chunk: Buffer) => this.receive(chunk))
     socket.on("error", (error) => this.close(new TransportError({ target: peer, reason: "closed", detail: errorText(error) })))
     socket.on("end", () => this.close(new TransportError({ target: peer, reason: "closed", detail: "peer closed" })))
@@ -335,6 +360,7 @@ class Conn {
     this.closed = true
     this.closeReason = reason
     this.socket.destroy()
+    this.reader.dispose()
     this.onClosed(this)
     const owner = this.owner
     this.owner = undefined
@@ -354,9 +380,57 @@ const materials = (
   ? material(value)
   : value.map(material)
 
-/** Builds a TCP transport listening on `options.bind`, closed (listener and every connection) with the scope. */
+/** The default snapshot chunk: 256 KiB, or what a smaller frame can carry. */
+const defaultChunkBytes = (maxFrameBytes: number): number =>
+  Math.min(defaults.snapshotChunkBytes, maxFrameBytes - (Codec.HEADER_BYTES - 4))
+
+/** Why `options` cannot work, or undefined. */
+const invalidOptions = (options: Options): string | undefined => {
+  const maxFrameBytes = options.maxFrameBytes ?? defaults.maxFrameBytes
+  if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1024) {
+    return `maxFrameBytes must be an integer of at least 1024 (got ${maxFrameBytes})`
+  }
+  const chunk = options.snapshotChunkBytes ?? defaultChunkBytes(maxFrameBytes)
+  if (!Number.isSafeInteger(chunk) || chunk < 1 || chunk + Codec.HEADER_BYTES - 4 > maxFrameBytes) {
+    return `snapshotChunkBytes must be a positive integer whose frame fits in maxFrameBytes ${maxFrameBytes} (got ${chunk})`
+  }
+  const budget = options.receiveBudgetBytes ?? defaults.receiveBudgetBytes
+  if (!Number.isSafeInteger(budget) || budget < maxFrameBytes + 4) {
+    return `receiveBudgetBytes must be an integer of at least maxFrameBytes + 4 (got ${budget})`
+  }
+  const connections = options.maxInboundConnections ?? defaults.maxInboundConnections
+  if (!Number.isSafeInteger(connections) || connections < 1) {
+    return `maxInboundConnections must be a positive integer (got ${connections})`
+  }
+  return undefined
+}
+
+/** The request frame of `request`, or the `TransportError` "oversize" that refuses it unsent. */
+const requestFrame = (
+  address: string,
+  maxFrameBytes: number,
+  id: number,
+  request: Rpc.Request
+): Codec.Encoded | TransportError => {
+  const frame = Codec.encodeRequest(id, request)
+  const length = Codec.frameLength(frame)
+  return length <= maxFrameBytes ? frame : new TransportError({
+    target: address,
+    reason: "oversize",
+    detail: `${request._tag} needs a frame of ${length} bytes, maxFrameBytes is ${maxFrameBytes}`
+  })
+}
+
+/**
+ * Builds a TCP transport listening on `options.bind`, closed (listener and every connection) with the scope. Fails
+ * with `BindError` when it cannot listen, or when its options cannot work together (a snapshot chunk larger than a
+ * frame, a receive budget smaller than one).
+ */
 export const make = (options: Options): Effect.Effect<TcpTransport, BindError, Scope.Scope> =>
   Effect.gen(function*() {
+    const bindAddress = formatAddress(options.bind.host, options.bind.port)
+    const invalid = invalidOptions(options)
+    if (invalid !== undefined) return yield* new BindError({ address: bindAddress, reason: invalid })
     const maxFrameBytes = options.maxFrameBytes ?? defaults.maxFrameBytes
     const connectTimeoutMillis = options.connectTimeout === undefined
       ? defaults.connectTimeoutMillis
@@ -367,10 +441,17 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
     const frameTimeoutMillis = options.frameTimeout === undefined
       ? defaults.frameTimeoutMillis
       : Duration.toMillis(options.frameTimeout)
+    const openTimeoutMillis = options.openTimeout === undefined
+      ? defaults.openTimeoutMillis
+      : Duration.toMillis(options.openTimeout)
+    const budget = new Codec.ReceiveBudget(
+      options.receiveBudgetBytes ?? defaults.receiveBudgetBytes,
+      defaults.unchargedFrameBytes
+    )
     const maxPool = Math.max(0, options.maxPool ?? defaults.maxPool)
     const maxInFlight = Math.max(1, options.pipelineMaxInFlight ?? defaults.pipelineMaxInFlight)
     const maxInFlightBytes = Math.max(1, options.pipelineMaxBytes ?? defaults.pipelineMaxBytes)
-    const chunkBytes = Math.max(1, Math.min(options.snapshotChunkBytes ?? defaults.snapshotChunkBytes, maxFrameBytes - 64))
+    const chunkBytes = options.snapshotChunkBytes ?? defaultChunkBytes(maxFrameBytes)
     const tlsOptions = options.tls
     const verifyPeerId = tlsOptions !== undefined && (tlsOptions.verifyPeerId ?? true)
     const requireClientCert = tlsOptions?.requireClientCert ?? true
@@ -443,7 +524,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         const onReady = () => {
           socket.off("error", onError)
           socket.setNoDelay(true)
-          const conn = new Conn(socket, address, maxFrameBytes, now, logCodecError, (c) => void outbound.delete(c))
+          const conn = new Conn(socket, address, maxFrameBytes, budget, now, logCodecError, (c) => void outbound.delete(c))
           outbound.add(conn)
           resume(Effect.succeed(conn))
         }
@@ -580,11 +661,13 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
       address: string,
       request: Exclude<Rpc.Request, Rpc.InstallSnapshotRequest>,
       tag: A["_tag"]
-    ): Effect.Effect<A, TransportError> =>
-      Effect.flatMap(acquire(lane, peerId, address), (conn) => {
-        const id = newId()
+    ): Effect.Effect<A, TransportError> => {
+      const id = newId()
+      const frame = requestFrame(address, maxFrameBytes, id, request)
+      if (frame instanceof TransportError) return Effect.fail(frame)
+      return Effect.flatMap(acquire(lane, peerId, address), (conn) => {
         const answer = expectResponse<A>(conn, address, id, tag)
-        conn.write(Codec.encodeRequest(id, request))
+        conn.write(frame)
         return withRpcTimeout(address, answer).pipe(
           Effect.onExit((exit) =>
             Effect.sync(() => {
@@ -594,21 +677,24 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
           )
         )
       })
+    }
 
     const installSnapshot = (
       peerId: string,
       address: string,
       request: Rpc.InstallSnapshotRequest,
       data: Stream.Stream<Uint8Array, StorageError>
-    ): Effect.Effect<Rpc.InstallSnapshotResponse, TransportError | StorageError> =>
-      Effect.flatMap(dial(peerId, address), (conn) => {
-        const id = newId()
+    ): Effect.Effect<Rpc.InstallSnapshotResponse, TransportError | StorageError> => {
+      const id = newId()
+      const frame = requestFrame(address, maxFrameBytes, id, request)
+      if (frame instanceof TransportError) return Effect.fail(frame)
+      return Effect.flatMap(dial(peerId, address), (conn) => {
         let answered = false
         const answer = expectResponse<Rpc.InstallSnapshotResponse>(conn, address, id, "InstallSnapshotResponse").pipe(
           Effect.ensuring(Effect.sync(() => (answered = true)))
         )
         return Effect.gen(function*() {
-          conn.write(Codec.encodeRequest(id, request))
+          conn.write(frame)
           // The answer is awaited from the start: a receiver that answers early (shut down) stops the sending.
           const answerFiber = yield* Effect.fork(answer)
           const sent = yield* data.pipe(
@@ -631,7 +717,8 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
           if (Either.isLeft(sent)) {
             const error = sent.left
             if (error._tag === "StorageError") {
-              conn.write(Codec.encodeAbort(id, `sender failed to read the snapshot: ${error.operation}`))
+              // (Short text: with maxFrameBytes at least 1024, the abort frame always fits, as every answer does.)
+              conn.write(Codec.encodeAbort(id, `sender failed to read the snapshot: ${error.operation}`.slice(0, 512)))
               conn.end()
               return yield* Effect.fail(error)
             }
@@ -649,6 +736,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
           )
         )
       })
+    }
 
     const openPipeline = (peerId: string, address: string): Effect.Effect<AppendPipeline, TransportError, Scope.Scope> =>
       Effect.gen(function*() {
@@ -732,7 +820,8 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
           send: (request) =>
             Effect.suspend(() => {
               const id = newId()
-              const frame = Codec.encodeRequest(id, request)
+              const frame = requestFrame(address, maxFrameBytes, id, request)
+              if (frame instanceof TransportError) return Effect.fail(frame)
               const bytes = frame[1].length
               return Effect.flatMap(waitForRoom(bytes), () => {
                 if (broken !== undefined) return Effect.fail(broken)
@@ -843,10 +932,12 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         yield* Effect.gen(function*() {
           const opened = now()
           while (!conn.closed) {
-            yield* Effect.sleep(Math.max(5, frameTimeoutMillis / 4))
+            yield* Effect.sleep(Math.max(5, Math.min(frameTimeoutMillis, openTimeoutMillis) / 4))
             const at = now()
-            if (conn.framesSeen === 0 && conn.reader.pending === 0 && at - opened > frameTimeoutMillis) {
-              conn.reject(new CodecError({ peer: conn.peer, reason: "stalled", detail: "no frame after connecting" }))
+            if (conn.framesSeen === 0 && conn.reader.pending === 0 && at - opened > openTimeoutMillis) {
+              conn.reject(
+                new CodecError({ peer: conn.peer, reason: "stalled", detail: `no frame ${openTimeoutMillis} ms after connecting` })
+              )
             } else if (conn.partialSince !== undefined && at - conn.partialSince > frameTimeoutMillis) {
               conn.reject(
                 new CodecError({ peer: conn.peer, reason: "stalled", detail: `frame incomplete after ${frameTimeoutMillis} ms` })
@@ -999,7 +1090,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         peerIds = client.ids
       }
       socket.setNoDelay(true)
-      const conn = new Conn(socket, peer, maxFrameBytes, now, (error) => {
+      const conn = new Conn(socket, peer, maxFrameBytes, budget, now, (error) => {
         rejected++
         logCodecError(error)
       }, (c) => void inbound.delete(c))
@@ -1016,20 +1107,21 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
         ca: materials(tlsOptions.ca),
         requestCert: requireClientCert,
         rejectUnauthorized: requireClientCert,
-        handshakeTimeout: frameTimeoutMillis
+        handshakeTimeout: openTimeoutMillis
       }, accept)
     server.maxConnections = options.maxInboundConnections ?? defaults.maxInboundConnections
+    // Node closes connections over maxConnections itself; they are counted, not logged one by one (a flood would
+    // flood the log).
+    server.on("drop", () => void rejected++)
+    // With a listener here Node leaves the socket to it: a handshake that timed out would otherwise stay open.
     server.on("tlsClientError", (error: Error, socket: tls.TLSSocket) => {
+      const peer = formatAddress(socket.remoteAddress ?? "?", socket.remotePort ?? 0)
+      socket.destroy()
       rejected++
-      log(
-        Effect.logWarning("refused a TLS connection", errorText(error)).pipe(
-          Effect.annotateLogs({ peer: formatAddress(socket.remoteAddress ?? "?", socket.remotePort ?? 0) })
-        )
-      )
+      log(Effect.logWarning("refused a TLS connection", errorText(error)).pipe(Effect.annotateLogs({ peer })))
     })
     server.on("error", (error) => log(Effect.logError("listener failed", errorText(error))))
 
-    const bindAddress = formatAddress(options.bind.host, options.bind.port)
     const bound = yield* Effect.acquireRelease(
       Effect.async<net.AddressInfo, BindError>((resume) => {
         const onError = (error: Error) =>
@@ -1061,7 +1153,14 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
 
     const transport: TcpTransport = {
       localAddress,
-      stats: Effect.sync(() => ({ inbound: inbound.size, outbound: outbound.size, rejected })),
+      maxFrameBytes,
+      stats: Effect.sync(() => ({
+        inbound: inbound.size,
+        outbound: outbound.size,
+        rejected,
+        receiving: budget.used,
+        receivingPeak: budget.peak
+      })),
       serve: (h) =>
         Effect.acquireRelease(
           Effect.sync(() => {

@@ -191,16 +191,51 @@ export const concat = (encoded: Encoded): Uint8Array => {
 
 // ---------------------------------------------------------------- framing
 
+/** The length prefix of `encoded`: the bytes after its first four, what a reader compares with `maxFrameBytes`. */
+export const frameLength = (encoded: Encoded): number => encoded[0].length - 4 + encoded[1].length
+
+/**
+ * The bytes all of a transport's connections may hold for frames still being received. A frame of up to
+ * `unchargedBytes` (length prefix included) is not charged: each connection may hold one such frame outside the
+ * budget, so small frames (heartbeats, votes, small batches) are never refused and memory stays within `limitBytes`
+ * plus connections × `unchargedBytes`. A larger frame reserves its whole announced size when its length prefix
+ * arrives, or is refused.
+ */
+export class ReceiveBudget {
+  /** Bytes reserved now. */
+  used = 0
+  /** The most bytes reserved at once since start. */
+  peak = 0
+
+  constructor(readonly limitBytes: number, readonly unchargedBytes: number) {}
+
+  /** Reserves `bytes`; false (and nothing reserved) when they do not fit. */
+  reserve(bytes: number): boolean {
+    if (this.used + bytes > this.limitBytes) return false
+    this.used += bytes
+    if (this.used > this.peak) this.peak = this.used
+    return true
+  }
+
+  release(bytes: number): void {
+    this.used -= bytes
+  }
+}
+
 /**
  * Cuts frames out of a byte stream. `push` takes the next chunk and returns the frames it completed, or a
- * `CodecError` after which the reader must not be used again (the connection is closed).
+ * `CodecError` after which the reader must not be used again (the connection is closed). With a `budget`, a frame
+ * larger than its uncharged size reserves its announced size before any more of it is buffered (see `ReceiveBudget`);
+ * `dispose` gives back what a frame cut short still holds.
  */
 export class FrameReader {
   private chunks: Array<Uint8Array> = []
   private buffered = 0
   private failed = false
+  /** Bytes of the frame being received that are reserved in the budget (0 when none). */
+  private reserved = 0
 
-  constructor(readonly peer: string, readonly maxFrameBytes: number) {}
+  constructor(readonly peer: string, readonly maxFrameBytes: number, readonly budget?: ReceiveBudget | undefined) {}
 
   /** Bytes received but not yet part of a complete frame. */
   get pending(): number {
@@ -218,8 +253,19 @@ export class FrameReader {
       const length = this.peekUint32()
       if (length > this.maxFrameBytes) return this.fail("oversize", `length prefix ${length} > ${this.maxFrameBytes}`)
       if (length < HEADER_BYTES - 4) return this.fail("malformed", `length prefix ${length} < ${HEADER_BYTES - 4}`)
+      const budget = this.budget
+      if (budget !== undefined && this.reserved === 0 && 4 + length > budget.unchargedBytes) {
+        if (!budget.reserve(4 + length)) {
+          return this.fail(
+            "budget",
+            `frame of ${4 + length} bytes, ${budget.limitBytes - budget.used} of ${budget.limitBytes} budget bytes free`
+          )
+        }
+        this.reserved = 4 + length
+      }
       if (this.buffered < 4 + length) break
       const bytes = this.take(4 + length)
+      this.dispose()
       const version = bytes[4]!
       if (version !== VERSION) return this.fail("version", `protocol version ${version}, expected ${VERSION}`)
       const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
@@ -228,10 +274,18 @@ export class FrameReader {
     return frames
   }
 
+  /** Gives back the budget a frame being received holds (when it completes, fails, or its connection closes). */
+  dispose(): void {
+    if (this.reserved === 0) return
+    this.budget?.release(this.reserved)
+    this.reserved = 0
+  }
+
   private fail(reason: CodecError["reason"], detail: string): CodecError {
     this.failed = true
     this.chunks = []
     this.buffered = 0
+    this.dispose()
     return new CodecError({ peer: this.peer, reason, detail })
   }
 
