@@ -17,7 +17,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type { ServeError } from "@effect/platform/HttpServerError"
-import { createServer } from "node:http"
 import { join } from "node:path"
 import * as Configuration from "../Configuration.js"
 import * as LogStore from "../LogStore.js"
@@ -32,6 +31,7 @@ import * as TcpTransport from "../transport/TcpTransport.js"
 import type { Transport } from "../Transport.js"
 import * as FaultSwitch from "./FaultSwitch.js"
 import * as Http from "./Http.js"
+import * as HttpLimits from "./HttpLimits.js"
 import * as Kv from "./Kv.js"
 import * as KvFsm from "./KvFsm.js"
 
@@ -127,7 +127,7 @@ export const layer = <E>(
   const service = Kv.layer({ httpAddress: options.httpAddress, peers }).pipe(Layer.provideMerge(node))
   const server = Http.layer.pipe(
     Layer.provide(
-      NodeHttpServer.layer(createServer, { host: http?.host ?? "127.0.0.1", port: http?.port ?? 0 })
+      NodeHttpServer.layer(HttpLimits.createServer(), { host: http?.host ?? "127.0.0.1", port: http?.port ?? 0 })
     )
   )
   const joining = options.join === undefined

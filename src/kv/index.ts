@@ -5,6 +5,7 @@
 export * as Cli from "./Cli.js"
 export * as FaultSwitch from "./FaultSwitch.js"
 export * as Http from "./Http.js"
+export * as HttpLimits from "./HttpLimits.js"
 export * as Kv from "./Kv.js"
 export * as KvError from "./KvError.js"
 export * as KvFsm from "./KvFsm.js"
