@@ -234,21 +234,41 @@ export class FrameReader {
   private failed = false
   /** Bytes of the frame being received that are reserved in the budget (0 when none). */
   private reserved = 0
+  /**
+   * The frame being assembled once it spans more than one push: its whole announced size, allocated once (and
+   * charged to the budget when large), so a frame arriving in many small pieces costs one copy of each byte,
+   * not a list of pieces and a copy of all of them per piece.
+   */
+  private partial: Uint8Array | undefined = undefined
+  private filled = 0
 
   constructor(readonly peer: string, readonly maxFrameBytes: number, readonly budget?: ReceiveBudget | undefined) {}
 
   /** Bytes received but not yet part of a complete frame. */
   get pending(): number {
-    return this.buffered
+    return this.buffered + this.filled
   }
 
   push(chunk: Uint8Array): Array<Frame> | CodecError {
     if (this.failed) return new CodecError({ peer: this.peer, reason: "malformed", detail: "reader already failed" })
-    if (chunk.length > 0) {
-      this.chunks.push(chunk)
-      this.buffered += chunk.length
-    }
     const frames: Array<Frame> = []
+    let input = chunk
+    const partial = this.partial
+    if (partial !== undefined) {
+      const n = Math.min(partial.length - this.filled, input.length)
+      partial.set(input.subarray(0, n), this.filled)
+      this.filled += n
+      if (this.filled < partial.length) return frames
+      input = input.subarray(n)
+      this.partial = undefined
+      this.filled = 0
+      const error = this.complete(partial, frames)
+      if (error !== undefined) return error
+    }
+    if (input.length > 0) {
+      this.chunks.push(input)
+      this.buffered += input.length
+    }
     while (this.buffered >= 4) {
       const length = this.peekUint32()
       if (length > this.maxFrameBytes) return this.fail("oversize", `length prefix ${length} > ${this.maxFrameBytes}`)
@@ -263,15 +283,34 @@ export class FrameReader {
         }
         this.reserved = 4 + length
       }
-      if (this.buffered < 4 + length) break
-      const bytes = this.take(4 + length)
-      this.dispose()
-      const version = bytes[4]!
-      if (version !== VERSION) return this.fail("version", `protocol version ${version}, expected ${VERSION}`)
-      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-      frames.push({ type: bytes[5]!, id: view.getUint32(6), body: bytes.subarray(HEADER_BYTES) })
+      if (this.buffered < 4 + length) {
+        // Incomplete: assemble it in one buffer of its size from now on.
+        const assembling = new Uint8Array(4 + length)
+        this.filled = this.buffered
+        this.partial = assembling
+        let at = 0
+        for (const piece of this.chunks) {
+          assembling.set(piece, at)
+          at += piece.length
+        }
+        this.chunks = []
+        this.buffered = 0
+        break
+      }
+      const error = this.complete(this.take(4 + length), frames)
+      if (error !== undefined) return error
     }
     return frames
+  }
+
+  /** Takes a complete frame's bytes (length prefix included) into `frames`, giving back its budget. */
+  private complete(bytes: Uint8Array, frames: Array<Frame>): CodecError | undefined {
+    this.dispose()
+    const version = bytes[4]!
+    if (version !== VERSION) return this.fail("version", `protocol version ${version}, expected ${VERSION}`)
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    frames.push({ type: bytes[5]!, id: view.getUint32(6), body: bytes.subarray(HEADER_BYTES) })
+    return undefined
   }
 
   /** Gives back the budget a frame being received holds (when it completes, fails, or its connection closes). */
@@ -285,6 +324,8 @@ export class FrameReader {
     this.failed = true
     this.chunks = []
     this.buffered = 0
+    this.partial = undefined
+    this.filled = 0
     this.dispose()
     return new CodecError({ peer: this.peer, reason, detail })
   }
