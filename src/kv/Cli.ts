@@ -5,6 +5,7 @@
  *           (--tls-cert FILE --tls-key FILE --tls-ca FILE | --insecure-transport)
  *           [--peer n2,127.0.0.1:7002,127.0.0.1:8002 ...] [--bootstrap] [--join 127.0.0.1:8001] [--faults] [--fast]
  *   kv cluster [--nodes 3] [--data-dir data] [--raft-port 7001] [--http-port 8001]   (what `npm start` runs)
+ *   kv certs --id n4 [--data-dir data]   (a certificate for one more node, from the cluster's CA)
  *   kv status --http-addr 127.0.0.1:8001
  *   kv put KEY VALUE | kv get KEY [--stale] | kv delete KEY   [--http-addr 127.0.0.1:8001]
  *
@@ -34,7 +35,7 @@ import * as Option from "effect/Option"
 import type { ParseError } from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import type { BindError, RaftConfigError, StorageError } from "../RaftError.js"
-import type * as Certificates from "./Certificates.js"
+import * as Certificates from "./Certificates.js"
 import * as Http from "./Http.js"
 import type * as KvError from "./KvError.js"
 import * as KvNode from "./KvNode.js"
@@ -158,6 +159,21 @@ const clusterCommand = Command.make("cluster", {
   Command.withDescription("start a cluster on loopback as child processes; Ctrl-C stops them all")
 )
 
+const certsCommand = Command.make("certs", {
+  id: Options.text("id").pipe(Options.withDescription("the server id the certificate names")),
+  dataDir: Options.text("data-dir").pipe(
+    Options.withDefault("data"),
+    Options.withDescription("the cluster's data directory (its CA is in <data-dir>/tls)")
+  )
+}, ({ dataDir, id }) =>
+  Effect.gen(function*() {
+    const dir = `${dataDir}/${id}`
+    const { files, made } = yield* Certificates.ensureCluster(dataDir, [{ id, dir }])
+    const own = files.get(id)!
+    yield* Console.log(made.length === 0 ? `${id} already has a certificate:` : `made ${made.join(", ")}:`)
+    yield* Console.log(`  --tls-cert ${own.cert} --tls-key ${own.key} --tls-ca ${own.ca}`)
+  })).pipe(Command.withDescription("make the certificate of one more node (in <data-dir>/<id>/tls) with the cluster's CA"))
+
 const client = (address: string) => Http.client(address).pipe(Effect.provide(Http.layerFetch))
 
 const pad = (cells: ReadonlyArray<string>, widths: ReadonlyArray<number>): string =>
@@ -271,12 +287,13 @@ export type CliError =
   | HttpApiError.HttpApiDecodeError
   | HttpClientError.HttpClientError
   | Launcher.LaunchError
+  | Certificates.CertificateError
   | PlatformError
 
 /** The `kv` command and its subcommands. */
 const command = Command.make("kv").pipe(
   Command.withDescription("a replicated key-value store on effect-raft"),
-  Command.withSubcommands([nodeCommand, clusterCommand, statusCommand, putCommand, getCommand, deleteCommand])
+  Command.withSubcommands([nodeCommand, clusterCommand, certsCommand, statusCommand, putCommand, getCommand, deleteCommand])
 )
 
 /** Runs the command line on `argv` (as `process.argv`). */
