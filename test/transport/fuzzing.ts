@@ -25,17 +25,21 @@ import * as TcpTransport from "../../src/transport/TcpTransport.js"
 
 const entry = (index: number, data: Uint8Array): Log => ({ index, term: 1, type: "Command", data })
 
-const samples: ReadonlyArray<Uint8Array> = [
-  Codec.concat(Codec.encodeRequest(1, {
+/** The frame of an AppendEntries (request `id`) from leader "a" at term 1 carrying `entries`. */
+const appendEntriesFrame = (id: number, entries: ReadonlyArray<Log>): Uint8Array =>
+  Codec.concat(Codec.encodeRequest(id, {
     _tag: "AppendEntriesRequest",
     term: 1,
     leaderId: "a",
     leaderAddress: "127.0.0.1:1",
     prevLogIndex: 0,
     prevLogTerm: 0,
-    entries: [entry(1, new Uint8Array([1, 2, 3])), entry(2, new Uint8Array(40))],
+    entries,
     leaderCommitIndex: 0
-  })),
+  }))
+
+const samples: ReadonlyArray<Uint8Array> = [
+  appendEntriesFrame(1, [entry(1, new Uint8Array([1, 2, 3])), entry(2, new Uint8Array(40))]),
   Codec.concat(Codec.encodeRequest(2, {
     _tag: "RequestVoteRequest",
     term: 2,
@@ -105,16 +109,7 @@ export const liveLimits = { maxFrameBytes: 256 * 1024, receiveBudgetBytes: 1024 
 
 /** A valid AppendEntries of `size` bytes of entry data: over the uncharged 64 KiB, some over `maxFrameBytes`. */
 const large: FastCheck.Arbitrary<Uint8Array> = FastCheck.integer({ min: 64 * 1024, max: 320 * 1024 }).map((size) =>
-  Codec.concat(Codec.encodeRequest(8, {
-    _tag: "AppendEntriesRequest",
-    term: 1,
-    leaderId: "a",
-    leaderAddress: "127.0.0.1:1",
-    prevLogIndex: 0,
-    prevLogTerm: 0,
-    entries: [entry(1, new Uint8Array(size))],
-    leaderCommitIndex: 0
-  }))
+  appendEntriesFrame(8, [entry(1, new Uint8Array(size))])
 )
 
 /** A large frame announced and left unfinished: it holds its size in the receive budget until its connection ends. */
