@@ -169,6 +169,7 @@ export const createServer = (limits: Limits = defaults) => (): http.Server => {
   server.on("clientError", (error: Error & { readonly code?: string }, socket: net.Socket) => {
     if (error.code === "ECONNRESET" || !socket.writable) return void socket.destroy()
     socket.end(clientErrorAnswer(error, limits))
+    // The socket's own idle timeout (not a timer of ours): a client that neither sends nor closes is let go.
     socket.setTimeout(limits.requestTimeoutMillis, () => socket.destroy())
     socket.on("end", () => socket.destroy())
     socket.resume()

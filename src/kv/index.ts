@@ -2,6 +2,7 @@
  * effect-raft/kv: the replicated key-value service built on effect-raft, as
  * `npm start` runs it. Each module is exported as a namespace.
  */
+export * as Certificates from "./Certificates.js"
 export * as Cli from "./Cli.js"
 export * as FaultSwitch from "./FaultSwitch.js"
 export * as Http from "./Http.js"
