@@ -34,7 +34,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { ParseError } from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
-import type { BindError, RaftConfigError, StorageError } from "../RaftError.js"
+import type { BindError, IdentityMismatch, NotVoter, RaftConfigError, StorageError } from "../RaftError.js"
 import * as Certificates from "./Certificates.js"
 import * as Http from "./Http.js"
 import type * as KvError from "./KvError.js"
@@ -281,6 +281,8 @@ export type CliError =
   | ParseError
   | RaftConfigError
   | StorageError
+  | IdentityMismatch
+  | NotVoter
   | BindError
   | ServeError
   | KvError.KvError
