@@ -20,7 +20,7 @@
  * with `Location` at the leader's HTTP address (`curl -L` follows it) and a
  * `NotLeader` body naming it; 421 `NotLeader` when the leader's HTTP address
  * is not known, 503 `NoLeader` when no leader is. Errors are the JSON of the
- * typed errors of `KvError.ts`.
+ * typed errors of `KvError.ts`. Requests over the limits of `HttpLimits.ts` answer 413, 414, 431 or 400.
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApi from "@effect/platform/HttpApi"
@@ -42,6 +42,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { FaultSwitchTag } from "./FaultSwitch.js"
+import * as HttpLimits from "./HttpLimits.js"
 import { KvService } from "./Kv.js"
 import * as KvError from "./KvError.js"
 
@@ -127,6 +128,7 @@ export class KvGroup extends HttpApiGroup.make("kv")
   .addError(KvError.NoLeader)
   .addError(KvError.Unavailable)
   .addError(KvError.OutcomeUnknown)
+  .addError(KvError.PayloadTooLarge)
 {}
 
 /** The cluster endpoints. */
@@ -163,6 +165,7 @@ export class ClusterGroup extends HttpApiGroup.make("cluster")
   .addError(KvError.Unavailable)
   .addError(KvError.OutcomeUnknown)
   .addError(KvError.ClusterChangeFailed)
+  .addError(KvError.PayloadTooLarge)
 {}
 
 /** The whole API of a key-value node. */
@@ -237,12 +240,15 @@ export const layerApi: Layer.Layer<HttpApi.Api, never, KvService> = HttpApiBuild
   Layer.provide([kvHandlers, clusterHandlers])
 )
 
-/** Serves the API on the `HttpServer` in context (`NodeHttpServer.layer` provides it and the platform services). */
+/**
+ * Serves the API on the `HttpServer` in context (`NodeHttpServer.layer` provides it and the platform services),
+ * behind `HttpLimits.middleware` (body, target and JSON nesting limits).
+ */
 export const layer: Layer.Layer<
   never,
   never,
   KvService | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
-> = HttpApiBuilder.serve().pipe(
+> = HttpApiBuilder.serve(HttpLimits.middleware()).pipe(
   Layer.provide(layerApi)
 )
 

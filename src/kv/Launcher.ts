@@ -1,6 +1,9 @@
 /**
  * `kv cluster` (what `npm start` runs): a cluster on loopback as child
  * processes, one `kv node` each, with data and logs under one directory.
+ * Their Raft transport speaks mutual TLS: the first start makes a cluster CA
+ * and a certificate per node under the data directory (`Certificates.ts`),
+ * later starts reuse them.
  * Every node is started with `--bootstrap` and the same peer list, so the
  * first start writes the first configuration and every later start resumes
  * the cluster from its stores. The launcher waits for a leader, prints where
@@ -21,6 +24,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Certificates from "./Certificates.js"
 import * as Http from "./Http.js"
 
 /** What `kv cluster` was asked for. */
@@ -55,11 +59,18 @@ export interface NodePlan {
   readonly dir: string
 }
 
-/** The arguments of `kv node` for `node` in a cluster of `all`, bootstrapped together. */
+/**
+ * The arguments of `kv node` for `node` in a cluster of `all`, bootstrapped together; its transport speaks TLS with
+ * `tls`'s files, or plaintext when `tls` is "plaintext".
+ */
 export const nodeArguments = (
   node: NodePlan,
   all: ReadonlyArray<NodePlan>,
-  options: { readonly fast?: boolean | undefined; readonly faults?: boolean | undefined } = {}
+  options: {
+    readonly tls: Certificates.TlsFiles | "plaintext"
+    readonly fast?: boolean | undefined
+    readonly faults?: boolean | undefined
+  }
 ): ReadonlyArray<string> => [
   "node",
   "--id",
@@ -71,6 +82,9 @@ export const nodeArguments = (
   "--data-dir",
   node.dir,
   "--bootstrap",
+  ...(options.tls === "plaintext"
+    ? ["--insecure-transport"]
+    : ["--tls-cert", options.tls.cert, "--tls-key", options.tls.key, "--tls-ca", options.tls.ca]),
   ...(options.fast === true ? ["--fast"] : []),
   ...(options.faults === true ? ["--faults"] : []),
   ...all.filter((peer) => peer.id !== node.id).flatMap((peer) => ["--peer", `${peer.id},${peer.raft},${peer.http}`])
@@ -82,8 +96,9 @@ const nodeCommand = (
   loader: ReadonlyArray<string>,
   node: Planned,
   all: ReadonlyArray<Planned>,
+  tls: Certificates.TlsFiles,
   fast: boolean
-) => Command.make(process.execPath, ...loader, entry, ...nodeArguments(node, all, { fast }))
+) => Command.make(process.execPath, ...loader, entry, ...nodeArguments(node, all, { tls, fast }))
 
 /** Waits until some node reports itself leader; answers its id, term and HTTP address. */
 const awaitLeader = (nodes: ReadonlyArray<Planned>) =>
@@ -133,13 +148,24 @@ export const run = (options: Options): Effect.Effect<
     yield* Console.log(
       `${resuming ? "Resuming" : "Starting"} a ${planned.length}-node cluster on loopback (data in ${dataDir})...`
     )
+    const certificates = yield* Certificates.ensureCluster(dataDir, planned).pipe(
+      Effect.mapError((error) => new LaunchError({ reason: error.message }))
+    )
+    if (certificates.made.length > 0) {
+      yield* Console.log(
+        `Made TLS certificates for the Raft transport: ${certificates.made.join(", ")} ` +
+          `(the CA's key is ${path.join(dataDir, "tls", "ca.key")}: keep it private)`
+      )
+    }
     // The children's output is copied until they exit: this scope closes after theirs (finalizers run in reverse).
     const logs = yield* Scope.make()
     yield* Effect.addFinalizer(() => Scope.close(logs, Exit.void))
     const exited = yield* Effect.forEach(planned, (node) =>
       Effect.gen(function*() {
         yield* fs.makeDirectory(node.dir, { recursive: true })
-        const child = yield* Command.start(nodeCommand(entry, loader, node, planned, options.fast))
+        const child = yield* Command.start(
+          nodeCommand(entry, loader, node, planned, certificates.files.get(node.id)!, options.fast)
+        )
         // Both output streams go to the node's log file.
         yield* Stream.merge(child.stdout, child.stderr).pipe(
           Stream.run(fs.sink(node.log, { flag: "a" })),

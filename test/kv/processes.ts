@@ -1,13 +1,16 @@
 /**
  * A key-value cluster of real processes on loopback, for the chaos test and
- * the end-to-end benchmark: each node is `kv node` (TCP transport, LMDB
- * stores, file snapshots) in its own Node process, started with the same
+ * the end-to-end benchmark: each node is `kv node` (TCP transport with mutual
+ * TLS unless told otherwise, LMDB stores, file snapshots) in its own Node process, started with the same
  * peer list and `--bootstrap`, its output in `<dir>/<id>.log`. Nodes can be
  * killed with SIGKILL and started again on the same data directory.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { createWriteStream, mkdirSync } from "node:fs"
 import { join } from "node:path"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as Effect from "effect/Effect"
+import * as Certificates from "../../src/kv/Certificates.js"
 import { nodeArguments } from "../../src/kv/Launcher.js"
 import { freePort } from "./cluster.js"
 
@@ -36,6 +39,8 @@ export const startProcessCluster = async (options: {
   readonly nodes?: number
   readonly fast?: boolean
   readonly faults?: boolean
+  /** Mutual TLS on the Raft transport with certificates made in `dir`, as `kv cluster` does (default), or plaintext. */
+  readonly tls?: boolean
   /** Node's arguments that run `kv` (default: `src/kv/main.ts` through tsx; the benchmark passes a bundle). */
   readonly command?: ReadonlyArray<string>
 }): Promise<ProcessCluster> => {
@@ -51,11 +56,18 @@ export const startProcessCluster = async (options: {
       child: undefined
     })
   }
+  const tls = options.tls === false ? "plaintext" as const : await Effect.runPromise(
+    Certificates.ensureCluster(options.dir, nodes).pipe(Effect.map(({ files }) => files), Effect.provide(NodeContext.layer))
+  )
   const start = (node: ProcessNode) => {
     mkdirSync(node.dir, { recursive: true })
     const args = [
       ...(options.command ?? ["--import", "tsx", entry]),
-      ...nodeArguments(node, nodes, { fast: options.fast, faults: options.faults })
+      ...nodeArguments(node, nodes, {
+        tls: tls === "plaintext" ? tls : tls.get(node.id)!,
+        fast: options.fast,
+        faults: options.faults
+      })
     ]
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
     const log = createWriteStream(join(options.dir, `${node.id}.log`), { flags: "a" })
