@@ -92,7 +92,8 @@ const sendInflightToFsm = (node: NodeState, ls: LeaderState, newCommit: number) 
     ls.inflightHead = 0
   }
   if (batchLogs.length > 0) {
-    metrics.commitTime.unsafeUpdate((node.now() - oldest) * 1000, node.nodeLabels)
+    metrics.commitTime.unsafeUpdate(node.nowMicros() - oldest, node.nodeLabels)
+    metrics.commitNumLogs.unsafeUpdate(batchLogs.length, node.nodeLabels)
     node.dispatchedToFsm = batchLogs[batchLogs.length - 1]!.index
     node.fsmPending += batchLogs.length
     node.fsmMailbox.unsafeOffer({ _tag: "Batch", logs: batchLogs, futures: batchFutures })

@@ -14,6 +14,7 @@ import type { StorageError } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
 import { noteCommittedConfiguration, sendStoredToFsm } from "./commit.js"
 import { setCurrentTerm } from "./hardState.js"
+import { markAppended } from "./logAge.js"
 import { becomeFollower, setLeader } from "./role.js"
 import { type NodeState, storageNotFound } from "./state.js"
 
@@ -34,6 +35,7 @@ const noteAppended = (node: NodeState, fresh: ReadonlyArray<Log.Log>) => {
       }
     }
   }
+  markAppended(node, fresh[0]!.index)
   const last = fresh[fresh.length - 1]!
   if (last.index >= node.lastLogIndex || !node.bugs.keepConflictingSuffix) {
     node.lastLogIndex = last.index

@@ -13,6 +13,7 @@ import type * as Log from "../Log.js"
 import { NothingNewToSnapshot } from "../RaftError.js"
 import { Future } from "./future.js"
 import type { ApplyFuture } from "./leaderState.js"
+import { metrics } from "./metrics.js"
 import type { NodeState } from "./state.js"
 
 /** Waits until the FSM has applied `index`. Any fiber. */
@@ -31,13 +32,19 @@ export const fsmRunner = (node: NodeState) => {
   let futures: Array<ApplyFuture | undefined> = []
   let commands: Array<Log.Log> = []
   const noResponses: ReadonlyArray<unknown> = []
+  let started = 0
   const applyPending: Effect.Effect<void> = Effect.suspend(() => {
     if (all.length === 0) return Effect.void
     node.fsmInHand = futures
-    return commands.length === 0
-      ? Effect.sync(() => applied(noResponses))
-      : Effect.map(node.fsm.applyBatch(commands), applied)
+    if (commands.length === 0) return Effect.sync(() => applied(noResponses))
+    started = node.nowMicros()
+    return Effect.map(node.fsm.applyBatch(commands), timedApplied)
   })
+  const timedApplied = (responses: ReadonlyArray<unknown>): void => {
+    metrics.fsmApply.unsafeUpdate(node.nowMicros() - started, node.nodeLabels)
+    metrics.fsmApplyNumLogs.unsafeUpdate(commands.length, node.nodeLabels)
+    applied(responses)
+  }
   /** Answers the applied batch's futures and moves `appliedIndex`. */
   const applied = (responses: ReadonlyArray<unknown>): void => {
     node.fsmInHand = []
@@ -105,9 +112,11 @@ export const fsmRunner = (node: NodeState) => {
         } else {
           // A snapshot that cannot be restored (its data corrupt, or refused by the FSM) leaves the FSM as it was,
           // as `Fsm.restore` promises: whoever asked decides what follows (snapshot.ts refuses it).
+          const restoreStart = node.nowMicros()
           const restored = yield* Effect.either(
             Effect.flatMap(node.snapshots.open(item.meta.id), (opened) => node.fsm.restore(opened.data))
           )
+          metrics.fsmRestore.unsafeUpdate(node.nowMicros() - restoreStart, node.nodeLabels)
           if (restored._tag === "Left") {
             item.deferred.done(Exit.fail(restored.left))
             continue

@@ -22,6 +22,7 @@ import { Future } from "./future.js"
 import { setCurrentTerm } from "./hardState.js"
 import { type ApplyFuture, DISPATCHED, type LeaderState } from "./leaderState.js"
 import { dispatch } from "./leaderLog.js"
+import { reportOldestLogAge } from "./logAge.js"
 import { promotionLoop } from "./membership.js"
 import { metrics } from "./metrics.js"
 import { addReplication, countedVoters } from "./replication.js"
@@ -94,7 +95,9 @@ const leaseLoop = (node: NodeState, ls: LeaderState, myEpoch: number) =>
       const configuration = node.latestConfiguration
       const time = node.now()
       let contacted = Configuration.isVoter(configuration, localId) ? 1 : 0
+      reportOldestLogAge(node)
       for (const replication of ls.replications.values()) {
+        metrics.lastContact.unsafeUpdate(time - replication.lastContact, replication.labels)
         if (!Configuration.isVoter(configuration, replication.peer.id)) continue
         if (time - replication.lastContact <= config.leaderLeaseTimeoutMillis) contacted++
       }

@@ -15,6 +15,7 @@ import * as Log from "../Log.js"
 import { LogNotFound, type StorageError } from "../RaftError.js"
 import { Future } from "./future.js"
 import { type ApplyFuture, DISPATCHED, type LeaderState } from "./leaderState.js"
+import { markAppended } from "./logAge.js"
 import { metrics } from "./metrics.js"
 import { emit, type NodeState } from "./state.js"
 
@@ -49,7 +50,7 @@ export const appendNow = (node: NodeState, futures: ReadonlyArray<ApplyFuture>):
   const term = node.currentTerm
   const first = node.lastLogIndex + 1
   const entries = new Array<Log.Log>(futures.length)
-  const at = node.now()
+  const at = node.nowMicros()
   for (let i = 0; i < futures.length; i++) {
     const future = futures[i]!
     future.status = DISPATCHED
@@ -93,6 +94,7 @@ export const leaderWriter = (node: NodeState) =>
             emit(node, { _tag: "WriteFailed", leader: ls, error: stored.left })
           } else {
             const last = batch[batch.length - 1]!
+            markAppended(node, batch[0]!.index)
             ls.storedIndex = last.index
             ls.storedTerm = last.term
             let k = 0

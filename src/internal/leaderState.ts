@@ -86,6 +86,7 @@ export interface LeaderState {
   readonly commitment: Commitment
   readonly replications: Map<string, Replication>
   /** Entries this leader appended that are not yet committed, in index order, with their futures. */
+  /** `at`: when it was appended, `Clock` µs (for the commit time). */
   inflight: Array<{ readonly log: Log.Log; readonly future: ApplyFuture | undefined; readonly at: number }>
   inflightHead: number
   /**

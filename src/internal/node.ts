@@ -32,6 +32,7 @@ import { Future } from "./future.js"
 import { claimStores, loadHardState } from "./hardState.js"
 import type { LeaderWrite } from "./leaderState.js"
 import { leaderWriter } from "./leaderLog.js"
+import { markAppended } from "./logAge.js"
 import { failEvent, runLoop } from "./loop.js"
 import { tearDownLeader } from "./role.js"
 import { receiveSnapshot, snapshotLoop } from "./snapshot.js"
@@ -73,6 +74,8 @@ export const make = (
       ...hard
     })
     yield* recover(node)
+    // What the store holds at start counts from now (logAge.ts).
+    markAppended(node, 0)
 
     const shutdown: Effect.Effect<void> = Effect.suspend(() => {
       if (node.isShutdown) return node.shutdownDone.await

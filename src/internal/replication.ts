@@ -219,14 +219,14 @@ const startReplication = (
         configurationIndex: opened.meta.configurationIndex
       }
       yield* Effect.logInfo(`sending snapshot ${opened.meta.id} (index ${opened.meta.index})`)
-      const start = node.now()
+      const start = node.nowMicros()
       const response = yield* transport.installSnapshot(
         replication.peer.id,
         replication.peer.address,
         request,
         opened.data
       )
-      metrics.installSnapshot.unsafeUpdate((node.now() - start) * 1000, replication.labels)
+      metrics.installSnapshot.unsafeUpdate(node.nowMicros() - start, replication.labels)
       if (response.term > term) {
         stepDown(response.term)
         return "stop" as const
@@ -254,9 +254,9 @@ const startReplication = (
         )
         // The entries the follower needs are compacted away: it gets the newest snapshot instead.
         if (request === undefined) return yield* sendLatestSnapshot
-        const start = node.now()
+        const start = node.nowMicros()
         const response = yield* transport.appendEntries(replication.peer.id, replication.peer.address, request)
-        metrics.appendEntriesRpc.unsafeUpdate((node.now() - start) * 1000, replication.labels)
+        metrics.appendEntriesRpc.unsafeUpdate(node.nowMicros() - start, replication.labels)
         metrics.appendEntriesLogs.unsafeUpdate(request.entries.length, replication.labels)
         if (response.term > term) {
           stepDown(response.term)
@@ -303,12 +303,24 @@ const startReplication = (
         yield* Effect.logDebug("pipelining replication")
         let finished = false
         let stop = false
+        // When each request in flight was handed to the pipeline (µs), oldest first: answers come in order. The
+        // transport's own `sentAtMillis` is whole milliseconds.
+        let sentAt: Array<number> = []
+        let sentHead = 0
         // The decoder (the seed's pipelineDecode).
         yield* Effect.gen(function*() {
           while (true) {
             const [results, done] = yield* pipeline.results.takeAll
             for (const result of results) {
-              metrics.appendEntriesRpc.unsafeUpdate((node.now() - result.sentAtMillis) * 1000, replication.labels)
+              const sent = sentAt[sentHead++]
+              if (sentHead >= 1024) {
+                sentAt = sentAt.slice(sentHead)
+                sentHead = 0
+              }
+              metrics.appendEntriesRpc.unsafeUpdate(
+                node.nowMicros() - (sent ?? result.sentAtMillis * 1000),
+                replication.labels
+              )
               metrics.appendEntriesLogs.unsafeUpdate(result.request.entries.length, replication.labels)
               if (result.response.term > term) {
                 stepDown(result.response.term)
@@ -343,6 +355,7 @@ const startReplication = (
           do {
             const request = yield* setupAppendEntries(nextIndex, lastIndex)
             sentCommit = request.leaderCommitIndex
+            sentAt.push(node.nowMicros())
             // A broken pipeline fails the send (even one waiting for room): back to plain mode.
             const sent = yield* Effect.either(pipeline.send(request))
             if (sent._tag === "Left") {
@@ -424,7 +437,7 @@ const startReplication = (
         // in flight could come from before a newer leader was elected.
         const verifying = replication.verifiers.size === 0 ? undefined : [...replication.verifiers]
         replication.verifiers.clear()
-        const start = node.now()
+        const start = node.nowMicros()
         const response = yield* transport.appendEntries(
           replication.peer.id,
           replication.peer.address,
@@ -443,7 +456,7 @@ const startReplication = (
           ),
           Effect.retry(heartbeatBackoff)
         )
-        metrics.heartbeat.unsafeUpdate((node.now() - start) * 1000, replication.labels)
+        metrics.heartbeat.unsafeUpdate(node.nowMicros() - start, replication.labels)
         if (response.term > term) {
           if (verifying !== undefined) voteVerifiers(verifying, false)
           stepDown(response.term)

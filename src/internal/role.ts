@@ -16,6 +16,7 @@ import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
 import { LeadershipLost, LeadershipTransferFailed } from "../RaftError.js"
 import { awaitLeaderWrites } from "./leaderLog.js"
+import { reportOldestLogAge } from "./logAge.js"
 import { metrics } from "./metrics.js"
 import { emit, forkRole, type NodeState, publish } from "./state.js"
 import type { RaftState } from "./types.js"
@@ -81,6 +82,7 @@ const followerTimer = (node: NodeState, myEpoch: number) =>
     while (true) {
       const wait = yield* Random.nextIntBetween(node.config.heartbeatTimeoutMillis, 2 * node.config.heartbeatTimeoutMillis)
       yield* Effect.sleep(wait)
+      reportOldestLogAge(node)
       emit(node, { _tag: "Timer", epoch: myEpoch })
     }
   })

@@ -34,6 +34,7 @@ import type { Captured, InstallVerdict } from "./events.js"
 import { Future } from "./future.js"
 import { setCurrentTerm } from "./hardState.js"
 import { awaitLeaderWrites } from "./leaderLog.js"
+import { noteCompacted, noteLogReplaced } from "./logAge.js"
 import { metrics } from "./metrics.js"
 import { becomeFollower, setLeader } from "./role.js"
 import { ask, emit, type NodeState, notLeaderError } from "./state.js"
@@ -48,6 +49,7 @@ const compactLogs = (node: NodeState, index: number) =>
       : Math.min(index, node.lastLogIndex - node.config.trailingLogs)
     if (first === 0 || first > max) return
     yield* node.logs.deleteRange(first, max)
+    noteCompacted(node, max + 1)
   })
 
 /** The `Compact` event: a snapshot of ours was persisted; record it and compact the log. Run loop. */
@@ -140,6 +142,7 @@ export const handleInstallStored = (node: NodeState, request: InstallSnapshotReq
         yield* Effect.logInfo(`discarding the log ${first}..${node.lastLogIndex}, superseded by snapshot ${meta.id}`)
         yield* logs.deleteRange(first, Math.max(node.lastLogIndex, first))
       }
+      noteLogReplaced(node)
       node.lastLogIndex = meta.index
       node.lastLogTerm = meta.term
     }
@@ -273,6 +276,7 @@ export const handleUserRestore = (
     // What the log held is covered by the snapshot now; were the delete to fail, a restart would drop it.
     const first = yield* logs.firstIndex
     if (first > 0) yield* logs.deleteRange(first, dropped)
+    noteLogReplaced(node)
     yield* Effect.logInfo(`restored user snapshot ${meta.id} at index ${index}`)
     deferred.done(Exit.void)
   })
@@ -293,6 +297,7 @@ export const takeSnapshot = (node: NodeState): Effect.Effect<SnapshotMeta, Snaps
       const capture = new Future<Captured, FsmError | NothingNewToSnapshot | RaftShutdown>()
       if (!node.fsmMailbox.unsafeOffer({ _tag: "Capture", deferred: capture })) return yield* new RaftShutdown()
       const captured = yield* capture.await
+      const persistStart = node.nowMicros()
       const meta = yield* Stream.run(
         captured.snapshot.data,
         node.snapshots.create({
@@ -302,6 +307,7 @@ export const takeSnapshot = (node: NodeState): Effect.Effect<SnapshotMeta, Snaps
           configurationIndex: captured.configurationIndex
         })
       ).pipe(Effect.ensuring(captured.snapshot.release))
+      metrics.snapshotPersist.unsafeUpdate(node.nowMicros() - persistStart, node.nodeLabels)
       metrics.snapshots.unsafeUpdate(1, node.nodeLabels)
       const compacted = new Future<void, never>()
       if (emit(node, { _tag: "Compact", meta, deferred: compacted })) yield* compacted.await

@@ -146,6 +146,10 @@ export class NodeState {
   /** The futures of the batch the FSM is applying now, failed by shutdown if it never finishes. */
   fsmInHand: ReadonlyArray<ApplyFuture | undefined> = []
 
+  // ---- the log's age (logAge.ts): the first index appended in each second and when, oldest first; written by
+  //      whoever stores entries (the leader's writer, follower.ts) and by compaction (run loop)
+  appendMarks: Array<{ readonly index: number; readonly at: number }> = []
+
   // ---- follower (follower.ts, election.ts, snapshot.ts; run loop): when this node last heard from a leader
   lastContact: number | undefined = undefined
 
@@ -201,6 +205,11 @@ export class NodeState {
   /** The node's `Clock`, in milliseconds. */
   now(): number {
     return this.clock.unsafeCurrentTimeMillis()
+  }
+
+  /** The node's `Clock`, in microseconds (from its nanosecond time): what the `*_micros` histograms measure with. */
+  nowMicros(): number {
+    return Number(this.clock.unsafeCurrentTimeNanos() / 1000n)
   }
 }
 
