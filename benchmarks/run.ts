@@ -25,6 +25,8 @@
  * --tsx            run scenarios through the tsx loader instead of a prebuilt bundle
  *                  (the loader adds about 60 MiB of RSS and some start-up CPU; `kv/` rows always use it)
  * --svg P          write the latency plot to P instead of bench-results/<stamp>.svg
+ * --tracer T       run every scenario with a tracer installed (scenario.ts --tracer: `otel`), and
+ *                  --trace-sample R with RaftConfig.traceSampleRate R; rows are named .../otel[-R]
  */
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -44,7 +46,9 @@ const { values: argv } = parseArgs({
     "bg-max": { type: "string", default: "0.10" },
     svg: { type: "string" },
     retries: { type: "string", default: "2" },
-    threads: { type: "boolean", default: false }
+    threads: { type: "boolean", default: false },
+    tracer: { type: "string" },
+    "trace-sample": { type: "string" }
   }
 })
 
@@ -138,7 +142,12 @@ const scenarioList = (): Array<Scenario> => {
   kv(64, 1, false)
   kv(1, 10, false)
   kv(1, 40, true)
-  return list.filter((s) => (argv.only ?? []).every((part) => s.name.includes(part)))
+  const tracing = argv.tracer === undefined
+    ? []
+    : ["--tracer", argv.tracer, ...(argv["trace-sample"] === undefined ? [] : ["--trace-sample", argv["trace-sample"]])]
+  return list.filter((s) => (argv.only ?? []).every((part) => s.name.includes(part))).map((s) =>
+    tracing.length === 0 || s.kv === true ? s : { ...s, args: [...s.args, ...tracing] }
+  )
 }
 
 // ---------------------------------------------------------------- machine

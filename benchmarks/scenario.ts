@@ -21,6 +21,12 @@
  *
  *   node --import tsx benchmarks/scenario.ts --mode inmem|tcp|lmdb --conc 64 [--ops N] [--label L]
  *     [--heartbeat 1000 --election 1000 --lease 500 --commit-timeout 50] (ms)
+ *     [--tracer otel [--trace-sample 1]]
+ *
+ *  `--tracer otel` installs OpenTelemetry's tracer (`@effect/opentelemetry`, a batch span processor over an
+ *  exporter that drops what it is given), so every span the nodes make is built, ended and batched as in
+ *  production, without I/O; `--trace-sample` sets `RaftConfig.traceSampleRate`. The scenario's name gets
+ *  `/otel` (and `/otel-<rate>`), so rows with and without a tracer sit side by side.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -28,6 +34,8 @@ import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { parseArgs } from "node:util"
 import { Worker } from "node:worker_threads"
+import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
+import { BatchSpanProcessor, type SpanExporter } from "@opentelemetry/sdk-trace-base"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -82,7 +90,9 @@ const { values: argv } = parseArgs({
     scheduler: { type: "string", default: "default" },
     "pipeline-depth": { type: "string" },
     "pipeline-bytes": { type: "string" },
-    threads: { type: "boolean", default: false }
+    threads: { type: "boolean", default: false },
+    tracer: { type: "string", default: "none" },
+    "trace-sample": { type: "string", default: "1" }
   }
 })
 
@@ -102,6 +112,10 @@ const timers = {
   commitTimeoutMillis: Number(argv["commit-timeout"])
 }
 const maxAppend = Number(argv["max-append"])
+/** `--tracer otel`: OpenTelemetry's tracer installed (spans batched and dropped); `none`: Effect's default. */
+const tracer = argv.tracer
+const traceSampleRate = Number(argv["trace-sample"])
+const tracerSuffix = tracer === "none" ? "" : `/${tracer}${traceSampleRate === 1 ? "" : `-${traceSampleRate}`}`
 const deadlineSeconds = Number(argv.deadline)
 /** `default` = Effect's scheduler; `yield:<ms>` = an experiment that yields to the event loop every <ms>. */
 const schedulerOption = argv.scheduler
@@ -113,7 +127,7 @@ const threaded = argv.threads === true
 const result: Record<string, unknown> = {
   impl: "effect-raft",
   impl_version: `effect-raft ${readVersion()} (effect ${readVersion("effect")}, node ${process.version})`,
-  scenario: `${mode}/n${nodeCount}/c${conc}/s${size}${label === "" ? "" : `/${label}`}`,
+  scenario: `${mode}/n${nodeCount}/c${conc}/s${size}${label === "" ? "" : `/${label}`}${tracerSuffix}`,
   mode,
   nodes: nodeCount,
   ops,
@@ -356,7 +370,8 @@ const program = Effect.gen(function*() {
       electionTimeout: timers.electionTimeoutMillis,
       leaderLeaseTimeout: timers.leaderLeaseTimeoutMillis,
       commitTimeout: timers.commitTimeoutMillis,
-      maxAppendEntries: maxAppend
+      maxAppendEntries: maxAppend,
+      traceSampleRate
     }).pipe(
       Layer.provide([
         Fsm.layer(fsm),
@@ -714,10 +729,25 @@ function benchDir(): string {
   return benchDirectory
 }
 
+/** OpenTelemetry's tracer with a batch span processor over an exporter that drops every span. */
+const withTracerOption = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+  if (tracer === "none") return effect
+  if (tracer !== "otel") return Effect.dieMessage(`unknown --tracer ${tracer} (none, otel)`)
+  const dropping: SpanExporter = {
+    export: (_spans, done) => done({ code: 0 }), // ExportResultCode.SUCCESS
+    shutdown: () => Promise.resolve()
+  }
+  return Effect.provide(
+    effect,
+    NodeSdk.layer(() => ({ spanProcessor: new BatchSpanProcessor(dropping), resource: { serviceName: "raft-bench" } }))
+  )
+}
+
 const t0 = performance.now()
 Effect.runPromiseExit(
   // The scope is never closed: the process exits without tearing the cluster down.
   Effect.flatMap(Scope.make(), (scope) => Scope.extend(threaded ? programThreaded : program, scope)).pipe(
+    withTracerOption,
     withSchedulerOption,
     Effect.provide(Logger.replace(Logger.defaultLogger, stderrLogger)),
     Logger.withMinimumLogLevel(logLevel)

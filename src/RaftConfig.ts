@@ -49,6 +49,11 @@ export interface RaftConfig {
    * quorum would vote for it, without raising its term; a node cut off from the cluster so never disrupts it.
    */
   readonly preVote: boolean
+  /**
+   * The fraction of applies traced, in [0, 1], when a tracer is installed (docs/observability.md): each traced apply
+   * costs a few spans on each node. Default 1; 0 turns tracing off. Without a tracer nothing is traced.
+   */
+  readonly traceSampleRate: number
 }
 
 /** What a user passes: `localId` and any tunables to override. */
@@ -66,6 +71,7 @@ export interface Input {
   readonly snapshotInterval?: Duration.DurationInput | undefined
   readonly snapshotThreshold?: number | undefined
   readonly preVote?: boolean | undefined
+  readonly traceSampleRate?: number | undefined
 }
 
 /** hashicorp/raft's `DefaultConfig()` values (everything but `localId`), and the byte limits of entries. */
@@ -81,7 +87,8 @@ export const defaults: Omit<RaftConfig, "localId"> = {
   trailingLogs: 10240,
   snapshotIntervalMillis: 120_000,
   snapshotThreshold: 8192,
-  preVote: true
+  preVote: true,
+  traceSampleRate: 1
 }
 
 /** The tag under which a node's resolved configuration is provided. */
@@ -123,6 +130,9 @@ export const validate = (config: RaftConfig): Effect.Effect<RaftConfig, RaftConf
   }
   if (!Number.isInteger(config.snapshotThreshold) || config.snapshotThreshold < 1) {
     return fail("snapshotThreshold", `must be a positive integer (got ${config.snapshotThreshold})`)
+  }
+  if (!(config.traceSampleRate >= 0 && config.traceSampleRate <= 1)) {
+    return fail("traceSampleRate", `must be in [0, 1] (got ${config.traceSampleRate})`)
   }
   if (config.leaderLeaseTimeoutMillis > config.heartbeatTimeoutMillis) {
     return fail("leaderLeaseTimeout", "must not exceed heartbeatTimeout")
@@ -173,7 +183,8 @@ export const make = (input: Input): Effect.Effect<RaftConfig, RaftConfigError> =
       trailingLogs: input.trailingLogs ?? defaults.trailingLogs,
       snapshotIntervalMillis: millis(input.snapshotInterval, defaults.snapshotIntervalMillis),
       snapshotThreshold: input.snapshotThreshold ?? defaults.snapshotThreshold,
-      preVote: input.preVote ?? defaults.preVote
+      preVote: input.preVote ?? defaults.preVote,
+      traceSampleRate: input.traceSampleRate ?? defaults.traceSampleRate
     })
   )
 

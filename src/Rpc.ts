@@ -7,6 +7,13 @@ import * as Schema from "effect/Schema"
 import { Configuration } from "./Configuration.js"
 import { Log } from "./Log.js"
 
+/**
+ * The W3C trace context of the sender's span (`00-<trace id>-<span id>-<flags>`), on requests of a traced
+ * operation only: the receiver's span becomes its child, so one apply's trace spans the cluster. At most 128
+ * characters; a value the receiver cannot read starts a trace of its own.
+ */
+export const TraceParent = Schema.String.pipe(Schema.maxLength(128))
+
 /** Leader → follower: append `entries` after `prevLogIndex`/`prevLogTerm`; also the heartbeat (no entries). */
 export const AppendEntriesRequest = Schema.TaggedStruct("AppendEntriesRequest", {
   term: Schema.NonNegativeInt,
@@ -15,7 +22,8 @@ export const AppendEntriesRequest = Schema.TaggedStruct("AppendEntriesRequest", 
   prevLogIndex: Schema.NonNegativeInt,
   prevLogTerm: Schema.NonNegativeInt,
   entries: Schema.Array(Log),
-  leaderCommitIndex: Schema.NonNegativeInt
+  leaderCommitIndex: Schema.NonNegativeInt,
+  traceparent: Schema.optionalWith(TraceParent, { exact: true })
 })
 /** Leader → follower: append entries, or heartbeat. */
 export type AppendEntriesRequest = typeof AppendEntriesRequest.Type
@@ -37,7 +45,8 @@ export const RequestVoteRequest = Schema.TaggedStruct("RequestVoteRequest", {
   candidateAddress: Schema.String,
   lastLogIndex: Schema.NonNegativeInt,
   lastLogTerm: Schema.NonNegativeInt,
-  leadershipTransfer: Schema.Boolean
+  leadershipTransfer: Schema.Boolean,
+  traceparent: Schema.optionalWith(TraceParent, { exact: true })
 })
 /** Candidate → voter. */
 export type RequestVoteRequest = typeof RequestVoteRequest.Type
@@ -59,7 +68,8 @@ export const RequestPreVoteRequest = Schema.TaggedStruct("RequestPreVoteRequest"
   candidateId: Schema.String,
   candidateAddress: Schema.String,
   lastLogIndex: Schema.NonNegativeInt,
-  lastLogTerm: Schema.NonNegativeInt
+  lastLogTerm: Schema.NonNegativeInt,
+  traceparent: Schema.optionalWith(TraceParent, { exact: true })
 })
 /** Candidate → voter, before an election. */
 export type RequestPreVoteRequest = typeof RequestPreVoteRequest.Type
@@ -83,7 +93,8 @@ export const InstallSnapshotRequest = Schema.TaggedStruct("InstallSnapshotReques
   lastLogIndex: Schema.NonNegativeInt,
   lastLogTerm: Schema.NonNegativeInt,
   configuration: Configuration,
-  configurationIndex: Schema.NonNegativeInt
+  configurationIndex: Schema.NonNegativeInt,
+  traceparent: Schema.optionalWith(TraceParent, { exact: true })
 })
 /** Leader → follower: install a snapshot (its data follows as a stream). */
 export type InstallSnapshotRequest = typeof InstallSnapshotRequest.Type

@@ -35,7 +35,8 @@ describe("RaftConfig", () => {
       trailingLogs: 10240,
       snapshotIntervalMillis: 120_000,
       snapshotThreshold: 8192,
-      preVote: true
+      preVote: true,
+      traceSampleRate: 1
     })
   })
 

@@ -6,6 +6,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type * as Configuration from "../Configuration.js"
@@ -32,6 +33,7 @@ import { appendNow } from "./leaderLog.js"
 import { peerReplication } from "./replication.js"
 import { takeSnapshot } from "./snapshot.js"
 import { emit, loopWaiting, type NodeState, notLeaderError } from "./state.js"
+import { type ApplyTrace, endSpan, INDEX, NODE, PEER, sample, spanned, TERM } from "./tracing.js"
 import type { ApplyResult, Observation, RaftState, RaftStats } from "./types.js"
 
 /** The running node, as the `Raft` service exposes it. */
@@ -103,25 +105,60 @@ const awaitWithin = <A, E>(
 
 /** The node's interface over its record. */
 export const makeApi = (node: NodeState): Node => {
+  /** Enqueues an entry, traced by `span` when given; the effect returned waits for its outcome. */
+  const enqueueNow = (
+    type: Log.LogType,
+    data: Uint8Array,
+    timeoutMillis: number | undefined,
+    trace: ApplyTrace | undefined
+  ): Effect.Effect<ApplyResult, ApplyError> => {
+    if (node.isShutdown) return Effect.fail(new RaftShutdown())
+    if (node.role !== "Leader") return Effect.fail(notLeaderError(node))
+    if (node.leader?.transfer !== undefined) return Effect.fail(new LeadershipTransferInProgress())
+    const future: ApplyFuture = {
+      type,
+      data,
+      deferred: new Future<ApplyResult, ApplyError>(),
+      status: QUEUED,
+      trace
+    }
+    // The run loop idle with nothing queued would append it at once: done here instead, saving the hop.
+    if (loopWaiting(node) && node.writesPending < node.maxUnwritten) appendNow(node, [future])
+    else if (!emit(node, { _tag: "Apply", future })) return Effect.fail(new RaftShutdown())
+    return awaitWithin(node, future.deferred, timeoutMillis, () => {
+      if (future.status === QUEUED) future.status = CANCELLED
+    })
+  }
+
   /** Enqueues an entry; the effect returned waits for its outcome (hashicorp's ApplyFuture). */
   const enqueue = (type: Log.LogType, data: Uint8Array, timeoutMillis: number | undefined) =>
-    Effect.sync((): Effect.Effect<ApplyResult, ApplyError> => {
-      if (node.isShutdown) return Effect.fail(new RaftShutdown())
-      if (node.role !== "Leader") return Effect.fail(notLeaderError(node))
-      if (node.leader?.transfer !== undefined) return Effect.fail(new LeadershipTransferInProgress())
-      const future: ApplyFuture = {
-        type,
-        data,
-        deferred: new Future<ApplyResult, ApplyError>(),
-        status: QUEUED
-      }
-      // The run loop idle with nothing queued would append it at once: done here instead, saving the hop.
-      if (loopWaiting(node) && node.writesPending < node.maxUnwritten) appendNow(node, [future])
-      else if (!emit(node, { _tag: "Apply", future })) return Effect.fail(new RaftShutdown())
-      return awaitWithin(node, future.deferred, timeoutMillis, () => {
-        if (future.status === QUEUED) future.status = CANCELLED
-      })
-    })
+    node.tracing === undefined
+      ? Effect.sync(() => enqueueNow(type, data, timeoutMillis, undefined))
+      : Effect.suspend(() =>
+        node.tracing === undefined || !sample(node.tracing)
+          ? Effect.sync(() => enqueueNow(type, data, timeoutMillis, undefined))
+          : Effect.map(
+            Effect.makeSpan("raft.apply", {
+              attributes: { [NODE]: node.localId, [TERM]: node.currentTerm, "raft.type": type },
+              kind: "producer",
+              captureStackTrace: false
+            }),
+            (span) => {
+              const trace: ApplyTrace = { span, commit: undefined }
+              return traceApply(trace, enqueueNow(type, data, timeoutMillis, trace))
+            }
+          )
+      )
+
+  /** Ends a traced apply's span (and its commit span if the commit never came) with the apply's outcome. */
+  const traceApply = (trace: ApplyTrace, outcome: Effect.Effect<ApplyResult, ApplyError>) =>
+    Effect.onExit(outcome, (exit) =>
+      Effect.sync(() => {
+        if (trace.commit !== undefined) endSpan(node, trace.commit, exit)
+        trace.commit = undefined
+        if (Exit.isSuccess(exit)) trace.span.attribute(INDEX, exit.value.index)
+        endSpan(node, trace.span, exit)
+      }))
 
   const changeMembership = (
     change: Configuration.Change,
@@ -130,20 +167,30 @@ export const makeApi = (node: NodeState): Node => {
   ): Effect.Effect<number, MembershipError> =>
     Effect.suspend(() => {
       if (node.isShutdown) return Effect.fail(new RaftShutdown())
-      const request: MembershipRequest = {
-        change,
-        prevIndex,
-        deferred: new Future<number, MembershipError>(),
-        promotion: false,
-        cancelled: false
-      }
-      if (!emit(node, { _tag: "Membership", request })) return Effect.fail(new RaftShutdown())
-      return awaitWithin(node, request.deferred, timeoutMillis, () => {
-        request.cancelled = true
+      return spanned(node, "raft.membership", { "raft.change": change._tag, [PEER]: change.id }, (span) => {
+        const request: MembershipRequest = {
+          change,
+          prevIndex,
+          deferred: new Future<number, MembershipError>(),
+          promotion: false,
+          cancelled: false,
+          span
+        }
+        if (!emit(node, { _tag: "Membership", request })) return Effect.fail(new RaftShutdown())
+        return awaitWithin(node, request.deferred, timeoutMillis, () => {
+          request.cancelled = true
+        })
       })
     })
 
   const userRestore = (
+    meta: SnapshotMeta,
+    data: Stream.Stream<Uint8Array, StorageError>,
+    timeoutMillis: number | undefined
+  ): Effect.Effect<void, RestoreError> =>
+    spanned(node, "raft.restore", { [INDEX]: meta.index }, () => userRestoreUntraced(meta, data, timeoutMillis))
+
+  const userRestoreUntraced = (
     meta: SnapshotMeta,
     data: Stream.Stream<Uint8Array, StorageError>,
     timeoutMillis: number | undefined
@@ -169,12 +216,13 @@ export const makeApi = (node: NodeState): Node => {
   const leadershipTransfer = (
     target: { readonly id: string; readonly address: string } | undefined
   ): Effect.Effect<void, TransferError> =>
-    Effect.suspend(() => {
-      if (node.isShutdown) return Effect.fail(new RaftShutdown())
-      const deferred = new Future<void, TransferError>()
-      if (!emit(node, { _tag: "Transfer", target, deferred })) return Effect.fail(new RaftShutdown())
-      return deferred.await
-    })
+    spanned(node, "raft.leadership_transfer", target === undefined ? {} : { [PEER]: target.id }, () =>
+      Effect.suspend(() => {
+        if (node.isShutdown) return Effect.fail(new RaftShutdown())
+        const deferred = new Future<void, TransferError>()
+        if (!emit(node, { _tag: "Transfer", target, deferred })) return Effect.fail(new RaftShutdown())
+        return deferred.await
+      }))
 
   return {
     enqueue,

@@ -14,9 +14,11 @@ import type * as Log from "../Log.js"
 import type { StorageError } from "../RaftError.js"
 import { waitApplied } from "./fsm.js"
 import type { ApplyFuture, LeaderState } from "./leaderState.js"
-import { processMembership } from "./membership.js"
+import { logEvent } from "./logs.js"
+import { describe, processMembership } from "./membership.js"
 import { metrics } from "./metrics.js"
 import { becomeFollower } from "./role.js"
+import { COMMIT_INDEX, endSpan } from "./tracing.js"
 import { emit, loopWaiting, type NodeState, storageNotFound } from "./state.js"
 
 /** The `Commit` event: hands newly committed entries to the FSM runner, then what a commit may unblock. Run loop. */
@@ -33,7 +35,13 @@ export const processCommit = (node: NodeState) =>
       yield* sendStoredToFsm(node, Math.min(newCommit, ls.commitment.startIndex - 1))
     }
     sendInflightToFsm(node, ls, newCommit)
+    const committedBefore = node.committedConfigurationIndex
     noteCommittedConfiguration(node)
+    if (node.committedConfigurationIndex !== committedBefore) {
+      yield* logEvent(node, `configuration committed: ${describe(node.committedConfiguration)}`, {
+        configurationIndex: node.committedConfigurationIndex
+      })
+    }
     // A leader that is no longer a voter of the committed configuration steps down (hashicorp/raft); removed
     // altogether, it shuts down once the change is applied, when configured to.
     if (
@@ -41,7 +49,7 @@ export const processCommit = (node: NodeState) =>
       !Configuration.isVoter(node.committedConfiguration, node.localId)
     ) {
       const removed = Configuration.find(node.committedConfiguration, node.localId) === undefined
-      yield* Effect.logInfo(removed ? "removed from the configuration, stepping down" : "no longer a voter, stepping down")
+      yield* logEvent(node, removed ? "removed from the configuration, stepping down" : "no longer a voter, stepping down")
       const appliedAt = node.committedConfigurationIndex
       yield* becomeFollower(node)
       if (removed && node.config.shutdownOnRemove) {
@@ -86,7 +94,14 @@ const sendInflightToFsm = (node: NodeState, ls: LeaderState, newCommit: number) 
     batchLogs.push(item.log)
     batchFutures.push(item.future)
     if (item.at < oldest) oldest = item.at
+    const trace = item.future?.trace
+    if (trace?.commit !== undefined) {
+      trace.commit.attribute(COMMIT_INDEX, newCommit)
+      endSpan(node, trace.commit)
+      trace.commit = undefined
+    }
   }
+  if (ls.traced.length > 0) pruneTraced(ls, newCommit)
   if (ls.inflightHead > 4096) {
     ls.inflight = ls.inflight.slice(ls.inflightHead)
     ls.inflightHead = 0
@@ -98,6 +113,15 @@ const sendInflightToFsm = (node: NodeState, ls: LeaderState, newCommit: number) 
     node.fsmPending += batchLogs.length
     node.fsmMailbox.unsafeOffer({ _tag: "Batch", logs: batchLogs, futures: batchFutures })
   }
+}
+
+/** Forgets traced entries that are committed and sent to every follower. */
+const pruneTraced = (ls: LeaderState, newCommit: number) => {
+  let sent = newCommit
+  for (const replication of ls.replications.values()) sent = Math.min(sent, replication.nextIndex - 1)
+  let k = 0
+  while (k < ls.traced.length && ls.traced[k]!.index <= sent) k++
+  if (k > 0) ls.traced = ls.traced.slice(k)
 }
 
 /** The latest configuration is committed once the commit index reaches it. */

@@ -22,7 +22,9 @@ import { persistVote, setCurrentTerm } from "./hardState.js"
 import { becomeLeader } from "./leader.js"
 import { metrics } from "./metrics.js"
 import { becomeFollower, changeState, resetRoleScope, setLeader } from "./role.js"
+import { logEvent, logTrouble } from "./logs.js"
 import { emit, forkRole, type NodeState, publish, quorumOf } from "./state.js"
+import { endSpan, PEER, spanned, startSpan, TERM, traceparent } from "./tracing.js"
 
 /** A candidate's election timer: a new election if nobody wins within one to two election timeouts. */
 const electionTimer = (node: NodeState, myEpoch: number) =>
@@ -33,6 +35,43 @@ const electionTimer = (node: NodeState, myEpoch: number) =>
       Effect.andThen(Effect.sync(() => emit(node, { _tag: "Timer", epoch: myEpoch })))
     )
   )
+
+/**
+ * The election's span (tracing nodes only): a campaign opens one, a pre-vote that succeeds carries on in it as a
+ * candidacy, a campaign started over ends the last one ("timeout"); the outcome ends it (role.ts `changeState`).
+ */
+const openElectionSpan = (node: NodeState, phase: "pre-vote" | "vote") => {
+  const tracing = node.tracing
+  if (tracing === undefined) return
+  const open = node.electionSpan
+  if (open !== undefined && phase === "vote" && node.preVoting) {
+    open.event("candidate", node.clock.unsafeCurrentTimeNanos(), { [TERM]: node.currentTerm + 1 })
+    open.attribute(TERM, node.currentTerm + 1)
+    return
+  }
+  if (open !== undefined) {
+    open.attribute("raft.outcome", "timeout")
+    endSpan(node, open)
+  }
+  node.electionSpan = startSpan(node, tracing, "raft.election", undefined, {
+    [TERM]: node.currentTerm + 1,
+    "raft.pre_vote": phase === "pre-vote"
+  })
+}
+
+/** A vote request to one voter, traced as a child of the election's span with the trace context in the request. */
+const askVoter = <Req extends { readonly traceparent?: string }, A, E>(
+  node: NodeState,
+  name: string,
+  peer: string,
+  request: Req,
+  send: (request: Req) => Effect.Effect<A & { readonly granted: boolean }, E>
+): Effect.Effect<A & { readonly granted: boolean }, E> =>
+  node.electionSpan === undefined ? send(request) : spanned(node, name, { [PEER]: peer }, (span) =>
+    Effect.tap(
+      send(span === undefined ? request : { ...request, traceparent: traceparent(span) }),
+      (response) => span?.attribute("raft.granted", response.granted)
+    ), { parent: node.electionSpan, kind: "client" })
 
 /** An election: PreVote first when configured (and not asked to campaign by a leadership transfer). Run loop. */
 const campaign = (node: NodeState, transfer: boolean) =>
@@ -45,9 +84,11 @@ const campaign = (node: NodeState, transfer: boolean) =>
 const becomePreCandidate = (node: NodeState): Effect.Effect<void, StorageError> =>
   Effect.gen(function*() {
     yield* resetRoleScope(node)
+    openElectionSpan(node, "pre-vote")
     yield* changeState(node, "Candidate")
     yield* setLeader(node, undefined, undefined)
     node.preVoting = true
+    yield* logEvent(node, `pre-vote: asking the voters whether they would elect this node at term ${node.currentTerm + 1}`)
     const myEpoch = node.epoch
     const configuration = node.latestConfiguration
     const request: RequestPreVoteRequest = {
@@ -64,10 +105,11 @@ const becomePreCandidate = (node: NodeState): Effect.Effect<void, StorageError> 
       if (server.id === node.localId) continue
       yield* forkRole(
         node,
-        node.transport.requestPreVote(server.id, server.address, request).pipe(
-          Effect.tap((response) => emit(node, { _tag: "PreVote", epoch: myEpoch, from: server.id, response })),
-          Effect.catchAll((error) => Effect.logDebug("pre-vote request failed", error))
-        )
+        askVoter(node, "raft.request_pre_vote", server.id, request, (sent) =>
+          node.transport.requestPreVote(server.id, server.address, sent)).pipe(
+            Effect.tap((response) => emit(node, { _tag: "PreVote", epoch: myEpoch, from: server.id, response })),
+            Effect.catchAll((error) => Effect.logDebug("pre-vote request failed", error))
+          )
       )
     }
     if (node.preVotes > 0 && node.preVotes >= quorumOf(configuration)) yield* becomeCandidate(node, false)
@@ -77,12 +119,14 @@ const becomePreCandidate = (node: NodeState): Effect.Effect<void, StorageError> 
 export const becomeCandidate = (node: NodeState, transfer: boolean): Effect.Effect<void, StorageError> =>
   Effect.gen(function*() {
     yield* resetRoleScope(node)
+    openElectionSpan(node, "vote")
     node.preVoting = false
     yield* changeState(node, "Candidate")
     metrics.elections.unsafeUpdate(1, node.nodeLabels)
     yield* setLeader(node, undefined, undefined)
     yield* setCurrentTerm(node, node.currentTerm + 1)
     const term = node.currentTerm
+    yield* logEvent(node, transfer ? `election for term ${term} (leadership transfer)` : `election for term ${term}`)
     const myEpoch = node.epoch
     node.candidateVotes = 0
     const configuration = node.latestConfiguration
@@ -107,10 +151,11 @@ export const becomeCandidate = (node: NodeState, transfer: boolean): Effect.Effe
       if (server.id === node.localId) continue
       yield* forkRole(
         node,
-        node.transport.requestVote(server.id, server.address, request).pipe(
-          Effect.tap((response) => emit(node, { _tag: "Vote", epoch: myEpoch, from: server.id, response })),
-          Effect.catchAll((error) => Effect.logDebug("vote request failed", error))
-        )
+        askVoter(node, "raft.request_vote", server.id, request, (sent) =>
+          node.transport.requestVote(server.id, server.address, sent)).pipe(
+            Effect.tap((response) => emit(node, { _tag: "Vote", epoch: myEpoch, from: server.id, response })),
+            Effect.catchAll((error) => Effect.logDebug("vote request failed", error))
+          )
       )
     }
     if (selfVoter && node.candidateVotes >= quorumOf(configuration)) yield* becomeLeader(node)
@@ -199,7 +244,7 @@ export const handleTimer = (node: NodeState) =>
     if (node.role === "Follower") {
       if (node.lastContact !== undefined && node.now() - node.lastContact < node.config.heartbeatTimeoutMillis) return
       if (node.leaderId !== undefined) {
-        yield* Effect.logWarning("heartbeat timeout reached, starting election", node.leaderId)
+        yield* logTrouble(node, `no heartbeat from leader ${node.leaderId} within the timeout, starting an election`)
         yield* setLeader(node, undefined, undefined)
       }
       if (node.latestConfigurationIndex === 0 && node.latestConfiguration.servers.length === 0) return

@@ -8,6 +8,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Tracer from "effect/Tracer"
 import * as Configuration from "../Configuration.js"
 import type * as Log from "../Log.js"
 import { NothingNewToSnapshot } from "../RaftError.js"
@@ -15,6 +16,7 @@ import { Future } from "./future.js"
 import type { ApplyFuture } from "./leaderState.js"
 import { metrics } from "./metrics.js"
 import type { NodeState } from "./state.js"
+import { endSpan, FIRST_INDEX, LAST_INDEX, linksTo, startSpan } from "./tracing.js"
 
 /** Waits until the FSM has applied `index`. Any fiber. */
 export const waitApplied = (node: NodeState, index: number): Effect.Effect<void> =>
@@ -33,9 +35,20 @@ export const fsmRunner = (node: NodeState) => {
   let commands: Array<Log.Log> = []
   const noResponses: ReadonlyArray<unknown> = []
   let started = 0
+  // The spans of the traced applies in the batch, and the batch's own span (tracing.ts).
+  let traces: Array<Tracer.Span> | undefined
+  let span: Tracer.Span | undefined
   const applyPending: Effect.Effect<void> = Effect.suspend(() => {
     if (all.length === 0) return Effect.void
     node.fsmInHand = futures
+    if (traces !== undefined && node.tracing !== undefined) {
+      span = startSpan(node, node.tracing, "raft.fsm.apply", traces[0], {
+        [FIRST_INDEX]: all[0]!.index,
+        [LAST_INDEX]: all[all.length - 1]!.index,
+        "raft.entries": all.length
+      }, "internal", linksTo(traces))
+      traces = undefined
+    }
     if (commands.length === 0) return Effect.sync(() => applied(noResponses))
     started = node.nowMicros()
     return Effect.map(node.fsm.applyBatch(commands), timedApplied)
@@ -48,6 +61,10 @@ export const fsmRunner = (node: NodeState) => {
   /** Answers the applied batch's futures and moves `appliedIndex`. */
   const applied = (responses: ReadonlyArray<unknown>): void => {
     node.fsmInHand = []
+    if (span !== undefined) {
+      endSpan(node, span)
+      span = undefined
+    }
     let k = 0
     for (let i = 0; i < all.length; i++) {
       const entry = all[i]!
@@ -80,7 +97,9 @@ export const fsmRunner = (node: NodeState) => {
           for (let i = 0; i < item.logs.length; i++) {
             const entry = item.logs[i]!
             all.push(entry)
-            futures.push(item.futures === undefined ? undefined : item.futures[i])
+            const future = item.futures === undefined ? undefined : item.futures[i]
+            futures.push(future)
+            if (future?.trace !== undefined) (traces ??= []).push(future.trace.span)
             if (entry.type === "Command") commands.push(entry)
             else if (entry.type === "Configuration") {
               const decoded = Configuration.decode(entry.data)

@@ -23,6 +23,7 @@ import { setCurrentTerm } from "./hardState.js"
 import { type ApplyFuture, DISPATCHED, type LeaderState } from "./leaderState.js"
 import { dispatch } from "./leaderLog.js"
 import { reportOldestLogAge } from "./logAge.js"
+import { logEvent, logTrouble } from "./logs.js"
 import { promotionLoop } from "./membership.js"
 import { metrics } from "./metrics.js"
 import { addReplication, countedVoters } from "./replication.js"
@@ -36,6 +37,7 @@ export const becomeLeader = (node: NodeState): Effect.Effect<void, StorageError>
     yield* resetRoleScope(node)
     node.preVoting = false
     yield* changeState(node, "Leader")
+    yield* logEvent(node, `elected leader of term ${node.currentTerm}`)
     yield* setLeader(node, node.localId, node.localAddress)
     const configuration = node.latestConfiguration
     const voters = countedVoters(node, configuration)
@@ -66,6 +68,7 @@ export const becomeLeader = (node: NodeState): Effect.Effect<void, StorageError>
       storedTerm: node.lastLogTerm,
       unstored: [],
       recent: [],
+      traced: [],
       writeFailure: undefined
     }
     node.leader = ls
@@ -80,7 +83,8 @@ export const becomeLeader = (node: NodeState): Effect.Effect<void, StorageError>
       type: "Noop",
       data: Log.empty,
       deferred: new Future<ApplyResult, ApplyError>(),
-      status: DISPATCHED
+      status: DISPATCHED,
+      trace: undefined
     }
     yield* dispatch(node, [noop])
   })
@@ -103,7 +107,7 @@ const leaseLoop = (node: NodeState, ls: LeaderState, myEpoch: number) =>
       }
       if (contacted < quorumOf(configuration)) {
         metrics.leaseStepDowns.unsafeUpdate(1, node.nodeLabels)
-        yield* Effect.logWarning("failed to contact a quorum of voters within the lease, stepping down")
+        yield* logTrouble(node, "failed to contact a quorum of voters within the lease, stepping down")
         emit(node, { _tag: "StepDown", epoch: myEpoch, term: 0 })
         return
       }
@@ -116,7 +120,10 @@ const leaseLoop = (node: NodeState, ls: LeaderState, myEpoch: number) =>
  */
 export function* handleStepDown(node: NodeState, event: Extract<Event, { readonly _tag: "StepDown" }>) {
   if (event.epoch !== node.epoch || node.role !== "Leader") return
-  if (event.term > node.currentTerm) yield* setCurrentTerm(node, event.term)
+  if (event.term > node.currentTerm) {
+    yield* logEvent(node, `stepping down: a peer is at term ${event.term}`, { newTerm: event.term })
+    yield* setCurrentTerm(node, event.term)
+  }
   yield* setLeader(node, undefined, undefined)
   yield* becomeFollower(node)
 }

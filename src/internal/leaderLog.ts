@@ -11,10 +11,12 @@
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Tracer from "effect/Tracer"
 import * as Log from "../Log.js"
 import { LogNotFound, type StorageError } from "../RaftError.js"
 import { Future } from "./future.js"
 import { type ApplyFuture, DISPATCHED, type LeaderState } from "./leaderState.js"
+import { endSpan, FIRST_INDEX, LAST_INDEX, linksTo, startSpan, TERM } from "./tracing.js"
 import { markAppended } from "./logAge.js"
 import { metrics } from "./metrics.js"
 import { emit, type NodeState } from "./state.js"
@@ -51,6 +53,7 @@ export const appendNow = (node: NodeState, futures: ReadonlyArray<ApplyFuture>):
   const first = node.lastLogIndex + 1
   const entries = new Array<Log.Log>(futures.length)
   const at = node.nowMicros()
+  let traces: Array<Tracer.Span> | undefined
   for (let i = 0; i < futures.length; i++) {
     const future = futures[i]!
     future.status = DISPATCHED
@@ -59,15 +62,45 @@ export const appendNow = (node: NodeState, futures: ReadonlyArray<ApplyFuture>):
     ls.inflight.push({ log: entry, future, at })
     ls.unstored.push(entry)
     ls.recent.push(entry)
+    if (future.trace !== undefined) {
+      traces ??= []
+      traces.push(future.trace.span)
+      ls.traced.push({ index: entry.index, span: future.trace.span })
+    }
   }
   node.lastLogIndex = first + entries.length - 1
   node.lastLogTerm = term
   if (ls.recent.length > node.recentMax) ls.recent = ls.recent.slice(-node.recentMax / 2)
   node.writesPending += entries.length
-  node.writes.unsafeOffer({ leader: ls, entries })
+  if (traces !== undefined) traceCommit(node, ls, futures, traces, first, node.lastLogIndex)
+  node.writes.unsafeOffer({ leader: ls, entries, traces })
   if (node.bugs.leaderCountsUnwritten === true) ls.commitment.match(node.localId, node.lastLogIndex)
   metrics.applies.unsafeUpdate(entries.length, node.nodeLabels)
   for (const replication of ls.replications.values()) replication.trigger.unsafeOpen()
+}
+
+/**
+ * Opens the batch's commit span, a child of its first traced apply, closed by commit.ts when the batch commits
+ * (or by the apply when it ends otherwise); keeps the list of traced entries for replication bounded.
+ */
+const traceCommit = (
+  node: NodeState,
+  ls: LeaderState,
+  futures: ReadonlyArray<ApplyFuture>,
+  traces: ReadonlyArray<Tracer.Span>,
+  first: number,
+  last: number
+) => {
+  const tracing = node.tracing
+  if (tracing === undefined) return
+  const owner = futures.find((future) => future.trace !== undefined)!.trace!
+  owner.commit = startSpan(node, tracing, "raft.commit", traces[0], {
+    [TERM]: node.currentTerm,
+    [FIRST_INDEX]: first,
+    [LAST_INDEX]: last,
+    "raft.entries": last - first + 1
+  }, "internal", linksTo(traces))
+  if (ls.traced.length > 1024) ls.traced = ls.traced.slice(-512)
 }
 
 /**
@@ -84,11 +117,29 @@ export const leaderWriter = (node: NodeState) =>
       while (i < list.length) {
         const ls = list[i]!.leader
         const batch: Array<Log.Log> = []
+        let traces: Array<Tracer.Span> | undefined
         for (; i < list.length && list[i]!.leader === ls; i++) {
           for (const entry of list[i]!.entries) batch.push(entry)
+          const traced = list[i]!.traces
+          if (traced !== undefined) traces = traces === undefined ? [...traced] : traces.concat(traced)
         }
         if (ls.writeFailure === undefined) {
+          const span = traces === undefined || node.tracing === undefined ? undefined : startSpan(
+            node,
+            node.tracing,
+            "raft.append",
+            traces[0],
+            {
+              [TERM]: ls.term,
+              [FIRST_INDEX]: batch[0]!.index,
+              [LAST_INDEX]: batch[batch.length - 1]!.index,
+              "raft.entries": batch.length
+            },
+            "internal",
+            linksTo(traces)
+          )
           const stored = yield* Effect.either(Effect.uninterruptible(node.logs.storeLogs(batch)))
+          if (span !== undefined) endSpan(node, span, stored._tag === "Left" ? Exit.fail(stored.left) : Exit.void)
           if (stored._tag === "Left") {
             ls.writeFailure = stored.left
             emit(node, { _tag: "WriteFailed", leader: ls, error: stored.left })

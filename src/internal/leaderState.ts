@@ -9,6 +9,7 @@
 import type * as Effect from "effect/Effect"
 import type * as MetricLabel from "effect/MetricLabel"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import type * as Configuration from "../Configuration.js"
 import type * as Log from "../Log.js"
 import type {
@@ -22,6 +23,7 @@ import type {
 } from "../RaftError.js"
 import type { Commitment } from "./commitment.js"
 import type { Future } from "./future.js"
+import type { ApplyTrace } from "./tracing.js"
 import type { ApplyResult } from "./types.js"
 
 /** An apply waits in the run loop's mailbox. */
@@ -37,6 +39,8 @@ export interface ApplyFuture {
   readonly data: Uint8Array
   readonly deferred: Future<ApplyResult, ApplyError>
   status: number
+  /** Its spans when it is traced (tracing.ts): the batches that carry it make theirs children of it. */
+  readonly trace: ApplyTrace | undefined
 }
 
 /** A `verifyLeader` waiting for a quorum of heartbeat answers (verify.ts). */
@@ -57,6 +61,8 @@ export interface MembershipRequest {
   /** Set for the second step of an automatic promotion: never converted to a non-voter again. */
   readonly promotion: boolean
   cancelled: boolean
+  /** The change's span when traced: its configuration entry is traced as its child. */
+  readonly span: Tracer.Span | undefined
 }
 
 /** The leader's replication to one other server: written by that server's replication fibers only (replication.ts). */
@@ -104,6 +110,11 @@ export interface LeaderState {
    * built from here.
    */
   recent: Array<Log.Log>
+  /**
+   * Traced entries not yet known to be on every follower, in index order (tracing nodes only, at most 1024): an
+   * AppendEntries that carries one is traced as its child. Pruned on commit (commit.ts).
+   */
+  traced: Array<{ readonly index: number; readonly span: Tracer.Span }>
   /** Set when a write of this leader's entries failed: nothing after `storedIndex` is written any more. */
   writeFailure: StorageError | undefined
   readonly verifiers: Set<VerifyFuture>
@@ -121,4 +132,6 @@ export interface LeaderState {
 export interface LeaderWrite {
   readonly leader: LeaderState
   readonly entries: ReadonlyArray<Log.Log>
+  /** The spans of the traced applies among them, if any: the write is traced as a child of the first. */
+  readonly traces: ReadonlyArray<Tracer.Span> | undefined
 }

@@ -9,6 +9,7 @@
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Tracer from "effect/Tracer"
 import { LeadershipTransferInProgress, RaftShutdown, type StorageError } from "../RaftError.js"
 import type { AppendEntriesResponse } from "../Rpc.js"
 import { handleBootstrap } from "./bootstrap.js"
@@ -25,6 +26,7 @@ import { becomeFollower } from "./role.js"
 import { handleCompact, handleInstallCheck, handleInstallStored, handleUserRestore } from "./snapshot.js"
 import { type NodeState, notLeaderError } from "./state.js"
 import { handleTimeoutNow, handleTransfer, handleTransferTimeout } from "./transfer.js"
+import { COMMIT_INDEX, endSpan, FIRST_INDEX, LAST_INDEX, PEER, remoteParent, startSpan, TERM } from "./tracing.js"
 import { handleVerify } from "./verify.js"
 
 /** Handles one drained chunk of events; consecutive applies on a leader are stored together. */
@@ -69,7 +71,9 @@ const handleEvent = (node: NodeState, event: Exclude<Event, { readonly _tag: "Ap
         break
       }
       case "RequestVote": {
+        const span = remoteSpan(node, "raft.follower.request_vote", event.request.traceparent, event.request)
         const response = yield* handleRequestVote(node, event.request)
+        if (span !== undefined) endVoteSpan(node, span, response.granted)
         event.deferred.done(Exit.succeed(response))
         break
       }
@@ -98,7 +102,10 @@ const handleEvent = (node: NodeState, event: Exclude<Event, { readonly _tag: "Ap
         break
       }
       case "RequestPreVote": {
-        event.deferred.done(Exit.succeed(handleRequestPreVote(node, event.request)))
+        const span = remoteSpan(node, "raft.follower.request_pre_vote", event.request.traceparent, event.request)
+        const response = handleRequestPreVote(node, event.request)
+        if (span !== undefined) endVoteSpan(node, span, response.granted)
+        event.deferred.done(Exit.succeed(response))
         break
       }
       case "PreVote": {
@@ -203,9 +210,51 @@ const refusedAppend = (node: NodeState): AppendEntriesResponse => ({
   noRetryBackoff: false
 })
 
-/** One AppendEntries, answered. */
-const answerAppend = (node: NodeState, event: Extract<Event, { readonly _tag: "AppendEntries" }>) =>
-  Effect.map(handleAppendEntries(node, event.request), (response) => void event.deferred.done(Exit.succeed(response)))
+/** A span of this node for a request that carries its sender's trace context (tracing nodes only). */
+const remoteSpan = (
+  node: NodeState,
+  name: string,
+  context: string | undefined,
+  request: { readonly term: number; readonly candidateId: string }
+): Tracer.Span | undefined =>
+  node.tracing === undefined || context === undefined ? undefined : startSpan(
+    node,
+    node.tracing,
+    name,
+    remoteParent(context),
+    { [TERM]: request.term, [PEER]: request.candidateId },
+    "server"
+  )
+
+const endVoteSpan = (node: NodeState, span: Tracer.Span, granted: boolean) => {
+  span.attribute("raft.granted", granted)
+  endSpan(node, span)
+}
+
+/** One AppendEntries, answered; traced as a child of the leader's span when the request carries its context. */
+const answerAppend = (node: NodeState, event: Extract<Event, { readonly _tag: "AppendEntries" }>) => {
+  const request = event.request
+  const tracing = node.tracing
+  if (tracing === undefined || request.traceparent === undefined) {
+    return Effect.map(handleAppendEntries(node, request), (response) => void event.deferred.done(Exit.succeed(response)))
+  }
+  const span = startSpan(node, tracing, "raft.follower.append_entries", remoteParent(request.traceparent), {
+    [TERM]: request.term,
+    [PEER]: request.leaderId,
+    [FIRST_INDEX]: request.prevLogIndex + 1,
+    [LAST_INDEX]: request.prevLogIndex + request.entries.length,
+    "raft.entries": request.entries.length,
+    [COMMIT_INDEX]: request.leaderCommitIndex
+  }, "server")
+  return Effect.onExit(handleAppendEntries(node, request), (exit) =>
+    Effect.sync(() => {
+      if (Exit.isSuccess(exit)) {
+        span.attribute("raft.success", exit.value.success)
+        event.deferred.done(Exit.succeed(exit.value))
+      }
+      endSpan(node, span, exit)
+    }))
+}
 
 /** A run loop's chunk of one AppendEntries (a follower's usual one): answered, a storage failure refused. */
 const handleOneAppend = (node: NodeState, event: Extract<Event, { readonly _tag: "AppendEntries" }>) =>

@@ -19,6 +19,7 @@ import { Future } from "./future.js"
 import { type ApplyFuture, DISPATCHED, type LeaderState, type MembershipRequest } from "./leaderState.js"
 import { dispatch } from "./leaderLog.js"
 import { reconfigureLeader } from "./replication.js"
+import { logEvent } from "./logs.js"
 import { emit, type NodeState, notLeaderError } from "./state.js"
 import type { ApplyResult } from "./types.js"
 
@@ -34,7 +35,8 @@ const appendConfiguration = (
       type: "Configuration",
       data: Configuration.encode(configuration),
       deferred: new Future<ApplyResult, ApplyError>(),
-      status: DISPATCHED
+      status: DISPATCHED,
+      trace: request?.span === undefined ? undefined : { span: request.span, commit: undefined }
     }
     yield* dispatch(node, [future])
     if (node.leader !== ls || future.deferred.isDone) {
@@ -47,6 +49,9 @@ const appendConfiguration = (
     node.latestConfiguration = configuration
     node.latestConfigurationIndex = node.lastLogIndex
     ls.changeInFlight = { index: node.lastLogIndex, request }
+    yield* logEvent(node, `configuration change appended: ${describeChange(request)} -> ${describe(configuration)}`, {
+      configurationIndex: node.lastLogIndex
+    })
     // The requester hears when the entry is applied (committed), or why it never will be.
     future.deferred.listen((exit) => {
       if (request === undefined) return
@@ -56,6 +61,13 @@ const appendConfiguration = (
     })
     yield* reconfigureLeader(node, ls, configuration)
   })
+
+/** A configuration as `a (voter), b (nonvoter)`, for the log. */
+export const describe = (configuration: Configuration.Configuration): string =>
+  configuration.servers.map((server) => `${server.id} (${server.suffrage.toLowerCase()})`).join(", ")
+
+const describeChange = (request: MembershipRequest | undefined): string =>
+  request === undefined ? "promotion" : `${request.change._tag} ${request.change.id}`
 
 /**
  * Starts the next membership change once the leader is stable: its no-op and the previous change committed
@@ -141,13 +153,14 @@ export const handlePromote = (node: NodeState, id: string) =>
       promotion.request.deferred.done(Exit.fail(new InvalidOperation({ reason: `${id} left before its promotion` })))
       return
     }
-    yield* Effect.logInfo(`${id} caught up, promoting it to voter`)
+    yield* logEvent(node, `${id} caught up, promoting it to voter`, { peer: id })
     ls.changes.unshift({
       change: { _tag: "AddVoter", id, address: server.address },
       prevIndex: 0,
       deferred: promotion.request.deferred,
       promotion: true,
-      cancelled: false
+      cancelled: false,
+      span: promotion.request.span
     })
     yield* processMembership(node)
   })

@@ -37,6 +37,7 @@ import { failEvent, runLoop } from "./loop.js"
 import { tearDownLeader } from "./role.js"
 import { receiveSnapshot, snapshotLoop } from "./snapshot.js"
 import { ask, emit, NodeState, type NodeServices, publish } from "./state.js"
+import { makeTracing } from "./tracing.js"
 import type { Observation } from "./types.js"
 
 export type { Node } from "./api.js"
@@ -71,6 +72,7 @@ export const make = (
       observations,
       snapshotLock: yield* Effect.makeSemaphore(1),
       nodeLabels: [MetricLabel.make("node", localId)],
+      tracing: yield* makeTracing(config.traceSampleRate),
       ...hard
     })
     yield* recover(node)

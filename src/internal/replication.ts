@@ -25,6 +25,7 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import * as Configuration from "../Configuration.js"
 import type * as Log from "../Log.js"
 import {
@@ -34,13 +35,27 @@ import {
   type StorageError,
   type TransportError
 } from "../RaftError.js"
-import type { AppendEntriesRequest, InstallSnapshotRequest } from "../Rpc.js"
+import type { AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest } from "../Rpc.js"
 import { failureBackoff } from "./backoff.js"
 import type { LeaderState, Replication } from "./leaderState.js"
 import { readLeaderLog, readLeaderLogs } from "./leaderLog.js"
+import { logEvent } from "./logs.js"
 import { metrics } from "./metrics.js"
 import { emit, type NodeState, publish } from "./state.js"
 import type { PeerReplication } from "./types.js"
+import {
+  COMMIT_INDEX,
+  endSpan,
+  FIRST_INDEX,
+  INDEX,
+  LAST_INDEX,
+  linksTo,
+  PEER,
+  spanned,
+  startSpan,
+  TERM,
+  traceparent
+} from "./tracing.js"
 import { notifyVerifiers, settleVerify, voteVerifiers } from "./verify.js"
 
 /** A follower refused the entries and asked for backoff; `nextIndex` is where replication resumes. */
@@ -202,46 +217,84 @@ const startReplication = (
     }
 
     /** The InstallSnapshot path (the seed's sendLatestSnapshot): the newest snapshot, streamed. */
-    const sendLatestSnapshot = Effect.gen(function*() {
-      const newest = (yield* snapshots.list)[0]
-      if (newest === undefined) {
-        return yield* new SnapshotNotFound({ reason: "a follower needs compacted entries and no snapshot exists" })
+    const sendLatestSnapshot = spanned(node, "raft.install_snapshot", { [PEER]: replication.peer.id, [TERM]: term }, (span) =>
+      Effect.gen(function*() {
+        const newest = (yield* snapshots.list)[0]
+        if (newest === undefined) {
+          return yield* new SnapshotNotFound({ reason: "a follower needs compacted entries and no snapshot exists" })
+        }
+        const opened = yield* snapshots.open(newest.id)
+        const request: InstallSnapshotRequest = {
+          _tag: "InstallSnapshotRequest",
+          term,
+          leaderId: localId,
+          leaderAddress: localAddress,
+          lastLogIndex: opened.meta.index,
+          lastLogTerm: opened.meta.term,
+          configuration: opened.meta.configuration,
+          configurationIndex: opened.meta.configurationIndex,
+          ...(span === undefined ? {} : { traceparent: traceparent(span) })
+        }
+        span?.attribute(INDEX, opened.meta.index)
+        yield* logEvent(node, `sending snapshot ${opened.meta.id} (index ${opened.meta.index}) to ${replication.peer.id}`, {
+          peer: replication.peer.id,
+          snapshotIndex: opened.meta.index
+        })
+        const start = node.nowMicros()
+        const response = yield* transport.installSnapshot(
+          replication.peer.id,
+          replication.peer.address,
+          request,
+          opened.data
+        )
+        metrics.installSnapshot.unsafeUpdate(node.nowMicros() - start, replication.labels)
+        if (response.term > term) {
+          stepDown(response.term)
+          return "stop" as const
+        }
+        replication.lastContact = node.now()
+        replication.answered = true
+        if (!response.success) {
+          return yield* new SnapshotRejected({ index: opened.meta.index })
+        }
+        replication.failures = 0
+        replication.nextIndex = opened.meta.index + 1
+        if (opened.meta.index > replication.matchIndex) replication.matchIndex = opened.meta.index
+        ls.commitment.match(replication.peer.id, opened.meta.index)
+        return "continue" as const
+      }), { kind: "client" })
+
+    /** An AppendEntries carrying traced entries, with its span (a child of the first) and trace context; else undefined. */
+    const traceRequest = (
+      request: AppendEntriesRequest
+    ): { readonly request: AppendEntriesRequest; readonly span: Tracer.Span } | undefined => {
+      const tracing = node.tracing
+      const count = request.entries.length
+      if (tracing === undefined || ls.traced.length === 0 || count === 0) return undefined
+      const first = request.entries[0]!.index
+      const last = request.entries[count - 1]!.index
+      let spans: Array<Tracer.Span> | undefined
+      for (const traced of ls.traced) {
+        if (traced.index > last) break
+        if (traced.index >= first) (spans ??= []).push(traced.span)
       }
-      const opened = yield* snapshots.open(newest.id)
-      const request: InstallSnapshotRequest = {
-        _tag: "InstallSnapshotRequest",
-        term,
-        leaderId: localId,
-        leaderAddress: localAddress,
-        lastLogIndex: opened.meta.index,
-        lastLogTerm: opened.meta.term,
-        configuration: opened.meta.configuration,
-        configurationIndex: opened.meta.configurationIndex
-      }
-      yield* Effect.logInfo(`sending snapshot ${opened.meta.id} (index ${opened.meta.index})`)
-      const start = node.nowMicros()
-      const response = yield* transport.installSnapshot(
-        replication.peer.id,
-        replication.peer.address,
-        request,
-        opened.data
-      )
-      metrics.installSnapshot.unsafeUpdate(node.nowMicros() - start, replication.labels)
-      if (response.term > term) {
-        stepDown(response.term)
-        return "stop" as const
-      }
-      replication.lastContact = node.now()
-      replication.answered = true
-      if (!response.success) {
-        return yield* new SnapshotRejected({ index: opened.meta.index })
-      }
-      replication.failures = 0
-      replication.nextIndex = opened.meta.index + 1
-      if (opened.meta.index > replication.matchIndex) replication.matchIndex = opened.meta.index
-      ls.commitment.match(replication.peer.id, opened.meta.index)
-      return "continue" as const
-    })
+      if (spans === undefined) return undefined
+      const span = startSpan(node, tracing, "raft.append_entries", spans[0], {
+        [PEER]: replication.peer.id,
+        [TERM]: term,
+        [FIRST_INDEX]: first,
+        [LAST_INDEX]: last,
+        "raft.entries": count,
+        [COMMIT_INDEX]: request.leaderCommitIndex
+      }, "client", linksTo(spans))
+      return { request: { ...request, traceparent: traceparent(span) }, span }
+    }
+
+    /** Ends an AppendEntries span with the follower's answer. */
+    const endRequestSpan = (span: Tracer.Span, exit: Exit.Exit<AppendEntriesResponse, unknown>) => {
+      if (Exit.isSuccess(exit)) span.attribute("raft.success", exit.value.success)
+      endSpan(node, span, exit)
+    }
 
     /** One AppendEntries exchange; fails (and is retried with backoff) on errors and on rejections. */
     const replicateOnce = (lastIndex: number): Effect.Effect<
@@ -254,8 +307,14 @@ const startReplication = (
         )
         // The entries the follower needs are compacted away: it gets the newest snapshot instead.
         if (request === undefined) return yield* sendLatestSnapshot
+        const traced = traceRequest(request)
         const start = node.nowMicros()
-        const response = yield* transport.appendEntries(replication.peer.id, replication.peer.address, request)
+        const response = yield* (traced === undefined
+          ? transport.appendEntries(replication.peer.id, replication.peer.address, request)
+          : Effect.onExit(
+            transport.appendEntries(replication.peer.id, replication.peer.address, traced.request),
+            (exit) => Effect.sync(() => endRequestSpan(traced.span, exit))
+          ))
         metrics.appendEntriesRpc.unsafeUpdate(node.nowMicros() - start, replication.labels)
         metrics.appendEntriesLogs.unsafeUpdate(request.entries.length, replication.labels)
         if (response.term > term) {
@@ -307,11 +366,20 @@ const startReplication = (
         // transport's own `sentAtMillis` is whole milliseconds.
         let sentAt: Array<number> = []
         let sentHead = 0
+        // The spans of traced requests in flight.
+        const spans = new Map<AppendEntriesRequest, Tracer.Span>()
         // The decoder (the seed's pipelineDecode).
         yield* Effect.gen(function*() {
           while (true) {
             const [results, done] = yield* pipeline.results.takeAll
             for (const result of results) {
+              if (spans.size > 0) {
+                const span = spans.get(result.request)
+                if (span !== undefined) {
+                  spans.delete(result.request)
+                  endRequestSpan(span, Exit.succeed(result.response))
+                }
+              }
               const sent = sentAt[sentHead++]
               if (sentHead >= 1024) {
                 sentAt = sentAt.slice(sentHead)
@@ -338,6 +406,8 @@ const startReplication = (
           Effect.catchAll((error) => Effect.logDebug("pipeline broke", error)),
           Effect.ensuring(Effect.sync(() => {
             finished = true
+            for (const span of spans.values()) endSpan(node, span, Exit.fail("pipeline closed"))
+            spans.clear()
             replication.trigger.unsafeOpen()
           })),
           Effect.interruptible,
@@ -355,9 +425,11 @@ const startReplication = (
           do {
             const request = yield* setupAppendEntries(nextIndex, lastIndex)
             sentCommit = request.leaderCommitIndex
+            const traced = traceRequest(request)
+            if (traced !== undefined) spans.set(traced.request, traced.span)
             sentAt.push(node.nowMicros())
             // A broken pipeline fails the send (even one waiting for room): back to plain mode.
-            const sent = yield* Effect.either(pipeline.send(request))
+            const sent = yield* Effect.either(pipeline.send(traced === undefined ? request : traced.request))
             if (sent._tag === "Left") {
               finished = true
               break

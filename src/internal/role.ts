@@ -16,9 +16,11 @@ import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
 import { LeadershipLost, LeadershipTransferFailed } from "../RaftError.js"
 import { awaitLeaderWrites } from "./leaderLog.js"
+import { logEvent } from "./logs.js"
 import { reportOldestLogAge } from "./logAge.js"
 import { metrics } from "./metrics.js"
 import { emit, forkRole, type NodeState, publish } from "./state.js"
+import { endSpan } from "./tracing.js"
 import type { RaftState } from "./types.js"
 import { settleVerify } from "./verify.js"
 
@@ -28,7 +30,10 @@ export const setLeader = (node: NodeState, id: string | undefined, address: stri
     if (id === node.leaderId && address === node.leaderAddress) return Effect.void
     node.leaderId = id
     node.leaderAddress = address
-    return publish(node, { _tag: "LeaderChange", leaderId: id, term: node.currentTerm })
+    const published = publish(node, { _tag: "LeaderChange", leaderId: id, term: node.currentTerm })
+    return id === undefined || id === node.localId
+      ? published
+      : Effect.zipRight(logEvent(node, `following leader ${id} of term ${node.currentTerm}`, { leader: id }), published)
   })
 
 /** Ends the current role's fibers and starts a new epoch. Run loop. */
@@ -46,6 +51,11 @@ export const changeState = (node: NodeState, to: RaftState) =>
     const from = node.role
     node.role = to
     if (from === to) return Effect.void
+    if (from === "Candidate" && node.electionSpan !== undefined) {
+      node.electionSpan.attribute("raft.outcome", to === "Leader" ? "won" : "lost")
+      endSpan(node, node.electionSpan)
+      node.electionSpan = undefined
+    }
     metrics.stateChanges.unsafeUpdate(1, [...node.nodeLabels, MetricLabel.make("state", to)])
     return publish(node, { _tag: "StateChange", from, to, term: node.currentTerm })
   })
@@ -107,6 +117,7 @@ export const becomeFollower = (node: NodeState) =>
     }
     yield* resetRoleScope(node)
     node.preVoting = false
+    if (wasLeader) yield* logEvent(node, `no longer leader of term ${old?.term ?? node.currentTerm}, now a follower`)
     if (wasLeader) {
       yield* tearDownLeader(node)
       yield* setLeader(node, undefined, undefined)

@@ -15,6 +15,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
+import type * as Tracer from "effect/Tracer"
 import {
   type FsmError,
   InvalidOperation,
@@ -35,9 +36,11 @@ import { Future } from "./future.js"
 import { setCurrentTerm } from "./hardState.js"
 import { awaitLeaderWrites } from "./leaderLog.js"
 import { noteCompacted, noteLogReplaced } from "./logAge.js"
+import { logEvent } from "./logs.js"
 import { metrics } from "./metrics.js"
 import { becomeFollower, setLeader } from "./role.js"
 import { ask, emit, type NodeState, notLeaderError } from "./state.js"
+import { INDEX, PEER, remoteParent, spanned, TERM } from "./tracing.js"
 
 /** Deletes log entries a snapshot at `index` covers, keeping `trailingLogs` behind the last (hashicorp's compactLogs). */
 const compactLogs = (node: NodeState, index: number) =>
@@ -139,14 +142,16 @@ export const handleInstallStored = (node: NodeState, request: InstallSnapshotReq
       )
     } else {
       if (first > 0) {
-        yield* Effect.logInfo(`discarding the log ${first}..${node.lastLogIndex}, superseded by snapshot ${meta.id}`)
+        yield* logEvent(node, `discarding the log ${first}..${node.lastLogIndex}, superseded by snapshot ${meta.id}`)
         yield* logs.deleteRange(first, Math.max(node.lastLogIndex, first))
       }
       noteLogReplaced(node)
       node.lastLogIndex = meta.index
       node.lastLogTerm = meta.term
     }
-    yield* Effect.logInfo(`installed snapshot ${meta.id} (index ${meta.index}, term ${meta.term})`)
+    yield* logEvent(node, `installed snapshot ${meta.id} from ${request.leaderId} (index ${meta.index}, term ${meta.term})`, {
+      snapshotIndex: meta.index
+    })
     return response
   })
 
@@ -175,6 +180,20 @@ const restoreFsm = (node: NodeState, meta: SnapshotMeta) =>
  * handler fiber.
  */
 export const receiveSnapshot = (
+  node: NodeState,
+  request: InstallSnapshotRequest,
+  data: Stream.Stream<Uint8Array, TransportError>
+) =>
+  spanned(node, "raft.follower.install_snapshot", {
+    [TERM]: request.term,
+    [PEER]: request.leaderId,
+    [INDEX]: request.lastLogIndex
+  }, () => receiveSnapshotUntraced(node, request, data), {
+    parent: remoteParent(request.traceparent),
+    kind: "server"
+  })
+
+const receiveSnapshotUntraced = (
   node: NodeState,
   request: InstallSnapshotRequest,
   data: Stream.Stream<Uint8Array, TransportError>
@@ -277,7 +296,7 @@ export const handleUserRestore = (
     const first = yield* logs.firstIndex
     if (first > 0) yield* logs.deleteRange(first, dropped)
     noteLogReplaced(node)
-    yield* Effect.logInfo(`restored user snapshot ${meta.id} at index ${index}`)
+    yield* logEvent(node, `restored user snapshot ${meta.id} at index ${index}`, { snapshotIndex: index })
     deferred.done(Exit.void)
   })
 
@@ -286,6 +305,12 @@ export const handleUserRestore = (
  * is streamed into the snapshot store while applies go on, and the run loop then compacts the log. Any fiber.
  */
 export const takeSnapshot = (node: NodeState): Effect.Effect<SnapshotMeta, SnapshotError | InvalidOperation> =>
+  spanned(node, "raft.snapshot", {}, (span) => takeSnapshotUntraced(node, span))
+
+const takeSnapshotUntraced = (
+  node: NodeState,
+  span: Tracer.Span | undefined
+): Effect.Effect<SnapshotMeta, SnapshotError | InvalidOperation> =>
   node.snapshotLock.withPermits(1)(
     Effect.gen(function*() {
       if (node.isShutdown) return yield* new RaftShutdown()
@@ -308,10 +333,12 @@ export const takeSnapshot = (node: NodeState): Effect.Effect<SnapshotMeta, Snaps
         })
       ).pipe(Effect.ensuring(captured.snapshot.release))
       metrics.snapshotPersist.unsafeUpdate(node.nowMicros() - persistStart, node.nodeLabels)
+      span?.attribute(INDEX, meta.index)
+      span?.attribute(TERM, meta.term)
       metrics.snapshots.unsafeUpdate(1, node.nodeLabels)
       const compacted = new Future<void, never>()
       if (emit(node, { _tag: "Compact", meta, deferred: compacted })) yield* compacted.await
-      yield* Effect.logInfo(`snapshot ${meta.id} taken at index ${meta.index}`)
+      yield* logEvent(node, `snapshot ${meta.id} taken at index ${meta.index}`, { snapshotIndex: meta.index })
       return meta
     })
   )

@@ -24,6 +24,7 @@ import type * as Mailbox from "effect/Mailbox"
 import type * as MetricLabel from "effect/MetricLabel"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import * as Configuration from "../Configuration.js"
 import type { Fsm } from "../Fsm.js"
 import type { LogStore } from "../LogStore.js"
@@ -36,6 +37,7 @@ import type { Bugs } from "./bugs.js"
 import type { Event, FsmItem } from "./events.js"
 import { Future } from "./future.js"
 import type { ApplyFuture, LeaderState, LeaderWrite } from "./leaderState.js"
+import type { Tracing } from "./tracing.js"
 import type { Observation, RaftState } from "./types.js"
 
 /** The dependencies of a node. */
@@ -64,6 +66,7 @@ export interface NodeResources {
   readonly currentTerm: number
   readonly lastVoteTerm: number
   readonly lastVoteCandidate: string
+  readonly tracing: Tracing | undefined
 }
 
 export class NodeState {
@@ -79,6 +82,8 @@ export class NodeState {
   readonly nodeLabels: ReadonlyArray<MetricLabel.MetricLabel>
   readonly clock: Clock.Clock
   readonly bugs: Bugs
+  /** How this node traces (tracing.ts); undefined when nobody listens, decided once at start. */
+  readonly tracing: Tracing | undefined
   /** The scope the node was started in: a removed node's shutdown is forked here. */
   readonly parentScope: Scope.Scope
   /** Holds every fiber of the node; closed by shutdown. */
@@ -161,6 +166,8 @@ export class NodeState {
   committedConfigurationIndex = 0
 
   // ---- elections (election.ts; run loop)
+  /** The span of the election under way (tracing nodes only): from the campaign to its outcome (role.ts ends it). */
+  electionSpan: Tracer.Span | undefined = undefined
   candidateVotes = 0
   preVoting = false
   preVotes = 0
@@ -187,6 +194,7 @@ export class NodeState {
     this.nodeLabels = resources.nodeLabels
     this.clock = resources.clock
     this.bugs = resources.bugs
+    this.tracing = resources.tracing
     this.parentScope = resources.parentScope
     this.nodeScope = resources.nodeScope
     this.roleScope = resources.roleScope

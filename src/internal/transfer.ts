@@ -15,6 +15,7 @@ import { becomeCandidate } from "./election.js"
 import type { Future } from "./future.js"
 import { setCurrentTerm } from "./hardState.js"
 import type { Replication } from "./leaderState.js"
+import { logEvent } from "./logs.js"
 import { processMembership } from "./membership.js"
 import { becomeFollower } from "./role.js"
 import { emit, forkRole, type NodeState, notLeaderError } from "./state.js"
@@ -55,7 +56,7 @@ export const handleTransfer = (
     ls.transfer = { target: chosen.peer.id, deferred }
     const myEpoch = node.epoch
     const term = node.currentTerm
-    yield* Effect.logInfo(`transferring leadership to ${chosen.peer.id}`)
+    yield* logEvent(node, `transferring leadership to ${chosen.peer.id}`, { peer: chosen.peer.id })
     const tick = Math.max(1, Math.floor(node.config.commitTimeoutMillis / 5))
     yield* forkRole(
       node,
@@ -103,7 +104,7 @@ export const handleTimeoutNow = (node: NodeState, request: TimeoutNowRequest) =>
     if (request.term < node.currentTerm) return response
     if (!Configuration.isVoter(node.latestConfiguration, node.localId)) return response
     if (request.term > node.currentTerm) yield* setCurrentTerm(node, request.term)
-    yield* Effect.logInfo(`asked by ${request.leaderId} to take over leadership, campaigning`)
+    yield* logEvent(node, `asked by ${request.leaderId} to take over leadership, campaigning`, { leader: request.leaderId })
     // A (stale) leader asked to campaign leaves its leadership properly first: its writes end, its futures fail.
     if (node.role === "Leader") yield* becomeFollower(node)
     yield* becomeCandidate(node, true)

@@ -110,7 +110,7 @@ const requestBody = (request: Rpc.Request): Record<string, unknown> => {
         const e = request.entries[i]!
         entries[i] = [e.index, e.term, logTypeCode(e.type), e.data]
       }
-      return {
+      const body: Record<string, unknown> = {
         term: request.term,
         leaderId: request.leaderId,
         leaderAddress: request.leaderAddress,
@@ -119,6 +119,8 @@ const requestBody = (request: Rpc.Request): Record<string, unknown> => {
         entries,
         leaderCommitIndex: request.leaderCommitIndex
       }
+      if (request.traceparent !== undefined) body.traceparent = request.traceparent
+      return body
     }
     default: {
       const { _tag, ...fields } = request
@@ -475,6 +477,9 @@ const hasExactly = (
 const isString = (u: unknown): u is string => typeof u === "string"
 const isBoolean = (u: unknown): u is boolean => typeof u === "boolean"
 
+/** What `Rpc.TraceParent` accepts: a string of at most 128 UTF-16 code units. */
+const isTraceParent = (u: unknown): u is string => typeof u === "string" && u.length <= 128
+
 const appendEntriesChecks = {
   term: isNonNegativeInt,
   leaderId: isString,
@@ -482,15 +487,18 @@ const appendEntriesChecks = {
   prevLogIndex: isNonNegativeInt,
   prevLogTerm: isNonNegativeInt,
   entries: Array.isArray,
-  leaderCommitIndex: isNonNegativeInt
+  leaderCommitIndex: isNonNegativeInt,
+  traceparent: isTraceParent
 }
 
 /** The AppendEntries envelope (its entries checked by `logsFromWire`), or why it is not one. */
 export const appendEntriesFromWire = (body: Record<string, unknown>): Rpc.AppendEntriesRequest | string => {
   const entries = logsFromWire(body.entries)
   if (typeof entries === "string") return entries
-  if (!hasExactly(body, appendEntriesChecks, 7)) return "not an AppendEntries request"
-  return {
+  // Seven fields, and the optional trace context.
+  const traced = Object.hasOwn(body, "traceparent")
+  if (!hasExactly(body, appendEntriesChecks, traced ? 8 : 7)) return "not an AppendEntries request"
+  const request: Rpc.AppendEntriesRequest = {
     _tag: "AppendEntriesRequest",
     term: body.term as number,
     leaderId: body.leaderId as string,
@@ -500,6 +508,7 @@ export const appendEntriesFromWire = (body: Record<string, unknown>): Rpc.Append
     entries,
     leaderCommitIndex: body.leaderCommitIndex as number
   }
+  return traced ? { ...request, traceparent: body.traceparent as string } : request
 }
 
 const appendEntriesResponseChecks = {

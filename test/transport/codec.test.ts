@@ -44,6 +44,51 @@ const requests: ReadonlyArray<Rpc.Request> = [
   { _tag: "TimeoutNowRequest", term: 7, leaderId: "a", leaderAddress: "h:3" }
 ]
 
+/** Requests of traced operations: they carry the sender's trace context (docs/wire-format.md). */
+const tracedRequests: ReadonlyArray<Rpc.Request> = [
+  {
+    _tag: "AppendEntriesRequest",
+    term: 3,
+    leaderId: "a",
+    leaderAddress: "127.0.0.1:7001",
+    prevLogIndex: 13,
+    prevLogTerm: 2,
+    entries: [entry(14, new Uint8Array([4]))],
+    leaderCommitIndex: 13,
+    traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+  },
+  {
+    _tag: "RequestVoteRequest",
+    term: 4,
+    candidateId: "b",
+    candidateAddress: "h:1",
+    lastLogIndex: 7,
+    lastLogTerm: 3,
+    leadershipTransfer: false,
+    traceparent: "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+  },
+  {
+    _tag: "RequestPreVoteRequest",
+    term: 5,
+    candidateId: "c",
+    candidateAddress: "h:2",
+    lastLogIndex: 1,
+    lastLogTerm: 1,
+    traceparent: "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b8-01"
+  },
+  {
+    _tag: "InstallSnapshotRequest",
+    term: 6,
+    leaderId: "a",
+    leaderAddress: "h:3",
+    lastLogIndex: 100,
+    lastLogTerm: 5,
+    configuration: { servers: [{ id: "a", address: "h:3", suffrage: "Voter" }] },
+    configurationIndex: 90,
+    traceparent: "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b9-00"
+  }
+]
+
 const responses: ReadonlyArray<Rpc.Response> = [
   { _tag: "AppendEntriesResponse", term: 3, lastLog: 13, success: true, noRetryBackoff: false },
   { _tag: "RequestVoteResponse", term: 4, granted: false },
@@ -83,6 +128,18 @@ const reasonOf = (result: Array<Codec.Message> | CodecError): string =>
   result instanceof CodecError ? result.reason : "decoded"
 
 describe("codec", () => {
+  it("the trace context of a traced request survives encoding, whole or in pieces", () => {
+    const frames = tracedRequests.map((r, i) => Codec.concat(Codec.encodeRequest(i + 1, r)))
+    const all = new Uint8Array(frames.reduce((n, f) => n + f.length, 0))
+    let at = 0
+    for (const f of frames) (all.set(f, at), at += f.length)
+    for (const step of [1, 7, all.length]) {
+      const messages = readAll(all, step)
+      assert(!(messages instanceof CodecError), `step ${step}: ${String(messages)}`)
+      assert.deepStrictEqual(messages.map((m) => (m.kind === "request" ? m.request : m)), [...tracedRequests])
+    }
+  })
+
   it("every request and response survives encoding, whole or cut into pieces of any size", () => {
     const frames = [
       ...requests.map((r, i) => Codec.concat(Codec.encodeRequest(i + 1, r))),
@@ -204,9 +261,12 @@ describe("codec", () => {
   const field = (valid: FastCheck.Arbitrary<unknown>) =>
     FastCheck.oneof({ arbitrary: valid, weight: 6 }, { arbitrary: odd, weight: 1 })
   /** A body with each field present most of the time, mostly valid, and sometimes a key too many. */
-  const body = (fields: Record<string, FastCheck.Arbitrary<unknown>>) =>
+  const body = (
+    fields: Record<string, FastCheck.Arbitrary<unknown>>,
+    optional: Record<string, FastCheck.Arbitrary<unknown>> = {}
+  ) =>
     FastCheck.tuple(
-      FastCheck.record(fields, { requiredKeys: [] }),
+      FastCheck.record({ ...fields, ...optional }, { requiredKeys: [] }),
       FastCheck.boolean(),
       FastCheck.option(FastCheck.tuple(FastCheck.constantFrom("_tag", "extra", "Term", "entries "), odd), { freq: 4 })
     ).map(([record, complete, extra]) => {
@@ -252,7 +312,7 @@ describe("codec", () => {
       prevLogTerm: field(FastCheck.nat()),
       entries: field(entries),
       leaderCommitIndex: field(FastCheck.nat())
-    })
+    }, { traceparent: field(FastCheck.string({ maxLength: 130 })) })
     agree(arbitrary, Codec.appendEntriesFromWire, (input) => {
       const logs = Codec.logsFromWire(input.entries)
       return typeof logs === "string"
