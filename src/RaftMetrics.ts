@@ -49,6 +49,7 @@ const micros = (name: string, description: string): Histogram =>
 
 /** Commands a leader accepted (hashicorp's raft.apply). */
 export const applies: Counter = Metric.counter("raft_apply_total", {
+  incremental: true,
   description: "commands and barriers this node accepted as leader"
 })
 
@@ -83,6 +84,7 @@ export const appendEntriesRpc: Histogram = micros(
 
 /** Entries sent to a follower, labelled `peer` (raft.replication.appendEntries.logs). */
 export const appendEntriesLogs: Counter = Metric.counter("raft_replication_append_entries_logs_total", {
+  incremental: true,
   description: "entries sent to each peer"
 })
 
@@ -91,6 +93,7 @@ export const heartbeat: Histogram = micros("raft_replication_heartbeat_micros", 
 
 /** Heartbeats that failed, labelled `peer` (raft.replication.heartbeat.fail). */
 export const heartbeatFailures: Counter = Metric.counter("raft_replication_heartbeat_failures_total", {
+  incremental: true,
   description: "heartbeats that failed, per peer"
 })
 
@@ -110,6 +113,7 @@ export const lastContact: Gauge = Metric.gauge("raft_leader_last_contact_millis"
 
 /** Snapshots this node took and persisted (raft.snapshot.takeSnapshot, counted). */
 export const snapshots: Counter = Metric.counter("raft_snapshot_total", {
+  incremental: true,
   description: "snapshots this node took and persisted"
 })
 
@@ -135,14 +139,19 @@ export const oldestLogAge: Gauge = Metric.gauge("raft_oldest_log_age_millis", {
 })
 
 /** Elections this node started (raft.election). */
-export const elections: Counter = Metric.counter("raft_election_total", { description: "elections this node started" })
+export const elections: Counter = Metric.counter("raft_election_total", {
+  incremental: true,
+  description: "elections this node started"
+})
 
 /** Role changes, labelled `state` with the new role (raft.state.follower, .candidate, .leader). */
 export const stateChanges: Counter = Metric.counter("raft_state_change_total", {
+  incremental: true,
   description: "role changes, tagged by the new state"
 })
 
 /** Times a leader stepped down for lack of contact with a quorum within its lease (hashicorp logs it). */
 export const leaseStepDowns: Counter = Metric.counter("raft_leader_lease_step_down_total", {
+  incremental: true,
   description: "times a leader stepped down for lack of contact with a quorum"
 })

@@ -16,6 +16,8 @@
  * | `POST /cluster/transfer-leadership` | `{ id? }` | `{ leader }` |
  * | `POST /admin/faults` | `{ blocked: [id] }` | `{ blocked }` (nodes started with `--faults` only) |
  *
+ * Beside it, `Operator.ts` serves the status page at `/`, `/metrics`, `/docs` and a JSON 404.
+ *
  * Writes, membership changes and linearizable reads on a follower answer 307
  * with `Location` at the leader's HTTP address (`curl -L` follows it) and a
  * `NotLeader` body naming it; 421 `NotLeader` when the leader's HTTP address
@@ -45,6 +47,7 @@ import { FaultSwitchTag } from "./FaultSwitch.js"
 import * as HttpLimits from "./HttpLimits.js"
 import { KvService } from "./Kv.js"
 import * as KvError from "./KvError.js"
+import * as Operator from "./Operator.js"
 
 const key = HttpApiSchema.param("key", Schema.String)
 const Stale = Schema.optional(Schema.BooleanFromString)
@@ -92,7 +95,12 @@ export const Status = Schema.Struct({
   configurationIndex: Schema.Number,
   members: Schema.Array(Member),
   peers: Schema.Array(PeerStatus),
-  keys: Schema.Number
+  keys: Schema.Number,
+  leaderChanges: Schema.Array(Schema.Struct({
+    atMillis: Schema.Number,
+    term: Schema.Number,
+    leader: Schema.optional(Schema.String)
+  }))
 })
 
 /** The key-value endpoints. */
@@ -242,13 +250,15 @@ export const layerApi: Layer.Layer<HttpApi.Api, never, KvService> = HttpApiBuild
 
 /**
  * Serves the API on the `HttpServer` in context (`NodeHttpServer.layer` provides it and the platform services),
- * behind `HttpLimits.middleware` (body, target and JSON nesting limits).
+ * behind `HttpLimits.middleware` (body, target and JSON nesting limits), with the operator's pages of `Operator.ts`
+ * (status page, `/metrics`, `/docs`, JSON 404).
  */
 export const layer: Layer.Layer<
   never,
   never,
-  KvService | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
-> = HttpApiBuilder.serve(HttpLimits.middleware()).pipe(
+  KvService | Operator.MetricsScrape | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
+> = HttpApiBuilder.serve((app) => Operator.middleware(HttpLimits.middleware()(app))).pipe(
+  Layer.provide(Operator.routes),
   Layer.provide(layerApi)
 )
 

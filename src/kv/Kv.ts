@@ -17,6 +17,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as Configuration from "../Configuration.js"
 import * as Raft from "../Raft.js"
 import type * as RaftError from "../RaftError.js"
@@ -77,7 +78,19 @@ export interface Status {
   readonly peers: ReadonlyArray<PeerStatus>
   /** Number of keys in this node's state machine. */
   readonly keys: number
+  /** The latest leader changes this node saw (at most `leaderChangesKept`), newest first. */
+  readonly leaderChanges: ReadonlyArray<LeaderChange>
 }
+
+/** A change of leader a node saw: when (`Clock` ms), in which term, and who leads now (undefined: nobody known). */
+export interface LeaderChange {
+  readonly atMillis: number
+  readonly term: number
+  readonly leader: string | undefined
+}
+
+/** How many leader changes `Status` keeps. */
+export const leaderChangesKept: number = 16
 
 /** Errors of a read. */
 export type ReadError = KvError.NotLeader | KvError.NoLeader | KvError.Unavailable
@@ -220,6 +233,21 @@ export const make = (
       }
     }
 
+    // The leader changes this node sees, newest first, for the status page.
+    let leaderChanges: ReadonlyArray<LeaderChange> = []
+    yield* raft.observe.pipe(
+      Stream.runForEach((observation) =>
+        observation._tag !== "LeaderChange" ? Effect.void : Effect.clockWith((clock) =>
+          Effect.sync(() => {
+            const change = { atMillis: clock.unsafeCurrentTimeMillis(), term: observation.term, leader: observation.leaderId }
+            leaderChanges = [change, ...leaderChanges.slice(0, leaderChangesKept - 1)]
+          })
+        )
+      ),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
     // A leader whose HTTP address is missing from the directory (or outdated) registers it through the log.
     yield* Effect.gen(function*() {
       if ((yield* raft.state) !== "Leader") return
@@ -345,7 +373,8 @@ export const make = (
               : Math.max(0, now - peer.lastContactMillis),
             failures: peer.failures
           })),
-          keys: HashMap.size(kv.current().entries)
+          keys: HashMap.size(kv.current().entries),
+          leaderChanges
         }
       }),
       httpOf

@@ -128,6 +128,16 @@ export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", {
   }
 }
 
+/** No endpoint answers this method and path. */
+export class RouteNotFound extends Schema.TaggedError<RouteNotFound>()("RouteNotFound", {
+  method: Schema.String,
+  path: Schema.String
+}, HttpApiSchema.annotations({ status: 404 })) {
+  override get message(): string {
+    return `no endpoint answers ${this.method} ${this.path} (GET /docs lists them)`
+  }
+}
+
 /** Every error of the key-value service. */
 export type KvError =
   | NotLeader
@@ -142,3 +152,4 @@ export type KvError =
   | UriTooLong
   | HeadersTooLarge
   | BadRequest
+  | RouteNotFound

@@ -37,6 +37,7 @@ import * as Http from "./Http.js"
 import * as HttpLimits from "./HttpLimits.js"
 import * as Kv from "./Kv.js"
 import * as KvFsm from "./KvFsm.js"
+import * as Operator from "./Operator.js"
 
 /** Another server of the cluster, as the command line names it. */
 export interface Peer {
@@ -132,6 +133,7 @@ export const layer = <E>(
   const peers = new Map((options.peers ?? []).map((peer) => [peer.id, peer.httpAddress]))
   const service = Kv.layer({ httpAddress: options.httpAddress, peers }).pipe(Layer.provideMerge(node))
   const server = Http.layer.pipe(
+    Layer.provide(Operator.layerMetrics()),
     Layer.provide(
       NodeHttpServer.layer(HttpLimits.createServer(), { host: http?.host ?? "127.0.0.1", port: http?.port ?? 0 })
     )
