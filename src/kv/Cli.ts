@@ -9,6 +9,12 @@
  *   kv status --http-addr 127.0.0.1:8001
  *   kv put KEY VALUE | kv get KEY [--stale] | kv delete KEY   [--http-addr 127.0.0.1:8001]
  *
+ * Options not given are read from the environment (`KV_ID`, `KV_RAFT_ADDR`, `KV_HTTP_ADDR`, `KV_DATA_DIR`,
+ * `KV_PEERS`, `KV_BOOTSTRAP`, `KV_JOIN`, `KV_FAST`, `KV_TLS_CERT`, `KV_TLS_KEY`, `KV_TLS_CA`,
+ * `KV_INSECURE_TRANSPORT`, `KV_LOG_FORMAT`) through Effect `Config`; `kv node --log-format json` logs one JSON
+ * object per line. A command that fails prints one line (`kv: ...`) and exits with 1; `--verbose`, anywhere on the
+ * line, prints the whole cause instead (main.ts).
+ *
  * `node` runs until SIGINT or SIGTERM, then closes its HTTP server, shuts
  * its Raft node down and closes its stores. Its Raft transport speaks mutual
  * TLS with the three files given; it refuses to start without them unless
@@ -25,16 +31,19 @@ import * as Args from "@effect/cli/Args"
 import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import type * as ValidationError from "@effect/cli/ValidationError"
+import * as ValidationError from "@effect/cli/ValidationError"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import type { PlatformError } from "@effect/platform/Error"
 import type * as HttpApiError from "@effect/platform/HttpApiError"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import type { ServeError } from "@effect/platform/HttpServerError"
+import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import type { ParseError } from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -54,8 +63,12 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason
   }
 }
 
+/** An option that, when not given, is read from the environment variable `name` through Effect `Config`. */
+const fromEnv = <A>(config: Config.Config<A>) => <B>(option: Options.Options<B>) => Options.withFallbackConfig(option, config)
+
 const httpAddr = Options.text("http-addr").pipe(
-  Options.withDescription("HTTP address (host:port) of a node of the cluster"),
+  Options.withDescription("HTTP address (host:port) of a node of the cluster (env KV_HTTP_ADDR)"),
+  fromEnv(Config.string("KV_HTTP_ADDR")),
   Options.withDefault("127.0.0.1:8001")
 )
 
@@ -102,35 +115,73 @@ const transportSecurity = (args: {
   })
 }
 
+/** How `kv node` writes its log: Effect's logfmt lines, or one JSON object per line. */
+export type LogFormat = "text" | "json"
+
 const nodeCommand = Command.make("node", {
-  id: Options.text("id").pipe(Options.withDescription("this server's unique id")),
-  raftAddr: Options.text("raft-addr").pipe(Options.withDescription("host:port of the Raft transport")),
-  httpAddr: Options.text("http-addr").pipe(Options.withDescription("host:port of the HTTP API")),
-  dataDir: Options.directory("data-dir").pipe(Options.withDescription("where the log, stable store and snapshots live")),
+  id: Options.text("id").pipe(Options.withDescription("this server's unique id (env KV_ID)"), fromEnv(Config.string("KV_ID"))),
+  raftAddr: Options.text("raft-addr").pipe(
+    Options.withDescription("host:port of the Raft transport (env KV_RAFT_ADDR)"),
+    fromEnv(Config.string("KV_RAFT_ADDR"))
+  ),
+  httpAddr: Options.text("http-addr").pipe(
+    Options.withDescription("host:port of the HTTP API (env KV_HTTP_ADDR)"),
+    fromEnv(Config.string("KV_HTTP_ADDR"))
+  ),
+  dataDir: Options.directory("data-dir").pipe(
+    Options.withDescription("where the log, stable store and snapshots live (env KV_DATA_DIR)"),
+    fromEnv(Config.string("KV_DATA_DIR"))
+  ),
   peers: Options.text("peer").pipe(
-    Options.withDescription("another initial member as id,raft-addr,http-addr (repeat for each)"),
-    Options.repeated
+    Options.withDescription(
+      "another initial member as id,raft-addr,http-addr (repeat for each; env KV_PEERS, separated by spaces)"
+    ),
+    Options.repeated,
+    fromEnv(Config.map(Config.string("KV_PEERS"), (text) => text.split(/\s+/).filter((peer) => peer.length > 0)))
   ),
   bootstrap: Options.boolean("bootstrap").pipe(
-    Options.withDescription("write the first configuration (this node and its --peer list) if the data dir is empty")
+    Options.withDescription(
+      "write the first configuration (this node and its --peer list) if the data dir is empty (env KV_BOOTSTRAP)"
+    ),
+    fromEnv(Config.boolean("KV_BOOTSTRAP"))
   ),
   join: Options.text("join").pipe(
-    Options.withDescription("HTTP address of a member to ask to add this node"),
+    Options.withDescription("HTTP address of a member to ask to add this node (env KV_JOIN)"),
+    fromEnv(Config.string("KV_JOIN")),
     Options.optional
   ),
   faults: Options.boolean("faults").pipe(Options.withDescription("enable POST /admin/faults (tests only)")),
-  fast: Options.boolean("fast").pipe(Options.withDescription("timers ten times shorter than hashicorp's defaults")),
+  fast: Options.boolean("fast").pipe(
+    Options.withDescription("timers ten times shorter than hashicorp's defaults (env KV_FAST)"),
+    fromEnv(Config.boolean("KV_FAST"))
+  ),
   tlsCert: Options.file("tls-cert").pipe(
-    Options.withDescription("PEM certificate of this node, naming its id as URI raft://<id> (kv cluster makes one)"),
+    Options.withDescription(
+      "PEM certificate of this node, naming its id as URI raft://<id> (kv cluster makes one; env KV_TLS_CERT)"
+    ),
+    fromEnv(Config.string("KV_TLS_CERT")),
     Options.optional
   ),
-  tlsKey: Options.file("tls-key").pipe(Options.withDescription("PEM private key of --tls-cert"), Options.optional),
+  tlsKey: Options.file("tls-key").pipe(
+    Options.withDescription("PEM private key of --tls-cert (env KV_TLS_KEY)"),
+    fromEnv(Config.string("KV_TLS_KEY")),
+    Options.optional
+  ),
   tlsCa: Options.file("tls-ca").pipe(
-    Options.withDescription("PEM certificate of the CA that signs every member's certificate"),
+    Options.withDescription("PEM certificate of the CA that signs every member's certificate (env KV_TLS_CA)"),
+    fromEnv(Config.string("KV_TLS_CA")),
     Options.optional
   ),
   insecureTransport: Options.boolean("insecure-transport").pipe(
-    Options.withDescription("run the Raft transport in plaintext: anyone who can reach --raft-addr can act as a member")
+    Options.withDescription(
+      "run the Raft transport in plaintext: anyone who can reach --raft-addr can act as a member (env KV_INSECURE_TRANSPORT)"
+    ),
+    fromEnv(Config.boolean("KV_INSECURE_TRANSPORT"))
+  ),
+  logFormat: Options.choice("log-format", ["text", "json"]).pipe(
+    Options.withDescription("text: one logfmt line per event; json: one JSON object per line (env KV_LOG_FORMAT)"),
+    fromEnv(Config.literal("text", "json")("KV_LOG_FORMAT")),
+    Options.withDefault("text" as const)
   )
 }, (args) =>
   Effect.gen(function*() {
@@ -155,12 +206,20 @@ const nodeCommand = Command.make("node", {
       faults: args.faults,
       raft: args.fast ? KvNode.fastTimers : undefined
     }
-    yield* Effect.logInfo(`node ${args.id}: raft ${args.raftAddr}, http ${args.httpAddr}, data ${args.dataDir}`)
-    if (tls === "plaintext") yield* Effect.logWarning(insecureWarning)
-    yield* Layer.launch(KvNode.layer(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr, tls }))).pipe(
-      Effect.onInterrupt(() => Effect.logInfo(`node ${args.id} stopped: HTTP server closed, Raft shut down, stores closed`))
-    )
+    yield* Effect.gen(function*() {
+      yield* Effect.logInfo(`node ${args.id}: raft ${args.raftAddr}, http ${args.httpAddr}, data ${args.dataDir}`)
+      if (tls === "plaintext") yield* Effect.logWarning(insecureWarning)
+      yield* Layer.launch(KvNode.layer(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr, tls })))
+        .pipe(
+          Effect.onInterrupt(() =>
+            Effect.logInfo(`node ${args.id} stopped: HTTP server closed, Raft shut down, stores closed`)
+          )
+        )
+    }).pipe(Effect.provide(logger(args.logFormat)))
   })).pipe(Command.withDescription("run one node of the key-value service until SIGINT/SIGTERM"))
+
+/** The logger of `format`, in place of Effect's default one. */
+export const logger = (format: LogFormat): Layer.Layer<never> => format === "json" ? Logger.json : Logger.logFmt
 
 const clusterCommand = Command.make("cluster", {
   nodes: Options.integer("nodes").pipe(Options.withDefault(3), Options.withDescription("how many nodes")),
@@ -319,6 +378,52 @@ export const version: Effect.Effect<string> = Effect.try(() => createRequire(imp
   Effect.map((found) => found.version),
   Effect.orDie
 )
+
+/**
+ * One line saying what went wrong, for an ordinary failure of a command: the error's own message (the service's
+ * errors say what happened and whether a write may have applied), or where a request could not go.
+ */
+export const describeFailure = (error: unknown): string => {
+  if (typeof error !== "object" || error === null) return String(error)
+  const tag = "_tag" in error && typeof error._tag === "string" ? error._tag : undefined
+  if (tag === "RequestError" && "request" in error) {
+    const request = error.request as { readonly method: string; readonly url: string }
+    const cause = "cause" in error ? innermost(error.cause) : undefined
+    return `cannot reach ${request.method} ${request.url}${cause === undefined ? "" : `: ${cause}`}`
+  }
+  const message = "message" in error && typeof error.message === "string" ? error.message : ""
+  return message.length > 0 ? message.split("\n")[0]! : tag ?? "failed"
+}
+
+/** The message at the bottom of a chain of causes (fetch's "fetch failed" hides "connect ECONNREFUSED ..."). */
+const innermost = (cause: unknown): string | undefined => {
+  let current = cause
+  let message: string | undefined
+  for (let depth = 0; depth < 8 && typeof current === "object" && current !== null; depth++) {
+    if ("message" in current && typeof current.message === "string" && current.message.length > 0) message = current.message
+    current = "cause" in current ? current.cause : undefined
+  }
+  return message
+}
+
+/**
+ * Reports a failed command on stderr: one line (`kv: ...`), or with `verbose` the whole cause with its stack
+ * traces. A usage error was already explained by the command line parser with the command's help: nothing is
+ * added. Interruption (Ctrl-C) is not a failure.
+ */
+export const reportFailure = (verbose: boolean) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.tapErrorCause(effect, (cause) => {
+    if (Cause.isInterruptedOnly(cause)) return Effect.void
+    if (verbose) return Console.error(Cause.pretty(cause))
+    const failure = Cause.failureOption(cause)
+    if (failure._tag === "Some") {
+      return ValidationError.isValidationError(failure.value) ? Effect.void : Console.error(`kv: ${describeFailure(failure.value)}`)
+    }
+    const defect = Cause.dieOption(cause)
+    return Console.error(
+      `kv: internal error: ${defect._tag === "Some" ? describeFailure(defect.value) : "interrupted"} (--verbose shows the cause)`
+    )
+  })
 
 /** Runs the command line on `argv` (as `process.argv`). */
 export const run = (
