@@ -44,6 +44,11 @@ export interface SnapshotStore {
     { readonly meta: SnapshotMeta; readonly data: Stream.Stream<Uint8Array, StorageError> },
     SnapshotNotFound | StorageError
   >
+  /**
+   * Deletes a snapshot, durably; nothing happens if there is none with that id. How a node drops a snapshot it
+   * refused (its data fails its checksum, or the state machine cannot restore it).
+   */
+  readonly remove: (id: string) => Effect.Effect<void, StorageError>
 }
 
 /** The tag of a node's snapshot store. */
@@ -77,6 +82,10 @@ export const makeMemory = (retain = 2): SnapshotStore => {
         return found === undefined
           ? Effect.fail(new SnapshotNotFound({ reason: `no snapshot with id ${id}` }))
           : Effect.succeed({ meta: found.meta, data: Stream.fromIterable(found.chunks) })
+      }),
+    remove: (id) =>
+      Effect.sync(() => {
+        snapshots = snapshots.filter((snapshot) => snapshot.meta.id !== id)
       })
   }
 }

@@ -209,6 +209,42 @@ describe("SnapshotStore.makeFile", () => {
       }
     }))
 
+  scenario("reopening a store with a corrupt or missing meta.json fails with a StorageError naming that snapshot", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* tempDir
+      const store = yield* SnapshotStore.makeFile(dir, { retain: 3 })
+      yield* write(store, 1, chunksOf(2, 10))
+      const newest = yield* write(store, 2, chunksOf(2, 10))
+      const metaFile = path.join(dir, newest.id, "meta.json")
+      const text = yield* fs.readFileString(metaFile)
+      yield* fs.writeFileString(metaFile, text.replace(`"index":2`, `"index":9`))
+      const corrupt = yield* Effect.flip(SnapshotStore.makeFile(dir, { retain: 3 }))
+      assert.instanceOf(corrupt, StorageError)
+      assert.strictEqual(corrupt.operation, "open snapshot store")
+      assert.include(corrupt.reason, path.join(dir, newest.id))
+      assert.match(corrupt.reason, /metadata checksum mismatch.*move that directory out of/)
+      yield* fs.remove(metaFile)
+      const missing = yield* Effect.flip(SnapshotStore.makeFile(dir, { retain: 3 }))
+      assert.match(missing.reason, /has no metadata file/)
+      // Moved aside, as the message says: the store opens on the older snapshot.
+      yield* fs.rename(path.join(dir, newest.id), path.join(path.dirname(dir), `${newest.id}-moved-${path.basename(dir)}`))
+      const reopened = yield* SnapshotStore.makeFile(dir, { retain: 3 })
+      assert.lengthOf(yield* reopened.list, 1)
+      yield* fs.remove(path.join(path.dirname(dir), `${newest.id}-moved-${path.basename(dir)}`), { recursive: true })
+    }))
+
+  scenario("remove deletes a snapshot's directory from disk and ignores ids that are not snapshot ids", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const store = yield* SnapshotStore.makeFile(dir, { retain: 3 })
+      const kept = yield* write(store, 1, chunksOf(1, 10))
+      const dropped = yield* write(store, 2, chunksOf(1, 10))
+      yield* store.remove(dropped.id)
+      yield* store.remove("..")
+      assert.deepStrictEqual(yield* entries(dir), [kept.id])
+    }))
+
   scenario("a reopened store lists the same snapshots in the same order and its next id is greater", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
