@@ -2,13 +2,15 @@
  * The `kv` command line, on `@effect/cli`:
  *
  *   kv node --id n1 --raft-addr 127.0.0.1:7001 --http-addr 127.0.0.1:8001 --data-dir data/n1
- *           [--peer n2,127.0.0.1:7002,127.0.0.1:8002 ...] [--bootstrap] [--join 127.0.0.1:8001] [--faults] [--fast]
+ *           [--peer n2,127.0.0.1:7002,127.0.0.1:8002 ...] [--bootstrap [--cluster-id ID]] [--join 127.0.0.1:8001]
+ *           [--rejoin] [--faults] [--fast]
  *   kv cluster [--nodes 3] [--data-dir data] [--raft-port 7001] [--http-port 8001]   (what `npm start` runs)
  *   kv status --http-addr 127.0.0.1:8001
  *   kv put KEY VALUE | kv get KEY [--stale] | kv delete KEY   [--http-addr 127.0.0.1:8001]
  *
  * `node` runs until SIGINT or SIGTERM, then closes its HTTP server, shuts
- * its Raft node down and closes its stores. `cluster` runs `node` three times
+ * its Raft node down and closes its stores; it fails (exit code 1, one line)
+ * when it must not start on its data, or when its Raft shuts down on its own. `cluster` runs `node` three times
  * as child processes (logs in each node's data directory), waits for a
  * leader, prints where everything is and how to try it, and stops the three
  * cleanly on Ctrl-C.
@@ -26,12 +28,12 @@ import type { ServeError } from "@effect/platform/HttpServerError"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { ParseError } from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import type { BindError, RaftConfigError, StorageError } from "../RaftError.js"
 import * as Http from "./Http.js"
+import * as Identity from "./Identity.js"
 import type * as KvError from "./KvError.js"
 import * as KvNode from "./KvNode.js"
 import * as Launcher from "./Launcher.js"
@@ -67,11 +69,22 @@ const nodeCommand = Command.make("node", {
     Options.repeated
   ),
   bootstrap: Options.boolean("bootstrap").pipe(
-    Options.withDescription("write the first configuration (this node and its --peer list) if the data dir is empty")
+    Options.withDescription(
+      "write the first configuration (this node and its --peer list) if the data dir was never initialised"
+    )
+  ),
+  clusterId: Options.text("cluster-id").pipe(
+    Options.withDescription("the id a bootstrap records (give every initial member the same); default: derived from them"),
+    Options.optional
   ),
   join: Options.text("join").pipe(
     Options.withDescription("HTTP address of a member to ask to add this node"),
     Options.optional
+  ),
+  rejoin: Options.boolean("rejoin").pipe(
+    Options.withDescription(
+      "this member lost its data: move its stores aside, rejoin as a non-voter, become a voter once caught up"
+    )
   ),
   faults: Options.boolean("faults").pipe(Options.withDescription("enable POST /admin/faults (tests only)")),
   fast: Options.boolean("fast").pipe(Options.withDescription("timers ten times shorter than hashicorp's defaults"))
@@ -91,12 +104,29 @@ const nodeCommand = Command.make("node", {
       httpAddress: args.httpAddr,
       peers,
       bootstrap: args.bootstrap,
+      clusterId: Option.getOrUndefined(args.clusterId),
       join: Option.getOrUndefined(args.join),
+      rejoin: args.rejoin,
+      dataDir: args.dataDir,
       faults: args.faults,
       raft: args.fast ? KvNode.fastTimers : undefined
     }
     yield* Effect.logInfo(`node ${args.id}: raft ${args.raftAddr}, http ${args.httpAddr}, data ${args.dataDir}`)
-    yield* Layer.launch(KvNode.layer(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr }))).pipe(
+    if (args.rejoin) {
+      if (Option.isNone(args.join) && peers.length === 0) {
+        return yield* new UsageError({ reason: "--rejoin needs --join (or --peer) to reach the cluster" })
+      }
+      const marker = yield* Identity.readMarker(args.dataDir)
+      if (Option.isSome(marker) && marker.value.nodeId !== args.id) {
+        return yield* new Identity.StartRefused({
+          reason: `data directory ${args.dataDir} belongs to node ${marker.value.nodeId} (${Identity.MARKER_FILE}), ` +
+            `not ${args.id}: nothing was moved`
+        })
+      }
+      const moved = yield* Identity.moveStoresAside(args.dataDir)
+      if (moved !== undefined) yield* Effect.logInfo(`moved the old stores to ${moved} (nothing was deleted)`)
+    }
+    yield* KvNode.run(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr })).pipe(
       Effect.onInterrupt(() => Effect.logInfo(`node ${args.id} stopped: HTTP server closed, Raft shut down, stores closed`))
     )
   })).pipe(Command.withDescription("run one node of the key-value service until SIGINT/SIGTERM"))
@@ -225,6 +255,8 @@ export type CliError =
   | HttpClientError.HttpClientError
   | Launcher.LaunchError
   | PlatformError
+  | Identity.StartRefused
+  | KvNode.NodeStopped
 
 /** The `kv` command and its subcommands. */
 const command = Command.make("kv").pipe(

@@ -2,10 +2,14 @@
  * A key-value cluster of real processes on loopback, for the chaos test and
  * the end-to-end benchmark: each node is `kv node` (TCP transport, LMDB
  * stores, file snapshots) in its own Node process, started with the same
- * peer list and `--bootstrap`, its output in `<dir>/<id>.log`. Nodes can be
- * killed with SIGKILL and started again on the same data directory.
+ * peer list, `--bootstrap` and `--cluster-id` (which a node ignores once its data
+ * directory was initialised), its output in `<dir>/<id>.log`. Nodes can be
+ * killed with SIGKILL and started again on the same data directory, or with
+ * other arguments (`start(node, { args })`); `exit(node)` answers how a node's
+ * last process ended.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { randomUUID } from "node:crypto"
 import { createWriteStream, mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { nodeArguments } from "../../src/kv/Launcher.js"
@@ -17,11 +21,14 @@ export interface ProcessNode {
   readonly http: string
   readonly dir: string
   child: ChildProcess | undefined
+  /** How the node's last process ended, once it did. */
+  exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }> | undefined
 }
 
 export interface ProcessCluster {
   readonly nodes: ReadonlyArray<ProcessNode>
-  readonly start: (node: ProcessNode) => void
+  /** Starts `node` (with `args` instead of the bootstrap arguments when given). */
+  readonly start: (node: ProcessNode, options?: { readonly args?: ReadonlyArray<string> }) => void
   readonly kill: (node: ProcessNode, signal?: NodeJS.Signals) => Promise<void>
   readonly alive: (node: ProcessNode) => boolean
   /** Some node that says it leads, polled until `timeoutMillis`. */
@@ -48,16 +55,20 @@ export const startProcessCluster = async (options: {
       raft: `127.0.0.1:${await freePort()}`,
       http: `127.0.0.1:${await freePort()}`,
       dir: join(options.dir, id),
-      child: undefined
+      child: undefined,
+      exited: undefined
     })
   }
-  const start = (node: ProcessNode) => {
+  const clusterId = randomUUID()
+  const start = (node: ProcessNode, startOptions?: { readonly args?: ReadonlyArray<string> }) => {
     mkdirSync(node.dir, { recursive: true })
     const args = [
       ...(options.command ?? ["--import", "tsx", entry]),
-      ...nodeArguments(node, nodes, { fast: options.fast, faults: options.faults })
+      ...(startOptions?.args ??
+        nodeArguments(node, nodes, { fast: options.fast, faults: options.faults, bootstrap: { clusterId } }))
     ]
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
+    node.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
     const log = createWriteStream(join(options.dir, `${node.id}.log`), { flags: "a" })
     child.stdout.pipe(log)
     child.stderr.pipe(log)

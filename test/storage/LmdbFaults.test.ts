@@ -28,7 +28,8 @@ import { bundleChildren, root } from "../fixtures/bundle.js"
 let child = ""
 
 beforeAll(async () => {
-  child = (await bundleChildren("effect-raft-lmdb-faults", ["lmdb-fault-child"]))["lmdb-fault-child"]!
+  const children = await bundleChildren("effect-raft-lmdb-faults", ["test/fixtures/lmdb-fault-child.ts"])
+  child = children["lmdb-fault-child"]!
 })
 
 interface Outcome {

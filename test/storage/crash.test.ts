@@ -42,7 +42,10 @@ let storeChild = ""
 let raftChild = ""
 
 beforeAll(async () => {
-  const children = await bundleChildren("effect-raft-crash", ["crash-store-child", "crash-raft-child"])
+  const children = await bundleChildren("effect-raft-crash", [
+    "test/fixtures/crash-store-child.ts",
+    "test/fixtures/crash-raft-child.ts"
+  ])
   storeChild = children["crash-store-child"]!
   raftChild = children["crash-raft-child"]!
 })
