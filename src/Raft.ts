@@ -268,3 +268,9 @@ export const bootstrapCluster = (
   Effect.gen(function*() {
     yield* node.bootstrapStores(yield* LogStore, yield* StableStore, yield* SnapshotStore, configuration)
   })
+
+/** Whether the stores in context hold Raft state (a term, a log entry or a snapshot): what `bootstrapCluster` refuses. */
+export const hasExistingState: Effect.Effect<boolean, StorageError, LogStore | StableStore | SnapshotStore> = Effect
+  .gen(function*() {
+    return yield* node.hasExistingState(yield* LogStore, yield* StableStore, yield* SnapshotStore)
+  })

@@ -36,8 +36,6 @@ import * as Schema from "effect/Schema"
 import { createHash } from "node:crypto"
 import type * as Configuration from "../Configuration.js"
 import { StorageError } from "../RaftError.js"
-import type { LogStore } from "../LogStore.js"
-import type { SnapshotStore } from "../SnapshotStore.js"
 import type { StableStore } from "../StableStore.js"
 
 /** The marker's file name, in the node's data directory. */
@@ -96,21 +94,6 @@ export const store = (
     stable.set(KEY_NODE_ID, encoder.encode(identity.nodeId)),
     identity.clusterId === undefined ? Effect.void : stable.set(KEY_CLUSTER_ID, encoder.encode(identity.clusterId))
   )
-
-/**
- * Whether the stores hold Raft state: a term, a log entry or a snapshot (what makes `Raft.bootstrapCluster` refuse;
- * the term is the engine's `CurrentTerm` key).
- */
-export const hasState = (
-  logs: LogStore,
-  stable: StableStore,
-  snapshots: SnapshotStore
-): Effect.Effect<boolean, StorageError> =>
-  Effect.gen(function*() {
-    if ((yield* stable.getUint64("CurrentTerm")) > 0) return true
-    if ((yield* logs.lastIndex) > 0) return true
-    return (yield* snapshots.list).length > 0
-  })
 
 /** The cluster id of a cluster bootstrapped with `configuration` and no `--cluster-id`: the same on every member. */
 export const derivedClusterId = (configuration: Configuration.Configuration): string => {

@@ -159,16 +159,14 @@ const record = (options: Options, clusterId: string | undefined, rejoinIndex?: n
 /** Reads what the stores and the data directory hold, decides how to start (`Identity.decide`) and does it. */
 const prepare = (options: Options) =>
   Effect.gen(function*() {
-    const logs = yield* LogStore.LogStore
     const stable = yield* StableStore.StableStore
-    const snapshots = yield* SnapshotStore.SnapshotStore
     const configuration = initialConfiguration(options)
     const plan = Identity.decide({
       id: options.id,
       dataDir: options.dataDir,
       marker: options.dataDir === undefined ? Option.none() : yield* Identity.readMarker(options.dataDir),
       stored: yield* Identity.stored(stable),
-      hasState: yield* Identity.hasState(logs, stable, snapshots),
+      hasState: yield* Raft.hasExistingState,
       bootstrap: options.bootstrap === true,
       bootstrapClusterId: options.clusterId ?? Identity.derivedClusterId(configuration),
       join: options.join !== undefined,
