@@ -234,6 +234,22 @@ describe("SnapshotStore.makeFile", () => {
       yield* fs.remove(path.join(path.dirname(dir), `${newest.id}-moved-${path.basename(dir)}`), { recursive: true })
     }))
 
+  scenario("SnapshotStore.verify answers the metadata of intact data and fails with a StorageError on a flipped byte", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* tempDir
+      const store = yield* SnapshotStore.makeFile(dir)
+      const created = yield* write(store, 4, chunksOf(64, 1024))
+      assert.deepStrictEqual(yield* SnapshotStore.verify(store, created.id), created)
+      const dataFile = path.join(dir, created.id, "data")
+      const bytes = yield* fs.readFile(dataFile)
+      bytes[40_000] = bytes[40_000]! ^ 0x01
+      yield* fs.writeFile(dataFile, bytes)
+      const error = yield* Effect.flip(SnapshotStore.verify(store, created.id))
+      assert.instanceOf(error, StorageError)
+      assert.match(error.message, /data checksum mismatch/)
+    }))
+
   scenario("remove deletes a snapshot's directory from disk and ignores ids that are not snapshot ids", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
