@@ -44,11 +44,8 @@ export interface SnapshotStore {
     { readonly meta: SnapshotMeta; readonly data: Stream.Stream<Uint8Array, StorageError> },
     SnapshotNotFound | StorageError
   >
-  /**
-   * Deletes a snapshot, durably; nothing happens if there is none with that id. How a node drops a snapshot it
-   * refused (its data fails its checksum, or the state machine cannot restore it).
-   */
-  readonly remove: (id: string) => Effect.Effect<void, StorageError>
+  /** Deletes a snapshot (nothing when it is not held): a node drops one its state machine could not restore. */
+  readonly delete: (id: string) => Effect.Effect<void, StorageError>
 }
 
 /** The tag of a node's snapshot store. */
@@ -83,7 +80,7 @@ export const makeMemory = (retain = 2): SnapshotStore => {
           ? Effect.fail(new SnapshotNotFound({ reason: `no snapshot with id ${id}` }))
           : Effect.succeed({ meta: found.meta, data: Stream.fromIterable(found.chunks) })
       }),
-    remove: (id) =>
+    delete: (id) =>
       Effect.sync(() => {
         snapshots = snapshots.filter((snapshot) => snapshot.meta.id !== id)
       })
@@ -92,8 +89,9 @@ export const makeMemory = (retain = 2): SnapshotStore => {
 
 /**
  * Reads snapshot `id` through to its end and answers its metadata: with a store that checks its data as it is read
- * (the file store verifies size and SHA-256), damaged data fails here with a `StorageError`, before any of it reaches
- * a state machine. A follower calls it on a snapshot it received before restoring it and acknowledging it.
+ * (the file store verifies size and SHA-256 at the end of the stream), damaged data fails here with a `StorageError`
+ * before any of it reaches code that acts on bytes as they come (a state machine whose restore is not all or nothing,
+ * a copy to elsewhere).
  */
 export const verify = (store: SnapshotStore, id: string): Effect.Effect<SnapshotMeta, SnapshotNotFound | StorageError> =>
   Effect.flatMap(store.open(id), ({ data, meta }) => Effect.as(Stream.runDrain(data), meta))

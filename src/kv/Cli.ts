@@ -31,7 +31,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ParseError } from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
-import type { BindError, RaftConfigError, StorageError } from "../RaftError.js"
+import type { BindError, IdentityMismatch, NotVoter, RaftConfigError, StorageError } from "../RaftError.js"
 import * as Http from "./Http.js"
 import * as Identity from "./Identity.js"
 import type * as KvError from "./KvError.js"
@@ -248,6 +248,8 @@ export type CliError =
   | ParseError
   | RaftConfigError
   | StorageError
+  | IdentityMismatch
+  | NotVoter
   | BindError
   | ServeError
   | KvError.KvError

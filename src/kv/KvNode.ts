@@ -35,7 +35,7 @@ import * as Configuration from "../Configuration.js"
 import * as LogStore from "../LogStore.js"
 import * as Raft from "../Raft.js"
 import type * as RaftConfig from "../RaftConfig.js"
-import type { BindError, RaftConfigError, StorageError } from "../RaftError.js"
+import type { BindError, IdentityMismatch, NotVoter, RaftConfigError, StorageError } from "../RaftError.js"
 import * as SnapshotStore from "../SnapshotStore.js"
 import * as StableStore from "../StableStore.js"
 import * as LmdbStore from "../storage/LmdbStore.js"
@@ -177,7 +177,7 @@ const prepare = (options: Options) =>
         return yield* new Identity.StartRefused({ reason: plan.reason })
       case "Bootstrap": {
         const clusterId = options.clusterId ?? Identity.derivedClusterId(configuration)
-        yield* Raft.bootstrapCluster(configuration).pipe(
+        yield* Raft.bootstrapCluster(configuration, { localId: options.id }).pipe(
           Effect.mapError((error) =>
             error._tag === "CantBootstrap" ? new Identity.StartRefused({ reason: error.message }) : error
           )
@@ -249,7 +249,7 @@ export const layer = <E>(
   infrastructure: Layer.Layer<Infrastructure, E>
 ): Layer.Layer<
   Raft.Raft | Kv.KvService | KvFsm.KvState,
-  E | RaftConfigError | StorageError | ServeError | Identity.StartRefused
+  E | RaftConfigError | StorageError | IdentityMismatch | NotVoter | ServeError | Identity.StartRefused
 > => {
   const http = parseAddress(options.httpAddress)
   const started = Layer.provideMerge(Layer.effect(Started, prepare(options)), infrastructure)
@@ -287,7 +287,10 @@ export const layer = <E>(
 export const run = <E>(
   options: Options,
   infrastructure: Layer.Layer<Infrastructure, E>
-): Effect.Effect<never, E | RaftConfigError | StorageError | ServeError | Identity.StartRefused | NodeStopped> =>
+): Effect.Effect<
+  never,
+  E | RaftConfigError | StorageError | IdentityMismatch | NotVoter | ServeError | Identity.StartRefused | NodeStopped
+> =>
   Effect.scoped(Effect.gen(function*() {
     const context = yield* Layer.build(layer(options, infrastructure))
     return yield* awaitStopped(Context.get(context, Raft.Raft))

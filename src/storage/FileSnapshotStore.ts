@@ -329,11 +329,12 @@ export const make = (
         return { meta, data: verified(dataPath, meta, expected) }
       })
 
-    const remove: SnapshotStore["remove"] = (id) =>
-      !ID_PATTERN.test(id) ? Effect.void : Effect.gen(function*() {
+    const remove: SnapshotStore["delete"] = (id) =>
+      Effect.gen(function*() {
+        if (!ID_PATTERN.test(id)) return
         yield* fs.remove(path.join(directory, id), { recursive: true, force: true })
         yield* fsyncPath(directory)
-      }).pipe(Effect.mapError(storageError("remove snapshot")))
+      }).pipe(Effect.mapError(storageError("delete snapshot")))
 
     // Every complete snapshot's metadata must read back: a damaged one is the operator's to look at, not a
     // snapshot to skip silently (the node would start from an older one, or from none, without a word).
@@ -348,5 +349,5 @@ export const make = (
       }
     }
 
-    return { create, list, open, remove }
+    return { create, list, open, delete: remove }
   })

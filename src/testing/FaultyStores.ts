@@ -14,7 +14,7 @@
  * ```
  *
  * Writes are `storeLogs` and `deleteRange` of a log store, `set` and
- * `setUint64` of a stable store, and `create` of a snapshot store.
+ * `setUint64` of a stable store, and `create` and `delete` of a snapshot store.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -75,11 +75,12 @@ export const stableStore = (store: StableStore, faults: WriteFaults): StableStor
   setUint64: (key, value) => Effect.zipRight(faults.gate("setUint64"), store.setUint64(key, value))
 })
 
-/** `store` with `create` behind `faults`: an armed create fails before it stores anything. */
+/** `store` with `create` and `delete` behind `faults`: an armed create fails before it stores anything. */
 export const snapshotStore = (store: SnapshotStore, faults: WriteFaults): SnapshotStore => ({
   ...store,
   // The gate runs when the sink starts, so an armed create fails before it takes any data.
-  create: (meta) => Sink.unwrap(Effect.as(faults.gate("create snapshot"), store.create(meta)))
+  create: (meta) => Sink.unwrap(Effect.as(faults.gate("create snapshot"), store.create(meta))),
+  delete: (id) => Effect.zipRight(faults.gate("delete snapshot"), store.delete(id))
 })
 
 /** A log store and a stable store whose next `n` writes (counted together) fail; `faults` re-arms them. */

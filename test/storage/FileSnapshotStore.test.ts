@@ -250,14 +250,14 @@ describe("SnapshotStore.makeFile", () => {
       assert.match(error.message, /data checksum mismatch/)
     }))
 
-  scenario("remove deletes a snapshot's directory from disk and ignores ids that are not snapshot ids", () =>
+  scenario("delete removes a snapshot's directory from disk and ignores ids that are not snapshot ids", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const store = yield* SnapshotStore.makeFile(dir, { retain: 3 })
       const kept = yield* write(store, 1, chunksOf(1, 10))
       const dropped = yield* write(store, 2, chunksOf(1, 10))
-      yield* store.remove(dropped.id)
-      yield* store.remove("..")
+      yield* store.delete(dropped.id)
+      yield* store.delete("..")
       assert.deepStrictEqual(yield* entries(dir), [kept.id])
     }))
 
