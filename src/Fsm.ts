@@ -17,13 +17,20 @@
  * bytes; it is called on the FSM fiber, with nothing applied concurrently.
  * Snapshot bytes are a stream end to end: neither side needs the whole state
  * in one buffer, nor its size up front.
+ *
+ * `typed` builds one from Schemas: commands and responses with types, state
+ * as an immutable value, snapshots for free when the state has a Schema too;
+ * `Raft.client` is its typed `apply`.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import type { ParseError } from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type { Log } from "./Log.js"
-import { FsmError, type StorageError } from "./RaftError.js"
+import { CommandRejected, FsmError, type StorageError } from "./RaftError.js"
 
 /** A point-in-time capture of the state, read once by the runtime. */
 export interface FsmSnapshot {
@@ -94,6 +101,14 @@ export const collect = <E>(data: Stream.Stream<Uint8Array, E>): Effect.Effect<Ui
     return out
   }))
 
+/** A batch applied by a synchronous function in one step: one response per entry, in order. */
+const applyEach = (apply: (log: Log) => unknown) => (logs: ReadonlyArray<Log>): Effect.Effect<ReadonlyArray<unknown>> =>
+  Effect.sync(() => {
+    const out = new Array<unknown>(logs.length)
+    for (let i = 0; i < logs.length; i++) out[i] = apply(logs[i]!)
+    return out
+  })
+
 /**
  * Builds an `Fsm` from a synchronous function, applied to a whole batch in one step. With `state`, it also takes
  * snapshots: `save` returns the whole state as bytes (called on the FSM fiber, so it sees a consistent state) and
@@ -107,12 +122,7 @@ export const fromFunction = (
   }
 ): Fsm => ({
   apply: (log) => Effect.sync(() => apply(log)),
-  applyBatch: (logs) =>
-    Effect.sync(() => {
-      const out = new Array<unknown>(logs.length)
-      for (let i = 0; i < logs.length; i++) out[i] = apply(logs[i]!)
-      return out
-    }),
+  applyBatch: applyEach(apply),
   snapshot: state === undefined ? noSnapshots : Effect.sync(() => {
     const bytes = state.save()
     return { data: Stream.succeed(bytes), release: Effect.void }
@@ -130,3 +140,146 @@ export const fromFunction = (
 
 /** Provides an `Fsm`. */
 export const layer = (fsm: Fsm): Layer.Layer<Fsm> => Layer.succeed(Fsm, fsm)
+
+// ---------------------------------------------------------------- typed state machines
+
+/** What `typed` is given: the Schemas of commands and responses, the state, and how a command changes it. */
+export interface TypedOptions<C, CI, R, RI, S, SI> {
+  /** The commands. In the log, a command is the UTF-8 JSON of its encoded form. */
+  readonly command: Schema.Schema<C, CI>
+  /** What applying a command answers; checked when the answer reaches `Raft.client`'s `apply`. */
+  readonly response: Schema.Schema<R, RI>
+  /** The state before any command. States are values: `apply` returns the next one and never changes its input. */
+  readonly initial: S
+  /** Applies a committed command: the next state and the response. Pure and deterministic, as on every node. */
+  readonly apply: (state: S, command: C, log: Log) => readonly [S, R]
+  /** The state's Schema: snapshots are then the UTF-8 JSON of the state's encoded form. */
+  readonly state?: Schema.Schema<S, SI> | undefined
+  /** Writes a snapshot of a state (instead of `state`'s JSON), e.g. in chunks for a large state. */
+  readonly snapshot?: ((state: S) => Stream.Stream<Uint8Array, FsmError>) | undefined
+  /** Reads back what `snapshot` wrote. */
+  readonly restore?: ((data: Stream.Stream<Uint8Array, StorageError>) => Effect.Effect<S, FsmError | StorageError>) | undefined
+  /** The state after a command whose bytes do not decode (it is answered with `CommandRejected`); unchanged by default. */
+  readonly rejected?: ((state: S, log: Log) => S) | undefined
+}
+
+/** One running instance of a typed state machine: the `Fsm` to give `Raft.layer`, and its current state. */
+export interface TypedInstance<S> {
+  readonly fsm: Fsm
+  /** The state as of the last applied command (a value: later applies do not change what was read). */
+  readonly state: () => S
+}
+
+/** A state machine with typed commands and responses, as `typed` builds it. */
+export interface Typed<C, R, S> {
+  /** A fresh instance, at `initial`: one per node. */
+  readonly make: () => TypedInstance<S>
+  /** Provides a fresh instance's `Fsm` each time it is built. */
+  readonly layer: Layer.Layer<Fsm>
+  /** The bytes a command travels as in the log. */
+  readonly encodeCommand: (command: C) => Either.Either<Uint8Array, ParseError>
+  /** A command read back from its bytes. */
+  readonly decodeCommand: (bytes: Uint8Array) => Either.Either<C, ParseError>
+  /**
+   * What `Raft.apply` answered for a command of this machine: its response, or `CommandRejected` when the
+   * command's bytes did not decode. Anything else is a defect: the node runs another state machine.
+   */
+  readonly readResponse: (response: unknown) => Effect.Effect<R, CommandRejected>
+}
+
+const utf8 = new TextEncoder()
+const fromUtf8 = new TextDecoder()
+
+/** The snapshot and restore of a state with a Schema: its encoded form as one JSON document. */
+const jsonSnapshots = <S, SI>(schema: Schema.Schema<S, SI>) => {
+  const json = Schema.parseJson(schema)
+  const encode = Schema.encodeEither(json)
+  const decode = Schema.decodeUnknownEither(json)
+  return {
+    snapshot: (state: S): Stream.Stream<Uint8Array, FsmError> =>
+      Either.match(encode(state), {
+        onLeft: (error) => Stream.fail(new FsmError({ operation: "snapshot", reason: error.message, cause: error })),
+        onRight: (text) => Stream.succeed(utf8.encode(text))
+      }),
+    restore: (data: Stream.Stream<Uint8Array, StorageError>): Effect.Effect<S, FsmError | StorageError> =>
+      Effect.flatMap(collect(data), (bytes) =>
+        Either.match(decode(fromUtf8.decode(bytes)), {
+          onLeft: (error) => Effect.fail(new FsmError({ operation: "restore", reason: error.message, cause: error })),
+          onRight: Effect.succeed
+        }))
+  }
+}
+
+/**
+ * A state machine from Schemas. Commands go into the log as the JSON of their encoded form; the node decodes each
+ * committed one and calls `apply` with the state so far. A command that does not decode is answered with
+ * `CommandRejected` and changes nothing (but `rejected`). Snapshots come from `snapshot`/`restore` when given, else
+ * from the `state` Schema, else there are none (as `make` without them).
+ *
+ * ```ts
+ * const Counter = Fsm.typed({
+ *   command: Schema.Struct({ add: Schema.Number }),
+ *   response: Schema.Number,
+ *   state: Schema.Number,
+ *   initial: 0,
+ *   apply: (total, { add }) => [total + add, total + add]
+ * })
+ * // Raft.layer(...).pipe(Layer.provide([Counter.layer, ...])); then (yield* Raft.client(Counter)).apply({ add: 2 })
+ * ```
+ */
+export const typed = <C, CI, R, RI, S, SI = never>(options: TypedOptions<C, CI, R, RI, S, SI>): Typed<C, R, S> => {
+  const commandJson = Schema.parseJson(options.command)
+  const encodeText = Schema.encodeEither(commandJson)
+  const decodeText = Schema.decodeUnknownEither(commandJson)
+  const isResponse = Schema.is(options.response)
+  const encodeCommand = (command: C) => Either.map(encodeText(command), (text) => utf8.encode(text))
+  const decodeCommand = (bytes: Uint8Array) => decodeText(fromUtf8.decode(bytes))
+  const fromState = options.state === undefined ? undefined : jsonSnapshots(options.state)
+  const snapshotOf = options.snapshot ?? fromState?.snapshot
+  const restoreTo = options.restore ?? fromState?.restore
+  const rejected = options.rejected ?? ((state: S) => state)
+
+  const make = (): TypedInstance<S> => {
+    let state = options.initial
+    const applyOne = (log: Log): unknown => {
+      const command = decodeCommand(log.data)
+      if (Either.isLeft(command)) {
+        state = rejected(state, log)
+        return new CommandRejected({ reason: command.left.message })
+      }
+      const [next, response] = options.apply(state, command.right, log)
+      state = next
+      return response
+    }
+    const fsm: Fsm = {
+      apply: (log) => Effect.sync(() => applyOne(log)),
+      applyBatch: applyEach(applyOne),
+      snapshot: snapshotOf === undefined ? noSnapshots : Effect.sync(() => {
+        // The state is a value: what is captured here is what the stream writes, whatever is applied meanwhile.
+        const captured = state
+        return { data: Stream.suspend(() => snapshotOf(captured)), release: Effect.void }
+      }),
+      restore: restoreTo === undefined ? noRestore : (data) =>
+        Effect.map(restoreTo(data), (restored) => {
+          state = restored
+        })
+    }
+    return { fsm, state: () => state }
+  }
+
+  const notOurs = (response: unknown) =>
+    Effect.dieMessage(`not a response of this state machine: ${String(response)} (the node runs another Fsm)`)
+
+  return {
+    make,
+    layer: Layer.sync(Fsm, () => make().fsm),
+    encodeCommand,
+    decodeCommand,
+    readResponse: (response) =>
+      response instanceof CommandRejected
+        ? Effect.fail(response)
+        : isResponse(response)
+        ? Effect.succeed(response)
+        : notOurs(response)
+  }
+}

@@ -19,21 +19,22 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
-import type * as Option from "effect/Option"
+import * as Option from "effect/Option"
+import type { ParseError } from "effect/ParseResult"
 import * as Scheduler from "effect/Scheduler"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Configuration from "./Configuration.js"
-import { Fsm } from "./Fsm.js"
+import { Fsm, type Typed } from "./Fsm.js"
 import { bootstrapStores, hasExistingState as storesHoldState } from "./internal/bootstrap.js"
 import * as node from "./internal/node.js"
 import { fairScheduler } from "./internal/scheduler.js"
 import type * as types from "./internal/types.js"
 import { LogStore } from "./LogStore.js"
 import * as RaftConfig from "./RaftConfig.js"
-import type * as RaftError from "./RaftError.js"
 import type {
   CantBootstrap,
+  CommandRejected,
   IdentityMismatch,
   LeadershipLost,
   NotLeader,
@@ -42,6 +43,7 @@ import type {
   RaftShutdown,
   StorageError
 } from "./RaftError.js"
+import * as RaftError from "./RaftError.js"
 import { type SnapshotMeta, SnapshotStore } from "./SnapshotStore.js"
 import { StableStore } from "./StableStore.js"
 import { Transport } from "./Transport.js"
@@ -110,6 +112,11 @@ export interface Raft {
   readonly state: Effect.Effect<RaftState>
   /** The leader this node knows of. */
   readonly leader: Effect.Effect<Option.Option<{ readonly id: string; readonly address: string }>>
+  /**
+   * Waits until this node knows a leader (itself included) and answers it. It polls every 10 ms of `Clock` time:
+   * under `TestClock`, advance the clock meanwhile (as `TestCluster.awaitLeader` does).
+   */
+  readonly awaitLeader: Effect.Effect<{ readonly id: string; readonly address: string }, RaftShutdown>
   /** When this node last heard from a leader (`Clock` ms); none if never. */
   readonly lastContact: Effect.Effect<Option.Option<number>>
   /** Index of the last entry applied to the FSM. */
@@ -173,6 +180,26 @@ export const Raft: Context.Tag<Raft, Raft> = Context.GenericTag<Raft>("effect-ra
 const toMillis = (timeout: Duration.DurationInput | undefined): number | undefined =>
   timeout === undefined ? undefined : Duration.toMillis(Duration.decode(timeout))
 
+/** How often `awaitLeader` looks. */
+const leaderPoll = Duration.millis(10)
+
+const awaitLeader = (
+  leader: Effect.Effect<Option.Option<{ readonly id: string; readonly address: string }>>,
+  state: Effect.Effect<RaftState>
+): Effect.Effect<{ readonly id: string; readonly address: string }, RaftShutdown> => {
+  const look: Effect.Effect<{ readonly id: string; readonly address: string }, RaftShutdown> = Effect.flatMap(
+    leader,
+    (known) =>
+      Option.isSome(known)
+        ? Effect.succeed(known.value)
+        : Effect.flatMap(state, (role) =>
+          role === "Shutdown"
+            ? Effect.fail(new RaftError.RaftShutdown())
+            : Effect.zipRight(Effect.sleep(leaderPoll), Effect.suspend(() => look)))
+  )
+  return look
+}
+
 /** Starts a node over the services in context; closing the layer shuts it down. */
 export const make: Effect.Effect<
   Raft,
@@ -204,6 +231,7 @@ export const make: Effect.Effect<
     verifyLeader: running.verifyLeader,
     state: running.state,
     leader: running.leader,
+    awaitLeader: awaitLeader(running.leader, running.state),
     lastContact: running.lastContact,
     appliedIndex: running.appliedIndex,
     lastIndex: running.lastIndex,
@@ -263,3 +291,48 @@ export const hasExistingState: Effect.Effect<boolean, StorageError, LogStore | S
   .gen(function*() {
     return yield* storesHoldState(yield* LogStore, yield* StableStore, yield* SnapshotStore)
   })
+
+/** What a typed `apply` returns: the entry's index and the state machine's typed response. */
+export interface TypedApplyResult<R> {
+  readonly index: number
+  readonly response: R
+}
+
+/** A node's `apply` for the commands of one typed state machine (`Fsm.typed`). */
+export interface Client<C, R> {
+  /** The node underneath, for everything else. */
+  readonly raft: Raft
+  /**
+   * Replicates `command`; succeeds with its typed response once it is committed and applied to this leader's FSM.
+   * `ParseError` when the command does not encode; `CommandRejected` when the FSM could not decode it.
+   */
+  readonly apply: (
+    command: C,
+    options?: ApplyOptions
+  ) => Effect.Effect<TypedApplyResult<R>, ApplyError | CommandRejected | ParseError>
+  /** As `Raft.applyFuture`: enqueues now and returns the effect that waits for the typed outcome. */
+  readonly applyFuture: (
+    command: C,
+    options?: ApplyOptions
+  ) => Effect.Effect<Effect.Effect<TypedApplyResult<R>, ApplyError | CommandRejected>, ParseError>
+}
+
+/** The typed `apply` of `machine` on `raft`; `machine` must be the state machine the node runs. */
+export const makeClient = <C, R, S>(raft: Raft, machine: Typed<C, R, S>): Client<C, R> => {
+  const read = (result: ApplyResult) =>
+    Effect.map(machine.readResponse(result.response), (response) => ({ index: result.index, response }))
+  return {
+    raft,
+    apply: (command, options) =>
+      Effect.flatMap(machine.encodeCommand(command), (data) => Effect.flatMap(raft.apply(data, options), read)),
+    applyFuture: (command, options) =>
+      Effect.flatMap(
+        machine.encodeCommand(command),
+        (data) => Effect.map(raft.applyFuture(data, options), (outcome) => Effect.flatMap(outcome, read))
+      )
+  }
+}
+
+/** The typed `apply` of `machine` on the node in context. */
+export const client = <C, R, S>(machine: Typed<C, R, S>): Effect.Effect<Client<C, R>, never, Raft> =>
+  Effect.map(Raft, (raft) => makeClient(raft, machine))

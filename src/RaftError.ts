@@ -245,6 +245,18 @@ export type RestoreError =
 /** Errors of a leadership transfer. */
 export type TransferError = NotLeader | LeadershipTransferInProgress | LeadershipTransferFailed | RaftShutdown
 
+/**
+ * The state machine of `Fsm.typed` could not decode a committed command's bytes (written by something other than
+ * its typed client): it answered this instead of applying the command, on every node alike.
+ */
+export class CommandRejected extends Schema.TaggedError<CommandRejected>()("CommandRejected", {
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `command rejected by the state machine: ${this.reason}`
+  }
+}
+
 /** Every error effect-raft can produce. */
 export type RaftError =
   | NotLeader
@@ -268,3 +280,4 @@ export type RaftError =
   | InvalidOperation
   | NotVoter
   | IdentityMismatch
+  | CommandRejected

@@ -3,11 +3,10 @@
  * bytes end to end: `create` is a sink, and a snapshot becomes visible to
  * `list`/`open` only when its sink completes; a failed or interrupted write
  * leaves nothing behind. `list` answers newest first.
+ *
+ * This module holds the interface, its tag and the memory store; snapshots in
+ * files are `FileSnapshotStore` (`effect-raft/file-snapshots`).
  */
-import type * as FileSystem from "@effect/platform/FileSystem"
-import type * as Path from "@effect/platform/Path"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -16,7 +15,6 @@ import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type { Configuration } from "./Configuration.js"
 import { SnapshotNotFound, type StorageError } from "./RaftError.js"
-import * as FileSnapshotStore from "./storage/FileSnapshotStore.js"
 
 /** What is known about a snapshot without reading it. */
 export interface SnapshotMeta {
@@ -98,22 +96,3 @@ export const verify = (store: SnapshotStore, id: string): Effect.Effect<Snapshot
 
 /** A fresh in-memory snapshot store per layer build. */
 export const layerMemory: Layer.Layer<SnapshotStore> = Layer.sync(SnapshotStore, () => makeMemory())
-
-/**
- * Snapshots in files under `directory`, on any `FileSystem` (see `storage/FileSnapshotStore.ts`): each is published
- * by an fsynced rename once complete, and its data is checksummed. Keeps the newest `retain` (default 2).
- */
-export const makeFile = (
-  directory: string,
-  options?: { readonly retain?: number | undefined }
-): Effect.Effect<SnapshotStore, StorageError, FileSystem.FileSystem | Path.Path> =>
-  FileSnapshotStore.make(directory, options)
-
-/** A file snapshot store under `directory` on Node's file system; fails if the directory cannot be opened. */
-export const layerFile = (
-  directory: string,
-  options?: { readonly retain?: number | undefined }
-): Layer.Layer<SnapshotStore, StorageError> =>
-  Layer.effect(SnapshotStore, FileSnapshotStore.make(directory, options)).pipe(
-    Layer.provide([NodeFileSystem.layer, NodePath.layer])
-  )

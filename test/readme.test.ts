@@ -1,71 +1,68 @@
-/** The README's example, run as written (with TestClock standing in for a second of waiting). */
+/**
+ * The README's code, and the examples of the documents under docs/, are files of test/examples/: this test checks
+ * that each block marked `<!-- example: test/examples/NAME -->` is that file, word for word, and that the README
+ * has no unmarked TypeScript block. `npm run check` type-checks the files; here they run (the test example,
+ * `counter.test.ts`, runs as any test file does).
+ */
 import { assert, describe, it } from "@effect/vitest"
-import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Random from "effect/Random"
-import * as TestClock from "effect/TestClock"
-import { Configuration, Fsm, LogStore, MemoryNetwork, Raft, Simulator, SnapshotStore, StableStore } from "../src/index.js"
+import { execFile } from "node:child_process"
+import { readFileSync } from "node:fs"
+import * as path from "node:path"
+import { promisify } from "node:util"
+import { Simulator } from "effect-raft"
 
-describe("README", () => {
-  it.effect("the usage example elects a single node and applies a command", () =>
-    Effect.gen(function*() {
-      let counter = 0
-      const fsm = Fsm.fromFunction((log) => (counter += log.data.length))
-      const node = (id: string) =>
-        Raft.layer({ localId: id, heartbeatTimeout: "1 second" }).pipe(
-          Layer.provide([
-            Fsm.layer(fsm),
-            LogStore.layerMemory,
-            StableStore.layerMemory,
-            SnapshotStore.layerMemory,
-            MemoryNetwork.layerTransport(id)
-          ])
-        )
-      const program = Effect.gen(function*() {
-        const raft = yield* Raft.Raft
-        yield* raft.bootstrapCluster(Configuration.voters([["a", "mem://a"]]))
-        while ((yield* raft.state) !== "Leader") yield* Effect.sleep("50 millis")
-        const { index, response } = yield* raft.apply(new TextEncoder().encode("hello"), { timeout: "5 seconds" })
-        return { index, response }
-      })
-      const fiber = yield* Effect.fork(program.pipe(Effect.provide(node("a").pipe(Layer.provide(MemoryNetwork.layer())))))
-      yield* TestClock.adjust("3 seconds")
-      const result = yield* Fiber.join(fiber)
-      assert.strictEqual(result.response, 5)
-      assert.strictEqual(result.index, 3) // configuration, the leader's no-op, then the command
-    }))
+const root = path.join(import.meta.dirname, "..")
+const documents = ["README.md", "docs/guide.md", "docs/simulation.md", "docs/testing.md"]
 
-  it("the simulator example runs a counter workload to a clean result", () => {
-    type Input = { readonly op: "add"; readonly n: number } | { readonly op: "read" }
-    const counter: Simulator.Workload<number, Input, number> = {
-      fsm: () => {
-        let total = 0
-        return Fsm.fromFunction((log) => {
-          const input = JSON.parse(new TextDecoder().decode(log.data)) as Input
-          return input.op === "add" ? (total += input.n) : total
-        }, {
-          // Snapshots: the whole state as bytes, and back.
-          save: () => new TextEncoder().encode(String(total)),
-          load: (bytes) => {
-            total = Number(new TextDecoder().decode(bytes))
-          }
-        })
-      },
-      model: {
-        init: () => 0,
-        step: (state, input, output) => {
-          const next = input.op === "add" ? state + input.n : state
-          return [output === undefined || output === next, next]
-        },
-        equal: (a, b) => a === b,
-        hash: (state) => state
-      },
-      next: () => Effect.map(Random.nextBoolean, (add): Input => (add ? { op: "add", n: 1 } : { op: "read" })),
-      encode: (input) => new TextEncoder().encode(JSON.stringify(input)),
-      output: (response) => response as number
+interface Block {
+  readonly document: string
+  readonly line: number
+  readonly example: string | undefined
+  readonly code: string
+}
+
+/** The ```ts blocks of a Markdown document, with the example file named by the marker just above each. */
+const blocks = (document: string): ReadonlyArray<Block> => {
+  const lines = readFileSync(path.join(root, document), "utf8").split("\n")
+  const found: Array<Block> = []
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i] !== "```ts") continue
+    const end = lines.indexOf("```", i + 1)
+    const marker = /^<!-- example: (\S+) -->$/.exec(lines[i - 1] ?? "")
+    found.push({ document, line: i + 1, example: marker?.[1], code: lines.slice(i + 1, end).join("\n") + "\n" })
+    i = end
+  }
+  return found
+}
+
+describe("README and docs examples", () => {
+  it("every marked block is its example file, and the README has no unmarked TypeScript block", () => {
+    const all = documents.flatMap(blocks)
+    const unmarked = all.filter((block) => block.document === "README.md" && block.example === undefined)
+    assert.deepStrictEqual(unmarked.map((block) => `README.md:${block.line}`), [])
+    const marked = all.filter((block) => block.example !== undefined)
+    assert.isAbove(marked.length, 4)
+    for (const block of marked) {
+      const file = readFileSync(path.join(root, block.example!), "utf8")
+      assert.strictEqual(block.code, file, `${block.document}:${block.line} differs from ${block.example}`)
     }
-    const result = Simulator.run({ seed: 1, nodes: 3, durationMillis: 2000, workload: counter })
+  })
+
+  it("the first cluster runs as written: three nodes elect a leader and count to 5", async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", "test/examples/first-cluster.ts"], {
+      cwd: root
+    })
+    assert.match(stdout.trim(), /^leader [abc], entry 4: the counter is 5$/)
+  }, 60_000)
+
+  it("the durable node is a layer (building it needs a disk and a port)", async () => {
+    const { node } = await import("./examples/durable.js")
+    assert.isTrue(Layer.isLayer(node))
+  })
+
+  it("the simulation example runs a counter workload to a clean result, also with frequent snapshots", async () => {
+    const { counter, result } = await import("./examples/simulation.js")
     assert.isTrue(result.ok, result.violation?.detail)
     assert.strictEqual(result.linearizability, "Linearizable")
     const compacting = Simulator.run({ seed: 1, nodes: 3, durationMillis: 2000, workload: counter, config: Simulator.frequentSnapshots })

@@ -14,6 +14,10 @@
  * as child processes (logs in each node's data directory), waits for a
  * leader, prints where everything is and how to try it, and stops the three
  * cleanly on Ctrl-C.
+ *
+ * A command loads only what it runs (`import()` in its handler): `kv --help`
+ * and the client commands start without the node's storage, transport and
+ * HTTP server.
  */
 import * as Args from "@effect/cli/Args"
 import type * as CliApp from "@effect/cli/CliApp"
@@ -30,13 +34,15 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ParseError } from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import { createRequire } from "node:module"
 import type { BindError, IdentityMismatch, NotVoter, RaftConfigError, StorageError } from "../RaftError.js"
-import * as Http from "./Http.js"
-import * as Identity from "./Identity.js"
+import type * as Http from "./Http.js"
+import type * as Identity from "./Identity.js"
 import type * as KvError from "./KvError.js"
-import * as KvNode from "./KvNode.js"
-import * as Launcher from "./Launcher.js"
+import type * as KvNode from "./KvNode.js"
+import type * as Launcher from "./Launcher.js"
 
 /** A command-line value that does not parse. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason: string }> {
@@ -50,11 +56,17 @@ const httpAddr = Options.text("http-addr").pipe(
   Options.withDefault("127.0.0.1:8001")
 )
 
+/** The modules a command needs, loaded when it runs. */
+const loadKvNode = Effect.promise(() => import("./KvNode.js"))
+const loadLauncher = Effect.promise(() => import("./Launcher.js"))
+const loadHttp = Effect.promise(() => import("./Http.js"))
+const loadIdentity = Effect.promise(() => import("./Identity.js"))
+
 /** Parses "id,raft-host:port,http-host:port". */
-const parsePeer = (text: string): KvNode.Peer | undefined => {
+const parsePeer = (text: string, parseAddress: typeof KvNode.parseAddress): KvNode.Peer | undefined => {
   const [id, raftAddress, httpAddress, ...rest] = text.split(",")
   return id === undefined || raftAddress === undefined || httpAddress === undefined || rest.length > 0 ||
-      KvNode.parseAddress(raftAddress) === undefined || KvNode.parseAddress(httpAddress) === undefined
+      parseAddress(raftAddress) === undefined || parseAddress(httpAddress) === undefined
     ? undefined
     : { id, raftAddress, httpAddress }
 }
@@ -90,9 +102,10 @@ const nodeCommand = Command.make("node", {
   fast: Options.boolean("fast").pipe(Options.withDescription("timers ten times shorter than hashicorp's defaults"))
 }, (args) =>
   Effect.gen(function*() {
+    const KvNode = yield* loadKvNode
     const peers: Array<KvNode.Peer> = []
     for (const text of args.peers) {
-      const peer = parsePeer(text)
+      const peer = parsePeer(text, KvNode.parseAddress)
       if (peer === undefined) return yield* new UsageError({ reason: `--peer ${text}: expected id,raft-host:port,http-host:port` })
       peers.push(peer)
     }
@@ -116,6 +129,7 @@ const nodeCommand = Command.make("node", {
       if (Option.isNone(args.join) && peers.length === 0) {
         return yield* new UsageError({ reason: "--rejoin needs --join (or --peer) to reach the cluster" })
       }
+      const Identity = yield* loadIdentity
       const marker = yield* Identity.readMarker(args.dataDir)
       if (Option.isSome(marker) && marker.value.nodeId !== args.id) {
         return yield* new Identity.StartRefused({
@@ -137,11 +151,12 @@ const clusterCommand = Command.make("cluster", {
   raftPort: Options.integer("raft-port").pipe(Options.withDefault(7001), Options.withDescription("first Raft port")),
   httpPort: Options.integer("http-port").pipe(Options.withDefault(8001), Options.withDescription("first HTTP port")),
   fast: Options.boolean("fast").pipe(Options.withDescription("timers ten times shorter than hashicorp's defaults"))
-}, (args) => Launcher.run(args)).pipe(
+}, (args) => Effect.flatMap(loadLauncher, (Launcher) => Launcher.run(args))).pipe(
   Command.withDescription("start a cluster on loopback as child processes; Ctrl-C stops them all")
 )
 
-const client = (address: string) => Http.client(address).pipe(Effect.provide(Http.layerFetch))
+const client = (address: string) =>
+  Effect.flatMap(loadHttp, (Http) => Http.client(address).pipe(Effect.provide(Http.layerFetch)))
 
 const pad = (cells: ReadonlyArray<string>, widths: ReadonlyArray<number>): string =>
   cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  ").trimEnd()
@@ -256,9 +271,9 @@ export type CliError =
   | HttpApiError.HttpApiDecodeError
   | HttpClientError.HttpClientError
   | Launcher.LaunchError
-  | PlatformError
   | Identity.StartRefused
   | KvNode.NodeStopped
+  | PlatformError
 
 /** The `kv` command and its subcommands. */
 const command = Command.make("kv").pipe(
@@ -266,8 +281,15 @@ const command = Command.make("kv").pipe(
   Command.withSubcommands([nodeCommand, clusterCommand, statusCommand, putCommand, getCommand, deleteCommand])
 )
 
+/** This package's version, read from its package.json: two directories up, from `src/kv/` as from `dist/kv/`. */
+export const version: Effect.Effect<string> = Effect.try(() => createRequire(import.meta.url)("../../package.json")).pipe(
+  Effect.flatMap(Schema.decodeUnknown(Schema.Struct({ version: Schema.String }))),
+  Effect.map((found) => found.version),
+  Effect.orDie
+)
+
 /** Runs the command line on `argv` (as `process.argv`). */
-export const run: (
+export const run = (
   argv: ReadonlyArray<string>
-) => Effect.Effect<void, CliError, Scope.Scope | CommandExecutor.CommandExecutor | CliApp.CliApp.Environment> = Command
-  .run(command, { name: "kv", version: "0.1.0" })
+): Effect.Effect<void, CliError, Scope.Scope | CommandExecutor.CommandExecutor | CliApp.CliApp.Environment> =>
+  Effect.flatMap(version, (version) => Command.run(command, { name: "kv", version })(argv))

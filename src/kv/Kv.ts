@@ -204,10 +204,18 @@ export const make = (
           : Effect.mapError(readIndex.fence, readError)
       )
 
+    const client = Raft.makeClient(raft, KvFsm.machine)
     const apply = (command: KvFsm.Command) =>
-      Effect.zipRight(running, raft.apply(KvFsm.encodeCommand(command), { timeout: writeTimeout })).pipe(
-        Effect.mapError((error) => error._tag === "Unavailable" ? error : writeError(error)),
-        Effect.map((result) => ({ index: result.index, response: KvFsm.asResponse(result.response) }))
+      Effect.zipRight(running, client.apply(command, { timeout: writeTimeout })).pipe(
+        // The commands are plain strings and tags: they always encode.
+        Effect.catchTag("ParseError", Effect.die),
+        Effect.mapError((error) =>
+          error._tag === "Unavailable"
+            ? error
+            : error._tag === "CommandRejected"
+            ? new KvError.OutcomeUnknown({ reason: error.message })
+            : writeError(error)
+        )
       )
 
     const rejected = (response: KvFsm.Response) =>

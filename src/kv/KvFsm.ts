@@ -1,8 +1,8 @@
 /**
  * The state machine of the replicated key-value service: a map from string
  * keys to string values, changed by typed commands (put, delete,
- * compare-and-set) that travel through the Raft log as JSON bytes validated by
- * a Schema. It also holds the service's member directory (raft id → HTTP
+ * compare-and-set), built with `Fsm.typed` (commands travel through the Raft
+ * log as JSON checked by their Schema; `Raft.client(machine)` applies them). It also holds the service's member directory (raft id → HTTP
  * address), changed by `Register`/`Unregister` commands, so that any node can
  * point a client at the leader's HTTP address.
  *
@@ -21,8 +21,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Fsm from "../Fsm.js"
-import type * as Log from "../Log.js"
-import { FsmError, type StorageError } from "../RaftError.js"
+import { FsmError } from "../RaftError.js"
 
 // ---------------------------------------------------------------- commands
 
@@ -52,31 +51,12 @@ export const Response = Schema.Union(
   Schema.TaggedStruct("Deleted", { existed: Schema.Boolean }),
   Schema.TaggedStruct("Swapped", {}),
   Schema.TaggedStruct("CasFailed", { current: Schema.optional(Schema.String) }),
-  Schema.TaggedStruct("Registered", {}),
-  Schema.TaggedStruct("Rejected", { reason: Schema.String })
+  Schema.TaggedStruct("Registered", {})
 )
 /** What applying a command answered. */
 export type Response = typeof Response.Type
 
-const commandJson = Schema.parseJson(Command)
-const encodeCommandJson = Schema.encodeSync(commandJson)
-const decodeCommandJson = Schema.decodeUnknownEither(commandJson)
-const isResponse = Schema.is(Response)
 const textEncoder = new TextEncoder()
-const textDecoder = new TextDecoder()
-
-/** The bytes a command travels as in the log. */
-export const encodeCommand = (command: Command): Uint8Array => textEncoder.encode(encodeCommandJson(command))
-
-/** Decodes a command's bytes; `undefined` when they are not a valid command. */
-export const decodeCommand = (bytes: Uint8Array): Command | undefined => {
-  const result = decodeCommandJson(textDecoder.decode(bytes))
-  return Either.isRight(result) ? result.right : undefined
-}
-
-/** Reads back what `Raft.apply` returned for a command of this FSM (a defect if it is something else). */
-export const asResponse = (value: unknown): Response =>
-  isResponse(value) ? value : { _tag: "Rejected", reason: "not a response of the key-value state machine" }
 
 // ---------------------------------------------------------------- the state
 
@@ -240,37 +220,25 @@ export const readSnapshot = <E>(data: Stream.Stream<Uint8Array, E>): Effect.Effe
 
 // ---------------------------------------------------------------- the Fsm
 
+/**
+ * The key-value state machine as a typed one: `Raft.client(machine)` applies `Command`s and answers `Response`s.
+ * Snapshots are the JSON-lines stream above; a command that does not decode is answered with `CommandRejected`
+ * and only moves the state's index.
+ */
+export const machine: Fsm.Typed<Command, Response, KvData> = Fsm.typed({
+  command: Command,
+  response: Response,
+  initial: empty,
+  apply: (data, command, log) => step(data, command, log.index),
+  snapshot: (data) => snapshotStream(data),
+  restore: (stream) => readSnapshot(stream),
+  rejected: (data, log) => ({ ...data, index: log.index })
+})
+
 /** A fresh key-value state machine. */
 export const make = (): KvFsm => {
-  let data = empty
-  const applyOne = (log: Log.Log): Response => {
-    const command = decodeCommand(log.data)
-    if (command === undefined) {
-      data = { ...data, index: log.index }
-      return { _tag: "Rejected", reason: "malformed command" }
-    }
-    const [next, response] = step(data, command, log.index)
-    data = next
-    return response
-  }
-  const fsm = Fsm.make({
-    apply: (log) => Effect.sync(() => applyOne(log)),
-    applyBatch: (logs) =>
-      Effect.sync(() => {
-        const out = new Array<Response>(logs.length)
-        for (let i = 0; i < logs.length; i++) out[i] = applyOne(logs[i]!)
-        return out
-      }),
-    snapshot: Effect.sync(() => {
-      const captured = data
-      return { data: snapshotStream(captured), release: Effect.void }
-    }),
-    restore: (stream: Stream.Stream<Uint8Array, StorageError>) =>
-      Effect.map(readSnapshot(stream), (restored) => {
-        data = restored
-      })
-  })
-  return { fsm, current: () => data }
+  const instance = machine.make()
+  return { fsm: instance.fsm, current: instance.state }
 }
 
 /** A fresh key-value state machine, provided both as the node's `Fsm` and as `KvState` for reads. */

@@ -37,6 +37,7 @@ import * as Raft from "../Raft.js"
 import type * as RaftConfig from "../RaftConfig.js"
 import type { BindError, IdentityMismatch, NotVoter, RaftConfigError, StorageError } from "../RaftError.js"
 import * as SnapshotStore from "../SnapshotStore.js"
+import * as FileSnapshotStore from "../storage/FileSnapshotStore.js"
 import * as StableStore from "../StableStore.js"
 import * as LmdbStore from "../storage/LmdbStore.js"
 import * as LogCache from "../storage/LogCache.js"
@@ -329,7 +330,7 @@ export const durable = (options: {
   const stores = Layer.merge(lmdb, LogCache.layer(logCacheEntries).pipe(Layer.provide(lmdb)))
   return Layer.mergeAll(
     stores,
-    SnapshotStore.layerFile(join(options.dataDir, "snapshots")),
+    FileSnapshotStore.layer(join(options.dataDir, "snapshots")),
     TcpTransport.layer({
       bind: parseAddress(options.raftAddress) ?? { host: "127.0.0.1", port: 0 },
       advertise: options.raftAddress

@@ -105,11 +105,11 @@ export const bootstrapOf = (
 /** The command line that runs `kv node` for `node` in a child process. */
 const nodeCommand = (
   entry: string,
-  loader: string,
+  loader: ReadonlyArray<string>,
   node: Planned,
   all: ReadonlyArray<Planned>,
   options: { readonly fast: boolean; readonly bootstrap: { readonly clusterId: string } | undefined }
-) => Command.make(process.execPath, "--import", loader, entry, ...nodeArguments(node, all, options))
+) => Command.make(process.execPath, ...loader, entry, ...nodeArguments(node, all, options))
 
 /** Waits until some node reports itself leader; answers its id, term and HTTP address. */
 const awaitLeader = (nodes: ReadonlyArray<Planned>) =>
@@ -138,8 +138,10 @@ export const run = (options: Options): Effect.Effect<
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
-    const entry = yield* path.fromFileUrl(new URL("./main.ts", import.meta.url))
-    const loader = import.meta.resolve("tsx")
+    // The `kv` entry beside this module: compiled (dist/kv/main.js) as installed, or the sources through tsx.
+    const fromSources = import.meta.url.endsWith(".ts")
+    const entry = yield* path.fromFileUrl(new URL(fromSources ? "./main.ts" : "./main.js", import.meta.url))
+    const loader = fromSources ? ["--import", import.meta.resolve("tsx")] : []
     const dataDir = path.resolve(options.dataDir)
     const planned: Array<Planned> = []
     for (let i = 0; i < Math.max(1, options.nodes); i++) {

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --import tsx
+#!/usr/bin/env node
 /**
  * The `kv` executable: runs the command line of `Cli.ts` on Node, with
  * SIGINT/SIGTERM interrupting the running command (so a node or a launched

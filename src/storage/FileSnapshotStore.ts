@@ -26,14 +26,19 @@
  * (hashicorp's store would skip it and start from an older one, which a node
  * may not be able to bridge to its log). `list` at run time skips such a
  * snapshot with a warning.
+ *
+ * `make` runs on any `FileSystem` and `Path`; `layer` provides Node's.
  */
 import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
@@ -41,7 +46,7 @@ import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import * as Configuration from "../Configuration.js"
 import { SnapshotNotFound, StorageError } from "../RaftError.js"
-import type { SnapshotMeta, SnapshotStore } from "../SnapshotStore.js"
+import { type SnapshotMeta, SnapshotStore } from "../SnapshotStore.js"
 
 /** What the file store can be told. */
 export interface Options {
@@ -351,3 +356,7 @@ export const make = (
 
     return { create, list, open, delete: remove }
   })
+
+/** A file snapshot store under `directory` on Node's file system; fails if the directory cannot be opened. */
+export const layer = (directory: string, options?: Options): Layer.Layer<SnapshotStore, StorageError> =>
+  Layer.effect(SnapshotStore, make(directory, options)).pipe(Layer.provide([NodeFileSystem.layer, NodePath.layer]))

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
@@ -10,10 +11,11 @@ import * as KvFsm from "../../src/kv/KvFsm.js"
 import * as Log from "../../src/Log.js"
 
 let nextIndex = 1
-const entry = (command: KvFsm.Command): Log.Log => Log.make(nextIndex++, 1, "Command", KvFsm.encodeCommand(command))
+const entry = (command: KvFsm.Command): Log.Log =>
+  Log.make(nextIndex++, 1, "Command", Either.getOrThrow(KvFsm.machine.encodeCommand(command)))
 
 const applyAll = (kv: KvFsm.KvFsm, commands: ReadonlyArray<KvFsm.Command>) =>
-  Effect.map(kv.fsm.applyBatch(commands.map(entry)), (responses) => responses.map(KvFsm.asResponse))
+  Effect.flatMap(kv.fsm.applyBatch(commands.map(entry)), (responses) => Effect.forEach(responses, KvFsm.machine.readResponse))
 
 const valueOf = (kv: KvFsm.KvFsm, key: string) => Option.getOrUndefined(HashMap.get(kv.current().entries, key))
 
@@ -61,9 +63,10 @@ describe("KvFsm", () => {
       const kv = KvFsm.make()
       yield* applyAll(kv, [{ _tag: "Put", key: "a", value: "1" }])
       const bad = Log.make(nextIndex++, 1, "Command", new TextEncoder().encode(`{"_tag":"Put","key":"a"}`))
-      const response = KvFsm.asResponse(yield* kv.fsm.apply(bad))
-      assert.strictEqual(response._tag, "Rejected")
+      const error = yield* Effect.flip(Effect.flatMap(kv.fsm.apply(bad), KvFsm.machine.readResponse))
+      assert.strictEqual(error._tag, "CommandRejected")
       assert.strictEqual(valueOf(kv, "a"), "1")
+      assert.strictEqual(kv.current().index, bad.index)
     }))
 
   it.effect("the member directory follows Register and Unregister", () =>

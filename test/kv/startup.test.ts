@@ -15,12 +15,13 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as KvNode from "../../src/kv/KvNode.js"
 import * as SnapshotStore from "../../src/SnapshotStore.js"
-import { bundleChildren } from "../fixtures/bundle.js"
+import * as FileSnapshotStore from "../../src/storage/FileSnapshotStore.js"
+import { bundleKv } from "../fixtures/bundle.js"
 import { freePort } from "./cluster.js"
 
 let kv = ""
 beforeAll(async () => {
-  kv = (await bundleChildren("effect-raft-kv", ["src/kv/main.ts"], { packagesExternal: true })).main!
+  kv = await bundleKv()
 })
 
 /** A single-node data directory, bootstrapped by the node itself (in this process), holding one snapshot. */
@@ -43,7 +44,7 @@ const initialised = async (dir: string) => {
       Stream.make(new TextEncoder().encode("snapshot data")),
       store.create({ index: 1, term: 1, configuration: { servers: [] }, configurationIndex: 1 })
     )
-  })).pipe(Effect.provide(SnapshotStore.layerFile(join(dir, "snapshots")))))
+  })).pipe(Effect.provide(FileSnapshotStore.layer(join(dir, "snapshots")))))
 }
 
 /** Runs `kv node` as `id` on `dir` until it exits (60 s at most). */

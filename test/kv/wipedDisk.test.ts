@@ -15,7 +15,7 @@ import * as fs from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { nodeArguments } from "../../src/kv/Launcher.js"
-import { bundleChildren } from "../fixtures/bundle.js"
+import { bundleKv } from "../fixtures/bundle.js"
 import { type ProcessCluster, type ProcessNode, startProcessCluster } from "./processes.js"
 
 const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
@@ -59,7 +59,7 @@ const logOf = (dir: string, node: ProcessNode) => fs.readFileSync(join(dir, `${n
 
 let kv = ""
 beforeAll(async () => {
-  kv = (await bundleChildren("effect-raft-kv", ["src/kv/main.ts"], { packagesExternal: true })).main!
+  kv = await bundleKv()
 })
 
 describe("kv node on a wiped disk (real processes)", () => {

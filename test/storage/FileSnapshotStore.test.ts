@@ -18,6 +18,7 @@ import * as path from "node:path"
 import * as Configuration from "../../src/Configuration.js"
 import { StorageError } from "../../src/RaftError.js"
 import * as SnapshotStore from "../../src/SnapshotStore.js"
+import * as FileSnapshotStore from "../../src/storage/FileSnapshotStore.js"
 
 const platform = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer)
 const configuration = Configuration.voters([["a", "mem://a"], ["b", "mem://b"], ["c", "mem://c"]])
@@ -51,11 +52,11 @@ const entries = (directory: string) => Effect.flatMap(FileSystem.FileSystem, (fs
 const scenario = <A, E>(name: string, body: () => Effect.Effect<A, E, FileSystem.FileSystem | Path.Path | Scope.Scope>) =>
   it.live(name, () => body().pipe(Effect.scoped, Effect.provide(platform)), 60_000)
 
-describe("SnapshotStore.makeFile", () => {
+describe("FileSnapshotStore.make", () => {
   scenario("a 12 MiB snapshot in 3,072 chunks reads back byte for byte, in chunks, with its checksum verified", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const store = yield* SnapshotStore.makeFile(dir)
+      const store = yield* FileSnapshotStore.make(dir)
       const chunks = chunksOf(3072, 4096)
       const created = yield* write(store, 5000, chunks, 7)
       assert.strictEqual(created.size, 3072 * 4096)
@@ -75,7 +76,7 @@ describe("SnapshotStore.makeFile", () => {
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const dir = yield* tempDir
-      const store = yield* SnapshotStore.makeFile(dir)
+      const store = yield* FileSnapshotStore.make(dir)
       const halfway = yield* Deferred.make<void>()
       const proceed = yield* Deferred.make<void>()
       const stream = Stream.fromIterable(chunksOf(1024, 4096)).pipe(
@@ -101,7 +102,7 @@ describe("SnapshotStore.makeFile", () => {
   scenario("a failed or interrupted sink leaves no file behind", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const store = yield* SnapshotStore.makeFile(dir)
+      const store = yield* FileSnapshotStore.make(dir)
       const failing = Stream.concat(
         Stream.fromIterable(chunksOf(100, 4096)),
         Stream.fail(new StorageError({ operation: "test", reason: "producer failed" }))
@@ -126,7 +127,7 @@ describe("SnapshotStore.makeFile", () => {
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const dir = yield* tempDir
-      const store = yield* SnapshotStore.makeFile(dir)
+      const store = yield* FileSnapshotStore.make(dir)
       const created = yield* write(store, 3, chunksOf(64, 4096))
       const file = path.join(dir, created.id, "data")
       const bytes = yield* fs.readFile(file)
@@ -141,7 +142,7 @@ describe("SnapshotStore.makeFile", () => {
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const dir = yield* tempDir
-      const store = yield* SnapshotStore.makeFile(dir)
+      const store = yield* FileSnapshotStore.make(dir)
       const created = yield* write(store, 3, chunksOf(64, 4096))
       const file = path.join(dir, created.id, "data")
       const opened = yield* store.open(created.id)
@@ -158,7 +159,7 @@ describe("SnapshotStore.makeFile", () => {
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const dir = yield* tempDir
-      const store = yield* SnapshotStore.makeFile(dir)
+      const store = yield* FileSnapshotStore.make(dir)
       const created = yield* write(store, 3, chunksOf(8, 1000))
       const opened = yield* store.open(created.id)
       yield* fs.writeFile(path.join(dir, created.id, "data"), new Uint8Array(10), { flag: "a" })
@@ -171,7 +172,7 @@ describe("SnapshotStore.makeFile", () => {
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const dir = yield* tempDir
-      const store = yield* SnapshotStore.makeFile(dir, { retain: 5 })
+      const store = yield* FileSnapshotStore.make(dir, { retain: 5 })
       const good = yield* write(store, 1, chunksOf(2, 10))
       const metaFile = (id: string) => path.join(dir, id, "meta.json")
 
@@ -213,23 +214,23 @@ describe("SnapshotStore.makeFile", () => {
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const dir = yield* tempDir
-      const store = yield* SnapshotStore.makeFile(dir, { retain: 3 })
+      const store = yield* FileSnapshotStore.make(dir, { retain: 3 })
       yield* write(store, 1, chunksOf(2, 10))
       const newest = yield* write(store, 2, chunksOf(2, 10))
       const metaFile = path.join(dir, newest.id, "meta.json")
       const text = yield* fs.readFileString(metaFile)
       yield* fs.writeFileString(metaFile, text.replace(`"index":2`, `"index":9`))
-      const corrupt = yield* Effect.flip(SnapshotStore.makeFile(dir, { retain: 3 }))
+      const corrupt = yield* Effect.flip(FileSnapshotStore.make(dir, { retain: 3 }))
       assert.instanceOf(corrupt, StorageError)
       assert.strictEqual(corrupt.operation, "open snapshot store")
       assert.include(corrupt.reason, path.join(dir, newest.id))
       assert.match(corrupt.reason, /metadata checksum mismatch.*move that directory out of/)
       yield* fs.remove(metaFile)
-      const missing = yield* Effect.flip(SnapshotStore.makeFile(dir, { retain: 3 }))
+      const missing = yield* Effect.flip(FileSnapshotStore.make(dir, { retain: 3 }))
       assert.match(missing.reason, /has no metadata file/)
       // Moved aside, as the message says: the store opens on the older snapshot.
       yield* fs.rename(path.join(dir, newest.id), path.join(path.dirname(dir), `${newest.id}-moved-${path.basename(dir)}`))
-      const reopened = yield* SnapshotStore.makeFile(dir, { retain: 3 })
+      const reopened = yield* FileSnapshotStore.make(dir, { retain: 3 })
       assert.lengthOf(yield* reopened.list, 1)
       yield* fs.remove(path.join(path.dirname(dir), `${newest.id}-moved-${path.basename(dir)}`), { recursive: true })
     }))
@@ -238,7 +239,7 @@ describe("SnapshotStore.makeFile", () => {
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const dir = yield* tempDir
-      const store = yield* SnapshotStore.makeFile(dir)
+      const store = yield* FileSnapshotStore.make(dir)
       const created = yield* write(store, 4, chunksOf(64, 1024))
       assert.deepStrictEqual(yield* SnapshotStore.verify(store, created.id), created)
       const dataFile = path.join(dir, created.id, "data")
@@ -253,7 +254,7 @@ describe("SnapshotStore.makeFile", () => {
   scenario("delete removes a snapshot's directory from disk and ignores ids that are not snapshot ids", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const store = yield* SnapshotStore.makeFile(dir, { retain: 3 })
+      const store = yield* FileSnapshotStore.make(dir, { retain: 3 })
       const kept = yield* write(store, 1, chunksOf(1, 10))
       const dropped = yield* write(store, 2, chunksOf(1, 10))
       yield* store.delete(dropped.id)
@@ -264,11 +265,11 @@ describe("SnapshotStore.makeFile", () => {
   scenario("a reopened store lists the same snapshots in the same order and its next id is greater", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const first = yield* SnapshotStore.makeFile(dir, { retain: 3 })
+      const first = yield* FileSnapshotStore.make(dir, { retain: 3 })
       const a = yield* write(first, 10, chunksOf(3, 100), 1)
       const b = yield* write(first, 20, chunksOf(3, 100), 2)
       const before = yield* first.list
-      const second = yield* SnapshotStore.makeFile(dir, { retain: 3 })
+      const second = yield* FileSnapshotStore.make(dir, { retain: 3 })
       assert.deepStrictEqual(yield* second.list, before)
       assert.deepStrictEqual(before.map((m) => m.id), [b.id, a.id])
       assert.isTrue((yield* read(second, a.id)).equals(Buffer.concat(chunksOf(3, 100))))
@@ -281,7 +282,7 @@ describe("SnapshotStore.makeFile", () => {
   scenario("retain deletes the directories of older snapshots from disk", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const store = yield* SnapshotStore.makeFile(dir, { retain: 2 })
+      const store = yield* FileSnapshotStore.make(dir, { retain: 2 })
       const created = []
       for (let i = 1; i <= 4; i++) created.push(yield* write(store, i, chunksOf(1, 10)))
       assert.deepStrictEqual((yield* entries(dir)).sort(), [created[2]!.id, created[3]!.id])
@@ -291,13 +292,13 @@ describe("SnapshotStore.makeFile", () => {
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const dir = yield* tempDir
-      const store = yield* SnapshotStore.makeFile(dir)
+      const store = yield* FileSnapshotStore.make(dir)
       const kept = yield* write(store, 7, chunksOf(1, 10))
       const leftover = path.join(dir, "000000000009-2-40.tmp")
       yield* fs.makeDirectory(leftover)
       yield* fs.writeFile(path.join(leftover, "data"), new Uint8Array(100))
       const warnings: Array<string> = []
-      const reopened = yield* SnapshotStore.makeFile(dir).pipe(Effect.provide(capturingLogs(warnings)))
+      const reopened = yield* FileSnapshotStore.make(dir).pipe(Effect.provide(capturingLogs(warnings)))
       assert.isTrue(warnings.some((line) => line.includes("000000000009-2-40.tmp")))
       assert.deepStrictEqual(yield* entries(dir), [kept.id])
       const next = yield* write(reopened, 50, chunksOf(1, 10), 2)
@@ -307,18 +308,18 @@ describe("SnapshotStore.makeFile", () => {
   scenario("a retain below 1 is refused with a StorageError", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const error = yield* Effect.flip(SnapshotStore.makeFile(dir, { retain: 0 }))
+      const error = yield* Effect.flip(FileSnapshotStore.make(dir, { retain: 0 }))
       assert.instanceOf(error, StorageError)
     }))
 
-  scenario("SnapshotStore.layerFile provides a working store on Node's file system", () =>
+  scenario("FileSnapshotStore.layer provides a working store on Node's file system", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const created = yield* Effect.flatMap(SnapshotStore.SnapshotStore, (store) => write(store, 1, chunksOf(2, 10))).pipe(
-        Effect.provide(SnapshotStore.layerFile(path.join(dir, "nested", "snapshots")))
+        Effect.provide(FileSnapshotStore.layer(path.join(dir, "nested", "snapshots")))
       )
       const again = yield* Effect.flatMap(SnapshotStore.SnapshotStore, (store) => store.list).pipe(
-        Effect.provide(SnapshotStore.layerFile(path.join(dir, "nested", "snapshots")))
+        Effect.provide(FileSnapshotStore.layer(path.join(dir, "nested", "snapshots")))
       )
       assert.deepStrictEqual(again.map((m) => m.id), [created.id])
     }))

@@ -9,6 +9,7 @@ import * as Configuration from "../../src/Configuration.js"
 import * as Fsm from "../../src/Fsm.js"
 import * as Raft from "../../src/Raft.js"
 import * as SnapshotStore from "../../src/SnapshotStore.js"
+import * as FileSnapshotStore from "../../src/storage/FileSnapshotStore.js"
 import * as LmdbStore from "../../src/storage/LmdbStore.js"
 import * as LogCache from "../../src/storage/LogCache.js"
 import * as MemoryNetwork from "../../src/transport/MemoryNetwork.js"
@@ -44,7 +45,7 @@ const compactingNode = (dir: string, fsm: RecordingFsm) =>
       Layer.provideMerge(LmdbStore.layer({ path: path.join(dir, "raft") })),
       Layer.provide([
         Fsm.layer(fsm),
-        SnapshotStore.layerFile(path.join(dir, "snapshots")),
+        FileSnapshotStore.layer(path.join(dir, "snapshots")),
         MemoryNetwork.layerTransport("solo").pipe(Layer.provide(MemoryNetwork.layer()))
       ])
     )
@@ -87,7 +88,7 @@ describe("a node on LMDB across a restart", () => {
         assert.isAbove(firstIndex, 1, "the log was never compacted")
         const snapshots = yield* Effect.provide(
           Effect.flatMap(SnapshotStore.SnapshotStore, (store) => store.list),
-          SnapshotStore.layerFile(path.join(dir, "snapshots"))
+          FileSnapshotStore.layer(path.join(dir, "snapshots"))
         )
         const newest = snapshots[0]!
         assert.strictEqual(newest.index, before.snapshotIndex)

@@ -6,6 +6,7 @@ import { describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as SnapshotStore from "../../src/SnapshotStore.js"
+import * as FileSnapshotStore from "../../src/storage/FileSnapshotStore.js"
 import * as SnapshotStoreConformance from "../../src/testing/SnapshotStoreConformance.js"
 
 const platform = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer)
@@ -16,12 +17,12 @@ describe("SnapshotStore conformance: makeMemory", () => {
   }
 })
 
-describe("SnapshotStore conformance: makeFile", () => {
+describe("SnapshotStore conformance: FileSnapshotStore.make", () => {
   const make = ({ retain }: { readonly retain: number }) =>
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const directory = yield* fs.makeTempDirectoryScoped({ prefix: "effect-raft-snapshots-" })
-      return yield* SnapshotStore.makeFile(directory, { retain })
+      return yield* FileSnapshotStore.make(directory, { retain })
     })
   for (const check of SnapshotStoreConformance.snapshotStore(make)) {
     it.live(check.name, () => Effect.provide(check.run, platform))
