@@ -58,8 +58,8 @@ export type Observation = types.Observation
 export type RaftStats = types.RaftStats
 /** A leader's replication to one other server (`RaftStats.replication`): match and next index, last answer, failures. */
 export type PeerReplication = types.PeerReplication
-/** Errors of `apply` and `barrier`. */
-export type ApplyError = RaftError.ApplyError
+/** Errors of `apply` and `barrier` (`EntryTooLarge`: a command over `RaftConfig.maxEntryBytes`, refused unsent). */
+export type ApplyError = RaftError.ApplyError | RaftError.EntryTooLarge
 
 /** Options of `apply` and `barrier`. */
 export interface ApplyOptions {
@@ -203,10 +203,11 @@ const awaitLeader = (
 /** Starts a node over the services in context; closing the layer shuts it down. */
 export const make: Effect.Effect<
   Raft,
-  StorageError | IdentityMismatch,
+  StorageError | IdentityMismatch | RaftConfigError,
   RaftConfig.RaftConfigTag | Fsm | LogStore | StableStore | SnapshotStore | Transport | Scope.Scope
 > = Effect.gen(function*() {
   const config = yield* RaftConfig.RaftConfigTag
+  yield* RaftConfig.checkFrameLimit(config, (yield* Transport).maxFrameBytes)
   const scope = yield* Effect.scope
   // The node's fibers share one budget of microtask turns, so timers and I/O keep their turn under load;
   // a scheduler the application chose (e.g. the simulator's) is kept.
@@ -220,10 +221,18 @@ export const make: Effect.Effect<
     snapshots: yield* SnapshotStore,
     transport: yield* Transport
   }, scope).pipe(Effect.withScheduler(scheduler))
+  const tooLarge = (data: Uint8Array) =>
+    data.length > config.maxEntryBytes ? new RaftError.EntryTooLarge({ size: data.length, limit: config.maxEntryBytes }) : undefined
   return {
     id: config.localId,
-    apply: (data, options) => Effect.flatten(running.enqueue("Command", data, toMillis(options?.timeout))),
-    applyFuture: (data, options) => running.enqueue("Command", data, toMillis(options?.timeout)),
+    apply: (data, options) => {
+      const refused = tooLarge(data)
+      return refused ?? Effect.flatten(running.enqueue("Command", data, toMillis(options?.timeout)))
+    },
+    applyFuture: (data, options) => {
+      const refused = tooLarge(data)
+      return refused === undefined ? running.enqueue("Command", data, toMillis(options?.timeout)) : Effect.succeed(refused)
+    },
     barrier: (options) =>
       Effect.flatten(running.enqueue("Barrier", new Uint8Array(0), toMillis(options?.timeout))).pipe(
         Effect.map((result) => result.index)

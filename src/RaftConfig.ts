@@ -23,6 +23,17 @@ export interface RaftConfig {
   readonly commitTimeoutMillis: number
   /** Most entries in one AppendEntries and in one leader `storeLogs` batch. Default 64. */
   readonly maxAppendEntries: number
+  /**
+   * Largest command `apply` accepts, in bytes; a larger one fails with `EntryTooLarge` before anything is appended.
+   * Default 1 MiB. At most `maxAppendEntriesBytes`, so any entry fits in one AppendEntries.
+   */
+  readonly maxEntryBytes: number
+  /**
+   * Most bytes of entry data in one AppendEntries: the leader ends a batch before the entry that would cross it (a
+   * batch holds at least one entry). Default 4 MiB. With the transport's frame limit in view (`Transport.maxFrameBytes`,
+   * the TCP transport's 8 MiB by default), `appendEntriesFrameBound` of the configuration must fit in a frame.
+   */
+  readonly maxAppendEntriesBytes: number
   /** A leader that has not heard from a quorum of voters for this long steps down. Default 500 ms. */
   readonly leaderLeaseTimeoutMillis: number
   /** Whether a leader removed from the configuration shuts down. Default true. */
@@ -47,6 +58,8 @@ export interface Input {
   readonly electionTimeout?: Duration.DurationInput | undefined
   readonly commitTimeout?: Duration.DurationInput | undefined
   readonly maxAppendEntries?: number | undefined
+  readonly maxEntryBytes?: number | undefined
+  readonly maxAppendEntriesBytes?: number | undefined
   readonly leaderLeaseTimeout?: Duration.DurationInput | undefined
   readonly shutdownOnRemove?: boolean | undefined
   readonly trailingLogs?: number | undefined
@@ -55,12 +68,14 @@ export interface Input {
   readonly preVote?: boolean | undefined
 }
 
-/** hashicorp/raft's `DefaultConfig()` values (everything but `localId`). */
+/** hashicorp/raft's `DefaultConfig()` values (everything but `localId`), and the byte limits of entries. */
 export const defaults: Omit<RaftConfig, "localId"> = {
   heartbeatTimeoutMillis: 1000,
   electionTimeoutMillis: 1000,
   commitTimeoutMillis: 50,
   maxAppendEntries: 64,
+  maxEntryBytes: 1024 * 1024,
+  maxAppendEntriesBytes: 4 * 1024 * 1024,
   leaderLeaseTimeoutMillis: 500,
   shutdownOnRemove: true,
   trailingLogs: 10240,
@@ -94,6 +109,15 @@ export const validate = (config: RaftConfig): Effect.Effect<RaftConfig, RaftConf
   if (!Number.isInteger(config.maxAppendEntries) || config.maxAppendEntries < 1 || config.maxAppendEntries > 1024) {
     return fail("maxAppendEntries", `must be an integer in [1, 1024] (got ${config.maxAppendEntries})`)
   }
+  if (!Number.isSafeInteger(config.maxEntryBytes) || config.maxEntryBytes < 1) {
+    return fail("maxEntryBytes", `must be a positive integer (got ${config.maxEntryBytes})`)
+  }
+  if (!Number.isSafeInteger(config.maxAppendEntriesBytes) || config.maxAppendEntriesBytes < config.maxEntryBytes) {
+    return fail(
+      "maxAppendEntriesBytes",
+      `must be an integer of at least maxEntryBytes, ${config.maxEntryBytes} (got ${config.maxAppendEntriesBytes})`
+    )
+  }
   if (!Number.isInteger(config.trailingLogs) || config.trailingLogs < 0) {
     return fail("trailingLogs", `must be a non-negative integer (got ${config.trailingLogs})`)
   }
@@ -109,6 +133,30 @@ export const validate = (config: RaftConfig): Effect.Effect<RaftConfig, RaftConf
   return Effect.succeed(config)
 }
 
+/**
+ * Bytes a frame must allow for the largest AppendEntries `config` lets a leader send: its entry data
+ * (`maxAppendEntriesBytes`), `entryOverheadBytes` per entry (index, term, type, length) and `envelopeBytes` for the
+ * rest (terms, indexes, the leader's id and address).
+ */
+export const appendEntriesFrameBound = (config: Pick<RaftConfig, "maxAppendEntries" | "maxAppendEntriesBytes">): number =>
+  config.maxAppendEntriesBytes + config.maxAppendEntries * entryOverheadBytes + envelopeBytes
+
+/** Upper bound of what one entry costs on a wire beside its data (the TCP codec needs at most 25 bytes). */
+export const entryOverheadBytes: number = 64
+
+/** Upper bound of an AppendEntries beside its entries (ids and addresses of up to 16 KiB each). */
+export const envelopeBytes: number = 64 * 1024
+
+/** Fails with `RaftConfigError` when the largest AppendEntries `config` allows would not fit in a frame of `maxFrameBytes`. */
+export const checkFrameLimit = (config: RaftConfig, maxFrameBytes: number | undefined): Effect.Effect<void, RaftConfigError> => {
+  if (maxFrameBytes === undefined) return Effect.void
+  const needed = appendEntriesFrameBound(config)
+  return needed <= maxFrameBytes ? Effect.void : fail(
+    "maxAppendEntriesBytes",
+    `with maxAppendEntries ${config.maxAppendEntries} needs frames of ${needed} bytes; the transport's limit is ${maxFrameBytes}`
+  )
+}
+
 /** Fills `input` from `defaults` and validates it. */
 export const make = (input: Input): Effect.Effect<RaftConfig, RaftConfigError> =>
   Effect.suspend(() =>
@@ -118,6 +166,8 @@ export const make = (input: Input): Effect.Effect<RaftConfig, RaftConfigError> =
       electionTimeoutMillis: millis(input.electionTimeout, defaults.electionTimeoutMillis),
       commitTimeoutMillis: millis(input.commitTimeout, defaults.commitTimeoutMillis),
       maxAppendEntries: input.maxAppendEntries ?? defaults.maxAppendEntries,
+      maxEntryBytes: input.maxEntryBytes ?? defaults.maxEntryBytes,
+      maxAppendEntriesBytes: input.maxAppendEntriesBytes ?? defaults.maxAppendEntriesBytes,
       leaderLeaseTimeoutMillis: millis(input.leaderLeaseTimeout, defaults.leaderLeaseTimeoutMillis),
       shutdownOnRemove: input.shutdownOnRemove ?? defaults.shutdownOnRemove,
       trailingLogs: input.trailingLogs ?? defaults.trailingLogs,

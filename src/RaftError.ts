@@ -84,6 +84,19 @@ export class FsmError extends Data.TaggedError("FsmError")<{
   }
 }
 
+/**
+ * A command is larger than `RaftConfig.maxEntryBytes` (`size` and `limit` in bytes): `apply` refuses it before
+ * anything is appended, so one oversized write can never produce a frame that peers refuse.
+ */
+export class EntryTooLarge extends Schema.TaggedError<EntryTooLarge>()("EntryTooLarge", {
+  size: Schema.Number,
+  limit: Schema.Number
+}) {
+  override get message(): string {
+    return `entry of ${this.size} bytes exceeds the limit of ${this.limit} bytes`
+  }
+}
+
 /** The node has been shut down (explicitly or because its layer was closed). */
 export class RaftShutdown extends Schema.TaggedError<RaftShutdown>()("RaftShutdown", {}) {
   override get message(): string {
@@ -136,12 +149,13 @@ export class PipelineNotSupported extends Data.TaggedError("PipelineNotSupported
 }
 
 /**
- * An RPC could not be delivered or answered: `reason` is `unreachable`, `timeout`, `closed`, `remote`, or
- * `identity` (TLS: the peer's certificate does not name the server id that was dialled; `detail` says both).
+ * An RPC could not be delivered or answered: `reason` is `unreachable`, `timeout`, `closed`, `remote`, `identity`
+ * (TLS: the peer's certificate does not name the server id that was dialled; `detail` says both), or `oversize` (the
+ * request's frame would exceed the transport's `maxFrameBytes`: it was not sent, and sending it again cannot succeed).
  */
 export class TransportError extends Data.TaggedError("TransportError")<{
   readonly target: string
-  readonly reason: "unreachable" | "timeout" | "closed" | "remote" | "identity"
+  readonly reason: "unreachable" | "timeout" | "closed" | "remote" | "identity" | "oversize"
   readonly detail?: string
 }> {
   override get message(): string {
@@ -150,12 +164,13 @@ export class TransportError extends Data.TaggedError("TransportError")<{
 }
 
 /**
- * Bytes from a peer could not be decoded: a malformed or oversize frame, an unknown frame type or protocol version,
- * or a message that fails its Schema. The transport closes that connection and logs this with the peer's address.
+ * Bytes from a peer could not be decoded: a malformed or oversize frame, a frame the receive budget has no room for
+ * (`budget`), an unknown frame type or protocol version, a message that fails its Schema, or a peer that stalls. The
+ * transport closes that connection and logs this with the peer's address.
  */
 export class CodecError extends Data.TaggedError("CodecError")<{
   readonly peer: string
-  readonly reason: "malformed" | "oversize" | "version" | "frame-type" | "schema" | "stalled"
+  readonly reason: "malformed" | "oversize" | "budget" | "version" | "frame-type" | "schema" | "stalled"
   readonly detail: string
 }> {
   override get message(): string {
@@ -163,7 +178,7 @@ export class CodecError extends Data.TaggedError("CodecError")<{
   }
 }
 
-/** A transport could not listen on its address (in use, not permitted, no such interface, bad TLS material). */
+/** A transport could not listen on its address (in use, not permitted, no such interface, bad TLS material, options that cannot work together). */
 export class BindError extends Data.TaggedError("BindError")<{
   readonly address: string
   readonly reason: string
@@ -262,6 +277,7 @@ export type RaftError =
   | NotLeader
   | LeadershipLost
   | ApplyTimeout
+  | EntryTooLarge
   | LeadershipTransferInProgress
   | LeadershipTransferFailed
   | NothingNewToSnapshot

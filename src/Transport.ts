@@ -73,6 +73,11 @@ export interface AppendPipeline {
 export interface Transport {
   /** The address peers use to reach this node. */
   readonly localAddress: string
+  /**
+   * Largest frame this transport sends or accepts, when it has one (the TCP transport's `maxFrameBytes`): a node
+   * refuses to start when the largest AppendEntries its configuration allows would not fit.
+   */
+  readonly maxFrameBytes?: number | undefined
   /** Serves incoming requests with `handler` for the life of the scope. */
   readonly serve: (handler: RpcHandler) => Effect.Effect<void, never, Scope.Scope>
   /** Sends an AppendEntries and waits for the answer. */

@@ -47,6 +47,21 @@ describe("Raft: election and apply", () => {
       }).pipe(seeded(`elect-${size}`)))
   }
 
+  it.scoped("a command over maxEntryBytes fails with EntryTooLarge (size and limit) before anything is appended; one at the limit commits", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 1, config: { maxEntryBytes: 100 } })
+      const leader = yield* cluster.waitForLeader()
+      const before = yield* leader.raft.lastIndex
+      const refused = yield* Effect.flip(leader.raft.apply(new Uint8Array(101)))
+      assert.strictEqual(refused._tag, "EntryTooLarge")
+      assert.deepInclude(refused, { size: 101, limit: 100 })
+      const future = yield* leader.raft.applyFuture(new Uint8Array(101))
+      assert.strictEqual((yield* Effect.flip(future))._tag, "EntryTooLarge")
+      assert.strictEqual(yield* leader.raft.lastIndex, before, "an oversized command was appended")
+      const accepted = yield* leader.raft.apply(new Uint8Array(100))
+      assert.strictEqual(accepted.index, before + 1)
+    }).pipe(seeded("entry-too-large")))
+
   it.scoped("a new leader appends a no-op of its own term", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster({ size: 3 })

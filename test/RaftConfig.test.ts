@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -10,6 +11,7 @@ import { RaftConfigError } from "../src/RaftError.js"
 import * as SnapshotStore from "../src/SnapshotStore.js"
 import * as StableStore from "../src/StableStore.js"
 import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
+import { Transport } from "../src/Transport.js"
 
 /** The field a failing `make` names, or a test failure when it succeeds. */
 const failingField = (input: RaftConfig.Input) =>
@@ -20,12 +22,14 @@ const failingField = (input: RaftConfig.Input) =>
   })
 
 describe("RaftConfig", () => {
-  it("defaults equal hashicorp's DefaultConfig()", () => {
+  it("defaults equal hashicorp's DefaultConfig(), with entries of at most 1 MiB in AppendEntries of at most 4 MiB", () => {
     assert.deepStrictEqual(RaftConfig.defaults, {
       heartbeatTimeoutMillis: 1000,
       electionTimeoutMillis: 1000,
       commitTimeoutMillis: 50,
       maxAppendEntries: 64,
+      maxEntryBytes: 1024 * 1024,
+      maxAppendEntriesBytes: 4 * 1024 * 1024,
       leaderLeaseTimeoutMillis: 500,
       shutdownOnRemove: true,
       trailingLogs: 10240,
@@ -85,6 +89,13 @@ describe("RaftConfig", () => {
       { rule: "maxAppendEntries 0", field: "maxAppendEntries", input: { localId: "a", maxAppendEntries: 0 } },
       { rule: "maxAppendEntries 1025", field: "maxAppendEntries", input: { localId: "a", maxAppendEntries: 1025 } },
       { rule: "maxAppendEntries 1.5", field: "maxAppendEntries", input: { localId: "a", maxAppendEntries: 1.5 } },
+      { rule: "maxEntryBytes 0", field: "maxEntryBytes", input: { localId: "a", maxEntryBytes: 0 } },
+      { rule: "maxEntryBytes 1.5", field: "maxEntryBytes", input: { localId: "a", maxEntryBytes: 1.5 } },
+      {
+        rule: "maxAppendEntriesBytes < maxEntryBytes",
+        field: "maxAppendEntriesBytes",
+        input: { localId: "a", maxEntryBytes: 2048, maxAppendEntriesBytes: 2047 }
+      },
       {
         rule: "leaderLeaseTimeout > heartbeatTimeout",
         field: "leaderLeaseTimeout",
@@ -119,5 +130,37 @@ describe("RaftConfig", () => {
       const error = yield* Effect.flip(exit)
       assert.instanceOf(error, RaftConfigError)
       assert.strictEqual(error.field, "maxAppendEntries")
+    }))
+
+  it.effect("checkFrameLimit refuses a configuration whose largest AppendEntries would not fit the transport's frames", () =>
+    Effect.gen(function*() {
+      const config = yield* RaftConfig.make({ localId: "a" })
+      const bound = RaftConfig.appendEntriesFrameBound(config)
+      assert.isBelow(bound, 8 * 1024 * 1024, "the defaults do not fit the TCP transport's default frames")
+      yield* RaftConfig.checkFrameLimit(config, bound)
+      yield* RaftConfig.checkFrameLimit(config, undefined)
+      const error = yield* Effect.flip(RaftConfig.checkFrameLimit(config, bound - 1))
+      assert.strictEqual(error.field, "maxAppendEntriesBytes")
+    }))
+
+  it.effect("Raft.layer over a transport with frames too small for the configuration fails with RaftConfigError", () =>
+    Effect.gen(function*() {
+      const network = MemoryNetwork.make()
+      const transport = Layer.map(
+        MemoryNetwork.layerTransport("node1").pipe(Layer.provide(Layer.succeed(MemoryNetwork.MemoryNetwork, network))),
+        (context) => Context.add(context, Transport, { ...Context.get(context, Transport), maxFrameBytes: 1024 * 1024 })
+      )
+      const layer = Raft.layer({ localId: "node1" }).pipe(
+        Layer.provide([
+          Fsm.layer(Fsm.fromFunction(() => undefined)),
+          LogStore.layerMemory,
+          StableStore.layerMemory,
+          SnapshotStore.layerMemory,
+          transport
+        ])
+      )
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(layer)))
+      assert.instanceOf(error, RaftConfigError)
+      assert.strictEqual(error.field, "maxAppendEntriesBytes")
     }))
 })

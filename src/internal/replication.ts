@@ -140,7 +140,21 @@ const startReplication = (
       else return undefined
       const last = Math.min(to, from + config.maxAppendEntries - 1)
       if (last >= from && from < base) return undefined
-      return request(prevLogIndex, prevLogTerm, last >= from ? recent.slice(from - base, last - base + 1) : [])
+      if (last < from) return request(prevLogIndex, prevLogTerm, [])
+      const start = from - base
+      return request(prevLogIndex, prevLogTerm, recent.slice(start, start + fitting(recent, start, last - from + 1)))
+    }
+
+    /** How many of the `count` entries from `entries[start]` fit in one AppendEntries' byte budget (at least one). */
+    const fitting = (entries: ReadonlyArray<Log.Log>, start: number, count: number): number => {
+      let bytes = entries[start]!.data.length
+      let n = 1
+      while (n < count) {
+        bytes += entries[start + n]!.data.length
+        if (bytes > config.maxAppendEntriesBytes) break
+        n++
+      }
+      return n
     }
 
     const request = (prevLogIndex: number, prevLogTerm: number, entries: ReadonlyArray<Log.Log>): AppendEntriesRequest => ({
@@ -168,8 +182,10 @@ const startReplication = (
         else if (prevLogIndex === node.lastSnapshotIndex) prevLogTerm = node.lastSnapshotTerm
         else prevLogTerm = (yield* readLeaderLog(node, ls, prevLogIndex)).term
         const last = Math.min(to, from + config.maxAppendEntries - 1)
-        const entries = last >= from ? yield* readLeaderLogs(node, ls, from, last) : []
-        return request(prevLogIndex, prevLogTerm, entries)
+        if (last < from) return request(prevLogIndex, prevLogTerm, [])
+        const entries = yield* readLeaderLogs(node, ls, from, last)
+        const n = entries.length === 0 ? 0 : fitting(entries, 0, entries.length)
+        return request(prevLogIndex, prevLogTerm, n === entries.length ? entries : entries.slice(0, n))
       })
 
     const updateLastAppended = (request: AppendEntriesRequest) => {
@@ -269,6 +285,8 @@ const startReplication = (
                 ? Effect.logDebug("appendEntries rejected, sending older logs", error.nextIndex)
                 : error._tag === "SnapshotNotFound"
                 ? Effect.logDebug("no snapshot to send yet", error)
+                : error._tag === "TransportError" && error.reason === "oversize"
+                ? Effect.logError("an entry is too large for the transport's frames; raise maxFrameBytes", error)
                 : Effect.logWarning("failed to appendEntries", error)
             }),
             Effect.retry(failureBackoff)

@@ -2,15 +2,20 @@
  * The `kv` command line, on `@effect/cli`:
  *
  *   kv node --id n1 --raft-addr 127.0.0.1:7001 --http-addr 127.0.0.1:8001 --data-dir data/n1
+ *           (--tls-cert FILE --tls-key FILE --tls-ca FILE | --insecure-transport)
  *           [--peer n2,127.0.0.1:7002,127.0.0.1:8002 ...] [--bootstrap [--cluster-id ID]] [--join 127.0.0.1:8001]
  *           [--rejoin] [--faults] [--fast]
  *   kv cluster [--nodes 3] [--data-dir data] [--raft-port 7001] [--http-port 8001]   (what `npm start` runs)
+ *   kv certs --id n4 [--data-dir data]   (a certificate for one more node, from the cluster's CA)
  *   kv status --http-addr 127.0.0.1:8001
  *   kv put KEY VALUE | kv get KEY [--stale] | kv delete KEY   [--http-addr 127.0.0.1:8001]
  *
  * `node` runs until SIGINT or SIGTERM, then closes its HTTP server, shuts
  * its Raft node down and closes its stores; it fails (exit code 1, one line)
- * when it must not start on its data, or when its Raft shuts down on its own. `cluster` runs `node` three times
+ * when it must not start on its data, or when its Raft shuts down on its own.
+ * Its Raft transport speaks mutual
+ * TLS with the three files given; it refuses to start without them unless
+ * told `--insecure-transport` (see `insecureRefusal`). `cluster` runs `node` three times
  * as child processes (logs in each node's data directory), waits for a
  * leader, prints where everything is and how to try it, and stops the three
  * cleanly on Ctrl-C.
@@ -38,6 +43,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { createRequire } from "node:module"
 import type { BindError, IdentityMismatch, NotVoter, RaftConfigError, StorageError } from "../RaftError.js"
+import type * as Certificates from "./Certificates.js"
 import type * as Http from "./Http.js"
 import type * as Identity from "./Identity.js"
 import type * as KvError from "./KvError.js"
@@ -61,6 +67,7 @@ const loadKvNode = Effect.promise(() => import("./KvNode.js"))
 const loadLauncher = Effect.promise(() => import("./Launcher.js"))
 const loadHttp = Effect.promise(() => import("./Http.js"))
 const loadIdentity = Effect.promise(() => import("./Identity.js"))
+const loadCertificates = Effect.promise(() => import("./Certificates.js"))
 
 /** Parses "id,raft-host:port,http-host:port". */
 const parsePeer = (text: string, parseAddress: typeof KvNode.parseAddress): KvNode.Peer | undefined => {
@@ -69,6 +76,34 @@ const parsePeer = (text: string, parseAddress: typeof KvNode.parseAddress): KvNo
       parseAddress(raftAddress) === undefined || parseAddress(httpAddress) === undefined
     ? undefined
     : { id, raftAddress, httpAddress }
+}
+
+/** Why `kv node` will not start without transport security, or with two kinds of it. */
+export const insecureRefusal: string =
+  "the Raft transport needs mutual TLS: pass --tls-cert, --tls-key and --tls-ca (`kv cluster` makes them under its " +
+  "data directory), or --insecure-transport to run it in plaintext, where anyone who can reach --raft-addr can " +
+  "append entries to this node's log"
+
+const insecureWarning =
+  "the Raft transport runs in plaintext (--insecure-transport): anyone who can reach its address can act as a member"
+
+/** The TLS files of `kv node`'s options, "plaintext" when told so, or why neither. */
+const transportSecurity = (args: {
+  readonly tlsCert: Option.Option<string>
+  readonly tlsKey: Option.Option<string>
+  readonly tlsCa: Option.Option<string>
+  readonly insecureTransport: boolean
+}): Certificates.TlsFiles | "plaintext" | UsageError => {
+  const given = [args.tlsCert, args.tlsKey, args.tlsCa].filter(Option.isSome).length
+  if (args.insecureTransport) {
+    return given === 0 ? "plaintext" : new UsageError({ reason: "--insecure-transport cannot go with --tls-* files" })
+  }
+  if (Option.isSome(args.tlsCert) && Option.isSome(args.tlsKey) && Option.isSome(args.tlsCa)) {
+    return { cert: args.tlsCert.value, key: args.tlsKey.value, ca: args.tlsCa.value }
+  }
+  return new UsageError({
+    reason: given === 0 ? insecureRefusal : "--tls-cert, --tls-key and --tls-ca go together: pass all three"
+  })
 }
 
 const nodeCommand = Command.make("node", {
@@ -99,9 +134,23 @@ const nodeCommand = Command.make("node", {
     )
   ),
   faults: Options.boolean("faults").pipe(Options.withDescription("enable POST /admin/faults (tests only)")),
-  fast: Options.boolean("fast").pipe(Options.withDescription("timers ten times shorter than hashicorp's defaults"))
+  fast: Options.boolean("fast").pipe(Options.withDescription("timers ten times shorter than hashicorp's defaults")),
+  tlsCert: Options.file("tls-cert").pipe(
+    Options.withDescription("PEM certificate of this node, naming its id as URI raft://<id> (kv cluster makes one)"),
+    Options.optional
+  ),
+  tlsKey: Options.file("tls-key").pipe(Options.withDescription("PEM private key of --tls-cert"), Options.optional),
+  tlsCa: Options.file("tls-ca").pipe(
+    Options.withDescription("PEM certificate of the CA that signs every member's certificate"),
+    Options.optional
+  ),
+  insecureTransport: Options.boolean("insecure-transport").pipe(
+    Options.withDescription("run the Raft transport in plaintext: anyone who can reach --raft-addr can act as a member")
+  )
 }, (args) =>
   Effect.gen(function*() {
+    const tls = transportSecurity(args)
+    if (tls instanceof UsageError) return yield* tls
     const KvNode = yield* loadKvNode
     const peers: Array<KvNode.Peer> = []
     for (const text of args.peers) {
@@ -140,7 +189,8 @@ const nodeCommand = Command.make("node", {
       const moved = yield* Identity.moveStoresAside(args.dataDir)
       if (moved !== undefined) yield* Effect.logInfo(`moved the old stores to ${moved} (nothing was deleted)`)
     }
-    yield* KvNode.run(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr })).pipe(
+    if (tls === "plaintext") yield* Effect.logWarning(insecureWarning)
+    yield* KvNode.run(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr, tls })).pipe(
       Effect.onInterrupt(() => Effect.logInfo(`node ${args.id} stopped: HTTP server closed, Raft shut down, stores closed`))
     )
   })).pipe(Command.withDescription("run one node of the key-value service until SIGINT/SIGTERM"))
@@ -154,6 +204,22 @@ const clusterCommand = Command.make("cluster", {
 }, (args) => Effect.flatMap(loadLauncher, (Launcher) => Launcher.run(args))).pipe(
   Command.withDescription("start a cluster on loopback as child processes; Ctrl-C stops them all")
 )
+
+const certsCommand = Command.make("certs", {
+  id: Options.text("id").pipe(Options.withDescription("the server id the certificate names")),
+  dataDir: Options.text("data-dir").pipe(
+    Options.withDefault("data"),
+    Options.withDescription("the cluster's data directory (its CA is in <data-dir>/tls)")
+  )
+}, ({ dataDir, id }) =>
+  Effect.gen(function*() {
+    const dir = `${dataDir}/${id}`
+    const Certificates = yield* loadCertificates
+    const { files, made } = yield* Certificates.ensureCluster(dataDir, [{ id, dir }])
+    const own = files.get(id)!
+    yield* Console.log(made.length === 0 ? `${id} already has a certificate:` : `made ${made.join(", ")}:`)
+    yield* Console.log(`  --tls-cert ${own.cert} --tls-key ${own.key} --tls-ca ${own.ca}`)
+  })).pipe(Command.withDescription("make the certificate of one more node (in <data-dir>/<id>/tls) with the cluster's CA"))
 
 const client = (address: string) =>
   Effect.flatMap(loadHttp, (Http) => Http.client(address).pipe(Effect.provide(Http.layerFetch)))
@@ -273,12 +339,13 @@ export type CliError =
   | Launcher.LaunchError
   | Identity.StartRefused
   | KvNode.NodeStopped
+  | Certificates.CertificateError
   | PlatformError
 
 /** The `kv` command and its subcommands. */
 const command = Command.make("kv").pipe(
   Command.withDescription("a replicated key-value store on effect-raft"),
-  Command.withSubcommands([nodeCommand, clusterCommand, statusCommand, putCommand, getCommand, deleteCommand])
+  Command.withSubcommands([nodeCommand, clusterCommand, certsCommand, statusCommand, putCommand, getCommand, deleteCommand])
 )
 
 /** This package's version, read from its package.json: two directories up, from `src/kv/` as from `dist/kv/`. */

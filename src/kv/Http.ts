@@ -22,6 +22,7 @@
  * is not known, 503 `NoLeader` when no leader is. A node never redirects to
  * itself, and a node whose Raft has shut down serves no data (503
  * `Unavailable`). Errors are the JSON of the typed errors of `KvError.ts`.
+ * Requests over the limits of `HttpLimits.ts` answer 413, 414, 431 or 400.
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApi from "@effect/platform/HttpApi"
@@ -43,6 +44,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { FaultSwitchTag } from "./FaultSwitch.js"
+import * as HttpLimits from "./HttpLimits.js"
 import { KvService } from "./Kv.js"
 import * as KvError from "./KvError.js"
 
@@ -131,6 +133,7 @@ export class KvGroup extends HttpApiGroup.make("kv")
   .addError(KvError.NoLeader)
   .addError(KvError.Unavailable)
   .addError(KvError.OutcomeUnknown)
+  .addError(KvError.PayloadTooLarge)
 {}
 
 /** The cluster endpoints. */
@@ -168,6 +171,7 @@ export class ClusterGroup extends HttpApiGroup.make("cluster")
   .addError(KvError.Unavailable)
   .addError(KvError.OutcomeUnknown)
   .addError(KvError.ClusterChangeFailed)
+  .addError(KvError.PayloadTooLarge)
 {}
 
 /** The whole API of a key-value node. */
@@ -242,12 +246,15 @@ export const layerApi: Layer.Layer<HttpApi.Api, never, KvService> = HttpApiBuild
   Layer.provide([kvHandlers, clusterHandlers])
 )
 
-/** Serves the API on the `HttpServer` in context (`NodeHttpServer.layer` provides it and the platform services). */
+/**
+ * Serves the API on the `HttpServer` in context (`NodeHttpServer.layer` provides it and the platform services),
+ * behind `HttpLimits.middleware` (body, target and JSON nesting limits).
+ */
 export const layer: Layer.Layer<
   never,
   never,
   KvService | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
-> = HttpApiBuilder.serve().pipe(
+> = HttpApiBuilder.serve(HttpLimits.middleware()).pipe(
   Layer.provide(layerApi)
 )
 

@@ -85,7 +85,12 @@ export interface Status {
 /** Errors of a read. */
 export type ReadError = KvError.NotLeader | KvError.NoLeader | KvError.Unavailable
 /** Errors of a write: `OutcomeUnknown` is the only one after which the write may still apply. */
-export type WriteError = KvError.NotLeader | KvError.NoLeader | KvError.Unavailable | KvError.OutcomeUnknown
+export type WriteError =
+  | KvError.NotLeader
+  | KvError.NoLeader
+  | KvError.Unavailable
+  | KvError.OutcomeUnknown
+  | KvError.PayloadTooLarge
 /** Errors of a membership change or a leadership transfer. */
 export type ClusterError = WriteError | KvError.ClusterChangeFailed
 
@@ -178,6 +183,8 @@ export const make = (
           return redirect(error)
         case "LeadershipTransferInProgress":
           return new KvError.Unavailable({ reason: error.message })
+        case "EntryTooLarge":
+          return new KvError.PayloadTooLarge({ what: "command", size: error.size, limit: error.limit })
         case "LeadershipLost":
         case "ApplyTimeout":
         case "RaftShutdown":

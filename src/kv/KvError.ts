@@ -86,6 +86,48 @@ export class FaultsDisabled extends Schema.TaggedError<FaultsDisabled>()(
   }
 }
 
+/**
+ * A request over one of the service's size limits (`what` names it: the body, or the command a write became), refused
+ * unread or unapplied: nothing was done. `limit` is in bytes; `size` when known.
+ */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", {
+  what: Schema.String,
+  size: Schema.optional(Schema.Number),
+  limit: Schema.Number
+}, HttpApiSchema.annotations({ status: 413 })) {
+  override get message(): string {
+    return `${this.what}${this.size === undefined ? "" : ` of ${this.size} bytes`} exceeds the limit of ${this.limit} bytes`
+  }
+}
+
+/** The request line is longer than the service takes (a key or prefix too long): nothing was done. */
+export class UriTooLong extends Schema.TaggedError<UriTooLong>()("UriTooLong", {
+  size: Schema.Number,
+  limit: Schema.Number
+}, HttpApiSchema.annotations({ status: 414 })) {
+  override get message(): string {
+    return `request target of ${this.size} bytes exceeds the limit of ${this.limit} bytes`
+  }
+}
+
+/** The request's head (request line and headers) is larger than the HTTP parser takes: nothing was done. */
+export class HeadersTooLarge extends Schema.TaggedError<HeadersTooLarge>()("HeadersTooLarge", {
+  limit: Schema.Number
+}, HttpApiSchema.annotations({ status: 431 })) {
+  override get message(): string {
+    return `request line and headers exceed the limit of ${this.limit} bytes`
+  }
+}
+
+/** The request could not be read (`reason` says why: not HTTP, JSON nested too deep, ...): nothing was done. */
+export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", {
+  reason: Schema.String
+}, HttpApiSchema.annotations({ status: 400 })) {
+  override get message(): string {
+    return `bad request: ${this.reason}`
+  }
+}
+
 /** Every error of the key-value service. */
 export type KvError =
   | NotLeader
@@ -96,3 +138,7 @@ export type KvError =
   | CasFailed
   | ClusterChangeFailed
   | FaultsDisabled
+  | PayloadTooLarge
+  | UriTooLong
+  | HeadersTooLarge
+  | BadRequest

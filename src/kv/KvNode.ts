@@ -29,13 +29,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import { createServer } from "node:http"
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import * as Configuration from "../Configuration.js"
 import * as LogStore from "../LogStore.js"
 import * as Raft from "../Raft.js"
 import type * as RaftConfig from "../RaftConfig.js"
-import type { BindError, IdentityMismatch, NotVoter, RaftConfigError, StorageError } from "../RaftError.js"
+import { BindError, type IdentityMismatch, type NotVoter, type RaftConfigError, type StorageError } from "../RaftError.js"
 import * as SnapshotStore from "../SnapshotStore.js"
 import * as FileSnapshotStore from "../storage/FileSnapshotStore.js"
 import * as StableStore from "../StableStore.js"
@@ -43,9 +43,11 @@ import * as LmdbStore from "../storage/LmdbStore.js"
 import * as LogCache from "../storage/LogCache.js"
 import * as TcpTransport from "../transport/TcpTransport.js"
 import type { Transport } from "../Transport.js"
+import type * as Certificates from "./Certificates.js"
 import * as FaultSwitch from "./FaultSwitch.js"
 import * as Http from "./Http.js"
 import * as Identity from "./Identity.js"
+import * as HttpLimits from "./HttpLimits.js"
 import * as Kv from "./Kv.js"
 import * as KvFsm from "./KvFsm.js"
 
@@ -266,7 +268,7 @@ export const layer = <E>(
   ).pipe(Layer.provideMerge(node))
   const server = Http.layer.pipe(
     Layer.provide(
-      NodeHttpServer.layer(createServer, { host: http?.host ?? "127.0.0.1", port: http?.port ?? 0 })
+      NodeHttpServer.layer(HttpLimits.createServer(), { host: http?.host ?? "127.0.0.1", port: http?.port ?? 0 })
     )
   )
   const joining = Layer.scopedDiscard(Effect.gen(function*() {
@@ -316,14 +318,24 @@ export const fastTimers: Omit<RaftConfig.Input, "localId"> = {
   commitTimeout: "5 millis"
 }
 
+/** Reads a node's TLS files into the transport's TLS options: peers must present a certificate of the same CA naming their id. */
+const readTls = (files: Certificates.TlsFiles, bind: string): Effect.Effect<TcpTransport.TlsOptions, BindError> =>
+  Effect.try({
+    try: () => ({ cert: readFileSync(files.cert, "utf8"), key: readFileSync(files.key, "utf8"), ca: readFileSync(files.ca, "utf8") }),
+    catch: (cause) =>
+      new BindError({ address: bind, reason: `cannot read the TLS files: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
+  })
+
 /**
  * The production storage and transport of `kv node`: the LMDB log (behind a cache of recent entries) and stable
  * store in `<dataDir>/raft`, file snapshots in `<dataDir>/snapshots`, and the TCP transport listening on
- * `raftAddress`.
+ * `raftAddress`, with mutual TLS over the files of `tls` (peers prove their server id with a certificate of the same
+ * CA), or in plaintext when `tls` is "plaintext" (anyone who reaches the address can then act as a peer).
  */
 export const durable = (options: {
   readonly dataDir: string
   readonly raftAddress: string
+  readonly tls: Certificates.TlsFiles | "plaintext"
 }): Layer.Layer<Infrastructure, StorageError | BindError> => {
   const lmdb = LmdbStore.layer({ path: join(options.dataDir, "raft") })
   // Context.merge keeps the later service: the cache in front of the same LMDB log wins.
@@ -331,10 +343,11 @@ export const durable = (options: {
   return Layer.mergeAll(
     stores,
     FileSnapshotStore.layer(join(options.dataDir, "snapshots")),
-    TcpTransport.layer({
-      bind: parseAddress(options.raftAddress) ?? { host: "127.0.0.1", port: 0 },
-      advertise: options.raftAddress
-    })
+    Layer.unwrapEffect(Effect.gen(function*() {
+      const bind = parseAddress(options.raftAddress) ?? { host: "127.0.0.1", port: 0 }
+      const tls = options.tls === "plaintext" ? undefined : yield* readTls(options.tls, options.raftAddress)
+      return TcpTransport.layer({ bind, advertise: options.raftAddress, tls })
+    }))
   )
 }
 

@@ -1,6 +1,9 @@
 /**
  * `kv cluster` (what `npm start` runs): a cluster on loopback as child
  * processes, one `kv node` each, with data and logs under one directory.
+ * Their Raft transport speaks mutual TLS: the first start makes a cluster CA
+ * and a certificate per node under the data directory (`Certificates.ts`),
+ * later starts reuse them.
  * A new cluster (no node's data directory initialised) starts every node
  * with `--bootstrap`, the same peer list and one new `--cluster-id`; a later
  * start passes no `--bootstrap` and every node resumes from its stores (a
@@ -24,6 +27,7 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { randomUUID } from "node:crypto"
+import * as Certificates from "./Certificates.js"
 import * as Http from "./Http.js"
 import { MARKER_FILE } from "./Identity.js"
 
@@ -60,17 +64,19 @@ export interface NodePlan {
 }
 
 /**
- * The arguments of `kv node` for `node` in a cluster of `all`; with `bootstrap`, the first start of a new cluster
- * (every node with the same `clusterId`). A node whose data directory was initialised ignores `--bootstrap`.
+ * The arguments of `kv node` for `node` in a cluster of `all`; its transport speaks TLS with `tls`'s files, or
+ * plaintext when `tls` is "plaintext". With `bootstrap`, the first start of a new cluster (every node with the same
+ * `clusterId`); a node whose data directory was initialised ignores `--bootstrap`.
  */
 export const nodeArguments = (
   node: NodePlan,
   all: ReadonlyArray<NodePlan>,
   options: {
+    readonly tls: Certificates.TlsFiles | "plaintext"
     readonly fast?: boolean | undefined
     readonly faults?: boolean | undefined
     readonly bootstrap?: { readonly clusterId: string } | undefined
-  } = {}
+  }
 ): ReadonlyArray<string> => [
   "node",
   "--id",
@@ -82,6 +88,9 @@ export const nodeArguments = (
   "--data-dir",
   node.dir,
   ...(options.bootstrap === undefined ? [] : ["--bootstrap", "--cluster-id", options.bootstrap.clusterId]),
+  ...(options.tls === "plaintext"
+    ? ["--insecure-transport"]
+    : ["--tls-cert", options.tls.cert, "--tls-key", options.tls.key, "--tls-ca", options.tls.ca]),
   ...(options.fast === true ? ["--fast"] : []),
   ...(options.faults === true ? ["--faults"] : []),
   ...all.filter((peer) => peer.id !== node.id).flatMap((peer) => ["--peer", `${peer.id},${peer.raft},${peer.http}`])
@@ -108,7 +117,11 @@ const nodeCommand = (
   loader: ReadonlyArray<string>,
   node: Planned,
   all: ReadonlyArray<Planned>,
-  options: { readonly fast: boolean; readonly bootstrap: { readonly clusterId: string } | undefined }
+  options: {
+    readonly tls: Certificates.TlsFiles
+    readonly fast: boolean
+    readonly bootstrap: { readonly clusterId: string } | undefined
+  }
 ) => Command.make(process.execPath, ...loader, entry, ...nodeArguments(node, all, options))
 
 /** Waits until some node reports itself leader; answers its id, term and HTTP address. */
@@ -160,13 +173,28 @@ export const run = (options: Options): Effect.Effect<
     yield* Console.log(
       `${resuming ? "Resuming" : "Starting"} a ${planned.length}-node cluster on loopback (data in ${dataDir})...`
     )
+    const certificates = yield* Certificates.ensureCluster(dataDir, planned).pipe(
+      Effect.mapError((error) => new LaunchError({ reason: error.message }))
+    )
+    if (certificates.made.length > 0) {
+      yield* Console.log(
+        `Made TLS certificates for the Raft transport: ${certificates.made.join(", ")} ` +
+          `(the CA's key is ${path.join(dataDir, "tls", "ca.key")}: keep it private)`
+      )
+    }
     // The children's output is copied until they exit: this scope closes after theirs (finalizers run in reverse).
     const logs = yield* Scope.make()
     yield* Effect.addFinalizer(() => Scope.close(logs, Exit.void))
     const exited = yield* Effect.forEach(planned, (node) =>
       Effect.gen(function*() {
         yield* fs.makeDirectory(node.dir, { recursive: true })
-        const child = yield* Command.start(nodeCommand(entry, loader, node, planned, { fast: options.fast, bootstrap }))
+        const child = yield* Command.start(
+          nodeCommand(entry, loader, node, planned, {
+            tls: certificates.files.get(node.id)!,
+            fast: options.fast,
+            bootstrap
+          })
+        )
         // Both output streams go to the node's log file.
         yield* Stream.merge(child.stdout, child.stderr).pipe(
           Stream.run(fs.sink(node.log, { flag: "a" })),

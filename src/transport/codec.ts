@@ -191,47 +191,142 @@ export const concat = (encoded: Encoded): Uint8Array => {
 
 // ---------------------------------------------------------------- framing
 
+/** The length prefix of `encoded`: the bytes after its first four, what a reader compares with `maxFrameBytes`. */
+export const frameLength = (encoded: Encoded): number => encoded[0].length - 4 + encoded[1].length
+
+/**
+ * The bytes all of a transport's connections may hold for frames still being received. A frame of up to
+ * `unchargedBytes` (length prefix included) is not charged: each connection may hold one such frame outside the
+ * budget, so small frames (heartbeats, votes, small batches) are never refused and memory stays within `limitBytes`
+ * plus connections × `unchargedBytes`. A larger frame reserves its whole announced size when its length prefix
+ * arrives, or is refused.
+ */
+export class ReceiveBudget {
+  /** Bytes reserved now. */
+  used = 0
+  /** The most bytes reserved at once since start. */
+  peak = 0
+
+  constructor(readonly limitBytes: number, readonly unchargedBytes: number) {}
+
+  /** Reserves `bytes`; false (and nothing reserved) when they do not fit. */
+  reserve(bytes: number): boolean {
+    if (this.used + bytes > this.limitBytes) return false
+    this.used += bytes
+    if (this.used > this.peak) this.peak = this.used
+    return true
+  }
+
+  release(bytes: number): void {
+    this.used -= bytes
+  }
+}
+
 /**
  * Cuts frames out of a byte stream. `push` takes the next chunk and returns the frames it completed, or a
- * `CodecError` after which the reader must not be used again (the connection is closed).
+ * `CodecError` after which the reader must not be used again (the connection is closed). With a `budget`, a frame
+ * larger than its uncharged size reserves its announced size before any more of it is buffered (see `ReceiveBudget`);
+ * `dispose` gives back what a frame cut short still holds.
  */
 export class FrameReader {
   private chunks: Array<Uint8Array> = []
   private buffered = 0
   private failed = false
+  /** Bytes of the frame being received that are reserved in the budget (0 when none). */
+  private reserved = 0
+  /**
+   * The frame being assembled once it spans more than one push: its whole announced size, allocated once (and
+   * charged to the budget when large), so a frame arriving in many small pieces costs one copy of each byte,
+   * not a list of pieces and a copy of all of them per piece.
+   */
+  private partial: Uint8Array | undefined = undefined
+  private filled = 0
 
-  constructor(readonly peer: string, readonly maxFrameBytes: number) {}
+  constructor(readonly peer: string, readonly maxFrameBytes: number, readonly budget?: ReceiveBudget | undefined) {}
 
   /** Bytes received but not yet part of a complete frame. */
   get pending(): number {
-    return this.buffered
+    return this.buffered + this.filled
   }
 
   push(chunk: Uint8Array): Array<Frame> | CodecError {
     if (this.failed) return new CodecError({ peer: this.peer, reason: "malformed", detail: "reader already failed" })
-    if (chunk.length > 0) {
-      this.chunks.push(chunk)
-      this.buffered += chunk.length
-    }
     const frames: Array<Frame> = []
+    let input = chunk
+    const partial = this.partial
+    if (partial !== undefined) {
+      const n = Math.min(partial.length - this.filled, input.length)
+      partial.set(input.subarray(0, n), this.filled)
+      this.filled += n
+      if (this.filled < partial.length) return frames
+      input = input.subarray(n)
+      this.partial = undefined
+      this.filled = 0
+      const error = this.complete(partial, frames)
+      if (error !== undefined) return error
+    }
+    if (input.length > 0) {
+      this.chunks.push(input)
+      this.buffered += input.length
+    }
     while (this.buffered >= 4) {
       const length = this.peekUint32()
       if (length > this.maxFrameBytes) return this.fail("oversize", `length prefix ${length} > ${this.maxFrameBytes}`)
       if (length < HEADER_BYTES - 4) return this.fail("malformed", `length prefix ${length} < ${HEADER_BYTES - 4}`)
-      if (this.buffered < 4 + length) break
-      const bytes = this.take(4 + length)
-      const version = bytes[4]!
-      if (version !== VERSION) return this.fail("version", `protocol version ${version}, expected ${VERSION}`)
-      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-      frames.push({ type: bytes[5]!, id: view.getUint32(6), body: bytes.subarray(HEADER_BYTES) })
+      const budget = this.budget
+      if (budget !== undefined && this.reserved === 0 && 4 + length > budget.unchargedBytes) {
+        if (!budget.reserve(4 + length)) {
+          return this.fail(
+            "budget",
+            `frame of ${4 + length} bytes, ${budget.limitBytes - budget.used} of ${budget.limitBytes} budget bytes free`
+          )
+        }
+        this.reserved = 4 + length
+      }
+      if (this.buffered < 4 + length) {
+        // Incomplete: assemble it in one buffer of its size from now on.
+        const assembling = new Uint8Array(4 + length)
+        this.filled = this.buffered
+        this.partial = assembling
+        let at = 0
+        for (const piece of this.chunks) {
+          assembling.set(piece, at)
+          at += piece.length
+        }
+        this.chunks = []
+        this.buffered = 0
+        break
+      }
+      const error = this.complete(this.take(4 + length), frames)
+      if (error !== undefined) return error
     }
     return frames
+  }
+
+  /** Takes a complete frame's bytes (length prefix included) into `frames`, giving back its budget. */
+  private complete(bytes: Uint8Array, frames: Array<Frame>): CodecError | undefined {
+    this.dispose()
+    const version = bytes[4]!
+    if (version !== VERSION) return this.fail("version", `protocol version ${version}, expected ${VERSION}`)
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    frames.push({ type: bytes[5]!, id: view.getUint32(6), body: bytes.subarray(HEADER_BYTES) })
+    return undefined
+  }
+
+  /** Gives back the budget a frame being received holds (when it completes, fails, or its connection closes). */
+  dispose(): void {
+    if (this.reserved === 0) return
+    this.budget?.release(this.reserved)
+    this.reserved = 0
   }
 
   private fail(reason: CodecError["reason"], detail: string): CodecError {
     this.failed = true
     this.chunks = []
     this.buffered = 0
+    this.partial = undefined
+    this.filled = 0
+    this.dispose()
     return new CodecError({ peer: this.peer, reason, detail })
   }
 

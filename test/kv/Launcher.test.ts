@@ -26,10 +26,10 @@ describe("kv cluster (the launcher)", () => {
 
   it("passes --bootstrap and --cluster-id only for a new cluster", () => {
     const all = [plan("n1"), plan("n2")]
-    const first = Launcher.nodeArguments(all[0]!, all, { bootstrap: { clusterId: "c1" } })
+    const first = Launcher.nodeArguments(all[0]!, all, { tls: "plaintext", bootstrap: { clusterId: "c1" } })
     assert.includeMembers([...first], ["--bootstrap", "--cluster-id", "c1"])
     assert.deepStrictEqual(first.slice(first.indexOf("--peer")), ["--peer", "n2,127.0.0.1:7002,127.0.0.1:8002"])
-    const later = Launcher.nodeArguments(all[0]!, all)
+    const later = Launcher.nodeArguments(all[0]!, all, { tls: "plaintext" })
     assert.notInclude([...later], "--bootstrap")
     assert.notInclude([...later], "--cluster-id")
   })

@@ -1,17 +1,20 @@
 /**
  * A key-value cluster of real processes on loopback, for the chaos test and
- * the end-to-end benchmark: each node is `kv node` (TCP transport, LMDB
- * stores, file snapshots) in its own Node process, started with the same
+ * the end-to-end benchmark: each node is `kv node` (TCP transport with mutual
+ * TLS unless told otherwise, LMDB stores, file snapshots) in its own Node process, started with the same
  * peer list, `--bootstrap` and `--cluster-id` (which a node ignores once its data
  * directory was initialised), its output in `<dir>/<id>.log`. Nodes can be
  * killed with SIGKILL and started again on the same data directory, or with
- * other arguments (`start(node, { args })`); `exit(node)` answers how a node's
- * last process ended.
+ * other arguments (`start(node, { args })`, see `arguments`); `exited` says how
+ * a node's last process ended.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { createWriteStream, mkdirSync } from "node:fs"
 import { join } from "node:path"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as Effect from "effect/Effect"
+import * as Certificates from "../../src/kv/Certificates.js"
 import { nodeArguments } from "../../src/kv/Launcher.js"
 import { freePort } from "./cluster.js"
 
@@ -27,6 +30,8 @@ export interface ProcessNode {
 
 export interface ProcessCluster {
   readonly nodes: ReadonlyArray<ProcessNode>
+  /** The arguments of `kv node` for `node` (TLS files included), with `--bootstrap` unless `bootstrap` is false. */
+  readonly arguments: (node: ProcessNode, bootstrap?: boolean) => ReadonlyArray<string>
   /** Starts `node` (with `args` instead of the bootstrap arguments when given). */
   readonly start: (node: ProcessNode, options?: { readonly args?: ReadonlyArray<string> }) => void
   readonly kill: (node: ProcessNode, signal?: NodeJS.Signals) => Promise<void>
@@ -43,6 +48,8 @@ export const startProcessCluster = async (options: {
   readonly nodes?: number
   readonly fast?: boolean
   readonly faults?: boolean
+  /** Mutual TLS on the Raft transport with certificates made in `dir`, as `kv cluster` does (default), or plaintext. */
+  readonly tls?: boolean
   /** Node's arguments that run `kv` (default: `src/kv/main.ts` through tsx; the benchmark passes a bundle). */
   readonly command?: ReadonlyArray<string>
 }): Promise<ProcessCluster> => {
@@ -59,13 +66,22 @@ export const startProcessCluster = async (options: {
       exited: undefined
     })
   }
+  const tls = options.tls === false ? "plaintext" as const : await Effect.runPromise(
+    Certificates.ensureCluster(options.dir, nodes).pipe(Effect.map(({ files }) => files), Effect.provide(NodeContext.layer))
+  )
   const clusterId = randomUUID()
+  const argumentsOf = (node: ProcessNode, bootstrap = true) =>
+    nodeArguments(node, nodes, {
+      tls: tls === "plaintext" ? tls : tls.get(node.id)!,
+      fast: options.fast,
+      faults: options.faults,
+      ...(bootstrap ? { bootstrap: { clusterId } } : {})
+    })
   const start = (node: ProcessNode, startOptions?: { readonly args?: ReadonlyArray<string> }) => {
     mkdirSync(node.dir, { recursive: true })
     const args = [
       ...(options.command ?? ["--import", "tsx", entry]),
-      ...(startOptions?.args ??
-        nodeArguments(node, nodes, { fast: options.fast, faults: options.faults, bootstrap: { clusterId } }))
+      ...(startOptions?.args ?? argumentsOf(node))
     ]
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
     node.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
@@ -114,5 +130,5 @@ export const startProcessCluster = async (options: {
     }))
   }
   for (const node of nodes) start(node)
-  return { nodes, start, kill, alive, leader, stop }
+  return { nodes, arguments: argumentsOf, start, kill, alive, leader, stop }
 }

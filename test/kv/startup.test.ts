@@ -35,7 +35,7 @@ const initialised = async (dir: string) => {
     clusterId: "test-cluster"
   }
   await Effect.runPromise(Effect.scoped(
-    Layer.build(KvNode.layer(options, KvNode.durable({ dataDir: dir, raftAddress: options.raftAddress })))
+    Layer.build(KvNode.layer(options, KvNode.durable({ dataDir: dir, raftAddress: options.raftAddress, tls: "plaintext" })))
   ))
   // A snapshot, as the node's own store writes it.
   await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
@@ -60,7 +60,8 @@ const runNode = async (id: string, dir: string) => {
     `127.0.0.1:${await freePort()}`,
     "--data-dir",
     dir,
-    "--bootstrap"
+    "--bootstrap",
+    "--insecure-transport"
   ]
   return new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve) => {
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })

@@ -14,7 +14,6 @@ import { assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { nodeArguments } from "../../src/kv/Launcher.js"
 import { bundleKv } from "../fixtures/bundle.js"
 import { type ProcessCluster, type ProcessNode, startProcessCluster } from "./processes.js"
 
@@ -105,7 +104,7 @@ describe("kv node on a wiped disk (real processes)", () => {
       assert.strictEqual(read.body.value, "acknowledged")
 
       // The recovery step the refusal names: A rejoins as a non-voter, catches up, and is a voter again.
-      cluster.start(a, { args: [...nodeArguments(a, nodes), "--rejoin", "--join", serving.http] })
+      cluster.start(a, { args: [...cluster.arguments(a, false), "--rejoin", "--join", serving.http] })
       await eventually("A a voter again, holding x", 60_000, async () => {
         const status = await call(a, "GET", "/status")
         const self = status?.body?.members?.find((member: { id: string }) => member.id === a.id)

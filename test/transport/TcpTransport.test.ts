@@ -8,153 +8,26 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
-import type { Log } from "../../src/Log.js"
 import { RaftShutdown, StorageError } from "../../src/RaftError.js"
 import type * as Rpc from "../../src/Rpc.js"
 import type * as Transport from "../../src/Transport.js"
 import * as Codec from "../../src/transport/codec.js"
 import * as TcpTransport from "../../src/transport/TcpTransport.js"
 import { captureLogs } from "./captureLogs.js"
+import {
+  appendEntries,
+  entry,
+  eventually,
+  heartbeat,
+  loopback,
+  pair,
+  rawSend,
+  recorder,
+  snapshotRequest
+} from "./tcpHelpers.js"
 
 const fixtures = path.join(import.meta.dirname, "../fixtures/tls")
 const pem = (name: string) => fs.readFileSync(path.join(fixtures, name), "utf8")
-
-const entry = (index: number, size: number): Log => ({
-  index,
-  term: 1,
-  type: "Command",
-  data: Uint8Array.from({ length: size }, (_, i) => (index + i) % 251)
-})
-
-const appendEntries = (prevLogIndex: number, entries: ReadonlyArray<Log> = []): Rpc.AppendEntriesRequest => ({
-  _tag: "AppendEntriesRequest",
-  term: 1,
-  leaderId: "a",
-  leaderAddress: "127.0.0.1:1",
-  prevLogIndex,
-  prevLogTerm: 1,
-  entries,
-  leaderCommitIndex: 0
-})
-
-const snapshotRequest: Rpc.InstallSnapshotRequest = {
-  _tag: "InstallSnapshotRequest",
-  term: 2,
-  leaderId: "a",
-  leaderAddress: "127.0.0.1:1",
-  lastLogIndex: 500,
-  lastLogTerm: 2,
-  configuration: { servers: [{ id: "a", address: "127.0.0.1:1", suffrage: "Voter" }] },
-  configurationIndex: 1
-}
-
-/** A follower's handler that records what it received; `gate`, when set, holds AppendEntries with entries. */
-interface Recorder {
-  readonly received: Array<Rpc.Request>
-  readonly snapshots: Array<{ readonly bytes: number; readonly chunks: number; readonly sum: number; readonly error?: string }>
-  gate: Deferred.Deferred<void> | undefined
-  /** Completed when a snapshot handler has read its first chunk; the handler then waits on `snapshotGate`. */
-  snapshotStarted: Deferred.Deferred<void> | undefined
-  snapshotGate: Deferred.Deferred<void> | undefined
-  readonly handler: Transport.RpcHandler
-}
-
-const recorder = (): Recorder => {
-  const self: Recorder = {
-    received: [],
-    snapshots: [],
-    gate: undefined,
-    snapshotStarted: undefined,
-    snapshotGate: undefined,
-    handler: {
-      appendEntries: (request) =>
-        Effect.gen(function*() {
-          if (self.gate !== undefined && request.entries.length > 0) yield* Deferred.await(self.gate)
-          self.received.push(request)
-          const last = request.entries.at(-1)?.index ?? request.prevLogIndex
-          return { _tag: "AppendEntriesResponse", term: request.term, lastLog: last, success: true, noRetryBackoff: false }
-        }),
-      requestVote: (request) =>
-        Effect.sync(() => {
-          self.received.push(request)
-          return { _tag: "RequestVoteResponse", term: request.term, granted: request.candidateId === "b" } as const
-        }),
-      requestPreVote: (request) =>
-        Effect.sync(() => {
-          self.received.push(request)
-          return { _tag: "RequestPreVoteResponse", term: request.term - 1, granted: true } as const
-        }),
-      timeoutNow: (request) =>
-        Effect.sync(() => {
-          self.received.push(request)
-          return { _tag: "TimeoutNowResponse", term: request.term, success: true } as const
-        }),
-      installSnapshot: (request, data) =>
-        Effect.gen(function*() {
-          self.received.push(request)
-          let bytes = 0
-          let chunks = 0
-          let sum = 0
-          const read = yield* data.pipe(
-            Stream.runForEach((chunk) =>
-              Effect.gen(function*() {
-                if (chunks === 0 && self.snapshotStarted !== undefined) {
-                  yield* Deferred.succeed(self.snapshotStarted, undefined)
-                  if (self.snapshotGate !== undefined) yield* Deferred.await(self.snapshotGate)
-                }
-                chunks++
-                bytes += chunk.length
-                for (let i = 0; i < chunk.length; i += 4096) sum = (sum + chunk[i]!) % 1_000_003
-              })
-            ),
-            Effect.either
-          )
-          self.snapshots.push(
-            read._tag === "Left" ? { bytes, chunks, sum, error: read.left.reason } : { bytes, chunks, sum }
-          )
-          return { _tag: "InstallSnapshotResponse", term: request.term, success: read._tag === "Right" } as const
-        })
-    }
-  }
-  return self
-}
-
-const loopback = { host: "127.0.0.1", port: 0 }
-
-/** Two transports on loopback, `b` serving a recorder. */
-const pair = (options: Partial<TcpTransport.Options> = {}, serverOptions: Partial<TcpTransport.Options> = options) =>
-  Effect.gen(function*() {
-    const a = yield* TcpTransport.make({ bind: loopback, ...options })
-    const b = yield* TcpTransport.make({ bind: loopback, ...serverOptions })
-    const rec = recorder()
-    yield* b.serve(rec.handler)
-    return { a, b, rec }
-  })
-
-/** Opens a raw TCP connection to `address`, writes `bytes`, and resolves when the server closes it. */
-const rawSend = (address: string, bytes: Uint8Array | undefined) =>
-  Effect.async<"closed">((resume) => {
-    const target = TcpTransport.parseAddress(address)!
-    const socket = net.connect({ host: target.host, port: target.port }, () => {
-      if (bytes !== undefined) socket.write(bytes)
-    })
-    socket.on("error", () => {})
-    socket.on("data", () => {})
-    socket.on("close", () => resume(Effect.succeed("closed")))
-    return Effect.sync(() => socket.destroy())
-  })
-
-/** Waits until `check` holds, polling (the transport closes connections on the event loop). */
-const eventually = (check: Effect.Effect<boolean>, what: string) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 200; i++) {
-      if (yield* check) return
-      yield* Effect.sleep("25 millis")
-    }
-    assert.fail(`never: ${what}`)
-  })
-
-const heartbeat = appendEntries(0)
 
 /** A success answer to an AppendEntries carrying entries: `lastLog` is its first entry's index. */
 const accepted = (request: Rpc.AppendEntriesRequest): Rpc.AppendEntriesResponse => ({
@@ -464,7 +337,7 @@ describe("TcpTransport", () => {
 
   it.scopedLive("a peer that connects and never speaks, or stalls mid-frame, is disconnected", () =>
     Effect.gen(function*() {
-      const b = yield* TcpTransport.make({ bind: loopback, frameTimeout: "300 millis" })
+      const b = yield* TcpTransport.make({ bind: loopback, frameTimeout: "300 millis", openTimeout: "300 millis" })
       yield* b.serve(recorder().handler)
       const half = Codec.concat(Codec.encodeRequest(1, heartbeat)).subarray(0, 12)
       const [silent, stalled] = yield* Effect.all([rawSend(b.localAddress, undefined), rawSend(b.localAddress, half)], {

@@ -1,10 +1,15 @@
 /**
  * Hostile input for the TCP transport, shared by the property test (a few thousand inputs in `npm test`) and
- * `npm run fuzz` (100k+). Inputs are random bytes, valid frames, and valid frames with bytes overwritten, cut short,
- * or with their length prefix, version or type changed; they go into the frame reader and decoder directly, and
- * over real sockets into a live transport.
+ * `npm run fuzz` (100k+). Inputs are random bytes, valid frames, valid frames with bytes overwritten, cut short,
+ * or with their length prefix, version or type changed, valid frames too large for the receiver or large enough to
+ * be charged to its receive budget, and large frames announced and left unfinished (which exhaust the budget when
+ * several arrive at once); they go into the frame reader and decoder directly, and over real sockets into a live
+ * transport. Against a TLS transport, the inputs are client hellos cut short or overwritten, and random bytes.
  */
+import * as fs from "node:fs"
 import * as net from "node:net"
+import * as path from "node:path"
+import * as tls from "node:tls"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
@@ -20,17 +25,21 @@ import * as TcpTransport from "../../src/transport/TcpTransport.js"
 
 const entry = (index: number, data: Uint8Array): Log => ({ index, term: 1, type: "Command", data })
 
-const samples: ReadonlyArray<Uint8Array> = [
-  Codec.concat(Codec.encodeRequest(1, {
+/** The frame of an AppendEntries (request `id`) from leader "a" at term 1 carrying `entries`. */
+const appendEntriesFrame = (id: number, entries: ReadonlyArray<Log>): Uint8Array =>
+  Codec.concat(Codec.encodeRequest(id, {
     _tag: "AppendEntriesRequest",
     term: 1,
     leaderId: "a",
     leaderAddress: "127.0.0.1:1",
     prevLogIndex: 0,
     prevLogTerm: 0,
-    entries: [entry(1, new Uint8Array([1, 2, 3])), entry(2, new Uint8Array(40))],
+    entries,
     leaderCommitIndex: 0
-  })),
+  }))
+
+const samples: ReadonlyArray<Uint8Array> = [
+  appendEntriesFrame(1, [entry(1, new Uint8Array([1, 2, 3])), entry(2, new Uint8Array(40))]),
   Codec.concat(Codec.encodeRequest(2, {
     _tag: "RequestVoteRequest",
     term: 2,
@@ -95,31 +104,104 @@ const mutated: FastCheck.Arbitrary<Uint8Array> = FastCheck.tuple(
   }
 })
 
-/** Any hostile input: random bytes, a mutated frame, or several frames (valid or not) back to back. */
-export const hostile: FastCheck.Arbitrary<Uint8Array> = FastCheck.oneof(
-  FastCheck.uint8Array({ maxLength: 300 }),
-  mutated,
-  FastCheck.array(FastCheck.oneof(FastCheck.constantFrom(...samples), mutated), { minLength: 1, maxLength: 5 }).map((parts) => {
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-    let at = 0
-    for (const p of parts) (out.set(p, at), at += p.length)
-    return out
-  })
+/** The live server's limits: frames of 64 KiB to 256 KiB are valid and charged to a budget of four of them. */
+export const liveLimits = { maxFrameBytes: 256 * 1024, receiveBudgetBytes: 1024 * 1024 } as const
+
+/** A valid AppendEntries of `size` bytes of entry data: over the uncharged 64 KiB, some over `maxFrameBytes`. */
+const large: FastCheck.Arbitrary<Uint8Array> = FastCheck.integer({ min: 64 * 1024, max: 320 * 1024 }).map((size) =>
+  appendEntriesFrame(8, [entry(1, new Uint8Array(size))])
 )
 
-/** Feeds one input to a fresh reader in pieces of `step` bytes; tells how it ended. Throws only on a bug. */
-export const decodeAll = (bytes: Uint8Array, step: number): "ok" | CodecError["reason"] => {
-  const reader = new Codec.FrameReader("fuzz:1", 64 * 1024)
-  for (let at = 0; at < bytes.length; at += step) {
-    const frames = reader.push(bytes.subarray(at, at + step))
-    if (frames instanceof CodecError) return frames.reason
-    for (const frame of frames) {
-      const message = Codec.decode("fuzz:1", frame)
-      if (Either.isLeft(message)) return message.left.reason
-    }
+/** A large frame announced and left unfinished: it holds its size in the receive budget until its connection ends. */
+export const unfinished: FastCheck.Arbitrary<Uint8Array> = FastCheck.tuple(
+  FastCheck.integer({ min: 65 * 1024, max: liveLimits.maxFrameBytes }),
+  FastCheck.integer({ min: 0, max: 16 * 1024 })
+).map(([announced, sent]) => {
+  const out = new Uint8Array(4 + Math.min(sent, announced))
+  new DataView(out.buffer).setUint32(0, announced)
+  out[4] = Codec.VERSION
+  out[5] = Codec.FrameType.AppendEntries
+  return out
+})
+
+/** Any hostile input: random bytes, a mutated frame, a large or unfinished frame, or several frames back to back. */
+export const hostile: FastCheck.Arbitrary<Uint8Array> = FastCheck.oneof(
+  { arbitrary: FastCheck.uint8Array({ maxLength: 300 }), weight: 3 },
+  { arbitrary: mutated, weight: 3 },
+  { arbitrary: large, weight: 1 },
+  { arbitrary: unfinished, weight: 1 },
+  {
+    arbitrary: FastCheck.array(FastCheck.oneof(FastCheck.constantFrom(...samples), mutated), { minLength: 1, maxLength: 5 })
+      .map((parts) => {
+        const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+        let at = 0
+        for (const p of parts) (out.set(p, at), at += p.length)
+        return out
+      }),
+    weight: 3
   }
-  return "ok"
+)
+
+/**
+ * Feeds one input to a fresh reader (with the live server's limits and budget) in pieces of `step` bytes (256 times
+ * that for inputs over 64 KiB, unless `step` is 1: those still go byte by byte); tells how it ended. Throws only on
+ * a bug, or when the reader keeps budget after it is disposed.
+ */
+export const decodeAll = (bytes: Uint8Array, step: number): "ok" | CodecError["reason"] => {
+  const budget = new Codec.ReceiveBudget(liveLimits.receiveBudgetBytes, 64 * 1024)
+  const reader = new Codec.FrameReader("fuzz:1", liveLimits.maxFrameBytes, budget)
+  const piece = bytes.length > 64 * 1024 && step > 1 ? step * 256 : step
+  const outcome = ((): "ok" | CodecError["reason"] => {
+    for (let at = 0; at < bytes.length; at += piece) {
+      const frames = reader.push(bytes.subarray(at, at + piece))
+      if (frames instanceof CodecError) return frames.reason
+      for (const frame of frames) {
+        const message = Codec.decode("fuzz:1", frame)
+        if (Either.isLeft(message)) return message.left.reason
+      }
+    }
+    return "ok"
+  })()
+  reader.dispose()
+  if (budget.used !== 0) throw new Error(`the reader kept ${budget.used} budget bytes`)
+  return outcome
 }
+
+const fixtures = path.join(import.meta.dirname, "../fixtures/tls")
+const pem = (name: string) => fs.readFileSync(path.join(fixtures, name), "utf8")
+
+/** The TLS material of the live server in TLS mode (the test CA's "b"). */
+const serverTls = () => ({ cert: pem("b.pem"), key: pem("b.key"), ca: pem("ca.pem") })
+
+/** The first bytes a TLS client sends (its hello), captured from a real `tls.connect` to a silent socket. */
+export const clientHello: Effect.Effect<Uint8Array> = Effect.async<Uint8Array>((resume) => {
+  const server = net.createServer((socket) => {
+    socket.once("data", (chunk: Buffer) => {
+      resume(Effect.succeed(new Uint8Array(chunk)))
+      socket.destroy()
+      server.close()
+    })
+  })
+  server.listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as net.AddressInfo
+    tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false }).on("error", () => {})
+  })
+})
+
+/** Hostile input for a TLS server: the client hello cut short or overwritten, or random bytes. */
+export const hostileTls = (hello: Uint8Array): FastCheck.Arbitrary<Uint8Array> =>
+  FastCheck.oneof(
+    FastCheck.uint8Array({ maxLength: 300 }),
+    FastCheck.nat({ max: hello.length - 1 }).map((at) => hello.subarray(0, at)),
+    FastCheck.array(FastCheck.tuple(FastCheck.nat({ max: hello.length - 1 }), FastCheck.integer({ min: 0, max: 255 })), {
+      minLength: 1,
+      maxLength: 6
+    }).map((edits) => {
+      const copy = Uint8Array.from(hello)
+      for (const [at, value] of edits) copy[at] = value
+      return copy
+    })
+  )
 
 /** A handler that answers everything at once and reads snapshot streams to their end. */
 export const echoHandler: Transport.RpcHandler = {
@@ -158,29 +240,60 @@ export interface LiveReport {
   readonly connections: number
   /** Connections the server closed with a CodecError logged. */
   readonly codecErrorsLogged: number
+  /** Of those, frames refused because the receive budget had no room. */
+  readonly budgetRefusals: number
+  /** TLS connections refused before their handshake completed, logged. */
+  readonly tlsRefusals: number
   readonly leaked: number
   readonly inboundAfter: number
+  /** Bytes still reserved in the receive budget once every connection is closed (a leak unless 0). */
+  readonly receivingAfter: number
+  /** The most bytes reserved at once during the run. */
+  readonly receivingPeak: number
   readonly servingAfter: boolean
 }
 
-/** Sends `inputs` to a live transport, `concurrency` connections at a time, and checks it is still whole after. */
+/**
+ * Sends `inputs` to a live transport (a TLS one with `tls`), `concurrency` connections at a time, and checks it is
+ * still whole after: no connection left open, no budget kept, and it answers a client.
+ */
 export const fuzzLiveServer = (
   inputs: ReadonlyArray<Uint8Array>,
-  concurrency: number
+  concurrency: number,
+  options: { readonly tls?: boolean } = {}
 ): Effect.Effect<LiveReport, never, Scope.Scope> =>
   Effect.gen(function*() {
     let codecErrorsLogged = 0
+    let budgetRefusals = 0
+    let tlsRefusals = 0
     const counting = Logger.replace(
       Logger.defaultLogger,
       Logger.make(({ message }) => {
-        if (Array.isArray(message) && message.some((m) => m instanceof CodecError)) codecErrorsLogged++
+        const parts = Array.isArray(message) ? message : [message]
+        const codec = parts.find((m): m is CodecError => m instanceof CodecError)
+        if (codec !== undefined) {
+          codecErrorsLogged++
+          if (codec.reason === "budget") budgetRefusals++
+        }
+        if (parts[0] === "refused a TLS connection") tlsRefusals++
       })
     )
+    const tlsMaterial = options.tls === true ? serverTls() : undefined
     const server = yield* Effect.orDie(
-      TcpTransport.make({ bind: { host: "127.0.0.1", port: 0 }, maxFrameBytes: 64 * 1024, frameTimeout: "300 millis" })
+      TcpTransport.make({
+        bind: { host: "127.0.0.1", port: 0 },
+        ...liveLimits,
+        frameTimeout: "300 millis",
+        openTimeout: "300 millis",
+        tls: tlsMaterial
+      })
     ).pipe(Effect.provide(counting))
     yield* server.serve(echoHandler)
-    const client = yield* Effect.orDie(TcpTransport.make({ bind: { host: "127.0.0.1", port: 0 } }))
+    // In TLS mode the client is the test CA's "a", a member.
+    const client = yield* Effect.orDie(TcpTransport.make({
+      bind: { host: "127.0.0.1", port: 0 },
+      tls: tlsMaterial === undefined ? undefined : { cert: pem("a.pem"), key: pem("a.key"), ca: pem("ca.pem") }
+    }))
     const address = TcpTransport.parseAddress(server.localAddress)!
     let next = 0
     let leaked = 0
@@ -200,12 +313,25 @@ export const fuzzLiveServer = (
     const vote: Rpc.RequestVoteRequest = {
       _tag: "RequestVoteRequest",
       term: 1,
-      candidateId: "z",
+      candidateId: tlsMaterial === undefined ? "z" : "a",
       candidateAddress: client.localAddress,
       lastLogIndex: 0,
       lastLogTerm: 0,
       leadershipTransfer: false
     }
-    const servingAfter = Either.isRight(yield* Effect.either(client.requestVote("s", server.localAddress, vote)))
-    return { connections: inputs.length, codecErrorsLogged, leaked, inboundAfter, servingAfter }
+    const servingAfter = Either.isRight(
+      yield* Effect.either(client.requestVote(tlsMaterial === undefined ? "s" : "b", server.localAddress, vote))
+    )
+    const stats = yield* server.stats
+    return {
+      connections: inputs.length,
+      codecErrorsLogged,
+      budgetRefusals,
+      tlsRefusals,
+      leaked,
+      inboundAfter,
+      receivingAfter: stats.receiving,
+      receivingPeak: stats.receivingPeak,
+      servingAfter
+    }
   })
