@@ -285,14 +285,15 @@ export const layer = (
  * hashicorp's `BootstrapCluster`: run it on every initial member with the same
  * configuration before starting them. Fails with `CantBootstrap` when the node
  * already has state (a term, a log entry or a snapshot). With `localId`, the
- * stores are marked as that node's, and it must be a voter (else `NotVoter`).
+ * stores are marked as that node's, and it must be a voter (else `NotVoter`);
+ * with `clusterId`, as the cluster's (give every initial member the same).
  */
 export const bootstrapCluster = (
   configuration: Configuration.Configuration,
-  options?: { readonly localId?: string | undefined }
+  options?: { readonly localId?: string | undefined; readonly clusterId?: string | undefined }
 ): Effect.Effect<void, CantBootstrap | NotVoter | StorageError, LogStore | StableStore | SnapshotStore> =>
   Effect.gen(function*() {
-    yield* bootstrapStores(yield* LogStore, yield* StableStore, yield* SnapshotStore, configuration, options?.localId)
+    yield* bootstrapStores(yield* LogStore, yield* StableStore, yield* SnapshotStore, configuration, options?.localId, options?.clusterId)
   })
 
 /** Whether the stores in context hold Raft state (a term, a log entry or a snapshot): what `bootstrapCluster` refuses. */
