@@ -28,7 +28,15 @@ import type * as RaftConfig from "../RaftConfig.js"
 import type { FaultOptions, Options, Result, Workload } from "../internal/simulator/types.js"
 import * as Linearizability from "./Linearizability.js"
 
-export type { FaultOptions, Options, Result, Violation, Workload } from "../internal/simulator/types.js"
+export type {
+  Deployment,
+  FaultOptions,
+  Options,
+  Randomize,
+  Result,
+  Violation,
+  Workload
+} from "../internal/simulator/types.js"
 
 // ---------------------------------------------------------------------------
 // Defaults

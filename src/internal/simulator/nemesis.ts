@@ -11,7 +11,7 @@ import * as Random from "effect/Random"
 import * as Configuration from "../../Configuration.js"
 import type { Invariants } from "./invariants.js"
 import { startNode, stopNode } from "./nodes.js"
-import type { SimCore } from "./state.js"
+import type { SimCore, SimNode } from "./state.js"
 
 /** One of `items`, drawn with `Random`. */
 export const pick = <A>(items: ReadonlyArray<A>): Effect.Effect<A> =>
@@ -119,8 +119,101 @@ const faults: Readonly<Record<string, Fault>> = {
     Effect.gen(function*() {
       yield* sim.network.setConditions(sim.faultOptions.lossy)
       sim.note(`lossy links ${JSON.stringify(sim.faultOptions.lossy)}`)
+    }),
+  transfer: (sim) =>
+    Effect.gen(function*() {
+      const leader = sim.currentLeader()
+      if (leader === undefined) return
+      const raft = leader.raft!
+      const others = sim.nodes.filter((n) => n !== leader)
+      const target = others.length > 0 && (yield* Random.nextBoolean) ? yield* pick(others) : undefined
+      const request = target === undefined
+        ? raft.leadershipTransfer
+        : raft.leadershipTransferToServer(target.id, target.address)
+      const what = `transfer leadership from ${leader.id}${target === undefined ? "" : ` to ${target.id}`}`
+      sim.note(what)
+      // The transfer completes when a new leader takes over, or not: the nemesis does not wait for it.
+      yield* request.pipe(
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          Effect.sync(() => sim.note(`${what}: ${Exit.isSuccess(exit) ? "done" : Cause.squash(exit.cause)}`))
+        ),
+        Effect.forkIn(sim.rootScope)
+      )
+    }),
+  appendCrash: (sim, invariants) =>
+    Effect.gen(function*() {
+      // Figure 8 of the Raft paper, by rounds: each round's leader appends with fewer than a quorum around it and
+      // crashes; the previous round's leader comes back meanwhile, with its own unreplicated entries of an older
+      // term, and may be elected again (a leader must then not commit them by counting).
+      const rounds = 2 + (yield* Random.nextIntBetween(0, 2))
+      let previous: SimNode | undefined
+      for (let round = 0; round < rounds; round++) {
+        const leader = yield* awaitLeader(sim, 300)
+        if (leader === undefined) break
+        yield* cutOffWithMinority(sim, leader)
+        yield* Effect.sleep(yield* Random.nextIntBetween(5, 41))
+        yield* stopNode(sim, leader)
+        yield* sim.network.heal
+        sim.note(`append-crash: ${leader.id} crashes before replicating`)
+        yield* Effect.sleep(yield* Random.nextIntBetween(10, 101))
+        if (previous !== undefined) yield* restartIfDown(sim, invariants, previous, "append-crash")
+        previous = leader
+      }
+      if (previous !== undefined) {
+        yield* Effect.sleep(yield* Random.nextIntBetween(10, 151))
+        yield* restartIfDown(sim, invariants, previous, "append-crash")
+      }
+    }),
+  staleCandidate: (sim) =>
+    Effect.gen(function*() {
+      const stale = sim.currentLeader()
+      if (stale === undefined) return
+      // Cut off alone, it appends what its clients still send until its lease runs out; the others move on.
+      yield* sim.network.disconnect(stale.id)
+      sim.note(`stale-candidate: cut ${stale.id} off alone`)
+      yield* Effect.sleep(yield* Random.nextIntBetween(30, 151))
+      const next = sim.currentLeader()
+      if (next !== undefined && next !== stale) {
+        // Silence the new leader, so that its followers time out and hear the stale node's requests for votes.
+        yield* sim.network.disconnect(next.id)
+        sim.note(`stale-candidate: cut ${next.id}, the newer leader, off`)
+      }
+      yield* sim.network.reconnect(stale.id)
+      sim.note(`stale-candidate: ${stale.id} is back with its longer log of an older term`)
+      yield* Effect.sleep(yield* Random.nextIntBetween(50, 251))
+      if (next !== undefined && next !== stale) yield* sim.network.reconnect(next.id)
     })
 }
+
+/** The current leader, waiting up to `millis` of virtual time for one. */
+const awaitLeader = (sim: SimCore, millis: number): Effect.Effect<SimNode | undefined> =>
+  Effect.gen(function*() {
+    for (let waited = 0; waited <= millis; waited += 10) {
+      const leader = sim.currentLeader()
+      if (leader !== undefined) return leader
+      yield* Effect.sleep(10)
+    }
+    return undefined
+  })
+
+/** Partitions `leader` with fewer than a quorum of the others (none to quorum − 2 of them, drawn). */
+const cutOffWithMinority = (sim: SimCore, leader: SimNode): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const quorum = Math.floor(sim.size / 2) + 1
+    const others = Array.from(yield* Random.shuffle(sim.nodes.filter((n) => n !== leader).map((n) => n.id)))
+    const keep = yield* Random.nextIntBetween(0, Math.max(0, quorum - 2) + 1)
+    const minority = [leader.id, ...others.slice(0, keep)]
+    yield* sim.network.partition([minority, others.slice(keep)])
+    sim.note(`append-crash: cut ${leader.id} off with ${JSON.stringify(minority)}`)
+  })
+
+const restartIfDown = (sim: SimCore, invariants: Invariants, node: SimNode, why: string): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    if (node.raft !== undefined) return
+    yield* startNode(sim, invariants, node)
+    sim.note(`${why}: restart ${node.id}`)
+  })
 
 /** The nemesis fiber: forever, wait a random interval, then inject a fault drawn by weight. */
 export const nemesis = (sim: SimCore, invariants: Invariants): Effect.Effect<void> =>

@@ -21,6 +21,7 @@ import * as StableStore from "../../StableStore.js"
 import * as Linearizability from "../../testing/Linearizability.js"
 import * as MemoryNetwork from "../../transport/MemoryNetwork.js"
 import { InjectedBugs } from "../bugs.js"
+import { deploymentOf, randomizes } from "./deployment.js"
 import { digestBytes, FNV_OFFSET, Invariants } from "./invariants.js"
 import { nemesis, pick } from "./nemesis.js"
 import { startNode, stopNode } from "./nodes.js"
@@ -168,13 +169,14 @@ export const run = <State, Input, Output>(
   workload: Workload<State, Input, Output>,
   defaultFaults: FaultOptions
 ): Result => {
-  const size = Math.max(1, Math.min(7, options.nodes))
+  const deployment = deploymentOf(options)
+  const size = deployment.nodes
   const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`)
   const sim = new Sim({
     faultOptions: options.faults ?? defaultFaults,
     size,
-    diskLatency: options.diskLatencyMillis ?? [0, 2],
-    config: options.config,
+    diskLatency: deployment.diskLatencyMillis,
+    config: deployment.config,
     network: MemoryNetwork.make({ rpcTimeoutMillis: 200 }),
     configuration: Configuration.voters(ids.map((id) => [id, `mem://${id}`] as const))
   }, workload)
@@ -251,6 +253,7 @@ export const run = <State, Input, Output>(
     operations: sim.counts,
     leadersElected: invariants.leadersElected,
     snapshots: sim.snapshotCounts,
-    linearizability
+    linearizability,
+    deployment: randomizes(options.randomize) ? deployment : undefined
   }
 }

@@ -54,7 +54,7 @@ export interface Setup {
   readonly faultOptions: FaultOptions
   readonly size: number
   readonly diskLatency: readonly [min: number, max: number]
-  readonly config: Omit<RaftConfig.Input, "localId"> | undefined
+  readonly config: Omit<RaftConfig.Input, "localId">
   readonly network: MemoryNetwork.MemoryNetwork
   readonly configuration: Configuration.Configuration
   readonly fsm: () => Fsm.Fsm
@@ -88,7 +88,7 @@ export class SimCore {
   /** Virtual time a disk write takes, drawn in [min, max] ms. */
   readonly diskLatency: readonly [min: number, max: number]
   /** Raft tunables over the simulator's fast timers. */
-  readonly config: Omit<RaftConfig.Input, "localId"> | undefined
+  readonly config: Omit<RaftConfig.Input, "localId">
   readonly network: MemoryNetwork.MemoryNetwork
   readonly configuration: Configuration.Configuration
   /** A fresh state machine, for every start of a node. */

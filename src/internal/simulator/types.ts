@@ -33,6 +33,25 @@ export interface FaultOptions {
      * it back (`addVoter`). Off (absent) in `defaultFaults`; after healing, every node is added back.
      */
     readonly membership?: number | undefined
+    /**
+     * Through the leader, a leadership transfer, to the most caught-up follower or to one named at random.
+     * Off (absent) in `defaultFaults`.
+     */
+    readonly transfer?: number | undefined
+    /**
+     * A targeted schedule (the Raft paper's Figure 8): the leader is cut off with fewer than a quorum, appends
+     * what its clients send for a few ms, and crashes before it can replicate; the others elect a new leader that
+     * writes other entries at the same indexes; the old leader restarts later, with its stale entries. Off
+     * (absent) in `defaultFaults`.
+     */
+    readonly appendCrash?: number | undefined
+    /**
+     * A targeted schedule: the leader is cut off alone while its clients keep appending, so its log grows longer
+     * than the others' but stays in its old term; the others elect a leader of a newer term; then that leader is
+     * cut off and the stale node is let back, to ask for votes with its longer, older log. Off (absent) in
+     * `defaultFaults`.
+     */
+    readonly staleCandidate?: number | undefined
   }
   /** The link conditions `lossyLinks` switches on (off again on heal). */
   readonly lossy: MemoryNetwork.LinkConditions
@@ -72,6 +91,11 @@ export interface Options<State = Linearizability.KvState, Input = Linearizabilit
    * acknowledgement of a write that never became durable shows up as a lost entry.
    */
   readonly diskLatencyMillis?: readonly [min: number, max: number] | undefined
+  /**
+   * Opt-in: what a deployment varies, drawn per seed (see `Randomize`); overrides `nodes`, and is overridden by
+   * what `config` and `diskLatencyMillis` set. Nothing is drawn by default.
+   */
+  readonly randomize?: Randomize | undefined
   /** Test-only: rules to break, to show the checks catch them. */
   readonly bugs?: Bugs | undefined
   /** Safety stop: most timer events in one run. */
@@ -110,6 +134,34 @@ export interface Result {
   /** Snapshots the state machines took, restored when their node started, and installed from a leader while running. */
   readonly snapshots: { readonly taken: number; readonly restoredAtStart: number; readonly installed: number }
   readonly linearizability: "Linearizable" | "NotLinearizable" | "Unknown" | "skipped"
+  /** What the run drew, when `randomize` drew anything. */
+  readonly deployment?: Deployment | undefined
+}
+
+/** The dimensions of a deployment a run draws from its seed; each is off unless set. */
+export interface Randomize {
+  /** 3, 4, 5 or 7 nodes. */
+  readonly nodes?: boolean | undefined
+  /** PreVote on or off. */
+  readonly preVote?: boolean | undefined
+  /**
+   * Heartbeat (50–200 ms), election (1–2 heartbeats), lease (¼–1 heartbeat, but long enough for two disk writes
+   * and 10 ms) and commit (1–20 ms) timeouts.
+   */
+  readonly timers?: boolean | undefined
+  /** 1, 2, 4, 8 or 64 entries per AppendEntries. */
+  readonly maxAppendEntries?: boolean | undefined
+  /** Half the seeds snapshot every 4–64 entries (checked every 5–50 ms) and keep 0–16 entries behind. */
+  readonly snapshots?: boolean | undefined
+  /** Disk writes of 0, 0–2, 0–10 or 2–20 ms. */
+  readonly diskLatency?: boolean | undefined
+}
+
+/** A run's cluster, as drawn or set. */
+export interface Deployment {
+  readonly nodes: number
+  readonly config: Omit<RaftConfig.Input, "localId">
+  readonly diskLatencyMillis: readonly [min: number, max: number]
 }
 
 /**
