@@ -169,12 +169,13 @@ const faults: Readonly<Record<string, Fault>> = {
     Effect.gen(function*() {
       const stale = sim.currentLeader()
       if (stale === undefined) return
-      // Cut off alone, it appends what its clients still send until its lease runs out; the others move on.
+      // Cut off alone, it appends what its clients still send until its lease runs out; the others elect a
+      // leader of a newer term, which has written little yet when it is cut off in turn.
       yield* sim.network.disconnect(stale.id)
       sim.note(`stale-candidate: cut ${stale.id} off alone`)
-      yield* Effect.sleep(yield* Random.nextIntBetween(30, 151))
-      const next = sim.currentLeader()
-      if (next !== undefined && next !== stale) {
+      const next = yield* awaitLeader(sim, 400, stale)
+      if (next !== undefined) {
+        yield* Effect.sleep(yield* Random.nextIntBetween(0, 21))
         // Silence the new leader, so that its followers time out and hear the stale node's requests for votes.
         yield* sim.network.disconnect(next.id)
         sim.note(`stale-candidate: cut ${next.id}, the newer leader, off`)
@@ -182,17 +183,17 @@ const faults: Readonly<Record<string, Fault>> = {
       yield* sim.network.reconnect(stale.id)
       sim.note(`stale-candidate: ${stale.id} is back with its longer log of an older term`)
       yield* Effect.sleep(yield* Random.nextIntBetween(50, 251))
-      if (next !== undefined && next !== stale) yield* sim.network.reconnect(next.id)
+      if (next !== undefined) yield* sim.network.reconnect(next.id)
     })
 }
 
-/** The current leader, waiting up to `millis` of virtual time for one. */
-const awaitLeader = (sim: SimCore, millis: number): Effect.Effect<SimNode | undefined> =>
+/** The current leader (other than `except`), waiting up to `millis` of virtual time for one. */
+const awaitLeader = (sim: SimCore, millis: number, except?: SimNode): Effect.Effect<SimNode | undefined> =>
   Effect.gen(function*() {
-    for (let waited = 0; waited <= millis; waited += 10) {
+    for (let waited = 0; waited <= millis; waited += 5) {
       const leader = sim.currentLeader()
-      if (leader !== undefined) return leader
-      yield* Effect.sleep(10)
+      if (leader !== undefined && leader !== except) return leader
+      yield* Effect.sleep(5)
     }
     return undefined
   })
