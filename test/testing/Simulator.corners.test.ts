@@ -58,6 +58,16 @@ describe("Simulator's opt-in corners", () => {
     assert.isTrue(result!.trace.some((line) => line.includes("is back with its longer log of an older term")))
   }, 120_000)
 
+  it("crash mid-write: a leader crashes while a write of its own log is under way, and restarts", async () => {
+    const faults: Simulator.FaultOptions = { ...only("heal"), crashLeaderMidWrite: 0.2 }
+    const [result] = await runSeeds(pool(), { nodes: 3, durationMillis: 800, faults, diskLatencyMillis: [5, 10] }, [1])
+    assert.isTrue(result!.ok, `${result!.violation?.property}: ${result!.violation?.detail}`)
+    assert.isAbove(result!.faults.crashLeaderMidWrite ?? 0, 0)
+    const crash = result!.trace.findIndex((line) => line.includes("the leader, during a write of its log"))
+    assert.isAbove(crash, -1)
+    assert.isTrue(result!.trace.slice(crash).some((line) => /restart n\d$/.test(line)))
+  }, 120_000)
+
   it("transfer: the leader hands over to another node, named or not", async () => {
     const [result] = await runSeeds(pool(), { nodes: 3, durationMillis: 800, faults: only("transfer") }, [1])
     assert.isTrue(result!.ok, `${result!.violation?.property}: ${result!.violation?.detail}`)

@@ -2,12 +2,15 @@
  * The simulator's opt-in corners from the command line, shared by `npm run sim` and `npm run sim:mutants`:
  * `--randomize [all|nodes,preVote,timers,maxAppendEntries,snapshots,diskLatency]` draws those per seed, and
  * `--fault name=weight[,name=weight]` adds nemesis faults (transfer, appendCrash, staleCandidate, membership...)
- * to the faults a run uses.
+ * to the faults a run uses, and sets the probabilities of the targeted crashes (rebootAfterVote,
+ * crashLeaderMidWrite).
  */
 import * as Simulator from "../../src/testing/Simulator.js"
 import type { SeedOptions } from "./seedPool.js"
 
 const dimensions = ["nodes", "preVote", "timers", "maxAppendEntries", "snapshots", "diskLatency"] as const
+/** `--fault` names that are probabilities of `FaultOptions`, not weights. */
+const probabilities = ["rebootAfterVote", "crashLeaderMidWrite"]
 
 /** What the corner flags in `args` ask for: how to apply them to a run's options, and the flags to replay them. */
 export const cornersFromArgs = (args: ReadonlyArray<string>): {
@@ -45,7 +48,14 @@ export const cornersFromArgs = (args: ReadonlyArray<string>): {
       ...options,
       ...(randomize === undefined ? {} : { randomize }),
       ...(weights.length === 0 ? {} : {
-        faults: { ...faults, weights: { ...faults.weights, ...Object.fromEntries(weights.map(([n, w]) => [n, Number(w)])) } }
+        faults: {
+          ...faults,
+          ...Object.fromEntries(weights.filter(([n]) => probabilities.includes(n!)).map(([n, w]) => [n, Number(w)])),
+          weights: {
+            ...faults.weights,
+            ...Object.fromEntries(weights.filter(([n]) => !probabilities.includes(n!)).map(([n, w]) => [n, Number(w)]))
+          }
+        }
       })
     }
   }

@@ -13,7 +13,8 @@ import * as SnapshotStore from "../../SnapshotStore.js"
 import * as StableStore from "../../StableStore.js"
 import type { Invariants } from "./invariants.js"
 import { LogView, termBefore } from "./logView.js"
-import type { SimCore, SimNode } from "./state.js"
+import { startNode, stopNode } from "./nodes.js"
+import { type SimCore, type SimNode, sync } from "./state.js"
 
 /** A write to node `id`'s disk: it takes virtual time, and is lost (fails) if the node crashes meanwhile. */
 const durable = (
@@ -62,18 +63,48 @@ const trackedLogStore = (
     const next = view.get(last.index + 1)
     if (next !== undefined) invariants.noteEntry(id, next, last.term)
   }
+  const crashMidWrite = sim.faultOptions.crashLeaderMidWrite ?? 0
+  const store = (logs: ReadonlyArray<Log.Log>) =>
+    durable(
+      sim,
+      id,
+      "storeLogs",
+      Effect.zipRight(inner.storeLogs(logs), Effect.sync(() => view.store(logs)))
+    ).pipe(Effect.tap(() => Effect.sync(() => check(logs))))
   return {
     ...inner,
-    storeLogs: (logs) =>
-      durable(
-        sim,
-        id,
-        "storeLogs",
-        Effect.zipRight(inner.storeLogs(logs), Effect.sync(() => view.store(logs)))
-      ).pipe(Effect.tap(() => Effect.sync(() => check(logs)))),
+    storeLogs: crashMidWrite > 0
+      ? (logs) => Effect.zipRight(maybeCrashMidWrite(sim, invariants, id, crashMidWrite), store(logs))
+      : store,
     deleteRange: (min, max) => Effect.zipRight(inner.deleteRange(min, max), Effect.sync(() => view.delete(min, max)))
   }
 }
+
+/**
+ * The targeted crash of `FaultOptions.crashLeaderMidWrite`: when node `id` leads and starts a write of its log,
+ * with probability `p`, crash it within the disk's latency (so, mostly, before the write is durable), and restart
+ * it a little later.
+ */
+const maybeCrashMidWrite = (sim: SimCore, invariants: Invariants, id: string, p: number): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const node = sim.nodes.find((n) => n.id === id)
+    const raft = node?.raft
+    if (sim.chaosOver || node === undefined || raft === undefined || sync(raft.state) !== "Leader") return
+    if ((yield* Random.next) >= p) return
+    sim.faults.crashLeaderMidWrite = (sim.faults.crashLeaderMidWrite ?? 0) + 1
+    const [, diskMax] = sim.diskLatency
+    yield* Effect.gen(function*() {
+      yield* Effect.sleep(yield* Random.nextIntBetween(0, diskMax + 1))
+      if (node.raft !== raft) return
+      yield* stopNode(sim, node)
+      sim.note(`crash ${id}, the leader, during a write of its log`)
+      yield* Effect.sleep(yield* Random.nextIntBetween(20, 201))
+      if (node.raft === undefined && !sim.chaosOver) {
+        yield* startNode(sim, invariants, node)
+        sim.note(`restart ${id}`)
+      }
+    }).pipe(Effect.forkIn(sim.rootScope))
+  })
 
 /** Server `n<i + 1>` with empty stores, not running. */
 export const makeNode = (sim: SimCore, invariants: Invariants, i: number): SimNode => {

@@ -57,6 +57,11 @@ export interface FaultOptions {
   readonly lossy: MemoryNetwork.LinkConditions
   /** Probability that a node reboots right after granting a vote (a targeted crash); 0 by default. */
   readonly rebootAfterVote?: number | undefined
+  /**
+   * Probability that a leader crashes while a write of its own log is under way, before the disk's latency has
+   * passed, and restarts 20–200 ms later (a targeted crash: what it counted as stored may be lost); 0 by default.
+   */
+  readonly crashLeaderMidWrite?: number | undefined
   /** Conditions of every link from the start (delays and reordering); none by default. */
   readonly baseline?: MemoryNetwork.LinkConditions | undefined
 }
