@@ -41,7 +41,11 @@ export interface Fsm {
   readonly applyBatch: (logs: ReadonlyArray<Log>) => Effect.Effect<ReadonlyArray<unknown>>
   /** Captures the state as of the last applied entry. */
   readonly snapshot: Effect.Effect<FsmSnapshot, FsmError>
-  /** Replaces the whole state with the one `data` encodes (as `snapshot` wrote it). */
+  /**
+   * Replaces the whole state with the one `data` encodes (as `snapshot` wrote it). All or nothing: on failure the
+   * state must be as it was, since the node then refuses the snapshot and goes on with its state. The stream fails
+   * at its end when the stored bytes do not match their checksum: replace the state only once it has ended.
+   */
   readonly restore: (data: Stream.Stream<Uint8Array, StorageError>) => Effect.Effect<void, FsmError | StorageError>
 }
 
@@ -115,7 +119,13 @@ export const fromFunction = (
   }),
   restore: state === undefined
     ? noRestore
-    : (data) => Effect.flatMap(collect(data), (bytes) => Effect.sync(() => state.load(bytes)))
+    : (data) =>
+      Effect.flatMap(collect(data), (bytes) =>
+        Effect.try({
+          try: () => state.load(bytes),
+          catch: (cause) =>
+            new FsmError({ operation: "restore", reason: `the snapshot could not be loaded: ${String(cause)}`, cause })
+        }))
 })
 
 /** Provides an `Fsm`. */

@@ -25,21 +25,19 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Configuration from "./Configuration.js"
 import { Fsm } from "./Fsm.js"
+import { bootstrapStores } from "./internal/bootstrap.js"
 import * as node from "./internal/node.js"
 import { fairScheduler } from "./internal/scheduler.js"
+import type * as types from "./internal/types.js"
 import { LogStore } from "./LogStore.js"
 import * as RaftConfig from "./RaftConfig.js"
+import type * as RaftError from "./RaftError.js"
 import type {
-  ApplyTimeout,
   CantBootstrap,
-  ConfigurationChanged,
-  FsmError,
-  InvalidOperation,
+  IdentityMismatch,
   LeadershipLost,
-  LeadershipTransferFailed,
-  LeadershipTransferInProgress,
-  NothingNewToSnapshot,
   NotLeader,
+  NotVoter,
   RaftConfigError,
   RaftShutdown,
   StorageError
@@ -49,17 +47,17 @@ import { StableStore } from "./StableStore.js"
 import { Transport } from "./Transport.js"
 
 /** The role a node plays. */
-export type RaftState = node.RaftState
+export type RaftState = types.RaftState
 /** What `apply` returns. */
-export type ApplyResult = node.ApplyResult
+export type ApplyResult = types.ApplyResult
 /** Something that happened to a node. */
-export type Observation = node.Observation
+export type Observation = types.Observation
 /** A snapshot of a node's counters. */
-export type RaftStats = node.RaftStats
+export type RaftStats = types.RaftStats
 /** A leader's replication to one other server (`RaftStats.replication`): match and next index, last answer, failures. */
-export type PeerReplication = node.PeerReplication
+export type PeerReplication = types.PeerReplication
 /** Errors of `apply` and `barrier`. */
-export type ApplyError = node.ApplyError
+export type ApplyError = RaftError.ApplyError
 
 /** Options of `apply` and `barrier`. */
 export interface ApplyOptions {
@@ -79,31 +77,16 @@ export interface MembershipOptions {
 }
 
 /** Errors of the membership changes. */
-export type MembershipError =
-  | NotLeader
-  | LeadershipLost
-  | LeadershipTransferInProgress
-  | ApplyTimeout
-  | ConfigurationChanged
-  | InvalidOperation
-  | RaftShutdown
-  | StorageError
+export type MembershipError = RaftError.MembershipError
 
 /** Errors of a user snapshot (`InvalidOperation` while a configuration change is uncommitted). */
-export type SnapshotError = NothingNewToSnapshot | InvalidOperation | FsmError | StorageError | RaftShutdown
+export type SnapshotError = RaftError.SnapshotError
 
 /** Errors of a user restore. */
-export type RestoreError =
-  | NotLeader
-  | LeadershipLost
-  | LeadershipTransferInProgress
-  | ApplyTimeout
-  | FsmError
-  | StorageError
-  | RaftShutdown
+export type RestoreError = RaftError.RestoreError
 
 /** Errors of a leadership transfer. */
-export type TransferError = NotLeader | LeadershipTransferInProgress | LeadershipTransferFailed | RaftShutdown
+export type TransferError = RaftError.TransferError
 
 /** A running Raft node. */
 export interface Raft {
@@ -177,7 +160,7 @@ export interface Raft {
   /** Writes the first configuration of a node without state (its own and its peers'). */
   readonly bootstrapCluster: (
     configuration: Configuration.Configuration
-  ) => Effect.Effect<void, CantBootstrap | StorageError | RaftShutdown>
+  ) => Effect.Effect<void, CantBootstrap | NotVoter | StorageError | RaftShutdown>
   /** State changes, leader changes, failed heartbeats and vote requests, from the moment of subscription. */
   readonly observe: Stream.Stream<Observation>
   /** Stops the node; idempotent. Afterwards every operation fails with `RaftShutdown`. */
@@ -193,7 +176,7 @@ const toMillis = (timeout: Duration.DurationInput | undefined): number | undefin
 /** Starts a node over the services in context; closing the layer shuts it down. */
 export const make: Effect.Effect<
   Raft,
-  StorageError,
+  StorageError | IdentityMismatch,
   RaftConfig.RaftConfigTag | Fsm | LogStore | StableStore | SnapshotStore | Transport | Scope.Scope
 > = Effect.gen(function*() {
   const config = yield* RaftConfig.RaftConfigTag
@@ -253,18 +236,24 @@ export const make: Effect.Effect<
 /** A node with configuration `input`; fails with `RaftConfigError` naming a bad field. */
 export const layer = (
   input: RaftConfig.Input
-): Layer.Layer<Raft, RaftConfigError | StorageError, Fsm | LogStore | StableStore | SnapshotStore | Transport> =>
+): Layer.Layer<
+  Raft,
+  RaftConfigError | StorageError | IdentityMismatch,
+  Fsm | LogStore | StableStore | SnapshotStore | Transport
+> =>
   Layer.scoped(Raft, make).pipe(Layer.provide(RaftConfig.layer(input)))
 
 /**
  * Writes the first configuration into the stores of a node that has none, as
  * hashicorp's `BootstrapCluster`: run it on every initial member with the same
  * configuration before starting them. Fails with `CantBootstrap` when the node
- * already has state (a term, a log entry or a snapshot).
+ * already has state (a term, a log entry or a snapshot). With `localId`, the
+ * stores are marked as that node's, and it must be a voter (else `NotVoter`).
  */
 export const bootstrapCluster = (
-  configuration: Configuration.Configuration
-): Effect.Effect<void, CantBootstrap | StorageError, LogStore | StableStore | SnapshotStore> =>
+  configuration: Configuration.Configuration,
+  options?: { readonly localId?: string | undefined }
+): Effect.Effect<void, CantBootstrap | NotVoter | StorageError, LogStore | StableStore | SnapshotStore> =>
   Effect.gen(function*() {
-    yield* node.bootstrapStores(yield* LogStore, yield* StableStore, yield* SnapshotStore, configuration)
+    yield* bootstrapStores(yield* LogStore, yield* StableStore, yield* SnapshotStore, configuration, options?.localId)
   })

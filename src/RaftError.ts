@@ -181,6 +181,25 @@ export class SnapshotNotFound extends Data.TaggedError("SnapshotNotFound")<{ rea
   }
 }
 
+/** A bootstrap configuration in which the local server is not a voter (hashicorp's ErrNotVoter). */
+export class NotVoter extends Schema.TaggedError<NotVoter>()("NotVoter", {
+  id: Schema.String
+}) {
+  override get message(): string {
+    return `cannot bootstrap: ${this.id} is not a voter of the configuration`
+  }
+}
+
+/**
+ * A node's stores belong to another node (or cluster): it refuses to start rather than act on them. `reason` says
+ * what was found and what to do.
+ */
+export class IdentityMismatch extends Data.TaggedError("IdentityMismatch")<{ readonly reason: string }> {
+  override get message(): string {
+    return this.reason
+  }
+}
+
 /** The operation is not valid in the node's current situation (e.g. a voter that is not in the configuration). */
 export class InvalidOperation extends Schema.TaggedError<InvalidOperation>()("InvalidOperation", {
   reason: Schema.String
@@ -189,6 +208,42 @@ export class InvalidOperation extends Schema.TaggedError<InvalidOperation>()("In
     return this.reason
   }
 }
+
+/** Errors `apply` and `barrier` can fail with. */
+export type ApplyError =
+  | NotLeader
+  | LeadershipLost
+  | LeadershipTransferInProgress
+  | ApplyTimeout
+  | RaftShutdown
+  | StorageError
+
+/** Errors of the membership changes. */
+export type MembershipError =
+  | NotLeader
+  | LeadershipLost
+  | LeadershipTransferInProgress
+  | ApplyTimeout
+  | ConfigurationChanged
+  | InvalidOperation
+  | RaftShutdown
+  | StorageError
+
+/** Errors of a user snapshot (`InvalidOperation` while a configuration change is uncommitted). */
+export type SnapshotError = NothingNewToSnapshot | InvalidOperation | FsmError | StorageError | RaftShutdown
+
+/** Errors of a user restore. */
+export type RestoreError =
+  | NotLeader
+  | LeadershipLost
+  | LeadershipTransferInProgress
+  | ApplyTimeout
+  | FsmError
+  | StorageError
+  | RaftShutdown
+
+/** Errors of a leadership transfer. */
+export type TransferError = NotLeader | LeadershipTransferInProgress | LeadershipTransferFailed | RaftShutdown
 
 /** Every error effect-raft can produce. */
 export type RaftError =
@@ -211,3 +266,5 @@ export type RaftError =
   | BindError
   | SnapshotNotFound
   | InvalidOperation
+  | NotVoter
+  | IdentityMismatch

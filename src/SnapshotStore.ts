@@ -44,6 +44,8 @@ export interface SnapshotStore {
     { readonly meta: SnapshotMeta; readonly data: Stream.Stream<Uint8Array, StorageError> },
     SnapshotNotFound | StorageError
   >
+  /** Deletes a snapshot (nothing when it is not held): a node drops one its state machine could not restore. */
+  readonly delete: (id: string) => Effect.Effect<void, StorageError>
 }
 
 /** The tag of a node's snapshot store. */
@@ -77,6 +79,10 @@ export const makeMemory = (retain = 2): SnapshotStore => {
         return found === undefined
           ? Effect.fail(new SnapshotNotFound({ reason: `no snapshot with id ${id}` }))
           : Effect.succeed({ meta: found.meta, data: Stream.fromIterable(found.chunks) })
+      }),
+    delete: (id) =>
+      Effect.sync(() => {
+        snapshots = snapshots.filter((snapshot) => snapshot.meta.id !== id)
       })
   }
 }

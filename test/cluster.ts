@@ -20,6 +20,7 @@ import * as Fsm from "../src/Fsm.js"
 import type * as Log from "../src/Log.js"
 import * as LogStore from "../src/LogStore.js"
 import * as Raft from "../src/Raft.js"
+import { StorageError } from "../src/RaftError.js"
 import type * as RaftConfig from "../src/RaftConfig.js"
 import * as SnapshotStore from "../src/SnapshotStore.js"
 import * as StableStore from "../src/StableStore.js"
@@ -116,6 +117,8 @@ export interface ClusterOptions {
   readonly stepMillis?: number | undefined
   /** When false, time is real (`it.live`) and helpers sleep instead of adjusting the TestClock. */
   readonly testClock?: boolean | undefined
+  /** The FSM a node starts with (each start); a fresh `recordingFsm` by default. */
+  readonly fsm?: ((id: string) => RecordingFsm) | undefined
 }
 
 export const makeCluster = (options: ClusterOptions): Effect.Effect<Cluster, unknown, Scope.Scope> =>
@@ -131,7 +134,7 @@ export const makeCluster = (options: ClusterOptions): Effect.Effect<Cluster, unk
 
     const start = (node: TestNode) =>
       Effect.gen(function*() {
-        node.fsm = recordingFsm()
+        node.fsm = options.fsm?.(node.id) ?? recordingFsm()
         node.scope = yield* Scope.fork(outer, { _tag: "Sequential" } as never)
         const layer = Raft.layer({ localId: node.id, ...fastTimers, ...options.config }).pipe(
           Layer.provide([
@@ -297,6 +300,29 @@ export const eventually = (cluster: Cluster, limitMillis: number, check: Effect.
     }
     return false
   })
+
+/**
+ * Makes the next `count` writes of a store fail with `StorageError` (a disk that is full, or failing, for a while);
+ * returns how many are still to fail.
+ */
+export const failNextWrites = <S extends LogStore.LogStore | StableStore.StableStore>(
+  store: S,
+  methods: ReadonlyArray<keyof S & string>,
+  count: number
+): { readonly remaining: () => number } => {
+  let remaining = count
+  const target = store as unknown as Record<string, (...args: ReadonlyArray<unknown>) => Effect.Effect<unknown, unknown>>
+  for (const method of methods) {
+    const original = target[method]!
+    target[method] = (...args) =>
+      Effect.suspend(() => {
+        if (remaining <= 0) return original(...args)
+        remaining--
+        return Effect.fail(new StorageError({ operation: method, reason: "injected: the disk is full" }))
+      })
+  }
+  return { remaining: () => remaining }
+}
 
 /** Makes a log store's writes wait until the returned latch opens (at the latest when the test ends): a disk that hangs. */
 export const stuckDisk = (logs: LogStore.LogStore) =>

@@ -18,6 +18,36 @@ export interface Bugs {
   readonly keepConflictingSuffix?: boolean | undefined
   /** The leader counts itself toward commitment before its own write of the entries is durable. */
   readonly leaderCountsUnwritten?: boolean | undefined
+  /** A restarted node forgets the vote it stored, so it may vote twice in one term. */
+  readonly forgetVoteAtStart?: boolean | undefined
+  /** The vote's up-to-date check compares only the last indexes, not the last terms first. */
+  readonly voteUpToDateByIndexOnly?: boolean | undefined
+  /** The vote's up-to-date check compares only the last terms, not the indexes when they are equal. */
+  readonly voteUpToDateByTermOnly?: boolean | undefined
+  /** A vote is granted to a candidate of a term older than the voter's. */
+  readonly voteInStaleTerm?: boolean | undefined
+  /** A follower accepts AppendEntries from a leader of a term older than its own. */
+  readonly acceptStaleAppend?: boolean | undefined
+  /** A follower accepts entries whose previous entry it holds with another term. */
+  readonly skipPrevTermCheck?: boolean | undefined
+  /** A follower accepts entries that start past the end of its log. */
+  readonly acceptPastLogEnd?: boolean | undefined
+  /** A follower moves its commit index to the leader's, past the entries it checked against the leader's log. */
+  readonly commitPastVerified?: boolean | undefined
+  /** The leader records a follower's acknowledgement as a match of its whole log, not of what it sent. */
+  readonly matchBeyondAcknowledged?: boolean | undefined
+  /** The leader counts non-voters toward commitment. */
+  readonly countNonVoters?: boolean | undefined
+  /** The leader keeps counting voters removed from the configuration toward commitment. */
+  readonly countRemovedVoters?: boolean | undefined
+  /** A follower installs a leader's snapshot older than what it has already applied. */
+  readonly installOverNewer?: boolean | undefined
+  /** Compaction deletes entries up to the trailing window whether or not a snapshot covers them. */
+  readonly compactPastSnapshot?: boolean | undefined
+  /** The leader starts a membership change before the previous one committed. */
+  readonly concurrentMembershipChanges?: boolean | undefined
+  /** Leadership transfer sends TimeoutNow without waiting for the target to catch up. */
+  readonly transferToLaggard?: boolean | undefined
 }
 
 /** The bugs a node is built with: none by default. */

@@ -45,6 +45,11 @@ export class Commitment {
     this.recalculate()
   }
 
+  /** The servers counted. */
+  voters(): Array<string> {
+    return [...this.matchIndexes.keys()]
+  }
+
   /** The match index recorded for `id` (0 when unknown). */
   matchIndex(id: string): number {
     return this.matchIndexes.get(id) ?? 0

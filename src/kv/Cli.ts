@@ -30,7 +30,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { ParseError } from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
-import type { BindError, RaftConfigError, StorageError } from "../RaftError.js"
+import type { BindError, IdentityMismatch, NotVoter, RaftConfigError, StorageError } from "../RaftError.js"
 import * as Http from "./Http.js"
 import type * as KvError from "./KvError.js"
 import * as KvNode from "./KvNode.js"
@@ -218,6 +218,8 @@ export type CliError =
   | ParseError
   | RaftConfigError
   | StorageError
+  | IdentityMismatch
+  | NotVoter
   | BindError
   | ServeError
   | KvError.KvError

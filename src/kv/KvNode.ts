@@ -23,7 +23,7 @@ import * as Configuration from "../Configuration.js"
 import * as LogStore from "../LogStore.js"
 import * as Raft from "../Raft.js"
 import type * as RaftConfig from "../RaftConfig.js"
-import type { BindError, RaftConfigError, StorageError } from "../RaftError.js"
+import type { BindError, IdentityMismatch, NotVoter, RaftConfigError, StorageError } from "../RaftError.js"
 import * as SnapshotStore from "../SnapshotStore.js"
 import * as StableStore from "../StableStore.js"
 import * as LmdbStore from "../storage/LmdbStore.js"
@@ -112,7 +112,10 @@ const joinLoop = (options: Options, target: string) =>
 export const layer = <E>(
   options: Options,
   infrastructure: Layer.Layer<Infrastructure, E>
-): Layer.Layer<Raft.Raft | Kv.KvService | KvFsm.KvState, E | RaftConfigError | StorageError | ServeError> => {
+): Layer.Layer<
+  Raft.Raft | Kv.KvService | KvFsm.KvState,
+  E | RaftConfigError | StorageError | IdentityMismatch | NotVoter | ServeError
+> => {
   const http = parseAddress(options.httpAddress)
   const withBootstrap = options.bootstrap === true
     ? Layer.tap(infrastructure, (context) => Effect.provide(bootstrap(options), context))

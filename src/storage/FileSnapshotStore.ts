@@ -323,5 +323,12 @@ export const make = (
         return { meta, data: verified(dataPath, meta, expected) }
       })
 
-    return { create, list, open }
+    const remove: SnapshotStore["delete"] = (id) =>
+      Effect.gen(function*() {
+        if (!ID_PATTERN.test(id)) return
+        yield* fs.remove(path.join(directory, id), { recursive: true, force: true })
+        yield* fsyncPath(directory)
+      }).pipe(Effect.mapError(storageError("delete snapshot")))
+
+    return { create, list, open, delete: remove }
   })

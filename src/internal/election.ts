@@ -1,0 +1,243 @@
+/**
+ * Elections, both sides. A follower that hears from no leader within its
+ * heartbeat timeout campaigns: with PreVote (Raft thesis §9.6) it first asks
+ * whether the voters would vote for it, changing no term; then, as a
+ * candidate, it stores a new term and its own vote and asks for the others'.
+ * A quorum of votes makes it leader (leader.ts). The voter's side answers
+ * RequestVote and RequestPreVote by Raft's rules (§5.2, §5.4.1) plus
+ * hashicorp's: while a live leader is heard, other candidates are refused.
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
+import * as Configuration from "../Configuration.js"
+import type { StorageError } from "../RaftError.js"
+import type {
+  RequestPreVoteRequest,
+  RequestPreVoteResponse,
+  RequestVoteRequest,
+  RequestVoteResponse
+} from "../Rpc.js"
+import { persistVote, setCurrentTerm } from "./hardState.js"
+import { becomeLeader } from "./leader.js"
+import { metrics } from "./metrics.js"
+import { becomeFollower, changeState, resetRoleScope, setLeader } from "./role.js"
+import { emit, forkRole, type NodeState, publish, quorumOf } from "./state.js"
+
+/** A candidate's election timer: a new election if nobody wins within one to two election timeouts. */
+const electionTimer = (node: NodeState, myEpoch: number) =>
+  forkRole(
+    node,
+    Random.nextIntBetween(node.config.electionTimeoutMillis, 2 * node.config.electionTimeoutMillis).pipe(
+      Effect.flatMap((wait) => Effect.sleep(wait)),
+      Effect.andThen(Effect.sync(() => emit(node, { _tag: "Timer", epoch: myEpoch })))
+    )
+  )
+
+/** An election: PreVote first when configured (and not asked to campaign by a leadership transfer). Run loop. */
+const campaign = (node: NodeState, transfer: boolean) =>
+  node.config.preVote && !transfer ? becomePreCandidate(node) : becomeCandidate(node, transfer)
+
+/**
+ * PreVote (Raft thesis §9.6): ask the voters whether they would vote for us at the next term, changing
+ * nothing, neither our term nor anyone's vote; campaign only when a quorum would.
+ */
+const becomePreCandidate = (node: NodeState): Effect.Effect<void, StorageError> =>
+  Effect.gen(function*() {
+    yield* resetRoleScope(node)
+    yield* changeState(node, "Candidate")
+    yield* setLeader(node, undefined, undefined)
+    node.preVoting = true
+    const myEpoch = node.epoch
+    const configuration = node.latestConfiguration
+    const request: RequestPreVoteRequest = {
+      _tag: "RequestPreVoteRequest",
+      term: node.currentTerm + 1,
+      candidateId: node.localId,
+      candidateAddress: node.localAddress,
+      lastLogIndex: node.lastLogIndex,
+      lastLogTerm: node.lastLogTerm
+    }
+    yield* electionTimer(node, myEpoch)
+    node.preVotes = Configuration.isVoter(configuration, node.localId) ? 1 : 0
+    for (const server of Configuration.votersOf(configuration)) {
+      if (server.id === node.localId) continue
+      yield* forkRole(
+        node,
+        node.transport.requestPreVote(server.id, server.address, request).pipe(
+          Effect.tap((response) => emit(node, { _tag: "PreVote", epoch: myEpoch, from: server.id, response })),
+          Effect.catchAll((error) => Effect.logDebug("pre-vote request failed", error))
+        )
+      )
+    }
+    if (node.preVotes > 0 && node.preVotes >= quorumOf(configuration)) yield* becomeCandidate(node, false)
+  })
+
+/** Becomes a candidate of the next term: its own vote stored first, then everyone asked. Run loop. */
+export const becomeCandidate = (node: NodeState, transfer: boolean): Effect.Effect<void, StorageError> =>
+  Effect.gen(function*() {
+    yield* resetRoleScope(node)
+    node.preVoting = false
+    yield* changeState(node, "Candidate")
+    metrics.elections.unsafeUpdate(1, node.nodeLabels)
+    yield* setLeader(node, undefined, undefined)
+    yield* setCurrentTerm(node, node.currentTerm + 1)
+    const term = node.currentTerm
+    const myEpoch = node.epoch
+    node.candidateVotes = 0
+    const configuration = node.latestConfiguration
+    const request: RequestVoteRequest = {
+      _tag: "RequestVoteRequest",
+      term,
+      candidateId: node.localId,
+      candidateAddress: node.localAddress,
+      lastLogIndex: node.lastLogIndex,
+      lastLogTerm: node.lastLogTerm,
+      leadershipTransfer: transfer
+    }
+    // Election timer: a new election if nobody wins in time.
+    yield* electionTimer(node, myEpoch)
+    // Our own vote, stored before it counts and before anyone is asked.
+    const selfVoter = Configuration.isVoter(configuration, node.localId)
+    if (selfVoter) {
+      yield* persistVote(node, term, node.localId)
+      node.candidateVotes = 1
+    }
+    for (const server of Configuration.votersOf(configuration)) {
+      if (server.id === node.localId) continue
+      yield* forkRole(
+        node,
+        node.transport.requestVote(server.id, server.address, request).pipe(
+          Effect.tap((response) => emit(node, { _tag: "Vote", epoch: myEpoch, from: server.id, response })),
+          Effect.catchAll((error) => Effect.logDebug("vote request failed", error))
+        )
+      )
+    }
+    if (selfVoter && node.candidateVotes >= quorumOf(configuration)) yield* becomeLeader(node)
+  })
+
+/** Whether this node hears from a live leader other than `candidateId` (hashicorp's rule against disruption). */
+const hearsOtherLeader = (node: NodeState, candidateId: string): boolean =>
+  node.leaderId !== undefined && node.leaderId !== candidateId &&
+  (node.role === "Leader" ||
+    (node.lastContact !== undefined && node.now() - node.lastContact < node.config.heartbeatTimeoutMillis))
+
+/** Whether our log is more up to date than a candidate's (Raft §5.4.1): then it gets no vote. */
+const logAhead = (node: NodeState, lastLogIndex: number, lastLogTerm: number): boolean =>
+  node.bugs.voteUpToDateByIndexOnly === true
+    ? node.lastLogIndex > lastLogIndex
+    : node.bugs.voteUpToDateByTermOnly === true
+    ? node.lastLogTerm > lastLogTerm
+    : node.lastLogTerm > lastLogTerm || (node.lastLogTerm === lastLogTerm && node.lastLogIndex > lastLogIndex)
+
+/** The `RequestVote` event: grants at most one vote per term, stored before it is granted. Run loop. */
+export const handleRequestVote = (node: NodeState, request: RequestVoteRequest) =>
+  Effect.gen(function*() {
+    const response = { _tag: "RequestVoteResponse" as const, term: node.currentTerm, granted: false }
+    const observe = () => publish(node, { _tag: "RequestVote", request, granted: response.granted })
+    // While we hear from a live leader, refuse other candidates (unless a transfer asks).
+    if (!request.leadershipTransfer && hearsOtherLeader(node, request.candidateId)) {
+      yield* observe()
+      return response
+    }
+    if (request.term < node.currentTerm && node.bugs.voteInStaleTerm !== true) {
+      yield* observe()
+      return response
+    }
+    // Only a voter of our configuration may be elected (a removed server or a non-voter never is).
+    if (
+      node.latestConfiguration.servers.length > 0 && !Configuration.isVoter(node.latestConfiguration, request.candidateId)
+    ) {
+      yield* observe()
+      return response
+    }
+    if (request.term > node.currentTerm) {
+      yield* setCurrentTerm(node, request.term)
+      response.term = request.term
+      if (node.role !== "Follower") yield* becomeFollower(node)
+      yield* setLeader(node, undefined, undefined)
+    }
+    if (node.lastVoteTerm === request.term && node.lastVoteCandidate !== "") {
+      response.granted = node.lastVoteCandidate === request.candidateId
+      yield* observe()
+      return response
+    }
+    if (logAhead(node, request.lastLogIndex, request.lastLogTerm)) {
+      yield* observe()
+      return response
+    }
+    yield* persistVote(node, request.term, request.candidateId)
+    response.granted = true
+    node.lastContact = node.now()
+    yield* observe()
+    return response
+  })
+
+/** A pre-vote changes nothing here: it answers whether a vote at `request.term` would be granted now. Run loop. */
+export const handleRequestPreVote = (node: NodeState, request: RequestPreVoteRequest): RequestPreVoteResponse => {
+  const refuse = { _tag: "RequestPreVoteResponse" as const, term: node.currentTerm, granted: false }
+  if (
+    node.latestConfiguration.servers.length > 0 && !Configuration.isVoter(node.latestConfiguration, request.candidateId)
+  ) {
+    return refuse
+  }
+  if (hearsOtherLeader(node, request.candidateId)) return refuse
+  if (request.term < node.currentTerm) return refuse
+  if (
+    node.lastVoteTerm === request.term && node.lastVoteCandidate !== "" &&
+    node.lastVoteCandidate !== request.candidateId
+  ) {
+    return refuse
+  }
+  if (logAhead(node, request.lastLogIndex, request.lastLogTerm)) return refuse
+  return { ...refuse, granted: true }
+}
+
+/** The `Timer` event of the current role: a follower without a leader, or a candidate without a winner, campaigns. */
+export const handleTimer = (node: NodeState) =>
+  Effect.gen(function*() {
+    if (node.role === "Follower") {
+      if (node.lastContact !== undefined && node.now() - node.lastContact < node.config.heartbeatTimeoutMillis) return
+      if (node.leaderId !== undefined) {
+        yield* Effect.logWarning("heartbeat timeout reached, starting election", node.leaderId)
+        yield* setLeader(node, undefined, undefined)
+      }
+      if (node.latestConfigurationIndex === 0 && node.latestConfiguration.servers.length === 0) return
+      if (!Configuration.isVoter(node.latestConfiguration, node.localId)) return
+      yield* campaign(node, false)
+    } else if (node.role === "Candidate") {
+      yield* Effect.logDebug("election timeout reached, restarting election")
+      yield* campaign(node, false)
+    }
+  })
+
+/** A `PreVote` answer of the current pre-vote round. Run loop. */
+export const handlePreVote = (node: NodeState, from: string, response: RequestPreVoteResponse) =>
+  Effect.gen(function*() {
+    if (node.role !== "Candidate" || !node.preVoting) return
+    if (response.term > node.currentTerm) {
+      yield* setCurrentTerm(node, response.term)
+      yield* becomeFollower(node)
+      return
+    }
+    if (!response.granted) return
+    node.preVotes++
+    yield* Effect.logDebug(`pre-vote granted by ${from}, tally ${node.preVotes}`)
+    if (node.preVotes >= quorumOf(node.latestConfiguration)) yield* becomeCandidate(node, false)
+  })
+
+/** A `Vote` answer of the current election. Run loop. */
+export const handleVote = (node: NodeState, from: string, response: RequestVoteResponse) =>
+  Effect.gen(function*() {
+    if (node.role !== "Candidate") return
+    if (response.term > node.currentTerm) {
+      yield* setCurrentTerm(node, response.term)
+      yield* becomeFollower(node)
+      return
+    }
+    if (response.granted && response.term === node.currentTerm) {
+      node.candidateVotes++
+      yield* Effect.logDebug(`vote granted by ${from}, tally ${node.candidateVotes}`)
+      if (node.candidateVotes >= quorumOf(node.latestConfiguration)) yield* becomeLeader(node)
+    }
+  })

@@ -1,0 +1,170 @@
+/**
+ * A follower's side of AppendEntries (hashicorp's appendEntries, Raft figure
+ * 2): check the request's term and the entry before the new ones, drop a
+ * conflicting suffix, store what is new, then commit what the leader
+ * committed over entries known to match it, and answer. The usual case, a
+ * follower hearing from the leader it knows with entries that extend its log
+ * where it ends, is taken without a generator: one store, then the commit.
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Configuration from "../Configuration.js"
+import type * as Log from "../Log.js"
+import type { StorageError } from "../RaftError.js"
+import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
+import { noteCommittedConfiguration, sendStoredToFsm } from "./commit.js"
+import { setCurrentTerm } from "./hardState.js"
+import { becomeFollower, setLeader } from "./role.js"
+import { type NodeState, storageNotFound } from "./state.js"
+
+/** Records entries just stored from the leader: configurations among them, and the new end of the log. */
+const noteAppended = (node: NodeState, fresh: ReadonlyArray<Log.Log>) => {
+  for (const entry of fresh) {
+    if (entry.type === "Configuration") {
+      const decoded = Configuration.decode(entry.data)
+      if (decoded !== undefined) {
+        // One change at a time: a leader appends a configuration only once the previous one committed,
+        // so the latest we held is committed now (as hashicorp/raft; a later truncation falls back to it).
+        if (node.latestConfigurationIndex > node.committedConfigurationIndex) {
+          node.committedConfiguration = node.latestConfiguration
+          node.committedConfigurationIndex = node.latestConfigurationIndex
+        }
+        node.latestConfiguration = decoded
+        node.latestConfigurationIndex = entry.index
+      }
+    }
+  }
+  const last = fresh[fresh.length - 1]!
+  if (last.index >= node.lastLogIndex || !node.bugs.keepConflictingSuffix) {
+    node.lastLogIndex = last.index
+    node.lastLogTerm = last.term
+  }
+}
+
+/** The rest of an accepted AppendEntries: commit what the leader committed (Raft figure 2), then answer. */
+const acceptAppend = (node: NodeState, request: AppendEntriesRequest): Effect.Effect<AppendEntriesResponse, StorageError> => {
+  const answer = (): AppendEntriesResponse => {
+    node.lastContact = node.now()
+    return {
+      _tag: "AppendEntriesResponse",
+      term: node.currentTerm,
+      lastLog: node.lastLogIndex,
+      success: true,
+      noRetryBackoff: false
+    }
+  }
+  // Only over entries known to match the leader.
+  const verifiedUpTo = node.bugs.commitPastVerified === true
+    ? node.lastLogIndex
+    : request.prevLogIndex + request.entries.length
+  if (request.leaderCommitIndex > node.commitIndex && verifiedUpTo > node.commitIndex) {
+    node.commitIndex = Math.min(request.leaderCommitIndex, verifiedUpTo)
+    noteCommittedConfiguration(node)
+  }
+  // Also what an earlier read of the store failed to hand over.
+  if (node.dispatchedToFsm < node.commitIndex) return Effect.map(sendStoredToFsm(node, node.commitIndex), answer)
+  return Effect.sync(answer)
+}
+
+/** The `AppendEntries` event. Run loop. */
+export const handleAppendEntries = (
+  node: NodeState,
+  request: AppendEntriesRequest
+): Effect.Effect<AppendEntriesResponse, StorageError> => {
+  if (
+    request.term === node.currentTerm && node.role === "Follower" && request.leaderId === node.leaderId &&
+    request.leaderAddress === node.leaderAddress && request.prevLogIndex === node.lastLogIndex &&
+    (request.prevLogIndex === 0 || request.prevLogTerm === node.lastLogTerm) &&
+    (request.entries.length === 0 || request.entries[0]!.index === request.prevLogIndex + 1)
+  ) {
+    node.lastContact = node.now()
+    const entries = request.entries
+    if (entries.length === 0) return acceptAppend(node, request)
+    return Effect.flatMap(node.logs.storeLogs(entries), () => {
+      noteAppended(node, entries)
+      return acceptAppend(node, request)
+    })
+  }
+  return handleAppendEntriesInFull(node, request)
+}
+
+const handleAppendEntriesInFull = (node: NodeState, request: AppendEntriesRequest) =>
+  Effect.gen(function*() {
+    const { logs } = node
+    const response = {
+      _tag: "AppendEntriesResponse" as const,
+      term: node.currentTerm,
+      lastLog: node.lastLogIndex,
+      success: false,
+      noRetryBackoff: false
+    }
+    if (request.term < node.currentTerm && node.bugs.acceptStaleAppend !== true) return response
+    if (request.term > node.currentTerm || node.role !== "Follower") {
+      yield* setCurrentTerm(node, request.term)
+      response.term = request.term
+      if (node.role !== "Follower") yield* becomeFollower(node)
+    }
+    yield* setLeader(node, request.leaderId, request.leaderAddress)
+    node.lastContact = node.now()
+
+    if (request.prevLogIndex > 0) {
+      let prevTerm: number
+      if (request.prevLogIndex === node.lastLogIndex) prevTerm = node.lastLogTerm
+      else if (request.prevLogIndex === node.lastSnapshotIndex) prevTerm = node.lastSnapshotTerm
+      // Inside our snapshot: committed, so it matches any current leader's log (Raft §5.4).
+      else if (request.prevLogIndex < node.lastSnapshotIndex) prevTerm = request.prevLogTerm
+      else if (request.prevLogIndex > node.lastLogIndex && node.bugs.acceptPastLogEnd !== true) {
+        response.noRetryBackoff = true
+        return response
+      } else if (request.prevLogIndex > node.lastLogIndex) prevTerm = request.prevLogTerm
+      else {
+        const prev = yield* Effect.either(logs.getLog(request.prevLogIndex))
+        if (prev._tag === "Left") {
+          response.noRetryBackoff = true
+          return response
+        }
+        prevTerm = prev.right.term
+      }
+      if (prevTerm !== request.prevLogTerm && node.bugs.skipPrevTermCheck !== true) {
+        response.noRetryBackoff = true
+        return response
+      }
+    }
+
+    const entries = request.entries
+    if (entries.length > 0) {
+      // Skip what we already hold; truncate at the first conflict (Raft §5.3).
+      let firstNew = entries.length
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i]!
+        if (entry.index > node.lastLogIndex) {
+          firstNew = i
+          break
+        }
+        const held = entry.index <= node.lastSnapshotIndex
+          ? undefined
+          : yield* logs.getLog(entry.index).pipe(Effect.catchTag("LogNotFound", storageNotFound("read")))
+        if (held !== undefined && held.term !== entry.term) {
+          if (node.bugs.keepConflictingSuffix) {
+            firstNew = i
+            break
+          }
+          yield* Effect.logWarning(`clearing log suffix from ${entry.index} to ${node.lastLogIndex}`)
+          yield* logs.deleteRange(entry.index, node.lastLogIndex)
+          if (entry.index <= node.latestConfigurationIndex) {
+            node.latestConfiguration = node.committedConfiguration
+            node.latestConfigurationIndex = node.committedConfigurationIndex
+          }
+          node.lastLogIndex = entry.index - 1
+          firstNew = i
+          break
+        }
+      }
+      if (firstNew < entries.length) {
+        const fresh = firstNew === 0 ? entries : entries.slice(firstNew)
+        yield* logs.storeLogs(fresh)
+        noteAppended(node, fresh)
+      }
+    }
+    return yield* acceptAppend(node, request)
+  })

@@ -1,0 +1,126 @@
+/**
+ * The FSM runner (hashicorp's runFSM): one fiber that applies committed
+ * entries to the user's state machine in log order, in batches, and answers
+ * each entry's future with the FSM's response. Between two batches it also
+ * captures the state for a snapshot (`Capture`) and replaces it with one
+ * (`Restore`). It alone writes the `applied*` fields of the node.
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Configuration from "../Configuration.js"
+import type * as Log from "../Log.js"
+import { NothingNewToSnapshot } from "../RaftError.js"
+import { Future } from "./future.js"
+import type { ApplyFuture } from "./leaderState.js"
+import type { NodeState } from "./state.js"
+
+/** Waits until the FSM has applied `index`. Any fiber. */
+export const waitApplied = (node: NodeState, index: number): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (node.appliedIndex >= index) return Effect.void
+    const future = new Future<void, never>()
+    node.appliedWaiters.push({ index, future })
+    return future.await
+  })
+
+/** The FSM runner's fiber body, built once per node. */
+export const fsmRunner = (node: NodeState) => {
+  // The batch being gathered.
+  let all: Array<Log.Log> = []
+  let futures: Array<ApplyFuture | undefined> = []
+  let commands: Array<Log.Log> = []
+  const noResponses: ReadonlyArray<unknown> = []
+  const applyPending: Effect.Effect<void> = Effect.suspend(() => {
+    if (all.length === 0) return Effect.void
+    node.fsmInHand = futures
+    return commands.length === 0
+      ? Effect.sync(() => applied(noResponses))
+      : Effect.map(node.fsm.applyBatch(commands), applied)
+  })
+  /** Answers the applied batch's futures and moves `appliedIndex`. */
+  const applied = (responses: ReadonlyArray<unknown>): void => {
+    node.fsmInHand = []
+    let k = 0
+    for (let i = 0; i < all.length; i++) {
+      const entry = all[i]!
+      const response = entry.type === "Command" ? responses[k++] : undefined
+      const future = futures[i]
+      if (future !== undefined) future.deferred.done(Exit.succeed({ index: entry.index, response }))
+    }
+    const last = all[all.length - 1]!
+    node.appliedIndex = last.index
+    node.appliedTerm = last.term
+    node.fsmPending -= all.length
+    all = []
+    futures = []
+    commands = []
+    if (node.appliedWaiters.length > 0) {
+      const waiting = node.appliedWaiters
+      node.appliedWaiters = []
+      for (const waiter of waiting) {
+        if (waiter.index <= node.appliedIndex) waiter.future.done(Exit.void)
+        else node.appliedWaiters.push(waiter)
+      }
+    }
+  }
+
+  return Effect.gen(function*() {
+    while (true) {
+      const [items, done] = yield* node.fsmMailbox.takeAll
+      for (const item of items) {
+        if (item._tag === "Batch") {
+          for (let i = 0; i < item.logs.length; i++) {
+            const entry = item.logs[i]!
+            all.push(entry)
+            futures.push(item.futures === undefined ? undefined : item.futures[i])
+            if (entry.type === "Command") commands.push(entry)
+            else if (entry.type === "Configuration") {
+              const decoded = Configuration.decode(entry.data)
+              if (decoded !== undefined) {
+                node.appliedConfiguration = decoded
+                node.appliedConfigurationIndex = entry.index
+              }
+            }
+          }
+          continue
+        }
+        yield* applyPending
+        if (item._tag === "Capture") {
+          // Taken between two batches, so it is exactly the state at `appliedIndex`.
+          if (node.appliedIndex <= node.lastSnapshotIndex) {
+            item.deferred.done(Exit.fail(new NothingNewToSnapshot()))
+            continue
+          }
+          const captured = yield* Effect.either(node.fsm.snapshot)
+          item.deferred.done(
+            captured._tag === "Left" ? Exit.fail(captured.left) : Exit.succeed({
+              snapshot: captured.right,
+              index: node.appliedIndex,
+              term: node.appliedTerm,
+              configuration: node.appliedConfiguration,
+              configurationIndex: node.appliedConfigurationIndex
+            })
+          )
+        } else {
+          // A snapshot that cannot be restored (its data corrupt, or refused by the FSM) leaves the FSM as it was,
+          // as `Fsm.restore` promises: whoever asked decides what follows (snapshot.ts refuses it).
+          const restored = yield* Effect.either(
+            Effect.flatMap(node.snapshots.open(item.meta.id), (opened) => node.fsm.restore(opened.data))
+          )
+          if (restored._tag === "Left") {
+            item.deferred.done(Exit.fail(restored.left))
+            continue
+          }
+          node.appliedIndex = item.meta.index
+          node.appliedTerm = item.meta.term
+          node.appliedConfiguration = item.meta.configuration
+          node.appliedConfigurationIndex = item.meta.configurationIndex
+          item.deferred.done(Exit.void)
+        }
+      }
+      yield* applyPending
+      if (done) return
+    }
+  })
+}

@@ -1,0 +1,123 @@
+/**
+ * What a leader keeps for its term, as plain records: the futures of the
+ * entries it appended, its replication to each other server, pending
+ * verifications and membership changes. A `LeaderState` lives from
+ * `becomeLeader` (leader.ts) to the end of the term (`tearDownLeader` in
+ * role.ts); its fields say which module and fibers write them.
+ * @internal
+ */
+import type * as Effect from "effect/Effect"
+import type * as MetricLabel from "effect/MetricLabel"
+import type * as Scope from "effect/Scope"
+import type * as Configuration from "../Configuration.js"
+import type * as Log from "../Log.js"
+import type {
+  ApplyError,
+  LeadershipLost,
+  MembershipError,
+  NotLeader,
+  RaftShutdown,
+  StorageError,
+  TransferError
+} from "../RaftError.js"
+import type { Commitment } from "./commitment.js"
+import type { Future } from "./future.js"
+import type { ApplyResult } from "./types.js"
+
+/** An apply waits in the run loop's mailbox. */
+export const QUEUED = 0
+/** An apply was taken by the leader (appended, or about to be). */
+export const DISPATCHED = 1
+/** An apply's caller gave up before it was taken: it is never appended. */
+export const CANCELLED = 2
+
+/** One entry a client (or the leader itself) asked to append, and who waits for its outcome. */
+export interface ApplyFuture {
+  readonly type: Log.LogType
+  readonly data: Uint8Array
+  readonly deferred: Future<ApplyResult, ApplyError>
+  status: number
+}
+
+/** A `verifyLeader` waiting for a quorum of heartbeat answers (verify.ts). */
+export interface VerifyFuture {
+  readonly deferred: Future<void, NotLeader | LeadershipLost | RaftShutdown>
+  readonly quorum: number
+  /** The leader's set of pending verifications, left when this one settles. */
+  readonly pending: Set<VerifyFuture>
+  votes: number
+  done: boolean
+}
+
+/** A membership change waiting for the leader to be able to append it (membership.ts). */
+export interface MembershipRequest {
+  readonly change: Configuration.Change
+  readonly prevIndex: number
+  readonly deferred: Future<number, MembershipError>
+  /** Set for the second step of an automatic promotion: never converted to a non-voter again. */
+  readonly promotion: boolean
+  cancelled: boolean
+}
+
+/** The leader's replication to one other server: written by that server's replication fibers only (replication.ts). */
+export interface Replication {
+  readonly peer: Configuration.Server
+  readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
+  /** Holds this follower's fibers: closed when it leaves the configuration, or with the leader's term. */
+  readonly scope: Scope.CloseableScope
+  nextIndex: number
+  /** The highest index this follower is known to hold (voters and non-voters alike). */
+  matchIndex: number
+  /** Its last answer (`Clock` ms); the start of replication to it until `answered`, which gives the lease a grace period. */
+  lastContact: number
+  /** Whether it answered at all since this leader began replicating to it. */
+  answered: boolean
+  /** Failed exchanges since its last successful answer. */
+  failures: number
+  allowPipeline: boolean
+  readonly trigger: Effect.Latch
+  readonly heartbeatNow: Effect.Latch
+  readonly verifiers: Set<VerifyFuture>
+}
+
+/** One term of leadership. */
+export interface LeaderState {
+  readonly term: number
+  readonly commitment: Commitment
+  readonly replications: Map<string, Replication>
+  /** Entries this leader appended that are not yet committed, in index order, with their futures. */
+  inflight: Array<{ readonly log: Log.Log; readonly future: ApplyFuture | undefined; readonly at: number }>
+  inflightHead: number
+  /**
+   * The last entry of this leader's log known to be in its log store. The leader writes its own entries while it
+   * replicates them (Raft thesis §10.2.1): entries after this one are in `unstored`, and the leader counts itself
+   * toward commitment only up to here. Written by the leader's writer (leaderLog.ts).
+   */
+  storedIndex: number
+  storedTerm: number
+  /** Appended entries on their way to the log store, in index order: replication reads them from here. */
+  unstored: Array<Log.Log>
+  /**
+   * The leader's latest entries, written or not, in index order up to the last one (between 16 and 32 ×
+   * `maxAppendEntries` of them once that many were appended): AppendEntries for a follower that keeps up are
+   * built from here.
+   */
+  recent: Array<Log.Log>
+  /** Set when a write of this leader's entries failed: nothing after `storedIndex` is written any more. */
+  writeFailure: StorageError | undefined
+  readonly verifiers: Set<VerifyFuture>
+  commitPending: boolean
+  /** Membership changes waiting for the previous one (and this leader's no-op) to commit. */
+  readonly changes: Array<MembershipRequest>
+  /** Non-voters added by `addVoter` that become voters once caught up; the request completes on promotion. */
+  readonly promotions: Map<string, { readonly request: MembershipRequest; caughtUpSince: number | undefined }>
+  /** The configuration entry appended and not yet committed, and the request waiting for it. */
+  changeInFlight: { readonly index: number; readonly request: MembershipRequest | undefined } | undefined
+  transfer: { readonly target: string; readonly deferred: Future<void, TransferError> } | undefined
+}
+
+/** A batch of the leader's own entries for its writer. */
+export interface LeaderWrite {
+  readonly leader: LeaderState
+  readonly entries: ReadonlyArray<Log.Log>
+}

@@ -1,0 +1,261 @@
+/**
+ * The run loop: the one fiber that owns a node's Raft state. It drains the
+ * mailbox with `takeAll` and routes each event to the module that handles
+ * it; consecutive applies on a leader become one `dispatch` (one
+ * `storeLogs` of up to `maxAppendEntries` entries). While it waits for
+ * events, `loopIdle` lets two fast paths act for it (state.ts).
+ * @internal
+ */
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { LeadershipTransferInProgress, RaftShutdown, type StorageError } from "../RaftError.js"
+import type { AppendEntriesResponse } from "../Rpc.js"
+import { handleBootstrap } from "./bootstrap.js"
+import { processCommit } from "./commit.js"
+import { handlePreVote, handleRequestPreVote, handleRequestVote, handleTimer, handleVote } from "./election.js"
+import type { Event } from "./events.js"
+import { handleAppendEntries } from "./follower.js"
+import type { Future } from "./future.js"
+import { handleStepDown, handleWriteFailed } from "./leader.js"
+import { type ApplyFuture, CANCELLED, DISPATCHED } from "./leaderState.js"
+import { dispatch } from "./leaderLog.js"
+import { handleMembership, handlePromote } from "./membership.js"
+import { becomeFollower } from "./role.js"
+import { handleCompact, handleInstallCheck, handleInstallStored, handleUserRestore } from "./snapshot.js"
+import { type NodeState, notLeaderError } from "./state.js"
+import { handleTimeoutNow, handleTransfer, handleTransferTimeout } from "./transfer.js"
+import { handleVerify } from "./verify.js"
+
+/** Handles one drained chunk of events; consecutive applies on a leader are stored together. */
+const handleEvents = (node: NodeState, events: Iterable<Event>) =>
+  Effect.gen(function*() {
+    let pending: Array<ApplyFuture> = []
+    const flush = Effect.suspend(() => {
+      if (pending.length === 0) return Effect.void
+      const batch = pending
+      pending = []
+      return dispatch(node, batch)
+    })
+    for (const event of events) {
+      if (event._tag === "Apply") {
+        const future = event.future
+        if (future.status === CANCELLED) continue
+        if (node.role !== "Leader") {
+          future.deferred.done(Exit.fail(notLeaderError(node)))
+          continue
+        }
+        if (node.leader?.transfer !== undefined) {
+          future.deferred.done(Exit.fail(new LeadershipTransferInProgress()))
+          continue
+        }
+        future.status = DISPATCHED
+        pending.push(future)
+        if (pending.length >= node.config.maxAppendEntries) yield* flush
+        continue
+      }
+      yield* flush
+      yield* Effect.catchTag(handleEvent(node, event), "StorageError", (error) => refuse(node, event, error))
+    }
+    yield* flush
+  })
+
+/** Handles one event other than an apply, answering its future when it has one. */
+const handleEvent = (node: NodeState, event: Exclude<Event, { readonly _tag: "Apply" }>) =>
+  Effect.gen(function*() {
+    switch (event._tag) {
+      case "AppendEntries": {
+        yield* answerAppend(node, event)
+        break
+      }
+      case "RequestVote": {
+        const response = yield* handleRequestVote(node, event.request)
+        event.deferred.done(Exit.succeed(response))
+        break
+      }
+      case "Timer": {
+        if (event.epoch === node.epoch) yield* handleTimer(node)
+        break
+      }
+      case "Vote": {
+        if (event.epoch === node.epoch) yield* handleVote(node, event.from, event.response)
+        break
+      }
+      case "StepDown": {
+        yield* handleStepDown(node, event)
+        break
+      }
+      case "Commit": {
+        if (event.epoch === node.epoch) yield* processCommit(node)
+        break
+      }
+      case "Verify": {
+        yield* handleVerify(node, event.deferred)
+        break
+      }
+      case "Bootstrap": {
+        yield* handleBootstrap(node, event.configuration, event.deferred)
+        break
+      }
+      case "RequestPreVote": {
+        event.deferred.done(Exit.succeed(handleRequestPreVote(node, event.request)))
+        break
+      }
+      case "PreVote": {
+        if (event.epoch === node.epoch) yield* handlePreVote(node, event.from, event.response)
+        break
+      }
+      case "TimeoutNow": {
+        event.deferred.done(Exit.succeed(yield* handleTimeoutNow(node, event.request)))
+        break
+      }
+      case "InstallCheck": {
+        event.deferred.done(Exit.succeed(yield* handleInstallCheck(node, event.request)))
+        break
+      }
+      case "InstallStored": {
+        event.deferred.done(Exit.succeed(yield* handleInstallStored(node, event.request, event.meta)))
+        break
+      }
+      case "Compact": {
+        yield* handleCompact(node, event.meta)
+        event.deferred.done(Exit.void)
+        break
+      }
+      case "Membership": {
+        yield* handleMembership(node, event.request)
+        break
+      }
+      case "Promote": {
+        if (event.epoch === node.epoch) yield* handlePromote(node, event.id)
+        break
+      }
+      case "Transfer": {
+        yield* handleTransfer(node, event.target, event.deferred)
+        break
+      }
+      case "TransferTimeout": {
+        if (event.epoch === node.epoch) yield* handleTransferTimeout(node)
+        break
+      }
+      case "WriteFailed": {
+        yield* handleWriteFailed(node, event)
+        break
+      }
+      case "UserRestore": {
+        yield* handleUserRestore(node, event.meta, event.data, event.deferred)
+        break
+      }
+    }
+  })
+
+/**
+ * A storage operation failed while the run loop handled `event`: the node degrades, it does not stop (a disk
+ * that filled up or failed once may work again). A request is refused (an AppendEntries answers failure, and
+ * its leader backs off and retries; a vote is not granted); the in-memory state moved only past writes that
+ * succeeded; a candidate or a leader steps down to follower, whose timer retries an election later.
+ */
+const refuse = (node: NodeState, event: Exclude<Event, { readonly _tag: "Apply" }>, error: StorageError) =>
+  Effect.gen(function*() {
+    yield* Effect.logError(`storage failed while handling ${event._tag}; this node stays up and retries later`, error)
+    switch (event._tag) {
+      case "AppendEntries":
+        event.deferred.done(Exit.succeed(refusedAppend(node)))
+        break
+      case "RequestVote":
+        event.deferred.done(Exit.succeed({ _tag: "RequestVoteResponse", term: node.currentTerm, granted: false }))
+        break
+      case "TimeoutNow":
+        event.deferred.done(Exit.succeed({ _tag: "TimeoutNowResponse", term: node.currentTerm, success: false }))
+        break
+      case "InstallCheck":
+        event.deferred.done(Exit.succeed({
+          accept: false,
+          response: { _tag: "InstallSnapshotResponse", term: node.currentTerm, success: false }
+        }))
+        break
+      case "InstallStored":
+        event.deferred.done(
+          Exit.succeed({ _tag: "InstallSnapshotResponse", term: node.currentTerm, success: false })
+        )
+        break
+      case "Compact":
+        event.deferred.done(Exit.void)
+        break
+      case "Membership":
+        event.request.deferred.done(Exit.fail(error))
+        break
+      case "UserRestore":
+        event.deferred.done(Exit.fail(error))
+        break
+      default:
+        break
+    }
+    if (node.role === "Candidate" || node.role === "Leader") yield* becomeFollower(node)
+  })
+
+/** The answer to an AppendEntries this node could not store: the leader backs off and sends it again. */
+const refusedAppend = (node: NodeState): AppendEntriesResponse => ({
+  _tag: "AppendEntriesResponse",
+  term: node.currentTerm,
+  lastLog: node.lastLogIndex,
+  success: false,
+  noRetryBackoff: false
+})
+
+/** One AppendEntries, answered. */
+const answerAppend = (node: NodeState, event: Extract<Event, { readonly _tag: "AppendEntries" }>) =>
+  Effect.map(handleAppendEntries(node, event.request), (response) => void event.deferred.done(Exit.succeed(response)))
+
+/** A run loop's chunk of one AppendEntries (a follower's usual one): answered, a storage failure refused. */
+const handleOneAppend = (node: NodeState, event: Extract<Event, { readonly _tag: "AppendEntries" }>) =>
+  Effect.catchTag(answerAppend(node, event), "StorageError", (error) => refuse(node, event, error))
+
+/** The run loop's fiber body: starts as a follower, then handles events until the mailbox ends. */
+export const runLoop = (node: NodeState) =>
+  Effect.gen(function*() {
+    yield* becomeFollower(node)
+    while (true) {
+      node.loopIdle = true
+      const [events, done] = yield* node.mailbox.takeAll
+      node.loopIdle = false
+      node.current = events
+      // A follower's usual batch, one AppendEntries, skips the general handler's generator.
+      const only = events.length === 1 ? Chunk.unsafeHead(events) : undefined
+      yield* Effect.uninterruptible(
+        only?._tag === "AppendEntries" ? handleOneAppend(node, only) : handleEvents(node, node.current)
+      )
+      node.current = []
+      if (done) return
+    }
+  })
+
+/** Answers an event the run loop will never handle: the node shut down. */
+export const failEvent = (event: Event) => {
+  const shutdownExit = Exit.fail(new RaftShutdown())
+  switch (event._tag) {
+    case "Apply":
+      event.future.deferred.done(shutdownExit)
+      break
+    case "AppendEntries":
+    case "RequestVote":
+    case "RequestPreVote":
+    case "TimeoutNow":
+    case "InstallCheck":
+    case "InstallStored":
+    case "Verify":
+    case "Bootstrap":
+    case "Transfer":
+    case "UserRestore":
+      ;(event.deferred as Future<unknown, RaftShutdown>).done(shutdownExit)
+      break
+    case "Membership":
+      event.request.deferred.done(shutdownExit)
+      break
+    case "Compact":
+      event.deferred.done(Exit.void)
+      break
+    default:
+      break
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * Membership changes on a leader, one at a time (as hashicorp/raft): a change
+ * waits until the leader's no-op and the previous change have committed, is
+ * appended as a configuration entry that takes effect at once, and completes
+ * when that entry commits. `addVoter` of a server that is not caught up adds
+ * it as a non-voter first; the promotion loop promotes it once it is.
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Configuration from "../Configuration.js"
+import {
+  type ApplyError,
+  ConfigurationChanged,
+  InvalidOperation,
+  LeadershipTransferInProgress
+} from "../RaftError.js"
+import { Future } from "./future.js"
+import { type ApplyFuture, DISPATCHED, type LeaderState, type MembershipRequest } from "./leaderState.js"
+import { dispatch } from "./leaderLog.js"
+import { reconfigureLeader } from "./replication.js"
+import { emit, type NodeState, notLeaderError } from "./state.js"
+import type { ApplyResult } from "./types.js"
+
+/** Appends a configuration entry; it takes effect at once (hashicorp/raft), and commits like any entry. Run loop. */
+const appendConfiguration = (
+  node: NodeState,
+  ls: LeaderState,
+  configuration: Configuration.Configuration,
+  request: MembershipRequest | undefined
+) =>
+  Effect.gen(function*() {
+    const future: ApplyFuture = {
+      type: "Configuration",
+      data: Configuration.encode(configuration),
+      deferred: new Future<ApplyResult, ApplyError>(),
+      status: DISPATCHED
+    }
+    yield* dispatch(node, [future])
+    if (node.leader !== ls || future.deferred.isDone) {
+      // The store failed (the leader stepped down and failed the future): tell the requester.
+      future.deferred.listen((exit) => {
+        if (request !== undefined && Exit.isFailure(exit)) request.deferred.done(Exit.failCause(exit.cause))
+      })
+      return
+    }
+    node.latestConfiguration = configuration
+    node.latestConfigurationIndex = node.lastLogIndex
+    ls.changeInFlight = { index: node.lastLogIndex, request }
+    // The requester hears when the entry is applied (committed), or why it never will be.
+    future.deferred.listen((exit) => {
+      if (request === undefined) return
+      request.deferred.done(
+        Exit.isSuccess(exit) ? Exit.succeed(exit.value.index) : Exit.failCause(exit.cause)
+      )
+    })
+    yield* reconfigureLeader(node, ls, configuration)
+  })
+
+/**
+ * Starts the next membership change once the leader is stable: its no-op and the previous change committed
+ * (one change at a time, as hashicorp/raft). Changes that leave the configuration as it is append nothing.
+ * Run loop.
+ */
+export const processMembership = (node: NodeState) =>
+  Effect.gen(function*() {
+    while (true) {
+      const ls = node.leader
+      if (ls === undefined || ls.transfer !== undefined || ls.changes.length === 0) return
+      if (
+        ls.changeInFlight !== undefined && ls.changeInFlight.index > node.commitIndex &&
+        node.bugs.concurrentMembershipChanges !== true
+      ) return
+      ls.changeInFlight = undefined
+      if (node.commitIndex < ls.commitment.startIndex) return
+      const request = ls.changes.shift()!
+      if (request.cancelled || request.deferred.isDone) continue
+      if (request.prevIndex !== 0 && request.prevIndex !== node.latestConfigurationIndex) {
+        request.deferred.done(
+          Exit.fail(
+            new ConfigurationChanged({ prevIndex: request.prevIndex, latestIndex: node.latestConfigurationIndex })
+          )
+        )
+        continue
+      }
+      let change = request.change
+      if (
+        change._tag === "AddVoter" && !request.promotion && !Configuration.isVoter(node.latestConfiguration, change.id)
+      ) {
+        // Not caught up: join as a non-voter first; promoted once it is (the request completes then).
+        const match = ls.replications.get(change.id)?.matchIndex ?? 0
+        if (node.lastLogIndex - match > node.config.maxAppendEntries) {
+          ls.promotions.set(change.id, { request, caughtUpSince: undefined })
+          change = { _tag: "AddNonvoter", id: change.id, address: change.address }
+        }
+      }
+      const next = Configuration.applyChange(node.latestConfiguration, change)
+      if (typeof next === "string") {
+        ls.promotions.delete(change.id)
+        request.deferred.done(Exit.fail(new InvalidOperation({ reason: next })))
+        continue
+      }
+      const awaited = ls.promotions.get(change.id)?.request === request ? undefined : request
+      if (Configuration.equals(next, node.latestConfiguration)) {
+        awaited?.deferred.done(Exit.succeed(node.latestConfigurationIndex))
+        continue
+      }
+      if (change._tag === "RemoveServer" || change._tag === "DemoteVoter") {
+        const waiting = ls.promotions.get(change.id)
+        if (waiting !== undefined) {
+          ls.promotions.delete(change.id)
+          waiting.request.deferred.done(
+            Exit.fail(new InvalidOperation({ reason: `${change.id} was removed or demoted before its promotion` }))
+          )
+        }
+      }
+      yield* appendConfiguration(node, ls, next, awaited)
+      return
+    }
+  })
+
+/** The `Membership` event: queues a change on the leader. Run loop. */
+export const handleMembership = (node: NodeState, request: MembershipRequest) =>
+  Effect.gen(function*() {
+    const ls = node.leader
+    if (ls === undefined) return request.deferred.done(Exit.fail(notLeaderError(node)))
+    if (ls.transfer !== undefined) return request.deferred.done(Exit.fail(new LeadershipTransferInProgress()))
+    ls.changes.push(request)
+    yield* processMembership(node)
+  })
+
+/** The `Promote` event: a non-voter added by `addVoter` caught up; its promotion goes first in line. Run loop. */
+export const handlePromote = (node: NodeState, id: string) =>
+  Effect.gen(function*() {
+    const ls = node.leader
+    const promotion = ls?.promotions.get(id)
+    if (ls === undefined || promotion === undefined) return
+    ls.promotions.delete(id)
+    const server = Configuration.find(node.latestConfiguration, id)
+    if (server === undefined) {
+      promotion.request.deferred.done(Exit.fail(new InvalidOperation({ reason: `${id} left before its promotion` })))
+      return
+    }
+    yield* Effect.logInfo(`${id} caught up, promoting it to voter`)
+    ls.changes.unshift({
+      change: { _tag: "AddVoter", id, address: server.address },
+      prevIndex: 0,
+      deferred: promotion.request.deferred,
+      promotion: true,
+      cancelled: false
+    })
+    yield* processMembership(node)
+  })
+
+/**
+ * Promotes non-voters added by `addVoter` once caught up: within `maxAppendEntries` of the leader's last
+ * index continuously for a round of one heartbeat timeout. A fiber of the leader's term.
+ */
+export const promotionLoop = (node: NodeState, ls: LeaderState, myEpoch: number) =>
+  Effect.gen(function*() {
+    const tick = Math.max(1, Math.floor(node.config.heartbeatTimeoutMillis / 10))
+    while (true) {
+      yield* Effect.sleep(tick)
+      if (node.leader !== ls) return
+      if (ls.promotions.size === 0) continue
+      const time = node.now()
+      for (const [id, promotion] of ls.promotions) {
+        const replication = ls.replications.get(id)
+        if (replication === undefined) continue
+        if (node.lastLogIndex - replication.matchIndex <= node.config.maxAppendEntries) {
+          promotion.caughtUpSince ??= time
+          if (time - promotion.caughtUpSince >= node.config.heartbeatTimeoutMillis) {
+            emit(node, { _tag: "Promote", epoch: myEpoch, id })
+          }
+        } else {
+          promotion.caughtUpSince = undefined
+        }
+      }
+    }
+  })

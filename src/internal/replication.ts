@@ -1,0 +1,463 @@
+/**
+ * Replication from a leader to one follower: the seed's `replication.go`.
+ * Per follower and term, `startReplication` forks four fibers into the
+ * follower's scope:
+ * - `replicate`: woken by new entries (`trigger`) or the commit ticker, sends
+ *   AppendEntries until the follower holds the leader's last entry, backing
+ *   off on errors and refusals, and sends the newest snapshot when the entries
+ *   it needs are compacted away (`sendLatestSnapshot`); once the follower is in
+ *   sync it switches to pipeline mode: many AppendEntries in flight, and a
+ *   decoder fiber consuming the answers in order;
+ * - the commit ticker, which wakes `replicate` every commit timeout so a
+ *   follower learns the commit index without new entries;
+ * - `heartbeat` and its ticker: an empty AppendEntries every tenth of the
+ *   heartbeat timeout, independent of replication, which also answers
+ *   `verifyLeader` (verify.ts).
+ * Each fiber writes only its follower's `Replication` record and the leader's
+ * commitment; a higher term seen in an answer becomes a `StepDown` event.
+ * @internal
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as Configuration from "../Configuration.js"
+import type * as Log from "../Log.js"
+import {
+  LeadershipLost,
+  type LogNotFound,
+  SnapshotNotFound,
+  type StorageError,
+  type TransportError
+} from "../RaftError.js"
+import type { AppendEntriesRequest, InstallSnapshotRequest } from "../Rpc.js"
+import { failureBackoff } from "./backoff.js"
+import type { LeaderState, Replication } from "./leaderState.js"
+import { readLeaderLog, readLeaderLogs } from "./leaderLog.js"
+import { metrics } from "./metrics.js"
+import { emit, type NodeState, publish } from "./state.js"
+import type { PeerReplication } from "./types.js"
+import { notifyVerifiers, settleVerify, voteVerifiers } from "./verify.js"
+
+/** A follower refused the entries and asked for backoff; `nextIndex` is where replication resumes. */
+class AppendRejected extends Data.TaggedError("AppendRejected")<{ readonly nextIndex: number }> {}
+
+/** A follower could not install the snapshot sent to it; sending is retried with backoff. */
+class SnapshotRejected extends Data.TaggedError("SnapshotRejected")<{ readonly index: number }> {}
+
+/** Starts replicating to `server`, in a scope of its own inside the leader's term. Run loop. */
+export const addReplication = (node: NodeState, ls: LeaderState, server: Configuration.Server, myEpoch: number) =>
+  Effect.gen(function*() {
+    const replication: Replication = {
+      peer: server,
+      labels: [...node.nodeLabels, MetricLabel.make("peer", server.id)],
+      scope: yield* Scope.fork(node.roleScope, ExecutionStrategy.sequential),
+      nextIndex: node.lastLogIndex + 1,
+      matchIndex: 0,
+      lastContact: node.now(),
+      answered: false,
+      failures: 0,
+      allowPipeline: false,
+      trigger: yield* Effect.makeLatch(true),
+      heartbeatNow: yield* Effect.makeLatch(true),
+      verifiers: new Set()
+    }
+    ls.replications.set(server.id, replication)
+    yield* startReplication(node, ls, replication, ls.term, myEpoch)
+  })
+
+/**
+ * Follows a configuration that was just appended (it takes effect at once, as in hashicorp/raft): the voters
+ * that count toward commitment, and a replication per other member, stopped for members that left (hashicorp's
+ * startStopReplication). Run loop.
+ */
+export const reconfigureLeader = (node: NodeState, ls: LeaderState, configuration: Configuration.Configuration) =>
+  Effect.gen(function*() {
+    const voters = countedVoters(node, configuration)
+    ls.commitment.setVoters(
+      node.bugs.countRemovedVoters === true ? [...new Set([...ls.commitment.voters(), ...voters])] : voters,
+      (id) => id === node.localId ? node.lastLogIndex : ls.replications.get(id)?.matchIndex ?? 0
+    )
+    for (const server of configuration.servers) {
+      if (server.id === node.localId) continue
+      const existing = ls.replications.get(server.id)
+      if (existing !== undefined && existing.peer.address === server.address) continue
+      if (existing !== undefined) {
+        ls.replications.delete(server.id)
+        yield* Scope.close(existing.scope, Exit.void)
+      }
+      yield* addReplication(node, ls, server, node.epoch)
+    }
+    for (const [id, replication] of ls.replications) {
+      if (Configuration.find(configuration, id) !== undefined) continue
+      ls.replications.delete(id)
+      for (const verifier of [...replication.verifiers]) settleVerify(verifier, Exit.fail(new LeadershipLost()))
+      yield* Scope.close(replication.scope, Exit.void)
+    }
+  })
+
+/** The servers whose matches count toward commitment: the voters. */
+export const countedVoters = (node: NodeState, configuration: Configuration.Configuration): Array<string> =>
+  (node.bugs.countNonVoters === true ? configuration.servers : Configuration.votersOf(configuration)).map((server) =>
+    server.id
+  )
+
+/** Forks the fibers that replicate to one follower for this term (see the module comment). */
+const startReplication = (
+  node: NodeState,
+  ls: LeaderState,
+  replication: Replication,
+  term: number,
+  myEpoch: number
+) =>
+  Effect.gen(function*() {
+    const { config, localAddress, localId, snapshots, transport } = node
+    const annotate = Effect.annotateLogs({ module: "Replication", node: localId, peer: replication.peer.id })
+    const stepDown = (newTerm: number) => {
+      notifyVerifiers(replication, false)
+      emit(node, { _tag: "StepDown", epoch: myEpoch, term: newTerm })
+    }
+
+    /**
+     * The AppendEntries carrying `from..to` when everything it needs is in memory (the previous entry's term is
+     * known and the entries are among the leader's recent ones, as while the follower keeps up), else undefined.
+     */
+    const requestFromMemory = (from: number, to: number): AppendEntriesRequest | undefined => {
+      const prevLogIndex = from - 1
+      // Entries a snapshot covers may be compacted: whether to send them or the snapshot is the store's answer.
+      if (prevLogIndex < node.lastSnapshotIndex) return undefined
+      const recent = ls.recent
+      const base = recent.length > 0 ? recent[0]!.index : node.lastLogIndex + 1
+      let prevLogTerm: number
+      if (prevLogIndex === 0) prevLogTerm = 0
+      else if (prevLogIndex === node.lastLogIndex) prevLogTerm = node.lastLogTerm
+      else if (prevLogIndex === node.lastSnapshotIndex) prevLogTerm = node.lastSnapshotTerm
+      else if (prevLogIndex >= base && prevLogIndex - base < recent.length) prevLogTerm = recent[prevLogIndex - base]!.term
+      else return undefined
+      const last = Math.min(to, from + config.maxAppendEntries - 1)
+      if (last >= from && from < base) return undefined
+      return request(prevLogIndex, prevLogTerm, last >= from ? recent.slice(from - base, last - base + 1) : [])
+    }
+
+    const request = (prevLogIndex: number, prevLogTerm: number, entries: ReadonlyArray<Log.Log>): AppendEntriesRequest => ({
+      _tag: "AppendEntriesRequest",
+      term,
+      leaderId: localId,
+      leaderAddress: localAddress,
+      prevLogIndex,
+      prevLogTerm,
+      entries,
+      leaderCommitIndex: node.commitIndex
+    })
+
+    /** Builds the AppendEntries carrying `from..to` (empty when from > to). */
+    const setupAppendEntries = (from: number, to: number): Effect.Effect<AppendEntriesRequest, LogNotFound | StorageError> => {
+      const fast = requestFromMemory(from, to)
+      return fast !== undefined ? Effect.succeed(fast) : setupFromStore(from, to)
+    }
+
+    const setupFromStore = (from: number, to: number) =>
+      Effect.gen(function*() {
+        let prevLogTerm = 0
+        const prevLogIndex = from - 1
+        if (prevLogIndex === 0) prevLogTerm = 0
+        else if (prevLogIndex === node.lastSnapshotIndex) prevLogTerm = node.lastSnapshotTerm
+        else prevLogTerm = (yield* readLeaderLog(node, ls, prevLogIndex)).term
+        const last = Math.min(to, from + config.maxAppendEntries - 1)
+        const entries = last >= from ? yield* readLeaderLogs(node, ls, from, last) : []
+        return request(prevLogIndex, prevLogTerm, entries)
+      })
+
+    const updateLastAppended = (request: AppendEntriesRequest) => {
+      const count = request.entries.length
+      const last = node.bugs.matchBeyondAcknowledged === true
+        ? node.lastLogIndex
+        : count > 0
+        ? request.entries[count - 1]!.index
+        : request.prevLogIndex
+      if (last + 1 > replication.nextIndex) replication.nextIndex = last + 1
+      if (last > replication.matchIndex) replication.matchIndex = last
+      replication.failures = 0
+      if (count > 0) ls.commitment.match(replication.peer.id, last)
+    }
+
+    /** The InstallSnapshot path (the seed's sendLatestSnapshot): the newest snapshot, streamed. */
+    const sendLatestSnapshot = Effect.gen(function*() {
+      const newest = (yield* snapshots.list)[0]
+      if (newest === undefined) {
+        return yield* new SnapshotNotFound({ reason: "a follower needs compacted entries and no snapshot exists" })
+      }
+      const opened = yield* snapshots.open(newest.id)
+      const request: InstallSnapshotRequest = {
+        _tag: "InstallSnapshotRequest",
+        term,
+        leaderId: localId,
+        leaderAddress: localAddress,
+        lastLogIndex: opened.meta.index,
+        lastLogTerm: opened.meta.term,
+        configuration: opened.meta.configuration,
+        configurationIndex: opened.meta.configurationIndex
+      }
+      yield* Effect.logInfo(`sending snapshot ${opened.meta.id} (index ${opened.meta.index})`)
+      const start = node.now()
+      const response = yield* transport.installSnapshot(
+        replication.peer.id,
+        replication.peer.address,
+        request,
+        opened.data
+      )
+      metrics.installSnapshot.unsafeUpdate((node.now() - start) * 1000, replication.labels)
+      if (response.term > term) {
+        stepDown(response.term)
+        return "stop" as const
+      }
+      replication.lastContact = node.now()
+      replication.answered = true
+      if (!response.success) {
+        return yield* new SnapshotRejected({ index: opened.meta.index })
+      }
+      replication.failures = 0
+      replication.nextIndex = opened.meta.index + 1
+      if (opened.meta.index > replication.matchIndex) replication.matchIndex = opened.meta.index
+      ls.commitment.match(replication.peer.id, opened.meta.index)
+      return "continue" as const
+    })
+
+    /** One AppendEntries exchange; fails (and is retried with backoff) on errors and on rejections. */
+    const replicateOnce = (lastIndex: number): Effect.Effect<
+      "continue" | "stop",
+      TransportError | SnapshotNotFound | StorageError | AppendRejected | SnapshotRejected
+    > =>
+      Effect.gen(function*() {
+        const request = yield* setupAppendEntries(replication.nextIndex, lastIndex).pipe(
+          Effect.catchTag("LogNotFound", () => Effect.succeed(undefined))
+        )
+        // The entries the follower needs are compacted away: it gets the newest snapshot instead.
+        if (request === undefined) return yield* sendLatestSnapshot
+        const start = node.now()
+        const response = yield* transport.appendEntries(replication.peer.id, replication.peer.address, request)
+        metrics.appendEntriesRpc.unsafeUpdate((node.now() - start) * 1000, replication.labels)
+        metrics.appendEntriesLogs.unsafeUpdate(request.entries.length, replication.labels)
+        if (response.term > term) {
+          stepDown(response.term)
+          return "stop" as const
+        }
+        replication.lastContact = node.now()
+        replication.answered = true
+        if (response.success) {
+          updateLastAppended(request)
+          replication.allowPipeline = true
+          return "continue" as const
+        }
+        replication.nextIndex = Math.max(Math.min(replication.nextIndex - 1, response.lastLog + 1), 1)
+        if (response.noRetryBackoff) return "continue" as const
+        return yield* new AppendRejected({ nextIndex: replication.nextIndex })
+      })
+
+    /** Replicates until the follower holds everything up to `lastIndex` (the seed's replicateTo). */
+    const replicateTo = (lastIndex: number) =>
+      Effect.gen(function*() {
+        do {
+          const outcome = yield* replicateOnce(lastIndex).pipe(
+            Effect.tapError((error) => {
+              replication.failures++
+              return error._tag === "AppendRejected"
+                ? Effect.logDebug("appendEntries rejected, sending older logs", error.nextIndex)
+                : error._tag === "SnapshotNotFound"
+                ? Effect.logDebug("no snapshot to send yet", error)
+                : Effect.logWarning("failed to appendEntries", error)
+            }),
+            Effect.retry(failureBackoff)
+          )
+          if (outcome === "stop") return "stop" as const
+        } while (replication.nextIndex <= lastIndex)
+        return "continue" as const
+      })
+
+    /** Pipeline mode: many AppendEntries in flight, a decoder fiber consuming answers in order. */
+    const pipelineReplicate = Effect.scoped(
+      Effect.gen(function*() {
+        const pipeline = yield* transport.appendEntriesPipeline(replication.peer.id, replication.peer.address)
+        yield* Effect.logDebug("pipelining replication")
+        let finished = false
+        let stop = false
+        // The decoder (the seed's pipelineDecode).
+        yield* Effect.gen(function*() {
+          while (true) {
+            const [results, done] = yield* pipeline.results.takeAll
+            for (const result of results) {
+              metrics.appendEntriesRpc.unsafeUpdate((node.now() - result.sentAtMillis) * 1000, replication.labels)
+              metrics.appendEntriesLogs.unsafeUpdate(result.request.entries.length, replication.labels)
+              if (result.response.term > term) {
+                stepDown(result.response.term)
+                stop = true
+                return
+              }
+              replication.lastContact = node.now()
+              replication.answered = true
+              if (!result.response.success) return
+              updateLastAppended(result.request)
+            }
+            if (done) return
+          }
+        }).pipe(
+          Effect.catchAll((error) => Effect.logDebug("pipeline broke", error)),
+          Effect.ensuring(Effect.sync(() => {
+            finished = true
+            replication.trigger.unsafeOpen()
+          })),
+          Effect.interruptible,
+          Effect.forkScoped
+        )
+        // The sender (the seed's pipelineSend).
+        let nextIndex = replication.nextIndex
+        let sentCommit = -1
+        while (true) {
+          yield* replication.trigger.await
+          replication.trigger.unsafeClose()
+          if (finished) break
+          const lastIndex = node.lastLogIndex
+          if (nextIndex > lastIndex && sentCommit === node.commitIndex) continue
+          do {
+            const request = yield* setupAppendEntries(nextIndex, lastIndex)
+            sentCommit = request.leaderCommitIndex
+            // A broken pipeline fails the send (even one waiting for room): back to plain mode.
+            const sent = yield* Effect.either(pipeline.send(request))
+            if (sent._tag === "Left") {
+              finished = true
+              break
+            }
+            if (request.entries.length > 0) nextIndex = request.entries[request.entries.length - 1]!.index + 1
+          } while (nextIndex <= lastIndex && !finished)
+        }
+        yield* Effect.logDebug("aborting pipeline replication")
+        return stop ? "stop" as const : "ran" as const
+      })
+    )
+
+    const commitTicker = Effect.gen(function*() {
+      while (true) {
+        const wait = yield* Random.nextIntBetween(config.commitTimeoutMillis, 2 * config.commitTimeoutMillis)
+        yield* Effect.sleep(wait)
+        replication.trigger.unsafeOpen()
+      }
+    })
+
+    let pipelineUnsupported = false
+    const replicate = Effect.gen(function*() {
+      while (true) {
+        yield* replication.trigger.await
+        replication.trigger.unsafeClose()
+        const outcome = yield* replicateTo(node.lastLogIndex)
+        if (outcome === "stop") return
+        if (replication.allowPipeline && !pipelineUnsupported) {
+          replication.allowPipeline = false
+          const ended = yield* pipelineReplicate.pipe(
+            Effect.catchTags({
+              // As the seed: no pipeline is not an error; plain replication goes on, silently.
+              PipelineNotSupported: () => Effect.sync(() => (pipelineUnsupported = true, "not started" as const)),
+              LogNotFound: () => Effect.succeed("ran" as const)
+            }),
+            Effect.catchAll((error) =>
+              Effect.as(Effect.logError("failed to start pipeline replication", error), "not started" as const)
+            )
+          )
+          if (ended === "stop") return
+          // Entries may have been left unacknowledged in the broken pipeline: resend them in plain mode now.
+          if (ended === "ran") replication.trigger.unsafeOpen()
+        }
+      }
+    })
+
+    const heartbeatTicker = Effect.gen(function*() {
+      while (true) {
+        const tenth = Math.max(1, Math.floor(config.heartbeatTimeoutMillis / 10))
+        const wait = yield* Random.nextIntBetween(tenth, 2 * tenth)
+        yield* Effect.sleep(wait)
+        replication.heartbeatNow.unsafeOpen()
+      }
+    })
+
+    const heartbeatRequest: AppendEntriesRequest = {
+      _tag: "AppendEntriesRequest",
+      term,
+      leaderId: localId,
+      leaderAddress: localAddress,
+      prevLogIndex: 0,
+      prevLogTerm: 0,
+      entries: [],
+      leaderCommitIndex: 0
+    }
+    // hashicorp's backoff, but never longer than half a heartbeat timeout: a follower that comes back
+    // after a partition must hear from the leader before its own timer fires, or it campaigns and
+    // deposes a healthy leader (found by the simulator, seed 5055).
+    const heartbeatBackoff = failureBackoff.pipe(
+      Schedule.union(Schedule.spaced(Math.max(1, Math.floor(config.heartbeatTimeoutMillis / 2))))
+    )
+    const heartbeat = Effect.gen(function*() {
+      while (true) {
+        yield* replication.heartbeatNow.await
+        replication.heartbeatNow.unsafeClose()
+        // Only an answer to a heartbeat sent after a verification began may confirm it: an answer already
+        // in flight could come from before a newer leader was elected.
+        const verifying = replication.verifiers.size === 0 ? undefined : [...replication.verifiers]
+        replication.verifiers.clear()
+        const start = node.now()
+        const response = yield* transport.appendEntries(
+          replication.peer.id,
+          replication.peer.address,
+          heartbeatRequest
+        ).pipe(
+          Effect.tapError(() =>
+            Effect.suspend(() => {
+              replication.failures++
+              metrics.heartbeatFailures.unsafeUpdate(1, replication.labels)
+              return publish(node, {
+                _tag: "FailedHeartbeat",
+                peerId: replication.peer.id,
+                lastContactMillis: replication.lastContact
+              })
+            })
+          ),
+          Effect.retry(heartbeatBackoff)
+        )
+        metrics.heartbeat.unsafeUpdate((node.now() - start) * 1000, replication.labels)
+        if (response.term > term) {
+          if (verifying !== undefined) voteVerifiers(verifying, false)
+          stepDown(response.term)
+          return
+        }
+        replication.lastContact = node.now()
+        replication.answered = true
+        replication.failures = 0
+        if (verifying !== undefined) voteVerifiers(verifying, response.success)
+      }
+    })
+
+    for (const fiber of [replicate, commitTicker, heartbeat, heartbeatTicker]) {
+      yield* annotate(fiber).pipe(Effect.interruptible, Effect.forkIn(replication.scope))
+    }
+  })
+
+/** The leader's view of each other server of the latest configuration, for `stats`. */
+export const peerReplication = (node: NodeState, ls: LeaderState): Array<PeerReplication> => {
+  const out: Array<PeerReplication> = []
+  for (const server of node.latestConfiguration.servers) {
+    const replication = ls.replications.get(server.id)
+    if (replication === undefined) continue
+    out.push({
+      id: server.id,
+      address: server.address,
+      suffrage: server.suffrage,
+      matchIndex: replication.matchIndex,
+      nextIndex: replication.nextIndex,
+      lastContactMillis: replication.answered ? replication.lastContact : undefined,
+      failures: replication.failures
+    })
+  }
+  return out
+}

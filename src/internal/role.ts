@@ -1,0 +1,114 @@
+/**
+ * Changes of role. Each role has a scope: the follower's heartbeat timer, the
+ * candidate's vote requests and election timer, the leader's replication and
+ * lease fibers are forked into it, and a change of role closes it,
+ * interrupting every one of them (hashicorp/raft's stopCh, done by
+ * interruption). A new epoch goes with the new scope, so events a closed
+ * role's fibers sent late are ignored. Becoming a candidate or a leader is in
+ * election.ts and leader.ts; leaving the leader role is here.
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Random from "effect/Random"
+import * as Scope from "effect/Scope"
+import { LeadershipLost, LeadershipTransferFailed } from "../RaftError.js"
+import { awaitLeaderWrites } from "./leaderLog.js"
+import { metrics } from "./metrics.js"
+import { emit, forkRole, type NodeState, publish } from "./state.js"
+import type { RaftState } from "./types.js"
+import { settleVerify } from "./verify.js"
+
+/** Records the leader this node knows of, and tells `observe` when it changed. Run loop. */
+export const setLeader = (node: NodeState, id: string | undefined, address: string | undefined) =>
+  Effect.suspend(() => {
+    if (id === node.leaderId && address === node.leaderAddress) return Effect.void
+    node.leaderId = id
+    node.leaderAddress = address
+    return publish(node, { _tag: "LeaderChange", leaderId: id, term: node.currentTerm })
+  })
+
+/** Ends the current role's fibers and starts a new epoch. Run loop. */
+export const resetRoleScope = (node: NodeState) =>
+  Effect.gen(function*() {
+    node.epoch++
+    const old = node.roleScope
+    node.roleScope = yield* Scope.fork(node.nodeScope, ExecutionStrategy.sequential)
+    yield* Scope.close(old, Exit.void)
+  })
+
+/** Sets the role, counting and publishing a change. Run loop. */
+export const changeState = (node: NodeState, to: RaftState) =>
+  Effect.suspend(() => {
+    const from = node.role
+    node.role = to
+    if (from === to) return Effect.void
+    metrics.stateChanges.unsafeUpdate(1, [...node.nodeLabels, MetricLabel.make("state", to)])
+    return publish(node, { _tag: "StateChange", from, to, term: node.currentTerm })
+  })
+
+/** Leaves the leader role: fails what it had in flight. Run loop, or shutdown. */
+export const tearDownLeader = (node: NodeState) =>
+  Effect.suspend(() => {
+    const old = node.leader
+    node.leader = undefined
+    if (old === undefined) return Effect.void
+    for (let i = old.inflightHead; i < old.inflight.length; i++) {
+      const future = old.inflight[i]!.future
+      if (future !== undefined) future.deferred.done(Exit.fail(new LeadershipLost()))
+    }
+    const lost = Exit.fail(new LeadershipLost())
+    for (const verifier of [...old.verifiers]) settleVerify(verifier, lost)
+    for (const request of old.changes) request.deferred.done(lost)
+    for (const { request } of old.promotions.values()) request.deferred.done(lost)
+    if (old.changeInFlight?.request !== undefined) old.changeInFlight.request.deferred.done(lost)
+    if (old.transfer !== undefined) {
+      // Deposed by a higher term: another server is taking over, which is what the transfer asked for.
+      old.transfer.deferred.done(
+        node.currentTerm > old.term
+          ? Exit.void
+          : Exit.fail(new LeadershipTransferFailed({ reason: "leadership lost without a successor" }))
+      )
+    }
+    return Effect.void
+  })
+
+/** A follower's heartbeat timer: a `Timer` event every one to two heartbeat timeouts. */
+const followerTimer = (node: NodeState, myEpoch: number) =>
+  Effect.gen(function*() {
+    while (true) {
+      const wait = yield* Random.nextIntBetween(node.config.heartbeatTimeoutMillis, 2 * node.config.heartbeatTimeoutMillis)
+      yield* Effect.sleep(wait)
+      emit(node, { _tag: "Timer", epoch: myEpoch })
+    }
+  })
+
+/** Becomes (or stays, in a new epoch) a follower. Run loop. */
+export const becomeFollower = (node: NodeState) =>
+  Effect.gen(function*() {
+    const wasLeader = node.role === "Leader"
+    const old = node.leader
+    if (old !== undefined) {
+      // A write of ours landing later could overwrite what the next leader sends: let every one finish first.
+      yield* awaitLeaderWrites(node)
+      // After a failed write, the log ends where the store's does.
+      if (node.lastLogIndex !== old.storedIndex) {
+        node.lastLogIndex = old.storedIndex
+        node.lastLogTerm = old.storedTerm
+        if (node.latestConfigurationIndex > node.lastLogIndex) {
+          node.latestConfiguration = node.committedConfiguration
+          node.latestConfigurationIndex = node.committedConfigurationIndex
+        }
+      }
+    }
+    yield* resetRoleScope(node)
+    node.preVoting = false
+    if (wasLeader) {
+      yield* tearDownLeader(node)
+      yield* setLeader(node, undefined, undefined)
+    }
+    yield* changeState(node, "Follower")
+    yield* forkRole(node, followerTimer(node, node.epoch))
+  })

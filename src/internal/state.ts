@@ -1,0 +1,247 @@
+/**
+ * The state of one Raft node: one plain mutable record, `NodeState`, that
+ * every engine module takes as its first parameter (as hashicorp/raft's
+ * methods take `r *Raft`, and etcd's step functions the `raft` struct).
+ *
+ * Who may write what. One fiber, the run loop (loop.ts), owns the record; the
+ * comment on each group of fields names the module that writes it and any
+ * other fiber allowed to. JavaScript runs one fiber at a time and a
+ * synchronous section is never interleaved, so the rule that keeps the record
+ * consistent is: outside the run loop, no `yield*` between a read and a write
+ * of a shared field. Two fast paths write from other fibers, both only while
+ * the run loop waits with nothing queued (`loopWaiting`): a client's `enqueue`
+ * appends (leaderLog.ts `appendNow`), and the fiber that saw a quorum commits
+ * (commit.ts `onCommit`).
+ *
+ * No `Ref`, no `Context` lookup: a field is read and written as a property,
+ * as fast as the closure variables it replaces, and every field is assigned in
+ * the constructor so the record keeps one shape.
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import type * as Clock from "effect/Clock"
+import type * as Mailbox from "effect/Mailbox"
+import type * as MetricLabel from "effect/MetricLabel"
+import * as PubSub from "effect/PubSub"
+import type * as Scope from "effect/Scope"
+import * as Configuration from "../Configuration.js"
+import type { Fsm } from "../Fsm.js"
+import type { LogStore } from "../LogStore.js"
+import type { RaftConfig } from "../RaftConfig.js"
+import { type LogNotFound, NotLeader, RaftShutdown, StorageError } from "../RaftError.js"
+import type { SnapshotStore } from "../SnapshotStore.js"
+import type { StableStore } from "../StableStore.js"
+import type { Transport } from "../Transport.js"
+import type { Bugs } from "./bugs.js"
+import type { Event, FsmItem } from "./events.js"
+import { Future } from "./future.js"
+import type { ApplyFuture, LeaderState, LeaderWrite } from "./leaderState.js"
+import type { Observation, RaftState } from "./types.js"
+
+/** The dependencies of a node. */
+export interface NodeServices {
+  readonly config: RaftConfig
+  readonly fsm: Fsm
+  readonly logs: LogStore
+  readonly stable: StableStore
+  readonly snapshots: SnapshotStore
+  readonly transport: Transport
+}
+
+/** What node.ts creates before the record: the node's scopes, channels and the hard state read from the stores. */
+export interface NodeResources {
+  readonly parentScope: Scope.Scope
+  readonly nodeScope: Scope.CloseableScope
+  readonly roleScope: Scope.CloseableScope
+  readonly clock: Clock.Clock
+  readonly bugs: Bugs
+  readonly mailbox: Mailbox.Mailbox<Event>
+  readonly fsmMailbox: Mailbox.Mailbox<FsmItem>
+  readonly writes: Mailbox.Mailbox<LeaderWrite>
+  readonly observations: PubSub.PubSub<Observation>
+  readonly snapshotLock: Effect.Semaphore
+  readonly nodeLabels: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly currentTerm: number
+  readonly lastVoteTerm: number
+  readonly lastVoteCandidate: string
+}
+
+export class NodeState {
+  // ---- services, scopes and channels: set once
+  readonly config: RaftConfig
+  readonly fsm: Fsm
+  readonly logs: LogStore
+  readonly stable: StableStore
+  readonly snapshots: SnapshotStore
+  readonly transport: Transport
+  readonly localId: string
+  readonly localAddress: string
+  readonly nodeLabels: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly clock: Clock.Clock
+  readonly bugs: Bugs
+  /** The scope the node was started in: a removed node's shutdown is forked here. */
+  readonly parentScope: Scope.Scope
+  /** Holds every fiber of the node; closed by shutdown. */
+  readonly nodeScope: Scope.CloseableScope
+  /** The run loop's events: every fiber offers (`emit`), the run loop drains. */
+  readonly mailbox: Mailbox.Mailbox<Event>
+  /** The FSM runner's work: commit.ts offers batches, snapshot.ts restores and captures; fsm.ts drains. */
+  readonly fsmMailbox: Mailbox.Mailbox<FsmItem>
+  /** The leader's entries for its writer: `appendNow` offers, the writer drains (leaderLog.ts). */
+  readonly writes: Mailbox.Mailbox<LeaderWrite>
+  readonly observations: PubSub.PubSub<Observation>
+  /** Held while a snapshot is taken, installed or restored: they never overlap, so the newest is the latest. */
+  readonly snapshotLock: Effect.Semaphore
+  /** Entries the leader may have handed to its writer and not yet written before it waits for the writer. */
+  readonly maxUnwritten: number
+  /** How many of its latest entries a leader keeps in memory for replication (`LeaderState.recent`), at most. */
+  readonly recentMax: number
+
+  // ---- hard state (hardState.ts; run loop)
+  currentTerm: number
+  lastVoteTerm: number
+  lastVoteCandidate: string
+
+  // ---- role (role.ts; run loop, and shutdown)
+  role: RaftState = "Follower"
+  /** Moves with every change of role: events and fibers of an older role carry an older epoch and are ignored. */
+  epoch = 0
+  /** Holds the current role's fibers; closed and replaced on every change of role. */
+  roleScope: Scope.CloseableScope
+  leaderId: string | undefined = undefined
+  leaderAddress: string | undefined = undefined
+  /** This term's leadership, on a leader (leader.ts creates it, role.ts ends it). */
+  leader: LeaderState | undefined = undefined
+
+  // ---- the end of the log: leaderLog.ts on a leader (run loop, or a client's fiber through `enqueue`'s fast
+  //      path), follower.ts on a follower, snapshot.ts on install and restore, bootstrap.ts at start
+  lastLogIndex = 0
+  lastLogTerm = 0
+
+  // ---- the leader's writer (leaderLog.ts): entries handed to it and not yet written (or failed), and who
+  //      waits for that to reach 0
+  writesPending = 0
+  writesDrained: Future<void, never> | undefined = undefined
+  writerStopped = false
+
+  // ---- snapshots (snapshot.ts; run loop)
+  lastSnapshotIndex = 0
+  lastSnapshotTerm = 0
+
+  // ---- commit (commit.ts; run loop, or the writer or a decoder through `onCommit`'s fast path; follower.ts)
+  commitIndex = 0
+  /** The last entry handed to the FSM runner. */
+  dispatchedToFsm = 0
+  /** Entries handed to the FSM runner and not yet applied: commit.ts adds, fsm.ts subtracts. */
+  fsmPending = 0
+
+  // ---- applied (fsm.ts; the FSM runner only, once it runs): the configuration in force at the applied index
+  //      is what a snapshot taken there records
+  appliedIndex = 0
+  appliedTerm = 0
+  appliedConfiguration: Configuration.Configuration = Configuration.empty
+  appliedConfigurationIndex = 0
+  /** Waiters for the FSM to reach an index, resolved by the FSM runner. */
+  appliedWaiters: Array<{ readonly index: number; readonly future: Future<void, never> }> = []
+  /** The futures of the batch the FSM is applying now, failed by shutdown if it never finishes. */
+  fsmInHand: ReadonlyArray<ApplyFuture | undefined> = []
+
+  // ---- follower (follower.ts, election.ts, snapshot.ts; run loop): when this node last heard from a leader
+  lastContact: number | undefined = undefined
+
+  // ---- configurations: the latest (membership.ts on a leader, follower.ts, snapshot.ts) and the committed
+  //      one (commit.ts); run loop
+  latestConfiguration: Configuration.Configuration = Configuration.empty
+  latestConfigurationIndex = 0
+  committedConfiguration: Configuration.Configuration = Configuration.empty
+  committedConfigurationIndex = 0
+
+  // ---- elections (election.ts; run loop)
+  candidateVotes = 0
+  preVoting = false
+  preVotes = 0
+
+  // ---- the run loop (loop.ts): whether it waits for events, and the chunk it is handling
+  loopIdle = false
+  current: Iterable<Event> = []
+
+  // ---- lifetime (node.ts)
+  isShutdown = false
+  readonly shutdownDone = new Future<void, never>()
+  /** Stops the node; set once by node.ts, before any fiber starts. */
+  shutdown: Effect.Effect<void> = Effect.void
+
+  constructor(services: NodeServices, resources: NodeResources) {
+    this.config = services.config
+    this.fsm = services.fsm
+    this.logs = services.logs
+    this.stable = services.stable
+    this.snapshots = services.snapshots
+    this.transport = services.transport
+    this.localId = services.config.localId
+    this.localAddress = services.transport.localAddress
+    this.nodeLabels = resources.nodeLabels
+    this.clock = resources.clock
+    this.bugs = resources.bugs
+    this.parentScope = resources.parentScope
+    this.nodeScope = resources.nodeScope
+    this.roleScope = resources.roleScope
+    this.mailbox = resources.mailbox
+    this.fsmMailbox = resources.fsmMailbox
+    this.writes = resources.writes
+    this.observations = resources.observations
+    this.snapshotLock = resources.snapshotLock
+    this.maxUnwritten = 64 * services.config.maxAppendEntries
+    this.recentMax = 32 * services.config.maxAppendEntries
+    this.currentTerm = resources.currentTerm
+    this.lastVoteTerm = resources.lastVoteTerm
+    this.lastVoteCandidate = resources.lastVoteCandidate
+  }
+
+  /** The node's `Clock`, in milliseconds. */
+  now(): number {
+    return this.clock.unsafeCurrentTimeMillis()
+  }
+}
+
+/** Tells `observe` subscribers. */
+export const publish = (node: NodeState, observation: Observation) => PubSub.publish(node.observations, observation)
+
+/** Forks `effect` into the current role's scope: it ends with the role. */
+export const forkRole = <A, E>(node: NodeState, effect: Effect.Effect<A, E>) =>
+  effect.pipe(Effect.interruptible, Effect.forkIn(node.roleScope), Effect.asVoid)
+
+/** Offers an event to the run loop; false once the node is shut down. Any fiber. */
+export const emit = (node: NodeState, event: Event): boolean => node.mailbox.unsafeOffer(event)
+
+/**
+ * The run loop waits for events with none queued: what it would do next at once may be done by the caller
+ * (the two fast paths, see the module comment).
+ */
+export const loopWaiting = (node: NodeState): boolean => {
+  if (!node.loopIdle) return false
+  const size = node.mailbox.unsafeSize()
+  return size._tag === "Some" && size.value === 0
+}
+
+/** `NotLeader` naming the leader this node knows of. */
+export const notLeaderError = (node: NodeState) =>
+  new NotLeader({ leaderId: node.leaderId, leaderAddress: node.leaderAddress })
+
+/** Votes needed for a majority of `configuration`'s voters. */
+export const quorumOf = (configuration: Configuration.Configuration) => Configuration.quorumSize(configuration)
+
+/** A log entry that must exist is missing: the store is inconsistent. */
+export const storageNotFound = (operation: string) => (error: LogNotFound) =>
+  Effect.fail(new StorageError({ operation, reason: `entry ${error.index} missing from the log`, cause: error }))
+
+/** Hands a request to the run loop and waits for its answer. Any fiber. */
+export const ask = <A>(
+  node: NodeState,
+  event: (deferred: Future<A, RaftShutdown>) => Event
+): Effect.Effect<A, RaftShutdown> =>
+  Effect.suspend(() => {
+    const deferred = new Future<A, RaftShutdown>()
+    if (node.isShutdown || !emit(node, event(deferred))) return Effect.fail(new RaftShutdown())
+    return deferred.await
+  })
