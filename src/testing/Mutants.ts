@@ -63,6 +63,47 @@ const rebootsAfterVotes: Scenario = {
   } satisfies FaultOptions
 }
 
+/**
+ * Membership changes among the default faults: followers removed and added back (as non-voters until caught
+ * up), up to two out at once, so that a leader's count of non-voters or removed voters can make a false quorum.
+ */
+const membershipChurn: Scenario = {
+  faults: { ...Simulator.defaultFaults, membershipOut: 2, weights: { ...Simulator.defaultFaults.weights, membership: 4 } }
+}
+
+/** Snapshots and compaction every few dozen entries, so that restarts restore and laggards install snapshots. */
+const snapshotting: Scenario = { config: Simulator.frequentSnapshots }
+
+/** Leadership transfers among the default faults, to the most caught-up follower or to one named at random. */
+const transfers: Scenario = {
+  faults: { ...Simulator.defaultFaults, weights: { ...Simulator.defaultFaults.weights, transfer: 4 } }
+}
+
+/**
+ * Logs that differ in their last term and length: leaders that append and crash before replicating (Figure 8),
+ * and nodes that come back from isolation with a longer log of an older term while the newer leader is cut off.
+ * PreVote off, so that such nodes campaign with their own term.
+ */
+const divergentLogs: Scenario = {
+  config: { preVote: false },
+  faults: {
+    ...Simulator.defaultFaults,
+    weights: { ...Simulator.defaultFaults.weights, appendCrash: 3, staleCandidate: 3 }
+  }
+}
+
+/**
+ * Followers that fall far behind with a divergent suffix and catch up a few entries per AppendEntries, so that
+ * the leader's commit index runs ahead of what a request lets the follower check.
+ */
+const slowCatchUp: Scenario = {
+  config: { maxAppendEntries: 2, preVote: false },
+  faults: {
+    ...Simulator.defaultFaults,
+    weights: { ...Simulator.defaultFaults.weights, appendCrash: 3, staleCandidate: 3 }
+  }
+}
+
 /** Every mutant the engine can be built with. */
 export const catalogue: ReadonlyArray<Mutant> = [
   {
@@ -103,6 +144,126 @@ export const catalogue: ReadonlyArray<Mutant> = [
     scenario: rebootsAfterVotes,
     ignore: ["liveness"],
     budget: { nodes: 5, seeds: 20 }
+  },
+  {
+    name: "forgetVoteAtStart",
+    description: "a restarted node forgets the vote it stored, so it may vote twice in one term",
+    rule: "a server's vote is persistent state, kept across restarts: one vote per term (Raft §5.2, Figure 2)",
+    bugs: { forgetVoteAtStart: true },
+    scenario: rebootsAfterVotes,
+    ignore: ["liveness"],
+    budget: { nodes: 5, seeds: 20 }
+  },
+  {
+    name: "voteUpToDateByIndexOnly",
+    description: "the vote's up-to-date check compares only the last indexes, not the last terms first",
+    rule: "a vote goes only to a candidate whose log is at least as up-to-date: last terms first, then lengths (Raft §5.4.1)",
+    bugs: { voteUpToDateByIndexOnly: true },
+    scenario: divergentLogs,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "voteUpToDateByTermOnly",
+    description: "the vote's up-to-date check compares only the last terms, not the lengths when they are equal",
+    rule: "a vote goes only to a candidate whose log is at least as up-to-date: last terms first, then lengths (Raft §5.4.1)",
+    bugs: { voteUpToDateByTermOnly: true },
+    scenario: divergentLogs,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "voteInStaleTerm",
+    description: "a vote is granted to a candidate of a term older than the voter's",
+    rule: "a request of an older term is refused (Raft §5.1, Figure 2: RequestVote step 1)",
+    bugs: { voteInStaleTerm: true },
+    scenario: rebootsAfterVotes,
+    ignore: ["liveness"],
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "acceptStaleAppend",
+    description: "a follower accepts AppendEntries from a leader of a term older than its own",
+    rule: "a request of an older term is refused (Raft §5.1, Figure 2: AppendEntries step 1)",
+    bugs: { acceptStaleAppend: true },
+    scenario: rebootsAfterVotes,
+    ignore: ["liveness"],
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "skipPrevTermCheck",
+    description: "a follower accepts entries whose previous entry it holds with another term",
+    rule: "a follower appends only after an entry matching the leader's previous index and term (Raft §5.3, Figure 2: AppendEntries step 2)",
+    bugs: { skipPrevTermCheck: true },
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "acceptPastLogEnd",
+    description: "a follower accepts entries that start past the end of its log",
+    rule: "a follower appends only after an entry matching the leader's previous index and term (Raft §5.3, Figure 2: AppendEntries step 2)",
+    bugs: { acceptPastLogEnd: true },
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "commitPastVerified",
+    description: "a follower moves its commit index to the leader's, past the entries it checked against the leader's log",
+    rule: "a follower commits up to min(leaderCommit, its last new entry) (Raft Figure 2: AppendEntries step 5)",
+    bugs: { commitPastVerified: true },
+    scenario: slowCatchUp,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "matchBeyondAcknowledged",
+    description: "the leader records a follower's acknowledgement as a match of its whole log, not of what it sent",
+    rule: "a leader's matchIndex grows only to what the follower acknowledged (Raft §5.3, Figure 2: rules for leaders)",
+    bugs: { matchBeyondAcknowledged: true },
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "countNonVoters",
+    description: "the leader counts non-voters toward commitment",
+    rule: "only voters make a quorum (Raft thesis §4.2.1: servers join as non-voting members until caught up)",
+    bugs: { countNonVoters: true },
+    scenario: membershipChurn,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "countRemovedVoters",
+    description: "the leader keeps counting voters removed from the configuration toward commitment",
+    rule: "a configuration takes effect once in the log: removed servers no longer count (Raft thesis §4.1)",
+    bugs: { countRemovedVoters: true },
+    scenario: membershipChurn,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "installOverNewer",
+    description: "a follower installs a leader's snapshot older than what it has already applied",
+    rule: "a snapshot older than the follower's state is ignored; its log after the snapshot is kept (Raft §7, Figure 13)",
+    bugs: { installOverNewer: true },
+    scenario: snapshotting,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "compactPastSnapshot",
+    description: "compaction deletes entries up to the trailing window whether or not a snapshot covers them",
+    rule: "a server discards only log entries its snapshot covers (Raft §7)",
+    bugs: { compactPastSnapshot: true },
+    scenario: snapshotting,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "concurrentMembershipChanges",
+    description: "the leader starts a membership change before the previous one committed",
+    rule: "one configuration change at a time: the next only once the previous is committed (Raft thesis §4.1)",
+    bugs: { concurrentMembershipChanges: true },
+    scenario: membershipChurn,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "transferToLaggard",
+    description: "a leadership transfer sends TimeoutNow without waiting for the target to catch up",
+    rule: "a leader hands over only to a target whose log is up to date (Raft thesis §3.10)",
+    bugs: { transferToLaggard: true },
+    scenario: transfers,
+    budget: { nodes: 3, seeds: 50 }
   }
 ]
 

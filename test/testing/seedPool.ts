@@ -1,11 +1,11 @@
 /**
- * Runs simulator seeds on every core: a pool of worker threads, each running whole seeds (`Simulator.run` is
- * synchronous and deterministic, so a seed gives the same `Result` in any thread, alone or after others).
- * `npm run sim`, `npm run sim:mutants`, `npm run sim:digest` and the simulation tests share it.
+ * Runs simulator seeds on every core: the calling thread and worker threads each run whole seeds
+ * (`Simulator.run` is synchronous and deterministic, so a seed gives the same `Result` in any thread, alone or
+ * after others). `npm run sim`, `npm run sim:mutants`, `npm run sim:digest` and the simulation tests share it.
  *
- * The options of a seed cross to the worker by structured clone, so they must be plain data: a custom
- * `workload` (functions) cannot go; run those with `Simulator.run` in the calling thread. A pool of one worker
- * runs seeds in the calling thread, with no worker at all.
+ * The options of a seed cross to a worker by structured clone, so they must be plain data: a custom `workload`
+ * (functions) cannot go; run those with `Simulator.run` in the calling thread. A pool of size one runs seeds in
+ * the calling thread only, with no worker.
  */
 import { availableParallelism } from "node:os"
 import { Worker } from "node:worker_threads"
@@ -29,7 +29,8 @@ interface Task {
 
 interface Slot {
   readonly worker: Worker
-  task: Task | undefined
+  /** Seeds sent to the worker, in the order it answers them. */
+  readonly tasks: Array<Task>
 }
 
 /** One worker per core the machine reports, or `SIM_WORKERS` when set. */
@@ -38,27 +39,31 @@ export const defaultWorkers = (): number => {
   return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : Math.max(1, availableParallelism())
 }
 
-/** Worker threads that run seeds, first come first served. */
+/** Seeds a worker thread holds at once: the next is there when it finishes one, while its answer travels. */
+const backlog = 2
+
+/**
+ * `size` runners of seeds, first come first served: the calling thread (which has the simulator loaded already)
+ * and `size - 1` worker threads (each loads it once, a few seconds of CPU).
+ */
 export class SeedPool {
   private readonly queue: Array<Task> = []
   private readonly slots: Array<Slot> = []
+  private here = false
   private broken: unknown = undefined
 
   constructor(readonly size: number = defaultWorkers()) {
-    if (size <= 1) return
     const boot = new URL("./seedWorker.mjs", import.meta.url)
     const entry = new URL("./seedWorker.ts", import.meta.url).href
-    for (let i = 0; i < size; i++) {
-      const slot: Slot = { worker: new Worker(boot, { workerData: { entry } }), task: undefined }
+    for (let i = 1; i < size; i++) {
+      const slot: Slot = { worker: new Worker(boot, { workerData: { entry } }), tasks: [] }
       slot.worker.on("message", (message: { readonly result: Simulator.Result }) => {
-        const task = slot.task
-        slot.task = undefined
-        task?.resolve(message.result)
+        slot.tasks.shift()?.resolve(message.result)
         this.dispatch()
       })
       slot.worker.on("error", (error) => this.fail(error))
       slot.worker.on("exit", (code) => {
-        if (slot.task !== undefined) this.fail(new Error(`a seed worker exited (code ${code}) during seed ${slot.task.seed}`))
+        if (slot.tasks.length > 0) this.fail(new Error(`a seed worker exited (code ${code}) during seed ${slot.tasks[0]!.seed}`))
       })
       this.slots.push(slot)
     }
@@ -89,31 +94,30 @@ export class SeedPool {
   }
 
   private dispatch(): void {
-    if (this.slots.length === 0) {
-      // In this thread: one seed per event-loop turn, so that the caller (a test runner) keeps answering.
-      const task = this.next()
-      if (task !== undefined) {
-        setImmediate(() => {
-          task.resolve(Simulator.run({ ...task.options, seed: task.seed }))
-          this.dispatch()
-        })
-      }
-      return
-    }
     for (const slot of this.slots) {
-      if (slot.task !== undefined) continue
-      const task = this.next()
-      if (task === undefined) return
-      slot.task = task
-      slot.worker.postMessage({ options: task.options, seed: task.seed })
+      while (slot.tasks.length < backlog) {
+        const task = this.next()
+        if (task === undefined) return
+        slot.tasks.push(task)
+        slot.worker.postMessage({ options: task.options, seed: task.seed })
+      }
     }
+    if (this.here) return
+    const task = this.next()
+    if (task === undefined) return
+    // In this thread, one seed per event-loop turn, so that the workers' answers (and a test runner) get through.
+    this.here = true
+    setImmediate(() => {
+      task.resolve(Simulator.run({ ...task.options, seed: task.seed }))
+      this.here = false
+      this.dispatch()
+    })
   }
 
   private fail(error: unknown): void {
     this.broken = error
     for (const slot of this.slots) {
-      slot.task?.reject(error)
-      slot.task = undefined
+      for (const task of slot.tasks.splice(0)) task.reject(error)
     }
     for (const task of this.queue.splice(0)) task.reject(error)
   }

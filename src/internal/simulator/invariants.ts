@@ -8,7 +8,7 @@
 import * as Effect from "effect/Effect"
 import type * as Log from "../../Log.js"
 import type * as SnapshotStore from "../../SnapshotStore.js"
-import { termBefore } from "./logView.js"
+import { type LogView, termBefore } from "./logView.js"
 import { type SimCore, type SimNode, sync } from "./state.js"
 
 const decoder = new TextDecoder()
@@ -81,6 +81,38 @@ export class Invariants {
         "log matching",
         `${before.node} and ${id} both hold ${at} but differ before it (term ${before.term} vs ${prevTerm} at ${entry.index - 1})`
       )
+    }
+  }
+
+  /** Node `id` is about to store `logs` (its log holds `view`): none may replace an entry it has committed. */
+  noteWrite(id: string, view: LogView, logs: ReadonlyArray<Log.Log>): void {
+    const committed = this.sim.nodes.find((n) => n.id === id)?.checkedCommit ?? 0
+    for (const log of logs) {
+      if (log.index > committed) break
+      const held = view.get(log.index)
+      if (held !== undefined && entryKey(held) !== entryKey(log)) {
+        this.sim.violate("durability", `${id} replaced its committed entry ${log.index} (${entryKey(held)}) with ${entryKey(log)}`)
+        return
+      }
+    }
+  }
+
+  /**
+   * Node `id` is about to delete `min..max` from its log (which holds `view`): never an entry it has committed
+   * that no snapshot of its own holds, and a compaction of the front of the log never past its newest snapshot.
+   * (Discarding the whole log for a snapshot that replaces it is not a compaction.)
+   */
+  noteDeletion(id: string, view: LogView, snapshots: SnapshotStore.SnapshotStore, min: number, max: number): void {
+    const from = Math.max(min, view.first)
+    const to = Math.min(max, view.last)
+    if (view.last === 0 || from > to) return
+    const committed = this.sim.nodes.find((n) => n.id === id)?.checkedCommit ?? 0
+    const snapshotIndex = sync(snapshots.list)[0]?.index ?? 0
+    const lost = Math.min(to, committed)
+    if (lost >= Math.max(from, snapshotIndex + 1)) {
+      this.sim.violate("durability", `${id} deleted its committed entries up to ${lost}, past its snapshot at ${snapshotIndex}`)
+    } else if (from === view.first && to < view.last && to > snapshotIndex) {
+      this.sim.violate("durability", `${id} compacted its log up to ${to}, past its newest snapshot at ${snapshotIndex}`)
     }
   }
 

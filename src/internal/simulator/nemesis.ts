@@ -97,7 +97,8 @@ const faults: Readonly<Record<string, Fault>> = {
       const raft = leader.raft!
       const { configuration: current } = yield* raft.getConfiguration
       const out = sim.nodes.filter((n) => !Configuration.isVoter(current, n.id))
-      const adding = out.length > 0
+      const maxOut = Math.max(1, sim.faultOptions.membershipOut ?? 1)
+      const adding = out.length >= maxOut || (out.length > 0 && (yield* Random.nextBoolean))
       const node = yield* pick(adding ? out : sim.nodes.filter((n) => n !== leader))
       const verb = adding ? "add" : "remove"
       const request = adding

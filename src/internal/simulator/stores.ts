@@ -69,14 +69,21 @@ const trackedLogStore = (
       sim,
       id,
       "storeLogs",
-      Effect.zipRight(inner.storeLogs(logs), Effect.sync(() => view.store(logs)))
+      Effect.sync(() => invariants.noteWrite(id, view, logs)).pipe(
+        Effect.zipRight(inner.storeLogs(logs)),
+        Effect.zipRight(Effect.sync(() => view.store(logs)))
+      )
     ).pipe(Effect.tap(() => Effect.sync(() => check(logs))))
   return {
     ...inner,
     storeLogs: crashMidWrite > 0
       ? (logs) => Effect.zipRight(maybeCrashMidWrite(sim, invariants, id, crashMidWrite), store(logs))
       : store,
-    deleteRange: (min, max) => Effect.zipRight(inner.deleteRange(min, max), Effect.sync(() => view.delete(min, max)))
+    deleteRange: (min, max) =>
+      Effect.sync(() => invariants.noteDeletion(id, view, snapshots, min, max)).pipe(
+        Effect.zipRight(inner.deleteRange(min, max)),
+        Effect.zipRight(Effect.sync(() => view.delete(min, max)))
+      )
   }
 }
 

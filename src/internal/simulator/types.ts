@@ -53,6 +53,12 @@ export interface FaultOptions {
      */
     readonly staleCandidate?: number | undefined
   }
+  /**
+   * How many servers the `membership` fault may hold out of the configuration at once (1 by default: it adds the
+   * one out back before removing another); above 1 it removes or adds back at random, so that several non-voters
+   * and removed voters coexist.
+   */
+  readonly membershipOut?: number | undefined
   /** The link conditions `lossyLinks` switches on (off again on heal). */
   readonly lossy: MemoryNetwork.LinkConditions
   /** Probability that a node reboots right after granting a vote (a targeted crash); 0 by default. */
@@ -116,6 +122,8 @@ export interface Violation {
     | "state-machine safety"
     | "monotonic commit"
     | "monotonic apply"
+    /** A node replaced or deleted an entry it had committed, or compacted what no snapshot of it holds. */
+    | "durability"
     | "liveness"
     | "linearizability"
     | "deadlock"
