@@ -14,6 +14,12 @@ import { Log } from "./Log.js"
  */
 export const TraceParent = Schema.String.pipe(Schema.maxLength(128))
 
+/**
+ * The sender's cluster id, on every request when its node has one: a node of another cluster refuses the request
+ * (`ClusterMismatch`), and a node that has none yet takes its leader's.
+ */
+const clusterId = Schema.optional(Schema.String)
+
 /** Leader → follower: append `entries` after `prevLogIndex`/`prevLogTerm`; also the heartbeat (no entries). */
 export const AppendEntriesRequest = Schema.TaggedStruct("AppendEntriesRequest", {
   term: Schema.NonNegativeInt,
@@ -23,7 +29,8 @@ export const AppendEntriesRequest = Schema.TaggedStruct("AppendEntriesRequest", 
   prevLogTerm: Schema.NonNegativeInt,
   entries: Schema.Array(Log),
   leaderCommitIndex: Schema.NonNegativeInt,
-  traceparent: Schema.optionalWith(TraceParent, { exact: true })
+  traceparent: Schema.optionalWith(TraceParent, { exact: true }),
+  clusterId
 })
 /** Leader → follower: append entries, or heartbeat. */
 export type AppendEntriesRequest = typeof AppendEntriesRequest.Type
@@ -46,7 +53,8 @@ export const RequestVoteRequest = Schema.TaggedStruct("RequestVoteRequest", {
   lastLogIndex: Schema.NonNegativeInt,
   lastLogTerm: Schema.NonNegativeInt,
   leadershipTransfer: Schema.Boolean,
-  traceparent: Schema.optionalWith(TraceParent, { exact: true })
+  traceparent: Schema.optionalWith(TraceParent, { exact: true }),
+  clusterId
 })
 /** Candidate → voter. */
 export type RequestVoteRequest = typeof RequestVoteRequest.Type
@@ -69,7 +77,8 @@ export const RequestPreVoteRequest = Schema.TaggedStruct("RequestPreVoteRequest"
   candidateAddress: Schema.String,
   lastLogIndex: Schema.NonNegativeInt,
   lastLogTerm: Schema.NonNegativeInt,
-  traceparent: Schema.optionalWith(TraceParent, { exact: true })
+  traceparent: Schema.optionalWith(TraceParent, { exact: true }),
+  clusterId
 })
 /** Candidate → voter, before an election. */
 export type RequestPreVoteRequest = typeof RequestPreVoteRequest.Type
@@ -94,7 +103,8 @@ export const InstallSnapshotRequest = Schema.TaggedStruct("InstallSnapshotReques
   lastLogTerm: Schema.NonNegativeInt,
   configuration: Configuration,
   configurationIndex: Schema.NonNegativeInt,
-  traceparent: Schema.optionalWith(TraceParent, { exact: true })
+  traceparent: Schema.optionalWith(TraceParent, { exact: true }),
+  clusterId
 })
 /** Leader → follower: install a snapshot (its data follows as a stream). */
 export type InstallSnapshotRequest = typeof InstallSnapshotRequest.Type
@@ -111,7 +121,8 @@ export type InstallSnapshotResponse = typeof InstallSnapshotResponse.Type
 export const TimeoutNowRequest = Schema.TaggedStruct("TimeoutNowRequest", {
   term: Schema.NonNegativeInt,
   leaderId: Schema.String,
-  leaderAddress: Schema.String
+  leaderAddress: Schema.String,
+  clusterId
 })
 /** Leader → successor: campaign now. */
 export type TimeoutNowRequest = typeof TimeoutNowRequest.Type

@@ -13,7 +13,7 @@ import type * as Log from "../Log.js"
 import type { StorageError } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
 import { noteCommittedConfiguration, sendStoredToFsm } from "./commit.js"
-import { setCurrentTerm } from "./hardState.js"
+import { adoptCluster, setCurrentTerm } from "./hardState.js"
 import { markAppended } from "./logAge.js"
 import { becomeFollower, setLeader } from "./role.js"
 import { type NodeState, storageNotFound } from "./state.js"
@@ -75,6 +75,7 @@ export const handleAppendEntries = (
 ): Effect.Effect<AppendEntriesResponse, StorageError> => {
   if (
     request.term === node.currentTerm && node.role === "Follower" && request.leaderId === node.leaderId &&
+    (request.clusterId === undefined || request.clusterId === node.clusterId) &&
     request.leaderAddress === node.leaderAddress && request.prevLogIndex === node.lastLogIndex &&
     (request.prevLogIndex === 0 || request.prevLogTerm === node.lastLogTerm) &&
     (request.entries.length === 0 || request.entries[0]!.index === request.prevLogIndex + 1)
@@ -106,6 +107,7 @@ const handleAppendEntriesInFull = (node: NodeState, request: AppendEntriesReques
       response.term = request.term
       if (node.role !== "Follower") yield* becomeFollower(node)
     }
+    if (node.clusterId === undefined && request.clusterId !== undefined) yield* adoptCluster(node, request.clusterId)
     yield* setLeader(node, request.leaderId, request.leaderAddress)
     node.lastContact = node.now()
 

@@ -180,7 +180,8 @@ const startReplication = (
       prevLogIndex,
       prevLogTerm,
       entries,
-      leaderCommitIndex: node.commitIndex
+      leaderCommitIndex: node.commitIndex,
+      clusterId: node.clusterId
     })
 
     /** Builds the AppendEntries carrying `from..to` (empty when from > to). */
@@ -233,6 +234,7 @@ const startReplication = (
           lastLogTerm: opened.meta.term,
           configuration: opened.meta.configuration,
           configurationIndex: opened.meta.configurationIndex,
+          clusterId: node.clusterId,
           ...(span === undefined ? {} : { traceparent: traceparent(span) })
         }
         span?.attribute(INDEX, opened.meta.index)
@@ -493,7 +495,8 @@ const startReplication = (
       prevLogIndex: 0,
       prevLogTerm: 0,
       entries: [],
-      leaderCommitIndex: 0
+      leaderCommitIndex: 0,
+      clusterId: node.clusterId
     }
     // hashicorp's backoff, but never longer than half a heartbeat timeout: a follower that comes back
     // after a partition must hear from the leader before its own timer fires, or it campaigns and

@@ -76,7 +76,7 @@ export type Message =
   | { readonly kind: "error"; readonly id: number; readonly code: ErrorCode; readonly detail: string }
 
 /** Why a node answered a request with an error frame. */
-export type ErrorCode = "shutdown" | "no-handler"
+export type ErrorCode = "shutdown" | "no-handler" | "cluster"
 
 const packr = new Packr({ useRecords: false, variableMapSize: true })
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
@@ -120,11 +120,12 @@ const requestBody = (request: Rpc.Request): Record<string, unknown> => {
         leaderCommitIndex: request.leaderCommitIndex
       }
       if (request.traceparent !== undefined) body.traceparent = request.traceparent
+      if (request.clusterId !== undefined) body.clusterId = request.clusterId
       return body
     }
     default: {
-      const { _tag, ...fields } = request
-      return fields
+      const { _tag, clusterId, ...fields } = request
+      return clusterId === undefined ? fields : { ...fields, clusterId }
     }
   }
 }
@@ -400,7 +401,7 @@ const tags: Record<number, string> = {
 const AbortBody = Schema.Struct({ reason: Schema.String })
 const decodeAbort = Schema.decodeUnknownEither(AbortBody, options)
 const ErrorBody = Schema.Struct({
-  code: Schema.Literal("shutdown", "no-handler"),
+  code: Schema.Literal("shutdown", "no-handler", "cluster"),
   detail: Schema.String
 })
 const decodeErrorBody = Schema.decodeUnknownEither(ErrorBody, options)
@@ -488,16 +489,20 @@ const appendEntriesChecks = {
   prevLogTerm: isNonNegativeInt,
   entries: Array.isArray,
   leaderCommitIndex: isNonNegativeInt,
-  traceparent: isTraceParent
+  traceparent: isTraceParent,
+  clusterId: isString
 }
 
 /** The AppendEntries envelope (its entries checked by `logsFromWire`), or why it is not one. */
 export const appendEntriesFromWire = (body: Record<string, unknown>): Rpc.AppendEntriesRequest | string => {
   const entries = logsFromWire(body.entries)
   if (typeof entries === "string") return entries
-  // Seven fields, and the optional trace context.
+  // Seven fields, and the optional trace context and cluster id.
   const traced = Object.hasOwn(body, "traceparent")
-  if (!hasExactly(body, appendEntriesChecks, traced ? 8 : 7)) return "not an AppendEntries request"
+  const clusterId = body.clusterId
+  if (!hasExactly(body, appendEntriesChecks, 7 + (traced ? 1 : 0) + (clusterId === undefined ? 0 : 1))) {
+    return "not an AppendEntries request"
+  }
   const request: Rpc.AppendEntriesRequest = {
     _tag: "AppendEntriesRequest",
     term: body.term as number,
@@ -508,7 +513,8 @@ export const appendEntriesFromWire = (body: Record<string, unknown>): Rpc.Append
     entries,
     leaderCommitIndex: body.leaderCommitIndex as number
   }
-  return traced ? { ...request, traceparent: body.traceparent as string } : request
+  const withTrace = traced ? { ...request, traceparent: body.traceparent as string } : request
+  return clusterId === undefined ? withTrace : { ...withTrace, clusterId: clusterId as string }
 }
 
 const appendEntriesResponseChecks = {
