@@ -49,7 +49,22 @@ export interface RaftConfig {
    * quorum would vote for it, without raising its term; a node cut off from the cluster so never disrupts it.
    */
   readonly preVote: boolean
+  /**
+   * How `readIndex` confirms a read when the caller does not say: `"readIndex"` (default) by a heartbeat round that
+   * concurrent reads share, `"lease"` without one while the leader's lease holds (see `maxClockDriftMillis`).
+   */
+  readonly readMode: ReadMode
+  /**
+   * Lease reads only: how much shorter than the leader measures it a heartbeat timeout may last on another voter's
+   * clock (clock rates differ; a clock stepped backwards is not covered). The lease ends this long before the
+   * followers stop refusing other candidates. Undefined: a tenth of `heartbeatTimeoutMillis`. An assumption about
+   * the machines, not something the node can check.
+   */
+  readonly maxClockDriftMillis: number | undefined
 }
+
+/** How `readIndex` confirms that a read may be served (`RaftConfig.readMode`). */
+export type ReadMode = "readIndex" | "lease"
 
 /** What a user passes: `localId` and any tunables to override. */
 export interface Input {
@@ -66,7 +81,26 @@ export interface Input {
   readonly snapshotInterval?: Duration.DurationInput | undefined
   readonly snapshotThreshold?: number | undefined
   readonly preVote?: boolean | undefined
+  readonly readMode?: ReadMode | undefined
+  readonly maxClockDrift?: Duration.DurationInput | undefined
 }
+
+/**
+ * What `raft.reloadConfig` may change on a running node (hashicorp's ReloadableConfig, plus the commit timeout, the
+ * lease settings and the read mode): timers, snapshot settings and how reads are confirmed.
+ */
+export type Reloadable = Pick<
+  Input,
+  | "heartbeatTimeout"
+  | "electionTimeout"
+  | "commitTimeout"
+  | "leaderLeaseTimeout"
+  | "snapshotInterval"
+  | "snapshotThreshold"
+  | "trailingLogs"
+  | "readMode"
+  | "maxClockDrift"
+>
 
 /** hashicorp/raft's `DefaultConfig()` values (everything but `localId`), and the byte limits of entries. */
 export const defaults: Omit<RaftConfig, "localId"> = {
@@ -81,7 +115,9 @@ export const defaults: Omit<RaftConfig, "localId"> = {
   trailingLogs: 10240,
   snapshotIntervalMillis: 120_000,
   snapshotThreshold: 8192,
-  preVote: true
+  preVote: true,
+  readMode: "readIndex",
+  maxClockDriftMillis: undefined
 }
 
 /** The tag under which a node's resolved configuration is provided. */
@@ -130,6 +166,13 @@ export const validate = (config: RaftConfig): Effect.Effect<RaftConfig, RaftConf
   if (config.electionTimeoutMillis < config.heartbeatTimeoutMillis) {
     return fail("electionTimeout", "must be at least heartbeatTimeout")
   }
+  if (config.readMode !== "readIndex" && config.readMode !== "lease") {
+    return fail("readMode", `must be "readIndex" or "lease" (got ${String(config.readMode)})`)
+  }
+  const drift = config.maxClockDriftMillis
+  if (drift !== undefined && (!Number.isFinite(drift) || drift < 0 || drift >= config.heartbeatTimeoutMillis)) {
+    return fail("maxClockDrift", `must be at least 0 and below heartbeatTimeout (got ${drift})`)
+  }
   return Effect.succeed(config)
 }
 
@@ -173,9 +216,37 @@ export const make = (input: Input): Effect.Effect<RaftConfig, RaftConfigError> =
       trailingLogs: input.trailingLogs ?? defaults.trailingLogs,
       snapshotIntervalMillis: millis(input.snapshotInterval, defaults.snapshotIntervalMillis),
       snapshotThreshold: input.snapshotThreshold ?? defaults.snapshotThreshold,
-      preVote: input.preVote ?? defaults.preVote
+      preVote: input.preVote ?? defaults.preVote,
+      readMode: input.readMode ?? defaults.readMode,
+      maxClockDriftMillis: input.maxClockDrift === undefined ? undefined : millis(input.maxClockDrift, 0)
     })
   )
+
+/**
+ * `current` with the settings of `changes` replaced, validated as a whole (`RaftConfigError` naming a bad field, and
+ * nothing changes). What `raft.reloadConfig` applies.
+ */
+export const reload = (current: RaftConfig, changes: Reloadable): Effect.Effect<RaftConfig, RaftConfigError> =>
+  Effect.suspend(() =>
+    validate({
+      ...current,
+      heartbeatTimeoutMillis: millis(changes.heartbeatTimeout, current.heartbeatTimeoutMillis),
+      electionTimeoutMillis: millis(changes.electionTimeout, current.electionTimeoutMillis),
+      commitTimeoutMillis: millis(changes.commitTimeout, current.commitTimeoutMillis),
+      leaderLeaseTimeoutMillis: millis(changes.leaderLeaseTimeout, current.leaderLeaseTimeoutMillis),
+      snapshotIntervalMillis: millis(changes.snapshotInterval, current.snapshotIntervalMillis),
+      snapshotThreshold: changes.snapshotThreshold ?? current.snapshotThreshold,
+      trailingLogs: changes.trailingLogs ?? current.trailingLogs,
+      readMode: changes.readMode ?? current.readMode,
+      maxClockDriftMillis: changes.maxClockDrift === undefined
+        ? current.maxClockDriftMillis
+        : millis(changes.maxClockDrift, 0)
+    })
+  )
+
+/** The margin a leader's lease leaves for clock drift: `maxClockDriftMillis`, or a tenth of the heartbeat timeout. */
+export const clockDriftMillis = (config: RaftConfig): number =>
+  config.maxClockDriftMillis ?? config.heartbeatTimeoutMillis / 10
 
 /** Provides a validated configuration. */
 export const layer = (input: Input): Layer.Layer<RaftConfigTag, RaftConfigError> =>

@@ -22,7 +22,7 @@ const failingField = (input: RaftConfig.Input) =>
   })
 
 describe("RaftConfig", () => {
-  it("defaults equal hashicorp's DefaultConfig(), with entries of at most 1 MiB in AppendEntries of at most 4 MiB", () => {
+  it("defaults equal hashicorp's DefaultConfig(), with entries of at most 1 MiB in AppendEntries of at most 4 MiB, and reads by ReadIndex", () => {
     assert.deepStrictEqual(RaftConfig.defaults, {
       heartbeatTimeoutMillis: 1000,
       electionTimeoutMillis: 1000,
@@ -35,7 +35,9 @@ describe("RaftConfig", () => {
       trailingLogs: 10240,
       snapshotIntervalMillis: 120_000,
       snapshotThreshold: 8192,
-      preVote: true
+      preVote: true,
+      readMode: "readIndex",
+      maxClockDriftMillis: undefined
     })
   })
 

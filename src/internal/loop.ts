@@ -23,6 +23,8 @@ import { dispatch } from "./leaderLog.js"
 import { handleMembership, handlePromote } from "./membership.js"
 import { becomeFollower } from "./role.js"
 import { handleCompact, handleInstallCheck, handleInstallStored, handleUserRestore } from "./snapshot.js"
+import { handleRead } from "./read.js"
+import { handleReload } from "./reload.js"
 import { type NodeState, notLeaderError } from "./state.js"
 import { handleTimeoutNow, handleTransfer, handleTransferTimeout } from "./transfer.js"
 import { handleVerify } from "./verify.js"
@@ -91,6 +93,14 @@ const handleEvent = (node: NodeState, event: Exclude<Event, { readonly _tag: "Ap
       }
       case "Verify": {
         yield* handleVerify(node, event.deferred)
+        break
+      }
+      case "Read": {
+        handleRead(node, event.lease, event.deferred)
+        break
+      }
+      case "Reload": {
+        yield* handleReload(node, event.changes, event.deferred)
         break
       }
       case "Bootstrap": {
@@ -244,6 +254,8 @@ export const failEvent = (event: Event) => {
     case "InstallCheck":
     case "InstallStored":
     case "Verify":
+    case "Read":
+    case "Reload":
     case "Bootstrap":
     case "Transfer":
     case "UserRestore":

@@ -33,6 +33,7 @@ import { claimStores, loadHardState } from "./hardState.js"
 import type { LeaderWrite } from "./leaderState.js"
 import { leaderWriter } from "./leaderLog.js"
 import { failEvent, runLoop } from "./loop.js"
+import { failReads, serveReadIndex } from "./read.js"
 import { tearDownLeader } from "./role.js"
 import { receiveSnapshot, snapshotLoop } from "./snapshot.js"
 import { ask, emit, NodeState, type NodeServices, publish } from "./state.js"
@@ -101,6 +102,7 @@ export const make = (
         }
         for (const waiter of node.appliedWaiters) waiter.future.done(Exit.void)
         node.appliedWaiters = []
+        failReads(node)
         yield* tearDownLeader(node).pipe(Effect.ignore)
         yield* PubSub.shutdown(observations)
         node.shutdownDone.done(Exit.void)
@@ -121,6 +123,7 @@ export const make = (
       requestVote: (request) => ask(node, (deferred) => ({ _tag: "RequestVote", request, deferred })),
       requestPreVote: (request) => ask(node, (deferred) => ({ _tag: "RequestPreVote", request, deferred })),
       timeoutNow: (request) => ask(node, (deferred) => ({ _tag: "TimeoutNow", request, deferred })),
+      readIndex: (request) => serveReadIndex(node, request),
       installSnapshot: (request, data) => receiveSnapshot(node, request, data)
     }
     yield* Scope.extend(transport.serve(handler), nodeScope)

@@ -36,7 +36,7 @@ import { setCurrentTerm } from "./hardState.js"
 import { awaitLeaderWrites } from "./leaderLog.js"
 import { metrics } from "./metrics.js"
 import { becomeFollower, setLeader } from "./role.js"
-import { ask, emit, type NodeState, notLeaderError } from "./state.js"
+import { ask, emit, type NodeState, notLeaderError, sleepOrReload } from "./state.js"
 
 /** Deletes log entries a snapshot at `index` covers, keeping `trailingLogs` behind the last (hashicorp's compactLogs). */
 const compactLogs = (node: NodeState, index: number) =>
@@ -313,11 +313,11 @@ export const takeSnapshot = (node: NodeState): Effect.Effect<SnapshotMeta, Snaps
 /** Checks every snapshotInterval (jittered) whether `snapshotThreshold` entries were applied since the last. */
 export const snapshotLoop = (node: NodeState) =>
   Effect.gen(function*() {
-    const { config } = node
     while (true) {
-      const wait = yield* Random.nextIntBetween(config.snapshotIntervalMillis, 2 * config.snapshotIntervalMillis)
-      yield* Effect.sleep(wait)
-      if (node.appliedIndex - node.lastSnapshotIndex < config.snapshotThreshold) continue
+      const interval = node.config.snapshotIntervalMillis
+      const wait = yield* Random.nextIntBetween(interval, 2 * interval)
+      yield* sleepOrReload(node, wait)
+      if (node.appliedIndex - node.lastSnapshotIndex < node.config.snapshotThreshold) continue
       yield* takeSnapshot(node).pipe(
         Effect.catchAll((error) =>
           error._tag === "NothingNewToSnapshot" || error._tag === "RaftShutdown"
