@@ -8,10 +8,11 @@
  * other fiber allowed to. JavaScript runs one fiber at a time and a
  * synchronous section is never interleaved, so the rule that keeps the record
  * consistent is: outside the run loop, no `yield*` between a read and a write
- * of a shared field. Two fast paths write from other fibers, both only while
+ * of a shared field. Three fast paths write from other fibers, all only while
  * the run loop waits with nothing queued (`loopWaiting`): a client's `enqueue`
- * appends (leaderLog.ts `appendNow`), and the fiber that saw a quorum commits
- * (commit.ts `onCommit`).
+ * appends (leaderLog.ts `appendNow`), the fiber that saw a quorum commits
+ * (commit.ts `onCommit`), and a read or `verifyLeader` joins the leader's
+ * heartbeat round (read.ts `handleRead`, verify.ts `verifyNow`).
  *
  * No `Ref`, no `Context` lookup: a field is read and written as a property,
  * as fast as the closure variables it replaces, and every field is assigned in
@@ -240,7 +241,7 @@ export const emit = (node: NodeState, event: Event): boolean => node.mailbox.uns
 
 /**
  * The run loop waits for events with none queued: what it would do next at once may be done by the caller
- * (the two fast paths, see the module comment).
+ * (the fast paths, see the module comment).
  */
 export const loopWaiting = (node: NodeState): boolean => {
   if (!node.loopIdle) return false
