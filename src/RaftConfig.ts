@@ -200,49 +200,37 @@ export const checkFrameLimit = (config: RaftConfig, maxFrameBytes: number | unde
   )
 }
 
+/** `base` with the settings `input` gives replaced (durations converted to milliseconds). */
+const overlay = (base: RaftConfig, input: Omit<Input, "localId">): RaftConfig => ({
+  localId: base.localId,
+  heartbeatTimeoutMillis: millis(input.heartbeatTimeout, base.heartbeatTimeoutMillis),
+  electionTimeoutMillis: millis(input.electionTimeout, base.electionTimeoutMillis),
+  commitTimeoutMillis: millis(input.commitTimeout, base.commitTimeoutMillis),
+  maxAppendEntries: input.maxAppendEntries ?? base.maxAppendEntries,
+  maxEntryBytes: input.maxEntryBytes ?? base.maxEntryBytes,
+  maxAppendEntriesBytes: input.maxAppendEntriesBytes ?? base.maxAppendEntriesBytes,
+  leaderLeaseTimeoutMillis: millis(input.leaderLeaseTimeout, base.leaderLeaseTimeoutMillis),
+  shutdownOnRemove: input.shutdownOnRemove ?? base.shutdownOnRemove,
+  trailingLogs: input.trailingLogs ?? base.trailingLogs,
+  snapshotIntervalMillis: millis(input.snapshotInterval, base.snapshotIntervalMillis),
+  snapshotThreshold: input.snapshotThreshold ?? base.snapshotThreshold,
+  preVote: input.preVote ?? base.preVote,
+  readMode: input.readMode ?? base.readMode,
+  maxClockDriftMillis: input.maxClockDrift === undefined
+    ? base.maxClockDriftMillis
+    : Duration.toMillis(Duration.decode(input.maxClockDrift))
+})
+
 /** Fills `input` from `defaults` and validates it. */
 export const make = (input: Input): Effect.Effect<RaftConfig, RaftConfigError> =>
-  Effect.suspend(() =>
-    validate({
-      localId: input.localId,
-      heartbeatTimeoutMillis: millis(input.heartbeatTimeout, defaults.heartbeatTimeoutMillis),
-      electionTimeoutMillis: millis(input.electionTimeout, defaults.electionTimeoutMillis),
-      commitTimeoutMillis: millis(input.commitTimeout, defaults.commitTimeoutMillis),
-      maxAppendEntries: input.maxAppendEntries ?? defaults.maxAppendEntries,
-      maxEntryBytes: input.maxEntryBytes ?? defaults.maxEntryBytes,
-      maxAppendEntriesBytes: input.maxAppendEntriesBytes ?? defaults.maxAppendEntriesBytes,
-      leaderLeaseTimeoutMillis: millis(input.leaderLeaseTimeout, defaults.leaderLeaseTimeoutMillis),
-      shutdownOnRemove: input.shutdownOnRemove ?? defaults.shutdownOnRemove,
-      trailingLogs: input.trailingLogs ?? defaults.trailingLogs,
-      snapshotIntervalMillis: millis(input.snapshotInterval, defaults.snapshotIntervalMillis),
-      snapshotThreshold: input.snapshotThreshold ?? defaults.snapshotThreshold,
-      preVote: input.preVote ?? defaults.preVote,
-      readMode: input.readMode ?? defaults.readMode,
-      maxClockDriftMillis: input.maxClockDrift === undefined ? undefined : millis(input.maxClockDrift, 0)
-    })
-  )
+  Effect.suspend(() => validate(overlay({ ...defaults, localId: input.localId }, input)))
 
 /**
  * `current` with the settings of `changes` replaced, validated as a whole (`RaftConfigError` naming a bad field, and
  * nothing changes). What `raft.reloadConfig` applies.
  */
 export const reload = (current: RaftConfig, changes: Reloadable): Effect.Effect<RaftConfig, RaftConfigError> =>
-  Effect.suspend(() =>
-    validate({
-      ...current,
-      heartbeatTimeoutMillis: millis(changes.heartbeatTimeout, current.heartbeatTimeoutMillis),
-      electionTimeoutMillis: millis(changes.electionTimeout, current.electionTimeoutMillis),
-      commitTimeoutMillis: millis(changes.commitTimeout, current.commitTimeoutMillis),
-      leaderLeaseTimeoutMillis: millis(changes.leaderLeaseTimeout, current.leaderLeaseTimeoutMillis),
-      snapshotIntervalMillis: millis(changes.snapshotInterval, current.snapshotIntervalMillis),
-      snapshotThreshold: changes.snapshotThreshold ?? current.snapshotThreshold,
-      trailingLogs: changes.trailingLogs ?? current.trailingLogs,
-      readMode: changes.readMode ?? current.readMode,
-      maxClockDriftMillis: changes.maxClockDrift === undefined
-        ? current.maxClockDriftMillis
-        : millis(changes.maxClockDrift, 0)
-    })
-  )
+  Effect.suspend(() => validate(overlay(current, changes)))
 
 /** The margin a leader's lease leaves for clock drift: `maxClockDriftMillis`, or a tenth of the heartbeat timeout. */
 export const clockDriftMillis = (config: RaftConfig): number =>

@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
 import * as Fsm from "../src/Fsm.js"
+import type * as RaftConfig from "../src/RaftConfig.js"
 import {
   applyAll,
   makeCluster,
@@ -49,6 +50,17 @@ const leaseTimers = {
   maxClockDrift: "100 millis",
   readMode: "lease"
 } as const
+
+/** A cluster whose leader applied one write, then links delayed by `delay` ms each way for `settle` ms. */
+const delayedCluster = (config: Omit<RaftConfig.Input, "localId">, delay: number, settleMillis: number) =>
+  Effect.gen(function*() {
+    const cluster = yield* makeCluster({ size: 3, config })
+    const leader = yield* cluster.waitForLeader()
+    yield* cluster.waitForApplied(yield* applyAll(leader, "a", 1))
+    yield* cluster.network.setConditions(delayed(delay))
+    yield* cluster.advance(settleMillis)
+    return { cluster, leader }
+  })
 
 /** Whether `fiber` finished, after every fiber that can run without the clock has run. */
 const finished = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
@@ -89,11 +101,7 @@ describe("Raft: readIndex", () => {
 
   it.scoped("a read arriving while the leader's heartbeat round is in flight waits for the next round", () =>
     Effect.gen(function*() {
-      const cluster = yield* makeCluster({ size: 3, config: slowHeartbeats })
-      const leader = yield* cluster.waitForLeader()
-      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 1))
-      yield* cluster.network.setConditions(delayed(10))
-      yield* cluster.advance(50)
+      const { cluster, leader } = yield* delayedCluster(slowHeartbeats, 10, 50)
       // Reads arriving together share the round they start: one round trip (20 ms) answers them all.
       const first = yield* Effect.forEach([1, 2, 3], () => Effect.fork(leader.raft.readIndex()))
       yield* TestClock.adjust(5)
@@ -106,12 +114,8 @@ describe("Raft: readIndex", () => {
 
   it.scoped("reads on a follower share one ReadIndex request to the leader at a time", () =>
     Effect.gen(function*() {
-      const cluster = yield* makeCluster({ size: 3, config: slowHeartbeats })
-      const leader = yield* cluster.waitForLeader()
+      const { cluster, leader } = yield* delayedCluster(slowHeartbeats, 10, 50)
       const follower = cluster.nodes.find((node) => node.id !== leader.id)!
-      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 1))
-      yield* cluster.network.setConditions(delayed(10))
-      yield* cluster.advance(50)
       const before = cluster.network.counters.readIndex
       const first = yield* Effect.fork(follower.raft.readIndex())
       yield* TestClock.adjust(5)
@@ -144,11 +148,7 @@ describe("Raft: readIndex", () => {
 describe("Raft: lease reads", () => {
   it.scoped("a lease read on the leader takes no heartbeat round while acknowledgements are recent", () =>
     Effect.gen(function*() {
-      const cluster = yield* makeCluster({ size: 3, config: leaseTimers })
-      const leader = yield* cluster.waitForLeader()
-      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 1))
-      yield* cluster.network.setConditions(delayed(10))
-      yield* cluster.advance(100)
+      const { cluster, leader } = yield* delayedCluster(leaseTimers, 10, 100)
       const lease = yield* Effect.fork(leader.raft.readIndex())
       assert.isTrue(yield* finished(lease), "answered at once, from the lease")
       const round = yield* Effect.fork(leader.raft.readIndex({ mode: "readIndex" }))
@@ -160,11 +160,7 @@ describe("Raft: lease reads", () => {
     Effect.gen(function*() {
       // An answer to a request sent 250 ms earlier extends no lease of 200 ms (it would one of 300 ms, without the
       // drift margin).
-      const cluster = yield* makeCluster({ size: 3, config: leaseTimers })
-      const leader = yield* cluster.waitForLeader()
-      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 1))
-      yield* cluster.network.setConditions(delayed(125))
-      yield* cluster.advance(600)
+      const { cluster, leader } = yield* delayedCluster(leaseTimers, 125, 600)
       assert.strictEqual(yield* leader.raft.state, "Leader")
       // Right after a round was answered: the freshest acknowledgement is one round trip old.
       yield* settle(cluster, yield* Effect.fork(leader.raft.readIndex({ mode: "readIndex" })))
@@ -218,11 +214,7 @@ describe("Raft: lease reads", () => {
 describe("Raft: readIndex and verifyLeader share rounds", () => {
   it.scoped("verifyLeader joins the round that reads started", () =>
     Effect.gen(function*() {
-      const cluster = yield* makeCluster({ size: 3, config: slowHeartbeats })
-      const leader = yield* cluster.waitForLeader()
-      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 1))
-      yield* cluster.network.setConditions(delayed(10))
-      yield* cluster.advance(50)
+      const { leader } = yield* delayedCluster(slowHeartbeats, 10, 50)
       const read = yield* Effect.fork(leader.raft.readIndex())
       const verify = yield* Effect.fork(leader.raft.verifyLeader)
       yield* TestClock.adjust(21)
