@@ -15,6 +15,7 @@ import * as Fsm from "../src/Fsm.js"
 import type * as RaftConfig from "../src/RaftConfig.js"
 import {
   applyAll,
+  bytes,
   makeCluster,
   type RecordingFsm,
   recordingFsm,
@@ -98,6 +99,20 @@ describe("Raft: readIndex", () => {
       assert.strictEqual(yield* follower.raft.state, "Follower")
       assert.isAbove(cluster.network.counters.readIndex, 0, "the follower asked the leader")
     }).pipe(seeded("read-follower-waits")))
+
+  it.scoped("a follower's read right after a write learns the commit index at once, not at the next commit tick", () =>
+    Effect.gen(function*() {
+      // Followers learn the commit index every one to two commit timeouts when nothing else is sent: 1 to 2 s here.
+      const cluster = yield* makeCluster({ size: 3, config: { commitTimeout: "1 second" } })
+      const leader = yield* cluster.waitForLeader()
+      const follower = cluster.nodes.find((node) => node.id !== leader.id)!
+      const written = (yield* leader.raft.apply(bytes("w"))).index
+      const read = yield* Effect.fork(follower.raft.readIndex())
+      yield* cluster.advance(50)
+      assert.isNotNull(read.unsafePoll(), "answered within 50 ms")
+      assert.isAtLeast(yield* Fiber.join(read), written)
+      assert.deepStrictEqual(follower.fsm.commands(), ["w"])
+    }).pipe(seeded("read-follower-commit")))
 
   it.scoped("a read arriving while the leader's heartbeat round is in flight waits for the next round", () =>
     Effect.gen(function*() {

@@ -196,7 +196,11 @@ export const readIndex = (
     })
   })
 
-/** A follower's ReadIndex request, leader side: the read index once confirmed, or a refusal. A transport's handler fiber. */
+/**
+ * A follower's ReadIndex request, leader side: the read index once confirmed, or a refusal. The follower's
+ * replication is woken too, so it learns the commit index now rather than at its next commit tick: its read waits
+ * until it has applied the index. A transport's handler fiber.
+ */
 export const serveReadIndex = (
   node: NodeState,
   request: ReadIndexRequest
@@ -206,5 +210,9 @@ export const serveReadIndex = (
       error._tag === "RaftShutdown"
         ? Effect.fail(error)
         : Effect.succeed({ _tag: "ReadIndexResponse" as const, term: node.currentTerm, success: false, index: 0 }),
-    onSuccess: (index) => Effect.succeed({ _tag: "ReadIndexResponse" as const, term: node.currentTerm, success: true, index })
+    onSuccess: (index) =>
+      Effect.sync(() => {
+        node.leader?.replications.get(request.serverId)?.trigger.unsafeOpen()
+        return { _tag: "ReadIndexResponse" as const, term: node.currentTerm, success: true, index }
+      })
   })
