@@ -54,6 +54,7 @@ import * as LmdbStore from "../src/storage/LmdbStore.js"
 import * as LogCache from "../src/storage/LogCache.js"
 import type { StorageError } from "../src/RaftError.js"
 import * as Transport from "../src/Transport.js"
+import { fairScheduler } from "../src/internal/scheduler.js"
 import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
 import * as TcpTransport from "../src/transport/TcpTransport.js"
 import { load, type LoadResult } from "./load.js"
@@ -160,6 +161,9 @@ const result: Record<string, unknown> = {
   // as seen by the node, i.e. including the wait for the main thread: the store's share of an apply.
   lmdb_commit_p50_us: null,
   lmdb_commit_mean_us: null,
+  // Scheduler tasks run per apply in the measured phase, all nodes and the clients together (one process, not
+  // --threads): every fiber hand-off of an apply is one task (counted by the benchmark's scheduler, not in src/).
+  tasks_per_apply: null,
   node_version: process.version,
   num_cpu: os.cpus().length,
   label,
@@ -476,8 +480,11 @@ const measure = (
     const st0 = procStat()
     const ot0 = otherProcsCpu()
     commitTimes.recording = true
+    const tasks0 = countingScheduler.tasks
     const measured = yield* run
+    const tasks = countingScheduler.tasks - tasks0
     commitTimes.recording = false
+    if (!threaded) result.tasks_per_apply = tasks / ops
     const cpu1 = process.cpuUsage(cpu0)
     const st1 = procStat()
     const ot1 = otherProcsCpu()
@@ -690,11 +697,30 @@ class YieldingScheduler implements Scheduler.Scheduler {
   }
 }
 
+/** Counts the tasks it runs for the scheduler it wraps: the fiber hand-offs of the process. */
+class CountingScheduler implements Scheduler.Scheduler {
+  tasks = 0
+  constructor(private readonly inner: Scheduler.Scheduler) {}
+  shouldYield(fiber: Fiber.RuntimeFiber<unknown, unknown>): number | false {
+    return this.inner.shouldYield(fiber)
+  }
+  scheduleTask(task: Scheduler.Task, priority: number): void {
+    this.tasks++
+    this.inner.scheduleTask(task, priority)
+  }
+}
+
+const yieldOption = /^yield:(\d+(?:\.\d+)?)$/.exec(schedulerOption)
+/** The nodes' scheduler (the one Raft picks itself unless `--scheduler yield:<ms>`), counting its tasks. */
+const countingScheduler = new CountingScheduler(
+  yieldOption === null ? fairScheduler : new YieldingScheduler(Number(yieldOption[1]))
+)
+
 const withSchedulerOption = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-  if (schedulerOption === "default") return effect
-  const match = /^yield:(\d+(?:\.\d+)?)$/.exec(schedulerOption)
-  if (match === null) return Effect.dieMessage(`unknown --scheduler ${schedulerOption}`)
-  return Effect.withScheduler(effect, new YieldingScheduler(Number(match[1])))
+  if (schedulerOption !== "default" && yieldOption === null) {
+    return Effect.dieMessage(`unknown --scheduler ${schedulerOption}`)
+  }
+  return Effect.withScheduler(effect, countingScheduler)
 }
 
 const stderrLogger = Logger.make(({ date, logLevel, message }) => {

@@ -26,7 +26,7 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Configuration from "./Configuration.js"
 import { Fsm, type Typed } from "./Fsm.js"
-import { bootstrapStores } from "./internal/bootstrap.js"
+import { bootstrapStores, hasExistingState as storesHoldState } from "./internal/bootstrap.js"
 import * as node from "./internal/node.js"
 import { recoverCluster as recoverStores } from "./internal/recoverCluster.js"
 import { fairScheduler } from "./internal/scheduler.js"
@@ -322,14 +322,21 @@ export const layer = (
  * hashicorp's `BootstrapCluster`: run it on every initial member with the same
  * configuration before starting them. Fails with `CantBootstrap` when the node
  * already has state (a term, a log entry or a snapshot). With `localId`, the
- * stores are marked as that node's, and it must be a voter (else `NotVoter`).
+ * stores are marked as that node's, and it must be a voter (else `NotVoter`);
+ * with `clusterId`, as the cluster's (give every initial member the same).
  */
 export const bootstrapCluster = (
   configuration: Configuration.Configuration,
-  options?: { readonly localId?: string | undefined }
+  options?: { readonly localId?: string | undefined; readonly clusterId?: string | undefined }
 ): Effect.Effect<void, CantBootstrap | NotVoter | StorageError, LogStore | StableStore | SnapshotStore> =>
   Effect.gen(function*() {
-    yield* bootstrapStores(yield* LogStore, yield* StableStore, yield* SnapshotStore, configuration, options?.localId)
+    yield* bootstrapStores(yield* LogStore, yield* StableStore, yield* SnapshotStore, configuration, options?.localId, options?.clusterId)
+  })
+
+/** Whether the stores in context hold Raft state (a term, a log entry or a snapshot): what `bootstrapCluster` refuses. */
+export const hasExistingState: Effect.Effect<boolean, StorageError, LogStore | StableStore | SnapshotStore> = Effect
+  .gen(function*() {
+    return yield* storesHoldState(yield* LogStore, yield* StableStore, yield* SnapshotStore)
   })
 
 /**

@@ -15,6 +15,12 @@ import { RaftConfigError } from "./RaftError.js"
 export interface RaftConfig {
   /** This server's unique id in the cluster. */
   readonly localId: string
+  /**
+   * The cluster's id, sent with every request: a node refuses requests of another cluster, and one whose stores
+   * record another id refuses to start. None by default; a node without one takes its leader's (see
+   * `Raft.bootstrapCluster`'s `clusterId`).
+   */
+  readonly clusterId: string | undefined
   /** A follower with no contact from a leader for this long starts an election (randomised in [t, 2t)). Default 1 s. */
   readonly heartbeatTimeoutMillis: number
   /** A candidate with no winner for this long starts a new election (randomised in [t, 2t)). Default 1 s. */
@@ -69,6 +75,7 @@ export type ReadMode = "readIndex" | "lease"
 /** What a user passes: `localId` and any tunables to override. */
 export interface Input {
   readonly localId: string
+  readonly clusterId?: string | undefined
   readonly heartbeatTimeout?: Duration.DurationInput | undefined
   readonly electionTimeout?: Duration.DurationInput | undefined
   readonly commitTimeout?: Duration.DurationInput | undefined
@@ -104,6 +111,7 @@ export type Reloadable = Pick<
 
 /** hashicorp/raft's `DefaultConfig()` values (everything but `localId`), and the byte limits of entries. */
 export const defaults: Omit<RaftConfig, "localId"> = {
+  clusterId: undefined,
   heartbeatTimeoutMillis: 1000,
   electionTimeoutMillis: 1000,
   commitTimeoutMillis: 50,
@@ -131,6 +139,7 @@ const fail = (field: string, reason: string) => Effect.fail(new RaftConfigError(
 /** Checks hashicorp's `ValidateConfig` rules, plus sanity of the counts. */
 export const validate = (config: RaftConfig): Effect.Effect<RaftConfig, RaftConfigError> => {
   if (config.localId.length === 0) return fail("localId", "must not be empty")
+  if (config.clusterId !== undefined && config.clusterId.length === 0) return fail("clusterId", "must not be empty")
   for (
     const [field, value, min] of [
       ["heartbeatTimeout", config.heartbeatTimeoutMillis, 5],
@@ -203,6 +212,7 @@ export const checkFrameLimit = (config: RaftConfig, maxFrameBytes: number | unde
 /** `base` with the settings `input` gives replaced (durations converted to milliseconds). */
 const overlay = (base: RaftConfig, input: Omit<Input, "localId">): RaftConfig => ({
   localId: base.localId,
+  clusterId: input.clusterId ?? base.clusterId,
   heartbeatTimeoutMillis: millis(input.heartbeatTimeout, base.heartbeatTimeoutMillis),
   electionTimeoutMillis: millis(input.electionTimeout, base.electionTimeoutMillis),
   commitTimeoutMillis: millis(input.commitTimeout, base.commitTimeoutMillis),

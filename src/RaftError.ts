@@ -230,6 +230,19 @@ export class NotVoter extends Schema.TaggedError<NotVoter>()("NotVoter", {
 }
 
 /**
+ * A request from a node of another cluster (its cluster id differs from this node's): refused unserved, and the
+ * sender's transport reports it as a `TransportError` of reason `identity`.
+ */
+export class ClusterMismatch extends Data.TaggedError("ClusterMismatch")<{
+  readonly expected: string
+  readonly got: string
+}> {
+  override get message(): string {
+    return `request from cluster ${this.got} refused by a node of cluster ${this.expected}`
+  }
+}
+
+/**
  * A node's stores belong to another node (or cluster): it refuses to start rather than act on them. `reason` says
  * what was found and what to do.
  */
@@ -329,4 +342,5 @@ export type RaftError =
   | InvalidOperation
   | NotVoter
   | IdentityMismatch
+  | ClusterMismatch
   | CommandRejected

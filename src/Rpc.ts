@@ -7,6 +7,12 @@ import * as Schema from "effect/Schema"
 import { Configuration } from "./Configuration.js"
 import { Log } from "./Log.js"
 
+/**
+ * The sender's cluster id, on every request when its node has one: a node of another cluster refuses the request
+ * (`ClusterMismatch`), and a node that has none yet takes its leader's.
+ */
+const clusterId = Schema.optional(Schema.String)
+
 /** Leader → follower: append `entries` after `prevLogIndex`/`prevLogTerm`; also the heartbeat (no entries). */
 export const AppendEntriesRequest = Schema.TaggedStruct("AppendEntriesRequest", {
   term: Schema.NonNegativeInt,
@@ -15,7 +21,8 @@ export const AppendEntriesRequest = Schema.TaggedStruct("AppendEntriesRequest", 
   prevLogIndex: Schema.NonNegativeInt,
   prevLogTerm: Schema.NonNegativeInt,
   entries: Schema.Array(Log),
-  leaderCommitIndex: Schema.NonNegativeInt
+  leaderCommitIndex: Schema.NonNegativeInt,
+  clusterId
 })
 /** Leader → follower: append entries, or heartbeat. */
 export type AppendEntriesRequest = typeof AppendEntriesRequest.Type
@@ -37,7 +44,8 @@ export const RequestVoteRequest = Schema.TaggedStruct("RequestVoteRequest", {
   candidateAddress: Schema.String,
   lastLogIndex: Schema.NonNegativeInt,
   lastLogTerm: Schema.NonNegativeInt,
-  leadershipTransfer: Schema.Boolean
+  leadershipTransfer: Schema.Boolean,
+  clusterId
 })
 /** Candidate → voter. */
 export type RequestVoteRequest = typeof RequestVoteRequest.Type
@@ -59,7 +67,8 @@ export const RequestPreVoteRequest = Schema.TaggedStruct("RequestPreVoteRequest"
   candidateId: Schema.String,
   candidateAddress: Schema.String,
   lastLogIndex: Schema.NonNegativeInt,
-  lastLogTerm: Schema.NonNegativeInt
+  lastLogTerm: Schema.NonNegativeInt,
+  clusterId
 })
 /** Candidate → voter, before an election. */
 export type RequestPreVoteRequest = typeof RequestPreVoteRequest.Type
@@ -83,7 +92,8 @@ export const InstallSnapshotRequest = Schema.TaggedStruct("InstallSnapshotReques
   lastLogIndex: Schema.NonNegativeInt,
   lastLogTerm: Schema.NonNegativeInt,
   configuration: Configuration,
-  configurationIndex: Schema.NonNegativeInt
+  configurationIndex: Schema.NonNegativeInt,
+  clusterId
 })
 /** Leader → follower: install a snapshot (its data follows as a stream). */
 export type InstallSnapshotRequest = typeof InstallSnapshotRequest.Type
@@ -100,7 +110,8 @@ export type InstallSnapshotResponse = typeof InstallSnapshotResponse.Type
 export const TimeoutNowRequest = Schema.TaggedStruct("TimeoutNowRequest", {
   term: Schema.NonNegativeInt,
   leaderId: Schema.String,
-  leaderAddress: Schema.String
+  leaderAddress: Schema.String,
+  clusterId
 })
 /** Leader → successor: campaign now. */
 export type TimeoutNowRequest = typeof TimeoutNowRequest.Type
@@ -121,7 +132,8 @@ export const ReadIndexRequest = Schema.TaggedStruct("ReadIndexRequest", {
   term: Schema.NonNegativeInt,
   serverId: Schema.String,
   serverAddress: Schema.String,
-  lease: Schema.Boolean
+  lease: Schema.Boolean,
+  clusterId
 })
 /** Follower → leader: asks for a read index. */
 export type ReadIndexRequest = typeof ReadIndexRequest.Type

@@ -85,5 +85,14 @@ export const makeMemory = (retain = 2): SnapshotStore => {
   }
 }
 
+/**
+ * Reads snapshot `id` through to its end and answers its metadata: with a store that checks its data as it is read
+ * (the file store verifies size and SHA-256 at the end of the stream), damaged data fails here with a `StorageError`
+ * before any of it reaches code that acts on bytes as they come (a state machine whose restore is not all or nothing,
+ * a copy to elsewhere).
+ */
+export const verify = (store: SnapshotStore, id: string): Effect.Effect<SnapshotMeta, SnapshotNotFound | StorageError> =>
+  Effect.flatMap(store.open(id), ({ data, meta }) => Effect.as(Stream.runDrain(data), meta))
+
 /** A fresh in-memory snapshot store per layer build. */
 export const layerMemory: Layer.Layer<SnapshotStore> = Layer.sync(SnapshotStore, () => makeMemory())

@@ -17,7 +17,7 @@ import type * as Exit from "effect/Exit"
 import type * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
-import type { PipelineNotSupported, RaftShutdown, StorageError, TransportError } from "./RaftError.js"
+import type { ClusterMismatch, PipelineNotSupported, RaftShutdown, StorageError, TransportError } from "./RaftError.js"
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
@@ -33,19 +33,22 @@ import type {
   TimeoutNowResponse
 } from "./Rpc.js"
 
+/** Why a node does not serve a request: it is shut down, or the request comes from another cluster. */
+export type Refusal = RaftShutdown | ClusterMismatch
+
 /** What a node serves: the transport calls it for every request that arrives. */
 export interface RpcHandler {
-  readonly appendEntries: (request: AppendEntriesRequest) => Effect.Effect<AppendEntriesResponse, RaftShutdown>
-  readonly requestVote: (request: RequestVoteRequest) => Effect.Effect<RequestVoteResponse, RaftShutdown>
-  readonly requestPreVote: (request: RequestPreVoteRequest) => Effect.Effect<RequestPreVoteResponse, RaftShutdown>
+  readonly appendEntries: (request: AppendEntriesRequest) => Effect.Effect<AppendEntriesResponse, Refusal>
+  readonly requestVote: (request: RequestVoteRequest) => Effect.Effect<RequestVoteResponse, Refusal>
+  readonly requestPreVote: (request: RequestPreVoteRequest) => Effect.Effect<RequestPreVoteResponse, Refusal>
   /** Consumes `data` (the snapshot's bytes) to its end before answering; fails only when the node is shut down. */
   readonly installSnapshot: (
     request: InstallSnapshotRequest,
     data: Stream.Stream<Uint8Array, TransportError>
-  ) => Effect.Effect<InstallSnapshotResponse, RaftShutdown>
-  readonly timeoutNow: (request: TimeoutNowRequest) => Effect.Effect<TimeoutNowResponse, RaftShutdown>
+  ) => Effect.Effect<InstallSnapshotResponse, Refusal>
+  readonly timeoutNow: (request: TimeoutNowRequest) => Effect.Effect<TimeoutNowResponse, Refusal>
   /** A follower's ReadIndex; answered once the read is confirmed (a node always serves it; optional for older handlers). */
-  readonly readIndex?: ((request: ReadIndexRequest) => Effect.Effect<ReadIndexResponse, RaftShutdown>) | undefined
+  readonly readIndex?: ((request: ReadIndexRequest) => Effect.Effect<ReadIndexResponse, Refusal>) | undefined
   /**
    * Optional fast path for `appendEntries`, for transports that receive in a callback: submits the request without
    * a fiber of the caller's and calls `onDone` once with the outcome. Requests submitted one after another (and
@@ -53,7 +56,7 @@ export interface RpcHandler {
    */
   readonly submitAppendEntries?: (
     request: AppendEntriesRequest,
-    onDone: (exit: Exit.Exit<AppendEntriesResponse, RaftShutdown>) => void
+    onDone: (exit: Exit.Exit<AppendEntriesResponse, Refusal>) => void
   ) => void
 }
 

@@ -8,6 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Configuration from "../src/Configuration.js"
 import * as Fsm from "../src/Fsm.js"
 import * as Log from "../src/Log.js"
@@ -279,4 +280,92 @@ describe("Raft: hashicorp parity in restore and transfer", () => {
       yield* settle(cluster, yield* Effect.fork(first.raft.leadershipTransferToServer(target.id, target.address)))
       assert.strictEqual(yield* target.raft.state, "Leader")
     }).pipe(seeded("transfer-address")))
+})
+
+describe("Raft: cluster identity", () => {
+  it.scoped("a request naming another cluster is refused unserved (TransportError identity) and changes nothing", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3, clusterId: "blue" })
+      const leader = yield* cluster.waitForLeader()
+      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 2))
+      const follower = (yield* cluster.followers)[0]!
+      const before = yield* follower.raft.stats
+      const intruder = cluster.network.transport("intruder")
+      const forged = {
+        _tag: "AppendEntriesRequest" as const,
+        term: before.term + 5,
+        leaderId: "intruder",
+        leaderAddress: "mem://intruder",
+        prevLogIndex: before.lastLogIndex,
+        prevLogTerm: before.lastLogTerm,
+        entries: [Log.make(before.lastLogIndex + 1, before.term + 5, "Command", bytes("forged"))],
+        leaderCommitIndex: before.lastLogIndex + 1,
+        clusterId: "red"
+      }
+      const outcome = yield* Effect.either(intruder.appendEntries(follower.id, follower.address, forged))
+      assert.strictEqual(outcome._tag === "Left" ? `${outcome.left._tag}/${outcome.left.reason}` : "served", "TransportError/identity")
+      const vote = yield* Effect.either(intruder.requestVote(follower.id, follower.address, {
+        _tag: "RequestVoteRequest",
+        term: before.term + 5,
+        candidateId: "intruder",
+        candidateAddress: "mem://intruder",
+        lastLogIndex: 1000,
+        lastLogTerm: 1000,
+        leadershipTransfer: false,
+        clusterId: "red"
+      }))
+      assert.strictEqual(vote._tag, "Left")
+      const after = yield* follower.raft.stats
+      assert.strictEqual(after.term, before.term)
+      assert.strictEqual(after.lastLogIndex, before.lastLogIndex)
+      assert.notInclude(follower.fsm.commands(), "forged")
+    }).pipe(seeded("foreign-cluster")))
+
+  it.scoped("a node without a cluster id grants no vote to a candidate that names one, and takes its leader's id when it joins", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3, clusterId: "blue" })
+      const leader = yield* cluster.waitForLeader()
+      const fresh = yield* cluster.addNode("node4")
+      const intruder = cluster.network.transport("intruder")
+      const ask = (clusterId: string | undefined) =>
+        intruder.requestVote(fresh.id, fresh.address, {
+          _tag: "RequestVoteRequest",
+          term: 50,
+          candidateId: "node1",
+          candidateAddress: "mem://node1",
+          lastLogIndex: 1000,
+          lastLogTerm: 1000,
+          leadershipTransfer: false,
+          clusterId
+        })
+      assert.isFalse((yield* ask("blue")).granted, "a node that never heard from its cluster voted")
+      assert.isUndefined(Option.getOrUndefined(yield* fresh.stable.get("ClusterId")))
+      yield* settle(cluster, yield* Effect.fork(leader.raft.addVoter(fresh.id, fresh.address)), 10_000)
+      const stored = Option.getOrUndefined(yield* fresh.stable.get("ClusterId"))
+      assert.strictEqual(stored === undefined ? undefined : new TextDecoder().decode(stored), "blue")
+    }).pipe(seeded("adopt-cluster")))
+
+  it.scoped("a node configured for one cluster refuses stores of another with IdentityMismatch", () =>
+    Effect.gen(function*() {
+      const stores = memoryStores()
+      yield* Raft.bootstrapCluster(Configuration.voters([["a", "mem://a"]]), { localId: "a", clusterId: "blue" }).pipe(
+        Effect.provideService(LogStore.LogStore, stores.logs),
+        Effect.provideService(StableStore.StableStore, stores.stable),
+        Effect.provideService(SnapshotStore.SnapshotStore, stores.snapshots)
+      )
+      const network = MemoryNetwork.make()
+      const exit = yield* Effect.exit(Effect.scoped(Layer.build(
+        Raft.layer({ localId: "a", clusterId: "red", ...fastTimers }).pipe(
+          Layer.provide([
+            Fsm.layer(recordingFsm()),
+            Layer.succeed(LogStore.LogStore, stores.logs),
+            Layer.succeed(StableStore.StableStore, stores.stable),
+            Layer.succeed(SnapshotStore.SnapshotStore, stores.snapshots),
+            MemoryNetwork.layerTransport("a").pipe(Layer.provide(Layer.succeed(MemoryNetwork.MemoryNetwork, network)))
+          ])
+        )
+      )))
+      assert.isTrue(Exit.isFailure(exit), "node a started on the stores of another cluster")
+      assert.include(Exit.isFailure(exit) ? String(exit.cause) : "", `belong to cluster "blue"`)
+    }))
 })

@@ -24,6 +24,7 @@ const failingField = (input: RaftConfig.Input) =>
 describe("RaftConfig", () => {
   it("defaults equal hashicorp's DefaultConfig(), with entries of at most 1 MiB in AppendEntries of at most 4 MiB, and reads by ReadIndex", () => {
     assert.deepStrictEqual(RaftConfig.defaults, {
+      clusterId: undefined,
       heartbeatTimeoutMillis: 1000,
       electionTimeoutMillis: 1000,
       commitTimeoutMillis: 50,

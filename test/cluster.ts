@@ -117,6 +117,8 @@ export interface ClusterOptions {
   readonly stepMillis?: number | undefined
   /** When false, time is real (`it.live`) and helpers sleep instead of adjusting the TestClock. */
   readonly testClock?: boolean | undefined
+  /** The cluster id the initial members are bootstrapped with; none by default. */
+  readonly clusterId?: string | undefined
   /** The FSM a node starts with (each start); a fresh `recordingFsm` by default. */
   readonly fsm?: ((id: string) => RecordingFsm) | undefined
 }
@@ -168,7 +170,7 @@ export const makeCluster = (options: ClusterOptions): Effect.Effect<Cluster, unk
     for (const id of ids) {
       const node = fresh(id)
       if (options.bootstrap ?? true) {
-        yield* Raft.bootstrapCluster(configuration).pipe(
+        yield* Raft.bootstrapCluster(configuration, { clusterId: options.clusterId }).pipe(
           Effect.provideService(LogStore.LogStore, node.logs),
           Effect.provideService(StableStore.StableStore, node.stable),
           Effect.provideService(SnapshotStore.SnapshotStore, node.snapshots)

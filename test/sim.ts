@@ -1,11 +1,20 @@
 /**
- * `npm run sim -- [--seeds N] [--from S] [--seed S] [--nodes N] [--duration MS] [--snapshots] [--membership] [--trace]`
+ * `npm run sim -- [--seeds N] [--from S] [--seed S] [--nodes N] [--duration MS] [--snapshots] [--membership]
+ *   [--trace] [--workers N] [--mutant NAME [--default-faults]] [--randomize [DIMS]] [--fault NAME=WEIGHT,...]`
  * Runs the deterministic simulator over many seeds (or replays one) and prints
  * seeds/s, the violations found and the faults exercised. `--snapshots` runs
  * with `Simulator.frequentSnapshots` (snapshot and compact every few dozen entries);
  * `--membership` adds the fault that removes a follower and adds it back.
+ * Seeds run in parallel on `--workers` threads (one per core by default); the
+ * output is the same in any case, in seed order. A failing seed prints the
+ * command that replays it. `--mutant` runs with a bug of the mutant catalogue
+ * (src/testing/Mutants.ts) injected, in its scenario unless `--default-faults`.
+ * `--randomize` and `--fault` turn on the opt-in corners (see testing/corners.ts).
  */
+import * as Mutants from "../src/testing/Mutants.js"
 import * as Simulator from "../src/testing/Simulator.js"
+import { cornersFromArgs } from "./testing/corners.js"
+import { defaultWorkers, runSeeds, SeedPool } from "./testing/seedPool.js"
 
 const args = process.argv.slice(2)
 const flag = (name: string) => args.includes(`--${name}`)
@@ -22,6 +31,29 @@ const config = flag("snapshots") ? Simulator.frequentSnapshots : undefined
 const membershipFaults: Simulator.FaultOptions | undefined = flag("membership")
   ? { ...Simulator.defaultFaults, weights: { ...Simulator.defaultFaults.weights, membership: 3 } }
   : undefined
+const workers = Math.min(count, option("workers", defaultWorkers()))
+const mutantName = args.includes("--mutant") ? args[args.indexOf("--mutant") + 1] : undefined
+const mutant = Mutants.catalogue.find((m) => m.name === mutantName)
+if (mutantName !== undefined && mutant === undefined) {
+  console.error(`unknown mutant ${mutantName}; the catalogue: ${Mutants.catalogue.map((m) => m.name).join(", ")}`)
+  process.exit(2)
+}
+const corners = cornersFromArgs(args)
+if (corners.error !== undefined) {
+  console.error(corners.error)
+  process.exit(2)
+}
+const plain = { nodes, durationMillis, config, faults: membershipFaults }
+const options = corners.apply(
+  mutant === undefined ? plain : { ...plain, ...(flag("default-faults") ? {} : mutant.scenario), bugs: mutant.bugs }
+)
+
+/** The command that replays `seed` with the options of this run. */
+const replay = (seed: number) =>
+  `npm run sim -- --seed ${seed} --nodes ${nodes}` + (durationMillis !== 2000 ? ` --duration ${durationMillis}` : "") +
+  (flag("snapshots") ? " --snapshots" : "") + (flag("membership") ? " --membership" : "") +
+  (mutant !== undefined ? ` --mutant ${mutant.name}` + (flag("default-faults") ? " --default-faults" : "") : "") +
+  corners.flags
 
 const started = performance.now()
 const faults: Record<string, number> = {}
@@ -30,8 +62,8 @@ let events = 0
 let operations = 0
 let unknown = 0
 const snapshots = { taken: 0, restoredAtStart: 0, installed: 0 }
-for (let seed = from; seed < from + count; seed++) {
-  const result = Simulator.run({ seed, nodes, durationMillis, config, faults: membershipFaults })
+const report = (result: Simulator.Result) => {
+  const seed = result.seed
   snapshots.taken += result.snapshots.taken
   snapshots.restoredAtStart += result.snapshots.restoredAtStart
   snapshots.installed += result.snapshots.installed
@@ -43,15 +75,27 @@ for (let seed = from; seed < from + count; seed++) {
     failures.push(result)
     console.log(`seed ${seed}: ${result.violation?.property}: ${result.violation?.detail}`)
     console.log(result.trace.map((line) => `  ${line}`).join("\n"))
+    if (result.deployment !== undefined) console.log(`  deployment: ${JSON.stringify(result.deployment)}`)
+    console.log(`  replay: ${replay(seed)}`)
   } else if (single || flag("trace")) {
     console.log(`seed ${seed}: ok, ${result.events} events, ${result.virtualMillis} virtual ms, ${result.leadersElected} leaders`)
+    if (result.deployment !== undefined) console.log(`  deployment: ${JSON.stringify(result.deployment)}`)
     if (flag("trace")) console.log(result.trace.map((line) => `  ${line}`).join("\n"))
   }
 }
+const pool = new SeedPool(workers)
+await runSeeds(
+  pool,
+  options,
+  Array.from({ length: count }, (_, i) => from + i),
+  { onResult: report }
+)
+await pool.close()
 const seconds = (performance.now() - started) / 1000
 console.log(
-  `${count} seeds (${from}..${from + count - 1}), ${nodes} nodes, ${durationMillis} virtual ms each: ` +
-    `${failures.length} with violations, ${(count / seconds).toFixed(1)} seeds/s, ${Math.round(events / seconds)} events/s`
+  `${count} seeds (${from}..${from + count - 1}), ${nodes} nodes, ${options.durationMillis} virtual ms each: ` +
+    `${failures.length} with violations, ${(count / seconds).toFixed(1)} seeds/s, ${Math.round(events / seconds)} events/s` +
+    (workers > 1 ? ` (${workers} workers)` : "")
 )
 console.log(`operations: ${operations} completed, ${unknown} of unknown outcome; all histories checked for linearizability`)
 console.log(

@@ -1,5 +1,5 @@
 /**
- * `npm run sim:digest -- [--set n3|n5|snapshots|membership] [--seeds N] [--out FILE]`
+ * `npm run sim:digest -- [--set n3|n5|snapshots|membership] [--seeds N] [--out FILE] [--workers N]`
  *
  * The golden master of the engine: one SHA-256 of each simulator seed's whole `Result` (events, virtual ms, the
  * trace's last lines, faults, operations, leaders, snapshots, the verdict). The simulator is deterministic, so a
@@ -8,11 +8,13 @@
  *
  * Sets (all by default): `n3` seeds 1–500 on 3 nodes, `n5` seeds 1–200 on 5 nodes, `snapshots` seeds 1–100 on
  * 3 nodes with frequent snapshots, `membership` seeds 1–100 on 5 nodes with membership faults. `--seeds N` runs
- * only each set's first N seeds, for a quick look.
+ * only each set's first N seeds, for a quick look. Seeds run on `--workers` threads (one per core by default);
+ * the digests do not depend on it.
  */
 import { createHash } from "node:crypto"
 import { writeFileSync } from "node:fs"
 import * as Simulator from "../src/testing/Simulator.js"
+import { defaultWorkers, runSeeds, SeedPool } from "./testing/seedPool.js"
 
 interface DigestSet {
   readonly name: string
@@ -51,12 +53,13 @@ if (chosen.length === 0) {
 
 const lines: Array<string> = []
 const started = performance.now()
+const pool = new SeedPool(Number(option("workers") ?? defaultWorkers()))
 for (const set of chosen) {
   const whole = createHash("sha256")
   let failures = 0
   const seeds = limit === undefined ? set.seeds : Math.min(set.seeds, Number(limit))
-  for (let seed = 1; seed <= seeds; seed++) {
-    const result = Simulator.run({ ...set.options, seed })
+  for (const result of await runSeeds(pool, set.options, Array.from({ length: seeds }, (_, i) => i + 1))) {
+    const seed = result.seed
     if (!result.ok) failures++
     const digest = createHash("sha256").update(JSON.stringify(result)).digest("hex").slice(0, 16)
     whole.update(digest)
@@ -66,6 +69,7 @@ for (const set of chosen) {
   lines.push(summary)
   console.log(summary)
 }
+await pool.close()
 console.log(`${((performance.now() - started) / 1000).toFixed(0)} s`)
 if (out !== undefined) writeFileSync(out, lines.join("\n") + "\n")
 else console.log(lines.join("\n"))

@@ -15,7 +15,7 @@ import { CantBootstrap, NotVoter, type RaftShutdown, StorageError } from "../Raf
 import type { SnapshotStore } from "../SnapshotStore.js"
 import type { StableStore } from "../StableStore.js"
 import type { Future } from "./future.js"
-import { KEY_CURRENT_TERM, KEY_NODE_ID } from "./hardState.js"
+import { KEY_CLUSTER_ID, KEY_CURRENT_TERM, KEY_NODE_ID } from "./hardState.js"
 import { type NodeState, storageNotFound } from "./state.js"
 
 /** Whether the stores hold any Raft state: a term, a log entry or a snapshot. */
@@ -39,7 +39,8 @@ export const bootstrapStores = (
   stable: StableStore,
   snapshots: SnapshotStore,
   configuration: Configuration.Configuration,
-  localId?: string | undefined
+  localId?: string | undefined,
+  clusterId?: string | undefined
 ): Effect.Effect<Log.Log, CantBootstrap | NotVoter | StorageError> =>
   Effect.gen(function*() {
     const problem = Configuration.check(configuration)
@@ -52,6 +53,7 @@ export const bootstrapStores = (
     }
     const entry = Log.make(1, 1, "Configuration", Configuration.encode(configuration))
     if (localId !== undefined) yield* stable.set(KEY_NODE_ID, new TextEncoder().encode(localId))
+    if (clusterId !== undefined) yield* stable.set(KEY_CLUSTER_ID, new TextEncoder().encode(clusterId))
     yield* stable.setUint64(KEY_CURRENT_TERM, 1)
     yield* logs.storeLogs([entry])
     return entry
@@ -151,7 +153,7 @@ export const handleBootstrap = (
       return
     }
     const result = yield* Effect.either(
-      bootstrapStores(node.logs, node.stable, node.snapshots, configuration, node.localId)
+      bootstrapStores(node.logs, node.stable, node.snapshots, configuration, node.localId, node.clusterId)
     )
     if (result._tag === "Left") {
       deferred.done(Exit.fail(result.left))

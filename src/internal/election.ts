@@ -62,7 +62,8 @@ const becomePreCandidate = (node: NodeState): Effect.Effect<void, StorageError> 
       candidateId: node.localId,
       candidateAddress: node.localAddress,
       lastLogIndex: node.lastLogIndex,
-      lastLogTerm: node.lastLogTerm
+      lastLogTerm: node.lastLogTerm,
+      clusterId: node.clusterId
     }
     yield* electionTimer(node, myEpoch)
     node.preVotes = Configuration.isVoter(configuration, node.localId) ? 1 : 0
@@ -99,7 +100,8 @@ export const becomeCandidate = (node: NodeState, transfer: boolean): Effect.Effe
       candidateAddress: node.localAddress,
       lastLogIndex: node.lastLogIndex,
       lastLogTerm: node.lastLogTerm,
-      leadershipTransfer: transfer
+      leadershipTransfer: transfer,
+      clusterId: node.clusterId
     }
     // Election timer: a new election if nobody wins in time.
     yield* electionTimer(node, myEpoch)
@@ -133,6 +135,10 @@ const hearsOtherLeader = (node: NodeState, candidateId: string): boolean =>
       (node.lastContact !== undefined && node.now() - node.lastContact < node.config.heartbeatTimeoutMillis))) ||
   (node.restartedAt !== undefined && node.now() - node.restartedAt < node.config.heartbeatTimeoutMillis)
 
+/** A candidate names a cluster this node has not yet heard from a leader of (it has no cluster id). */
+const uninitialised = (node: NodeState, clusterId: string | undefined): boolean =>
+  node.clusterId === undefined && clusterId !== undefined
+
 /** Whether our log is more up to date than a candidate's (Raft §5.4.1): then it gets no vote. */
 const logAhead = (node: NodeState, lastLogIndex: number, lastLogTerm: number): boolean =>
   node.bugs.voteUpToDateByIndexOnly === true
@@ -146,8 +152,12 @@ export const handleRequestVote = (node: NodeState, request: RequestVoteRequest) 
   Effect.gen(function*() {
     const response = { _tag: "RequestVoteResponse" as const, term: node.currentTerm, granted: false }
     const observe = () => publish(node, { _tag: "RequestVote", request, granted: response.granted })
-    // While we hear from a live leader, refuse other candidates (unless a transfer asks).
-    if (!request.leadershipTransfer && hearsOtherLeader(node, request.candidateId)) {
+    // While we hear from a live leader, refuse other candidates (unless a transfer asks). A node that has not yet
+    // heard from its cluster (no cluster id: fresh, or re-initialised) votes for none of its candidates.
+    if (
+      (!request.leadershipTransfer && hearsOtherLeader(node, request.candidateId)) ||
+      uninitialised(node, request.clusterId)
+    ) {
       yield* observe()
       return response
     }
@@ -192,7 +202,7 @@ export const handleRequestPreVote = (node: NodeState, request: RequestPreVoteReq
   ) {
     return refuse
   }
-  if (hearsOtherLeader(node, request.candidateId)) return refuse
+  if (hearsOtherLeader(node, request.candidateId) || uninitialised(node, request.clusterId)) return refuse
   if (request.term < node.currentTerm) return refuse
   if (
     node.lastVoteTerm === request.term && node.lastVoteCandidate !== "" &&

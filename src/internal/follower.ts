@@ -14,7 +14,7 @@ import type * as Log from "../Log.js"
 import type { StorageError } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
 import { noteCommittedConfiguration, sendStoredToFsm } from "./commit.js"
-import { setCurrentTerm } from "./hardState.js"
+import { adoptCluster, setCurrentTerm } from "./hardState.js"
 import { becomeFollower, setLeader } from "./role.js"
 import { type NodeState, storageNotFound } from "./state.js"
 
@@ -74,6 +74,7 @@ export const handleAppendEntries = (
 ): Effect.Effect<AppendEntriesResponse, StorageError> => {
   if (
     request.term === node.currentTerm && node.role === "Follower" && request.leaderId === node.leaderId &&
+    (request.clusterId === undefined || request.clusterId === node.clusterId) &&
     request.leaderAddress === node.leaderAddress &&
     // Entries that extend the log where it ends, or a heartbeat (nothing to check: it carries no entry).
     ((request.prevLogIndex === node.lastLogIndex &&
@@ -108,6 +109,7 @@ const handleAppendEntriesInFull = (node: NodeState, request: AppendEntriesReques
       response.term = request.term
       if (node.role !== "Follower") yield* becomeFollower(node)
     }
+    if (node.clusterId === undefined && request.clusterId !== undefined) yield* adoptCluster(node, request.clusterId)
     yield* setLeader(node, request.leaderId, request.leaderAddress)
     node.lastContact = node.now()
 

@@ -18,6 +18,8 @@ export const KEY_CURRENT_TERM = "CurrentTerm"
 export const KEY_LAST_VOTE = "LastVote"
 /** The StableStore key of the id of the node the stores belong to. */
 export const KEY_NODE_ID = "NodeId"
+/** The StableStore key of the id of the cluster the node belongs to. */
+export const KEY_CLUSTER_ID = "ClusterId"
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
 
@@ -44,18 +46,44 @@ export function* loadHardState(stable: StableStore, bugs: Bugs) {
 
 /**
  * Checks that the stores belong to `localId`, or claims them for it when they name no node yet (fresh stores,
- * or stores of a version that did not record it): a node never runs on another node's log and votes.
+ * or stores of a version that did not record it): a node never runs on another node's log and votes. Then the
+ * same for the cluster: answers the cluster id the node runs with (the stored one, else `configured`, which is
+ * stored), undefined when neither names one.
  */
-export const claimStores = (stable: StableStore, localId: string): Effect.Effect<void, StorageError | IdentityMismatch> =>
-  Effect.flatMap(stable.get(KEY_NODE_ID), (stored): Effect.Effect<void, StorageError | IdentityMismatch> => {
-    if (Option.isNone(stored)) return stable.set(KEY_NODE_ID, textEncoder.encode(localId))
-    const owner = textDecoder.decode(stored.value)
-    return owner === localId ? Effect.void : Effect.fail(
-      new IdentityMismatch({
+export const claimStores = (
+  stable: StableStore,
+  localId: string,
+  configured: string | undefined
+): Effect.Effect<string | undefined, StorageError | IdentityMismatch> =>
+  Effect.gen(function*() {
+    const storedNode = yield* stable.get(KEY_NODE_ID)
+    if (Option.isNone(storedNode)) yield* stable.set(KEY_NODE_ID, textEncoder.encode(localId))
+    else if (textDecoder.decode(storedNode.value) !== localId) {
+      const owner = textDecoder.decode(storedNode.value)
+      return yield* new IdentityMismatch({
         reason: `these stores belong to node "${owner}", not "${localId}": start "${owner}" on them, ` +
           `or give "${localId}" stores of its own`
       })
-    )
+    }
+    const storedCluster = yield* stable.get(KEY_CLUSTER_ID)
+    if (Option.isSome(storedCluster)) {
+      const cluster = textDecoder.decode(storedCluster.value)
+      if (configured !== undefined && configured !== cluster) {
+        return yield* new IdentityMismatch({
+          reason: `these stores belong to cluster "${cluster}", but node "${localId}" is configured for cluster ` +
+            `"${configured}": give it the stores of that cluster, or fix its clusterId`
+        })
+      }
+      return cluster
+    }
+    if (configured !== undefined) yield* stable.set(KEY_CLUSTER_ID, textEncoder.encode(configured))
+    return configured
+  })
+
+/** Records the cluster id a node without one takes from its leader, before it acts on the leader's request. */
+export const adoptCluster = (node: NodeState, clusterId: string) =>
+  Effect.map(node.stable.set(KEY_CLUSTER_ID, textEncoder.encode(clusterId)), () => {
+    node.clusterId = clusterId
   })
 
 /** Stores `term` as the current term (nothing when it already is). Run loop only. */

@@ -36,7 +36,7 @@ import { failEvent, runLoop } from "./loop.js"
 import { failReads, serveReadIndex } from "./read.js"
 import { tearDownLeader } from "./role.js"
 import { receiveSnapshot, snapshotLoop } from "./snapshot.js"
-import { ask, emit, NodeState, type NodeServices, publish } from "./state.js"
+import { ask, emit, foreignCluster, NodeState, type NodeServices, publish } from "./state.js"
 import type { Observation } from "./types.js"
 
 export type { Node } from "./api.js"
@@ -57,7 +57,7 @@ export const make = (
     const fsmMailbox = yield* Mailbox.make<FsmItem>()
     const writes = yield* Mailbox.make<LeaderWrite>()
     const observations = yield* PubSub.unbounded<Observation>()
-    yield* claimStores(services.stable, localId)
+    const clusterId = yield* claimStores(services.stable, localId, config.clusterId)
     const hard = yield* loadHardState(services.stable, bugs)
     const node = new NodeState(services, {
       parentScope,
@@ -71,6 +71,7 @@ export const make = (
       observations,
       snapshotLock: yield* Effect.makeSemaphore(1),
       nodeLabels: [MetricLabel.make("node", localId)],
+      clusterId,
       ...hard
     })
     yield* recover(node)
@@ -111,20 +112,32 @@ export const make = (
     node.shutdown = shutdown
 
     // ---- start: serve RPCs, run the loop, the FSM runner, the writer and the snapshot loop
+    const refuseForeign = (request: { readonly clusterId?: string | undefined }) => {
+      const foreign = foreignCluster(node, request.clusterId)
+      return foreign === undefined ? undefined : Effect.fail(foreign)
+    }
+    // A request of another cluster is refused before it reaches the run loop.
     const handler: RpcHandler = {
-      appendEntries: (request) => ask(node, (deferred) => ({ _tag: "AppendEntries", request, deferred })),
+      appendEntries: (request) =>
+        refuseForeign(request) ?? ask(node, (deferred) => ({ _tag: "AppendEntries", request, deferred })),
       submitAppendEntries: (request, onDone) => {
+        const foreign = foreignCluster(node, request.clusterId)
+        if (foreign !== undefined) return onDone(Exit.fail(foreign))
         const deferred = new Future<AppendEntriesResponse, RaftShutdown>()
         if (node.isShutdown || !emit(node, { _tag: "AppendEntries", request, deferred })) {
           return onDone(Exit.fail(new RaftShutdown()))
         }
         deferred.listen(onDone)
       },
-      requestVote: (request) => ask(node, (deferred) => ({ _tag: "RequestVote", request, deferred })),
-      requestPreVote: (request) => ask(node, (deferred) => ({ _tag: "RequestPreVote", request, deferred })),
-      timeoutNow: (request) => ask(node, (deferred) => ({ _tag: "TimeoutNow", request, deferred })),
-      readIndex: (request) => serveReadIndex(node, request),
-      installSnapshot: (request, data) => receiveSnapshot(node, request, data)
+      requestVote: (request) =>
+        refuseForeign(request) ?? ask(node, (deferred) => ({ _tag: "RequestVote", request, deferred })),
+      requestPreVote: (request) =>
+        refuseForeign(request) ?? ask(node, (deferred) => ({ _tag: "RequestPreVote", request, deferred })),
+      timeoutNow: (request) =>
+        refuseForeign(request) ?? ask(node, (deferred) => ({ _tag: "TimeoutNow", request, deferred })),
+      readIndex: (request) => refuseForeign(request) ?? serveReadIndex(node, request),
+      installSnapshot: (request, data) =>
+        refuseForeign(request) ?? receiveSnapshot(node, request, data)
     }
     yield* Scope.extend(transport.serve(handler), nodeScope)
 

@@ -105,7 +105,8 @@ const askLeader = (node: NodeState, lease: boolean): Effect.Effect<number, ReadE
       term: node.currentTerm,
       serverId: node.localId,
       serverAddress: node.localAddress,
-      lease
+      lease,
+      clusterId: node.clusterId
     }
     return Effect.flatMap(
       send(leaderId, leaderAddress, request),

@@ -174,7 +174,8 @@ const startReplication = (
       prevLogIndex,
       prevLogTerm,
       entries,
-      leaderCommitIndex: node.commitIndex
+      leaderCommitIndex: node.commitIndex,
+      clusterId: node.clusterId
     })
 
     /** Builds the AppendEntries carrying `from..to` (empty when from > to). */
@@ -225,7 +226,8 @@ const startReplication = (
         lastLogIndex: opened.meta.index,
         lastLogTerm: opened.meta.term,
         configuration: opened.meta.configuration,
-        configurationIndex: opened.meta.configurationIndex
+        configurationIndex: opened.meta.configurationIndex,
+        clusterId: node.clusterId
       }
       yield* Effect.logInfo(`sending snapshot ${opened.meta.id} (index ${opened.meta.index})`)
       const start = node.now()
@@ -415,7 +417,8 @@ const startReplication = (
       prevLogIndex: 0,
       prevLogTerm: 0,
       entries: [],
-      leaderCommitIndex: 0
+      leaderCommitIndex: 0,
+      clusterId: node.clusterId
     }
     // hashicorp's backoff, but never longer than half a heartbeat timeout: a follower that comes back
     // after a partition must hear from the leader before its own timer fires, or it campaigns and

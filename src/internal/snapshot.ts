@@ -32,7 +32,7 @@ import type { InstallSnapshotRequest, InstallSnapshotResponse } from "../Rpc.js"
 import type { SnapshotMeta } from "../SnapshotStore.js"
 import type { Captured, InstallVerdict } from "./events.js"
 import { Future } from "./future.js"
-import { setCurrentTerm } from "./hardState.js"
+import { adoptCluster, setCurrentTerm } from "./hardState.js"
 import { awaitLeaderWrites } from "./leaderLog.js"
 import { metrics } from "./metrics.js"
 import { becomeFollower, setLeader } from "./role.js"
@@ -75,6 +75,7 @@ export const handleInstallCheck = (node: NodeState, request: InstallSnapshotRequ
       response.term = request.term
       if (node.role !== "Follower") yield* becomeFollower(node)
     }
+    if (node.clusterId === undefined && request.clusterId !== undefined) yield* adoptCluster(node, request.clusterId)
     yield* setLeader(node, request.leaderId, request.leaderAddress)
     node.lastContact = node.now()
     // Everything it holds is already applied here: nothing to install, and the leader may go on from it.

@@ -29,7 +29,7 @@ import * as Configuration from "../Configuration.js"
 import type { Fsm } from "../Fsm.js"
 import type { LogStore } from "../LogStore.js"
 import type { RaftConfig } from "../RaftConfig.js"
-import { type LogNotFound, NotLeader, RaftShutdown, StorageError } from "../RaftError.js"
+import { ClusterMismatch, type LogNotFound, NotLeader, RaftShutdown, StorageError } from "../RaftError.js"
 import type { SnapshotStore } from "../SnapshotStore.js"
 import type { StableStore } from "../StableStore.js"
 import type { Transport } from "../Transport.js"
@@ -65,6 +65,7 @@ export interface NodeResources {
   readonly currentTerm: number
   readonly lastVoteTerm: number
   readonly lastVoteCandidate: string
+  readonly clusterId: string | undefined
 }
 
 export class NodeState {
@@ -104,6 +105,8 @@ export class NodeState {
   readonly recentMax: number
 
   // ---- hard state (hardState.ts; run loop)
+  /** The cluster's id: sent with every request, checked on every request received; taken from the leader once. */
+  clusterId: string | undefined
   currentTerm: number
   lastVoteTerm: number
   lastVoteCandidate: string
@@ -214,6 +217,7 @@ export class NodeState {
     this.lastVoteTerm = resources.lastVoteTerm
     this.lastVoteCandidate = resources.lastVoteCandidate
     this.restartedAt = resources.currentTerm >= 2 ? resources.clock.unsafeCurrentTimeMillis() : undefined
+    this.clusterId = resources.clusterId
   }
 
   /** The node's `Clock`, in milliseconds. */
@@ -259,6 +263,12 @@ export const quorumOf = (configuration: Configuration.Configuration) => Configur
 /** A log entry that must exist is missing: the store is inconsistent. */
 export const storageNotFound = (operation: string) => (error: LogNotFound) =>
   Effect.fail(new StorageError({ operation, reason: `entry ${error.index} missing from the log`, cause: error }))
+
+/** A request's cluster id, when it names one other than this node's: the request is refused. */
+export const foreignCluster = (node: NodeState, clusterId: string | undefined): ClusterMismatch | undefined =>
+  clusterId !== undefined && node.clusterId !== undefined && clusterId !== node.clusterId
+    ? new ClusterMismatch({ expected: node.clusterId, got: clusterId })
+    : undefined
 
 /** Hands a request to the run loop and waits for its answer. Any fiber. */
 export const ask = <A>(

@@ -70,7 +70,8 @@ export const handleTransfer = (
           _tag: "TimeoutNowRequest",
           term,
           leaderId: node.localId,
-          leaderAddress: node.localAddress
+          leaderAddress: node.localAddress,
+          clusterId: node.clusterId
         })
         if (!response.success) yield* Effect.logWarning(`${chosen.peer.id} refused to take over`)
         if (response.term > term) emit(node, { _tag: "StepDown", epoch: myEpoch, term: response.term })

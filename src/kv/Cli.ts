@@ -3,7 +3,8 @@
  *
  *   kv node --id n1 --raft-addr 127.0.0.1:7001 --http-addr 127.0.0.1:8001 --data-dir data/n1
  *           (--tls-cert FILE --tls-key FILE --tls-ca FILE | --insecure-transport)
- *           [--peer n2,127.0.0.1:7002,127.0.0.1:8002 ...] [--bootstrap] [--join 127.0.0.1:8001] [--faults] [--fast]
+ *           [--peer n2,127.0.0.1:7002,127.0.0.1:8002 ...] [--bootstrap [--cluster-id ID]] [--join 127.0.0.1:8001]
+ *           [--rejoin] [--faults] [--fast]
  *   kv cluster [--nodes 3] [--data-dir data] [--raft-port 7001] [--http-port 8001]   (what `npm start` runs)
  *   kv certs --id n4 [--data-dir data]   (a certificate for one more node, from the cluster's CA)
  *   kv recover --data-dir data/n1 --peer n1,127.0.0.1:7001 [--peer ...]   (a stopped node, after a lost quorum)
@@ -11,7 +12,9 @@
  *   kv put KEY VALUE | kv get KEY [--stale] | kv delete KEY   [--http-addr 127.0.0.1:8001]
  *
  * `node` runs until SIGINT or SIGTERM, then closes its HTTP server, shuts
- * its Raft node down and closes its stores. Its Raft transport speaks mutual
+ * its Raft node down and closes its stores; it fails (exit code 1, one line)
+ * when it must not start on its data, or when its Raft shuts down on its own.
+ * Its Raft transport speaks mutual
  * TLS with the three files given; it refuses to start without them unless
  * told `--insecure-transport` (see `insecureRefusal`). `cluster` runs `node` three times
  * as child processes (logs in each node's data directory), waits for a
@@ -35,7 +38,6 @@ import type { ServeError } from "@effect/platform/HttpServerError"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { ParseError } from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -53,6 +55,7 @@ import type {
 } from "../RaftError.js"
 import type * as Certificates from "./Certificates.js"
 import type * as Http from "./Http.js"
+import type * as Identity from "./Identity.js"
 import type * as KvError from "./KvError.js"
 import type * as KvNode from "./KvNode.js"
 import type * as Launcher from "./Launcher.js"
@@ -73,6 +76,7 @@ const httpAddr = Options.text("http-addr").pipe(
 const loadKvNode = Effect.promise(() => import("./KvNode.js"))
 const loadLauncher = Effect.promise(() => import("./Launcher.js"))
 const loadHttp = Effect.promise(() => import("./Http.js"))
+const loadIdentity = Effect.promise(() => import("./Identity.js"))
 const loadCertificates = Effect.promise(() => import("./Certificates.js"))
 
 /** Parses "id,raft-host:port,http-host:port". */
@@ -122,11 +126,22 @@ const nodeCommand = Command.make("node", {
     Options.repeated
   ),
   bootstrap: Options.boolean("bootstrap").pipe(
-    Options.withDescription("write the first configuration (this node and its --peer list) if the data dir is empty")
+    Options.withDescription(
+      "write the first configuration (this node and its --peer list) if the data dir was never initialised"
+    )
+  ),
+  clusterId: Options.text("cluster-id").pipe(
+    Options.withDescription("the id a bootstrap records (give every initial member the same); default: derived from them"),
+    Options.optional
   ),
   join: Options.text("join").pipe(
     Options.withDescription("HTTP address of a member to ask to add this node"),
     Options.optional
+  ),
+  rejoin: Options.boolean("rejoin").pipe(
+    Options.withDescription(
+      "this member lost its data: move its stores aside, rejoin as a non-voter, become a voter once caught up"
+    )
   ),
   faults: Options.boolean("faults").pipe(Options.withDescription("enable POST /admin/faults (tests only)")),
   fast: Options.boolean("fast").pipe(Options.withDescription("timers ten times shorter than hashicorp's defaults")),
@@ -161,13 +176,31 @@ const nodeCommand = Command.make("node", {
       httpAddress: args.httpAddr,
       peers,
       bootstrap: args.bootstrap,
+      clusterId: Option.getOrUndefined(args.clusterId),
       join: Option.getOrUndefined(args.join),
+      rejoin: args.rejoin,
+      dataDir: args.dataDir,
       faults: args.faults,
       raft: args.fast ? KvNode.fastTimers : undefined
     }
     yield* Effect.logInfo(`node ${args.id}: raft ${args.raftAddr}, http ${args.httpAddr}, data ${args.dataDir}`)
+    if (args.rejoin) {
+      if (Option.isNone(args.join) && peers.length === 0) {
+        return yield* new UsageError({ reason: "--rejoin needs --join (or --peer) to reach the cluster" })
+      }
+      const Identity = yield* loadIdentity
+      const marker = yield* Identity.readMarker(args.dataDir)
+      if (Option.isSome(marker) && marker.value.nodeId !== args.id) {
+        return yield* new Identity.StartRefused({
+          reason: `data directory ${args.dataDir} belongs to node ${marker.value.nodeId} (${Identity.MARKER_FILE}), ` +
+            `not ${args.id}: nothing was moved`
+        })
+      }
+      const moved = yield* Identity.moveStoresAside(args.dataDir)
+      if (moved !== undefined) yield* Effect.logInfo(`moved the old stores to ${moved} (nothing was deleted)`)
+    }
     if (tls === "plaintext") yield* Effect.logWarning(insecureWarning)
-    yield* Layer.launch(KvNode.layer(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr, tls }))).pipe(
+    yield* KvNode.run(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr, tls })).pipe(
       Effect.onInterrupt(() => Effect.logInfo(`node ${args.id} stopped: HTTP server closed, Raft shut down, stores closed`))
     )
   })).pipe(Command.withDescription("run one node of the key-value service until SIGINT/SIGTERM"))
@@ -352,6 +385,8 @@ export type CliError =
   | HttpApiError.HttpApiDecodeError
   | HttpClientError.HttpClientError
   | Launcher.LaunchError
+  | Identity.StartRefused
+  | KvNode.NodeStopped
   | Certificates.CertificateError
   | PlatformError
 

@@ -11,7 +11,7 @@
  * | `DELETE /kv/:key` | | `{ index, existed }` |
  * | `POST /kv/:key/cas` | `{ expected?, value }` | `{ index }`, 409 `CasFailed` with the current value |
  * | `GET /status` | | the node's view of the cluster |
- * | `POST /cluster/join` | `{ id, raftAddress, httpAddress, voter? }` | `{ index }` |
+ * | `POST /cluster/join` | `{ id, raftAddress, httpAddress, voter?, rejoin? }` | `{ index, clusterId? }` |
  * | `POST /cluster/remove` | `{ id }` | `{ index }` |
  * | `POST /cluster/transfer-leadership` | `{ id? }` | `{ leader }` |
  * | `POST /admin/faults` | `{ blocked: [id] }` | `{ blocked }` (nodes started with `--faults` only) |
@@ -20,8 +20,10 @@
  * membership changes on a follower answer 307
  * with `Location` at the leader's HTTP address (`curl -L` follows it) and a
  * `NotLeader` body naming it; 421 `NotLeader` when the leader's HTTP address
- * is not known, 503 `NoLeader` when no leader is. Errors are the JSON of the
- * typed errors of `KvError.ts`. Requests over the limits of `HttpLimits.ts` answer 413, 414, 431 or 400.
+ * is not known, 503 `NoLeader` when no leader is. A node never redirects to
+ * itself, and a node whose Raft has shut down serves no data (503
+ * `Unavailable`). Errors are the JSON of the typed errors of `KvError.ts`.
+ * Requests over the limits of `HttpLimits.ts` answer 413, 414, 431 or 400.
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApi from "@effect/platform/HttpApi"
@@ -59,6 +61,8 @@ export const ListAnswer = Schema.Struct({
 })
 /** The answer to a write: the log index it was committed at. */
 export const IndexAnswer = Schema.Struct({ index: Schema.Number })
+/** The answer to a join: the index of the membership change, and the cluster's id when the member knows it. */
+export const JoinAnswer = Schema.Struct({ index: Schema.Number, clusterId: Schema.optional(Schema.String) })
 /** The answer to a delete. */
 export const DeleteAnswer = Schema.Struct({ index: Schema.Number, existed: Schema.Boolean })
 
@@ -82,6 +86,7 @@ export const PeerStatus = Schema.Struct({
 /** What `GET /status` answers. */
 export const Status = Schema.Struct({
   id: Schema.String,
+  clusterId: Schema.optional(Schema.String),
   http: Schema.String,
   state: Schema.Literal("Follower", "Candidate", "Leader", "Shutdown"),
   term: Schema.Number,
@@ -141,9 +146,10 @@ export class ClusterGroup extends HttpApiGroup.make("cluster")
         id: Schema.NonEmptyString,
         raftAddress: Schema.NonEmptyString,
         httpAddress: Schema.NonEmptyString,
-        voter: Schema.optional(Schema.Boolean)
+        voter: Schema.optional(Schema.Boolean),
+        rejoin: Schema.optional(Schema.Boolean)
       }))
-      .addSuccess(IndexAnswer)
+      .addSuccess(JoinAnswer)
   )
   .add(
     HttpApiEndpoint.post("remove", "/cluster/remove")

@@ -37,6 +37,8 @@ export interface Options {
   readonly readTimeout?: Duration.DurationInput | undefined
   /** How linearizable reads are confirmed (`Raft.ReadOptions.mode`). Default: the node's `readMode`. */
   readonly readMode?: RaftConfig.ReadMode | undefined
+  /** The cluster's id, when known: shown in `GET /status` and handed to the nodes this one adds. */
+  readonly clusterId?: string | undefined
 }
 
 /** One server of the configuration, with its HTTP address when known. */
@@ -65,6 +67,7 @@ export interface PeerStatus {
 /** What `GET /status` answers. */
 export interface Status {
   readonly id: string
+  readonly clusterId: string | undefined
   readonly http: string
   readonly state: Raft.RaftState
   readonly term: number
@@ -120,13 +123,18 @@ export interface Kv {
     expected: string | undefined,
     value: string
   ) => Effect.Effect<{ readonly index: number }, WriteError | KvError.CasFailed>
-  /** Adds a server (as a voter unless `voter` is false) and registers its HTTP address. */
+  /**
+   * Adds a server (as a voter unless `voter` is false) and registers its HTTP address; answers the change's index
+   * and the cluster's id. With `rejoin`, the server lost its data: it is removed (if it is a member) and added back
+   * as a non-voter, so that nothing it acknowledged before counts any more; it asks again, as a voter, once caught up.
+   */
   readonly join: (server: {
     readonly id: string
     readonly raftAddress: string
     readonly httpAddress: string
     readonly voter?: boolean | undefined
-  }) => Effect.Effect<{ readonly index: number }, ClusterError>
+    readonly rejoin?: boolean | undefined
+  }) => Effect.Effect<{ readonly index: number; readonly clusterId?: string | undefined }, ClusterError>
   /** Removes a server and its HTTP address. */
   readonly remove: (id: string) => Effect.Effect<{ readonly index: number }, ClusterError>
   /** Hands leadership to `id`, or to the most up-to-date voter; answers who leads afterwards. */
@@ -158,9 +166,14 @@ export const make = (
       Option.getOrUndefined(HashMap.get(kv.current().members, id)) ?? options.peers?.get(id) ??
         (id === raft.id ? options.httpAddress : undefined)
 
-    const redirect = (error: RaftError.NotLeader): KvError.NotLeader | KvError.NoLeader => {
+    const redirect = (error: RaftError.NotLeader): KvError.NotLeader | KvError.NoLeader | KvError.Unavailable => {
       if (error.leaderId === undefined) return new KvError.NoLeader()
+      // A node that believes itself leader but is not (it shut down, or is stepping down) never sends a client to itself.
+      if (error.leaderId === raft.id) return new KvError.Unavailable({ reason: "leadership is changing on this node" })
       const leaderHttp = httpOf(error.leaderId)
+      if (leaderHttp === options.httpAddress) {
+        return new KvError.Unavailable({ reason: "leadership is changing on this node" })
+      }
       return leaderHttp === undefined
         ? new KvError.NotLeader({ leaderId: error.leaderId })
         : new KvError.NotLeader({ leaderId: error.leaderId, leaderHttp })
@@ -186,19 +199,32 @@ export const make = (
     const readError = (error: Raft.ReadError): ReadError =>
       error._tag === "NotLeader" ? redirect(error) : new KvError.Unavailable({ reason: error.message })
 
-    /** Makes sure a linearizable read may be served here; a stale one always may. */
+    /** A node whose Raft shut down (a fatal error) serves nothing: its state is no longer kept current. */
+    const running = Effect.flatMap(
+      raft.state,
+      (state) => state === "Shutdown" ? Effect.fail(new KvError.Unavailable({ reason: "this node is shut down" })) : Effect.void
+    )
+
+    /** Makes sure a linearizable read may be served here; a stale one may unless the node is shut down. */
     const fence = (stale: boolean | undefined): Effect.Effect<number, ReadError> =>
-      stale === true
-        ? Effect.sync(() => kv.current().index)
-        : Effect.mapError(raft.readIndex(readOptions), readError)
+      Effect.zipRight(
+        running,
+        stale === true
+          ? Effect.sync(() => kv.current().index)
+          : Effect.mapError(raft.readIndex(readOptions), readError)
+      )
 
     const client = Raft.makeClient(raft, KvFsm.machine)
     const apply = (command: KvFsm.Command) =>
-      client.apply(command, { timeout: writeTimeout }).pipe(
+      Effect.zipRight(running, client.apply(command, { timeout: writeTimeout })).pipe(
         // The commands are plain strings and tags: they always encode.
         Effect.catchTag("ParseError", Effect.die),
         Effect.mapError((error) =>
-          error._tag === "CommandRejected" ? new KvError.OutcomeUnknown({ reason: error.message }) : writeError(error)
+          error._tag === "Unavailable"
+            ? error
+            : error._tag === "CommandRejected"
+            ? new KvError.OutcomeUnknown({ reason: error.message })
+            : writeError(error)
         )
       )
 
@@ -274,15 +300,22 @@ export const make = (
       join: (server) =>
         Effect.gen(function*() {
           yield* apply({ _tag: "Register", id: server.id, http: server.httpAddress })
-          const index = yield* (server.voter === false
+          if (server.rejoin === true) {
+            const { configuration } = yield* raft.getConfiguration
+            if (Configuration.find(configuration, server.id) !== undefined) {
+              yield* Effect.mapError(raft.removeServer(server.id, { timeout: writeTimeout }), clusterError)
+            }
+          }
+          const index = yield* (server.voter === false || server.rejoin === true
             ? raft.addNonvoter(server.id, server.raftAddress, { timeout: writeTimeout })
             : raft.addVoter(server.id, server.raftAddress, { timeout: writeTimeout })).pipe(
               Effect.mapError(clusterError)
             )
-          return { index }
+          return { index, clusterId: options.clusterId }
         }),
       remove: (id) =>
         Effect.gen(function*() {
+          yield* running
           const index = yield* Effect.mapError(raft.removeServer(id, { timeout: writeTimeout }), clusterError)
           // A leader that removed itself is no longer leader: the directory entry then stays, harmlessly.
           yield* Effect.ignore(apply({ _tag: "Unregister", id }))
@@ -290,6 +323,7 @@ export const make = (
         }),
       transferLeadership: (id) =>
         Effect.gen(function*() {
+          yield* running
           if (id === undefined) {
             yield* Effect.mapError(raft.leadershipTransfer, clusterError)
           } else {
@@ -318,6 +352,7 @@ export const make = (
         const leaderId = stats.state === "Leader" ? raft.id : stats.leaderId
         return {
           id: raft.id,
+          clusterId: options.clusterId,
           http: options.httpAddress,
           state: stats.state,
           term: stats.term,

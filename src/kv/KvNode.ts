@@ -6,17 +6,29 @@
  * on memory layers and in `kv node` on durable ones; `durable` is that one
  * place where the production layers are chosen.
  *
- * Starting a node: with `bootstrap`, the node's stores get the first
- * configuration (itself and its `peers`, all voters) unless they already hold
- * state, which is how a second start resumes the same cluster. With `join`,
- * the node asks that HTTP address (following redirects to the leader) to add
- * it, retrying until it is a member.
+ * Starting a node: what it finds in its stores and data directory decides
+ * (`Identity.decide`). With empty stores, `bootstrap` writes the first
+ * configuration (itself and its `peers`, all voters), `join` asks that HTTP
+ * address (following redirects to the leader) to add it, retrying until it is
+ * a member, and `rejoin` (a member that lost its data) first asks the cluster
+ * to take it back as a non-voter, then starts, and asks to be a voter again
+ * once it applied that change. A data directory that was initialised resumes
+ * on its stores, never bootstraps again, and refuses to start
+ * (`Identity.StartRefused`) when its stores were lost or belong to another
+ * node or cluster. `run` keeps the node up until interrupted, and fails
+ * with `NodeStopped` if its Raft shuts down on its own (a fatal error): a node
+ * that cannot take part in the cluster does not linger with its HTTP port open.
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodePath from "@effect/platform-node/NodePath"
+import type { ServeError } from "@effect/platform/HttpServerError"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import type { ServeError } from "@effect/platform/HttpServerError"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import * as Configuration from "../Configuration.js"
@@ -42,6 +54,7 @@ import type { Transport } from "../Transport.js"
 import type * as Certificates from "./Certificates.js"
 import * as FaultSwitch from "./FaultSwitch.js"
 import * as Http from "./Http.js"
+import * as Identity from "./Identity.js"
 import * as HttpLimits from "./HttpLimits.js"
 import * as Kv from "./Kv.js"
 import * as KvFsm from "./KvFsm.js"
@@ -62,10 +75,19 @@ export interface Options {
   readonly httpAddress: string
   /** The other initial members: with `bootstrap`, the first configuration; always, their HTTP addresses. */
   readonly peers?: ReadonlyArray<Peer> | undefined
-  /** Write the first configuration if the stores hold no state. */
+  /** Write the first configuration if the stores hold no state and the data directory was never initialised. */
   readonly bootstrap?: boolean | undefined
+  /** The cluster id a bootstrap records; default: derived from the initial members (the same on each of them). */
+  readonly clusterId?: string | undefined
   /** The HTTP address of a member to ask to add this node. */
   readonly join?: string | undefined
+  /**
+   * This member lost its data: ask the cluster (through `join`, else the peers) to take it back as a non-voter,
+   * then start on empty stores; it asks to become a voter once caught up.
+   */
+  readonly rejoin?: boolean | undefined
+  /** The data directory: where the identity marker lives (a node on memory stores has none). */
+  readonly dataDir?: string | undefined
   /** Put the transport behind a fault switch and enable `POST /admin/faults` (tests only). */
   readonly faults?: boolean | undefined
   /** Raft tunables (timers, snapshot threshold, ...). */
@@ -84,37 +106,150 @@ export const parseAddress = (address: string): { readonly host: string; readonly
     : { host: address.slice(0, at), port }
 }
 
-/** Writes the first configuration into the stores in context, unless they already hold state. */
-const bootstrap = (options: Options) =>
+/** The node's Raft stopped on its own (a fatal error; the log above says which): the process should exit. */
+export class NodeStopped extends Data.TaggedError("NodeStopped")<{ readonly reason: string }> {
+  override get message(): string {
+    return this.reason
+  }
+}
+
+/** What the start-up found out: the cluster's id (when known) and, while rejoining, the index to catch up to. */
+class Started extends Context.Tag("effect-raft/kv/KvNode/Started")<Started, {
+  readonly clusterId: string | undefined
+  readonly rejoinIndex: number | undefined
+}>() {}
+
+const initialConfiguration = (options: Options) =>
+  Configuration.voters([
+    [options.id, options.raftAddress],
+    ...(options.peers ?? []).map((peer) => [peer.id, peer.raftAddress] as const)
+  ])
+
+/** HTTP addresses to ask for a (re)join: `join`, then the peers'. */
+const targetsOf = (options: Options): ReadonlyArray<string> => [
+  ...new Set([...(options.join === undefined ? [] : [options.join]), ...(options.peers ?? []).map((p) => p.httpAddress)])
+]
+
+/** Asks the cluster to add this node, cycling through `targets` with backoff until one answers. */
+const askToJoin = (options: Options, targets: ReadonlyArray<string>, as: { readonly voter: boolean; readonly rejoin: boolean }) =>
   Effect.gen(function*() {
-    const configuration = Configuration.voters([
-      [options.id, options.raftAddress],
-      ...(options.peers ?? []).map((peer) => [peer.id, peer.raftAddress] as const)
-    ])
-    yield* Raft.bootstrapCluster(configuration).pipe(
-      Effect.tap(() => Effect.logInfo(`bootstrapped a cluster of ${configuration.servers.length}`)),
-      Effect.catchTag("CantBootstrap", (error) => Effect.logInfo(`not bootstrapping: ${error.reason}`))
+    let turn = 0
+    const attempt = Effect.suspend(() => {
+      const target = targets[turn++ % targets.length]!
+      return Effect.flatMap(Http.client(target), (client) =>
+        client.cluster.join({
+          payload: {
+            id: options.id,
+            raftAddress: options.raftAddress,
+            httpAddress: options.httpAddress,
+            voter: as.voter,
+            rejoin: as.rejoin
+          }
+        })).pipe(Effect.tapError((error) => Effect.logWarning(`${as.rejoin ? "rejoin" : "join"} through ${target} failed, retrying`, error)))
+    })
+    return yield* attempt.pipe(
+      Effect.retry(Schedule.exponential("200 millis", 1.5).pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+      // The schedule never ends: no error gets past it.
+      Effect.orDie
     )
+  }).pipe(Effect.provide(Http.layerFetch))
+
+/** Records the identity in the stable store and, with a data directory, in its marker. */
+const record = (options: Options, clusterId: string | undefined, rejoinIndex?: number) =>
+  Effect.gen(function*() {
+    yield* Identity.store(yield* StableStore.StableStore, { nodeId: options.id, clusterId })
+    if (options.dataDir === undefined) return
+    yield* Identity.writeMarker(options.dataDir, {
+      format: 1,
+      nodeId: options.id,
+      ...(clusterId === undefined ? {} : { clusterId }),
+      ...(rejoinIndex === undefined ? {} : { rejoinIndex })
+    })
   })
+
+/** Reads what the stores and the data directory hold, decides how to start (`Identity.decide`) and does it. */
+const prepare = (options: Options) =>
+  Effect.gen(function*() {
+    const stable = yield* StableStore.StableStore
+    const configuration = initialConfiguration(options)
+    const plan = Identity.decide({
+      id: options.id,
+      dataDir: options.dataDir,
+      marker: options.dataDir === undefined ? Option.none() : yield* Identity.readMarker(options.dataDir),
+      stored: yield* Identity.stored(stable),
+      hasState: yield* Raft.hasExistingState,
+      bootstrap: options.bootstrap === true,
+      bootstrapClusterId: options.clusterId ?? Identity.derivedClusterId(configuration),
+      join: options.join !== undefined,
+      rejoin: options.rejoin === true
+    })
+    switch (plan._tag) {
+      case "Refuse":
+        return yield* new Identity.StartRefused({ reason: plan.reason })
+      case "Bootstrap": {
+        const clusterId = options.clusterId ?? Identity.derivedClusterId(configuration)
+        yield* Raft.bootstrapCluster(configuration, { localId: options.id }).pipe(
+          Effect.mapError((error) =>
+            error._tag === "CantBootstrap" ? new Identity.StartRefused({ reason: error.message }) : error
+          )
+        )
+        yield* record(options, clusterId)
+        yield* Effect.logInfo(`bootstrapped cluster ${clusterId} of ${configuration.servers.length}`)
+        return { clusterId, rejoinIndex: undefined }
+      }
+      case "Join":
+        return { clusterId: undefined, rejoinIndex: undefined }
+      case "Rejoin": {
+        const targets = targetsOf(options)
+        if (targets.length === 0) {
+          return yield* new Identity.StartRefused({ reason: "--rejoin needs --join (or --peer) to reach the cluster" })
+        }
+        yield* Effect.logInfo(`asking the cluster to take node ${options.id} back as a non-voter`)
+        const answer = yield* askToJoin(options, targets, { voter: false, rejoin: true })
+        yield* record(options, answer.clusterId, answer.index)
+        yield* Effect.logInfo(`rejoined as a non-voter at index ${answer.index}; a voter again once caught up`)
+        return { clusterId: answer.clusterId, rejoinIndex: answer.index }
+      }
+      case "Resume": {
+        if (options.bootstrap === true) yield* Effect.logInfo("the data directory was initialised: not bootstrapping")
+        if (plan.storeIdentity) yield* Identity.store(stable, { nodeId: options.id, clusterId: plan.clusterId })
+        if (plan.writeMarker) yield* record(options, plan.clusterId, plan.rejoinIndex)
+        return { clusterId: plan.clusterId, rejoinIndex: plan.rejoinIndex }
+      }
+    }
+  }).pipe(Effect.provide([NodeFileSystem.layer, NodePath.layer]))
 
 /** Asks `target` (and the leader it redirects to) to add this node, until the node sees itself in the configuration. */
 const joinLoop = (options: Options, target: string) =>
   Effect.gen(function*() {
     const raft = yield* Raft.Raft
-    const client = yield* Http.client(target)
     const isMember = Effect.map(
       raft.getConfiguration,
       ({ configuration }) => Configuration.find(configuration, options.id) !== undefined
     )
     if (yield* isMember) return
-    yield* client.cluster.join({
-      payload: { id: options.id, raftAddress: options.raftAddress, httpAddress: options.httpAddress }
-    }).pipe(
-      Effect.tapError((error) => Effect.logWarning(`join through ${target} failed, retrying`, error)),
-      Effect.retry(Schedule.exponential("200 millis", 1.5).pipe(Schedule.union(Schedule.spaced("5 seconds")))),
-      Effect.tap(({ index }) => Effect.logInfo(`joined the cluster at index ${index}`))
+    const { index, clusterId } = yield* askToJoin(options, [target], { voter: true, rejoin: false })
+    yield* Effect.logInfo(`joined the cluster at index ${index}`)
+    yield* record(options, clusterId)
+  }).pipe(Effect.provide([NodeFileSystem.layer, NodePath.layer]))
+
+/**
+ * A rejoining node: once it has applied the change that took it back as a non-voter (so it holds everything
+ * committed before), it asks to be a voter again, and then clears the mark in its marker.
+ */
+const promoteLoop = (options: Options, rejoinIndex: number, clusterId: string | undefined) =>
+  Effect.gen(function*() {
+    const raft = yield* Raft.Raft
+    yield* raft.appliedIndex.pipe(
+      Effect.repeat({ schedule: Schedule.spaced("100 millis"), until: (applied) => applied >= rejoinIndex })
     )
-  }).pipe(Effect.provide(Http.layerFetch))
+    const { configuration } = yield* raft.getConfiguration
+    if (Configuration.find(configuration, options.id)?.suffrage !== "Voter") {
+      const { index } = yield* askToJoin(options, targetsOf(options), { voter: true, rejoin: false })
+      yield* Effect.logInfo(`caught up: a voter again at index ${index}`)
+    }
+    yield* record(options, clusterId)
+  }).pipe(Effect.provide([NodeFileSystem.layer, NodePath.layer]))
 
 /**
  * A whole node over `infrastructure` (storage and transport): Raft, the key-value state machine and service, and
@@ -125,30 +260,63 @@ export const layer = <E>(
   infrastructure: Layer.Layer<Infrastructure, E>
 ): Layer.Layer<
   Raft.Raft | Kv.KvService | KvFsm.KvState,
-  E | RaftConfigError | StorageError | IdentityMismatch | NotVoter | ServeError
+  E | RaftConfigError | StorageError | IdentityMismatch | NotVoter | ServeError | Identity.StartRefused
 > => {
   const http = parseAddress(options.httpAddress)
-  const withBootstrap = options.bootstrap === true
-    ? Layer.tap(infrastructure, (context) => Effect.provide(bootstrap(options), context))
-    : infrastructure
+  const started = Layer.provideMerge(Layer.effect(Started, prepare(options)), infrastructure)
   const withFaults = options.faults === true
-    ? Layer.provideMerge(FaultSwitch.layer(), withBootstrap)
-    : withBootstrap
+    ? Layer.provideMerge(FaultSwitch.layer(), started)
+    : started
   const node = Raft.layer({ ...options.raft, localId: options.id }).pipe(
     Layer.provideMerge(Layer.merge(KvFsm.layer, withFaults))
   )
   const peers = new Map((options.peers ?? []).map((peer) => [peer.id, peer.httpAddress]))
-  const service = Kv.layer({ httpAddress: options.httpAddress, peers }).pipe(Layer.provideMerge(node))
+  const service = Layer.unwrapEffect(
+    Effect.map(Started, ({ clusterId }) => Kv.layer({ httpAddress: options.httpAddress, peers, clusterId }))
+  ).pipe(Layer.provideMerge(node))
   const server = Http.layer.pipe(
     Layer.provide(
       NodeHttpServer.layer(HttpLimits.createServer(), { host: http?.host ?? "127.0.0.1", port: http?.port ?? 0 })
     )
   )
-  const joining = options.join === undefined
-    ? Layer.empty
-    : Layer.scopedDiscard(Effect.forkScoped(Effect.interruptible(joinLoop(options, options.join))))
+  const joining = Layer.scopedDiscard(Effect.gen(function*() {
+    const { clusterId, rejoinIndex } = yield* Started
+    const loop = rejoinIndex !== undefined
+      ? promoteLoop(options, rejoinIndex, clusterId)
+      : options.join === undefined
+      ? Effect.void
+      : joinLoop(options, options.join)
+    yield* Effect.forkScoped(Effect.interruptible(loop))
+  }))
   return Layer.mergeAll(server, joining).pipe(Layer.provideMerge(service))
 }
+
+/**
+ * Runs a node until interrupted; fails with `NodeStopped` as soon as its Raft shuts down on its own (after a fatal
+ * error), closing the HTTP server and the stores on the way out.
+ */
+export const run = <E>(
+  options: Options,
+  infrastructure: Layer.Layer<Infrastructure, E>
+): Effect.Effect<
+  never,
+  E | RaftConfigError | StorageError | IdentityMismatch | NotVoter | ServeError | Identity.StartRefused | NodeStopped
+> =>
+  Effect.scoped(Effect.gen(function*() {
+    const context = yield* Layer.build(layer(options, infrastructure))
+    return yield* awaitStopped(Context.get(context, Raft.Raft))
+  }))
+
+/** Fails with `NodeStopped` once `raft` is shut down (checked every 100 ms); never succeeds. */
+export const awaitStopped = (raft: Raft.Raft): Effect.Effect<never, NodeStopped> =>
+  raft.state.pipe(
+    Effect.repeat({ schedule: Schedule.spaced("100 millis"), until: (state) => state === "Shutdown" }),
+    Effect.zipRight(
+      Effect.fail(
+        new NodeStopped({ reason: `node ${raft.id}: Raft shut down after a fatal error (logged above); stopping the node` })
+      )
+    )
+  )
 
 /** Timers ten times shorter than hashicorp's defaults (the anchor's "fast timers"). */
 export const fastTimers: Omit<RaftConfig.Input, "localId"> = {

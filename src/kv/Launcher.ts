@@ -4,9 +4,11 @@
  * Their Raft transport speaks mutual TLS: the first start makes a cluster CA
  * and a certificate per node under the data directory (`Certificates.ts`),
  * later starts reuse them.
- * Every node is started with `--bootstrap` and the same peer list, so the
- * first start writes the first configuration and every later start resumes
- * the cluster from its stores. The launcher waits for a leader, prints where
+ * A new cluster (no node's data directory initialised) starts every node
+ * with `--bootstrap`, the same peer list and one new `--cluster-id`; a later
+ * start passes no `--bootstrap` and every node resumes from its stores (a
+ * node whose data was lost refuses to start, and the launcher stops with its
+ * log's path: bring it back with `kv node --rejoin`). The launcher waits for a leader, prints where
  * everything is and ready-to-paste `curl` lines, and runs until it is
  * interrupted (Ctrl-C): closing its scope sends SIGTERM to each child's
  * process group and waits for it to exit, and each node shuts down cleanly
@@ -24,8 +26,10 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { randomUUID } from "node:crypto"
 import * as Certificates from "./Certificates.js"
 import * as Http from "./Http.js"
+import { MARKER_FILE } from "./Identity.js"
 
 /** What `kv cluster` was asked for. */
 export interface Options {
@@ -60,8 +64,9 @@ export interface NodePlan {
 }
 
 /**
- * The arguments of `kv node` for `node` in a cluster of `all`, bootstrapped together; its transport speaks TLS with
- * `tls`'s files, or plaintext when `tls` is "plaintext".
+ * The arguments of `kv node` for `node` in a cluster of `all`; its transport speaks TLS with `tls`'s files, or
+ * plaintext when `tls` is "plaintext". With `bootstrap`, the first start of a new cluster (every node with the same
+ * `clusterId`); a node whose data directory was initialised ignores `--bootstrap`.
  */
 export const nodeArguments = (
   node: NodePlan,
@@ -70,6 +75,7 @@ export const nodeArguments = (
     readonly tls: Certificates.TlsFiles | "plaintext"
     readonly fast?: boolean | undefined
     readonly faults?: boolean | undefined
+    readonly bootstrap?: { readonly clusterId: string } | undefined
   }
 ): ReadonlyArray<string> => [
   "node",
@@ -81,7 +87,7 @@ export const nodeArguments = (
   node.http,
   "--data-dir",
   node.dir,
-  "--bootstrap",
+  ...(options.bootstrap === undefined ? [] : ["--bootstrap", "--cluster-id", options.bootstrap.clusterId]),
   ...(options.tls === "plaintext"
     ? ["--insecure-transport"]
     : ["--tls-cert", options.tls.cert, "--tls-key", options.tls.key, "--tls-ca", options.tls.ca]),
@@ -90,15 +96,33 @@ export const nodeArguments = (
   ...all.filter((peer) => peer.id !== node.id).flatMap((peer) => ["--peer", `${peer.id},${peer.raft},${peer.http}`])
 ]
 
+/**
+ * How to start the nodes whose data directories are `dirs`: a new cluster (a new cluster id, every node
+ * bootstrapped) only if no node was ever initialised; otherwise nobody bootstraps (a node that lost its data then
+ * refuses to start, instead of founding a cluster of its own).
+ */
+export const bootstrapOf = (
+  dirs: ReadonlyArray<string>
+): Effect.Effect<{ readonly clusterId: string } | undefined, PlatformError, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    for (const dir of dirs) if (yield* fs.exists(path.join(dir, MARKER_FILE))) return undefined
+    return { clusterId: yield* Effect.sync(() => randomUUID()) }
+  })
+
 /** The command line that runs `kv node` for `node` in a child process. */
 const nodeCommand = (
   entry: string,
   loader: ReadonlyArray<string>,
   node: Planned,
   all: ReadonlyArray<Planned>,
-  tls: Certificates.TlsFiles,
-  fast: boolean
-) => Command.make(process.execPath, ...loader, entry, ...nodeArguments(node, all, { tls, fast }))
+  options: {
+    readonly tls: Certificates.TlsFiles
+    readonly fast: boolean
+    readonly bootstrap: { readonly clusterId: string } | undefined
+  }
+) => Command.make(process.execPath, ...loader, entry, ...nodeArguments(node, all, options))
 
 /** Waits until some node reports itself leader; answers its id, term and HTTP address. */
 const awaitLeader = (nodes: ReadonlyArray<Planned>) =>
@@ -144,7 +168,8 @@ export const run = (options: Options): Effect.Effect<
         log: path.join(dir, "node.log")
       })
     }
-    const resuming = yield* fs.exists(path.join(dataDir, "n1"))
+    const bootstrap = yield* bootstrapOf(planned.map((node) => node.dir))
+    const resuming = bootstrap === undefined
     yield* Console.log(
       `${resuming ? "Resuming" : "Starting"} a ${planned.length}-node cluster on loopback (data in ${dataDir})...`
     )
@@ -164,7 +189,11 @@ export const run = (options: Options): Effect.Effect<
       Effect.gen(function*() {
         yield* fs.makeDirectory(node.dir, { recursive: true })
         const child = yield* Command.start(
-          nodeCommand(entry, loader, node, planned, certificates.files.get(node.id)!, options.fast)
+          nodeCommand(entry, loader, node, planned, {
+            tls: certificates.files.get(node.id)!,
+            fast: options.fast,
+            bootstrap
+          })
         )
         // Both output streams go to the node's log file.
         yield* Stream.merge(child.stdout, child.stderr).pipe(

@@ -21,6 +21,12 @@
  * Ids start with a 12-digit sequence number, so they sort in creation order;
  * the sequence continues from the highest one on disk when the store opens.
  *
+ * Opening the store fails with a `StorageError` naming the snapshot when any
+ * complete snapshot's metadata is missing, corrupt or of an unknown format
+ * (hashicorp's store would skip it and start from an older one, which a node
+ * may not be able to bridge to its log). `list` at run time skips such a
+ * snapshot with a warning.
+ *
  * `make` runs on any `FileSystem` and `Path`; `layer` provides Node's.
  */
 import type { PlatformError } from "@effect/platform/Error"
@@ -334,6 +340,19 @@ export const make = (
         yield* fs.remove(path.join(directory, id), { recursive: true, force: true })
         yield* fsyncPath(directory)
       }).pipe(Effect.mapError(storageError("delete snapshot")))
+
+    // Every complete snapshot's metadata must read back: a damaged one is the operator's to look at, not a
+    // snapshot to skip silently (the node would start from an older one, or from none, without a word).
+    for (const id of yield* completeIds.pipe(Effect.mapError(storageError("open snapshot store")))) {
+      const read = yield* Effect.either(readMeta(id))
+      if (Either.isLeft(read)) {
+        return yield* new StorageError({
+          operation: "open snapshot store",
+          reason: `${path.join(directory, id)}: ${read.left}; move that directory out of ${directory} to start ` +
+            `from an older snapshot, or restore the node's data`
+        })
+      }
+    }
 
     return { create, list, open, delete: remove }
   })

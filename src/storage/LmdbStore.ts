@@ -15,6 +15,11 @@
  *   a `StorageError`, never returns wrong data.
  * - A format record (`meta/format`) names the on-disk format; opening a store of
  *   another version, or an environment with data but no record, fails.
+ * - Before LMDB maps `data.mdb`, its meta pages and length are checked
+ *   (`LmdbFileCheck.ts`): a damaged or truncated file fails the open with a
+ *   `StorageError` naming it, instead of a SIGSEGV or SIGBUS.
+ * - Every lmdb call's failure is a `StorageError`, a failed commit (a full disk)
+ *   included: nothing lmdb rejects is left unobserved to end the process.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -22,11 +27,13 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as lmdb from "lmdb"
+import { join } from "node:path"
 import { crc32 } from "node:zlib"
 import type { Log, LogType } from "../Log.js"
 import { LogStore } from "../LogStore.js"
 import { LogNotFound, StorageError } from "../RaftError.js"
 import { StableStore } from "../StableStore.js"
+import * as LmdbFileCheck from "./LmdbFileCheck.js"
 
 /** The on-disk format this module writes and reads. */
 export const FORMAT_VERSION: number = 1
@@ -151,18 +158,31 @@ const failure = (operation: string) => (cause: unknown): StorageError =>
 const attemptSync = <A>(operation: string, f: () => A): Effect.Effect<A, StorageError> =>
   Effect.try({ try: f, catch: failure(operation) })
 
-/** An lmdb write: `f` queues the puts/removes (in this event turn, so one transaction) and returns its promise. */
+/** The `commitError` promise lmdb attaches to a failed commit's error, if any. */
+const commitErrorOf = (cause: unknown): Promise<unknown> | undefined => {
+  const later = typeof cause === "object" && cause !== null && "commitError" in cause ? cause.commitError : undefined
+  return later instanceof Promise ? later : undefined
+}
+
+/**
+ * An lmdb write: `f` queues the puts/removes (in this event turn, so one transaction) and returns its promise.
+ * A failed commit (a full disk, an I/O error) rejects with "Commit failed" and a second promise, `commitError`,
+ * that lmdb rejects with the cause right after: it is observed here (unobserved, it would end the process as an
+ * unhandled rejection) and its message goes into the `StorageError`.
+ */
 const commitAsync = (operation: string, f: () => Promise<unknown> | undefined): Effect.Effect<void, StorageError> =>
-  Effect.asVoid(Effect.tryPromise({
-    try: () => f() ?? Promise.resolve(true),
-    catch: (cause) => {
-      // A failed commit (e.g. a full disk) rejects with "Commit failed" and a second promise, `commitError`, that
-      // rejects later with the cause; unobserved, that one would end the process as an unhandled rejection.
-      const later = typeof cause === "object" && cause !== null && "commitError" in cause ? cause.commitError : undefined
-      if (later instanceof Promise) later.then(undefined, () => undefined)
-      return failure(operation)(cause)
-    }
-  }))
+  Effect.tryPromise({ try: () => f() ?? Promise.resolve(true), catch: (cause) => cause }).pipe(
+    Effect.asVoid,
+    Effect.catchAll((cause) => {
+      const later = commitErrorOf(cause)
+      if (later === undefined) return Effect.fail(failure(operation)(cause))
+      const detail = later.then(() => "cause unknown", reasonOf)
+      return Effect.promise(() => detail).pipe(
+        Effect.timeoutTo({ duration: "1 second", onSuccess: (reason) => reason, onTimeout: () => "cause unknown" }),
+        Effect.flatMap((reason) => Effect.fail(new StorageError({ operation, reason: `commit failed: ${reason}`, cause })))
+      )
+    })
+  )
 
 // ---------------------------------------------------------------- the store
 
@@ -177,6 +197,11 @@ const openEnvironment = (options: Options): Effect.Effect<lmdb.RootDatabase<Uint
       noSubdir: false,
       // Synced commits: a write's promise resolves after fdatasync of the data and the synchronous meta write.
       overlappingSync: false,
+      // lmdb gathers the writes of one event turn into one transaction behind a "batch start" write whose promise
+      // it keeps to itself; if that transaction fails (a full disk), the promise rejects with nobody listening and
+      // Node ends the process. Releasing the batch start at the first write instead (any threshold below 1) makes
+      // it resolve that write's own promise, which the caller awaits. Same transactions, same commits.
+      ...{ batchStartThreshold: 0.5 },
       noSync: false,
       noMetaSync: false,
       encoding: "binary",
@@ -232,6 +257,7 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
     // lmdb throws an uncaught exception from a timer (and never settles the write) when a write is queued on a
     // closed environment, so operations check this flag first and fail with a StorageError instead.
     let closed = false
+    yield* LmdbFileCheck.check(join(options.path, "data.mdb"))
     const root = yield* Effect.acquireRelease(openEnvironment(options), (env) =>
       Effect.suspend(() => {
         closed = true
@@ -339,8 +365,13 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
     }
 
     const stats = Effect.sync((): Stats => {
-      const raw = root.getStats() as { readonly txns?: number }
-      return { commits: raw.txns ?? 0, storeLogsCalls, entriesStored }
+      let commits = 0
+      try {
+        commits = (root.getStats() as { readonly txns?: number }).txns ?? 0
+      } catch {
+        // A closed environment has no counters left to read.
+      }
+      return { commits, storeLogsCalls, entriesStored }
     })
 
     return { logs, stable, stats }

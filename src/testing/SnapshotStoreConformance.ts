@@ -212,6 +212,24 @@ export const snapshotStore = <E, R>(
         }
       })),
 
+    check("delete removes one snapshot, leaves the others, and ignores an unknown id", (fail) =>
+      Effect.gen(function*() {
+        const store = yield* make({ retain: 3 })
+        const older = yield* write(store, 1, [new Uint8Array([1])])
+        const newer = yield* write(store, 2, [new Uint8Array([2])])
+        yield* store.delete(newer.id)
+        yield* store.delete("no-such-id")
+        const listed = yield* ids(store)
+        yield* expect(listed.join() === older.id, fail(`list after delete is ${listed.join(", ")}`))
+        const error = yield* Effect.flip(store.open(newer.id)).pipe(
+          Effect.mapError(() => fail(`deleted ${newer.id} still opens`))
+        )
+        yield* expect(error._tag === "SnapshotNotFound", fail(`open of the deleted snapshot: ${error._tag}`))
+        yield* expect((yield* read(store, older.id))[0] === 1, fail("the other snapshot changed"))
+        const next = yield* write(store, 3, [new Uint8Array([3])])
+        yield* expect(next.id > newer.id, fail(`${next.id} after a deleted ${newer.id} is not greater`))
+      })),
+
     check("a stream that fails leaves nothing visible and earlier snapshots intact", (fail) =>
       Effect.gen(function*() {
         const store = yield* make({ retain: 2 })

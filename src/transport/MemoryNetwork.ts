@@ -14,9 +14,9 @@ import * as Mailbox from "effect/Mailbox"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
-import { PipelineNotSupported, type RaftShutdown, type StorageError, TransportError } from "../RaftError.js"
+import { PipelineNotSupported, type StorageError, TransportError } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
-import { type AppendPipeline, type PipelineResult, type RpcHandler, Transport } from "../Transport.js"
+import { type AppendPipeline, type PipelineResult, type Refusal, type RpcHandler, Transport } from "../Transport.js"
 
 /** Tunables of the memory network. */
 export interface Options {
@@ -145,11 +145,17 @@ export const make = (options: Options = {}): MemoryNetwork => {
         onTimeout: () => new TransportError({ target, reason: "timeout" })
       })
 
+  // A handler's refusal, as the sender sees it.
+  const refused = (address: string) => (refusal: Refusal) =>
+    refusal._tag === "ClusterMismatch"
+      ? new TransportError({ target: address, reason: "identity", detail: refusal.message })
+      : new TransportError({ target: address, reason: "closed", detail: "node shut down" })
+
   // Delivers one request from `from` to the node at `address`, modelling loss of the request or of its answer.
   const deliver = <A>(
     from: string,
     address: string,
-    call: (handler: RpcHandler) => Effect.Effect<A, RaftShutdown>
+    call: (handler: RpcHandler) => Effect.Effect<A, Refusal>
   ): Effect.Effect<A, TransportError> =>
     Effect.suspend(() => {
       const endpoint = endpoints.get(address)
@@ -166,7 +172,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
         return withTimeout(
           address,
           call(handler).pipe(
-            Effect.mapError(() => new TransportError({ target: address, reason: "closed", detail: "node shut down" })),
+            Effect.mapError(refused(address)),
             Effect.flatMap((response) => {
               if (canReach(endpoint.id, from)) return Effect.succeed(response)
               counters.dropped++
@@ -193,9 +199,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
             yield* call(handler).pipe(Effect.ignore)
             if (!(yield* hop) || !canReach(from, endpoint.id)) return yield* lost("request lost")
           }
-          const response = yield* call(handler).pipe(
-            Effect.mapError(() => new TransportError({ target: address, reason: "closed", detail: "node shut down" }))
-          )
+          const response = yield* call(handler).pipe(Effect.mapError(refused(address)))
           if (!(yield* hop) || !canReach(endpoint.id, from)) return yield* lost("answer lost")
           return response
         })

@@ -80,7 +80,7 @@ export type Message =
   | { readonly kind: "error"; readonly id: number; readonly code: ErrorCode; readonly detail: string }
 
 /** Why a node answered a request with an error frame. */
-export type ErrorCode = "shutdown" | "no-handler"
+export type ErrorCode = "shutdown" | "no-handler" | "cluster"
 
 const packr = new Packr({ useRecords: false, variableMapSize: true })
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
@@ -114,7 +114,7 @@ const requestBody = (request: Rpc.Request): Record<string, unknown> => {
         const e = request.entries[i]!
         entries[i] = [e.index, e.term, logTypeCode(e.type), e.data]
       }
-      return {
+      const body: Record<string, unknown> = {
         term: request.term,
         leaderId: request.leaderId,
         leaderAddress: request.leaderAddress,
@@ -123,10 +123,12 @@ const requestBody = (request: Rpc.Request): Record<string, unknown> => {
         entries,
         leaderCommitIndex: request.leaderCommitIndex
       }
+      if (request.clusterId !== undefined) body.clusterId = request.clusterId
+      return body
     }
     default: {
-      const { _tag, ...fields } = request
-      return fields
+      const { _tag, clusterId, ...fields } = request
+      return clusterId === undefined ? fields : { ...fields, clusterId }
     }
   }
 }
@@ -410,7 +412,7 @@ const tags: Record<number, string> = {
 const AbortBody = Schema.Struct({ reason: Schema.String })
 const decodeAbort = Schema.decodeUnknownEither(AbortBody, options)
 const ErrorBody = Schema.Struct({
-  code: Schema.Literal("shutdown", "no-handler"),
+  code: Schema.Literal("shutdown", "no-handler", "cluster"),
   detail: Schema.String
 })
 const decodeErrorBody = Schema.decodeUnknownEither(ErrorBody, options)
@@ -494,15 +496,17 @@ const appendEntriesChecks = {
   prevLogIndex: isNonNegativeInt,
   prevLogTerm: isNonNegativeInt,
   entries: Array.isArray,
-  leaderCommitIndex: isNonNegativeInt
+  leaderCommitIndex: isNonNegativeInt,
+  clusterId: isString
 }
 
 /** The AppendEntries envelope (its entries checked by `logsFromWire`), or why it is not one. */
 export const appendEntriesFromWire = (body: Record<string, unknown>): Rpc.AppendEntriesRequest | string => {
   const entries = logsFromWire(body.entries)
   if (typeof entries === "string") return entries
-  if (!hasExactly(body, appendEntriesChecks, 7)) return "not an AppendEntries request"
-  return {
+  const clusterId = body.clusterId
+  if (!hasExactly(body, appendEntriesChecks, clusterId === undefined ? 7 : 8)) return "not an AppendEntries request"
+  const request: Rpc.AppendEntriesRequest = {
     _tag: "AppendEntriesRequest",
     term: body.term as number,
     leaderId: body.leaderId as string,
@@ -512,6 +516,7 @@ export const appendEntriesFromWire = (body: Record<string, unknown>): Rpc.Append
     entries,
     leaderCommitIndex: body.leaderCommitIndex as number
   }
+  return clusterId === undefined ? request : { ...request, clusterId: clusterId as string }
 }
 
 const appendEntriesResponseChecks = {

@@ -2,10 +2,14 @@
  * A key-value cluster of real processes on loopback, for the chaos test and
  * the end-to-end benchmark: each node is `kv node` (TCP transport with mutual
  * TLS unless told otherwise, LMDB stores, file snapshots) in its own Node process, started with the same
- * peer list and `--bootstrap`, its output in `<dir>/<id>.log`. Nodes can be
- * killed with SIGKILL and started again on the same data directory.
+ * peer list, `--bootstrap` and `--cluster-id` (which a node ignores once its data
+ * directory was initialised), its output in `<dir>/<id>.log`. Nodes can be
+ * killed with SIGKILL and started again on the same data directory, or with
+ * other arguments (`start(node, { args })`, see `arguments`); `exited` says how
+ * a node's last process ended.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { randomUUID } from "node:crypto"
 import { createWriteStream, mkdirSync } from "node:fs"
 import { join } from "node:path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -20,11 +24,16 @@ export interface ProcessNode {
   readonly http: string
   readonly dir: string
   child: ChildProcess | undefined
+  /** How the node's last process ended, once it did. */
+  exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }> | undefined
 }
 
 export interface ProcessCluster {
   readonly nodes: ReadonlyArray<ProcessNode>
-  readonly start: (node: ProcessNode) => void
+  /** The arguments of `kv node` for `node` (TLS files included), with `--bootstrap` unless `bootstrap` is false. */
+  readonly arguments: (node: ProcessNode, bootstrap?: boolean) => ReadonlyArray<string>
+  /** Starts `node` (with `args` instead of the bootstrap arguments when given). */
+  readonly start: (node: ProcessNode, options?: { readonly args?: ReadonlyArray<string> }) => void
   readonly kill: (node: ProcessNode, signal?: NodeJS.Signals) => Promise<void>
   readonly alive: (node: ProcessNode) => boolean
   /** Some node that says it leads, polled until `timeoutMillis`. */
@@ -53,23 +62,29 @@ export const startProcessCluster = async (options: {
       raft: `127.0.0.1:${await freePort()}`,
       http: `127.0.0.1:${await freePort()}`,
       dir: join(options.dir, id),
-      child: undefined
+      child: undefined,
+      exited: undefined
     })
   }
   const tls = options.tls === false ? "plaintext" as const : await Effect.runPromise(
     Certificates.ensureCluster(options.dir, nodes).pipe(Effect.map(({ files }) => files), Effect.provide(NodeContext.layer))
   )
-  const start = (node: ProcessNode) => {
+  const clusterId = randomUUID()
+  const argumentsOf = (node: ProcessNode, bootstrap = true) =>
+    nodeArguments(node, nodes, {
+      tls: tls === "plaintext" ? tls : tls.get(node.id)!,
+      fast: options.fast,
+      faults: options.faults,
+      ...(bootstrap ? { bootstrap: { clusterId } } : {})
+    })
+  const start = (node: ProcessNode, startOptions?: { readonly args?: ReadonlyArray<string> }) => {
     mkdirSync(node.dir, { recursive: true })
     const args = [
       ...(options.command ?? ["--import", "tsx", entry]),
-      ...nodeArguments(node, nodes, {
-        tls: tls === "plaintext" ? tls : tls.get(node.id)!,
-        fast: options.fast,
-        faults: options.faults
-      })
+      ...(startOptions?.args ?? argumentsOf(node))
     ]
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
+    node.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
     const log = createWriteStream(join(options.dir, `${node.id}.log`), { flags: "a" })
     child.stdout.pipe(log)
     child.stderr.pipe(log)
@@ -115,5 +130,5 @@ export const startProcessCluster = async (options: {
     }))
   }
   for (const node of nodes) start(node)
-  return { nodes, start, kill, alive, leader, stop }
+  return { nodes, arguments: argumentsOf, start, kill, alive, leader, stop }
 }

@@ -210,6 +210,58 @@ describe("FileSnapshotStore.make", () => {
       }
     }))
 
+  scenario("reopening a store with a corrupt or missing meta.json fails with a StorageError naming that snapshot", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* tempDir
+      const store = yield* FileSnapshotStore.make(dir, { retain: 3 })
+      yield* write(store, 1, chunksOf(2, 10))
+      const newest = yield* write(store, 2, chunksOf(2, 10))
+      const metaFile = path.join(dir, newest.id, "meta.json")
+      const text = yield* fs.readFileString(metaFile)
+      yield* fs.writeFileString(metaFile, text.replace(`"index":2`, `"index":9`))
+      const corrupt = yield* Effect.flip(FileSnapshotStore.make(dir, { retain: 3 }))
+      assert.instanceOf(corrupt, StorageError)
+      assert.strictEqual(corrupt.operation, "open snapshot store")
+      assert.include(corrupt.reason, path.join(dir, newest.id))
+      assert.match(corrupt.reason, /metadata checksum mismatch.*move that directory out of/)
+      yield* fs.remove(metaFile)
+      const missing = yield* Effect.flip(FileSnapshotStore.make(dir, { retain: 3 }))
+      assert.match(missing.reason, /has no metadata file/)
+      // Moved aside, as the message says: the store opens on the older snapshot.
+      yield* fs.rename(path.join(dir, newest.id), path.join(path.dirname(dir), `${newest.id}-moved-${path.basename(dir)}`))
+      const reopened = yield* FileSnapshotStore.make(dir, { retain: 3 })
+      assert.lengthOf(yield* reopened.list, 1)
+      yield* fs.remove(path.join(path.dirname(dir), `${newest.id}-moved-${path.basename(dir)}`), { recursive: true })
+    }))
+
+  scenario("SnapshotStore.verify answers the metadata of intact data and fails with a StorageError on a flipped byte", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* tempDir
+      const store = yield* FileSnapshotStore.make(dir)
+      const created = yield* write(store, 4, chunksOf(64, 1024))
+      assert.deepStrictEqual(yield* SnapshotStore.verify(store, created.id), created)
+      const dataFile = path.join(dir, created.id, "data")
+      const bytes = yield* fs.readFile(dataFile)
+      bytes[40_000] = bytes[40_000]! ^ 0x01
+      yield* fs.writeFile(dataFile, bytes)
+      const error = yield* Effect.flip(SnapshotStore.verify(store, created.id))
+      assert.instanceOf(error, StorageError)
+      assert.match(error.message, /data checksum mismatch/)
+    }))
+
+  scenario("delete removes a snapshot's directory from disk and ignores ids that are not snapshot ids", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const store = yield* FileSnapshotStore.make(dir, { retain: 3 })
+      const kept = yield* write(store, 1, chunksOf(1, 10))
+      const dropped = yield* write(store, 2, chunksOf(1, 10))
+      yield* store.delete(dropped.id)
+      yield* store.delete("..")
+      assert.deepStrictEqual(yield* entries(dir), [kept.id])
+    }))
+
   scenario("a reopened store lists the same snapshots in the same order and its next id is greater", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

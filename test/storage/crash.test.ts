@@ -28,6 +28,7 @@ import * as Raft from "../../src/Raft.js"
 import { SnapshotStore } from "../../src/SnapshotStore.js"
 import { StableStore } from "../../src/StableStore.js"
 import * as LmdbStore from "../../src/storage/LmdbStore.js"
+import { bundleChildren, root } from "../fixtures/bundle.js"
 import { generator } from "../fixtures/prng.js"
 import { listFsm, snapshotNode } from "../fixtures/snapshot-node.js"
 
@@ -37,31 +38,16 @@ const SNAPSHOT_KILLS = 3
 const KEEP = 500 // the store child compacts to its last KEEP entries
 const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 1_000_000))
 
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..")
-const bundleDir = path.join(root, "node_modules", ".cache", "effect-raft-crash")
-const storeChild = path.join(bundleDir, "crash-store-child.mjs")
-const raftChild = path.join(bundleDir, "crash-raft-child.mjs")
+let storeChild = ""
+let raftChild = ""
 
-/**
- * Bundles the children once, Effect included (only lmdb, a native addon, stays external): each start then costs a
- * plain `node` start of one file, about half the CPU of resolving Effect's modules one by one.
- */
 beforeAll(async () => {
-  const esbuild = await import("esbuild")
-  await esbuild.build({
-    entryPoints: [
-      path.join(root, "test", "fixtures", "crash-store-child.ts"),
-      path.join(root, "test", "fixtures", "crash-raft-child.ts")
-    ],
-    outdir: bundleDir,
-    outExtension: { ".js": ".mjs" },
-    bundle: true,
-    external: ["lmdb"],
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    logLevel: "error"
-  })
+  const children = await bundleChildren("effect-raft-crash", [
+    "test/fixtures/crash-store-child.ts",
+    "test/fixtures/crash-raft-child.ts"
+  ])
+  storeChild = children["crash-store-child"]!
+  raftChild = children["crash-raft-child"]!
 })
 
 /**

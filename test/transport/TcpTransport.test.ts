@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
-import { RaftShutdown, StorageError } from "../../src/RaftError.js"
+import { ClusterMismatch, RaftShutdown, StorageError } from "../../src/RaftError.js"
 import type * as Rpc from "../../src/Rpc.js"
 import type * as Transport from "../../src/Transport.js"
 import * as Codec from "../../src/transport/codec.js"
@@ -92,6 +92,39 @@ describe("TcpTransport", () => {
         "TimeoutNowRequest",
         "ReadIndexRequest"
       ])
+    }))
+
+  it.scopedLive("a request's cluster id crosses the wire, and a refusal for another cluster reaches the sender as TransportError identity", () =>
+    Effect.gen(function*() {
+      const a = yield* TcpTransport.make({ bind: loopback })
+      const b = yield* TcpTransport.make({ bind: loopback })
+      const rec = recorder()
+      const refuse = (request: { readonly clusterId?: string | undefined }) =>
+        request.clusterId === "red" ? Effect.fail(new ClusterMismatch({ expected: "blue", got: "red" })) : undefined
+      yield* b.serve({
+        ...rec.handler,
+        appendEntries: (request) => refuse(request) ?? rec.handler.appendEntries(request),
+        requestVote: (request) => refuse(request) ?? rec.handler.requestVote(request)
+      })
+      yield* a.appendEntries("b", b.localAddress, { ...appendEntries(0, [entry(1, 8)]), clusterId: "blue" })
+      assert.strictEqual((rec.received[0] as Rpc.AppendEntriesRequest).clusterId, "blue")
+      const refused = yield* Effect.flip(
+        a.appendEntries("b", b.localAddress, { ...appendEntries(1, [entry(2, 8)]), clusterId: "red" })
+      )
+      assert.strictEqual(refused.reason, "identity")
+      assert.include(refused.detail ?? "", "cluster")
+      const vote = yield* Effect.flip(a.requestVote("b", b.localAddress, {
+        _tag: "RequestVoteRequest",
+        term: 3,
+        candidateId: "b",
+        candidateAddress: a.localAddress,
+        lastLogIndex: 1,
+        lastLogTerm: 1,
+        leadershipTransfer: false,
+        clusterId: "red"
+      }))
+      assert.strictEqual(vote._tag === "TransportError" ? vote.reason : vote._tag, "identity")
+      assert.strictEqual(rec.received.length, 1, "a refused request reached the handler")
     }))
 
   it.scopedLive("streams a multi-MiB InstallSnapshot in chunks, byte for byte, and reuses the connection after", () =>

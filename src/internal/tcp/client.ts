@@ -190,8 +190,12 @@ export const make = (rt: TcpRuntime) => {
           return settle(Effect.succeed(message.response as A))
         }
         if (message.kind === "error" && message.id === id) {
-          // Both codes (shut down, not serving) mean the peer's node is not there to answer.
-          const error = new TransportError({ target: address, reason: "closed", detail: `${message.code}: ${message.detail}` })
+          // Shut down or not serving: the peer's node is not there to answer; cluster: it belongs to another cluster.
+          const error = new TransportError({
+            target: address,
+            reason: message.code === "cluster" ? "identity" : "closed",
+            detail: `${message.code}: ${message.detail}`
+          })
           conn.close(error)
           return settle(Effect.fail(error))
         }

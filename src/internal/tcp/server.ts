@@ -7,6 +7,7 @@
  */
 import * as net from "node:net"
 import * as tls from "node:tls"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -14,9 +15,10 @@ import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import type * as Scheduler from "effect/Scheduler"
 import * as Stream from "effect/Stream"
-import { CodecError, type RaftShutdown, TransportError } from "../../RaftError.js"
+import { CodecError, TransportError } from "../../RaftError.js"
 import type * as Rpc from "../../Rpc.js"
 import * as Codec from "../../transport/codec.js"
+import type { Refusal } from "../../Transport.js"
 import { Conn } from "./conn.js"
 import { checkClient, describeIds, errorText, formatAddress } from "./identity.js"
 import type { TcpRuntime } from "./runtime.js"
@@ -25,6 +27,12 @@ import type { TcpRuntime } from "./runtime.js"
  * The inbound half over `rt`: answers the listener, which serves each accepted connection with `run` on
  * `scheduler`.
  */
+/** The error frame that answers a request the node refused: another cluster's, or any once it is shut down. */
+const refusalFrame = (id: number, refusal: Option.Option<Refusal>): Codec.Encoded =>
+  Option.isSome(refusal) && refusal.value._tag === "ClusterMismatch"
+    ? Codec.encodeError(id, "cluster", refusal.value.message)
+    : Codec.encodeError(id, "shutdown", "RaftShutdown")
+
 export const make = (
   rt: TcpRuntime,
   run: (effect: Effect.Effect<void>) => unknown,
@@ -69,12 +77,12 @@ export const make = (
         const slot: { frame: Codec.Encoded | undefined } = { frame: undefined }
         slots.push(slot)
         // Called by the node's run loop: nothing here may fail it.
-        return (exit: Exit.Exit<Rpc.AppendEntriesResponse, RaftShutdown>) => {
+        return (exit: Exit.Exit<Rpc.AppendEntriesResponse, Refusal>) => {
           direct--
           try {
             slot.frame = Exit.isSuccess(exit)
               ? Codec.encodeResponse(id, exit.value)
-              : Codec.encodeError(id, "shutdown", "RaftShutdown")
+              : refusalFrame(id, Cause.failureOption(exit.cause))
             flush()
           } catch (error) {
             conn.close(new TransportError({ target: conn.peer, reason: "closed", detail: `answer failed: ${String(error)}` }))
@@ -120,8 +128,7 @@ export const make = (
         conn.reject(new CodecError({ peer: conn.peer, reason: "malformed", detail }))
         return Effect.void
       }
-      const failed = (id: number) => (error: { readonly _tag: string }) =>
-        Effect.sync(() => reply(Codec.encodeError(id, "shutdown", error._tag)))
+      const failed = (id: number) => (error: Refusal) => Effect.sync(() => reply(refusalFrame(id, Option.some(error))))
 
       // The frame watchdog: a connection that never speaks, or stalls mid-frame, is closed.
       yield* Effect.gen(function*() {

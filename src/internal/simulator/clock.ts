@@ -1,0 +1,88 @@
+/**
+ * The simulator's virtual time: a `Clock` whose `sleep` files a timer in a heap instead of waiting, and a driver
+ * (see `run.ts`) that fires the earliest timer whenever no fiber can run. Equal deadlines fire in the order they
+ * were filed, so a run replays exactly.
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+
+/** A sleeping fiber: resumed when the clock reaches `at`, unless cancelled (`alive` false). */
+export interface Timer {
+  readonly at: number
+  readonly seq: number
+  readonly resume: () => void
+  alive: boolean
+}
+
+/** A `Clock` over virtual milliseconds; `sleep` files a timer that the driver fires. */
+export class VirtualClock implements Clock.Clock {
+  readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
+  now = 0
+  private seq = 0
+  private readonly heap: Array<Timer> = []
+
+  unsafeCurrentTimeMillis(): number {
+    return this.now
+  }
+  unsafeCurrentTimeNanos(): bigint {
+    return BigInt(Math.round(this.now * 1_000_000))
+  }
+  readonly currentTimeMillis: Effect.Effect<number> = Effect.sync(() => this.now)
+  readonly currentTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.unsafeCurrentTimeNanos())
+  sleep(duration: Duration.Duration): Effect.Effect<void> {
+    const millis = Duration.toMillis(duration)
+    return Effect.async<void>((resume) => {
+      const timer: Timer = { at: this.now + Math.max(0, millis), seq: this.seq++, resume: () => resume(Effect.void), alive: true }
+      this.push(timer)
+      return Effect.sync(() => {
+        timer.alive = false
+      })
+    })
+  }
+
+  /** The earliest live timer, removed from the heap. */
+  next(): Timer | undefined {
+    while (this.heap.length > 0) {
+      const top = this.pop()
+      if (top.alive) return top
+    }
+    return undefined
+  }
+
+  private less(a: Timer, b: Timer): boolean {
+    return a.at < b.at || (a.at === b.at && a.seq < b.seq)
+  }
+  private push(timer: Timer): void {
+    const heap = this.heap
+    heap.push(timer)
+    let i = heap.length - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (!this.less(heap[i]!, heap[parent]!)) break
+      ;[heap[i], heap[parent]] = [heap[parent]!, heap[i]!]
+      i = parent
+    }
+  }
+  private pop(): Timer {
+    const heap = this.heap
+    const top = heap[0]!
+    const last = heap.pop()!
+    if (heap.length > 0) {
+      heap[0] = last
+      let i = 0
+      while (true) {
+        const l = 2 * i + 1
+        const r = l + 1
+        let m = i
+        if (l < heap.length && this.less(heap[l]!, heap[m]!)) m = l
+        if (r < heap.length && this.less(heap[r]!, heap[m]!)) m = r
+        if (m === i) break
+        ;[heap[i], heap[m]] = [heap[m]!, heap[i]!]
+        i = m
+      }
+    }
+    return top
+  }
+}

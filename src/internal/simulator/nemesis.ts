@@ -1,0 +1,245 @@
+/**
+ * The nemesis: during the faulty phase of a run, at random intervals, one fault drawn by weight (partitions,
+ * cut links, crashes, restarts, lossy links, membership changes...). Each fault is one entry of `faults`, drawn
+ * from the run's seeded `Random`, so a seed replays the same faults at the same virtual times.
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Random from "effect/Random"
+import * as Configuration from "../../Configuration.js"
+import type { Invariants } from "./invariants.js"
+import { startNode, stopNode } from "./nodes.js"
+import type { SimCore, SimNode } from "./state.js"
+
+/** One of `items`, drawn with `Random`. */
+export const pick = <A>(items: ReadonlyArray<A>): Effect.Effect<A> =>
+  Effect.map(Random.nextIntBetween(0, items.length), (i) => items[i]!)
+
+/** A fault: what it does to the cluster, noted in the trace. */
+type Fault = (sim: SimCore, invariants: Invariants) => Effect.Effect<void>
+
+/** The faults by name, as `FaultOptions.weights` names them. */
+const faults: Readonly<Record<string, Fault>> = {
+  partition: (sim) =>
+    Effect.gen(function*() {
+      const shuffled = yield* Random.shuffle(sim.nodes.map((n) => n.id))
+      const cut = 1 + (yield* Random.nextIntBetween(0, Math.max(1, sim.size - 1)))
+      const groups = [Array.from(shuffled).slice(0, cut), Array.from(shuffled).slice(cut)]
+      yield* sim.network.partition(groups)
+      sim.note(`partition ${JSON.stringify(groups)}`)
+    }),
+  isolateLeader: (sim) =>
+    Effect.gen(function*() {
+      const leader = sim.currentLeader()
+      if (leader !== undefined) {
+        yield* sim.network.disconnect(leader.id)
+        sim.note(`isolate leader ${leader.id}`)
+      }
+    }),
+  oneWay: (sim) =>
+    Effect.gen(function*() {
+      const from = yield* pick(sim.nodes)
+      const to = yield* pick(sim.nodes.filter((n) => n !== from))
+      if (to !== undefined) {
+        yield* sim.network.block(from.id, to.id)
+        sim.note(`block ${from.id} -> ${to.id}`)
+      }
+    }),
+  cutLink: (sim) =>
+    Effect.gen(function*() {
+      const [a, b] = Array.from(yield* Random.shuffle(sim.nodes.map((n) => n.id)))
+      if (a !== undefined && b !== undefined) {
+        yield* sim.network.block(a, b)
+        yield* sim.network.block(b, a)
+        sim.note(`cut ${a} <-> ${b}`)
+      }
+    }),
+  crash: (sim) =>
+    Effect.gen(function*() {
+      const alive = sim.running()
+      if (alive.length > 0) {
+        const victim = yield* pick(alive)
+        yield* stopNode(sim, victim)
+        sim.note(`crash ${victim.id}`)
+      }
+    }),
+  restart: (sim, invariants) =>
+    Effect.gen(function*() {
+      const down = sim.nodes.filter((n) => n.raft === undefined)
+      if (down.length > 0) {
+        const node = yield* pick(down)
+        yield* startNode(sim, invariants, node)
+        sim.note(`restart ${node.id}`)
+      }
+    }),
+  reboot: (sim, invariants) =>
+    Effect.gen(function*() {
+      const alive = sim.running()
+      if (alive.length > 0) {
+        const victim = yield* pick(alive)
+        yield* stopNode(sim, victim)
+        yield* startNode(sim, invariants, victim)
+        sim.note(`reboot ${victim.id}`)
+      }
+    }),
+  heal: (sim) =>
+    Effect.gen(function*() {
+      yield* sim.network.heal
+      yield* sim.network.setConditions(sim.faultOptions.baseline)
+      sim.note("heal")
+    }),
+  membership: (sim) =>
+    Effect.gen(function*() {
+      const leader = sim.currentLeader()
+      if (leader === undefined) return
+      const raft = leader.raft!
+      const { configuration: current } = yield* raft.getConfiguration
+      const out = sim.nodes.filter((n) => !Configuration.isVoter(current, n.id))
+      const maxOut = Math.max(1, sim.faultOptions.membershipOut ?? 1)
+      const adding = out.length >= maxOut || (out.length > 0 && (yield* Random.nextBoolean))
+      const node = yield* pick(adding ? out : sim.nodes.filter((n) => n !== leader))
+      const verb = adding ? "add" : "remove"
+      const request = adding
+        ? raft.addVoter(node.id, node.address, { timeout: 500 })
+        : raft.removeServer(node.id, { timeout: 500 })
+      sim.note(`${verb} ${node.id} (asked of leader ${leader.id})`)
+      // The change completes when it commits, or not: the nemesis does not wait for it.
+      yield* request.pipe(
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          Effect.sync(() =>
+            sim.note(`${verb} ${node.id}: ${Exit.isSuccess(exit) ? `committed at ${exit.value}` : Cause.squash(exit.cause)}`)
+          )
+        ),
+        Effect.forkIn(sim.rootScope)
+      )
+    }),
+  lossyLinks: (sim) =>
+    Effect.gen(function*() {
+      yield* sim.network.setConditions(sim.faultOptions.lossy)
+      sim.note(`lossy links ${JSON.stringify(sim.faultOptions.lossy)}`)
+    }),
+  transfer: (sim) =>
+    Effect.gen(function*() {
+      const leader = sim.currentLeader()
+      if (leader === undefined) return
+      const raft = leader.raft!
+      const others = sim.nodes.filter((n) => n !== leader)
+      const target = others.length > 0 && (yield* Random.nextBoolean) ? yield* pick(others) : undefined
+      const request = target === undefined
+        ? raft.leadershipTransfer
+        : raft.leadershipTransferToServer(target.id, target.address)
+      const what = `transfer leadership from ${leader.id}${target === undefined ? "" : ` to ${target.id}`}`
+      sim.note(what)
+      // The transfer completes when a new leader takes over, or not: the nemesis does not wait for it.
+      yield* request.pipe(
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          Effect.sync(() => sim.note(`${what}: ${Exit.isSuccess(exit) ? "done" : Cause.squash(exit.cause)}`))
+        ),
+        Effect.forkIn(sim.rootScope)
+      )
+    }),
+  appendCrash: (sim, invariants) =>
+    Effect.gen(function*() {
+      // Figure 8 of the Raft paper, by rounds: each round's leader appends with fewer than a quorum around it and
+      // crashes; the previous round's leader comes back meanwhile, with its own unreplicated entries of an older
+      // term, and may be elected again (a leader must then not commit them by counting).
+      const rounds = 2 + (yield* Random.nextIntBetween(0, 2))
+      let previous: SimNode | undefined
+      for (let round = 0; round < rounds; round++) {
+        const leader = yield* awaitLeader(sim, 300)
+        if (leader === undefined) break
+        yield* cutOffWithMinority(sim, leader)
+        yield* Effect.sleep(yield* Random.nextIntBetween(5, 41))
+        yield* stopNode(sim, leader)
+        yield* sim.network.heal
+        sim.note(`append-crash: ${leader.id} crashes before replicating`)
+        yield* Effect.sleep(yield* Random.nextIntBetween(10, 101))
+        if (previous !== undefined) yield* restartIfDown(sim, invariants, previous, "append-crash")
+        previous = leader
+      }
+      if (previous !== undefined) {
+        yield* Effect.sleep(yield* Random.nextIntBetween(10, 151))
+        yield* restartIfDown(sim, invariants, previous, "append-crash")
+      }
+    }),
+  staleCandidate: (sim) =>
+    Effect.gen(function*() {
+      const stale = sim.currentLeader()
+      if (stale === undefined) return
+      // Cut off alone, it appends what its clients still send until its lease runs out; the others elect a
+      // leader of a newer term, which has written little yet when it is cut off in turn.
+      yield* sim.network.disconnect(stale.id)
+      sim.note(`stale-candidate: cut ${stale.id} off alone`)
+      const next = yield* awaitLeader(sim, 400, stale)
+      if (next !== undefined) {
+        yield* Effect.sleep(yield* Random.nextIntBetween(0, 21))
+        // Silence the new leader, so that its followers time out and hear the stale node's requests for votes.
+        yield* sim.network.disconnect(next.id)
+        sim.note(`stale-candidate: cut ${next.id}, the newer leader, off`)
+      }
+      yield* sim.network.reconnect(stale.id)
+      sim.note(`stale-candidate: ${stale.id} is back with its longer log of an older term`)
+      yield* Effect.sleep(yield* Random.nextIntBetween(50, 251))
+      if (next !== undefined) yield* sim.network.reconnect(next.id)
+    })
+}
+
+/** The current leader (other than `except`), waiting up to `millis` of virtual time for one. */
+const awaitLeader = (sim: SimCore, millis: number, except?: SimNode): Effect.Effect<SimNode | undefined> =>
+  Effect.gen(function*() {
+    for (let waited = 0; waited <= millis; waited += 5) {
+      const leader = sim.currentLeader()
+      if (leader !== undefined && leader !== except) return leader
+      yield* Effect.sleep(5)
+    }
+    return undefined
+  })
+
+/** Partitions `leader` with fewer than a quorum of the others (none to quorum − 2 of them, drawn). */
+const cutOffWithMinority = (sim: SimCore, leader: SimNode): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const quorum = Math.floor(sim.size / 2) + 1
+    const others = Array.from(yield* Random.shuffle(sim.nodes.filter((n) => n !== leader).map((n) => n.id)))
+    const keep = yield* Random.nextIntBetween(0, Math.max(0, quorum - 2) + 1)
+    const minority = [leader.id, ...others.slice(0, keep)]
+    yield* sim.network.partition([minority, others.slice(keep)])
+    sim.note(`append-crash: cut ${leader.id} off with ${JSON.stringify(minority)}`)
+  })
+
+const restartIfDown = (sim: SimCore, invariants: Invariants, node: SimNode, why: string): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    if (node.raft !== undefined) return
+    yield* startNode(sim, invariants, node)
+    sim.note(`${why}: restart ${node.id}`)
+  })
+
+/** The nemesis fiber: forever, wait a random interval, then inject a fault drawn by weight. */
+export const nemesis = (sim: SimCore, invariants: Invariants): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const w = sim.faultOptions.weights
+    const kinds = Object.entries(w).flatMap(([name, weight]) =>
+      weight !== undefined && weight > 0 ? [[name, weight] as const] : []
+    )
+    const total = kinds.reduce((n, [, weight]) => n + weight, 0)
+    if (total === 0) return
+    while (true) {
+      const [min, max] = sim.faultOptions.intervalMillis
+      yield* Effect.sleep(min + (yield* Random.nextIntBetween(0, Math.max(1, max - min + 1))))
+      let roll = yield* Random.nextIntBetween(0, total)
+      let kind = kinds[0]![0]
+      for (const [name, weight] of kinds) {
+        if (roll < weight) {
+          kind = name
+          break
+        }
+        roll -= weight
+      }
+      sim.faults[kind] = (sim.faults[kind] ?? 0) + 1
+      const fault = faults[kind]
+      if (fault !== undefined) yield* fault(sim, invariants)
+    }
+  })

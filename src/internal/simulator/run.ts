@@ -1,0 +1,259 @@
+/**
+ * One simulated run from start to verdict: the program (bootstrap and start every node, the clients, the nemesis
+ * for the faulty phase, then heal, settle, a calm phase and the final comparison of the state machines) and the
+ * driver loop that runs it on virtual time, checking the invariants after every timer event.
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import type * as Scope from "effect/Scope"
+import * as Configuration from "../../Configuration.js"
+import * as LogStore from "../../LogStore.js"
+import * as Raft from "../../Raft.js"
+import * as SnapshotStore from "../../SnapshotStore.js"
+import * as StableStore from "../../StableStore.js"
+import * as Linearizability from "../../testing/Linearizability.js"
+import * as MemoryNetwork from "../../transport/MemoryNetwork.js"
+import { InjectedBugs } from "../bugs.js"
+import { deploymentOf, randomizes } from "./deployment.js"
+import { digestBytes, FNV_OFFSET, Invariants } from "./invariants.js"
+import { nemesis, pick } from "./nemesis.js"
+import { startNode, stopNode } from "./nodes.js"
+import { Sim, type SimNode, sync } from "./state.js"
+import { makeNode } from "./stores.js"
+import type { FaultOptions, Options, Result, Workload } from "./types.js"
+
+/** A client of the workload: until the run stops, call the cluster at random intervals and record the history. */
+const client = <State, Input, Output>(sim: Sim<State, Input, Output>, clientId: number): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const { counts, history, workload } = sim
+    let hint: string | undefined
+    let step = 0
+    while (!sim.stopping) {
+      yield* Effect.sleep(yield* Random.nextIntBetween(1, 30))
+      const alive = sim.running()
+      if (alive.length === 0) continue
+      const input = yield* workload.next({ client: clientId, step: ++step, history })
+      const target = alive.find((n) => n.id === hint) ?? (yield* pick(alive))
+      const raft = target.raft!
+      const call = sim.nextSeq()
+      const exit = yield* raft.apply(workload.encode(input), { timeout: "500 millis" }).pipe(
+        Effect.timeout("600 millis"),
+        Effect.exit
+      )
+      if (Exit.isSuccess(exit)) {
+        counts.ok++
+        history.push({ clientId, input, call, return: sim.nextSeq(), output: workload.output(exit.value.response) })
+        continue
+      }
+      const failure = Cause.failureOption(exit.cause)
+      const error = Option.getOrUndefined(failure)
+      if (error !== undefined && (error._tag === "NotLeader" || error._tag === "LeadershipTransferInProgress")) {
+        // Definitely not appended: it did not happen (the client retries elsewhere).
+        counts.refused++
+        hint = error._tag === "NotLeader" ? error.leaderId : undefined
+        continue
+      }
+      counts.unknown++
+      history.push({ clientId, input, call, return: undefined, output: undefined })
+      if (call > sim.calmFrom) {
+        sim.violate(
+          "liveness",
+          `client ${clientId}'s operation did not complete in the calm phase (${String(error?._tag ?? "timeout")})`
+        )
+      }
+      hint = undefined
+    }
+  })
+
+/** The whole run as one program: start, clients and nemesis, heal, settle, calm, compare. */
+const program = <State, Input, Output>(
+  sim: Sim<State, Input, Output>,
+  invariants: Invariants,
+  options: Options<State, Input, Output>
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { network, faultOptions, nodes, clock } = sim
+    sim.rootScope = yield* Effect.scope
+    for (const node of nodes) {
+      yield* Raft.bootstrapCluster(sim.configuration).pipe(
+        Effect.provideService(LogStore.LogStore, node.logs),
+        Effect.provideService(StableStore.StableStore, node.stable),
+        Effect.provideService(SnapshotStore.SnapshotStore, node.snapshots),
+        Effect.orDie
+      )
+      yield* startNode(sim, invariants, node)
+    }
+    yield* network.setConditions(faultOptions.baseline)
+    const clients = yield* Effect.forEach(
+      Array.from({ length: options.clients ?? 3 }, (_, i) => i + 1),
+      (id) => Effect.fork(client(sim, id))
+    )
+    const chaos = yield* Effect.fork(nemesis(sim, invariants))
+    yield* Effect.sleep(options.durationMillis)
+    sim.chaosOver = true
+    yield* Fiber.interrupt(chaos)
+
+    // Heal everything, then a leader must commit within the bound.
+    const livenessBound = options.livenessBoundMillis ?? 5_000
+    yield* network.heal
+    yield* network.setConditions(faultOptions.baseline)
+    for (const node of nodes) {
+      // A node removed from the configuration may have shut itself down (`shutdownOnRemove`): restart it too.
+      if (node.raft !== undefined && sync(node.raft.state) === "Shutdown") yield* stopNode(sim, node)
+      if (node.raft === undefined) yield* startNode(sim, invariants, node)
+    }
+    sim.note("heal all, restart all")
+    const healedAt = clock.now
+    // Settled: every node on the leader's term and following it, and the leader has committed in that term.
+    // Until then a node that campaigned while cut off may still depose the leader (with PreVote off, or a term raised before it).
+    const settled = (leader: SimNode) => {
+      const stats = sync(leader.raft!.stats)
+      return sim.running().every((node) => {
+        const other = sync(node.raft!.stats)
+        return other.term === stats.term && other.leaderId === leader.id
+      })
+    }
+    let committedAfterHeal = false
+    while (clock.now - healedAt < livenessBound && !committedAfterHeal) {
+      const leader = sim.currentLeader()
+      const out = leader === undefined
+        ? []
+        : nodes.filter((node) => !Configuration.isVoter(sync(leader.raft!.getConfiguration).configuration, node.id))
+      if (leader !== undefined && out.length > 0) {
+        // Membership faults left servers out: add each back before the cluster can settle.
+        for (const node of out) {
+          const exit = yield* leader.raft!.addVoter(node.id, node.address, { timeout: 500 }).pipe(Effect.exit)
+          sim.note(`add ${node.id} back after healing: ${Exit.isSuccess(exit) ? "committed" : Cause.squash(exit.cause)}`)
+        }
+      } else if (leader !== undefined && settled(leader)) {
+        // A barrier goes through the log like any write, without a command the FSM must understand.
+        const probe = yield* leader.raft!.barrier({ timeout: "100 millis" }).pipe(
+          Effect.timeout("1 second"),
+          Effect.exit
+        )
+        if (Exit.isSuccess(probe) && settled(leader)) committedAfterHeal = true
+      }
+      if (!committedAfterHeal) yield* Effect.sleep(20)
+    }
+    if (!committedAfterHeal) {
+      sim.violate("liveness", `no leader settled and committed within ${livenessBound} ms of healing`)
+    }
+    // Calm phase: healed, with a leader; every client operation must now complete.
+    sim.calmFrom = sim.nextSeq()
+    yield* Effect.sleep(options.calmMillis ?? 1000)
+    sim.stopping = true
+    yield* Fiber.joinAll(clients)
+    // Let every node apply what was committed, then compare the state machines (equal commands, equal states).
+    for (let waited = 0; waited < 200; waited += 10) {
+      const applied = new Set(sim.running().map((node) => node.appliedThrough))
+      if (applied.size <= 1) break
+      yield* Effect.sleep(10)
+    }
+    for (const node of sim.running()) {
+      const captured = yield* node.capture
+      if (captured !== undefined) invariants.noteState(node.id, captured.through, digestBytes(FNV_OFFSET, captured.bytes))
+    }
+    for (const node of nodes) yield* stopNode(sim, node)
+  })
+
+/** Runs one seed to the end (or to its first violation), synchronously, in virtual time. */
+export const run = <State, Input, Output>(
+  options: Options<State, Input, Output>,
+  workload: Workload<State, Input, Output>,
+  defaultFaults: FaultOptions
+): Result => {
+  const deployment = deploymentOf(options)
+  const size = deployment.nodes
+  const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`)
+  const sim = new Sim({
+    faultOptions: options.faults ?? defaultFaults,
+    size,
+    diskLatency: deployment.diskLatencyMillis,
+    config: deployment.config,
+    network: MemoryNetwork.make({ rpcTimeoutMillis: 200 }),
+    configuration: Configuration.voters(ids.map((id) => [id, `mem://${id}`] as const))
+  }, workload)
+  const invariants = new Invariants(sim)
+  sim.nodes = ids.map((_, i) => makeNode(sim, invariants, i))
+  const { clock, scheduler } = sim
+
+  const root = Effect.runFork(
+    program(sim, invariants, options).pipe(
+      Effect.scoped,
+      Effect.provideService(InjectedBugs, options.bugs ?? {}),
+      Logger.withMinimumLogLevel(LogLevel.None),
+      Effect.withRandom(Random.make(options.seed)),
+      Effect.withClock(clock),
+      Effect.withScheduler(scheduler)
+    ),
+    { scheduler }
+  )
+
+  const maxEvents = options.maxEvents ?? 2_000_000
+  const fullEvery = Math.max(1, options.fullCheckEvery ?? 500)
+  let events = 0
+  drive: while (sim.violation === undefined) {
+    let rounds = 0
+    while (scheduler.tasks.buckets.length > 0) {
+      scheduler.step()
+      if (++rounds > 1_000_000) {
+        sim.violate("deadlock", "fibers keep running without time passing (livelock)")
+        break drive
+      }
+    }
+    const exit = root.unsafePoll()
+    if (exit !== null) {
+      if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
+        sim.violate("crash", Cause.pretty(exit.cause).split("\n").slice(0, 6).join(" / "))
+      }
+      break
+    }
+    invariants.checkStep()
+    if (events % fullEvery === 0) invariants.checkLogMatching()
+    if (sim.violation !== undefined) break
+    const timer = clock.next()
+    if (timer === undefined) {
+      sim.violate("deadlock", "no fiber can run and no timer is set")
+      break
+    }
+    if (++events > maxEvents) {
+      sim.violate("deadlock", `more than ${maxEvents} timer events`)
+      break
+    }
+    clock.now = timer.at
+    timer.resume()
+  }
+  if (sim.violation === undefined) invariants.checkLogMatching()
+
+  let linearizability: Result["linearizability"] = "skipped"
+  if (sim.violation === undefined) {
+    const outcome = Linearizability.check(workload.model, sim.history)
+    linearizability = outcome._tag
+    if (outcome._tag === "NotLinearizable") {
+      sim.violate("linearizability", `history of ${sim.history.length} operations is not linearizable: ${
+        JSON.stringify(outcome).slice(0, 300)
+      }`)
+    }
+  }
+  return {
+    seed: options.seed,
+    ok: sim.violation === undefined,
+    violation: sim.violation,
+    trace: sim.trace,
+    events,
+    virtualMillis: clock.now,
+    faults: sim.faults,
+    operations: sim.counts,
+    leadersElected: invariants.leadersElected,
+    snapshots: sim.snapshotCounts,
+    linearizability,
+    deployment: randomizes(options.randomize) ? deployment : undefined
+  }
+}

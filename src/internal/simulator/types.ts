@@ -1,0 +1,204 @@
+/**
+ * The shapes of a simulated run: its options, the faults of the nemesis, the workload, and what a run reports.
+ * `src/testing/Simulator.ts` re-exports them; they live here so that the simulator's private modules can use them
+ * without importing the public module that imports them.
+ * @internal
+ */
+import type * as Effect from "effect/Effect"
+import type * as Fsm from "../../Fsm.js"
+import type { Bugs } from "../bugs.js"
+import type * as RaftConfig from "../../RaftConfig.js"
+import type * as Linearizability from "../../testing/Linearizability.js"
+import type * as MemoryNetwork from "../../transport/MemoryNetwork.js"
+
+/** How often and which faults the nemesis injects. */
+export interface FaultOptions {
+  /** Virtual time between two faults, drawn in [min, max] ms. */
+  readonly intervalMillis: readonly [min: number, max: number]
+  /** Relative weights of each fault; 0 disables it. */
+  readonly weights: {
+    readonly partition: number
+    readonly isolateLeader: number
+    readonly oneWay: number
+    /** Cuts the link between two nodes both ways (the rest still reach both: a bridge). */
+    readonly cutLink: number
+    readonly crash: number
+    readonly restart: number
+    /** A crash followed at once by a restart on the same stores. */
+    readonly reboot: number
+    readonly heal: number
+    readonly lossyLinks: number
+    /**
+     * Through the leader, removes a follower from the configuration (`removeServer`), or, when one is out, adds
+     * it back (`addVoter`). Off (absent) in `defaultFaults`; after healing, every node is added back.
+     */
+    readonly membership?: number | undefined
+    /**
+     * Through the leader, a leadership transfer, to the most caught-up follower or to one named at random.
+     * Off (absent) in `defaultFaults`.
+     */
+    readonly transfer?: number | undefined
+    /**
+     * A targeted schedule (the Raft paper's Figure 8): the leader is cut off with fewer than a quorum, appends
+     * what its clients send for a few ms, and crashes before it can replicate; the others elect a new leader that
+     * writes other entries at the same indexes; the old leader restarts later, with its stale entries. Off
+     * (absent) in `defaultFaults`.
+     */
+    readonly appendCrash?: number | undefined
+    /**
+     * A targeted schedule: the leader is cut off alone while its clients keep appending, so its log grows longer
+     * than the others' but stays in its old term; the others elect a leader of a newer term; then that leader is
+     * cut off and the stale node is let back, to ask for votes with its longer, older log. Off (absent) in
+     * `defaultFaults`.
+     */
+    readonly staleCandidate?: number | undefined
+  }
+  /**
+   * How many servers the `membership` fault may hold out of the configuration at once (1 by default: it adds the
+   * one out back before removing another); above 1 it removes or adds back at random, so that several non-voters
+   * and removed voters coexist.
+   */
+  readonly membershipOut?: number | undefined
+  /** The link conditions `lossyLinks` switches on (off again on heal). */
+  readonly lossy: MemoryNetwork.LinkConditions
+  /** Probability that a node reboots right after granting a vote (a targeted crash); 0 by default. */
+  readonly rebootAfterVote?: number | undefined
+  /**
+   * Probability that a leader crashes while a write of its own log is under way, before the disk's latency has
+   * passed, and restarts 20–200 ms later (a targeted crash: what it counted as stored may be lost); 0 by default.
+   */
+  readonly crashLeaderMidWrite?: number | undefined
+  /** Conditions of every link from the start (delays and reordering); none by default. */
+  readonly baseline?: MemoryNetwork.LinkConditions | undefined
+}
+
+/** One simulated run. */
+export interface Options<State = Linearizability.KvState, Input = Linearizability.KvInput, Output = Linearizability.KvOutput> {
+  readonly seed: number
+  /** Nodes in the cluster, 1..7. */
+  readonly nodes: number
+  /** Virtual duration of the faulty phase, ms. */
+  readonly durationMillis: number
+  /** Concurrent clients of the workload. */
+  readonly clients?: number | undefined
+  /** Keys the default key-value workload touches. */
+  readonly keys?: number | undefined
+  /** The clients' commands, state machine and model; the key-value workload by default. */
+  readonly workload?: Workload<State, Input, Output> | undefined
+  /** After healing and a first commit, virtual time during which every client operation must complete. */
+  readonly calmMillis?: number | undefined
+  readonly faults?: FaultOptions | undefined
+  /** Raft tunables; the anchor's fast timers (÷10 of hashicorp's) by default. */
+  readonly config?: Omit<RaftConfig.Input, "localId"> | undefined
+  /** After healing, virtual time within which a leader must commit a write. */
+  readonly livenessBoundMillis?: number | undefined
+  /** Full log-matching scans every this many events (cheap checks run after every event). */
+  readonly fullCheckEvery?: number | undefined
+  /**
+   * Virtual time a disk write takes, drawn in [min, max] ms per `storeLogs` and per term or vote write ([0, 2] by
+   * default; [0, 0] for none).
+   * A node that crashes while a write is under way loses it: the write fails and nothing reaches the store, as
+   * an unsynced write is lost to a power cut. So a leader's write overlapping its followers' is exercised, and an
+   * acknowledgement of a write that never became durable shows up as a lost entry.
+   */
+  readonly diskLatencyMillis?: readonly [min: number, max: number] | undefined
+  /**
+   * Opt-in: what a deployment varies, drawn per seed (see `Randomize`); overrides `nodes`, and is overridden by
+   * what `config` and `diskLatencyMillis` set. Nothing is drawn by default.
+   */
+  readonly randomize?: Randomize | undefined
+  /** Test-only: rules to break, to show the checks catch them. */
+  readonly bugs?: Bugs | undefined
+  /** Safety stop: most timer events in one run. */
+  readonly maxEvents?: number | undefined
+}
+
+/** A broken property. */
+export interface Violation {
+  readonly property:
+    | "election safety"
+    | "log matching"
+    | "leader completeness"
+    | "state-machine safety"
+    | "monotonic commit"
+    | "monotonic apply"
+    /** A node replaced or deleted an entry it had committed, or compacted what no snapshot of it holds. */
+    | "durability"
+    | "liveness"
+    | "linearizability"
+    | "deadlock"
+    | "crash"
+  readonly atMillis: number
+  readonly detail: string
+}
+
+/** What a run did and found. */
+export interface Result {
+  readonly seed: number
+  readonly ok: boolean
+  readonly violation: Violation | undefined
+  /** The last lines of the run's trace (faults, leader changes, the violation). */
+  readonly trace: ReadonlyArray<string>
+  readonly events: number
+  readonly virtualMillis: number
+  readonly faults: Readonly<Record<string, number>>
+  readonly operations: { readonly ok: number; readonly unknown: number; readonly refused: number }
+  readonly leadersElected: number
+  /** Snapshots the state machines took, restored when their node started, and installed from a leader while running. */
+  readonly snapshots: { readonly taken: number; readonly restoredAtStart: number; readonly installed: number }
+  readonly linearizability: "Linearizable" | "NotLinearizable" | "Unknown" | "skipped"
+  /** What the run drew, when `randomize` drew anything. */
+  readonly deployment?: Deployment | undefined
+}
+
+/** The dimensions of a deployment a run draws from its seed; each is off unless set. */
+export interface Randomize {
+  /** 3, 4, 5 or 7 nodes. */
+  readonly nodes?: boolean | undefined
+  /** PreVote on or off. */
+  readonly preVote?: boolean | undefined
+  /**
+   * Heartbeat (50–200 ms), election (1–2 heartbeats), lease (¼–1 heartbeat, but long enough for two disk writes
+   * and 10 ms) and commit (1–20 ms) timeouts.
+   */
+  readonly timers?: boolean | undefined
+  /** 1, 2, 4, 8 or 64 entries per AppendEntries. */
+  readonly maxAppendEntries?: boolean | undefined
+  /** Half the seeds snapshot every 4–64 entries (checked every 5–50 ms) and keep 0–16 entries behind. */
+  readonly snapshots?: boolean | undefined
+  /** Disk writes of 0, 0–2, 0–10 or 2–20 ms. */
+  readonly diskLatency?: boolean | undefined
+}
+
+/** A run's cluster, as drawn or set. */
+export interface Deployment {
+  readonly nodes: number
+  readonly config: Omit<RaftConfig.Input, "localId">
+  readonly diskLatencyMillis: readonly [min: number, max: number]
+}
+
+/**
+ * What the clients of a run do and how their history is judged: bring your
+ * own state machine and a sequential model of it, and the simulator runs it
+ * under the same faults and checks (safety of the log, then linearizability
+ * of the history against `model`).
+ */
+export interface Workload<State, Input, Output> {
+  /**
+   * A fresh state machine, for every start and restart of a node. If it takes snapshots, equal states must give
+   * equal bytes: the simulator compares the states of nodes that applied the same commands (through snapshots).
+   */
+  readonly fsm: () => Fsm.Fsm
+  /** The sequential specification the history must be linearizable against. */
+  readonly model: Linearizability.Model<State, Input, Output>
+  /** A client's next command, drawn with `Random`; `history` holds what was recorded so far. */
+  readonly next: (context: {
+    readonly client: number
+    readonly step: number
+    readonly history: ReadonlyArray<Linearizability.Operation<Input, Output>>
+  }) => Effect.Effect<Input>
+  /** The bytes `apply` carries for a command. */
+  readonly encode: (input: Input) => Uint8Array
+  /** The model's output for what the FSM answered. */
+  readonly output: (response: unknown) => Output
+}

@@ -1,0 +1,280 @@
+/**
+ * The mutant catalogue: classic Raft bugs, each injected by a switch of the engine (`Bugs`, off unless a run sets
+ * it), with the rule it breaks and, when the default faults rarely reach it, the scenario that hunts it. The
+ * simulator must catch every one: `npm run sim:mutants` reports how many seeds each takes, and
+ * `test/testing/Mutants.test.ts` fails when one is no longer caught within its budget.
+ *
+ * Adding a mutant: add its switch to `Bugs` (src/internal/bugs.ts) where the engine reads it, then one entry
+ * here. Test-only: never set these switches in a real deployment.
+ */
+import type { Bugs } from "../internal/bugs.js"
+import type { FaultOptions, Options, Violation } from "../internal/simulator/types.js"
+import * as Simulator from "./Simulator.js"
+
+/** The options of the runs that hunt a mutant, besides the seed, the cluster size and the bug. Plain data. */
+export type Scenario = Partial<Omit<Options, "seed" | "nodes" | "bugs" | "workload">>
+
+/** One classic bug. */
+export interface Mutant {
+  /** Its name on the command line (`npm run sim:mutants -- --only <name>`, `npm run sim -- --mutant <name>`). */
+  readonly name: string
+  /** What the broken engine does. */
+  readonly description: string
+  /** The rule of Raft it breaks, with the paper's section. */
+  readonly rule: string
+  /** The switches that inject it. */
+  readonly bugs: Bugs
+  /** Where it is hunted, over 2 s of the default faults; the default faults alone when absent. */
+  readonly scenario?: Scenario | undefined
+  /** Violations the scenario also produces without the bug (so they do not count as catching it). */
+  readonly ignore?: ReadonlyArray<Violation["property"]> | undefined
+  /** `npm test` requires a catch within `seeds` seeds (from seed 1) of `nodes` nodes: the cheaper size for it. */
+  readonly budget: { readonly nodes: number; readonly seeds: number }
+}
+
+/**
+ * Crashes during slow disk writes: a node that crashes while a write is under way loses it, so an entry counted
+ * before its write was durable can vanish.
+ */
+const crashesDuringSlowWrites: Scenario = {
+  faults: {
+    ...Simulator.defaultFaults,
+    intervalMillis: [10, 60],
+    weights: { partition: 0, isolateLeader: 0, oneWay: 1, cutLink: 4, crash: 4, restart: 5, reboot: 4, heal: 1, lossyLinks: 0 }
+  },
+  diskLatencyMillis: [10, 60]
+}
+
+/**
+ * Competing candidates of one term and voters that reboot right after granting a vote: two candidates that
+ * cannot see each other (single links cut, slow links) both ask the same voter, which forgets its vote in
+ * between unless it stored it. Links this slow (up to 120 ms round trip against a 50 ms lease) keep leaders from
+ * holding on, so liveness is not expected. PreVote off: it keeps nodes that would lose from campaigning.
+ */
+const rebootsAfterVotes: Scenario = {
+  durationMillis: 3000,
+  config: { preVote: false },
+  faults: {
+    intervalMillis: [5, 60],
+    rebootAfterVote: 1,
+    weights: { partition: 0, isolateLeader: 1, oneWay: 0, cutLink: 6, crash: 1, restart: 2, reboot: 2, heal: 1, lossyLinks: 0 },
+    lossy: { minDelayMillis: 0, maxDelayMillis: 20, dropRate: 0.2, duplicateRate: 0 },
+    baseline: { minDelayMillis: 5, maxDelayMillis: 60, dropRate: 0, duplicateRate: 0 }
+  } satisfies FaultOptions
+}
+
+/**
+ * Membership changes among the default faults: followers removed and added back (as non-voters until caught
+ * up), up to two out at once, so that a leader's count of non-voters or removed voters can make a false quorum.
+ */
+const membershipChurn: Scenario = {
+  faults: { ...Simulator.defaultFaults, membershipOut: 2, weights: { ...Simulator.defaultFaults.weights, membership: 4 } }
+}
+
+/** Snapshots and compaction every few dozen entries, so that restarts restore and laggards install snapshots. */
+const snapshotting: Scenario = { config: Simulator.frequentSnapshots }
+
+/** Leadership transfers among the default faults, to the most caught-up follower or to one named at random. */
+const transfers: Scenario = {
+  faults: { ...Simulator.defaultFaults, weights: { ...Simulator.defaultFaults.weights, transfer: 4 } }
+}
+
+/**
+ * Logs that differ in their last term and length: leaders that append and crash before replicating (Figure 8),
+ * and nodes that come back from isolation with a longer log of an older term while the newer leader is cut off.
+ * PreVote off, so that such nodes campaign with their own term.
+ */
+const divergentLogs: Scenario = {
+  config: { preVote: false },
+  faults: {
+    ...Simulator.defaultFaults,
+    weights: { ...Simulator.defaultFaults.weights, appendCrash: 3, staleCandidate: 3 }
+  }
+}
+
+/**
+ * Followers that fall far behind with a divergent suffix and catch up a few entries per AppendEntries, so that
+ * the leader's commit index runs ahead of what a request lets the follower check.
+ */
+const slowCatchUp: Scenario = {
+  config: { maxAppendEntries: 2, preVote: false },
+  faults: {
+    ...Simulator.defaultFaults,
+    weights: { ...Simulator.defaultFaults.weights, appendCrash: 3, staleCandidate: 3 }
+  }
+}
+
+/** Every mutant the engine can be built with. */
+export const catalogue: ReadonlyArray<Mutant> = [
+  {
+    name: "commitWithoutQuorum",
+    description: "the leader commits what it alone stored, without waiting for a quorum",
+    rule: "an entry is committed once a majority stores it (Raft §5.3)",
+    bugs: { commitWithoutQuorum: true },
+    budget: { nodes: 3, seeds: 10 }
+  },
+  {
+    name: "commitPreviousTermsByCounting",
+    description: "the leader commits entries of earlier terms by counting their replicas",
+    rule: "only entries of the leader's own term are committed by counting (Raft §5.4.2, Figure 8)",
+    bugs: { commitPreviousTermsByCounting: true },
+    budget: { nodes: 3, seeds: 10 }
+  },
+  {
+    name: "keepConflictingSuffix",
+    description: "a follower overwrites conflicting entries but keeps the rest of its old suffix",
+    rule: "a follower deletes a conflicting entry and all that follow it (Raft §5.3, AppendEntries step 3)",
+    bugs: { keepConflictingSuffix: true },
+    budget: { nodes: 3, seeds: 10 }
+  },
+  {
+    name: "leaderCountsUnwritten",
+    description: "the leader counts itself toward commitment before its own write of the entries is durable",
+    rule: "a server acknowledges (and a leader counts itself for) only what it has made durable (Raft §5.3, thesis §10.2.1)",
+    bugs: { leaderCountsUnwritten: true },
+    scenario: crashesDuringSlowWrites,
+    ignore: ["liveness"],
+    budget: { nodes: 3, seeds: 20 }
+  },
+  {
+    name: "voteWithoutPersist",
+    description: "a vote is granted but never written to the StableStore, so a restart forgets it",
+    rule: "a server stores its vote before granting it, and votes once per term (Raft §5.2, Figure 2)",
+    bugs: { voteWithoutPersist: true },
+    scenario: rebootsAfterVotes,
+    ignore: ["liveness"],
+    budget: { nodes: 5, seeds: 20 }
+  },
+  {
+    name: "forgetVoteAtStart",
+    description: "a restarted node forgets the vote it stored, so it may vote twice in one term",
+    rule: "a server's vote is persistent state, kept across restarts: one vote per term (Raft §5.2, Figure 2)",
+    bugs: { forgetVoteAtStart: true },
+    scenario: rebootsAfterVotes,
+    ignore: ["liveness"],
+    budget: { nodes: 5, seeds: 20 }
+  },
+  {
+    name: "voteUpToDateByIndexOnly",
+    description: "the vote's up-to-date check compares only the last indexes, not the last terms first",
+    rule: "a vote goes only to a candidate whose log is at least as up-to-date: last terms first, then lengths (Raft §5.4.1)",
+    bugs: { voteUpToDateByIndexOnly: true },
+    scenario: divergentLogs,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "voteUpToDateByTermOnly",
+    description: "the vote's up-to-date check compares only the last terms, not the lengths when they are equal",
+    rule: "a vote goes only to a candidate whose log is at least as up-to-date: last terms first, then lengths (Raft §5.4.1)",
+    bugs: { voteUpToDateByTermOnly: true },
+    scenario: divergentLogs,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "voteInStaleTerm",
+    description: "a vote is granted to a candidate of a term older than the voter's",
+    rule: "a request of an older term is refused (Raft §5.1, Figure 2: RequestVote step 1)",
+    bugs: { voteInStaleTerm: true },
+    scenario: rebootsAfterVotes,
+    ignore: ["liveness"],
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "acceptStaleAppend",
+    description: "a follower accepts AppendEntries from a leader of a term older than its own",
+    rule: "a request of an older term is refused (Raft §5.1, Figure 2: AppendEntries step 1)",
+    bugs: { acceptStaleAppend: true },
+    scenario: rebootsAfterVotes,
+    ignore: ["liveness"],
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "skipPrevTermCheck",
+    description: "a follower accepts entries whose previous entry it holds with another term",
+    rule: "a follower appends only after an entry matching the leader's previous index and term (Raft §5.3, Figure 2: AppendEntries step 2)",
+    bugs: { skipPrevTermCheck: true },
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "acceptPastLogEnd",
+    description: "a follower accepts entries that start past the end of its log",
+    rule: "a follower appends only after an entry matching the leader's previous index and term (Raft §5.3, Figure 2: AppendEntries step 2)",
+    bugs: { acceptPastLogEnd: true },
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "commitPastVerified",
+    description: "a follower moves its commit index to the leader's, past the entries it checked against the leader's log",
+    rule: "a follower commits up to min(leaderCommit, its last new entry) (Raft Figure 2: AppendEntries step 5)",
+    bugs: { commitPastVerified: true },
+    scenario: slowCatchUp,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "matchBeyondAcknowledged",
+    description: "the leader records a follower's acknowledgement as a match of its whole log, not of what it sent",
+    rule: "a leader's matchIndex grows only to what the follower acknowledged (Raft §5.3, Figure 2: rules for leaders)",
+    bugs: { matchBeyondAcknowledged: true },
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "countNonVoters",
+    description: "the leader counts non-voters toward commitment",
+    rule: "only voters make a quorum (Raft thesis §4.2.1: servers join as non-voting members until caught up)",
+    bugs: { countNonVoters: true },
+    scenario: membershipChurn,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "countRemovedVoters",
+    description: "the leader keeps counting voters removed from the configuration toward commitment",
+    rule: "a configuration takes effect once in the log: removed servers no longer count (Raft thesis §4.1)",
+    bugs: { countRemovedVoters: true },
+    scenario: membershipChurn,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "installOverNewer",
+    description: "a follower installs a leader's snapshot older than what it has already applied",
+    rule: "a snapshot older than the follower's state is ignored; its log after the snapshot is kept (Raft §7, Figure 13)",
+    bugs: { installOverNewer: true },
+    scenario: snapshotting,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "compactPastSnapshot",
+    description: "compaction deletes entries up to the trailing window whether or not a snapshot covers them",
+    rule: "a server discards only log entries its snapshot covers (Raft §7)",
+    bugs: { compactPastSnapshot: true },
+    scenario: snapshotting,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "concurrentMembershipChanges",
+    description: "the leader starts a membership change before the previous one committed",
+    rule: "one configuration change at a time: the next only once the previous is committed (Raft thesis §4.1)",
+    bugs: { concurrentMembershipChanges: true },
+    scenario: membershipChurn,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "transferToLaggard",
+    description: "a leadership transfer sends TimeoutNow without waiting for the target to catch up",
+    rule: "a leader hands over only to a target whose log is up to date (Raft thesis §3.10)",
+    bugs: { transferToLaggard: true },
+    scenario: transfers,
+    budget: { nodes: 3, seeds: 50 }
+  }
+]
+
+/** The options of a run that hunts `mutant` on `nodes` nodes (without the seed). */
+export const huntOptions = (mutant: Mutant, nodes: number, withBug = true): Omit<Options, "seed"> => ({
+  nodes,
+  durationMillis: 2000,
+  ...mutant.scenario,
+  bugs: withBug ? mutant.bugs : undefined
+})
+
+/** Whether `result` catches `mutant`: a violation its scenario does not produce without the bug. */
+export const catches = (mutant: Mutant, result: Simulator.Result): boolean =>
+  !result.ok && !(mutant.ignore ?? []).includes(result.violation!.property)

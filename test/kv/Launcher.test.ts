@@ -1,0 +1,36 @@
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as Launcher from "../../src/kv/Launcher.js"
+import { tempDir } from "../storage/temp.js"
+
+const plan = (id: string) => ({ id, raft: `127.0.0.1:700${id.slice(1)}`, http: `127.0.0.1:800${id.slice(1)}`, dir: `data/${id}` })
+
+describe("kv cluster (the launcher)", () => {
+  it.scoped("bootstraps (one new cluster id for all) only when no node's data directory was initialised", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      const dirs = ["n1", "n2", "n3"].map((id) => path.join(root, id))
+      const fresh = yield* Launcher.bootstrapOf(dirs)
+      assert.match(fresh?.clusterId ?? "", /^[0-9a-f-]{36}$/)
+      assert.notStrictEqual((yield* Launcher.bootstrapOf(dirs))?.clusterId, fresh?.clusterId)
+      // n2's data directory was initialised; n1's and n3's are gone: nobody bootstraps.
+      fs.mkdirSync(dirs[1]!, { recursive: true })
+      fs.writeFileSync(path.join(dirs[1]!, "IDENTITY.json"), "{}")
+      assert.isUndefined(yield* Launcher.bootstrapOf(dirs))
+    }).pipe(Effect.provide(Layer.mergeAll(NodeFileSystem.layer, NodePath.layer))))
+
+  it("passes --bootstrap and --cluster-id only for a new cluster", () => {
+    const all = [plan("n1"), plan("n2")]
+    const first = Launcher.nodeArguments(all[0]!, all, { tls: "plaintext", bootstrap: { clusterId: "c1" } })
+    assert.includeMembers([...first], ["--bootstrap", "--cluster-id", "c1"])
+    assert.deepStrictEqual(first.slice(first.indexOf("--peer")), ["--peer", "n2,127.0.0.1:7002,127.0.0.1:8002"])
+    const later = Launcher.nodeArguments(all[0]!, all, { tls: "plaintext" })
+    assert.notInclude([...later], "--bootstrap")
+    assert.notInclude([...later], "--cluster-id")
+  })
+})

@@ -1,0 +1,27 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Mutants from "../../src/testing/Mutants.js"
+import { runSeeds } from "./seedPool.js"
+import { poolForFile, range } from "./simulation.js"
+
+// Each mutant of the catalogue breaks one rule of Raft; the simulator must catch it within its budget of seeds
+// (the runs are deterministic: the budgets leave room for small changes in timing). The seed that catches it must
+// pass without the bug, so that the catch is the bug's doing and not the scenario's.
+const pool = poolForFile()
+
+describe("the simulator catches every mutant of the catalogue", () => {
+  for (const mutant of Mutants.catalogue) {
+    const { nodes, seeds } = mutant.budget
+    it(`${mutant.name}: ${mutant.description}; caught within ${seeds} seeds of ${nodes} nodes`, async () => {
+      const results = await runSeeds(pool(), Mutants.huntOptions(mutant, nodes), range(1, seeds), {
+        stop: (result) => Mutants.catches(mutant, result)
+      })
+      const caught = results.find((result) => Mutants.catches(mutant, result))
+      assert.isDefined(caught, `${mutant.name} escaped ${seeds} seeds of ${nodes} nodes (it breaks: ${mutant.rule})`)
+      const [control] = await runSeeds(pool(), Mutants.huntOptions(mutant, nodes, false), [caught!.seed])
+      assert.isFalse(
+        Mutants.catches(mutant, control!),
+        `seed ${caught!.seed} fails without the bug too: ${control!.violation?.property}: ${control!.violation?.detail}`
+      )
+    }, 300_000)
+  }
+})

@@ -1,0 +1,158 @@
+/**
+ * Runs simulator seeds on every core: the calling thread and worker threads each run whole seeds
+ * (`Simulator.run` is synchronous and deterministic, so a seed gives the same `Result` in any thread, alone or
+ * after others). `npm run sim`, `npm run sim:mutants`, `npm run sim:digest` and the simulation tests share it.
+ *
+ * The options of a seed cross to a worker by structured clone, so they must be plain data: a custom `workload`
+ * (functions) cannot go; run those with `Simulator.run` in the calling thread. A pool of size one runs seeds in
+ * the calling thread only, with no worker.
+ */
+import { availableParallelism } from "node:os"
+import { Worker } from "node:worker_threads"
+import * as Simulator from "../../src/testing/Simulator.js"
+
+/** A seed's options without the seed, as plain data. */
+export type SeedOptions = Omit<Simulator.Options, "seed" | "workload">
+
+/** Set to stop a queued seed from starting (its `run` then resolves to undefined). */
+export interface Cancel {
+  cancelled: boolean
+}
+
+interface Task {
+  readonly options: SeedOptions
+  readonly seed: number
+  readonly cancel: Cancel | undefined
+  readonly resolve: (result: Simulator.Result | undefined) => void
+  readonly reject: (error: unknown) => void
+}
+
+interface Slot {
+  readonly worker: Worker
+  /** Seeds sent to the worker, in the order it answers them. */
+  readonly tasks: Array<Task>
+}
+
+/** One worker per core the machine reports, or `SIM_WORKERS` when set. */
+export const defaultWorkers = (): number => {
+  const fromEnv = Number(process.env.SIM_WORKERS)
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : Math.max(1, availableParallelism())
+}
+
+/** Seeds a worker thread holds at once: the next is there when it finishes one, while its answer travels. */
+const backlog = 2
+
+/**
+ * `size` runners of seeds, first come first served: the calling thread (which has the simulator loaded already)
+ * and `size - 1` worker threads (each loads it once, a few seconds of CPU).
+ */
+export class SeedPool {
+  private readonly queue: Array<Task> = []
+  private readonly slots: Array<Slot> = []
+  private here = false
+  private broken: unknown = undefined
+
+  constructor(readonly size: number = defaultWorkers()) {
+    const boot = new URL("./seedWorker.mjs", import.meta.url)
+    const entry = new URL("./seedWorker.ts", import.meta.url).href
+    for (let i = 1; i < size; i++) {
+      const slot: Slot = { worker: new Worker(boot, { workerData: { entry } }), tasks: [] }
+      slot.worker.on("message", (message: { readonly result: Simulator.Result }) => {
+        slot.tasks.shift()?.resolve(message.result)
+        this.dispatch()
+      })
+      slot.worker.on("error", (error) => this.fail(error))
+      slot.worker.on("exit", (code) => {
+        if (slot.tasks.length > 0) this.fail(new Error(`a seed worker exited (code ${code}) during seed ${slot.tasks[0]!.seed}`))
+      })
+      this.slots.push(slot)
+    }
+  }
+
+  /** Runs one seed; undefined when `cancel` was set before it started. */
+  run(options: SeedOptions, seed: number, cancel?: Cancel): Promise<Simulator.Result | undefined> {
+    return new Promise((resolve, reject) => {
+      if (this.broken !== undefined) return reject(this.broken)
+      this.queue.push({ options, seed, cancel, resolve, reject })
+      this.dispatch()
+    })
+  }
+
+  /** Stops the workers; seeds still queued are dropped. */
+  async close(): Promise<void> {
+    this.queue.length = 0
+    await Promise.all(this.slots.map((slot) => slot.worker.terminate()))
+  }
+
+  private next(): Task | undefined {
+    let task = this.queue.shift()
+    while (task !== undefined && task.cancel?.cancelled === true) {
+      task.resolve(undefined)
+      task = this.queue.shift()
+    }
+    return task
+  }
+
+  private dispatch(): void {
+    for (const slot of this.slots) {
+      while (slot.tasks.length < backlog) {
+        const task = this.next()
+        if (task === undefined) return
+        slot.tasks.push(task)
+        slot.worker.postMessage({ options: task.options, seed: task.seed })
+      }
+    }
+    if (this.here) return
+    const task = this.next()
+    if (task === undefined) return
+    // In this thread, one seed per event-loop turn, so that the workers' answers (and a test runner) get through.
+    this.here = true
+    setImmediate(() => {
+      task.resolve(Simulator.run({ ...task.options, seed: task.seed }))
+      this.here = false
+      this.dispatch()
+    })
+  }
+
+  private fail(error: unknown): void {
+    this.broken = error
+    for (const slot of this.slots) {
+      for (const task of slot.tasks.splice(0)) task.reject(error)
+    }
+    for (const task of this.queue.splice(0)) task.reject(error)
+  }
+}
+
+/**
+ * Runs `seeds` in order on `pool` and returns their results in seed order, up to and including the first one
+ * `stop` accepts (later seeds already started are discarded, queued ones never start). `onResult` sees each
+ * result in seed order as soon as every earlier seed is done.
+ */
+export const runSeeds = async (
+  pool: SeedPool,
+  options: SeedOptions,
+  seeds: ReadonlyArray<number>,
+  hooks: {
+    readonly stop?: ((result: Simulator.Result) => boolean) | undefined
+    readonly onResult?: ((result: Simulator.Result) => void) | undefined
+  } = {}
+): Promise<Array<Simulator.Result>> => {
+  const cancel: Cancel = { cancelled: false }
+  // Enough seeds in flight to keep every worker busy while the earliest is awaited.
+  const window = Math.max(2, 2 * pool.size)
+  const inFlight: Array<Promise<Simulator.Result | undefined>> = []
+  const results: Array<Simulator.Result> = []
+  let next = 0
+  while (next < seeds.length || inFlight.length > 0) {
+    while (next < seeds.length && inFlight.length < window) inFlight.push(pool.run(options, seeds[next++]!, cancel))
+    const result = await inFlight.shift()!
+    if (result === undefined) continue
+    results.push(result)
+    hooks.onResult?.(result)
+    if (hooks.stop?.(result) === true) {
+      cancel.cancelled = true
+      break
+    }
+  }
+  return results
+}
