@@ -5,6 +5,7 @@
  * rows of `npm run bench` (and `npm run bench:kv`, which is `run.ts --only kv/`).
  *
  *   node --import tsx benchmarks/kv.ts --conc 64|1 [--ops N] [--fast] [--failover false] [--deadline 600]
+ *     [--get leader|follower]
  *     [--node-entry <bundle of src/kv/main.ts>]   (default: the sources through tsx)
  *
  * 1. Three `kv node` processes on loopback (TCP transport, LMDB log and stable
@@ -25,6 +26,13 @@
  * Nothing is retried silently: every PUT that did not end in 200 counts in
  * `errors`, with its cause (status and `_tag`, or the client-side exception)
  * in `error_causes`, and followed redirects count in `redirects`.
+ *
+ * With `--get leader|follower`, the measured operations are linearizable GETs
+ * (`raft.readIndex`, ReadIndex mode) of the keys the warm-up wrote, all sent
+ * to the leader or all to one follower (which serves them itself); there is
+ * no failover phase, and `leader_cpu_us_per_op` is the leader process's CPU
+ * per read (a follower's reads cost the leader its ReadIndex requests and
+ * heartbeat rounds).
  *
  * What differs from the anchor: every operation is an HTTP request with a JSON
  * body to another process (the anchor calls `Apply` in-process), the nodes are
@@ -50,6 +58,7 @@ const { values: argv } = parseArgs({
     failover: { type: "string", default: "true" },
     deadline: { type: "string", default: "600" },
     label: { type: "string" },
+    get: { type: "string" },
     "node-entry": { type: "string" }
   }
 })
@@ -58,10 +67,17 @@ const conc = Math.max(1, Number(argv.conc))
 const fast = argv.fast
 // As the anchor's bolt mode: 20,000 PUTs at 64 clients, 2,000 with one, 500 with one and fast timers.
 const ops = Math.max(1, argv.ops !== undefined ? Number(argv.ops) : conc > 1 ? 20_000 : fast ? 500 : 2_000)
-const warmup = argv.warmup !== undefined ? Number(argv.warmup) : Math.min(1000, Math.floor(ops / 10))
+
 const SIZE = 128
 const VALUE = "x".repeat(SIZE)
-const label = argv.label ?? (fast ? "fast-timers" : "")
+const get = argv.get === "leader" || argv.get === "follower" ? argv.get : undefined
+// GETs read the keys the warm-up wrote: all 1000 of them.
+const warmup = argv.warmup !== undefined
+  ? Number(argv.warmup)
+  : get !== undefined
+  ? 1000
+  : Math.min(1000, Math.floor(ops / 10))
+const label = argv.label ?? [fast ? "fast-timers" : "", get === undefined ? "" : `get-${get}`].filter((part) => part !== "").join("/")
 const CLK_TCK = 100
 
 /** Latency quantiles written to the row for the plot: evenly spaced on a "nines" scale, 0 to 99.9 %. */
@@ -74,6 +90,8 @@ const result: Record<string, unknown> = {
   impl_version: `effect-raft ${readVersion()} key-value service (node ${process.version})`,
   scenario: `kv/n3/c${conc}/s${SIZE}${label === "" ? "" : `/${label}`}`,
   mode: "kv",
+  op: get === undefined ? "put" : "get",
+  read_target: get ?? null,
   nodes: 3,
   ops,
   warmup,
@@ -97,6 +115,7 @@ const result: Record<string, unknown> = {
   warmup_error_causes: {},
   redirects: 0,
   cpu_us_per_op: null,
+  leader_cpu_us_per_op: null,
   client_cpu_us_per_op: null,
   bg_cpu_cores: null,
   machine_busy_cores: null,
@@ -213,6 +232,21 @@ const httpPut = (address: string, key: string, body: string) =>
     }
   )
 
+/** One HTTP GET of `/kv/<key>` (linearizable): its status and body. */
+const httpGet = (address: string, key: string) =>
+  new Promise<{ readonly status: number; readonly body: string }>((resolve, reject) => {
+    const [host, port] = [address.slice(0, address.lastIndexOf(":")), Number(address.slice(address.lastIndexOf(":") + 1))]
+    const request = http.request({ host, port, method: "GET", path: `/kv/${key}`, agent, timeout: 30_000 }, (response) => {
+      const chunks: Array<Buffer> = []
+      response.on("data", (chunk: Buffer) => chunks.push(chunk))
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }))
+      response.on("error", reject)
+    })
+    request.on("timeout", () => request.destroy(Object.assign(new Error("timeout"), { code: "TIMEOUT" })))
+    request.on("error", reject)
+    request.end()
+  })
+
 const BODY = JSON.stringify({ value: VALUE })
 
 /** What one PUT came to: success, or the cause of its failure ("503 NoLeader", "socket: ECONNREFUSED", ...). */
@@ -262,6 +296,25 @@ class Client {
     return { ok: false, cause: "too many redirects" }
   }
 
+  /** One linearizable GET of `key` at `address` (no redirect: every node serves reads). */
+  async get(address: string, key: string): Promise<Outcome> {
+    let response: Awaited<ReturnType<typeof httpGet>>
+    try {
+      response = await httpGet(address, key)
+    } catch (error) {
+      return { ok: false, cause: `socket: ${(error as { code?: string }).code ?? (error as Error).message}` }
+    }
+    if (response.status === 200) return { ok: true }
+    let tag = "?"
+    try {
+      const error = JSON.parse(response.body) as { _tag?: string; reason?: string }
+      tag = String(error._tag ?? "?") + (error.reason === undefined ? "" : `: ${error.reason}`)
+    } catch {
+      tag = response.body.slice(0, 60)
+    }
+    return { ok: false, cause: `${response.status} ${tag}` }
+  }
+
   /** Looks for the node that says it leads (all callers share one search), for at most 30 s. */
   findLeader(): Promise<void> {
     this.search ??= (async () => {
@@ -283,8 +336,16 @@ class Client {
   }
 }
 
-/** `count` PUTs from `conc` concurrent clients; latencies (µs) of the successful ones, failures by cause. */
-const load = async (client: Client, count: number, prefix: string) => {
+/**
+ * `count` operations from `conc` concurrent clients (PUTs of `<prefix><i mod 1000>`, or what `operation` does with
+ * that key); latencies (µs) of the successful ones, failures by cause.
+ */
+const load = async (
+  client: Client,
+  count: number,
+  prefix: string,
+  operation: (key: string) => Promise<Outcome> = (key) => client.put(key)
+) => {
   const latencies: Array<number> = []
   const causes: Record<string, number> = {}
   let errors = 0
@@ -294,7 +355,7 @@ const load = async (client: Client, count: number, prefix: string) => {
       const i = next++
       if (i >= count) return
       const t0 = performance.now()
-      const outcome = await client.put(`${prefix}${i % 1000}`)
+      const outcome = await operation(`${prefix}${i % 1000}`)
       if (outcome.ok) {
         latencies.push((performance.now() - t0) * 1000)
       } else {
@@ -356,11 +417,15 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
 
   const termBefore = await maxTerm(cluster)
   const pids = cluster.nodes.map((node) => node.child?.pid).filter((pid): pid is number => pid !== undefined)
+  const leaderNow = cluster.nodes.find((node) => node.http === client.leader) ?? leader
+  // Reads go to the leader, or all to one follower; the warm-up wrote the keys they read.
+  const readAt = get === "follower" ? cluster.nodes.find((node) => node !== leaderNow)! : leaderNow
+  const operation = get === undefined ? undefined : (key: string) => client.get(readAt.http, key)
   const ticks0 = processTicks()
   const machine0 = machineTicks()
   const cpu0 = process.cpuUsage()
   const started = performance.now()
-  const measured = await load(client, ops, "k")
+  const measured = await load(client, ops, get === undefined ? "k" : "w", operation)
   const elapsedS = (performance.now() - started) / 1000
   const cpu1 = process.cpuUsage(cpu0)
   const machine1 = machineTicks()
@@ -372,9 +437,11 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
   const ours = new Set([process.pid, ...pids])
   let nodeTicks = 0
   let otherTicks = 0
+  let leaderTicks = 0
   for (const [pid, t1] of ticks1) {
     const delta = t1 - (ticks0.get(pid) ?? 0)
     if (pid === process.pid) continue
+    if (pid === leaderNow.child?.pid) leaderTicks += delta
     if (ours.has(pid)) nodeTicks += delta
     else otherTicks += delta
   }
@@ -386,6 +453,7 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
   result.redirects = client.redirects
   result.cpu_us_per_op = (nodeTicks * (1e6 / CLK_TCK) + clientUs) / ops
   result.client_cpu_us_per_op = clientUs / ops
+  result.leader_cpu_us_per_op = leaderTicks * (1e6 / CLK_TCK) / ops
   result.bg_cpu_cores = otherTicks / CLK_TCK / elapsedS
   if (machine1.total > machine0.total) {
     result.machine_busy_cores = (machine1.busy - machine0.busy) / (machine1.total - machine0.total) * os.cpus().length
@@ -416,7 +484,7 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
   result.fsm_check_ok = caughtUp
   result.peak_rss_mib = cluster.nodes.reduce((sum, node) => sum + peakRssMib(node.child?.pid), 0)
 
-  if (argv.failover === "false") return
+  if (argv.failover === "false" || get !== undefined) return
   const current = cluster.nodes.find((node) => node.http === client.leader) ?? leader
   const tf = performance.now()
   await cluster.kill(current, "SIGKILL")

@@ -142,6 +142,14 @@ const scenarioList = (): Array<Scenario> => {
   kv(64, 1, false)
   kv(1, 10, false)
   kv(1, 40, true)
+  // Linearizable GETs (no anchor: hashicorp/raft has no reads), at the leader and at a follower.
+  for (const [conc, divisor] of [[64, 1], [1, 10]] as const) {
+    for (const target of ["leader", "follower"]) {
+      const ops = ["--ops", String(scale === undefined ? 20_000 / divisor : Math.max(1, Math.floor(scale / divisor)))]
+      const name = `kv/n3/c${conc}/s128/get-${target}`
+      list.push({ name, anchorName: name, args: ["--conc", String(conc), ...ops, "--get", target], anchorArgs: [], kv: true })
+    }
+  }
   const tracing = argv.tracer === undefined
     ? []
     : ["--tracer", argv.tracer, ...(argv["trace-sample"] === undefined ? [] : ["--trace-sample", argv["trace-sample"]])]
@@ -265,6 +273,7 @@ const columns: ReadonlyArray<readonly [key: string, title: string, digits: numbe
   ["lat_max_us", "max µs", 0, false],
   ["peak_rss_mib", "RSS MiB", 1, false],
   ["cpu_us_per_op", "CPU µs/op", 1, false],
+  ["leader_cpu_us_per_op", "leader CPU µs/op", 1, false],
   ["failover_elect_ms", "fo elect ms", 0, false],
   ["failover_commit_ms", "fo commit ms", 0, false],
   ["entries_per_fsync", "entries/fsync", 1, true],
@@ -355,7 +364,8 @@ const main = async () => {
   for (let run = 1; run <= runs; run++) {
     process.stderr.write(`== run ${run}/${runs}\n`)
     for (const scenario of scenarios) {
-      if (anchorBin !== undefined) {
+      // Rows without anchor arguments (the GETs) have nothing to compare with.
+      if (anchorBin !== undefined && scenario.anchorArgs.length > 0) {
         const row = runWithRetries(`hashicorp ${scenario.name}`, anchorBin, ["-deadline", "90s", ...scenario.anchorArgs])
         ranAnchor.push(row)
         fs.appendFileSync(outFile, JSON.stringify(row) + "\n")

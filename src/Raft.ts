@@ -28,13 +28,16 @@ import type * as Configuration from "./Configuration.js"
 import { Fsm, type Typed } from "./Fsm.js"
 import { bootstrapStores, hasExistingState as storesHoldState } from "./internal/bootstrap.js"
 import * as node from "./internal/node.js"
+import { recoverCluster as recoverStores } from "./internal/recoverCluster.js"
 import { fairScheduler } from "./internal/scheduler.js"
 import type * as types from "./internal/types.js"
 import { LogStore } from "./LogStore.js"
 import * as RaftConfig from "./RaftConfig.js"
 import type {
   CantBootstrap,
+  CantRecover,
   CommandRejected,
+  FsmError,
   IdentityMismatch,
   LeadershipLost,
   NotLeader,
@@ -69,6 +72,21 @@ export interface ApplyOptions {
    */
   readonly timeout?: Duration.DurationInput | undefined
 }
+
+/** Options of `readIndex`. */
+export interface ReadOptions {
+  /**
+   * How the leader confirms the read: `"readIndex"`, by a heartbeat round that concurrent reads share, or `"lease"`,
+   * without one while its lease holds (safe under the clock assumption of `RaftConfig.maxClockDrift`). Default: the
+   * node's `readMode`.
+   */
+  readonly mode?: RaftConfig.ReadMode | undefined
+  /** How long to wait in all (confirmation, then this node's FSM catching up); then `ReadTimeout`. No limit by default. */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/** Errors of `readIndex`: none of them has a side effect. */
+export type ReadError = RaftError.ReadError
 
 /** Options of a membership change. */
 export interface MembershipOptions {
@@ -108,6 +126,22 @@ export interface Raft {
   readonly barrier: (options?: ApplyOptions) => Effect.Effect<number, ApplyError>
   /** Succeeds if a quorum of voters still follows this node (heartbeat round), else fails. */
   readonly verifyLeader: Effect.Effect<void, NotLeader | LeadershipLost | RaftShutdown>
+  /**
+   * A linearizable read, on any node (Raft thesis §6.4): succeeds with a read index once this node's FSM has
+   * applied it, and so every write acknowledged anywhere before the call; then read the FSM. A leader confirms it
+   * still leads (a heartbeat round shared by concurrent reads, or its lease); a follower asks its leader, in one
+   * request for the reads that arrive together. Fails with `NotLeader` when no leader is known, `LeadershipLost`,
+   * `ReadTimeout`, `TransportError` (the leader unreachable) or `RaftShutdown`; retrying is always safe.
+   */
+  readonly readIndex: (options?: ReadOptions) => Effect.Effect<number, ReadError>
+  /**
+   * Changes the settings of `RaftConfig.Reloadable` on this running node, at once: a timer waiting with the old
+   * value starts over with the new one. Validated as `Raft.layer` validates: an invalid change fails with
+   * `RaftConfigError` and changes nothing.
+   */
+  readonly reloadConfig: (changes: RaftConfig.Reloadable) => Effect.Effect<void, RaftConfigError | RaftShutdown>
+  /** The configuration in force: what the layer was given, with what `reloadConfig` changed since. */
+  readonly currentConfig: Effect.Effect<RaftConfig.RaftConfig>
   /** The current role. */
   readonly state: Effect.Effect<RaftState>
   /** The leader this node knows of. */
@@ -238,6 +272,9 @@ export const make: Effect.Effect<
         Effect.map((result) => result.index)
       ),
     verifyLeader: running.verifyLeader,
+    readIndex: (options) => running.readIndex(options?.mode, toMillis(options?.timeout)),
+    reloadConfig: running.reloadConfig,
+    currentConfig: running.config,
     state: running.state,
     leader: running.leader,
     awaitLeader: awaitLeader(running.leader, running.state),
@@ -300,6 +337,31 @@ export const bootstrapCluster = (
 export const hasExistingState: Effect.Effect<boolean, StorageError, LogStore | StableStore | SnapshotStore> = Effect
   .gen(function*() {
     return yield* storesHoldState(yield* LogStore, yield* StableStore, yield* SnapshotStore)
+  })
+
+/**
+ * Brings a cluster back from the loss of a quorum (hashicorp's `RecoverCluster`), on the stores of a stopped node:
+ * everything they hold, snapshot and log, committed or not, is applied to the `Fsm` in context and saved as a
+ * snapshot whose configuration is `configuration`; the log is deleted. Start the node on them afterwards (with a
+ * fresh FSM: this one is left holding the recovered state). Typically: the survivors of a cluster whose other
+ * members are gone for good are each recovered with the same configuration naming them, or one survivor alone
+ * as its only voter, and new servers are then added to it. Entries that were not yet committed become
+ * committed. Fails with `CantRecover` when the configuration is unusable or the stores hold no state.
+ */
+export const recoverCluster = (
+  configuration: Configuration.Configuration
+): Effect.Effect<
+  SnapshotMeta,
+  CantRecover | FsmError | StorageError,
+  Fsm | LogStore | StableStore | SnapshotStore
+> =>
+  Effect.gen(function*() {
+    return yield* recoverStores({
+      fsm: yield* Fsm,
+      logs: yield* LogStore,
+      stable: yield* StableStore,
+      snapshots: yield* SnapshotStore
+    }, configuration)
   })
 
 /** What a typed `apply` returns: the entry's index and the state machine's typed response. */

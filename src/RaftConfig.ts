@@ -60,7 +60,22 @@ export interface RaftConfig {
    * costs a few spans on each node. Default 1; 0 turns tracing off. Without a tracer nothing is traced.
    */
   readonly traceSampleRate: number
+  /**
+   * How `readIndex` confirms a read when the caller does not say: `"readIndex"` (default) by a heartbeat round that
+   * concurrent reads share, `"lease"` without one while the leader's lease holds (see `maxClockDriftMillis`).
+   */
+  readonly readMode: ReadMode
+  /**
+   * Lease reads only: how much shorter than the leader measures it a heartbeat timeout may last on another voter's
+   * clock (clock rates differ; a clock stepped backwards is not covered). The lease ends this long before the
+   * followers stop refusing other candidates. Undefined: a tenth of `heartbeatTimeoutMillis`. An assumption about
+   * the machines, not something the node can check.
+   */
+  readonly maxClockDriftMillis: number | undefined
 }
+
+/** How `readIndex` confirms that a read may be served (`RaftConfig.readMode`). */
+export type ReadMode = "readIndex" | "lease"
 
 /** What a user passes: `localId` and any tunables to override. */
 export interface Input {
@@ -79,7 +94,26 @@ export interface Input {
   readonly snapshotThreshold?: number | undefined
   readonly preVote?: boolean | undefined
   readonly traceSampleRate?: number | undefined
+  readonly readMode?: ReadMode | undefined
+  readonly maxClockDrift?: Duration.DurationInput | undefined
 }
+
+/**
+ * What `raft.reloadConfig` may change on a running node (hashicorp's ReloadableConfig, plus the commit timeout, the
+ * lease settings and the read mode): timers, snapshot settings and how reads are confirmed.
+ */
+export type Reloadable = Pick<
+  Input,
+  | "heartbeatTimeout"
+  | "electionTimeout"
+  | "commitTimeout"
+  | "leaderLeaseTimeout"
+  | "snapshotInterval"
+  | "snapshotThreshold"
+  | "trailingLogs"
+  | "readMode"
+  | "maxClockDrift"
+>
 
 /** hashicorp/raft's `DefaultConfig()` values (everything but `localId`), and the byte limits of entries. */
 export const defaults: Omit<RaftConfig, "localId"> = {
@@ -96,6 +130,8 @@ export const defaults: Omit<RaftConfig, "localId"> = {
   snapshotIntervalMillis: 120_000,
   snapshotThreshold: 8192,
   preVote: true,
+  readMode: "readIndex",
+  maxClockDriftMillis: undefined,
   traceSampleRate: 1
 }
 
@@ -149,6 +185,13 @@ export const validate = (config: RaftConfig): Effect.Effect<RaftConfig, RaftConf
   if (config.electionTimeoutMillis < config.heartbeatTimeoutMillis) {
     return fail("electionTimeout", "must be at least heartbeatTimeout")
   }
+  if (config.readMode !== "readIndex" && config.readMode !== "lease") {
+    return fail("readMode", `must be "readIndex" or "lease" (got ${String(config.readMode)})`)
+  }
+  const drift = config.maxClockDriftMillis
+  if (drift !== undefined && (!Number.isFinite(drift) || drift < 0 || drift >= config.heartbeatTimeoutMillis)) {
+    return fail("maxClockDrift", `must be at least 0 and below heartbeatTimeout (got ${drift})`)
+  }
   return Effect.succeed(config)
 }
 
@@ -176,27 +219,43 @@ export const checkFrameLimit = (config: RaftConfig, maxFrameBytes: number | unde
   )
 }
 
+/** `base` with the settings `input` gives replaced (durations converted to milliseconds). */
+const overlay = (base: RaftConfig, input: Omit<Input, "localId">): RaftConfig => ({
+  localId: base.localId,
+  clusterId: input.clusterId ?? base.clusterId,
+  heartbeatTimeoutMillis: millis(input.heartbeatTimeout, base.heartbeatTimeoutMillis),
+  electionTimeoutMillis: millis(input.electionTimeout, base.electionTimeoutMillis),
+  commitTimeoutMillis: millis(input.commitTimeout, base.commitTimeoutMillis),
+  maxAppendEntries: input.maxAppendEntries ?? base.maxAppendEntries,
+  maxEntryBytes: input.maxEntryBytes ?? base.maxEntryBytes,
+  maxAppendEntriesBytes: input.maxAppendEntriesBytes ?? base.maxAppendEntriesBytes,
+  leaderLeaseTimeoutMillis: millis(input.leaderLeaseTimeout, base.leaderLeaseTimeoutMillis),
+  shutdownOnRemove: input.shutdownOnRemove ?? base.shutdownOnRemove,
+  trailingLogs: input.trailingLogs ?? base.trailingLogs,
+  snapshotIntervalMillis: millis(input.snapshotInterval, base.snapshotIntervalMillis),
+  snapshotThreshold: input.snapshotThreshold ?? base.snapshotThreshold,
+  preVote: input.preVote ?? base.preVote,
+  traceSampleRate: input.traceSampleRate ?? base.traceSampleRate,
+  readMode: input.readMode ?? base.readMode,
+  maxClockDriftMillis: input.maxClockDrift === undefined
+    ? base.maxClockDriftMillis
+    : Duration.toMillis(Duration.decode(input.maxClockDrift))
+})
+
 /** Fills `input` from `defaults` and validates it. */
 export const make = (input: Input): Effect.Effect<RaftConfig, RaftConfigError> =>
-  Effect.suspend(() =>
-    validate({
-      localId: input.localId,
-      clusterId: input.clusterId,
-      heartbeatTimeoutMillis: millis(input.heartbeatTimeout, defaults.heartbeatTimeoutMillis),
-      electionTimeoutMillis: millis(input.electionTimeout, defaults.electionTimeoutMillis),
-      commitTimeoutMillis: millis(input.commitTimeout, defaults.commitTimeoutMillis),
-      maxAppendEntries: input.maxAppendEntries ?? defaults.maxAppendEntries,
-      maxEntryBytes: input.maxEntryBytes ?? defaults.maxEntryBytes,
-      maxAppendEntriesBytes: input.maxAppendEntriesBytes ?? defaults.maxAppendEntriesBytes,
-      leaderLeaseTimeoutMillis: millis(input.leaderLeaseTimeout, defaults.leaderLeaseTimeoutMillis),
-      shutdownOnRemove: input.shutdownOnRemove ?? defaults.shutdownOnRemove,
-      trailingLogs: input.trailingLogs ?? defaults.trailingLogs,
-      snapshotIntervalMillis: millis(input.snapshotInterval, defaults.snapshotIntervalMillis),
-      snapshotThreshold: input.snapshotThreshold ?? defaults.snapshotThreshold,
-      preVote: input.preVote ?? defaults.preVote,
-      traceSampleRate: input.traceSampleRate ?? defaults.traceSampleRate
-    })
-  )
+  Effect.suspend(() => validate(overlay({ ...defaults, localId: input.localId }, input)))
+
+/**
+ * `current` with the settings of `changes` replaced, validated as a whole (`RaftConfigError` naming a bad field, and
+ * nothing changes). What `raft.reloadConfig` applies.
+ */
+export const reload = (current: RaftConfig, changes: Reloadable): Effect.Effect<RaftConfig, RaftConfigError> =>
+  Effect.suspend(() => validate(overlay(current, changes)))
+
+/** The margin a leader's lease leaves for clock drift: `maxClockDriftMillis`, or a tenth of the heartbeat timeout. */
+export const clockDriftMillis = (config: RaftConfig): number =>
+  config.maxClockDriftMillis ?? config.heartbeatTimeoutMillis / 10
 
 /** Provides a validated configuration. */
 export const layer = (input: Input): Layer.Layer<RaftConfigTag, RaftConfigError> =>

@@ -36,6 +36,18 @@ export class ApplyTimeout extends Schema.TaggedError<ApplyTimeout>()("ApplyTimeo
   }
 }
 
+/**
+ * A linearizable read (`readIndex`) did not complete within the caller's timeout. Nothing changed: a read has no
+ * side effect, so it may simply be retried.
+ */
+export class ReadTimeout extends Schema.TaggedError<ReadTimeout>()("ReadTimeout", {
+  timeoutMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `no read index within ${this.timeoutMillis} ms`
+  }
+}
+
 /** The leader is handing leadership to another server and accepts no new entries until that ends. */
 export class LeadershipTransferInProgress extends Schema.TaggedError<LeadershipTransferInProgress>()(
   "LeadershipTransferInProgress",
@@ -110,6 +122,18 @@ export class CantBootstrap extends Schema.TaggedError<CantBootstrap>()("CantBoot
 }) {
   override get message(): string {
     return `cannot bootstrap: ${this.reason}`
+  }
+}
+
+/**
+ * `recoverCluster` refused to rewrite a node's stores: the configuration given is unusable, or the stores hold
+ * nothing to recover (`reason` says which).
+ */
+export class CantRecover extends Schema.TaggedError<CantRecover>()("CantRecover", {
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `cannot recover: ${this.reason}`
   }
 }
 
@@ -270,6 +294,13 @@ export type RestoreError =
   | StorageError
   | RaftShutdown
 
+/**
+ * Errors of a linearizable read (`readIndex`). `NotLeader`: this node knows no leader to ask (or its transport cannot
+ * ask one); `LeadershipLost`: the leader was deposed before it confirmed the read; `TransportError`: the leader could
+ * not be reached. None of them has a side effect: retry.
+ */
+export type ReadError = NotLeader | LeadershipLost | ReadTimeout | TransportError | RaftShutdown
+
 /** Errors of a leadership transfer. */
 export type TransferError = NotLeader | LeadershipTransferInProgress | LeadershipTransferFailed | RaftShutdown
 
@@ -290,6 +321,7 @@ export type RaftError =
   | NotLeader
   | LeadershipLost
   | ApplyTimeout
+  | ReadTimeout
   | EntryTooLarge
   | LeadershipTransferInProgress
   | LeadershipTransferFailed
@@ -298,6 +330,7 @@ export type RaftError =
   | FsmError
   | RaftShutdown
   | CantBootstrap
+  | CantRecover
   | RaftConfigError
   | LogNotFound
   | StorageError

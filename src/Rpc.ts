@@ -135,13 +135,41 @@ export const TimeoutNowResponse = Schema.TaggedStruct("TimeoutNowResponse", {
 /** Successor → leader answer to TimeoutNow. */
 export type TimeoutNowResponse = typeof TimeoutNowResponse.Type
 
+/**
+ * Follower → leader: the read index of a linearizable read (`raft.readIndex` on a follower). Reads that arrive
+ * together share one request. With `lease`, the leader may answer from its lease instead of a heartbeat round.
+ */
+export const ReadIndexRequest = Schema.TaggedStruct("ReadIndexRequest", {
+  term: Schema.NonNegativeInt,
+  serverId: Schema.String,
+  serverAddress: Schema.String,
+  lease: Schema.Boolean,
+  clusterId
+})
+/** Follower → leader: asks for a read index. */
+export type ReadIndexRequest = typeof ReadIndexRequest.Type
+
+/**
+ * Leader → follower. With `success`, `index` is the leader's commit index (at least its no-op's) recorded after the
+ * request arrived and confirmed by a heartbeat round or the lease: once the follower has applied it, its state
+ * machine holds every write acknowledged before the read began. Without, the node is not (or no longer) the leader.
+ */
+export const ReadIndexResponse = Schema.TaggedStruct("ReadIndexResponse", {
+  term: Schema.NonNegativeInt,
+  success: Schema.Boolean,
+  index: Schema.NonNegativeInt
+})
+/** Leader → follower answer to ReadIndex. */
+export type ReadIndexResponse = typeof ReadIndexResponse.Type
+
 /** Every request a node serves. */
 export const Request = Schema.Union(
   AppendEntriesRequest,
   RequestVoteRequest,
   RequestPreVoteRequest,
   InstallSnapshotRequest,
-  TimeoutNowRequest
+  TimeoutNowRequest,
+  ReadIndexRequest
 )
 /** Every request a node serves. */
 export type Request = typeof Request.Type
@@ -152,7 +180,8 @@ export const Response = Schema.Union(
   RequestVoteResponse,
   RequestPreVoteResponse,
   InstallSnapshotResponse,
-  TimeoutNowResponse
+  TimeoutNowResponse,
+  ReadIndexResponse
 )
 /** Every response a node sends. */
 export type Response = typeof Response.Type

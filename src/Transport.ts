@@ -23,6 +23,8 @@ import type {
   AppendEntriesResponse,
   InstallSnapshotRequest,
   InstallSnapshotResponse,
+  ReadIndexRequest,
+  ReadIndexResponse,
   RequestPreVoteRequest,
   RequestPreVoteResponse,
   RequestVoteRequest,
@@ -45,6 +47,8 @@ export interface RpcHandler {
     data: Stream.Stream<Uint8Array, TransportError>
   ) => Effect.Effect<InstallSnapshotResponse, Refusal>
   readonly timeoutNow: (request: TimeoutNowRequest) => Effect.Effect<TimeoutNowResponse, Refusal>
+  /** A follower's ReadIndex; answered once the read is confirmed (a node always serves it; optional for older handlers). */
+  readonly readIndex?: ((request: ReadIndexRequest) => Effect.Effect<ReadIndexResponse, Refusal>) | undefined
   /**
    * Optional fast path for `appendEntries`, for transports that receive in a callback: submits the request without
    * a fiber of the caller's and calls `onDone` once with the outcome. Requests submitted one after another (and
@@ -117,6 +121,13 @@ export interface Transport {
     address: string,
     request: TimeoutNowRequest
   ) => Effect.Effect<TimeoutNowResponse, TransportError>
+  /**
+   * Sends a ReadIndex to the leader and waits for the answer (it may take a heartbeat round). Optional: over a
+   * transport without it, `readIndex` on a follower fails with `NotLeader` naming the leader, to be asked instead.
+   */
+  readonly readIndex?:
+    | ((id: string, address: string, request: ReadIndexRequest) => Effect.Effect<ReadIndexResponse, TransportError>)
+    | undefined
   /** Opens a pipeline to a peer, closed with the scope. */
   readonly appendEntriesPipeline: (
     id: string,

@@ -22,7 +22,7 @@ const failingField = (input: RaftConfig.Input) =>
   })
 
 describe("RaftConfig", () => {
-  it("defaults equal hashicorp's DefaultConfig(), with entries of at most 1 MiB in AppendEntries of at most 4 MiB", () => {
+  it("defaults equal hashicorp's DefaultConfig(), with entries of at most 1 MiB in AppendEntries of at most 4 MiB, and reads by ReadIndex", () => {
     assert.deepStrictEqual(RaftConfig.defaults, {
       clusterId: undefined,
       heartbeatTimeoutMillis: 1000,
@@ -37,6 +37,8 @@ describe("RaftConfig", () => {
       snapshotIntervalMillis: 120_000,
       snapshotThreshold: 8192,
       preVote: true,
+      readMode: "readIndex",
+      maxClockDriftMillis: undefined,
       traceSampleRate: 1
     })
   })

@@ -11,6 +11,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type * as Configuration from "../Configuration.js"
 import * as Log from "../Log.js"
+import type { RaftConfig, ReadMode, Reloadable } from "../RaftConfig.js"
 import {
   type ApplyError,
   ApplyTimeout,
@@ -20,7 +21,9 @@ import {
   LeadershipTransferInProgress,
   type MembershipError,
   type NotLeader,
+  type RaftConfigError,
   RaftShutdown,
+  type ReadError,
   type RestoreError,
   type SnapshotError,
   StorageError,
@@ -31,7 +34,9 @@ import { Future } from "./future.js"
 import { type ApplyFuture, CANCELLED, type MembershipRequest, QUEUED } from "./leaderState.js"
 import { appendNow } from "./leaderLog.js"
 import { peerReplication } from "./replication.js"
+import { readIndex } from "./read.js"
 import { takeSnapshot } from "./snapshot.js"
+import { verifyNow } from "./verify.js"
 import { emit, loopWaiting, type NodeState, notLeaderError } from "./state.js"
 import { type ApplyTrace, endSpan, INDEX, NODE, PEER, sample, spanned, TERM } from "./tracing.js"
 import type { ApplyResult, Observation, RaftState, RaftStats } from "./types.js"
@@ -44,6 +49,9 @@ export interface Node {
     timeoutMillis: number | undefined
   ) => Effect.Effect<Effect.Effect<ApplyResult, ApplyError>>
   readonly verifyLeader: Effect.Effect<void, NotLeader | LeadershipLost | RaftShutdown>
+  readonly readIndex: (mode: ReadMode | undefined, timeoutMillis: number | undefined) => Effect.Effect<number, ReadError>
+  readonly reloadConfig: (changes: Reloadable) => Effect.Effect<void, RaftConfigError | RaftShutdown>
+  readonly config: Effect.Effect<RaftConfig>
   readonly bootstrap: (
     configuration: Configuration.Configuration
   ) => Effect.Effect<void, CantBootstrap | NotVoter | StorageError | RaftShutdown>
@@ -226,10 +234,21 @@ export const makeApi = (node: NodeState): Node => {
 
   return {
     enqueue,
+    readIndex: (mode, timeoutMillis) => readIndex(node, mode, timeoutMillis),
+    config: Effect.sync(() => node.config),
+    reloadConfig: (changes) =>
+      Effect.suspend(() => {
+        if (node.isShutdown) return Effect.fail(new RaftShutdown())
+        const deferred = new Future<void, RaftConfigError | RaftShutdown>()
+        if (!emit(node, { _tag: "Reload", changes, deferred })) return Effect.fail(new RaftShutdown())
+        return deferred.await
+      }),
     verifyLeader: Effect.suspend(() => {
       if (node.isShutdown) return Effect.fail(new RaftShutdown())
       const deferred = new Future<void, NotLeader | LeadershipLost | RaftShutdown>()
-      if (!emit(node, { _tag: "Verify", deferred })) return Effect.fail(new RaftShutdown())
+      // As a read: joined at once while the run loop waits with nothing queued.
+      if (loopWaiting(node)) verifyNow(node, deferred)
+      else if (!emit(node, { _tag: "Verify", deferred })) return Effect.fail(new RaftShutdown())
       return deferred.await
     }),
     bootstrap: (configuration) =>

@@ -23,17 +23,23 @@ import { becomeLeader } from "./leader.js"
 import { metrics } from "./metrics.js"
 import { becomeFollower, changeState, resetRoleScope, setLeader } from "./role.js"
 import { logEvent, logTrouble } from "./logs.js"
-import { emit, forkRole, type NodeState, publish, quorumOf } from "./state.js"
+import { emit, forkRole, type NodeState, publish, quorumOf, sleepOrReload } from "./state.js"
 import { endSpan, PEER, spanned, startSpan, TERM, traceparent } from "./tracing.js"
 
-/** A candidate's election timer: a new election if nobody wins within one to two election timeouts. */
+/**
+ * A candidate's election timer: a new election if nobody wins within one to two election timeouts (counted again
+ * from a reload of the configuration, with the new timeout).
+ */
 const electionTimer = (node: NodeState, myEpoch: number) =>
   forkRole(
     node,
-    Random.nextIntBetween(node.config.electionTimeoutMillis, 2 * node.config.electionTimeoutMillis).pipe(
-      Effect.flatMap((wait) => Effect.sleep(wait)),
-      Effect.andThen(Effect.sync(() => emit(node, { _tag: "Timer", epoch: myEpoch })))
-    )
+    Effect.gen(function*() {
+      while (true) {
+        const wait = yield* Random.nextIntBetween(node.config.electionTimeoutMillis, 2 * node.config.electionTimeoutMillis)
+        if (yield* sleepOrReload(node, wait)) break
+      }
+      emit(node, { _tag: "Timer", epoch: myEpoch })
+    })
   )
 
 /**
@@ -163,11 +169,16 @@ export const becomeCandidate = (node: NodeState, transfer: boolean): Effect.Effe
     if (selfVoter && node.candidateVotes >= quorumOf(configuration)) yield* becomeLeader(node)
   })
 
-/** Whether this node hears from a live leader other than `candidateId` (hashicorp's rule against disruption). */
+/**
+ * Whether this node hears from a live leader other than `candidateId` (hashicorp's rule against disruption), or
+ * restarted less than a heartbeat timeout ago (it may have heard from one just before). A leader's lease counts on
+ * this window (read.ts).
+ */
 const hearsOtherLeader = (node: NodeState, candidateId: string): boolean =>
-  node.leaderId !== undefined && node.leaderId !== candidateId &&
-  (node.role === "Leader" ||
-    (node.lastContact !== undefined && node.now() - node.lastContact < node.config.heartbeatTimeoutMillis))
+  (node.leaderId !== undefined && node.leaderId !== candidateId &&
+    (node.role === "Leader" ||
+      (node.lastContact !== undefined && node.now() - node.lastContact < node.config.heartbeatTimeoutMillis))) ||
+  (node.restartedAt !== undefined && node.now() - node.restartedAt < node.config.heartbeatTimeoutMillis)
 
 /** A candidate names a cluster this node has not yet heard from a leader of (it has no cluster id). */
 const uninitialised = (node: NodeState, clusterId: string | undefined): boolean =>

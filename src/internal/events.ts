@@ -19,6 +19,7 @@ import type {
   NothingNewToSnapshot,
   NotLeader,
   NotVoter,
+  RaftConfigError,
   RaftShutdown,
   RestoreError,
   SnapshotNotFound,
@@ -37,6 +38,7 @@ import type {
   TimeoutNowRequest,
   TimeoutNowResponse
 } from "../Rpc.js"
+import type { Reloadable } from "../RaftConfig.js"
 import type { SnapshotMeta } from "../SnapshotStore.js"
 import type { Future } from "./future.js"
 import type { ApplyFuture, LeaderState, MembershipRequest } from "./leaderState.js"
@@ -93,6 +95,18 @@ export type Event =
   | { readonly _tag: "StepDown"; readonly epoch: number; readonly term: number }
   | { readonly _tag: "Commit"; readonly epoch: number }
   | { readonly _tag: "Verify"; readonly deferred: Future<void, NotLeader | LeadershipLost | RaftShutdown> }
+  | {
+    /** A linearizable read asks this leader for its read index (read.ts). */
+    readonly _tag: "Read"
+    readonly lease: boolean
+    readonly deferred: Future<number, NotLeader | LeadershipLost | RaftShutdown>
+  }
+  | {
+    /** `reloadConfig`: new values for the reloadable settings (reload.ts). */
+    readonly _tag: "Reload"
+    readonly changes: Reloadable
+    readonly deferred: Future<void, RaftConfigError | RaftShutdown>
+  }
   | {
     readonly _tag: "Bootstrap"
     readonly configuration: Configuration.Configuration

@@ -2,9 +2,10 @@
  * A follower's side of AppendEntries (hashicorp's appendEntries, Raft figure
  * 2): check the request's term and the entry before the new ones, drop a
  * conflicting suffix, store what is new, then commit what the leader
- * committed over entries known to match it, and answer. The usual case, a
+ * committed over entries known to match it, and answer. The usual cases, a
  * follower hearing from the leader it knows with entries that extend its log
- * where it ends, is taken without a generator: one store, then the commit.
+ * where it ends, or with a heartbeat, are taken without a generator: one
+ * store (none for a heartbeat), then the commit.
  * @internal
  */
 import * as Effect from "effect/Effect"
@@ -76,8 +77,11 @@ export const handleAppendEntries = (
   if (
     request.term === node.currentTerm && node.role === "Follower" && request.leaderId === node.leaderId &&
     (request.clusterId === undefined || request.clusterId === node.clusterId) &&
-    request.leaderAddress === node.leaderAddress && request.prevLogIndex === node.lastLogIndex &&
-    (request.prevLogIndex === 0 || request.prevLogTerm === node.lastLogTerm) &&
+    request.leaderAddress === node.leaderAddress &&
+    // Entries that extend the log where it ends, or a heartbeat (nothing to check: it carries no entry).
+    ((request.prevLogIndex === node.lastLogIndex &&
+      (request.prevLogIndex === 0 || request.prevLogTerm === node.lastLogTerm)) ||
+      (request.prevLogIndex === 0 && request.entries.length === 0)) &&
     (request.entries.length === 0 || request.entries[0]!.index === request.prevLogIndex + 1)
   ) {
     node.lastContact = node.now()

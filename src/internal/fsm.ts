@@ -18,14 +18,28 @@ import { metrics } from "./metrics.js"
 import type { NodeState } from "./state.js"
 import { endSpan, FIRST_INDEX, LAST_INDEX, linksTo, startSpan } from "./tracing.js"
 
-/** Waits until the FSM has applied `index`. Any fiber. */
+/** Waits until the FSM has applied `index` (a waiter that gives up leaves the list). Any fiber. */
 export const waitApplied = (node: NodeState, index: number): Effect.Effect<void> =>
   Effect.suspend(() => {
     if (node.appliedIndex >= index) return Effect.void
-    const future = new Future<void, never>()
-    node.appliedWaiters.push({ index, future })
-    return future.await
+    const waiter = { index, future: new Future<void, never>() }
+    node.appliedWaiters.push(waiter)
+    return waiter.future.awaitOr(() => {
+      const at = node.appliedWaiters.indexOf(waiter)
+      if (at >= 0) node.appliedWaiters.splice(at, 1)
+    })
   })
+
+/** Wakes the waiters whose index the FSM has now applied (after a batch, or a snapshot restored). */
+const notifyApplied = (node: NodeState): void => {
+  if (node.appliedWaiters.length === 0) return
+  const waiting = node.appliedWaiters
+  node.appliedWaiters = []
+  for (const waiter of waiting) {
+    if (waiter.index <= node.appliedIndex) waiter.future.done(Exit.void)
+    else node.appliedWaiters.push(waiter)
+  }
+}
 
 /** The FSM runner's fiber body, built once per node. */
 export const fsmRunner = (node: NodeState) => {
@@ -79,14 +93,7 @@ export const fsmRunner = (node: NodeState) => {
     all = []
     futures = []
     commands = []
-    if (node.appliedWaiters.length > 0) {
-      const waiting = node.appliedWaiters
-      node.appliedWaiters = []
-      for (const waiter of waiting) {
-        if (waiter.index <= node.appliedIndex) waiter.future.done(Exit.void)
-        else node.appliedWaiters.push(waiter)
-      }
-    }
+    notifyApplied(node)
   }
 
   return Effect.gen(function*() {
@@ -144,6 +151,7 @@ export const fsmRunner = (node: NodeState) => {
           node.appliedTerm = item.meta.term
           node.appliedConfiguration = item.meta.configuration
           node.appliedConfigurationIndex = item.meta.configurationIndex
+          notifyApplied(node)
           item.deferred.done(Exit.void)
         }
       }

@@ -28,7 +28,7 @@ import { promotionLoop } from "./membership.js"
 import { metrics } from "./metrics.js"
 import { addReplication, countedVoters } from "./replication.js"
 import { becomeFollower, changeState, resetRoleScope, setLeader } from "./role.js"
-import { emit, forkRole, type NodeState, quorumOf } from "./state.js"
+import { emit, forkRole, type NodeState, quorumOf, sleepOrReload } from "./state.js"
 import type { ApplyResult } from "./types.js"
 
 /** Becomes the leader of the current term. Run loop, when a quorum voted for this node. */
@@ -56,6 +56,9 @@ export const becomeLeader = (node: NodeState): Effect.Effect<void, StorageError>
       inflight: [],
       inflightHead: 0,
       verifiers: new Set(),
+      openRound: undefined,
+      noopIndex: node.lastLogIndex + 1,
+      transferred: false,
       commitPending: false,
       changes: [],
       promotions: new Map(),
@@ -92,18 +95,19 @@ export const becomeLeader = (node: NodeState): Effect.Effect<void, StorageError>
 /** Checks the lease every leaderLeaseTimeout: without contact with a quorum of voters, step down. */
 const leaseLoop = (node: NodeState, ls: LeaderState, myEpoch: number) =>
   Effect.gen(function*() {
-    const { config, localId } = node
+    const { localId } = node
     while (true) {
-      yield* Effect.sleep(config.leaderLeaseTimeoutMillis)
+      yield* sleepOrReload(node, node.config.leaderLeaseTimeoutMillis)
       if (node.leader !== ls) return
       const configuration = node.latestConfiguration
       const time = node.now()
+      const lease = node.config.leaderLeaseTimeoutMillis
       let contacted = Configuration.isVoter(configuration, localId) ? 1 : 0
       reportOldestLogAge(node)
       for (const replication of ls.replications.values()) {
         metrics.lastContact.unsafeUpdate(time - replication.lastContact, replication.labels)
         if (!Configuration.isVoter(configuration, replication.peer.id)) continue
-        if (time - replication.lastContact <= config.leaderLeaseTimeoutMillis) contacted++
+        if (time - replication.lastContact <= lease) contacted++
       }
       if (contacted < quorumOf(configuration)) {
         metrics.leaseStepDowns.unsafeUpdate(1, node.nodeLabels)

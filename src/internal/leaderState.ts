@@ -18,6 +18,7 @@ import type {
   MembershipError,
   NotLeader,
   RaftShutdown,
+  ReadError,
   StorageError,
   TransferError
 } from "../RaftError.js"
@@ -53,6 +54,16 @@ export interface VerifyFuture {
   done: boolean
 }
 
+/** A heartbeat round's outcome, shared by the verifications and reads that joined it (verify.ts). */
+export type RoundFuture = Future<void, NotLeader | LeadershipLost | RaftShutdown>
+
+/** Reads on a follower that share the next ReadIndex request to the leader (read.ts). */
+export interface ReadBatch {
+  /** Whether the leader may answer from its lease: only if every read of the batch asked for that. */
+  lease: boolean
+  readonly future: Future<number, ReadError>
+}
+
 /** A membership change waiting for the leader to be able to append it (membership.ts). */
 export interface MembershipRequest {
   readonly change: Configuration.Change
@@ -78,6 +89,11 @@ export interface Replication {
   lastContact: number
   /** Whether it answered at all since this leader began replicating to it. */
   answered: boolean
+  /**
+   * When the newest request it answered in this term was sent (`Clock` ms; -Infinity before any): from then on,
+   * it refused other candidates for a heartbeat timeout (the leader's lease, read.ts).
+   */
+  ackedSentAt: number
   /** Failed exchanges since its last successful answer. */
   failures: number
   allowPipeline: boolean
@@ -118,6 +134,18 @@ export interface LeaderState {
   /** Set when a write of this leader's entries failed: nothing after `storedIndex` is written any more. */
   writeFailure: StorageError | undefined
   readonly verifiers: Set<VerifyFuture>
+  /**
+   * The heartbeat round that verifications and reads join, until a heartbeat fiber sends it: one arriving later
+   * waits for the next round (verify.ts).
+   */
+  openRound: VerifyFuture | undefined
+  /** The index of this term's no-op: no read is served before it is applied (Raft §8). */
+  readonly noopIndex: number
+  /**
+   * A leadership transfer began in this term: its target's voters ignore their refusal window, so no lease read is
+   * served any more in this term (read.ts).
+   */
+  transferred: boolean
   commitPending: boolean
   /** Membership changes waiting for the previous one (and this leader's no-op) to commit. */
   readonly changes: Array<MembershipRequest>

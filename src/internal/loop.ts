@@ -24,6 +24,8 @@ import { dispatch } from "./leaderLog.js"
 import { handleMembership, handlePromote } from "./membership.js"
 import { becomeFollower } from "./role.js"
 import { handleCompact, handleInstallCheck, handleInstallStored, handleUserRestore } from "./snapshot.js"
+import { handleRead } from "./read.js"
+import { handleReload } from "./reload.js"
 import { type NodeState, notLeaderError } from "./state.js"
 import { handleTimeoutNow, handleTransfer, handleTransferTimeout } from "./transfer.js"
 import { COMMIT_INDEX, endSpan, FIRST_INDEX, LAST_INDEX, PEER, remoteParent, startSpan, TERM } from "./tracing.js"
@@ -95,6 +97,14 @@ const handleEvent = (node: NodeState, event: Exclude<Event, { readonly _tag: "Ap
       }
       case "Verify": {
         yield* handleVerify(node, event.deferred)
+        break
+      }
+      case "Read": {
+        handleRead(node, event.lease, event.deferred)
+        break
+      }
+      case "Reload": {
+        yield* handleReload(node, event.changes, event.deferred)
         break
       }
       case "Bootstrap": {
@@ -293,6 +303,8 @@ export const failEvent = (event: Event) => {
     case "InstallCheck":
     case "InstallStored":
     case "Verify":
+    case "Read":
+    case "Reload":
     case "Bootstrap":
     case "Transfer":
     case "UserRestore":

@@ -34,6 +34,7 @@ import type { LeaderWrite } from "./leaderState.js"
 import { leaderWriter } from "./leaderLog.js"
 import { markAppended } from "./logAge.js"
 import { failEvent, runLoop } from "./loop.js"
+import { failReads, serveReadIndex } from "./read.js"
 import { tearDownLeader } from "./role.js"
 import { receiveSnapshot, snapshotLoop } from "./snapshot.js"
 import { ask, emit, foreignCluster, NodeState, type NodeServices, publish } from "./state.js"
@@ -107,6 +108,7 @@ export const make = (
         }
         for (const waiter of node.appliedWaiters) waiter.future.done(Exit.void)
         node.appliedWaiters = []
+        failReads(node)
         yield* tearDownLeader(node).pipe(Effect.ignore)
         yield* PubSub.shutdown(observations)
         node.shutdownDone.done(Exit.void)
@@ -138,6 +140,7 @@ export const make = (
         refuseForeign(request) ?? ask(node, (deferred) => ({ _tag: "RequestPreVote", request, deferred })),
       timeoutNow: (request) =>
         refuseForeign(request) ?? ask(node, (deferred) => ({ _tag: "TimeoutNow", request, deferred })),
+      readIndex: (request) => refuseForeign(request) ?? serveReadIndex(node, request),
       installSnapshot: (request, data) =>
         refuseForeign(request) ?? receiveSnapshot(node, request, data)
     }

@@ -41,7 +41,7 @@ import type { LeaderState, Replication } from "./leaderState.js"
 import { readLeaderLog, readLeaderLogs } from "./leaderLog.js"
 import { logEvent } from "./logs.js"
 import { metrics } from "./metrics.js"
-import { emit, type NodeState, publish } from "./state.js"
+import { emit, type NodeState, publish, sleepOrReload } from "./state.js"
 import type { PeerReplication } from "./types.js"
 import {
   COMMIT_INDEX,
@@ -56,7 +56,7 @@ import {
   TERM,
   traceparent
 } from "./tracing.js"
-import { notifyVerifiers, settleVerify, voteVerifiers } from "./verify.js"
+import { notifyVerifiers, settleVerify, takeVerifiers, voteVerifiers } from "./verify.js"
 
 /** A follower refused the entries and asked for backoff; `nextIndex` is where replication resumes. */
 class AppendRejected extends Data.TaggedError("AppendRejected")<{ readonly nextIndex: number }> {}
@@ -75,6 +75,7 @@ export const addReplication = (node: NodeState, ls: LeaderState, server: Configu
       matchIndex: 0,
       lastContact: node.now(),
       answered: false,
+      ackedSentAt: -Infinity,
       failures: 0,
       allowPipeline: false,
       trigger: yield* Effect.makeLatch(true),
@@ -130,11 +131,19 @@ const startReplication = (
   myEpoch: number
 ) =>
   Effect.gen(function*() {
+    // The batch limits are not reloadable: this term keeps the configuration it started with for them (and for
+    // the heartbeat's backoff cap); the timers read `node.config`.
     const { config, localAddress, localId, snapshots, transport } = node
     const annotate = Effect.annotateLogs({ module: "Replication", node: localId, peer: replication.peer.id })
     const stepDown = (newTerm: number) => {
       notifyVerifiers(replication, false)
       emit(node, { _tag: "StepDown", epoch: myEpoch, term: newTerm })
+    }
+    /** The follower answered, in this term, a request sent at `sentAt`. */
+    const acknowledged = (sentAt: number) => {
+      replication.lastContact = node.now()
+      replication.answered = true
+      if (sentAt > replication.ackedSentAt) replication.ackedSentAt = sentAt
     }
 
     /**
@@ -243,6 +252,7 @@ const startReplication = (
           snapshotIndex: opened.meta.index
         })
         const start = node.nowMicros()
+        const sentAt = node.now()
         const response = yield* transport.installSnapshot(
           replication.peer.id,
           replication.peer.address,
@@ -254,8 +264,7 @@ const startReplication = (
           stepDown(response.term)
           return "stop" as const
         }
-        replication.lastContact = node.now()
-        replication.answered = true
+        acknowledged(sentAt)
         if (!response.success) {
           return yield* new SnapshotRejected({ index: opened.meta.index })
         }
@@ -311,6 +320,7 @@ const startReplication = (
         if (request === undefined) return yield* sendLatestSnapshot
         const traced = traceRequest(request)
         const start = node.nowMicros()
+        const sentAt = node.now()
         const response = yield* (traced === undefined
           ? transport.appendEntries(replication.peer.id, replication.peer.address, request)
           : Effect.onExit(
@@ -323,8 +333,7 @@ const startReplication = (
           stepDown(response.term)
           return "stop" as const
         }
-        replication.lastContact = node.now()
-        replication.answered = true
+        acknowledged(sentAt)
         if (response.success) {
           updateLastAppended(request)
           replication.allowPipeline = true
@@ -397,8 +406,7 @@ const startReplication = (
                 stop = true
                 return
               }
-              replication.lastContact = node.now()
-              replication.answered = true
+              acknowledged(result.sentAtMillis)
               if (!result.response.success) return
               updateLastAppended(result.request)
             }
@@ -446,8 +454,9 @@ const startReplication = (
 
     const commitTicker = Effect.gen(function*() {
       while (true) {
-        const wait = yield* Random.nextIntBetween(config.commitTimeoutMillis, 2 * config.commitTimeoutMillis)
-        yield* Effect.sleep(wait)
+        const timeout = node.config.commitTimeoutMillis
+        const wait = yield* Random.nextIntBetween(timeout, 2 * timeout)
+        yield* sleepOrReload(node, wait)
         replication.trigger.unsafeOpen()
       }
     })
@@ -480,9 +489,9 @@ const startReplication = (
 
     const heartbeatTicker = Effect.gen(function*() {
       while (true) {
-        const tenth = Math.max(1, Math.floor(config.heartbeatTimeoutMillis / 10))
+        const tenth = Math.max(1, Math.floor(node.config.heartbeatTimeoutMillis / 10))
         const wait = yield* Random.nextIntBetween(tenth, 2 * tenth)
-        yield* Effect.sleep(wait)
+        yield* sleepOrReload(node, wait)
         replication.heartbeatNow.unsafeOpen()
       }
     })
@@ -510,9 +519,9 @@ const startReplication = (
         replication.heartbeatNow.unsafeClose()
         // Only an answer to a heartbeat sent after a verification began may confirm it: an answer already
         // in flight could come from before a newer leader was elected.
-        const verifying = replication.verifiers.size === 0 ? undefined : [...replication.verifiers]
-        replication.verifiers.clear()
+        const verifying = takeVerifiers(ls, replication)
         const start = node.nowMicros()
+        const sentAt = node.now()
         const response = yield* transport.appendEntries(
           replication.peer.id,
           replication.peer.address,
@@ -537,8 +546,7 @@ const startReplication = (
           stepDown(response.term)
           return
         }
-        replication.lastContact = node.now()
-        replication.answered = true
+        acknowledged(sentAt)
         replication.failures = 0
         if (verifying !== undefined) voteVerifiers(verifying, response.success)
       }

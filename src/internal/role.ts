@@ -19,7 +19,7 @@ import { awaitLeaderWrites } from "./leaderLog.js"
 import { logEvent } from "./logs.js"
 import { reportOldestLogAge } from "./logAge.js"
 import { metrics } from "./metrics.js"
-import { emit, forkRole, type NodeState, publish } from "./state.js"
+import { emit, forkRole, type NodeState, publish, sleepOrReload } from "./state.js"
 import { endSpan } from "./tracing.js"
 import type { RaftState } from "./types.js"
 import { settleVerify } from "./verify.js"
@@ -86,12 +86,15 @@ export const tearDownLeader = (node: NodeState) =>
     return Effect.void
   })
 
-/** A follower's heartbeat timer: a `Timer` event every one to two heartbeat timeouts. */
+/**
+ * A follower's heartbeat timer: a `Timer` event every one to two heartbeat timeouts, and one at once when the
+ * configuration is reloaded (a lowered timeout may already have passed: as hashicorp's followerNotifyCh).
+ */
 const followerTimer = (node: NodeState, myEpoch: number) =>
   Effect.gen(function*() {
     while (true) {
       const wait = yield* Random.nextIntBetween(node.config.heartbeatTimeoutMillis, 2 * node.config.heartbeatTimeoutMillis)
-      yield* Effect.sleep(wait)
+      yield* sleepOrReload(node, wait)
       reportOldestLogAge(node)
       emit(node, { _tag: "Timer", epoch: myEpoch })
     }

@@ -39,7 +39,7 @@ import { noteCompacted, noteLogReplaced } from "./logAge.js"
 import { logEvent } from "./logs.js"
 import { metrics } from "./metrics.js"
 import { becomeFollower, setLeader } from "./role.js"
-import { ask, emit, type NodeState, notLeaderError } from "./state.js"
+import { ask, emit, type NodeState, notLeaderError, sleepOrReload } from "./state.js"
 import { INDEX, PEER, remoteParent, spanned, TERM } from "./tracing.js"
 
 /** Deletes log entries a snapshot at `index` covers, keeping `trailingLogs` behind the last (hashicorp's compactLogs). */
@@ -347,11 +347,11 @@ const takeSnapshotUntraced = (
 /** Checks every snapshotInterval (jittered) whether `snapshotThreshold` entries were applied since the last. */
 export const snapshotLoop = (node: NodeState) =>
   Effect.gen(function*() {
-    const { config } = node
     while (true) {
-      const wait = yield* Random.nextIntBetween(config.snapshotIntervalMillis, 2 * config.snapshotIntervalMillis)
-      yield* Effect.sleep(wait)
-      if (node.appliedIndex - node.lastSnapshotIndex < config.snapshotThreshold) continue
+      const interval = node.config.snapshotIntervalMillis
+      const wait = yield* Random.nextIntBetween(interval, 2 * interval)
+      yield* sleepOrReload(node, wait)
+      if (node.appliedIndex - node.lastSnapshotIndex < node.config.snapshotThreshold) continue
       yield* takeSnapshot(node).pipe(
         Effect.catchAll((error) =>
           error._tag === "NothingNewToSnapshot" || error._tag === "RaftShutdown"

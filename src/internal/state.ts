@@ -8,10 +8,11 @@
  * other fiber allowed to. JavaScript runs one fiber at a time and a
  * synchronous section is never interleaved, so the rule that keeps the record
  * consistent is: outside the run loop, no `yield*` between a read and a write
- * of a shared field. Two fast paths write from other fibers, both only while
+ * of a shared field. Three fast paths write from other fibers, all only while
  * the run loop waits with nothing queued (`loopWaiting`): a client's `enqueue`
- * appends (leaderLog.ts `appendNow`), and the fiber that saw a quorum commits
- * (commit.ts `onCommit`).
+ * appends (leaderLog.ts `appendNow`), the fiber that saw a quorum commits
+ * (commit.ts `onCommit`), and a read or `verifyLeader` joins the leader's
+ * heartbeat round (read.ts `handleRead`, verify.ts `verifyNow`).
  *
  * No `Ref`, no `Context` lookup: a field is read and written as a property,
  * as fast as the closure variables it replaces, and every field is assigned in
@@ -36,7 +37,7 @@ import type { Transport } from "../Transport.js"
 import type { Bugs } from "./bugs.js"
 import type { Event, FsmItem } from "./events.js"
 import { Future } from "./future.js"
-import type { ApplyFuture, LeaderState, LeaderWrite } from "./leaderState.js"
+import type { ApplyFuture, LeaderState, LeaderWrite, ReadBatch } from "./leaderState.js"
 import type { Tracing } from "./tracing.js"
 import type { Observation, RaftState } from "./types.js"
 
@@ -71,8 +72,13 @@ export interface NodeResources {
 }
 
 export class NodeState {
+  // ---- the configuration: replaced as a whole by reload.ts (run loop), the one place it changes. Read
+  //      `node.config` where a value is needed, never a copy kept across a wait; a fiber that sleeps on a
+  //      reloadable timer sleeps with `sleepOrReload`, which ends early when `configChanged` completes.
+  config: RaftConfig
+  configChanged = new Future<void, never>()
+
   // ---- services, scopes and channels: set once
-  readonly config: RaftConfig
   readonly fsm: Fsm
   readonly logs: LogStore
   readonly stable: StableStore
@@ -160,6 +166,17 @@ export class NodeState {
 
   // ---- follower (follower.ts, election.ts, snapshot.ts; run loop): when this node last heard from a leader
   lastContact: number | undefined = undefined
+  /**
+   * When this node started, if it may have acknowledged a leader in an earlier life (its term was 2 or more): it
+   * refuses votes for a heartbeat timeout after it starts, as if it had just heard from that leader, so a quick
+   * restart cannot cut a leader's lease short (election.ts). Undefined otherwise.
+   */
+  readonly restartedAt: number | undefined
+
+  // ---- a follower's linearizable reads (read.ts; any fiber, in synchronous sections): the reads waiting for the
+  //      next ReadIndex request to the leader, and whether the fiber that sends them runs
+  readBatch: ReadBatch | undefined = undefined
+  readSending = false
 
   // ---- configurations: the latest (membership.ts on a leader, follower.ts, snapshot.ts) and the committed
   //      one (commit.ts); run loop
@@ -211,6 +228,7 @@ export class NodeState {
     this.currentTerm = resources.currentTerm
     this.lastVoteTerm = resources.lastVoteTerm
     this.lastVoteCandidate = resources.lastVoteCandidate
+    this.restartedAt = resources.currentTerm >= 2 ? resources.clock.unsafeCurrentTimeMillis() : undefined
     this.clusterId = resources.clusterId
   }
 
@@ -232,12 +250,19 @@ export const publish = (node: NodeState, observation: Observation) => PubSub.pub
 export const forkRole = <A, E>(node: NodeState, effect: Effect.Effect<A, E>) =>
   effect.pipe(Effect.interruptible, Effect.forkIn(node.roleScope), Effect.asVoid)
 
+/**
+ * Sleeps `millis`, or less if the configuration is reloaded meanwhile: true when it slept the whole time. A timer
+ * that sleeps on a reloadable setting uses it, so a new value takes effect at once (reload.ts).
+ */
+export const sleepOrReload = (node: NodeState, millis: number): Effect.Effect<boolean> =>
+  Effect.suspend(() => Effect.race(Effect.as(Effect.sleep(millis), true), Effect.as(node.configChanged.await, false)))
+
 /** Offers an event to the run loop; false once the node is shut down. Any fiber. */
 export const emit = (node: NodeState, event: Event): boolean => node.mailbox.unsafeOffer(event)
 
 /**
  * The run loop waits for events with none queued: what it would do next at once may be done by the caller
- * (the two fast paths, see the module comment).
+ * (the fast paths, see the module comment).
  */
 export const loopWaiting = (node: NodeState): boolean => {
   if (!node.loopIdle) return false

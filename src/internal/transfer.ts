@@ -54,6 +54,8 @@ export const handleTransfer = (
     // The address the caller gave, as hashicorp's leadershipTransferToServer uses it; else the configuration's.
     const address = target?.address ?? chosen.peer.address
     ls.transfer = { target: chosen.peer.id, deferred }
+    // The target's voters will grant it votes despite hearing from this leader: its lease means nothing now.
+    ls.transferred = true
     const myEpoch = node.epoch
     const term = node.currentTerm
     yield* logEvent(node, `transferring leadership to ${chosen.peer.id}`, { peer: chosen.peer.id })

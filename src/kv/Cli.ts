@@ -7,6 +7,7 @@
  *           [--rejoin] [--faults] [--fast]
  *   kv cluster [--nodes 3] [--data-dir data] [--raft-port 7001] [--http-port 8001]   (what `npm start` runs)
  *   kv certs --id n4 [--data-dir data]   (a certificate for one more node, from the cluster's CA)
+ *   kv recover --data-dir data/n1 --peer n1,127.0.0.1:7001 [--peer ...]   (a stopped node, after a lost quorum)
  *   kv status --http-addr 127.0.0.1:8001
  *   kv put KEY VALUE | kv get KEY [--stale] | kv delete KEY   [--http-addr 127.0.0.1:8001]
  *
@@ -52,7 +53,16 @@ import type { ParseError } from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { createRequire } from "node:module"
-import type { BindError, IdentityMismatch, NotVoter, RaftConfigError, StorageError } from "../RaftError.js"
+import * as Configuration from "../Configuration.js"
+import type {
+  BindError,
+  CantRecover,
+  FsmError,
+  IdentityMismatch,
+  NotVoter,
+  RaftConfigError,
+  StorageError
+} from "../RaftError.js"
 import type * as Certificates from "./Certificates.js"
 import type * as Http from "./Http.js"
 import type * as Identity from "./Identity.js"
@@ -279,6 +289,42 @@ const certsCommand = Command.make("certs", {
     yield* Console.log(`  --tls-cert ${own.cert} --tls-key ${own.key} --tls-ca ${own.ca}`)
   })).pipe(Command.withDescription("make the certificate of one more node (in <data-dir>/<id>/tls) with the cluster's CA"))
 
+/** Parses "id,raft-host:port" (an HTTP address after it, as `kv node --peer` takes, is allowed and ignored). */
+const parseMember = (text: string, parseAddress: typeof KvNode.parseAddress): readonly [string, string] | undefined => {
+  const [id, raftAddress, httpAddress, ...rest] = text.split(",")
+  return id === undefined || id === "" || raftAddress === undefined || parseAddress(raftAddress) === undefined ||
+      rest.length > 0 || (httpAddress !== undefined && parseAddress(httpAddress) === undefined)
+    ? undefined
+    : [id, raftAddress]
+}
+
+const recoverCommand = Command.make("recover", {
+  dataDir: Options.directory("data-dir").pipe(Options.withDescription("the data directory of the stopped node")),
+  peers: Options.text("peer").pipe(
+    Options.withDescription("a voter of the new configuration as id,raft-addr (repeat for each; this node included)"),
+    Options.repeated
+  )
+}, ({ dataDir, peers }) =>
+  Effect.gen(function*() {
+    const KvNode = yield* loadKvNode
+    const members: Array<readonly [string, string]> = []
+    for (const text of peers) {
+      const member = parseMember(text, KvNode.parseAddress)
+      if (member === undefined) return yield* new UsageError({ reason: `--peer ${text}: expected id,raft-host:port` })
+      members.push(member)
+    }
+    if (members.length === 0) return yield* new UsageError({ reason: "name the voters of the new configuration with --peer" })
+    const meta = yield* KvNode.recover(dataDir, Configuration.voters(members))
+    yield* Console.log(
+      `recovered ${dataDir}: a snapshot at index ${meta.index} (term ${meta.term}) holds every write; its voters are ` +
+        `${members.map(([id]) => id).join(", ")}. Start the node as before; add new servers with --join.`
+    )
+  })).pipe(
+    Command.withDescription(
+      "rewrite a stopped node's stores after the loss of a quorum: it starts as a member of the --peer voters only"
+    )
+  )
+
 const client = (address: string) =>
   Effect.flatMap(loadHttp, (Http) => Http.client(address).pipe(Effect.provide(Http.layerFetch)))
 
@@ -389,6 +435,8 @@ export type CliError =
   | StorageError
   | IdentityMismatch
   | NotVoter
+  | CantRecover
+  | FsmError
   | BindError
   | ServeError
   | KvError.KvError
@@ -403,7 +451,16 @@ export type CliError =
 /** The `kv` command and its subcommands. */
 const command = Command.make("kv").pipe(
   Command.withDescription("a replicated key-value store on effect-raft"),
-  Command.withSubcommands([nodeCommand, clusterCommand, certsCommand, statusCommand, putCommand, getCommand, deleteCommand])
+  Command.withSubcommands([
+    nodeCommand,
+    clusterCommand,
+    certsCommand,
+    recoverCommand,
+    statusCommand,
+    putCommand,
+    getCommand,
+    deleteCommand
+  ])
 )
 
 /** This package's version, read from its package.json: two directories up, from `src/kv/` as from `dist/kv/`. */

@@ -39,6 +39,9 @@ export const wrap = (transport: Transport, blocked: ReadonlySet<string>): Transp
     requestPreVote: (id, address, request) => guard(id, transport.requestPreVote(id, address, request)),
     installSnapshot: (id, address, request, data) => guard(id, transport.installSnapshot(id, address, request, data)),
     timeoutNow: (id, address, request) => guard(id, transport.timeoutNow(id, address, request)),
+    readIndex: transport.readIndex === undefined
+      ? undefined
+      : (id, address, request) => guard(id, transport.readIndex!(id, address, request)),
     appendEntriesPipeline: (id, address) =>
       guard(
         id,

@@ -18,7 +18,8 @@
  *
  * Beside it, `Operator.ts` serves the status page at `/`, `/metrics`, `/docs` and a JSON 404.
  *
- * Writes, membership changes and linearizable reads on a follower answer 307
+ * Reads are served by any node, linearizable unless `stale=true`. Writes and
+ * membership changes on a follower answer 307
  * with `Location` at the leader's HTTP address (`curl -L` follows it) and a
  * `NotLeader` body naming it; 421 `NotLeader` when the leader's HTTP address
  * is not known, 503 `NoLeader` when no leader is. A node never redirects to

@@ -1,7 +1,8 @@
 /**
  * The key-value service of one node, over its `Raft` and its `KvState`:
  * writes go through `Raft.apply`, reads are served from the local state
- * machine, linearizable by default (a ReadIndex fence, see `ReadIndex.ts`) or
+ * machine on any node, linearizable by default (`Raft.readIndex`: a follower
+ * asks its leader for the read index and waits until it has applied it) or
  * stale on request. Raft's errors become the service's typed errors, which say
  * whether a write may have happened (`KvError.ts`). It also keeps the member
  * directory (raft id → HTTP address) current: a leader registers its own HTTP
@@ -20,10 +21,10 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Configuration from "../Configuration.js"
 import * as Raft from "../Raft.js"
+import type * as RaftConfig from "../RaftConfig.js"
 import type * as RaftError from "../RaftError.js"
 import * as KvError from "./KvError.js"
 import * as KvFsm from "./KvFsm.js"
-import * as ReadIndex from "./ReadIndex.js"
 
 /** How a node's key-value service is set up. */
 export interface Options {
@@ -35,6 +36,8 @@ export interface Options {
   readonly writeTimeout?: Duration.DurationInput | undefined
   /** How long a linearizable read may take. Default 5 s. */
   readonly readTimeout?: Duration.DurationInput | undefined
+  /** How linearizable reads are confirmed (`Raft.ReadOptions.mode`). Default: the node's `readMode`. */
+  readonly readMode?: RaftConfig.ReadMode | undefined
   /** The cluster's id, when known: shown in `GET /status` and handed to the nodes this one adds. */
   readonly clusterId?: string | undefined
 }
@@ -170,7 +173,7 @@ export const make = (
     const raft = yield* Raft.Raft
     const kv = yield* KvFsm.KvState
     const writeTimeout = options.writeTimeout ?? "5 seconds"
-    const readIndex = ReadIndex.make(raft, { timeout: options.readTimeout })
+    const readOptions = { timeout: options.readTimeout ?? "5 seconds", mode: options.readMode }
 
     const httpOf = (id: string): string | undefined =>
       Option.getOrUndefined(HashMap.get(kv.current().members, id)) ?? options.peers?.get(id) ??
@@ -206,7 +209,7 @@ export const make = (
       }
     }
 
-    const readError = (error: ReadIndex.ReadIndexError): ReadError =>
+    const readError = (error: Raft.ReadError): ReadError =>
       error._tag === "NotLeader" ? redirect(error) : new KvError.Unavailable({ reason: error.message })
 
     /** A node whose Raft shut down (a fatal error) serves nothing: its state is no longer kept current. */
@@ -221,7 +224,7 @@ export const make = (
         running,
         stale === true
           ? Effect.sync(() => kv.current().index)
-          : Effect.mapError(readIndex.fence, readError)
+          : Effect.mapError(raft.readIndex(readOptions), readError)
       )
 
     const client = Raft.makeClient(raft, KvFsm.machine)

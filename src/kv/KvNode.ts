@@ -35,7 +35,15 @@ import * as Configuration from "../Configuration.js"
 import * as LogStore from "../LogStore.js"
 import * as Raft from "../Raft.js"
 import type * as RaftConfig from "../RaftConfig.js"
-import { BindError, type IdentityMismatch, type NotVoter, type RaftConfigError, type StorageError } from "../RaftError.js"
+import {
+  BindError,
+  type CantRecover,
+  type FsmError,
+  type IdentityMismatch,
+  type NotVoter,
+  type RaftConfigError,
+  type StorageError
+} from "../RaftError.js"
 import * as SnapshotStore from "../SnapshotStore.js"
 import * as FileSnapshotStore from "../storage/FileSnapshotStore.js"
 import * as StableStore from "../StableStore.js"
@@ -344,7 +352,7 @@ export const durable = (options: {
   const stores = Layer.merge(lmdb, LogCache.layer(logCacheEntries).pipe(Layer.provide(lmdb)))
   return Layer.mergeAll(
     stores,
-    FileSnapshotStore.layer(join(options.dataDir, "snapshots")),
+    snapshotStore(options.dataDir),
     Layer.unwrapEffect(Effect.gen(function*() {
       const bind = parseAddress(options.raftAddress) ?? { host: "127.0.0.1", port: 0 }
       const tls = options.tls === "plaintext" ? undefined : yield* readTls(options.tls, options.raftAddress)
@@ -352,6 +360,26 @@ export const durable = (options: {
     }))
   )
 }
+
+/** The file snapshot store of a node's data directory. */
+const snapshotStore = (dataDir: string) => FileSnapshotStore.layer(join(dataDir, "snapshots"))
+
+/**
+ * `kv recover`: rewrites the stores of a stopped node in `dataDir` so that it starts as a member of
+ * `configuration` only (`Raft.recoverCluster` with a fresh key-value state machine): the way back from the loss of
+ * a quorum. Every write the node holds, committed or not, is kept.
+ */
+export const recover = (
+  dataDir: string,
+  configuration: Configuration.Configuration
+): Effect.Effect<SnapshotStore.SnapshotMeta, CantRecover | FsmError | StorageError> =>
+  Raft.recoverCluster(configuration).pipe(
+    Effect.provide(Layer.mergeAll(
+      KvFsm.layer,
+      LmdbStore.layer({ path: join(dataDir, "raft") }),
+      snapshotStore(dataDir)
+    ))
+  )
 
 /** Recent log entries kept in memory in front of the LMDB log, so replication reads do not hit the disk. */
 export const logCacheEntries: number = 4096

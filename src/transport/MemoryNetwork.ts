@@ -49,6 +49,7 @@ export interface Counters {
   requestPreVote: number
   installSnapshot: number
   timeoutNow: number
+  readIndex: number
   pipelinesOpened: number
   dropped: number
   duplicated: number
@@ -105,6 +106,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
     requestPreVote: 0,
     installSnapshot: 0,
     timeoutNow: 0,
+    readIndex: 0,
     pipelinesOpened: 0,
     dropped: 0,
     duplicated: 0
@@ -316,6 +318,14 @@ export const make = (options: Options = {}): MemoryNetwork => {
         Effect.suspend(() => {
           counters.timeoutNow++
           return deliver(id, targetAddress, (h) => h.timeoutNow(request))
+        }),
+      readIndex: (_target, targetAddress, request) =>
+        Effect.suspend(() => {
+          counters.readIndex++
+          return deliver(id, targetAddress, (h) =>
+            h.readIndex === undefined
+              ? Effect.succeed({ _tag: "ReadIndexResponse" as const, term: request.term, success: false, index: 0 })
+              : h.readIndex(request))
         }),
       appendEntriesPipeline: (_target, targetAddress) => openPipeline(targetAddress)
     }

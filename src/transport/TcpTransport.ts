@@ -343,6 +343,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
       requestPreVote: (id, address, request) =>
         client.call<Rpc.RequestPreVoteResponse>("rpc", id, address, request, "RequestPreVoteResponse"),
       timeoutNow: (id, address, request) => client.call<Rpc.TimeoutNowResponse>("rpc", id, address, request, "TimeoutNowResponse"),
+      readIndex: (id, address, request) => client.call<Rpc.ReadIndexResponse>("rpc", id, address, request, "ReadIndexResponse"),
       installSnapshot: (id, address, request, data) => client.installSnapshot(id, address, request, data),
       appendEntriesPipeline: (id, address) => client.openPipeline(id, address)
     }

@@ -36,11 +36,13 @@ export const FrameType: {
   readonly SnapshotEnd: 0x06
   readonly SnapshotAbort: 0x07
   readonly TimeoutNow: 0x08
+  readonly ReadIndex: 0x09
   readonly AppendEntriesResponse: 0x81
   readonly RequestVoteResponse: 0x82
   readonly RequestPreVoteResponse: 0x83
   readonly InstallSnapshotResponse: 0x84
   readonly TimeoutNowResponse: 0x88
+  readonly ReadIndexResponse: 0x89
   readonly Error: 0xff
 } = {
   AppendEntries: 0x01,
@@ -51,11 +53,13 @@ export const FrameType: {
   SnapshotEnd: 0x06,
   SnapshotAbort: 0x07,
   TimeoutNow: 0x08,
+  ReadIndex: 0x09,
   AppendEntriesResponse: 0x81,
   RequestVoteResponse: 0x82,
   RequestPreVoteResponse: 0x83,
   InstallSnapshotResponse: 0x84,
   TimeoutNowResponse: 0x88,
+  ReadIndexResponse: 0x89,
   Error: 0xff
 } as const
 
@@ -142,6 +146,8 @@ const requestType = (request: Rpc.Request): number => {
       return FrameType.InstallSnapshot
     case "TimeoutNowRequest":
       return FrameType.TimeoutNow
+    case "ReadIndexRequest":
+      return FrameType.ReadIndex
   }
 }
 
@@ -157,6 +163,8 @@ const responseType = (response: Rpc.Response): number => {
       return FrameType.InstallSnapshotResponse
     case "TimeoutNowResponse":
       return FrameType.TimeoutNowResponse
+    case "ReadIndexResponse":
+      return FrameType.ReadIndexResponse
   }
 }
 
@@ -383,20 +391,24 @@ const decoders: Record<number, (input: unknown) => Either.Either<Rpc.Request | R
   [FrameType.RequestPreVote]: Schema.decodeUnknownEither(Rpc.RequestPreVoteRequest, options),
   [FrameType.InstallSnapshot]: Schema.decodeUnknownEither(Rpc.InstallSnapshotRequest, options),
   [FrameType.TimeoutNow]: Schema.decodeUnknownEither(Rpc.TimeoutNowRequest, options),
+  [FrameType.ReadIndex]: Schema.decodeUnknownEither(Rpc.ReadIndexRequest, options),
   [FrameType.RequestVoteResponse]: Schema.decodeUnknownEither(Rpc.RequestVoteResponse, options),
   [FrameType.RequestPreVoteResponse]: Schema.decodeUnknownEither(Rpc.RequestPreVoteResponse, options),
   [FrameType.InstallSnapshotResponse]: Schema.decodeUnknownEither(Rpc.InstallSnapshotResponse, options),
-  [FrameType.TimeoutNowResponse]: Schema.decodeUnknownEither(Rpc.TimeoutNowResponse, options)
+  [FrameType.TimeoutNowResponse]: Schema.decodeUnknownEither(Rpc.TimeoutNowResponse, options),
+  [FrameType.ReadIndexResponse]: Schema.decodeUnknownEither(Rpc.ReadIndexResponse, options)
 }
 const tags: Record<number, string> = {
   [FrameType.RequestVote]: "RequestVoteRequest",
   [FrameType.RequestPreVote]: "RequestPreVoteRequest",
   [FrameType.InstallSnapshot]: "InstallSnapshotRequest",
   [FrameType.TimeoutNow]: "TimeoutNowRequest",
+  [FrameType.ReadIndex]: "ReadIndexRequest",
   [FrameType.RequestVoteResponse]: "RequestVoteResponse",
   [FrameType.RequestPreVoteResponse]: "RequestPreVoteResponse",
   [FrameType.InstallSnapshotResponse]: "InstallSnapshotResponse",
-  [FrameType.TimeoutNowResponse]: "TimeoutNowResponse"
+  [FrameType.TimeoutNowResponse]: "TimeoutNowResponse",
+  [FrameType.ReadIndexResponse]: "ReadIndexResponse"
 }
 const AbortBody = Schema.Struct({ reason: Schema.String })
 const decodeAbort = Schema.decodeUnknownEither(AbortBody, options)

@@ -353,6 +353,7 @@ describe("MemoryNetwork", () => {
         requestPreVote: 0,
         installSnapshot: 0,
         timeoutNow: 0,
+        readIndex: 0,
         pipelinesOpened: 1,
         dropped: 1,
         duplicated: 0

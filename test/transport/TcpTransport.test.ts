@@ -76,12 +76,21 @@ describe("TcpTransport", () => {
         leaderAddress: a.localAddress
       })
       assert.deepStrictEqual(now, { _tag: "TimeoutNowResponse", term: 5, success: true })
+      const read = yield* a.readIndex!("b", b.localAddress, {
+        _tag: "ReadIndexRequest",
+        term: 5,
+        serverId: "a",
+        serverAddress: a.localAddress,
+        lease: true
+      })
+      assert.deepStrictEqual(read, { _tag: "ReadIndexResponse", term: 5, success: true, index: 42 })
       assert.deepStrictEqual(rec.received.map((r) => r._tag), [
         "AppendEntriesRequest",
         "AppendEntriesRequest",
         "RequestVoteRequest",
         "RequestPreVoteRequest",
-        "TimeoutNowRequest"
+        "TimeoutNowRequest",
+        "ReadIndexRequest"
       ])
     }))
 

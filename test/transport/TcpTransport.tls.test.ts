@@ -202,7 +202,16 @@ describe("TcpTransport peer identity", () => {
       )
       const line = logs.lines.find((l) => l.includes("request from another server id"))!
       assert.include(line, "AppendEntriesRequest claims server id \\\"a\\\", certificate names \\\"c\\\"")
-      assert.strictEqual((yield* b.transport.stats).rejected, 2)
+      // A follower's ReadIndex names its sender too.
+      const spoofedRead = yield* Effect.flip(c.transport.readIndex!("b", b.address, {
+        _tag: "ReadIndexRequest",
+        term: 1,
+        serverId: "a",
+        serverAddress: c.address,
+        lease: false
+      }))
+      assert.include(["closed", "unreachable", "remote"], spoofedRead.reason)
+      assert.strictEqual((yield* b.transport.stats).rejected, 3)
       // As itself, c is served.
       assert.strictEqual((yield* c.transport.appendEntries("b", b.address, heartbeat("c"))).success, true)
       assert.deepStrictEqual(b.leaders, ["c"])

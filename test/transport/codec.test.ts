@@ -41,7 +41,8 @@ const requests: ReadonlyArray<Rpc.Request> = [
     configuration: { servers: [{ id: "a", address: "h:3", suffrage: "Voter" }, { id: "d", address: "h:4", suffrage: "Nonvoter" }] },
     configurationIndex: 90
   },
-  { _tag: "TimeoutNowRequest", term: 7, leaderId: "a", leaderAddress: "h:3" }
+  { _tag: "TimeoutNowRequest", term: 7, leaderId: "a", leaderAddress: "h:3" },
+  { _tag: "ReadIndexRequest", term: 8, serverId: "b", serverAddress: "h:4", lease: true }
 ]
 
 /** Requests of traced operations: they carry the sender's trace context (docs/wire-format.md). */
@@ -94,7 +95,8 @@ const responses: ReadonlyArray<Rpc.Response> = [
   { _tag: "RequestVoteResponse", term: 4, granted: false },
   { _tag: "RequestPreVoteResponse", term: 5, granted: true },
   { _tag: "InstallSnapshotResponse", term: 6, success: true },
-  { _tag: "TimeoutNowResponse", term: 7, success: true }
+  { _tag: "TimeoutNowResponse", term: 7, success: true },
+  { _tag: "ReadIndexResponse", term: 8, success: true, index: 1234 }
 ]
 
 /** Feeds `bytes` to a fresh reader in pieces of `step` bytes and decodes every frame. */
@@ -160,8 +162,8 @@ describe("codec", () => {
         requests.map((r) => ({ ...r })) as Array<Rpc.Request>
       )
       assert.deepStrictEqual(messages.filter((m) => m.kind === "response").map((m) => m.response), [...responses])
-      assert.deepStrictEqual(messages.slice(10).map((m) => m.kind), ["chunk", "end", "abort", "error"])
-      assert.deepStrictEqual(messages.filter((m) => m.kind === "request").map((m) => m.id), [1, 2, 3, 4, 5])
+      assert.deepStrictEqual(messages.slice(12).map((m) => m.kind), ["chunk", "end", "abort", "error"])
+      assert.deepStrictEqual(messages.filter((m) => m.kind === "request").map((m) => m.id), [1, 2, 3, 4, 5, 6])
     }
   })
 

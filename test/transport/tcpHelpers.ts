@@ -79,6 +79,11 @@ export const recorder = (): Recorder => {
           self.received.push(request)
           return { _tag: "TimeoutNowResponse", term: request.term, success: true } as const
         }),
+      readIndex: (request) =>
+        Effect.sync(() => {
+          self.received.push(request)
+          return { _tag: "ReadIndexResponse", term: request.term, success: request.lease, index: 42 } as const
+        }),
       installSnapshot: (request, data) =>
         Effect.gen(function*() {
           self.received.push(request)

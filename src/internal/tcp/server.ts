@@ -158,7 +158,12 @@ export const make = (
           return
         }
         if (conn.peerIds !== undefined) {
-          const claimed = "leaderId" in message.request ? message.request.leaderId : message.request.candidateId
+          const request = message.request
+          const claimed = "leaderId" in request
+            ? request.leaderId
+            : "candidateId" in request
+            ? request.candidateId
+            : request.serverId
           if (!conn.peerIds.includes(claimed)) {
             refuse(
               conn.peer,
@@ -198,6 +203,14 @@ export const make = (
             yield* h!.timeoutNow(request).pipe(
               Effect.matchEffect({ onFailure: failed(id), onSuccess: (r) => Effect.sync(() => answer(id, r)) })
             )
+            break
+          case "ReadIndexRequest":
+            if (h!.readIndex === undefined) reply(Codec.encodeError(id, "no-handler", "no read index"))
+            else {
+              yield* h!.readIndex(request).pipe(
+                Effect.matchEffect({ onFailure: failed(id), onSuccess: (r) => Effect.sync(() => answer(id, r)) })
+              )
+            }
             break
           case "InstallSnapshotRequest": {
             // The data follows as chunk frames up to an end (or abort) frame; the handler reads them as a stream.

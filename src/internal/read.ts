@@ -1,0 +1,219 @@
+/**
+ * Linearizable reads: the ReadIndex of the Raft thesis (§6.4), on the leader
+ * and on followers, and the leader's lease (§6.4.1). `readIndex` succeeds
+ * with an index once this node's FSM has applied it, and then the FSM holds
+ * every write acknowledged before the call: the caller reads its FSM.
+ *
+ * On the leader (`handleRead`, run loop or a reader while it waits): the read
+ * index is the commit index, and at least this term's no-op (a new leader
+ * knows what earlier leaders committed only once its no-op commits, Raft §8),
+ * recorded when the read arrives; the read then joins the leader's open
+ * heartbeat round (verify.ts), shared with every read and verification that
+ * arrives before a heartbeat fiber sends it. A quorum answering a heartbeat
+ * sent after the read arrived proves no other leader had been elected then.
+ *
+ * Lease mode skips the round while the lease holds. A voter that answered a
+ * request this leader sent at time t refuses other candidates until it has
+ * not heard from a leader for a heartbeat timeout (election.ts), so until
+ * t + heartbeatTimeout no other leader can be elected by a quorum that
+ * answered at t or later. The lease ends there, less `maxClockDrift` (the
+ * voters' clocks may run faster than the leader's), and never survives a
+ * leadership transfer (its target's voters ignore that window).
+ *
+ * On a follower (`followerReadIndex`): the reads that arrive while a
+ * ReadIndex request is in flight share the next one, so one request to the
+ * leader at a time serves them all; the leader answers its read index as
+ * above, and each read waits until this node's FSM applied it (a notification
+ * from the FSM runner, fsm.ts). The batch and the sender fiber are this
+ * module's fields of the node, written in synchronous sections by readers and
+ * the sender.
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Configuration from "../Configuration.js"
+import { clockDriftMillis, type ReadMode } from "../RaftConfig.js"
+import { LeadershipLost, type NotLeader, RaftShutdown, type ReadError, ReadTimeout } from "../RaftError.js"
+import type { ReadIndexRequest, ReadIndexResponse } from "../Rpc.js"
+import { waitApplied } from "./fsm.js"
+import { Future } from "./future.js"
+import type { LeaderState, ReadBatch } from "./leaderState.js"
+import { emit, loopWaiting, type NodeState, notLeaderError, quorumOf } from "./state.js"
+import { joinRound } from "./verify.js"
+
+/** What the leader's side of a read can fail with. */
+type LeaderReadError = NotLeader | LeadershipLost | RaftShutdown
+
+/**
+ * Whether the lease of `ls` holds now: a quorum of voters (this leader counting as one) answered requests sent less
+ * than a heartbeat timeout, less the drift margin, ago; and no transfer began in this term.
+ */
+const leaseHolds = (node: NodeState, ls: LeaderState): boolean => {
+  if (ls.transferred || ls.transfer !== undefined) return false
+  const configuration = node.latestConfiguration
+  const quorum = quorumOf(configuration)
+  // The quorum-th most recent send time among the voters' acknowledged requests.
+  const sent: Array<number> = Configuration.isVoter(configuration, node.localId) ? [Infinity] : []
+  for (const replication of ls.replications.values()) {
+    if (Configuration.isVoter(configuration, replication.peer.id)) sent.push(replication.ackedSentAt)
+  }
+  if (sent.length < quorum) return false
+  sent.sort((a, b) => b - a)
+  const config = node.config
+  return node.now() < sent[quorum - 1]! + config.heartbeatTimeoutMillis - clockDriftMillis(config)
+}
+
+/**
+ * The `Read` event, or a reader's own call while the run loop waits: answers `deferred` with this leader's read
+ * index once the read is confirmed, by the lease (`lease` and it holds) or by the next heartbeat round. Synchronous.
+ */
+export const handleRead = (node: NodeState, lease: boolean, deferred: Future<number, LeaderReadError>): void => {
+  const ls = node.leader
+  if (ls === undefined) {
+    deferred.done(Exit.fail(notLeaderError(node)))
+    return
+  }
+  const index = Math.max(node.commitIndex, ls.noopIndex)
+  if (lease && leaseHolds(node, ls)) {
+    deferred.done(Exit.succeed(index))
+    return
+  }
+  joinRound(node, ls).listen((exit) => deferred.done(Exit.isSuccess(exit) ? Exit.succeed(index) : Exit.failCause(exit.cause)))
+}
+
+/** This leader's read index: handled at once while the run loop waits with nothing queued, else by the run loop. */
+const leaderReadIndex = (node: NodeState, lease: boolean): Effect.Effect<number, LeaderReadError> =>
+  Effect.suspend(() => {
+    if (node.isShutdown) return Effect.fail(new RaftShutdown())
+    const deferred = new Future<number, LeaderReadError>()
+    if (loopWaiting(node)) handleRead(node, lease, deferred)
+    else if (!emit(node, { _tag: "Read", lease, deferred })) return Effect.fail(new RaftShutdown())
+    return deferred.await
+  })
+
+/** One ReadIndex exchange with the leader this node knows (or its own read index, if it leads now). */
+const askLeader = (node: NodeState, lease: boolean): Effect.Effect<number, ReadError> =>
+  Effect.suspend((): Effect.Effect<number, ReadError> => {
+    if (node.role === "Leader") return leaderReadIndex(node, lease)
+    const { leaderAddress, leaderId } = node
+    const send = node.transport.readIndex
+    if (leaderId === undefined || leaderAddress === undefined || send === undefined) {
+      return Effect.fail(notLeaderError(node))
+    }
+    const request: ReadIndexRequest = {
+      _tag: "ReadIndexRequest",
+      term: node.currentTerm,
+      serverId: node.localId,
+      serverAddress: node.localAddress,
+      lease,
+      clusterId: node.clusterId
+    }
+    return Effect.flatMap(
+      send(leaderId, leaderAddress, request),
+      (response): Effect.Effect<number, LeadershipLost> =>
+        response.success ? Effect.succeed(response.index) : Effect.fail(new LeadershipLost())
+    )
+  })
+
+/**
+ * The fiber that sends a follower's batches, one request at a time, until none waits; one runs at most, started by
+ * the first read of a burst. Interrupted (the node shut down), it fails what it held.
+ */
+const sendReads = (node: NodeState): Effect.Effect<void> => {
+  let inHand: ReadBatch | undefined
+  return Effect.gen(function*() {
+    while (true) {
+      const batch = node.readBatch
+      if (batch === undefined) {
+        node.readSending = false
+        return
+      }
+      node.readBatch = undefined
+      inHand = batch
+      const exit = yield* Effect.exit(askLeader(node, batch.lease))
+      inHand = undefined
+      batch.future.done(exit)
+    }
+  }).pipe(
+    Effect.onInterrupt(() =>
+      Effect.sync(() => {
+        node.readSending = false
+        inHand?.future.done(Exit.fail(new RaftShutdown()))
+        failReads(node)
+      })
+    )
+  )
+}
+
+/** Fails the reads waiting to be sent: the node shut down. */
+export const failReads = (node: NodeState): void => {
+  node.readBatch?.future.done(Exit.fail(new RaftShutdown()))
+  node.readBatch = undefined
+}
+
+/** A follower's read index: from its leader, in the next request the reads arriving meanwhile share. */
+const followerReadIndex = (node: NodeState, lease: boolean): Effect.Effect<number, ReadError> =>
+  Effect.suspend(() => {
+    if (node.leaderId === undefined) return Effect.fail(notLeaderError(node))
+    let batch = node.readBatch
+    if (batch === undefined) {
+      batch = { lease, future: new Future() }
+      node.readBatch = batch
+    } else if (!lease) {
+      batch.lease = false
+    }
+    if (node.readSending) return batch.future.await
+    node.readSending = true
+    return Effect.zipRight(
+      Effect.forkIn(Effect.interruptible(sendReads(node)), node.nodeScope),
+      batch.future.await
+    )
+  })
+
+/**
+ * `raft.readIndex`: the index of a linearizable read, once this node's FSM has applied it; `ReadTimeout` after
+ * `timeoutMillis` (the whole wait). Any fiber.
+ */
+export const readIndex = (
+  node: NodeState,
+  mode: ReadMode | undefined,
+  timeoutMillis: number | undefined
+): Effect.Effect<number, ReadError> =>
+  Effect.suspend(() => {
+    if (node.isShutdown) return Effect.fail(new RaftShutdown())
+    const lease = (mode ?? node.config.readMode) === "lease"
+    const read = Effect.flatMap(
+      node.role === "Leader" ? leaderReadIndex(node, lease) : followerReadIndex(node, lease),
+      (index) =>
+        Effect.zipRight(
+          waitApplied(node, index),
+          // Shutdown wakes every waiter: the FSM did not apply it then.
+          Effect.suspend(() => node.isShutdown ? Effect.fail(new RaftShutdown()) : Effect.succeed(index))
+        )
+    )
+    return timeoutMillis === undefined ? read : Effect.timeoutFail(read, {
+      duration: timeoutMillis,
+      onTimeout: () => new ReadTimeout({ timeoutMillis })
+    })
+  })
+
+/**
+ * A follower's ReadIndex request, leader side: the read index once confirmed, or a refusal. The follower's
+ * replication is woken too, so it learns the commit index now rather than at its next commit tick: its read waits
+ * until it has applied the index. A transport's handler fiber.
+ */
+export const serveReadIndex = (
+  node: NodeState,
+  request: ReadIndexRequest
+): Effect.Effect<ReadIndexResponse, RaftShutdown> =>
+  Effect.matchEffect(leaderReadIndex(node, request.lease), {
+    onFailure: (error) =>
+      error._tag === "RaftShutdown"
+        ? Effect.fail(error)
+        : Effect.succeed({ _tag: "ReadIndexResponse" as const, term: node.currentTerm, success: false, index: 0 }),
+    onSuccess: (index) =>
+      Effect.sync(() => {
+        node.leader?.replications.get(request.serverId)?.trigger.unsafeOpen()
+        return { _tag: "ReadIndexResponse" as const, term: node.currentTerm, success: true, index }
+      })
+  })
