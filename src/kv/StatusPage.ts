@@ -63,8 +63,7 @@ const ago = (millis) => millis === undefined ? "never" : millis < 1000 ? millis 
 const statusOf = async (http, self) => {
   const url = self ? "/status" : "http://" + http + "/status"
   const response = await fetch(url, { signal: AbortSignal.timeout(1500), cache: "no-store" })
-  if (!response.ok) throw new Error(url + ": " + response.status)
-  return response.json()
+  return response.ok ? response.json() : Promise.reject(new Error(url + ": " + response.status))
 }
 const render = async () => {
   const own = await statusOf(undefined, true)
@@ -106,7 +105,7 @@ const render = async () => {
   }))
   const list = document.getElementById("leader-changes")
   if (own.leaderChanges.length > 0) {
-    const nowMillis = Date.now()
+    const nowMillis = new Date().getTime()
     list.replaceChildren(...own.leaderChanges.map((change) => {
       const item = document.createElement("li")
       item.dataset.term = String(change.term)
@@ -121,7 +120,7 @@ const render = async () => {
 }
 const loop = () => render().catch((error) => {
   document.getElementById("error").textContent = "cannot reach this node: " + error.message
-}).finally(() => setTimeout(loop, 1000))
+}).finally(() => AbortSignal.timeout(1000).addEventListener("abort", loop))
 loop()
 </script>
 </body>
