@@ -48,6 +48,12 @@ export interface Bugs {
   readonly concurrentMembershipChanges?: boolean | undefined
   /** Leadership transfer sends TimeoutNow without waiting for the target to catch up. */
   readonly transferToLaggard?: boolean | undefined
+  /** The leader's lease is not shortened by the clock drift margin (`maxClockDrift`). */
+  readonly leaseIgnoresDrift?: boolean | undefined
+  /** The leader answers a read index without confirming its leadership (no heartbeat round, no lease). */
+  readonly readWithoutConfirm?: boolean | undefined
+  /** A follower serves a read at the read index its leader gave without waiting until its FSM has applied it. */
+  readonly followerReadWithoutApply?: boolean | undefined
 }
 
 /** The bugs a node is built with: none by default. */

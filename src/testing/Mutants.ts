@@ -110,6 +110,31 @@ const slowCatchUp: Scenario = {
   }
 }
 
+/** Reads through `readIndex` on every node, in both modes (and two more clients that only read), under the default faults. */
+export const readsEverywhere: Scenario = { reads: "readIndex", readers: 2 }
+
+/**
+ * Reads through `readIndex` on every node in both modes, under clocks skewed within a wide declared drift bound
+ * (`maxClockDrift` 80 ms of a 100 ms heartbeat timeout: one clock may run at 0.2–5× the others'), with leaders
+ * slowed and cut off. Leaders hold on for a whole heartbeat timeout without a quorum (`leaderLeaseTimeout` 100 ms),
+ * so that a read an old leader serves past the followers' refusal window can meet a newer leader's writes. Clients
+ * give up after 100 ms (writes stuck on a cut-off leader move on to the newer one), three more clients only read,
+ * and two keys make reads and writes meet. Clocks this far apart may delay catching up after healing (a fast clock
+ * runs up the replication backoff), so a liveness violation does not count as a catch.
+ */
+export const skewedLeases: Scenario = {
+  reads: "readIndex",
+  readers: 3,
+  keys: 2,
+  clientTimeoutMillis: 100,
+  config: { leaderLeaseTimeout: "100 millis", maxClockDrift: "80 millis" },
+  faults: {
+    ...Simulator.defaultFaults,
+    intervalMillis: [100, 400],
+    weights: { partition: 1, isolateLeader: 3, oneWay: 0, cutLink: 0, crash: 0, restart: 0, reboot: 0, heal: 1, lossyLinks: 0, clockSkew: 3 }
+  }
+}
+
 /** Every mutant the engine can be built with. */
 export const catalogue: ReadonlyArray<Mutant> = [
   {
@@ -283,6 +308,32 @@ export const catalogue: ReadonlyArray<Mutant> = [
     budget: { nodes: 3, seeds: 150 },
     escapes: "not in 150 seeds of 3 nodes nor 100 of 5: the target of a transfer is elected only with an up-to-date log" +
       " (the vote's check), so a laggard target loses instead of losing entries"
+  },
+  {
+    name: "leaseIgnoresDrift",
+    description: "the leader's lease is not shortened by the clock drift margin (maxClockDrift)",
+    rule: "a lease ends before any voter's election timeout can: shorter by the clock drift bound (Raft thesis §6.4.1)",
+    bugs: { leaseIgnoresDrift: true },
+    scenario: skewedLeases,
+    ignore: ["liveness"],
+    budget: { nodes: 3, seeds: 20 }
+  },
+  {
+    name: "readWithoutConfirm",
+    description: "the leader answers a read index without confirming its leadership (no heartbeat round, no lease)",
+    rule: "a leader serves a read only once a quorum confirmed it still leads after the read arrived (Raft thesis §6.4)",
+    bugs: { readWithoutConfirm: true },
+    scenario: skewedLeases,
+    ignore: ["liveness"],
+    budget: { nodes: 3, seeds: 40 }
+  },
+  {
+    name: "followerReadWithoutApply",
+    description: "a follower serves a read at the leader's read index without waiting until its FSM has applied it",
+    rule: "a read is served once the state machine has applied the read index (Raft thesis §6.4, step 4)",
+    bugs: { followerReadWithoutApply: true },
+    scenario: readsEverywhere,
+    budget: { nodes: 3, seeds: 20 }
   }
 ]
 

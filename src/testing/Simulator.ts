@@ -33,6 +33,7 @@ export type {
   FaultOptions,
   Options,
   Randomize,
+  ReadCounts,
   Result,
   Violation,
   Workload
@@ -80,6 +81,9 @@ export type KvOutput = Linearizability.KvOutput
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
+/** The map of each state machine `kvFsm` made, for the reads that look at it. */
+const kvMaps = new WeakMap<Fsm.Fsm, ReadonlyMap<string, string>>()
+
 /** A key-value map as an `Fsm`, over JSON-encoded commands, with snapshots of the whole map. */
 export const kvFsm = (): Fsm.Fsm & { readonly data: Map<string, string> } => {
   const data = new Map<string, string>()
@@ -107,7 +111,9 @@ export const kvFsm = (): Fsm.Fsm & { readonly data: Map<string, string> } => {
     data.clear()
     for (const [key, value] of JSON.parse(decoder.decode(bytes)) as Array<[string, string]>) data.set(key, value)
   }
-  return { ...Fsm.fromFunction(apply, { save, load }), data }
+  const fsm = { ...Fsm.fromFunction(apply, { save, load }), data }
+  kvMaps.set(fsm, data)
+  return fsm
 }
 
 /** The key-value workload over `kv` keys: put, get, compare-and-set and delete, checked against `kvModel`. */
@@ -138,7 +144,8 @@ export const kvWorkload = (
       return { op: "delete", key } as const
     }),
   encode: (input) => encoder.encode(JSON.stringify(input)),
-  output: (response) => response as KvOutput
+  output: (response) => response as KvOutput,
+  query: (input) => input.op === "get" ? (fsm) => ({ value: kvMaps.get(fsm)?.get(input.key) }) : undefined
 })
 
 // ---------------------------------------------------------------------------

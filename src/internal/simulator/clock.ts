@@ -86,3 +86,41 @@ export class VirtualClock implements Clock.Clock {
     return top
   }
 }
+
+/**
+ * One node's clock over the run's virtual time, running at `rate` (1: in step). Its time is continuous across rate
+ * changes, and a sleep of d ms on it lasts d ÷ rate ms of virtual time (fixed when the sleep starts). At rate 1 from
+ * the start it reads and sleeps exactly as `base`, so a run without skew replays as before.
+ */
+export class SkewedClock implements Clock.Clock {
+  readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
+  private rate = 1
+  /** The virtual time of the last rate change, and this clock's time then. */
+  private since = 0
+  private localSince = 0
+
+  constructor(private readonly base: VirtualClock) {}
+
+  /** This clock's rate relative to virtual time. */
+  get currentRate(): number {
+    return this.rate
+  }
+  /** From now on, run at `rate` (> 0). */
+  setRate(rate: number): void {
+    this.localSince = this.unsafeCurrentTimeMillis()
+    this.since = this.base.now
+    this.rate = rate
+  }
+
+  unsafeCurrentTimeMillis(): number {
+    return this.rate === 1 && this.since === 0 ? this.base.now : this.localSince + (this.base.now - this.since) * this.rate
+  }
+  unsafeCurrentTimeNanos(): bigint {
+    return BigInt(Math.round(this.unsafeCurrentTimeMillis() * 1_000_000))
+  }
+  readonly currentTimeMillis: Effect.Effect<number> = Effect.sync(() => this.unsafeCurrentTimeMillis())
+  readonly currentTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.unsafeCurrentTimeNanos())
+  sleep(duration: Duration.Duration): Effect.Effect<void> {
+    return this.rate === 1 ? this.base.sleep(duration) : this.base.sleep(Duration.millis(Duration.toMillis(duration) / this.rate))
+  }
+}

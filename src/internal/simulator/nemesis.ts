@@ -9,8 +9,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Random from "effect/Random"
 import * as Configuration from "../../Configuration.js"
+import * as RaftConfig from "../../RaftConfig.js"
 import type { Invariants } from "./invariants.js"
-import { startNode, stopNode } from "./nodes.js"
+import { fastTimers, startNode, stopNode } from "./nodes.js"
 import type { SimCore, SimNode } from "./state.js"
 
 /** One of `items`, drawn with `Random`. */
@@ -185,7 +186,36 @@ const faults: Readonly<Record<string, Fault>> = {
       sim.note(`stale-candidate: ${stale.id} is back with its longer log of an older term`)
       yield* Effect.sleep(yield* Random.nextIntBetween(50, 251))
       if (next !== undefined) yield* sim.network.reconnect(next.id)
+    }),
+  clockSkew: (sim) =>
+    Effect.gen(function*() {
+      // Half the time the leader's clock, slowed (its lease lasts longer than the others count); else any node's,
+      // slowed or sped up. One clock off at a time: the bound is between two clocks, so skewing two in opposite
+      // ways would double it.
+      const leader = sim.currentLeader()
+      const slowLeader = leader !== undefined && (yield* Random.nextBoolean)
+      const node = slowLeader ? leader : yield* pick(sim.nodes)
+      for (const other of sim.nodes) {
+        if (other !== node && other.clock.currentRate !== 1) other.clock.setRate(1)
+      }
+      // Half the draws at the bound itself, where a lease has no margin left.
+      const bound = skewBound(sim)
+      const depth = (yield* Random.nextBoolean) ? 1 : yield* Random.next
+      const rate = slowLeader || (yield* Random.nextBoolean) ? 1 - bound * depth : 1 / (1 - bound * depth)
+      node.clock.setRate(rate)
+      sim.note(`clock of ${node.id} runs at rate ${rate.toFixed(4)} (bound ${bound.toFixed(4)})`)
     })
+}
+
+/**
+ * How far `clockSkew` may move a clock's rate: `clockSkewBound`, or what lease reads assume, the drift margin over
+ * the heartbeat timeout (a heartbeat timeout may last that fraction less on one clock than on another).
+ */
+const skewBound = (sim: SimCore): number => {
+  const set = sim.faultOptions.clockSkewBound
+  if (set !== undefined) return Math.min(0.95, Math.max(0, set))
+  const config = Effect.runSync(Effect.orDie(RaftConfig.make({ localId: "n1", ...fastTimers, ...sim.config })))
+  return RaftConfig.clockDriftMillis(config) / config.heartbeatTimeoutMillis
 }
 
 /** The current leader (other than `except`), waiting up to `millis` of virtual time for one. */

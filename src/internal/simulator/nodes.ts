@@ -27,7 +27,7 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
 /** The anchor's fast timers (÷10 of hashicorp's), under any tunables a run sets. */
-const fastTimers = {
+export const fastTimers = {
   heartbeatTimeout: "100 millis",
   electionTimeout: "100 millis",
   leaderLeaseTimeout: "50 millis",
@@ -42,6 +42,7 @@ export const startNode = (sim: SimCore, invariants: Invariants, node: SimNode): 
     node.lastApplied = 0
     node.checkedCommit = 0
     const fsm = sim.fsm()
+    node.fsm = fsm
     // `node.appliedThrough` is the last command index this state machine's state includes, applied or
     // restored. Each snapshot's bytes are prefixed with it (`<index>\n`), so it travels with the snapshot through
     // the store and InstallSnapshot, and a restore tells exactly which commands the state holds: entries a
@@ -110,9 +111,13 @@ export const startNode = (sim: SimCore, invariants: Invariants, node: SimNode): 
       ])
     )
     node.starting = true
-    const context = yield* Layer.buildWithScope(layer, scope).pipe(Effect.ensuring(Effect.sync(() => {
-      node.starting = false
-    })))
+    // Built on the server's own clock: the node reads its time from it, and its fibers sleep on it.
+    const context = yield* Layer.buildWithScope(layer, scope).pipe(
+      Effect.withClock(node.clock),
+      Effect.ensuring(Effect.sync(() => {
+        node.starting = false
+      }))
+    )
     const raft = Context.get(context, Raft.Raft)
     node.raft = raft
     node.scope = scope
@@ -143,6 +148,7 @@ export const stopNode = (sim: SimCore, node: SimNode): Effect.Effect<void> =>
     if (scope === undefined) return
     node.scope = undefined
     node.raft = undefined
+    node.fsm = undefined
     sim.crashes.set(node.id, (sim.crashes.get(node.id) ?? 0) + 1)
     yield* Scope.close(scope, Exit.void)
   })

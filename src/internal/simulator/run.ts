@@ -14,6 +14,7 @@ import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import * as Configuration from "../../Configuration.js"
+import type * as Fsm from "../../Fsm.js"
 import * as LogStore from "../../LogStore.js"
 import * as Raft from "../../Raft.js"
 import * as SnapshotStore from "../../SnapshotStore.js"
@@ -25,9 +26,77 @@ import { deploymentOf, randomizes } from "./deployment.js"
 import { digestBytes, FNV_OFFSET, Invariants } from "./invariants.js"
 import { nemesis, pick } from "./nemesis.js"
 import { startNode, stopNode } from "./nodes.js"
-import { Sim, type SimNode, sync } from "./state.js"
+import { Sim, type SimCore, type SimNode, sync } from "./state.js"
 import { makeNode } from "./stores.js"
 import type { FaultOptions, Options, Result, Workload } from "./types.js"
+
+/**
+ * Whether `node` (still running as `raft`) has applied all the current leader has committed. A follower's read that
+ * times out in the calm phase is a liveness violation only then: until then it may wait for the leader's
+ * replication to it, which can still be backing off after the faults.
+ */
+const caughtUp = (sim: SimCore, node: SimNode, raft: Raft.Raft): boolean => {
+  const leader = sim.currentLeader()
+  return node.raft === raft && leader !== undefined &&
+    sync(raft.stats).appliedIndex >= sync(leader.raft!.stats).commitIndex
+}
+
+/**
+ * A read through `raft.readIndex` on a running node drawn at random (leader or follower), in a mode drawn per read,
+ * answered by `read` from that node's state machine once it has applied the read index. A read that fails had no
+ * effect: it stays out of the history.
+ */
+const readThroughIndex = <State, Input, Output>(
+  sim: Sim<State, Input, Output>,
+  clientId: number,
+  input: Input,
+  read: (fsm: Fsm.Fsm) => Output
+): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const target = yield* pick(sim.running())
+    const lease = yield* Random.nextBoolean
+    const raft = target.raft!
+    const fsm = target.fsm!
+    const role = sync(raft.state) === "Leader" ? "leader" : "follower"
+    const call = sim.nextSeq()
+    const timeout = sim.clientTimeoutMillis
+    const exit = yield* raft.readIndex({ mode: lease ? "lease" : "readIndex", timeout }).pipe(
+      Effect.timeout(timeout + 100),
+      Effect.exit
+    )
+    const counts = sim.readCounts
+    if (Exit.isSuccess(exit)) {
+      counts[role]++
+      counts[lease ? "lease" : "readIndex"]++
+      sim.history.push({ clientId, input, call, return: sim.nextSeq(), output: read(fsm) })
+      return
+    }
+    counts.failed++
+    const error = Option.getOrUndefined(Cause.failureOption(exit.cause))
+    if (call > sim.calmFrom && error?._tag !== "NotLeader" && (role === "leader" || caughtUp(sim, target, raft))) {
+      sim.violate(
+        "liveness",
+        `client ${clientId}'s read on ${target.id} did not complete in the calm phase (${String(error?._tag ?? "timeout")})`
+      )
+    }
+  })
+
+/**
+ * A client that only reads (`Options.readers`): until the run stops, at random intervals, it draws the workload's
+ * next input and runs it if it is a read. Reads do not wait behind a write stuck on a cut-off leader, as the
+ * other clients' do.
+ */
+const reader = <State, Input, Output>(sim: Sim<State, Input, Output>, clientId: number): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    let step = 0
+    while (!sim.stopping) {
+      yield* Effect.sleep(yield* Random.nextIntBetween(1, 30))
+      if (sim.running().length === 0) continue
+      const input = yield* sim.workload.next({ client: clientId, step: ++step, history: sim.history })
+      const read = sim.workload.query?.(input)
+      if (read !== undefined) yield* readThroughIndex(sim, clientId, input, read)
+    }
+  })
 
 /** A client of the workload: until the run stops, call the cluster at random intervals and record the history. */
 const client = <State, Input, Output>(sim: Sim<State, Input, Output>, clientId: number): Effect.Effect<void> =>
@@ -40,11 +109,16 @@ const client = <State, Input, Output>(sim: Sim<State, Input, Output>, clientId: 
       const alive = sim.running()
       if (alive.length === 0) continue
       const input = yield* workload.next({ client: clientId, step: ++step, history })
+      const read = sim.reads === "readIndex" ? workload.query?.(input) : undefined
+      if (read !== undefined) {
+        yield* readThroughIndex(sim, clientId, input, read)
+        continue
+      }
       const target = alive.find((n) => n.id === hint) ?? (yield* pick(alive))
       const raft = target.raft!
       const call = sim.nextSeq()
-      const exit = yield* raft.apply(workload.encode(input), { timeout: "500 millis" }).pipe(
-        Effect.timeout("600 millis"),
+      const exit = yield* raft.apply(workload.encode(input), { timeout: sim.clientTimeoutMillis }).pipe(
+        Effect.timeout(sim.clientTimeoutMillis + 100),
         Effect.exit
       )
       if (Exit.isSuccess(exit)) {
@@ -91,9 +165,11 @@ const program = <State, Input, Output>(
       yield* startNode(sim, invariants, node)
     }
     yield* network.setConditions(faultOptions.baseline)
+    const writers = options.clients ?? 3
+    const readers = sim.reads === "readIndex" ? options.readers ?? 0 : 0
     const clients = yield* Effect.forEach(
-      Array.from({ length: options.clients ?? 3 }, (_, i) => i + 1),
-      (id) => Effect.fork(client(sim, id))
+      Array.from({ length: writers + readers }, (_, i) => i + 1),
+      (id) => Effect.fork(id <= writers ? client(sim, id) : reader(sim, id))
     )
     const chaos = yield* Effect.fork(nemesis(sim, invariants))
     yield* Effect.sleep(options.durationMillis)
@@ -104,6 +180,9 @@ const program = <State, Input, Output>(
     const livenessBound = options.livenessBoundMillis ?? 5_000
     yield* network.heal
     yield* network.setConditions(faultOptions.baseline)
+    for (const node of nodes) {
+      if (node.clock.currentRate !== 1) node.clock.setRate(1)
+    }
     for (const node of nodes) {
       // A node removed from the configuration may have shut itself down (`shutdownOnRemove`): restart it too.
       if (node.raft !== undefined && sync(node.raft.state) === "Shutdown") yield* stopNode(sim, node)
@@ -178,7 +257,9 @@ export const run = <State, Input, Output>(
     diskLatency: deployment.diskLatencyMillis,
     config: deployment.config,
     network: MemoryNetwork.make({ rpcTimeoutMillis: 200 }),
-    configuration: Configuration.voters(ids.map((id) => [id, `mem://${id}`] as const))
+    configuration: Configuration.voters(ids.map((id) => [id, `mem://${id}`] as const)),
+    reads: options.reads ?? "log",
+    clientTimeoutMillis: options.clientTimeoutMillis ?? 500
   }, workload)
   const invariants = new Invariants(sim)
   sim.nodes = ids.map((_, i) => makeNode(sim, invariants, i))
@@ -251,6 +332,7 @@ export const run = <State, Input, Output>(
     virtualMillis: clock.now,
     faults: sim.faults,
     operations: sim.counts,
+    reads: sim.reads === "readIndex" ? sim.readCounts : undefined,
     leadersElected: invariants.leadersElected,
     snapshots: sim.snapshotCounts,
     linearizability,

@@ -17,7 +17,7 @@ import type * as SnapshotStore from "../../SnapshotStore.js"
 import type * as StableStore from "../../StableStore.js"
 import type * as Linearizability from "../../testing/Linearizability.js"
 import type * as MemoryNetwork from "../../transport/MemoryNetwork.js"
-import { VirtualClock } from "./clock.js"
+import { type SkewedClock, VirtualClock } from "./clock.js"
 import type { LogView } from "./logView.js"
 import type { FaultOptions, Violation, Workload } from "./types.js"
 
@@ -31,6 +31,10 @@ export interface SimNode {
   readonly stable: StableStore.StableStore
   readonly snapshots: SnapshotStore.SnapshotStore
   raft: Raft.Raft | undefined
+  /** The workload's state machine of the current incarnation (the one its reads look at). */
+  fsm: Fsm.Fsm | undefined
+  /** The server's own clock: the run's virtual time, at a rate the `clockSkew` fault may change. */
+  readonly clock: SkewedClock
   scope: Scope.CloseableScope | undefined
   incarnation: number
   /** The last command index the current state machine's state includes (applied, or restored from a snapshot). */
@@ -58,6 +62,10 @@ export interface Setup {
   readonly network: MemoryNetwork.MemoryNetwork
   readonly configuration: Configuration.Configuration
   readonly fsm: () => Fsm.Fsm
+  /** How the workload's reads run. */
+  readonly reads?: "log" | "readIndex" | undefined
+  /** How long a client waits for an operation. */
+  readonly clientTimeoutMillis?: number | undefined
 }
 
 /** The state of one run that does not depend on the workload's types. */
@@ -69,6 +77,7 @@ export class SimCore {
   readonly faults: Record<string, number> = {}
   readonly counts = { ok: 0, unknown: 0, refused: 0 }
   readonly snapshotCounts = { taken: 0, restoredAtStart: 0, installed: 0 }
+  readonly readCounts = { leader: 0, follower: 0, lease: 0, readIndex: 0, failed: 0 }
   /** The first broken property; the run stops at it. */
   violation: Violation | undefined = undefined
   /** Crashes per node so far: a write under way when the count moves is lost. */
@@ -93,6 +102,8 @@ export class SimCore {
   readonly configuration: Configuration.Configuration
   /** A fresh state machine, for every start of a node. */
   readonly fsm: () => Fsm.Fsm
+  readonly reads: "log" | "readIndex"
+  readonly clientTimeoutMillis: number
   private sequence = 0
 
   constructor(setup: Setup) {
@@ -103,6 +114,8 @@ export class SimCore {
     this.network = setup.network
     this.configuration = setup.configuration
     this.fsm = setup.fsm
+    this.reads = setup.reads ?? "log"
+    this.clientTimeoutMillis = setup.clientTimeoutMillis ?? 500
   }
 
   /** Adds a line to the trace, which keeps the last 60. */

@@ -11,6 +11,7 @@ import * as LogStore from "../../LogStore.js"
 import { StorageError } from "../../RaftError.js"
 import * as SnapshotStore from "../../SnapshotStore.js"
 import * as StableStore from "../../StableStore.js"
+import { SkewedClock } from "./clock.js"
 import type { Invariants } from "./invariants.js"
 import { LogView, termBefore } from "./logView.js"
 import { startNode, stopNode } from "./nodes.js"
@@ -126,6 +127,8 @@ export const makeNode = (sim: SimCore, invariants: Invariants, i: number): SimNo
     stable: slowStableStore(sim, id),
     snapshots,
     raft: undefined,
+    fsm: undefined,
+    clock: new SkewedClock(sim.clock),
     scope: undefined,
     incarnation: 0,
     appliedThrough: 0,

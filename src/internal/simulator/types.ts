@@ -52,7 +52,19 @@ export interface FaultOptions {
      * `defaultFaults`.
      */
     readonly staleCandidate?: number | undefined
+    /**
+     * Sets one node's clock rate, drawn within `clockSkewBound` (the node skewed before, if another, runs in step
+     * again): its timers and the time it reads run fast or slow against the others'. Off (absent) in
+     * `defaultFaults`; every clock runs in step again after healing.
+     */
+    readonly clockSkew?: number | undefined
   }
+  /**
+   * How far `clockSkew` may skew a clock: its rate is drawn in [1 − bound, 1 ÷ (1 − bound)], so that a heartbeat
+   * timeout lasts at most `bound` × itself less on one clock than on another. By default what lease reads assume,
+   * `maxClockDrift` ÷ `heartbeatTimeout`; beyond it (at most 0.95), a test of the checker.
+   */
+  readonly clockSkewBound?: number | undefined
   /**
    * How many servers the `membership` fault may hold out of the configuration at once (1 by default: it adds the
    * one out back before removing another); above 1 it removes or adds back at random, so that several non-voters
@@ -81,6 +93,11 @@ export interface Options<State = Linearizability.KvState, Input = Linearizabilit
   readonly durationMillis: number
   /** Concurrent clients of the workload. */
   readonly clients?: number | undefined
+  /**
+   * How long a client waits for an operation (the `timeout` of `apply` and `readIndex`) before it records an
+   * unknown outcome and tries another node: 500 ms by default.
+   */
+  readonly clientTimeoutMillis?: number | undefined
   /** Keys the default key-value workload touches. */
   readonly keys?: number | undefined
   /** The clients' commands, state machine and model; the key-value workload by default. */
@@ -107,6 +124,15 @@ export interface Options<State = Linearizability.KvState, Input = Linearizabilit
    * what `config` and `diskLatencyMillis` set. Nothing is drawn by default.
    */
   readonly randomize?: Randomize | undefined
+  /**
+   * How the workload's reads run (those its `query` answers): `"log"` (the default), as commands through the log
+   * like any write; `"readIndex"`, through `raft.readIndex` on a node drawn among the running ones, leader or
+   * follower, in a mode drawn per read (`"readIndex"` or `"lease"`), then from that node's state machine once it
+   * has applied the read index. Either way the history holds them and the checker judges them.
+   */
+  readonly reads?: "log" | "readIndex" | undefined
+  /** With `reads: "readIndex"`: clients that only read, besides `clients` (0 by default). */
+  readonly readers?: number | undefined
   /** Test-only: rules to break, to show the checks catch them. */
   readonly bugs?: Bugs | undefined
   /** Safety stop: most timer events in one run. */
@@ -143,12 +169,26 @@ export interface Result {
   readonly virtualMillis: number
   readonly faults: Readonly<Record<string, number>>
   readonly operations: { readonly ok: number; readonly unknown: number; readonly refused: number }
+  /**
+   * With `reads: "readIndex"`: the reads served, by the node's role when it was asked and by mode, and those that
+   * failed (no effect: not in the history).
+   */
+  readonly reads?: ReadCounts | undefined
   readonly leadersElected: number
   /** Snapshots the state machines took, restored when their node started, and installed from a leader while running. */
   readonly snapshots: { readonly taken: number; readonly restoredAtStart: number; readonly installed: number }
   readonly linearizability: "Linearizable" | "NotLinearizable" | "Unknown" | "skipped"
   /** What the run drew, when `randomize` drew anything. */
   readonly deployment?: Deployment | undefined
+}
+
+/** What the reads of a run with `reads: "readIndex"` did. */
+export interface ReadCounts {
+  readonly leader: number
+  readonly follower: number
+  readonly lease: number
+  readonly readIndex: number
+  readonly failed: number
 }
 
 /** The dimensions of a deployment a run draws from its seed; each is off unless set. */
@@ -201,4 +241,9 @@ export interface Workload<State, Input, Output> {
   readonly encode: (input: Input) => Uint8Array
   /** The model's output for what the FSM answered. */
   readonly output: (response: unknown) => Output
+  /**
+   * For a read-only input, how to answer it from a state machine (one `fsm` made) without the log; undefined for
+   * the others. Used with `reads: "readIndex"`; without it every input goes through the log.
+   */
+  readonly query?: ((input: Input) => ((fsm: Fsm.Fsm) => Output) | undefined) | undefined
 }
