@@ -46,6 +46,27 @@ const refusingFsm = (failures: { count: number }): RecordingFsm => {
 }
 
 /** Starts one node `id` over the given stores on a fresh memory network; the exit of building it. */
+/**
+ * Three nodes whose node3 restores snapshots with `refusingFsm(failures)`, led by another node, with three entries
+ * applied everywhere.
+ */
+const refusingFollower = (failures: { count: number }) =>
+  Effect.gen(function*() {
+    const cluster = yield* makeCluster({
+      size: 3,
+      config: { trailingLogs: 5 },
+      fsm: (id) => id === "node3" ? refusingFsm(failures) : recordingFsm()
+    })
+    let leader = yield* cluster.waitForLeader()
+    if (leader.id === "node3") {
+      yield* settle(cluster, yield* Effect.fork(leader.raft.leadershipTransferToServer("node1", "mem://node1")))
+      leader = yield* cluster.waitForLeader()
+    }
+    const lagging = cluster.node("node3")
+    yield* cluster.waitForApplied(yield* applyAll(leader, "a", 3))
+    return { cluster, leader, lagging }
+  })
+
 const startOn = (
   id: string,
   stores: { readonly logs: LogStore.LogStore; readonly stable: StableStore.StableStore; readonly snapshots: SnapshotStore.SnapshotStore }
@@ -102,18 +123,7 @@ describe("Raft: storage faults", () => {
   it.scoped("a snapshot the follower's state machine cannot restore is refused and deleted; the follower keeps its state, stays up, and installs a later one", () =>
     Effect.gen(function*() {
       const failures = { count: 0 }
-      const cluster = yield* makeCluster({
-        size: 3,
-        config: { trailingLogs: 5 },
-        fsm: (id) => id === "node3" ? refusingFsm(failures) : recordingFsm()
-      })
-      let leader = yield* cluster.waitForLeader()
-      if (leader.id === "node3") {
-        yield* settle(cluster, yield* Effect.fork(leader.raft.leadershipTransferToServer("node1", "mem://node1")))
-        leader = yield* cluster.waitForLeader()
-      }
-      const lagging = cluster.node("node3")
-      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 3))
+      const { cluster, leader, lagging } = yield* refusingFollower(failures)
       yield* cluster.network.disconnect(lagging.id)
       yield* applyAll(leader, "b", 30)
       yield* leader.raft.snapshot
@@ -135,18 +145,7 @@ describe("Raft: storage faults", () => {
   it.scoped("a refused snapshot leaves nothing in the follower's store and no index moved", () =>
     Effect.gen(function*() {
       const failures = { count: 1000 }
-      const cluster = yield* makeCluster({
-        size: 3,
-        config: { trailingLogs: 5 },
-        fsm: (id) => id === "node3" ? refusingFsm(failures) : recordingFsm()
-      })
-      let leader = yield* cluster.waitForLeader()
-      if (leader.id === "node3") {
-        yield* settle(cluster, yield* Effect.fork(leader.raft.leadershipTransferToServer("node1", "mem://node1")))
-        leader = yield* cluster.waitForLeader()
-      }
-      const lagging = cluster.node("node3")
-      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 3))
+      const { cluster, leader, lagging } = yield* refusingFollower(failures)
       const before = yield* lagging.raft.stats
       yield* cluster.network.disconnect(lagging.id)
       yield* applyAll(leader, "b", 30)

@@ -14,9 +14,8 @@ import type * as Log from "../Log.js"
 import type { StorageError } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
 import { noteCommittedConfiguration, sendStoredToFsm } from "./commit.js"
-import { adoptCluster, setCurrentTerm } from "./hardState.js"
 import { markAppended } from "./logAge.js"
-import { becomeFollower, setLeader } from "./role.js"
+import { followLeader } from "./role.js"
 import { type NodeState, storageNotFound } from "./state.js"
 
 /** Records entries just stored from the leader: configurations among them, and the new end of the log. */
@@ -106,14 +105,8 @@ const handleAppendEntriesInFull = (node: NodeState, request: AppendEntriesReques
       noRetryBackoff: false
     }
     if (request.term < node.currentTerm && node.bugs.acceptStaleAppend !== true) return response
-    if (request.term > node.currentTerm || node.role !== "Follower") {
-      yield* setCurrentTerm(node, request.term)
-      response.term = request.term
-      if (node.role !== "Follower") yield* becomeFollower(node)
-    }
-    if (node.clusterId === undefined && request.clusterId !== undefined) yield* adoptCluster(node, request.clusterId)
-    yield* setLeader(node, request.leaderId, request.leaderAddress)
-    node.lastContact = node.now()
+    yield* followLeader(node, request)
+    response.term = node.currentTerm
 
     if (request.prevLogIndex > 0) {
       let prevTerm: number

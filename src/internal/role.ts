@@ -15,6 +15,7 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
 import { LeadershipLost, LeadershipTransferFailed } from "../RaftError.js"
+import { adoptCluster, setCurrentTerm } from "./hardState.js"
 import { awaitLeaderWrites } from "./leaderLog.js"
 import { logEvent } from "./logs.js"
 import { reportOldestLogAge } from "./logAge.js"
@@ -127,4 +128,23 @@ export const becomeFollower = (node: NodeState) =>
     }
     yield* changeState(node, "Follower")
     yield* forkRole(node, followerTimer(node, node.epoch))
+  })
+
+/**
+ * A request of a leader whose term is at least this node's (AppendEntries, InstallSnapshot): take its term (stepping
+ * down if this node is not a follower), its cluster id when this node has none yet, and it as the leader heard from
+ * now. Run loop.
+ */
+export const followLeader = (
+  node: NodeState,
+  request: { readonly term: number; readonly leaderId: string; readonly leaderAddress: string; readonly clusterId?: string | undefined }
+) =>
+  Effect.gen(function*() {
+    if (request.term > node.currentTerm || node.role !== "Follower") {
+      yield* setCurrentTerm(node, request.term)
+      if (node.role !== "Follower") yield* becomeFollower(node)
+    }
+    if (node.clusterId === undefined && request.clusterId !== undefined) yield* adoptCluster(node, request.clusterId)
+    yield* setLeader(node, request.leaderId, request.leaderAddress)
+    node.lastContact = node.now()
   })

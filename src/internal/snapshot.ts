@@ -33,12 +33,11 @@ import type { InstallSnapshotRequest, InstallSnapshotResponse } from "../Rpc.js"
 import type { SnapshotMeta } from "../SnapshotStore.js"
 import type { Captured, InstallVerdict } from "./events.js"
 import { Future } from "./future.js"
-import { adoptCluster, setCurrentTerm } from "./hardState.js"
 import { awaitLeaderWrites } from "./leaderLog.js"
 import { noteCompacted, noteLogReplaced } from "./logAge.js"
 import { logEvent } from "./logs.js"
 import { metrics } from "./metrics.js"
-import { becomeFollower, setLeader } from "./role.js"
+import { followLeader } from "./role.js"
 import { ask, emit, type NodeState, notLeaderError, sleepOrReload } from "./state.js"
 import { INDEX, PEER, remoteParent, spanned, TERM } from "./tracing.js"
 
@@ -75,14 +74,8 @@ export const handleInstallCheck = (node: NodeState, request: InstallSnapshotRequ
   Effect.gen(function*() {
     const response = { _tag: "InstallSnapshotResponse" as const, term: node.currentTerm, success: false }
     if (request.term < node.currentTerm) return { accept: false, response } satisfies InstallVerdict
-    if (request.term > node.currentTerm || node.role !== "Follower") {
-      yield* setCurrentTerm(node, request.term)
-      response.term = request.term
-      if (node.role !== "Follower") yield* becomeFollower(node)
-    }
-    if (node.clusterId === undefined && request.clusterId !== undefined) yield* adoptCluster(node, request.clusterId)
-    yield* setLeader(node, request.leaderId, request.leaderAddress)
-    node.lastContact = node.now()
+    yield* followLeader(node, request)
+    response.term = node.currentTerm
     // Everything it holds is already applied here: nothing to install, and the leader may go on from it.
     if (alreadyHeld(node, request.lastLogIndex)) {
       return { accept: false, response: { ...response, success: true } }
