@@ -24,7 +24,7 @@ import type {
 } from "../RaftError.js"
 import type { Commitment } from "./commitment.js"
 import type { Future } from "./future.js"
-import type { ApplyTrace } from "./tracing.js"
+import type { ApplyTrace } from "./traceState.js"
 import type { ApplyResult } from "./types.js"
 
 /** An apply waits in the run loop's mailbox. */

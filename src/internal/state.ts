@@ -38,7 +38,7 @@ import type { Bugs } from "./bugs.js"
 import type { Event, FsmItem } from "./events.js"
 import { Future } from "./future.js"
 import type { ApplyFuture, LeaderState, LeaderWrite, ReadBatch } from "./leaderState.js"
-import type { Tracing } from "./tracing.js"
+import type { Tracing } from "./traceState.js"
 import type { Observation, RaftState } from "./types.js"
 
 /** The dependencies of a node. */

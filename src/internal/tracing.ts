@@ -25,21 +25,9 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
 import type { NodeState } from "./state.js"
+import type { Tracing } from "./traceState.js"
 
-/** How a node traces; undefined on a node that does not. */
-export interface Tracing {
-  readonly tracer: Tracer.Tracer
-  /** The fraction of applies traced (`RaftConfig.traceSampleRate`). */
-  readonly rate: number
-  /** Sampling by credit: each apply adds `rate`, one whole credit buys a trace (deterministic, no `Random`). */
-  credit: number
-}
-
-/** A sampled apply's spans: its own, and its batch's commit span while it waits for the commit. */
-export interface ApplyTrace {
-  readonly span: Tracer.Span
-  commit: Tracer.Span | undefined
-}
+export type { ApplyTrace, Tracing } from "./traceState.js"
 
 /** Attributes every span of a node carries. */
 export const NODE = "raft.node"
