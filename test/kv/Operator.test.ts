@@ -10,8 +10,15 @@ describe("kv operator endpoints", () => {
       const leader = yield* cluster.leader
       const scraped = yield* Effect.promise(async () => {
         for (let i = 0; i < 5; i++) await request(leader.http, "PUT", `/kv/k${i}`, { value: "v" }, "follow")
-        const response = await fetch(`http://${leader.http}/metrics`)
-        return { status: response.status, type: response.headers.get("content-type"), text: await response.text() }
+        // The last-contact gauge is sampled at the leader's lease checks: scrape until one has happened (5 s at most).
+        for (let attempt = 0;; attempt++) {
+          const response = await fetch(`http://${leader.http}/metrics`)
+          const text = await response.text()
+          if (attempt === 50 || text.includes("raft_leader_last_contact_millis")) {
+            return { status: response.status, type: response.headers.get("content-type"), text }
+          }
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
       })
       yield* cluster.close
       assert.strictEqual(scraped.status, 200)
