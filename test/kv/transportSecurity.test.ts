@@ -119,11 +119,13 @@ describe("kv transport security", () => {
       assert.isDefined(leader, "no leader")
       const follower = cluster.nodes.find((node) => node !== leader)!
       let before: any
-      for (let i = 0; i < 100; i++) {
-        before = (await getJson(follower.http, "/status")).body
-        if (before.appliedIndex >= index && before.lastIndex === before.appliedIndex) break
+      // On a busy machine the follower's HTTP server may still be starting: a refused connection means "not yet".
+      for (let i = 0; i < 400; i++) {
+        before = (await getJson(follower.http, "/status").catch(() => undefined))?.body
+        if (before !== undefined && before.appliedIndex >= index && before.lastIndex === before.appliedIndex) break
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
+      assert.isDefined(before, `follower ${follower.id} never answered /status`)
       // What a script that knows the follower's state would send: the next entry, committed at once.
       const forged = Codec.concat(Codec.encodeRequest(1, {
         _tag: "AppendEntriesRequest",
@@ -152,8 +154,8 @@ describe("kv transport security", () => {
       await put(https, "after", "2")
       let after: { status: number; body: any } | undefined
       for (let i = 0; i < 100; i++) {
-        after = await getJson(follower.http, "/kv/after?stale=true")
-        if (after.status === 200) break
+        after = await getJson(follower.http, "/kv/after?stale=true").catch(() => undefined)
+        if (after?.status === 200) break
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
       assert.strictEqual(after!.status, 200)
