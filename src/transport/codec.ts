@@ -16,9 +16,12 @@
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { Packr, Unpackr } from "msgpackr"
-import type { Log, LogType } from "../Log.js"
+import type { LogType } from "../Log.js"
 import { CodecError } from "../RaftError.js"
 import * as Rpc from "../Rpc.js"
+import { appendEntriesFromWire, appendEntriesResponseFromWire } from "./appendEntriesWire.js"
+
+export { appendEntriesFromWire, appendEntriesResponseFromWire, logsFromWire } from "./appendEntriesWire.js"
 
 /** The protocol version this codec speaks; a frame of any other version closes the connection. */
 export const VERSION: number = 1
@@ -85,7 +88,6 @@ export type ErrorCode = "shutdown" | "no-handler" | "cluster"
 const packr = new Packr({ useRecords: false, variableMapSize: true })
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
 
-const logTypes: ReadonlyArray<LogType> = ["Command", "Noop", "Barrier", "Configuration"]
 const logTypeCode = (type: LogType): number =>
   type === "Command" ? 0 : type === "Noop" ? 1 : type === "Barrier" ? 2 : 3
 
@@ -443,110 +445,6 @@ const schemaError = (peer: string, type: number, error: unknown): CodecError =>
       error instanceof Error ? error.message.split("\n").slice(0, 6).join(" ") : "invalid"
     }`
   })
-
-const isNonNegativeInt = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
-
-/**
- * Log entries arrive as tuples `[index, term, typeCode, data]`. This check accepts exactly what the `Log` schema
- * accepts (a property test compares the two on arbitrary input); it runs per entry, where a Schema decode cost
- * about four microseconds, a tenth of a node's CPU at 64 clients.
- */
-export const logsFromWire = (entries: unknown): Array<Log> | string => {
-  if (!Array.isArray(entries)) return "entries is not an array"
-  const out = new Array<Log>(entries.length)
-  for (let i = 0; i < entries.length; i++) {
-    const e: unknown = entries[i]
-    if (!Array.isArray(e) || e.length !== 4) return `entry ${i} is not a 4-tuple`
-    const [index, term, code, data] = e as [unknown, unknown, unknown, unknown]
-    if (!isNonNegativeInt(index) || !isNonNegativeInt(term)) return `entry ${i}: index and term must be non-negative integers`
-    if (typeof code !== "number" || !(code === 0 || code === 1 || code === 2 || code === 3)) return `entry ${i}: unknown type`
-    if (!(data instanceof Uint8Array)) return `entry ${i}: data is not bytes`
-    out[i] = { index, term, type: logTypes[code]!, data }
-  }
-  return out
-}
-
-/**
- * Whether `body` holds exactly `keys` (and perhaps a `_tag`, which the decoder overwrites), each passing its check:
- * what the Rpc schema of a flat struct accepts with excess properties refused. The two frames every apply crosses
- * (AppendEntries and its response) are checked this way, where the schema decode allocated a fifth of a node's
- * garbage at one client; property tests compare each check with its schema on arbitrary input.
- */
-const hasExactly = (
-  body: Record<string, unknown>,
-  checks: Readonly<Record<string, (u: unknown) => boolean>>,
-  count: number
-): boolean => {
-  let seen = 0
-  for (const key of Object.keys(body)) {
-    if (key === "_tag") continue
-    const check = Object.hasOwn(checks, key) ? checks[key] : undefined
-    if (check === undefined || !check(body[key])) return false
-    seen++
-  }
-  return seen === count
-}
-
-const isString = (u: unknown): u is string => typeof u === "string"
-const isBoolean = (u: unknown): u is boolean => typeof u === "boolean"
-
-/** What `Rpc.TraceParent` accepts: a string of at most 128 UTF-16 code units. */
-const isTraceParent = (u: unknown): u is string => typeof u === "string" && u.length <= 128
-
-const appendEntriesChecks = {
-  term: isNonNegativeInt,
-  leaderId: isString,
-  leaderAddress: isString,
-  prevLogIndex: isNonNegativeInt,
-  prevLogTerm: isNonNegativeInt,
-  entries: Array.isArray,
-  leaderCommitIndex: isNonNegativeInt,
-  traceparent: isTraceParent,
-  clusterId: isString
-}
-
-/** The AppendEntries envelope (its entries checked by `logsFromWire`), or why it is not one. */
-export const appendEntriesFromWire = (body: Record<string, unknown>): Rpc.AppendEntriesRequest | string => {
-  const entries = logsFromWire(body.entries)
-  if (typeof entries === "string") return entries
-  // Seven fields, and the optional trace context and cluster id.
-  const traced = Object.hasOwn(body, "traceparent")
-  const clusterId = body.clusterId
-  if (!hasExactly(body, appendEntriesChecks, 7 + (traced ? 1 : 0) + (clusterId === undefined ? 0 : 1))) {
-    return "not an AppendEntries request"
-  }
-  const request: Rpc.AppendEntriesRequest = {
-    _tag: "AppendEntriesRequest",
-    term: body.term as number,
-    leaderId: body.leaderId as string,
-    leaderAddress: body.leaderAddress as string,
-    prevLogIndex: body.prevLogIndex as number,
-    prevLogTerm: body.prevLogTerm as number,
-    entries,
-    leaderCommitIndex: body.leaderCommitIndex as number
-  }
-  const withTrace = traced ? { ...request, traceparent: body.traceparent as string } : request
-  return clusterId === undefined ? withTrace : { ...withTrace, clusterId: clusterId as string }
-}
-
-const appendEntriesResponseChecks = {
-  term: isNonNegativeInt,
-  lastLog: isNonNegativeInt,
-  success: isBoolean,
-  noRetryBackoff: isBoolean
-}
-
-/** The AppendEntries response, or why it is not one. */
-export const appendEntriesResponseFromWire = (body: Record<string, unknown>): Rpc.AppendEntriesResponse | string =>
-  hasExactly(body, appendEntriesResponseChecks, 4)
-    ? {
-      _tag: "AppendEntriesResponse",
-      term: body.term as number,
-      lastLog: body.lastLog as number,
-      success: body.success as boolean,
-      noRetryBackoff: body.noRetryBackoff as boolean
-    }
-    : "not an AppendEntries response"
 
 /** A frame whose body is checked by hand (`check` returns why not, as a string), as a message. */
 const checked = <A>(
