@@ -71,7 +71,8 @@ const appendEntriesChecks = {
   entries: Array.isArray,
   leaderCommitIndex: isNonNegativeInt,
   traceparent: isTraceParent,
-  clusterId: isString
+  // `Schema.optional`: a key present with `undefined` is accepted, and kept.
+  clusterId: (u: unknown) => u === undefined || isString(u)
 }
 
 /** The AppendEntries envelope (its entries checked by `logsFromWire`), or why it is not one. */
@@ -80,8 +81,8 @@ export const appendEntriesFromWire = (body: Record<string, unknown>): Rpc.Append
   if (typeof entries === "string") return entries
   // Seven fields, and the optional trace context and cluster id.
   const traced = Object.hasOwn(body, "traceparent")
-  const clusterId = body.clusterId
-  if (!hasExactly(body, appendEntriesChecks, 7 + (traced ? 1 : 0) + (clusterId === undefined ? 0 : 1))) {
+  const hasCluster = Object.hasOwn(body, "clusterId")
+  if (!hasExactly(body, appendEntriesChecks, 7 + (traced ? 1 : 0) + (hasCluster ? 1 : 0))) {
     return "not an AppendEntries request"
   }
   // One object per request, the optional fields set only when present (an absent field stays absent).
@@ -96,7 +97,7 @@ export const appendEntriesFromWire = (body: Record<string, unknown>): Rpc.Append
     leaderCommitIndex: body.leaderCommitIndex as number
   }
   if (traced) request.traceparent = body.traceparent as string
-  if (clusterId !== undefined) request.clusterId = clusterId as string
+  if (hasCluster) request.clusterId = body.clusterId as string | undefined
   return request
 }
 

@@ -314,7 +314,7 @@ describe("codec", () => {
       prevLogTerm: field(FastCheck.nat()),
       entries: field(entries),
       leaderCommitIndex: field(FastCheck.nat())
-    }, { traceparent: field(FastCheck.string({ maxLength: 130 })) })
+    }, { traceparent: field(FastCheck.string({ maxLength: 130 })), clusterId: field(FastCheck.option(FastCheck.string(), { nil: undefined })) })
     agree(arbitrary, Codec.appendEntriesFromWire, (input) => {
       const logs = Codec.logsFromWire(input.entries)
       return typeof logs === "string"
