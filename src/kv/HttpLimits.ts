@@ -166,11 +166,13 @@ export const createServer = (limits: Limits = defaults) => (): http.Server => {
     requestTimeout: limits.requestTimeoutMillis,
     headersTimeout: Math.min(limits.requestTimeoutMillis, 10_000)
   })
+  // Node's idle timeout for every socket of the server (no timer of ours): with no "timeout" listener, a socket
+  // silent this long is destroyed, so a client that neither sends nor closes after a refusal is let go. Requests
+  // are answered well within it (writes and reads time out after 5 s).
+  server.timeout = limits.requestTimeoutMillis
   server.on("clientError", (error: Error & { readonly code?: string }, socket: net.Socket) => {
     if (error.code === "ECONNRESET" || !socket.writable) return void socket.destroy()
     socket.end(clientErrorAnswer(error, limits))
-    // The socket's own idle timeout (not a timer of ours): a client that neither sends nor closes is let go.
-    socket.setTimeout(limits.requestTimeoutMillis, () => socket.destroy())
     socket.on("end", () => socket.destroy())
     socket.resume()
   })
