@@ -47,6 +47,7 @@ import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { parseArgs } from "node:util"
 import { type ProcessCluster, type ProcessNode, startProcessCluster } from "../test/kv/processes.js"
+import { etcdErrorCause, etcdPut, etcdRange, etcdStatus, etcdVersion, startEtcdCluster } from "./etcd.js"
 import { readVersion } from "./version.js"
 
 const { values: argv } = parseArgs({
@@ -59,11 +60,14 @@ const { values: argv } = parseArgs({
     deadline: { type: "string", default: "600" },
     label: { type: "string" },
     get: { type: "string" },
+    etcd: { type: "boolean", default: false },
     "node-entry": { type: "string" }
   }
 })
 
 const conc = Math.max(1, Number(argv.conc))
+/** The anchor instead of our service: a 3-member etcd (`etcd.ts`), driven by the same clients. */
+const etcd = argv.etcd
 const fast = argv.fast
 // As the anchor's bolt mode: 20,000 PUTs at 64 clients, 2,000 with one, 500 with one and fast timers.
 const ops = Math.max(1, argv.ops !== undefined ? Number(argv.ops) : conc > 1 ? 20_000 : fast ? 500 : 2_000)
@@ -86,10 +90,12 @@ const cdfQuantiles: ReadonlyArray<number> = Array.from({ length: 61 }, (_, k) =>
 // ---------------------------------------------------------------- result
 
 const result: Record<string, unknown> = {
-  impl: "effect-raft/kv",
-  impl_version: `effect-raft ${readVersion()} key-value service (node ${process.version})`,
-  scenario: `kv/n3/c${conc}/s${SIZE}${label === "" ? "" : `/${label}`}`,
-  mode: "kv",
+  impl: etcd ? "etcd" : "effect-raft/kv",
+  impl_version: etcd
+    ? `${etcdVersion() ?? "etcd (not on PATH)"}, 3 members, default settings`
+    : `effect-raft ${readVersion()} key-value service (node ${process.version})`,
+  scenario: `${etcd ? "etcd" : "kv"}/n3/c${conc}/s${SIZE}${label === "" ? "" : `/${label}`}`,
+  mode: etcd ? "etcd" : "kv",
   op: get === undefined ? "put" : "get",
   read_target: get ?? null,
   nodes: 3,
@@ -115,6 +121,7 @@ const result: Record<string, unknown> = {
   warmup_error_causes: {},
   redirects: 0,
   cpu_us_per_op: null,
+  server_cpu_us_per_op: null,
   leader_cpu_us_per_op: null,
   client_cpu_us_per_op: null,
   bg_cpu_cores: null,
@@ -125,10 +132,12 @@ const result: Record<string, unknown> = {
   failover_elect_ms: null,
   failover_commit_ms: null,
   peak_rss_mib: null,
-  heartbeat_timeout_ms: fast ? 100 : 1000,
+  peak_rss_per_node_mib: null,
+  // etcd's defaults: a heartbeat every 100 ms, an election after 1 s without one.
+  heartbeat_timeout_ms: etcd ? 100 : fast ? 100 : 1000,
   election_timeout_ms: fast ? 100 : 1000,
-  leader_lease_ms: fast ? 50 : 500,
-  commit_timeout_ms: fast ? 5 : 50,
+  leader_lease_ms: etcd ? null : fast ? 50 : 500,
+  commit_timeout_ms: etcd ? null : fast ? 5 : 50,
   durable: true,
   node_version: process.version,
   num_cpu: os.cpus().length,
@@ -195,23 +204,23 @@ interface Status {
 const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
 
 const status = (node: ProcessNode): Promise<Status | undefined> =>
-  fetch(`http://${node.http}/status`, { signal: AbortSignal.timeout(2000) })
+  etcd ? etcdStatus(node.http) : fetch(`http://${node.http}/status`, { signal: AbortSignal.timeout(2000) })
     .then((response) => response.ok ? response.json() as Promise<Status> : undefined)
     .catch(() => undefined)
 
 /** Keep-alive connections, as many as there are clients (node:http costs the client less CPU than fetch). */
 const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY })
 
-/** One HTTP PUT with a JSON body: status, `Location` and body, or the socket's error. */
-const httpPut = (address: string, key: string, body: string) =>
+/** One HTTP request with a JSON body: status, `Location` and body, or the socket's error. */
+const httpSend = (address: string, method: string, requestPath: string, body: string) =>
   new Promise<{ readonly status: number; readonly location: string | undefined; readonly body: string }>(
     (resolve, reject) => {
       const [host, port] = [address.slice(0, address.lastIndexOf(":")), Number(address.slice(address.lastIndexOf(":") + 1))]
       const request = http.request({
         host,
         port,
-        method: "PUT",
-        path: `/kv/${key}`,
+        method,
+        path: requestPath,
         agent,
         headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
         timeout: 30_000
@@ -269,14 +278,16 @@ class Client {
   async put(key: string): Promise<Outcome> {
     let target = this.leader
     for (let hop = 0; hop < 4; hop++) {
-      let response: Awaited<ReturnType<typeof httpPut>>
+      let response: Awaited<ReturnType<typeof httpSend>>
       try {
-        response = await httpPut(target, key, BODY)
+        const request = etcd ? etcdPut(key, VALUE) : { path: `/kv/${key}`, body: BODY }
+        response = await httpSend(target, etcd ? "POST" : "PUT", request.path, request.body)
       } catch (error) {
         return { ok: false, cause: `socket: ${(error as { code?: string }).code ?? (error as Error).message}` }
       }
       const { body, location } = response
       if (response.status === 200) return { ok: true }
+      if (etcd) return { ok: false, cause: `${response.status} ${etcdErrorCause(body)}` }
       if (response.status === 307 && location !== undefined) {
         target = new URL(location).host
         this.leader = target
@@ -300,11 +311,12 @@ class Client {
   async get(address: string, key: string): Promise<Outcome> {
     let response: Awaited<ReturnType<typeof httpGet>>
     try {
-      response = await httpGet(address, key)
+      response = etcd ? await httpSend(address, "POST", etcdRange(key).path, etcdRange(key).body) : await httpGet(address, key)
     } catch (error) {
       return { ok: false, cause: `socket: ${(error as { code?: string }).code ?? (error as Error).message}` }
     }
     if (response.status === 200) return { ok: true }
+    if (etcd) return { ok: false, cause: `${response.status} ${etcdErrorCause(response.body)}` }
     let tag = "?"
     try {
       const error = JSON.parse(response.body) as { _tag?: string; reason?: string }
@@ -453,6 +465,7 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
   result.redirects = client.redirects
   result.cpu_us_per_op = (nodeTicks * (1e6 / CLK_TCK) + clientUs) / ops
   result.client_cpu_us_per_op = clientUs / ops
+  result.server_cpu_us_per_op = nodeTicks * (1e6 / CLK_TCK) / ops
   result.leader_cpu_us_per_op = leaderTicks * (1e6 / CLK_TCK) / ops
   result.bg_cpu_cores = otherTicks / CLK_TCK / elapsedS
   if (machine1.total > machine0.total) {
@@ -482,7 +495,9 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
   }
   result.followers_caught_up_ms = performance.now() - tc
   result.fsm_check_ok = caughtUp
-  result.peak_rss_mib = cluster.nodes.reduce((sum, node) => sum + peakRssMib(node.child?.pid), 0)
+  const peakRss = cluster.nodes.reduce((sum, node) => sum + peakRssMib(node.child?.pid), 0)
+  result.peak_rss_mib = peakRss
+  result.peak_rss_per_node_mib = peakRss / cluster.nodes.length
 
   if (argv.failover === "false" || get !== undefined) return
   const current = cluster.nodes.find((node) => node.http === client.leader) ?? leader
@@ -508,11 +523,15 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
 let running: ProcessCluster | undefined
 
 const main = async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kv-bench-"))
+  if (etcd && (fast || etcdVersion() === undefined)) {
+    result.error = fast ? "--etcd runs with etcd's default timers only (no --fast)" : "no etcd on PATH"
+    return emit()
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), etcd ? "etcd-bench-" : "kv-bench-"))
   const t0 = performance.now()
   const entry = argv["node-entry"]
   // Plaintext Raft transport, as etcd's peers speak by default: the figures compare like with like.
-  const cluster = await startProcessCluster({ dir, nodes: 3, fast, tls: false, ...(entry === undefined ? {} : { command: [entry] }) })
+  const cluster = etcd ? await startEtcdCluster({ dir }) : await startProcessCluster({ dir, nodes: 3, fast, tls: false, ...(entry === undefined ? {} : { command: [entry] }) })
   running = cluster
   let failed = false
   try {

@@ -1,0 +1,150 @@
+/**
+ * etcd as the key-value anchor of `npm run bench:kv -- --etcd`: a 3-member etcd
+ * cluster on loopback, started from the `etcd` on PATH (Debian's
+ * `etcd-server`, 3.4), with default settings (100 ms heartbeat, 1 s election,
+ * fsync on), its data in a temporary directory, and the requests of its JSON
+ * gateway (`/v3/kv/put`, `/v3/kv/range`, `/v3/maintenance/status`: keys and
+ * values in base64, 64-bit integers as strings). `kv.ts --etcd` drives it with
+ * the same HTTP clients as the `kv/` rows.
+ *
+ * The cluster has the shape of `test/kv/processes.ts`'s, so the scenario can
+ * kill, poll and stop either: `raft` is a member's peer URL's address, `http`
+ * its client URL's.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { createWriteStream, mkdirSync } from "node:fs"
+import { join } from "node:path"
+import { freePort } from "../test/kv/cluster.js"
+import type { ProcessCluster, ProcessNode } from "../test/kv/processes.js"
+
+/** `etcd --version`'s first line ("etcd Version: 3.4.23"), or undefined when no `etcd` is on PATH. */
+export const etcdVersion = (): string | undefined => {
+  const probe = spawnSync("etcd", ["--version"], { encoding: "utf8" })
+  if (probe.error !== undefined || probe.status !== 0) return undefined
+  return probe.stdout.split("\n", 1)[0]?.trim()
+}
+
+/** Starts `nodes` etcd members on loopback, each with its data directory `<dir>/<id>` and its log `<dir>/<id>.log`. */
+export const startEtcdCluster = async (options: { readonly dir: string; readonly nodes?: number }): Promise<ProcessCluster> => {
+  const n = options.nodes ?? 3
+  const nodes: Array<ProcessNode> = []
+  for (let i = 0; i < n; i++) {
+    const id = `e${i + 1}`
+    nodes.push({
+      id,
+      raft: `127.0.0.1:${await freePort()}`,
+      http: `127.0.0.1:${await freePort()}`,
+      dir: join(options.dir, id),
+      child: undefined,
+      exited: undefined
+    })
+  }
+  const initialCluster = nodes.map((node) => `${node.id}=http://${node.raft}`).join(",")
+  const token = `bench-${process.pid}-${Date.now()}`
+  const argumentsOf = (node: ProcessNode, bootstrap = true): ReadonlyArray<string> => [
+    "--name", node.id,
+    "--data-dir", node.dir,
+    "--listen-client-urls", `http://${node.http}`,
+    "--advertise-client-urls", `http://${node.http}`,
+    "--listen-peer-urls", `http://${node.raft}`,
+    "--initial-advertise-peer-urls", `http://${node.raft}`,
+    "--initial-cluster", initialCluster,
+    "--initial-cluster-token", token,
+    "--initial-cluster-state", bootstrap ? "new" : "existing",
+    "--logger", "zap",
+    "--log-outputs", "stderr"
+  ]
+  const start = (node: ProcessNode, startOptions?: { readonly args?: ReadonlyArray<string> }) => {
+    mkdirSync(options.dir, { recursive: true })
+    const child: ChildProcess = spawn("etcd", [...(startOptions?.args ?? argumentsOf(node))], { stdio: ["ignore", "pipe", "pipe"] })
+    node.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
+    const log = createWriteStream(join(options.dir, `${node.id}.log`), { flags: "a" })
+    child.stdout?.pipe(log)
+    child.stderr?.pipe(log)
+    node.child = child
+    child.once("exit", () => {
+      if (node.child === child) node.child = undefined
+    })
+  }
+  const kill = (node: ProcessNode, signal: NodeJS.Signals = "SIGKILL") =>
+    new Promise<void>((resolve) => {
+      const child = node.child
+      if (child === undefined || child.exitCode !== null) {
+        node.child = undefined
+        return resolve()
+      }
+      child.once("exit", () => resolve())
+      child.kill(signal)
+    })
+  const alive = (node: ProcessNode) => node.child !== undefined
+  const leader = async (timeoutMillis = 60_000) => {
+    const deadline = Date.now() + timeoutMillis
+    while (Date.now() < deadline) {
+      for (const node of nodes) {
+        if (alive(node) && (await etcdStatus(node.http))?.state === "Leader") return node
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    return undefined
+  }
+  const stop = async () => {
+    await Promise.all(nodes.map(async (node) => {
+      const child = node.child
+      if (child === undefined) return
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+      child.kill("SIGTERM")
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000)
+      await exited
+      clearTimeout(timer)
+    }))
+  }
+  for (const node of nodes) start(node)
+  return { nodes, arguments: argumentsOf, start, kill, alive, leader, stop }
+}
+
+/** A member's view, in the terms of the kv service's `/status`: its role, term and applied index. */
+export const etcdStatus = (address: string) =>
+  fetch(`http://${address}/v3/maintenance/status`, { method: "POST", body: "{}", signal: AbortSignal.timeout(2000) })
+    .then((response) => response.ok ? response.json() as Promise<EtcdStatusResponse> : undefined)
+    .then((status) =>
+      status === undefined ? undefined : {
+        id: status.header?.member_id ?? "?",
+        state: status.leader !== undefined && status.leader === status.header?.member_id ? "Leader" : "Follower",
+        term: Number(status.raftTerm ?? 0),
+        commitIndex: Number(status.raftIndex ?? 0),
+        appliedIndex: Number(status.raftAppliedIndex ?? status.raftIndex ?? 0)
+      }
+    )
+    .catch(() => undefined)
+
+interface EtcdStatusResponse {
+  readonly header?: { readonly member_id?: string }
+  readonly leader?: string
+  readonly raftTerm?: string
+  readonly raftIndex?: string
+  readonly raftAppliedIndex?: string
+}
+
+const base64 = (text: string) => Buffer.from(text, "utf8").toString("base64")
+
+/** The gateway's request for a PUT of `value` at `key`: path and JSON body. */
+export const etcdPut = (key: string, value: string) => ({
+  path: "/v3/kv/put",
+  body: JSON.stringify({ key: base64(key), value: base64(value) })
+})
+
+/** The gateway's request for a linearizable GET of `key` (a range of one key; `serializable` is false by default). */
+export const etcdRange = (key: string) => ({
+  path: "/v3/kv/range",
+  body: JSON.stringify({ key: base64(key) })
+})
+
+/** The cause named by an etcd error body (`{"error": "etcdserver: leader changed", "code": 14}`). */
+export const etcdErrorCause = (body: string): string => {
+  try {
+    const error = JSON.parse(body) as { error?: string; message?: string; code?: number }
+    return `${error.code ?? "?"} ${error.error ?? error.message ?? "?"}`
+  } catch {
+    return body.slice(0, 60)
+  }
+}
