@@ -7,6 +7,9 @@
  *   node --import tsx benchmarks/kv.ts --conc 64|1 [--ops N] [--fast] [--failover false] [--deadline 600]
  *     [--get leader|follower]
  *     [--node-entry <bundle of src/kv/main.ts>]   (default: the sources through tsx)
+ *     [--node-cpu-prof <dir>]   (each node runs under `node --cpu-prof`, its profile written to <dir> when it stops;
+ *                                with --failover false, so that no node is killed before it writes it)
+ *     [--etcd]                  (a 3-member etcd from PATH instead of our nodes: `etcd.ts`; no --fast)
  *
  * 1. Three `kv node` processes on loopback (TCP transport, LMDB log and stable
  *    store, file snapshots: durable, as the anchor's `bolt` mode), default
@@ -61,7 +64,8 @@ const { values: argv } = parseArgs({
     label: { type: "string" },
     get: { type: "string" },
     etcd: { type: "boolean", default: false },
-    "node-entry": { type: "string" }
+    "node-entry": { type: "string" },
+    "node-cpu-prof": { type: "string" }
   }
 })
 
@@ -530,8 +534,13 @@ const main = async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), etcd ? "etcd-bench-" : "kv-bench-"))
   const t0 = performance.now()
   const entry = argv["node-entry"]
+  const profileDir = argv["node-cpu-prof"]
+  const profile = profileDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", path.resolve(profileDir)]
+  const command = entry === undefined
+    ? [...profile, "--import", "tsx", path.join(import.meta.dirname, "..", "src", "kv", "main.ts")]
+    : [...profile, entry]
   // Plaintext Raft transport, as etcd's peers speak by default: the figures compare like with like.
-  const cluster = etcd ? await startEtcdCluster({ dir }) : await startProcessCluster({ dir, nodes: 3, fast, tls: false, ...(entry === undefined ? {} : { command: [entry] }) })
+  const cluster = etcd ? await startEtcdCluster({ dir }) : await startProcessCluster({ dir, nodes: 3, fast, tls: false, command })
   running = cluster
   let failed = false
   try {
