@@ -441,8 +441,13 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
   const machine0 = machineTicks()
   const cpu0 = process.cpuUsage()
   const started = performance.now()
+  const monotonic0 = process.hrtime.bigint() / 1000n
   const measured = await load(client, ops, get === undefined ? "k" : "w", operation)
   const elapsedS = (performance.now() - started) / 1000
+  if (argv["node-cpu-prof"] !== undefined) {
+    // The measured phase on the monotonic clock of the profiles' timestamps (µs), to cut start-up and warm-up out.
+    process.stderr.write(`measured phase, monotonic µs: ${monotonic0} ${process.hrtime.bigint() / 1000n}\n`)
+  }
   const cpu1 = process.cpuUsage(cpu0)
   const machine1 = machineTicks()
   const ticks1 = processTicks()
