@@ -7,7 +7,8 @@
  *   node --import tsx benchmarks/kv.ts --conc 64|1 [--ops N] [--fast] [--failover false] [--deadline 600]
  *     [--get leader|follower]
  *     [--node-entry <bundle of src/kv/main.ts>]   (default: the sources through tsx)
- *     [--node-cpu-prof <dir>]   (each node runs under `node --cpu-prof`, its profile written to <dir> when it stops;
+ *     [--node-cpu-prof <dir>]   (each node runs under `node --cpu-prof`, its profile written to <dir> when it stops,
+ *                                and the shares of each node's busy time in the measured phase printed to stderr;
  *                                with --failover false, so that no node is killed before it writes it)
  *     [--etcd]                  (a 3-member etcd from PATH instead of our nodes: `etcd.ts`; no --fast)
  *
@@ -36,6 +37,14 @@
  * no failover phase, and `leader_cpu_us_per_op` is the leader process's CPU
  * per read (a follower's reads cost the leader its ReadIndex requests and
  * heartbeat rounds).
+ *
+ * With `--etcd`, the same scenario runs against a 3-member etcd (the `etcd` on
+ * PATH, default settings, fsync on; `etcd.ts`) through its JSON gateway: a PUT
+ * is `POST /v3/kv/put` to the leader, a GET a linearizable `POST /v3/kv/range`
+ * (etcd's default), the leader found and failover timed through
+ * `/v3/maintenance/status`. The row has the same keys, `impl` "etcd" and a
+ * scenario named `etcd/...`. `server_cpu_us_per_op` (the three servers, no
+ * client) and `peak_rss_per_node_mib` are the figures the issues compare.
  *
  * What differs from the anchor: every operation is an HTTP request with a JSON
  * body to another process (the anchor calls `Apply` in-process), the nodes are
@@ -444,10 +453,9 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
   const monotonic0 = process.hrtime.bigint() / 1000n
   const measured = await load(client, ops, get === undefined ? "k" : "w", operation)
   const elapsedS = (performance.now() - started) / 1000
-  if (argv["node-cpu-prof"] !== undefined) {
-    // The measured phase on the monotonic clock of the profiles' timestamps (µs), to cut start-up and warm-up out.
-    process.stderr.write(`measured phase, monotonic µs: ${monotonic0} ${process.hrtime.bigint() / 1000n}\n`)
-  }
+  // The measured phase on the monotonic clock of the profiles' timestamps (µs), to cut start-up and warm-up out.
+  measuredWindow = [Number(monotonic0), Number(process.hrtime.bigint() / 1000n)]
+  measuredLeaderPid = leaderNow.child?.pid
   const cpu1 = process.cpuUsage(cpu0)
   const machine1 = machineTicks()
   const ticks1 = processTicks()
@@ -557,7 +565,77 @@ const main = async () => {
     await cluster.stop()
   }
   if (!failed) fs.rmSync(dir, { recursive: true, force: true })
+  if (profileDir !== undefined) summarizeProfiles(path.resolve(profileDir))
   emit()
+}
+
+// ---------------------------------------------------------------- --node-cpu-prof
+
+let measuredWindow: readonly [number, number] | undefined
+let measuredLeaderPid: number | undefined
+
+/** Where a sample's own time is counted, by the script (or native function) it ran in. */
+const profileCategory = (url: string, name: string): string => {
+  if (name === "(garbage collector)") return "GC"
+  if (name === "(program)") return "native code outside JS (program)"
+  if (name === "writev" || name === "writeUtf8String" || name === "writeBuffer") return "socket writes (writev, write)"
+  if (url.includes("/lmdb/")) return "LMDB (lmdb-js)"
+  if (url.includes("/msgpackr/")) return "msgpackr (Raft wire codec)"
+  if (url.includes("@opentelemetry") || /\/effect\/dist\/esm\/(internal\/)?(metric|Metric|tracer|Tracer)/.test(url)) {
+    return "metrics and tracing"
+  }
+  if (/\/effect\/dist\/esm\/(internal\/)?(logger|Logger)/.test(url)) return "logging"
+  if (/\/effect\/dist\/esm\/(internal\/schema|Schema|ParseResult)/.test(url)) return "effect/Schema (decode, encode)"
+  if (url.includes("@effect/platform")) return "@effect/platform (HttpApi, router, server glue)"
+  if (url.includes("/node_modules/effect/")) return "Effect runtime (fibers, context, FiberRefs)"
+  if (url.includes("/internal/") && !url.includes("node_modules")) return "Raft engine (src/internal)"
+  if (url.includes("/kv/") && !url.includes("node_modules")) return "kv service (src/kv)"
+  if (/_http_|node:http/.test(url) || name === "HTTPParser") return "Node HTTP (llhttp, server)"
+  if (/node:(net|stream|internal\/streams)/.test(url)) return "Node net and streams"
+  if (url.startsWith("node:")) return "Node, other"
+  if (url === "") return "V8 builtins (JSON, strings, ...)"
+  return url.includes("node_modules") ? "other packages" : "effect-raft, other (Raft.ts, TCP, LMDB store)"
+}
+
+/**
+ * Prints to stderr, for each node's profile, the share of its busy time (idle left out) in the measured phase by
+ * category (self time: the runtime's share is not attributed to whoever scheduled the work). Run the nodes from
+ * `dist/` (`--node-entry dist/kv/main.js` after `npm run build`): a bundle puts every module in one script.
+ */
+const summarizeProfiles = (dir: string) => {
+  const [from, to] = measuredWindow ?? [0, Number.POSITIVE_INFINITY]
+  for (const file of fs.readdirSync(dir).filter((name) => name.endsWith(".cpuprofile"))) {
+    const pid = Number(file.split(".")[3])
+    interface ProfileNode {
+      readonly id: number
+      readonly callFrame: { readonly url: string; readonly functionName: string }
+    }
+    const profile = JSON.parse(fs.readFileSync(path.join(dir, file), "utf8")) as {
+      nodes: Array<ProfileNode>
+      startTime: number
+      samples: Array<number>
+      timeDeltas: Array<number>
+    }
+    const byId = new Map(profile.nodes.map((node) => [node.id, node]))
+    const shares = new Map<string, number>()
+    let busy = 0
+    let t = profile.startTime
+    profile.samples.forEach((id, i) => {
+      t += profile.timeDeltas[i] ?? 0
+      const frame = byId.get(id)?.callFrame
+      if (t < from || t > to || frame === undefined || frame.functionName === "(idle)") return
+      const category = profileCategory(frame.url, frame.functionName)
+      shares.set(category, (shares.get(category) ?? 0) + (profile.timeDeltas[i] ?? 0))
+      busy += profile.timeDeltas[i] ?? 0
+    })
+    const lines = [...shares].sort((a, b) => b[1] - a[1]).map(([category, us]) =>
+      `  ${(100 * us / Math.max(1, busy)).toFixed(1).padStart(5)} %  ${category}`
+    )
+    process.stderr.write(
+      `${file}${pid === measuredLeaderPid ? " (the leader)" : ""}: ${(busy / 1e6).toFixed(2)} s busy in the measured ` +
+        `phase, ${(busy / ops).toFixed(0)} µs per operation\n${lines.join("\n")}\n`
+    )
+  }
 }
 
 // Watchdog: a stuck scenario still produces a JSON line, and its node processes end with it.
