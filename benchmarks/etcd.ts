@@ -28,12 +28,20 @@ export const etcdVersion = (): string | undefined => {
 export const startEtcdCluster = async (options: { readonly dir: string; readonly nodes?: number }): Promise<ProcessCluster> => {
   const n = options.nodes ?? 3
   const nodes: Array<ProcessNode> = []
+  // Six distinct ports: the system may hand out a port it just handed out, once its probe closed.
+  const taken = new Set<number>()
+  const port = async (): Promise<number> => {
+    for (;;) {
+      const candidate = await freePort()
+      if (!taken.has(candidate)) return taken.add(candidate), candidate
+    }
+  }
   for (let i = 0; i < n; i++) {
     const id = `e${i + 1}`
     nodes.push({
       id,
-      raft: `127.0.0.1:${await freePort()}`,
-      http: `127.0.0.1:${await freePort()}`,
+      raft: `127.0.0.1:${await port()}`,
+      http: `127.0.0.1:${await port()}`,
       dir: join(options.dir, id),
       child: undefined,
       exited: undefined
