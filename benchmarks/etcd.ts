@@ -33,7 +33,9 @@ export const startEtcdCluster = async (options: { readonly dir: string; readonly
   const port = async (): Promise<number> => {
     for (;;) {
       const candidate = await freePort()
-      if (!taken.has(candidate)) return taken.add(candidate), candidate
+      if (taken.has(candidate)) continue
+      taken.add(candidate)
+      return candidate
     }
   }
   for (let i = 0; i < n; i++) {
