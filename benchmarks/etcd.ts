@@ -11,11 +11,11 @@
  * kill, poll and stop either: `raft` is a member's peer URL's address, `http`
  * its client URL's.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process"
-import { createWriteStream, mkdirSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { freePort } from "../test/kv/cluster.js"
-import type { ProcessCluster, ProcessNode } from "../test/kv/processes.js"
+import { controls, type ProcessCluster, type ProcessNode, spawnLogged } from "../test/kv/processes.js"
 
 /** `etcd --version`'s first line ("etcd Version: 3.4.23"), or undefined when no `etcd` is on PATH. */
 export const etcdVersion = (): string | undefined => {
@@ -66,50 +66,11 @@ export const startEtcdCluster = async (options: { readonly dir: string; readonly
   ]
   const start = (node: ProcessNode, startOptions?: { readonly args?: ReadonlyArray<string> }) => {
     mkdirSync(options.dir, { recursive: true })
-    const child: ChildProcess = spawn("etcd", [...(startOptions?.args ?? argumentsOf(node))], { stdio: ["ignore", "pipe", "pipe"] })
-    node.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
-    const log = createWriteStream(join(options.dir, `${node.id}.log`), { flags: "a" })
-    child.stdout?.pipe(log)
-    child.stderr?.pipe(log)
-    node.child = child
-    child.once("exit", () => {
-      if (node.child === child) node.child = undefined
-    })
+    spawnLogged(node, options.dir, "etcd", startOptions?.args ?? argumentsOf(node))
   }
-  const kill = (node: ProcessNode, signal: NodeJS.Signals = "SIGKILL") =>
-    new Promise<void>((resolve) => {
-      const child = node.child
-      if (child === undefined || child.exitCode !== null) {
-        node.child = undefined
-        return resolve()
-      }
-      child.once("exit", () => resolve())
-      child.kill(signal)
-    })
-  const alive = (node: ProcessNode) => node.child !== undefined
-  const leader = async (timeoutMillis = 60_000) => {
-    const deadline = Date.now() + timeoutMillis
-    while (Date.now() < deadline) {
-      for (const node of nodes) {
-        if (alive(node) && (await etcdStatus(node.http))?.state === "Leader") return node
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-    return undefined
-  }
-  const stop = async () => {
-    await Promise.all(nodes.map(async (node) => {
-      const child = node.child
-      if (child === undefined) return
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
-      child.kill("SIGTERM")
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000)
-      await exited
-      clearTimeout(timer)
-    }))
-  }
+  const isLeader = async (node: ProcessNode) => (await etcdStatus(node.http))?.state === "Leader"
   for (const node of nodes) start(node)
-  return { nodes, arguments: argumentsOf, start, kill, alive, leader, stop }
+  return { nodes, arguments: argumentsOf, start, ...controls(nodes, isLeader) }
 }
 
 /** A member's view, in the terms of the kv service's `/status`: its role, term and applied index. */
