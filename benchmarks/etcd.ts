@@ -13,9 +13,7 @@
  */
 import { spawnSync } from "node:child_process"
 import { mkdirSync } from "node:fs"
-import { join } from "node:path"
-import { freePort } from "../test/kv/cluster.js"
-import { controls, type ProcessCluster, type ProcessNode, spawnLogged } from "../test/kv/processes.js"
+import { controls, makeNodes, type ProcessCluster, type ProcessNode, spawnLogged } from "../test/kv/processes.js"
 
 /** `etcd --version`'s first line ("etcd Version: 3.4.23"), or undefined when no `etcd` is on PATH. */
 export const etcdVersion = (): string | undefined => {
@@ -26,29 +24,7 @@ export const etcdVersion = (): string | undefined => {
 
 /** Starts `nodes` etcd members on loopback, each with its data directory `<dir>/<id>` and its log `<dir>/<id>.log`. */
 export const startEtcdCluster = async (options: { readonly dir: string; readonly nodes?: number }): Promise<ProcessCluster> => {
-  const n = options.nodes ?? 3
-  const nodes: Array<ProcessNode> = []
-  // Six distinct ports: the system may hand out a port it just handed out, once its probe closed.
-  const taken = new Set<number>()
-  const port = async (): Promise<number> => {
-    for (;;) {
-      const candidate = await freePort()
-      if (taken.has(candidate)) continue
-      taken.add(candidate)
-      return candidate
-    }
-  }
-  for (let i = 0; i < n; i++) {
-    const id = `e${i + 1}`
-    nodes.push({
-      id,
-      raft: `127.0.0.1:${await port()}`,
-      http: `127.0.0.1:${await port()}`,
-      dir: join(options.dir, id),
-      child: undefined,
-      exited: undefined
-    })
-  }
+  const nodes = await makeNodes(options.dir, options.nodes ?? 3, "e")
   const initialCluster = nodes.map((node) => `${node.id}=http://${node.raft}`).join(",")
   const token = `bench-${process.pid}-${Date.now()}`
   const argumentsOf = (node: ProcessNode, bootstrap = true): ReadonlyArray<string> => [

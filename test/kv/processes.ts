@@ -53,19 +53,7 @@ export const startProcessCluster = async (options: {
   /** Node's arguments that run `kv` (default: `src/kv/main.ts` through tsx; the benchmark passes a bundle). */
   readonly command?: ReadonlyArray<string>
 }): Promise<ProcessCluster> => {
-  const n = options.nodes ?? 3
-  const nodes: Array<ProcessNode> = []
-  for (let i = 0; i < n; i++) {
-    const id = `n${i + 1}`
-    nodes.push({
-      id,
-      raft: `127.0.0.1:${await freePort()}`,
-      http: `127.0.0.1:${await freePort()}`,
-      dir: join(options.dir, id),
-      child: undefined,
-      exited: undefined
-    })
-  }
+  const nodes = await makeNodes(options.dir, options.nodes ?? 3, "n")
   const tls = options.tls === false ? "plaintext" as const : await Effect.runPromise(
     Certificates.ensureCluster(options.dir, nodes).pipe(Effect.map(({ files }) => files), Effect.provide(NodeContext.layer))
   )
@@ -91,6 +79,28 @@ export const startProcessCluster = async (options: {
       .catch(() => false)
   for (const node of nodes) start(node)
   return { nodes, arguments: argumentsOf, start, ...controls(nodes, isLeader) }
+}
+
+/**
+ * `n` nodes named `<prefix>1`, `<prefix>2`… with their data under `dir` and 2n distinct free ports on loopback (the
+ * system may hand out again a port whose probe just closed: two nodes on one address fail to bootstrap).
+ */
+export const makeNodes = async (dir: string, n: number, prefix: string): Promise<Array<ProcessNode>> => {
+  const taken = new Set<number>()
+  const address = async (): Promise<string> => {
+    for (;;) {
+      const port = await freePort()
+      if (taken.has(port)) continue
+      taken.add(port)
+      return `127.0.0.1:${port}`
+    }
+  }
+  const nodes: Array<ProcessNode> = []
+  for (let i = 0; i < n; i++) {
+    const id = `${prefix}${i + 1}`
+    nodes.push({ id, raft: await address(), http: await address(), dir: join(dir, id), child: undefined, exited: undefined })
+  }
+  return nodes
 }
 
 /** Runs `command args` as `node`'s process, its output appended to `<dir>/<id>.log`; `node.child` follows it. */
