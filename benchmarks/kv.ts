@@ -7,6 +7,10 @@
  *   node --import tsx benchmarks/kv.ts --conc 64|1 [--ops N] [--fast] [--failover false] [--deadline 600]
  *     [--get leader|follower]
  *     [--node-entry <bundle of src/kv/main.ts>]   (default: the sources through tsx)
+ *     [--node-cpu-prof <dir>]   (each node runs under `node --cpu-prof`, its profile written to <dir> when it stops,
+ *                                and the shares of each node's busy time in the measured phase printed to stderr;
+ *                                with --failover false, so that no node is killed before it writes it)
+ *     [--etcd]                  (a 3-member etcd from PATH instead of our nodes: `etcd.ts`; no --fast)
  *
  * 1. Three `kv node` processes on loopback (TCP transport, LMDB log and stable
  *    store, file snapshots: durable, as the anchor's `bolt` mode), default
@@ -34,6 +38,14 @@
  * per read (a follower's reads cost the leader its ReadIndex requests and
  * heartbeat rounds).
  *
+ * With `--etcd`, the same scenario runs against a 3-member etcd (the `etcd` on
+ * PATH, default settings, fsync on; `etcd.ts`) through its JSON gateway: a PUT
+ * is `POST /v3/kv/put` to the leader, a GET a linearizable `POST /v3/kv/range`
+ * (etcd's default), the leader found and failover timed through
+ * `/v3/maintenance/status`. The row has the same keys, `impl` "etcd" and a
+ * scenario named `etcd/...`. `server_cpu_us_per_op` (the three servers, no
+ * client) and `peak_rss_per_node_mib` are the figures the issues compare.
+ *
  * What differs from the anchor: every operation is an HTTP request with a JSON
  * body to another process (the anchor calls `Apply` in-process), the nodes are
  * three processes (the anchor runs them in one), and `cpu_us_per_op` counts
@@ -47,6 +59,7 @@ import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { parseArgs } from "node:util"
 import { type ProcessCluster, type ProcessNode, startProcessCluster } from "../test/kv/processes.js"
+import { etcdErrorCause, etcdPut, etcdRange, etcdStatus, etcdVersion, startEtcdCluster } from "./etcd.js"
 import { readVersion } from "./version.js"
 
 const { values: argv } = parseArgs({
@@ -59,11 +72,15 @@ const { values: argv } = parseArgs({
     deadline: { type: "string", default: "600" },
     label: { type: "string" },
     get: { type: "string" },
-    "node-entry": { type: "string" }
+    etcd: { type: "boolean", default: false },
+    "node-entry": { type: "string" },
+    "node-cpu-prof": { type: "string" }
   }
 })
 
 const conc = Math.max(1, Number(argv.conc))
+/** The anchor instead of our service: a 3-member etcd (`etcd.ts`), driven by the same clients. */
+const etcd = argv.etcd
 const fast = argv.fast
 // As the anchor's bolt mode: 20,000 PUTs at 64 clients, 2,000 with one, 500 with one and fast timers.
 const ops = Math.max(1, argv.ops !== undefined ? Number(argv.ops) : conc > 1 ? 20_000 : fast ? 500 : 2_000)
@@ -86,10 +103,12 @@ const cdfQuantiles: ReadonlyArray<number> = Array.from({ length: 61 }, (_, k) =>
 // ---------------------------------------------------------------- result
 
 const result: Record<string, unknown> = {
-  impl: "effect-raft/kv",
-  impl_version: `effect-raft ${readVersion()} key-value service (node ${process.version})`,
-  scenario: `kv/n3/c${conc}/s${SIZE}${label === "" ? "" : `/${label}`}`,
-  mode: "kv",
+  impl: etcd ? "etcd" : "effect-raft/kv",
+  impl_version: etcd
+    ? `${etcdVersion() ?? "etcd (not on PATH)"}, 3 members, default settings`
+    : `effect-raft ${readVersion()} key-value service (node ${process.version})`,
+  scenario: `${etcd ? "etcd" : "kv"}/n3/c${conc}/s${SIZE}${label === "" ? "" : `/${label}`}`,
+  mode: etcd ? "etcd" : "kv",
   op: get === undefined ? "put" : "get",
   read_target: get ?? null,
   nodes: 3,
@@ -115,6 +134,7 @@ const result: Record<string, unknown> = {
   warmup_error_causes: {},
   redirects: 0,
   cpu_us_per_op: null,
+  server_cpu_us_per_op: null,
   leader_cpu_us_per_op: null,
   client_cpu_us_per_op: null,
   bg_cpu_cores: null,
@@ -125,10 +145,12 @@ const result: Record<string, unknown> = {
   failover_elect_ms: null,
   failover_commit_ms: null,
   peak_rss_mib: null,
-  heartbeat_timeout_ms: fast ? 100 : 1000,
+  peak_rss_per_node_mib: null,
+  // etcd's defaults: a heartbeat every 100 ms, an election after 1 s without one.
+  heartbeat_timeout_ms: etcd ? 100 : fast ? 100 : 1000,
   election_timeout_ms: fast ? 100 : 1000,
-  leader_lease_ms: fast ? 50 : 500,
-  commit_timeout_ms: fast ? 5 : 50,
+  leader_lease_ms: etcd ? null : fast ? 50 : 500,
+  commit_timeout_ms: etcd ? null : fast ? 5 : 50,
   durable: true,
   node_version: process.version,
   num_cpu: os.cpus().length,
@@ -195,23 +217,23 @@ interface Status {
 const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
 
 const status = (node: ProcessNode): Promise<Status | undefined> =>
-  fetch(`http://${node.http}/status`, { signal: AbortSignal.timeout(2000) })
+  etcd ? etcdStatus(node.http) : fetch(`http://${node.http}/status`, { signal: AbortSignal.timeout(2000) })
     .then((response) => response.ok ? response.json() as Promise<Status> : undefined)
     .catch(() => undefined)
 
 /** Keep-alive connections, as many as there are clients (node:http costs the client less CPU than fetch). */
 const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY })
 
-/** One HTTP PUT with a JSON body: status, `Location` and body, or the socket's error. */
-const httpPut = (address: string, key: string, body: string) =>
+/** One HTTP request with a JSON body: status, `Location` and body, or the socket's error. */
+const httpSend = (address: string, method: string, requestPath: string, body: string) =>
   new Promise<{ readonly status: number; readonly location: string | undefined; readonly body: string }>(
     (resolve, reject) => {
       const [host, port] = [address.slice(0, address.lastIndexOf(":")), Number(address.slice(address.lastIndexOf(":") + 1))]
       const request = http.request({
         host,
         port,
-        method: "PUT",
-        path: `/kv/${key}`,
+        method,
+        path: requestPath,
         agent,
         headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
         timeout: 30_000
@@ -269,14 +291,16 @@ class Client {
   async put(key: string): Promise<Outcome> {
     let target = this.leader
     for (let hop = 0; hop < 4; hop++) {
-      let response: Awaited<ReturnType<typeof httpPut>>
+      let response: Awaited<ReturnType<typeof httpSend>>
       try {
-        response = await httpPut(target, key, BODY)
+        const request = etcd ? etcdPut(key, VALUE) : { path: `/kv/${key}`, body: BODY }
+        response = await httpSend(target, etcd ? "POST" : "PUT", request.path, request.body)
       } catch (error) {
         return { ok: false, cause: `socket: ${(error as { code?: string }).code ?? (error as Error).message}` }
       }
       const { body, location } = response
       if (response.status === 200) return { ok: true }
+      if (etcd) return { ok: false, cause: `${response.status} ${etcdErrorCause(body)}` }
       if (response.status === 307 && location !== undefined) {
         target = new URL(location).host
         this.leader = target
@@ -300,11 +324,12 @@ class Client {
   async get(address: string, key: string): Promise<Outcome> {
     let response: Awaited<ReturnType<typeof httpGet>>
     try {
-      response = await httpGet(address, key)
+      response = etcd ? await httpSend(address, "POST", etcdRange(key).path, etcdRange(key).body) : await httpGet(address, key)
     } catch (error) {
       return { ok: false, cause: `socket: ${(error as { code?: string }).code ?? (error as Error).message}` }
     }
     if (response.status === 200) return { ok: true }
+    if (etcd) return { ok: false, cause: `${response.status} ${etcdErrorCause(response.body)}` }
     let tag = "?"
     try {
       const error = JSON.parse(response.body) as { _tag?: string; reason?: string }
@@ -425,8 +450,12 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
   const machine0 = machineTicks()
   const cpu0 = process.cpuUsage()
   const started = performance.now()
+  const monotonic0 = process.hrtime.bigint() / 1000n
   const measured = await load(client, ops, get === undefined ? "k" : "w", operation)
   const elapsedS = (performance.now() - started) / 1000
+  // The measured phase on the monotonic clock of the profiles' timestamps (µs), to cut start-up and warm-up out.
+  measuredWindow = [Number(monotonic0), Number(process.hrtime.bigint() / 1000n)]
+  measuredLeaderPid = leaderNow.child?.pid
   const cpu1 = process.cpuUsage(cpu0)
   const machine1 = machineTicks()
   const ticks1 = processTicks()
@@ -453,6 +482,7 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
   result.redirects = client.redirects
   result.cpu_us_per_op = (nodeTicks * (1e6 / CLK_TCK) + clientUs) / ops
   result.client_cpu_us_per_op = clientUs / ops
+  result.server_cpu_us_per_op = nodeTicks * (1e6 / CLK_TCK) / ops
   result.leader_cpu_us_per_op = leaderTicks * (1e6 / CLK_TCK) / ops
   result.bg_cpu_cores = otherTicks / CLK_TCK / elapsedS
   if (machine1.total > machine0.total) {
@@ -482,7 +512,9 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
   }
   result.followers_caught_up_ms = performance.now() - tc
   result.fsm_check_ok = caughtUp
-  result.peak_rss_mib = cluster.nodes.reduce((sum, node) => sum + peakRssMib(node.child?.pid), 0)
+  const peakRss = cluster.nodes.reduce((sum, node) => sum + peakRssMib(node.child?.pid), 0)
+  result.peak_rss_mib = peakRss
+  result.peak_rss_per_node_mib = peakRss / cluster.nodes.length
 
   if (argv.failover === "false" || get !== undefined) return
   const current = cluster.nodes.find((node) => node.http === client.leader) ?? leader
@@ -508,11 +540,20 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
 let running: ProcessCluster | undefined
 
 const main = async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kv-bench-"))
+  if (etcd && (fast || etcdVersion() === undefined)) {
+    result.error = fast ? "--etcd runs with etcd's default timers only (no --fast)" : "no etcd on PATH"
+    return emit()
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), etcd ? "etcd-bench-" : "kv-bench-"))
   const t0 = performance.now()
   const entry = argv["node-entry"]
+  const profileDir = argv["node-cpu-prof"]
+  const profile = profileDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", path.resolve(profileDir)]
+  const command = entry === undefined
+    ? [...profile, "--import", "tsx", path.join(import.meta.dirname, "..", "src", "kv", "main.ts")]
+    : [...profile, entry]
   // Plaintext Raft transport, as etcd's peers speak by default: the figures compare like with like.
-  const cluster = await startProcessCluster({ dir, nodes: 3, fast, tls: false, ...(entry === undefined ? {} : { command: [entry] }) })
+  const cluster = etcd ? await startEtcdCluster({ dir }) : await startProcessCluster({ dir, nodes: 3, fast, tls: false, command })
   running = cluster
   let failed = false
   try {
@@ -524,7 +565,77 @@ const main = async () => {
     await cluster.stop()
   }
   if (!failed) fs.rmSync(dir, { recursive: true, force: true })
+  if (profileDir !== undefined) summarizeProfiles(path.resolve(profileDir))
   emit()
+}
+
+// ---------------------------------------------------------------- --node-cpu-prof
+
+let measuredWindow: readonly [number, number] | undefined
+let measuredLeaderPid: number | undefined
+
+/** Where a sample's own time is counted, by the script (or native function) it ran in. */
+const profileCategory = (url: string, name: string): string => {
+  if (name === "(garbage collector)") return "GC"
+  if (name === "(program)") return "native code outside JS (program)"
+  if (name === "writev" || name === "writeUtf8String" || name === "writeBuffer") return "socket writes (writev, write)"
+  if (url.includes("/lmdb/")) return "LMDB (lmdb-js)"
+  if (url.includes("/msgpackr/")) return "msgpackr (Raft wire codec)"
+  if (url.includes("@opentelemetry") || /\/effect\/dist\/esm\/(internal\/)?(metric|Metric|tracer|Tracer)/.test(url)) {
+    return "metrics and tracing"
+  }
+  if (/\/effect\/dist\/esm\/(internal\/)?(logger|Logger)/.test(url)) return "logging"
+  if (/\/effect\/dist\/esm\/(internal\/schema|Schema|ParseResult)/.test(url)) return "effect/Schema (decode, encode)"
+  if (url.includes("@effect/platform")) return "@effect/platform (HttpApi, router, server glue)"
+  if (url.includes("/node_modules/effect/")) return "Effect runtime (fibers, context, FiberRefs)"
+  if (url.includes("/internal/") && !url.includes("node_modules")) return "Raft engine (src/internal)"
+  if (url.includes("/kv/") && !url.includes("node_modules")) return "kv service (src/kv)"
+  if (/_http_|node:http/.test(url) || name === "HTTPParser") return "Node HTTP (llhttp, server)"
+  if (/node:(net|stream|internal\/streams)/.test(url)) return "Node net and streams"
+  if (url.startsWith("node:")) return "Node, other"
+  if (url === "") return "V8 builtins (JSON, strings, ...)"
+  return url.includes("node_modules") ? "other packages" : "effect-raft, other (Raft.ts, TCP, LMDB store)"
+}
+
+/**
+ * Prints to stderr, for each node's profile, the share of its busy time (idle left out) in the measured phase by
+ * category (self time: the runtime's share is not attributed to whoever scheduled the work). Run the nodes from
+ * `dist/` (`--node-entry dist/kv/main.js` after `npm run build`): a bundle puts every module in one script.
+ */
+const summarizeProfiles = (dir: string) => {
+  const [from, to] = measuredWindow ?? [0, Number.POSITIVE_INFINITY]
+  for (const file of fs.readdirSync(dir).filter((name) => name.endsWith(".cpuprofile"))) {
+    const pid = Number(file.split(".")[3])
+    interface ProfileNode {
+      readonly id: number
+      readonly callFrame: { readonly url: string; readonly functionName: string }
+    }
+    const profile = JSON.parse(fs.readFileSync(path.join(dir, file), "utf8")) as {
+      nodes: Array<ProfileNode>
+      startTime: number
+      samples: Array<number>
+      timeDeltas: Array<number>
+    }
+    const byId = new Map(profile.nodes.map((node) => [node.id, node]))
+    const shares = new Map<string, number>()
+    let busy = 0
+    let t = profile.startTime
+    profile.samples.forEach((id, i) => {
+      t += profile.timeDeltas[i] ?? 0
+      const frame = byId.get(id)?.callFrame
+      if (t < from || t > to || frame === undefined || frame.functionName === "(idle)") return
+      const category = profileCategory(frame.url, frame.functionName)
+      shares.set(category, (shares.get(category) ?? 0) + (profile.timeDeltas[i] ?? 0))
+      busy += profile.timeDeltas[i] ?? 0
+    })
+    const lines = [...shares].sort((a, b) => b[1] - a[1]).map(([category, us]) =>
+      `  ${(100 * us / Math.max(1, busy)).toFixed(1).padStart(5)} %  ${category}`
+    )
+    process.stderr.write(
+      `${file}${pid === measuredLeaderPid ? " (the leader)" : ""}: ${(busy / 1e6).toFixed(2)} s busy in the measured ` +
+        `phase, ${(busy / ops).toFixed(0)} µs per operation\n${lines.join("\n")}\n`
+    )
+  }
 }
 
 // Watchdog: a stuck scenario still produces a JSON line, and its node processes end with it.

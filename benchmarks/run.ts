@@ -25,6 +25,9 @@
  * --tsx            run scenarios through the tsx loader instead of a prebuilt bundle
  *                  (the loader adds about 60 MiB of RSS and some start-up CPU; `kv/` rows always use it)
  * --svg P          write the latency plot to P instead of bench-results/<stamp>.svg
+ * --etcd           after each default-timer `kv/` scenario, the same with a 3-member etcd (`kv.ts --etcd`, the
+ *                  `etcd` on PATH) driven by the same clients; the table sets it under ours with the ratio and
+ *                  checks the targets against etcd. Without `etcd` on PATH these rows are skipped (one line).
  * --tracer T       run every scenario with a tracer installed (scenario.ts --tracer: `otel`), and
  *                  --trace-sample R with RaftConfig.traceSampleRate R; rows are named .../otel[-R]
  */
@@ -32,6 +35,7 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { parseArgs } from "node:util"
+import { etcdVersion } from "./etcd.js"
 import { latencySvg } from "./plot.js"
 
 const { values: argv } = parseArgs({
@@ -48,6 +52,7 @@ const { values: argv } = parseArgs({
     retries: { type: "string", default: "2" },
     threads: { type: "boolean", default: false },
     tracer: { type: "string" },
+    etcd: { type: "boolean", default: false },
     "trace-sample": { type: "string" }
   }
 })
@@ -153,8 +158,24 @@ const scenarioList = (): Array<Scenario> => {
   const tracing = argv.tracer === undefined
     ? []
     : ["--tracer", argv.tracer, ...(argv["trace-sample"] === undefined ? [] : ["--trace-sample", argv["trace-sample"]])]
-  return list.filter((s) => (argv.only ?? []).every((part) => s.name.includes(part))).map((s) =>
+  const chosen = list.filter((s) => (argv.only ?? []).every((part) => s.name.includes(part))).map((s) =>
     tracing.length === 0 || s.kv === true ? s : { ...s, args: [...s.args, ...tracing] }
+  )
+  return argv.etcd ? withEtcd(chosen) : chosen
+}
+
+/** Each default-timer `kv/` scenario followed by etcd's of the same shape (interleaved: the same sitting). */
+const withEtcd = (scenarios: ReadonlyArray<Scenario>): Array<Scenario> => {
+  const version = etcdVersion()
+  if (version === undefined) {
+    process.stderr.write("--etcd: no etcd on PATH (apt-get install etcd-server), etcd rows skipped\n")
+    return [...scenarios]
+  }
+  process.stderr.write(`--etcd: ${version}\n`)
+  return scenarios.flatMap((s) =>
+    s.kv === true && !s.args.includes("--fast")
+      ? [s, { name: `etcd/${s.name.slice("kv/".length)}`, anchorName: "", args: [...s.args, "--etcd"], anchorArgs: [], kv: true }]
+      : [s]
   )
 }
 
@@ -272,7 +293,9 @@ const columns: ReadonlyArray<readonly [key: string, title: string, digits: numbe
   ["lat_p99_us", "p99 µs", 0, false],
   ["lat_max_us", "max µs", 0, false],
   ["peak_rss_mib", "RSS MiB", 1, false],
+  ["peak_rss_per_node_mib", "RSS/node MiB", 1, false],
   ["cpu_us_per_op", "CPU µs/op", 1, false],
+  ["server_cpu_us_per_op", "server CPU µs/op", 1, false],
   ["leader_cpu_us_per_op", "leader CPU µs/op", 1, false],
   ["failover_elect_ms", "fo elect ms", 0, false],
   ["failover_commit_ms", "fo commit ms", 0, false],
@@ -295,7 +318,13 @@ const summarize = (rows: ReadonlyArray<Row>) => {
 const printTable = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>, anchorNames: ReadonlyMap<string, string>) => {
   const header = ["scenario", "impl", "runs", "ops", ...columns.map((c) => c[1])]
   const lines: Array<Array<string>> = []
-  const names = [...new Set([...ours.map((r) => String(r.scenario))])]
+  const names = [...new Set([...ours.map((r) => String(r.scenario))])].filter((name) => !name.startsWith("etcd/"))
+  const ratioLine = (title: string, a: Record<string, number | undefined>, b: Record<string, number | undefined>) =>
+    ["", title, "", "", ...columns.map(([k]) => {
+      const x = a[k]
+      const y = b[k]
+      return x === undefined || y === undefined || y === 0 || k === "bg_cpu_cores" ? "-" : `${(x / y).toFixed(2)}x`
+    })]
   for (const name of names) {
     const a = summarize(ours.filter((r) => r.scenario === name))
     const theirName = anchorNames.get(name) ?? name
@@ -304,11 +333,13 @@ const printTable = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>, anchor
     if (theirRows.length > 0) {
       const b = summarize(theirRows)
       lines.push(["", "hashicorp/raft", String(b.runs), fmt(b.ops, 0), ...columns.map(([k, , d]) => fmt(b[k], d))])
-      lines.push(["", "ratio ours/hc", "", "", ...columns.map(([k]) => {
-        const x = a[k]
-        const y = b[k]
-        return x === undefined || y === undefined || y === 0 || k === "bg_cpu_cores" ? "-" : `${(x / y).toFixed(2)}x`
-      })])
+      lines.push(ratioLine("ratio ours/hc", a, b))
+    }
+    const etcdRows = ours.filter((r) => r.scenario === `etcd/${name.slice("kv/".length)}`)
+    if (name.startsWith("kv/") && etcdRows.length > 0) {
+      const e = summarize(etcdRows)
+      lines.push(["", "etcd", `${e.runs}${e.failed ? ` (+${e.failed} failed)` : ""}`, fmt(e.ops, 0), ...columns.map(([k, , d]) => fmt(e[k], d))])
+      lines.push(ratioLine("ratio ours/etcd", a, e))
     }
   }
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
@@ -319,6 +350,7 @@ const printTable = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>, anchor
   if (theirs.length > 0) {
     console.log("ratio = effect-raft / hashicorp/raft medians: above 1 is better for ops/s, below 1 better for the rest.")
   }
+  printEtcdTargets(ours)
   // Failed scenarios and failed operations, with their causes: never only a count.
   for (const r of ours) {
     if (r.error) console.log(`${String(r.scenario)}: FAILED: ${String(r.error)}`)
@@ -336,6 +368,37 @@ const printTable = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>, anchor
       console.log(`${String(r.scenario)}: ${r.leader_changes_during_run} new term(s) began during the measured phase`)
     }
   }
+}
+
+/**
+ * The targets against etcd of issues 18 (item 3) and 19 (item 6), from the medians of this sitting: ops/s at least
+ * the given multiple of etcd's, and server CPU per op, RSS per node and failover at most etcd's.
+ */
+const printEtcdTargets = (rows: ReadonlyArray<Row>) => {
+  const pair = (suffix: string) => {
+    const a = rows.filter((r) => r.scenario === `kv/${suffix}`)
+    const e = rows.filter((r) => r.scenario === `etcd/${suffix}`)
+    return a.length === 0 || e.length === 0 ? undefined : [summarize(a), summarize(e)] as const
+  }
+  const lines: Array<string> = []
+  const check = (what: string, suffix: string, key: string, bound: number, higherIsBetter: boolean) => {
+    const medians = pair(suffix)
+    const x = medians?.[0][key]
+    const y = medians?.[1][key]
+    if (x === undefined || y === undefined || y === 0) return
+    const ratio = x / y
+    const met = higherIsBetter ? ratio >= bound : ratio <= bound
+    lines.push(`  ${what}: ${ratio.toFixed(2)}x (target ${higherIsBetter ? "≥" : "≤"} ${bound.toFixed(1)}x) ${met ? "met" : "NOT met"}`)
+  }
+  check("PUT c64 ops/s", "n3/c64/s128", "ops_per_sec", 1.0, true)
+  check("PUT c1 ops/s", "n3/c1/s128", "ops_per_sec", 1.0, true)
+  check("GET c64 ops/s at the leader", "n3/c64/s128/get-leader", "ops_per_sec", 1.5, true)
+  check("GET c64 ops/s at a follower", "n3/c64/s128/get-follower", "ops_per_sec", 1.5, true)
+  check("PUT c64 server CPU per op", "n3/c64/s128", "server_cpu_us_per_op", 1.0, false)
+  check("PUT c1 server CPU per op", "n3/c1/s128", "server_cpu_us_per_op", 1.0, false)
+  check("PUT c64 peak RSS per node", "n3/c64/s128", "peak_rss_per_node_mib", 1.0, false)
+  check("failover (leader killed → first acknowledged write), c64", "n3/c64/s128", "failover_commit_ms", 1.0, false)
+  if (lines.length > 0) console.log(`targets against etcd (issue 18 item 3, issue 19 item 6), ours/etcd medians:\n${lines.join("\n")}`)
 }
 
 const loadAnchorRows = (p: string): Array<Row> => {
@@ -376,7 +439,7 @@ const main = async () => {
         : runWithRetries(scenario.name, process.execPath, [...command, ...scenario.args])
       ours.push(row)
       fs.appendFileSync(outFile, JSON.stringify(row) + "\n")
-      process.stderr.write(`  effect-raft    ${brief(row)}\n`)
+      process.stderr.write(`  ${String(row.impl ?? "effect-raft")}    ${brief(row)}\n`)
     }
   }
   // Rows measured in this sitting replace those read from --anchor.

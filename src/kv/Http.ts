@@ -38,14 +38,18 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import type * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Context from "effect/Context"
+import * as DefaultServices from "effect/DefaultServices"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Tracer from "effect/Tracer"
 import { FaultSwitchTag } from "./FaultSwitch.js"
 import * as HttpLimits from "./HttpLimits.js"
 import { KvService } from "./Kv.js"
@@ -256,6 +260,18 @@ export const layerApi: Layer.Layer<HttpApi.Api, never, KvService> = HttpApiBuild
 )
 
 /**
+ * `@effect/platform` makes a span per request (the URL parsed, the headers redacted, a dozen attributes) for the
+ * tracer in place. With Effect's default tracer nobody exports spans: then `layer` serves without them, as Raft
+ * itself does (`RaftConfig.traceSampleRate`); with any other tracer (`Layer.setTracer`, OpenTelemetry's), the spans
+ * are made as before.
+ */
+const spansOnlyWhenExported = <A, E, R>(layer: Layer.Layer<A, E, R>): Layer.Layer<A, E, R> =>
+  Layer.unwrapEffect(Effect.map(Effect.tracer, (tracer) =>
+    tracer === Context.get(DefaultServices.liveServices, Tracer.Tracer)
+      ? HttpMiddleware.withTracerDisabledWhen(layer, () => true)
+      : layer))
+
+/**
  * Serves the API on the `HttpServer` in context (`NodeHttpServer.layer` provides it and the platform services),
  * behind `HttpLimits.middleware` (body, target and JSON nesting limits), with the operator's pages of `Operator.ts`
  * (status page, `/metrics`, `/docs`, JSON 404).
@@ -264,7 +280,7 @@ export const layer: Layer.Layer<
   never,
   never,
   KvService | Operator.MetricsScrape | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
-> = HttpApiBuilder.serve((app) => Operator.middleware(HttpLimits.middleware()(app))).pipe(
+> = spansOnlyWhenExported(Operator.withResponses(HttpApiBuilder.serve(HttpLimits.middleware()))).pipe(
   Layer.provide(Operator.routes),
   Layer.provide(layerApi)
 )

@@ -29,6 +29,7 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as KvError from "./KvError.js"
 import * as StatusPage from "./StatusPage.js"
@@ -96,10 +97,17 @@ const encodeRouteNotFound = Schema.encodeSync(KvError.RouteNotFound)
 /**
  * Answers a request no route took with a JSON `RouteNotFound` (the router's own answer is an empty 404), and lets
  * any origin read `GET /status` (the status page of another node asks it). Both are done just before the response
- * is sent (a pre-response handler): the router's 404 is made after the middleware's turn.
+ * is sent (a pre-response handler): the router's 404 is made after the middleware's turn. The handler is set once,
+ * for every request `layer` serves (its fibers inherit it), not appended per request: appending updates the
+ * request fiber's `FiberRef`s, a copy of all of them, on every request.
  */
-export const middleware = (app: HttpApp.Default): HttpApp.Default =>
-  Effect.zipRight(HttpApp.appendPreResponseHandler(beforeResponse), app)
+export const withResponses = <A, E, R>(layer: Layer.Layer<A, E, R>): Layer.Layer<A, E, R> =>
+  Layer.locallyWith(layer, HttpApp.currentPreResponseHandlers, (current) =>
+    Option.some(Option.match(current, {
+      onNone: () => beforeResponse,
+      onSome: (previous): HttpApp.PreResponseHandler => (request, response) =>
+        Effect.flatMap(previous(request, response), (answer) => beforeResponse(request, answer))
+    })))
 
 const beforeResponse = (
   request: HttpServerRequest.HttpServerRequest,

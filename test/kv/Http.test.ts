@@ -1,7 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as DefaultServices from "effect/DefaultServices"
 import * as Effect from "effect/Effect"
 import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
+import * as Tracer from "effect/Tracer"
 import * as Cli from "../../src/kv/Cli.js"
 import * as Http from "../../src/kv/Http.js"
 import { makeCluster, request } from "./cluster.js"
@@ -289,4 +292,24 @@ describe("kv HTTP API", () => {
       assert.strictEqual(missing._tag, "KeyNotFound")
       yield* cluster.close
     }).pipe(Effect.provide(Http.layerFetch)), 30_000)
+
+  it.live("with a tracer installed, each request still gets the platform's server span", () => {
+    const names: Array<string> = []
+    const native = Context.get(DefaultServices.liveServices, Tracer.Tracer)
+    const recording = Tracer.make({
+      span: (...args) => {
+        names.push(args[0])
+        return native.span(...args)
+      },
+      context: native.context
+    })
+    return Effect.gen(function*() {
+      const cluster = yield* makeCluster(1)
+      const node = cluster.nodes[0]!
+      const status = yield* Effect.promise(() => request(node.http, "GET", "/status"))
+      yield* cluster.close
+      assert.strictEqual(status.status, 200)
+      assert.include(names, "http.server GET")
+    }).pipe(Effect.withTracer(recording))
+  })
 })

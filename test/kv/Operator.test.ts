@@ -46,7 +46,7 @@ describe("kv operator endpoints", () => {
       assert.strictEqual(family("raft_leader_last_contact_millis").type, "GAUGE")
     }))
 
-  it.live("GET /docs is the API's OpenAPI in Swagger UI, /docs/openapi.json the document; unknown routes answer a JSON 404", () =>
+  it.live("GET /docs is the API's OpenAPI in Swagger UI, /docs/openapi.json the document; unknown routes answer a JSON 404; GET /status answers any origin", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster(1)
       const node = cluster.nodes[0]!
@@ -55,7 +55,15 @@ describe("kv operator endpoints", () => {
         const spec = await request(node.http, "GET", "/docs/openapi.json")
         const missing = await request(node.http, "GET", "/no/such/thing?x=1")
         const wrongMethod = await request(node.http, "PATCH", "/status")
-        return { docs: { status: docs.status, text: await docs.text() }, spec, missing, wrongMethod }
+        const status = await fetch(`http://${node.http}/status`)
+        const kv = await fetch(`http://${node.http}/kv?stale=true`)
+        return {
+          docs: { status: docs.status, text: await docs.text() },
+          spec,
+          missing,
+          wrongMethod,
+          origins: { status: status.headers.get("access-control-allow-origin"), kv: kv.headers.get("access-control-allow-origin") }
+        }
       })
       yield* cluster.close
       assert.strictEqual(result.docs.status, 200)
@@ -68,5 +76,6 @@ describe("kv operator endpoints", () => {
       assert.deepStrictEqual(result.missing.body, { _tag: "RouteNotFound", method: "GET", path: "/no/such/thing" })
       assert.strictEqual(result.wrongMethod.status, 404)
       assert.strictEqual(result.wrongMethod.body._tag, "RouteNotFound")
+      assert.deepStrictEqual(result.origins, { status: "*", kv: null }, "only GET /status answers any origin")
     }))
 })

@@ -53,19 +53,7 @@ export const startProcessCluster = async (options: {
   /** Node's arguments that run `kv` (default: `src/kv/main.ts` through tsx; the benchmark passes a bundle). */
   readonly command?: ReadonlyArray<string>
 }): Promise<ProcessCluster> => {
-  const n = options.nodes ?? 3
-  const nodes: Array<ProcessNode> = []
-  for (let i = 0; i < n; i++) {
-    const id = `n${i + 1}`
-    nodes.push({
-      id,
-      raft: `127.0.0.1:${await freePort()}`,
-      http: `127.0.0.1:${await freePort()}`,
-      dir: join(options.dir, id),
-      child: undefined,
-      exited: undefined
-    })
-  }
+  const nodes = await makeNodes(options.dir, options.nodes ?? 3, "n")
   const tls = options.tls === false ? "plaintext" as const : await Effect.runPromise(
     Certificates.ensureCluster(options.dir, nodes).pipe(Effect.map(({ files }) => files), Effect.provide(NodeContext.layer))
   )
@@ -79,20 +67,60 @@ export const startProcessCluster = async (options: {
     })
   const start = (node: ProcessNode, startOptions?: { readonly args?: ReadonlyArray<string> }) => {
     mkdirSync(node.dir, { recursive: true })
-    const args = [
+    spawnLogged(node, options.dir, process.execPath, [
       ...(options.command ?? ["--import", "tsx", entry]),
       ...(startOptions?.args ?? argumentsOf(node))
-    ]
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
-    node.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
-    const log = createWriteStream(join(options.dir, `${node.id}.log`), { flags: "a" })
-    child.stdout.pipe(log)
-    child.stderr.pipe(log)
-    node.child = child
-    child.once("exit", () => {
-      if (node.child === child) node.child = undefined
-    })
+    ])
   }
+  const isLeader = (node: ProcessNode) =>
+    fetch(`http://${node.http}/status`, { signal: AbortSignal.timeout(1000) })
+      .then((response) => response.json() as Promise<{ state: string }>)
+      .then((status) => status.state === "Leader")
+      .catch(() => false)
+  for (const node of nodes) start(node)
+  return { nodes, arguments: argumentsOf, start, ...controls(nodes, isLeader) }
+}
+
+/**
+ * `n` nodes named `<prefix>1`, `<prefix>2`… with their data under `dir` and 2n distinct free ports on loopback (the
+ * system may hand out again a port whose probe just closed: two nodes on one address fail to bootstrap).
+ */
+export const makeNodes = async (dir: string, n: number, prefix: string): Promise<Array<ProcessNode>> => {
+  const taken = new Set<number>()
+  const address = async (): Promise<string> => {
+    for (;;) {
+      const port = await freePort()
+      if (taken.has(port)) continue
+      taken.add(port)
+      return `127.0.0.1:${port}`
+    }
+  }
+  const nodes: Array<ProcessNode> = []
+  for (let i = 0; i < n; i++) {
+    const id = `${prefix}${i + 1}`
+    nodes.push({ id, raft: await address(), http: await address(), dir: join(dir, id), child: undefined, exited: undefined })
+  }
+  return nodes
+}
+
+/** Runs `command args` as `node`'s process, its output appended to `<dir>/<id>.log`; `node.child` follows it. */
+export const spawnLogged = (node: ProcessNode, dir: string, command: string, args: ReadonlyArray<string>): void => {
+  const child = spawn(command, [...args], { stdio: ["ignore", "pipe", "pipe"] })
+  node.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
+  const log = createWriteStream(join(dir, `${node.id}.log`), { flags: "a" })
+  child.stdout.pipe(log)
+  child.stderr.pipe(log)
+  node.child = child
+  child.once("exit", () => {
+    if (node.child === child) node.child = undefined
+  })
+}
+
+/** `kill`, `alive`, `leader` (polling `isLeader`) and `stop` (SIGTERM, SIGKILL after 10 s) over `nodes`' processes. */
+export const controls = (
+  nodes: ReadonlyArray<ProcessNode>,
+  isLeader: (node: ProcessNode) => Promise<boolean>
+): Pick<ProcessCluster, "kill" | "alive" | "leader" | "stop"> => {
   const kill = (node: ProcessNode, signal: NodeJS.Signals = "SIGKILL") =>
     new Promise<void>((resolve) => {
       const child = node.child
@@ -108,11 +136,7 @@ export const startProcessCluster = async (options: {
     const deadline = Date.now() + timeoutMillis
     while (Date.now() < deadline) {
       for (const node of nodes) {
-        if (!alive(node)) continue
-        const status = await fetch(`http://${node.http}/status`, { signal: AbortSignal.timeout(1000) })
-          .then((response) => response.json() as Promise<{ state: string }>)
-          .catch(() => undefined)
-        if (status?.state === "Leader") return node
+        if (alive(node) && await isLeader(node)) return node
       }
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
@@ -129,6 +153,5 @@ export const startProcessCluster = async (options: {
       clearTimeout(timer)
     }))
   }
-  for (const node of nodes) start(node)
-  return { nodes, arguments: argumentsOf, start, kill, alive, leader, stop }
+  return { kill, alive, leader, stop }
 }
