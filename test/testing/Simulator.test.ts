@@ -95,6 +95,25 @@ describe("Simulator liveness check", () => {
   }, 60_000)
 })
 
+describe("Simulator's cost", () => {
+  it("errors made during a run capture no stack trace, and the limit is restored after", () => {
+    const kv = Simulator.kvWorkload()
+    const limits = new Set<number>()
+    const watched: typeof kv = {
+      ...kv,
+      next: (context) => Effect.suspend(() => {
+        limits.add(Error.stackTraceLimit)
+        return kv.next(context)
+      })
+    }
+    const before = Error.stackTraceLimit
+    const result = Simulator.run({ seed: 1, nodes: 3, durationMillis: 300, workload: watched })
+    assert.isTrue(result.ok, result.violation?.detail)
+    assert.deepStrictEqual([...limits], [0])
+    assert.strictEqual(Error.stackTraceLimit, before)
+  })
+})
+
 describe("Simulator catches a broken state machine", () => {
   // The engine's mutants are in the catalogue (src/testing/Mutants.ts, test/testing/Mutants.test.ts); this one
   // breaks the user's side: a restore that ignores the snapshot.
