@@ -60,8 +60,8 @@ export class SeedPool {
   private here = false
   private broken: unknown = undefined
 
-  /** The temporary directory of the workers' bundle. */
-  private readonly bundleDir: string | undefined
+  /** The temporary directory of the workers' bundle (none without workers); `close` removes it. */
+  readonly bundleDir: string | undefined
 
   constructor(readonly size: number = defaultWorkers()) {
     this.bundleDir = size > 1 ? mkdtempSync(join(tmpdir(), "effect-raft-seeds-")) : undefined
