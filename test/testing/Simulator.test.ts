@@ -16,10 +16,10 @@ describe("Simulator", () => {
     assert.notDeepEqual(c.trace, a.trace)
   })
 
-  it("200 seeds of 3 nodes under every fault: no safety violation, linearizable histories, a leader commits after healing", async () => {
-    const operations = await assertSeedsPass(pool(), range(1, 200), { nodes: 3, durationMillis: 2000 })
-    assert.isAbove(operations, 200 * 50, "the workload should complete many operations")
-  }, 600_000)
+  it("800 seeds of 3 nodes under every fault: no safety violation, linearizable histories, a leader commits after healing", async () => {
+    const operations = await assertSeedsPass(pool(), range(1, 800), { nodes: 3, durationMillis: 2000 })
+    assert.isAbove(operations, 800 * 50, "the workload should complete many operations")
+  }, 1_200_000)
 
   it("100 seeds of 3 nodes that snapshot and compact every few dozen entries pass the same checks under every fault", async () => {
     const operations = await assertSeedsPass(pool(), range(201, 300), {
@@ -93,6 +93,25 @@ describe("Simulator liveness check", () => {
     const result = Simulator.run({ seed: 1, nodes: 3, durationMillis: 500, faults: slow, livenessBoundMillis: 2000 })
     assert.strictEqual(result.violation?.property, "liveness")
   }, 60_000)
+})
+
+describe("Simulator's cost", () => {
+  it("errors made during a run capture no stack trace, and the limit is restored after", () => {
+    const kv = Simulator.kvWorkload()
+    const limits = new Set<number>()
+    const watched: typeof kv = {
+      ...kv,
+      next: (context) => Effect.suspend(() => {
+        limits.add(Error.stackTraceLimit)
+        return kv.next(context)
+      })
+    }
+    const before = Error.stackTraceLimit
+    const result = Simulator.run({ seed: 1, nodes: 3, durationMillis: 300, workload: watched })
+    assert.isTrue(result.ok, result.violation?.detail)
+    assert.deepStrictEqual([...limits], [0])
+    assert.strictEqual(Error.stackTraceLimit, before)
+  })
 })
 
 describe("Simulator catches a broken state machine", () => {

@@ -242,8 +242,26 @@ const program = <State, Input, Output>(
     for (const node of nodes) yield* stopNode(sim, node)
   })
 
-/** Runs one seed to the end (or to its first violation), synchronously, in virtual time. */
+/**
+ * Runs one seed to the end (or to its first violation), synchronously, in virtual time. Errors made during the run
+ * capture no stack trace: the engine makes thousands a run (a `TransportError` for every message to a cut link),
+ * each `new Error` walks the stack, and no check reads one (a crash's detail keeps its messages).
+ */
 export const run = <State, Input, Output>(
+  options: Options<State, Input, Output>,
+  workload: Workload<State, Input, Output>,
+  defaultFaults: FaultOptions
+): Result => {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return runSeed(options, workload, defaultFaults)
+  } finally {
+    Error.stackTraceLimit = limit
+  }
+}
+
+const runSeed = <State, Input, Output>(
   options: Options<State, Input, Output>,
   workload: Workload<State, Input, Output>,
   defaultFaults: FaultOptions
