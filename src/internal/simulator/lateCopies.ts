@@ -12,15 +12,31 @@ import * as Stream from "effect/Stream"
 import type { Transport } from "../../Transport.js"
 import type { SimCore } from "./state.js"
 
+/** Per run, the senders all of whose requests are copied until a virtual time, and how late the copies come. */
+const bursts = new WeakMap<SimCore, Map<string, { readonly until: number; readonly delay: readonly [number, number] }>>()
+
+/**
+ * Every AppendEntries and InstallSnapshot that node `id` sends in the next `millis` ms is delivered once more,
+ * `delay` ms later (the `staleLeader` schedule). Needs `lateCopyRate` above 0, which installs the copying.
+ */
+export const copyEverything = (sim: SimCore, id: string, millis: number, delay: readonly [number, number]): void => {
+  let map = bursts.get(sim)
+  if (map === undefined) bursts.set(sim, map = new Map())
+  map.set(id, { until: sim.clock.now + millis, delay })
+}
+
 /** `transport` whose AppendEntries and InstallSnapshot requests are, sometimes, delivered once more later. */
 export const withLateCopies = (sim: SimCore, from: string, transport: Transport): Transport => {
   const rate = sim.faultOptions.lateCopyRate ?? 0
   if (rate <= 0) return transport
-  const [min, max] = sim.faultOptions.lateCopyDelayMillis ?? [50, 300]
   /** Decides now whether `send` is repeated, and if so forks it after the delay (it outlives the sender). */
   const maybeLater = (what: () => string, send: Effect.Effect<unknown, unknown>): Effect.Effect<void> =>
     Effect.gen(function*() {
-      if (sim.chaosOver || (yield* Random.next) >= rate) return
+      if (sim.chaosOver) return
+      const burst = bursts.get(sim)?.get(from)
+      const all = burst !== undefined && sim.clock.now < burst.until
+      if (!all && (yield* Random.next) >= rate) return
+      const [min, max] = all ? burst.delay : sim.faultOptions.lateCopyDelayMillis ?? [50, 300]
       const delay = min + (yield* Random.nextIntBetween(0, Math.max(0, max - min) + 1))
       yield* Effect.sleep(delay).pipe(
         Effect.zipRight(Effect.suspend(() => {

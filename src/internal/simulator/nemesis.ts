@@ -11,6 +11,7 @@ import * as Random from "effect/Random"
 import * as Configuration from "../../Configuration.js"
 import * as RaftConfig from "../../RaftConfig.js"
 import type { Invariants } from "./invariants.js"
+import { copyEverything } from "./lateCopies.js"
 import { fastTimers, startNode, stopNode } from "./nodes.js"
 import { type SimCore, type SimNode, sync } from "./state.js"
 
@@ -158,6 +159,12 @@ const faults: Readonly<Record<string, Fault>> = {
           const holders = followers.slice(Math.floor(sim.size / 2))
           yield* stopNode(sim, leader)
           for (const holder of holders) yield* sim.network.disconnect(holder.id)
+          // The same power cut reboots the others: writes of theirs under way are lost, as the leader's is.
+          for (const other of followers.slice(0, Math.floor(sim.size / 2))) {
+            if (other.raft === undefined) continue
+            yield* stopNode(sim, other)
+            yield* startNode(sim, invariants, other)
+          }
           sim.note(
             `crash-unwritten: ${leader.id} crashes with commit ${commit} past its disk's ${leader.view.last};` +
               ` cut off ${JSON.stringify(holders.map((n) => n.id))}`
@@ -232,6 +239,20 @@ const faults: Readonly<Record<string, Fault>> = {
         }
         yield* Effect.sleep(5)
       }
+    }),
+  staleLeader: (sim) =>
+    Effect.gen(function*() {
+      const stale = sim.currentLeader()
+      if (stale === undefined) return
+      // What it sends in its last 30 ms as leader arrives again 150–400 ms later, once the others (it cut off)
+      // have elected a leader of a newer term, and it is back.
+      copyEverything(sim, stale.id, 30, [150, 400])
+      yield* Effect.sleep(yield* Random.nextIntBetween(10, 31))
+      yield* sim.network.disconnect(stale.id)
+      sim.note(`stale-leader: ${stale.id} cut off; what it sent lately arrives again later`)
+      yield* awaitLeader(sim, 400, stale)
+      yield* sim.network.reconnect(stale.id)
+      sim.note(`stale-leader: ${stale.id} is back`)
     }),
   appendCrash: (sim, invariants) =>
     Effect.gen(function*() {

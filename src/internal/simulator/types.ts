@@ -74,9 +74,10 @@ export interface FaultOptions {
     /**
      * A targeted schedule: waits (up to 100 ms) until the leader's commit index passes what its own disk holds,
      * then crashes it before its write completes, cuts off the followers whose logs are longest (all but a quorum
-     * less one: those that hold the committed entries), and
-     * restarts it 20–100 ms later; they come back once the others elected a leader (or after 600 ms). Without a bug, what the leader counted as
-     * committed was on a quorum of disks without its own. Off (absent) in `defaultFaults`.
+     * less one: those that hold the committed entries), reboots the others (their writes under way are lost too,
+     * as in one power cut), and restarts it 20–100 ms later; the cut-off ones come back once the others elected a
+     * leader (or after 600 ms). Without a bug, what the leader counted as committed was on a quorum of disks
+     * without its own, so one of those left holds it. Off (absent) in `defaultFaults`.
      */
     readonly crashUnwritten?: number | undefined
     /**
@@ -86,6 +87,12 @@ export interface FaultOptions {
      * `defaultFaults`.
      */
     readonly transferToLagging?: number | undefined
+    /**
+     * A targeted schedule (with `lateCopyRate` above 0): everything the leader sends for 30 ms is delivered again
+     * 150–400 ms later; the leader is cut off until the others elect a leader of a newer term, then let back, so
+     * that its old requests reach nodes of the newer term. Off (absent) in `defaultFaults`.
+     */
+    readonly staleLeader?: number | undefined
   }
   /**
    * How far `clockSkew` may skew a clock: its rate is drawn in [1 − bound, 1 ÷ (1 − bound)], so that a heartbeat
