@@ -209,6 +209,37 @@ describe("Raft: replication paths", () => {
       for (const node of cluster.nodes) assert.deepStrictEqual(node.fsm.commands(), ["slow", "late"])
     }).pipe(seeded("slow-disk")))
 
+  it.scoped("a leader stepping down while its disk is stuck shows its old term until it is a follower: never two leaders of one term", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      const old = yield* cluster.waitForLeader()
+      const oldTerm = (yield* old.raft.stats).term
+      const disk = yield* stuckDisk(old.logs)
+      // A write of its own is pending on the stuck disk when a leader of a later term reaches it: it must await
+      // that write before it follows, and meanwhile it still leads, so in its own term only.
+      yield* Effect.fork(Effect.either(old.raft.apply(bytes("pending"))))
+      // It hands leadership over: the target's RequestVote of the next term reaches it with its write pending.
+      const target = cluster.nodes.find((n) => n.id !== old.id)!
+      yield* Effect.fork(Effect.either(old.raft.leadershipTransferToServer(target.id, target.address)))
+      const next = yield* cluster.waitForLeader({ exclude: [old.id] })
+      const nextTerm = (yield* next.raft.stats).term
+      assert.isAbove(nextTerm, oldTerm)
+      let sawStepDown = false
+      for (let waited = 0; waited < 500; waited += 10) {
+        yield* cluster.advance(10)
+        const stats = yield* old.raft.stats
+        if (stats.state === "Leader") {
+          assert.strictEqual(stats.term, oldTerm, `${old.id} leads term ${stats.term}, as ${next.id} does`)
+          if ((yield* old.logs.lastIndex) < stats.lastLogIndex) sawStepDown = true
+        }
+      }
+      assert.isTrue(sawStepDown, "the old leader was never seen leading with its write pending while the next one led")
+      yield* disk.open
+      yield* cluster.advance(200)
+      assert.strictEqual(yield* old.raft.state, "Follower")
+      assert.strictEqual((yield* old.raft.stats).term, nextTerm)
+    }).pipe(seeded("step-down-stuck-disk")))
+
   it.scoped("a leader whose disk is stuck stops appending once 64 × maxAppendEntries entries wait for it, and appends the rest when it recovers", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster({ size: 3, config: { maxAppendEntries: 2 } })

@@ -21,7 +21,7 @@ import type {
 import { persistVote, setCurrentTerm } from "./hardState.js"
 import { becomeLeader } from "./leader.js"
 import { metrics } from "./metrics.js"
-import { becomeFollower, changeState, resetRoleScope, setLeader } from "./role.js"
+import { changeState, followTerm, resetRoleScope, setLeader } from "./role.js"
 import { logEvent, logTrouble } from "./logs.js"
 import { emit, forkRole, type NodeState, publish, quorumOf, sleepOrReload } from "./state.js"
 import { endSpan, PEER, spanned, startSpan, TERM, traceparent } from "./tracing.js"
@@ -218,9 +218,8 @@ export const handleRequestVote = (node: NodeState, request: RequestVoteRequest) 
       return response
     }
     if (request.term > node.currentTerm) {
-      yield* setCurrentTerm(node, request.term)
+      yield* followTerm(node, request.term)
       response.term = request.term
-      if (node.role !== "Follower") yield* becomeFollower(node)
       yield* setLeader(node, undefined, undefined)
     }
     if (node.lastVoteTerm === request.term && node.lastVoteCandidate !== "") {
@@ -282,8 +281,7 @@ export const handlePreVote = (node: NodeState, from: string, response: RequestPr
   Effect.gen(function*() {
     if (node.role !== "Candidate" || !node.preVoting) return
     if (response.term > node.currentTerm) {
-      yield* setCurrentTerm(node, response.term)
-      yield* becomeFollower(node)
+      yield* followTerm(node, response.term)
       return
     }
     if (!response.granted) return
@@ -297,8 +295,7 @@ export const handleVote = (node: NodeState, from: string, response: RequestVoteR
   Effect.gen(function*() {
     if (node.role !== "Candidate") return
     if (response.term > node.currentTerm) {
-      yield* setCurrentTerm(node, response.term)
-      yield* becomeFollower(node)
+      yield* followTerm(node, response.term)
       return
     }
     if (response.granted && response.term === node.currentTerm) {

@@ -19,7 +19,6 @@ import { Commitment } from "./commitment.js"
 import { onCommit } from "./commit.js"
 import type { Event } from "./events.js"
 import { Future } from "./future.js"
-import { setCurrentTerm } from "./hardState.js"
 import { type ApplyFuture, DISPATCHED, type LeaderState } from "./leaderState.js"
 import { dispatch } from "./leaderLog.js"
 import { reportOldestLogAge } from "./logAge.js"
@@ -27,7 +26,7 @@ import { logEvent, logTrouble } from "./logs.js"
 import { promotionLoop } from "./membership.js"
 import { metrics } from "./metrics.js"
 import { addReplication, countedVoters } from "./replication.js"
-import { becomeFollower, changeState, resetRoleScope, setLeader } from "./role.js"
+import { becomeFollower, changeState, followTerm, resetRoleScope, setLeader } from "./role.js"
 import { emit, forkRole, type NodeState, quorumOf, sleepOrReload } from "./state.js"
 import type { ApplyResult } from "./types.js"
 
@@ -126,10 +125,9 @@ export function* handleStepDown(node: NodeState, event: Extract<Event, { readonl
   if (event.epoch !== node.epoch || node.role !== "Leader") return
   if (event.term > node.currentTerm) {
     yield* logEvent(node, `stepping down: a peer is at term ${event.term}`, { newTerm: event.term })
-    yield* setCurrentTerm(node, event.term)
   }
   yield* setLeader(node, undefined, undefined)
-  yield* becomeFollower(node)
+  yield* followTerm(node, event.term)
 }
 
 /** The `WriteFailed` event: the leader's own write failed, it steps down. Run loop (a generator the loop delegates to). */

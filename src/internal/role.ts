@@ -61,8 +61,11 @@ export const changeState = (node: NodeState, to: RaftState) =>
     return publish(node, { _tag: "StateChange", from, to, term: node.currentTerm })
   })
 
-/** Leaves the leader role: fails what it had in flight. Run loop, or shutdown. */
-export const tearDownLeader = (node: NodeState) =>
+/**
+ * Leaves the leader role: fails what it had in flight. `term` is the term this node is moving to (a higher one means
+ * it was deposed by a successor). Run loop, or shutdown.
+ */
+export const tearDownLeader = (node: NodeState, term = node.currentTerm) =>
   Effect.suspend(() => {
     const old = node.leader
     node.leader = undefined
@@ -79,7 +82,7 @@ export const tearDownLeader = (node: NodeState) =>
     if (old.transfer !== undefined) {
       // Deposed by a higher term: another server is taking over, which is what the transfer asked for.
       old.transfer.deferred.done(
-        node.currentTerm > old.term
+        term > old.term
           ? Exit.void
           : Exit.fail(new LeadershipTransferFailed({ reason: "leadership lost without a successor" }))
       )
@@ -101,8 +104,8 @@ const followerTimer = (node: NodeState, myEpoch: number) =>
     }
   })
 
-/** Becomes (or stays, in a new epoch) a follower. Run loop. */
-export const becomeFollower = (node: NodeState) =>
+/** Becomes (or stays, in a new epoch) a follower, on its way to `term` (the current one by default). Run loop. */
+export const becomeFollower = (node: NodeState, term = node.currentTerm) =>
   Effect.gen(function*() {
     const wasLeader = node.role === "Leader"
     const old = node.leader
@@ -123,11 +126,22 @@ export const becomeFollower = (node: NodeState) =>
     node.preVoting = false
     if (wasLeader) yield* logEvent(node, `no longer leader of term ${old?.term ?? node.currentTerm}, now a follower`)
     if (wasLeader) {
-      yield* tearDownLeader(node)
+      yield* tearDownLeader(node, term)
       yield* setLeader(node, undefined, undefined)
     }
     yield* changeState(node, "Follower")
     yield* forkRole(node, followerTimer(node, node.epoch))
+  })
+
+/**
+ * Takes `term` (when above this node's) and becomes a follower if this node is not one. The role changes first: a
+ * leader stepping down awaits its own writes, and until it is a follower it still shows its old term, never a leader
+ * in the new one. Run loop.
+ */
+export const followTerm = (node: NodeState, term: number) =>
+  Effect.gen(function*() {
+    if (node.role !== "Follower") yield* becomeFollower(node, term)
+    if (term > node.currentTerm) yield* setCurrentTerm(node, term)
   })
 
 /**
@@ -140,10 +154,7 @@ export const followLeader = (
   request: { readonly term: number; readonly leaderId: string; readonly leaderAddress: string; readonly clusterId?: string | undefined }
 ) =>
   Effect.gen(function*() {
-    if (request.term > node.currentTerm || node.role !== "Follower") {
-      yield* setCurrentTerm(node, request.term)
-      if (node.role !== "Follower") yield* becomeFollower(node)
-    }
+    if (request.term > node.currentTerm || node.role !== "Follower") yield* followTerm(node, request.term)
     if (node.clusterId === undefined && request.clusterId !== undefined) yield* adoptCluster(node, request.clusterId)
     yield* setLeader(node, request.leaderId, request.leaderAddress)
     node.lastContact = node.now()

@@ -17,7 +17,7 @@ import { setCurrentTerm } from "./hardState.js"
 import type { Replication } from "./leaderState.js"
 import { logEvent } from "./logs.js"
 import { processMembership } from "./membership.js"
-import { becomeFollower } from "./role.js"
+import { followTerm } from "./role.js"
 import { emit, forkRole, type NodeState, notLeaderError } from "./state.js"
 
 /** The `Transfer` event: starts a transfer to `target`, or to the most up-to-date voter. Run loop. */
@@ -106,10 +106,10 @@ export const handleTimeoutNow = (node: NodeState, request: TimeoutNowRequest) =>
     const response = { _tag: "TimeoutNowResponse" as const, term: node.currentTerm, success: false }
     if (request.term < node.currentTerm) return response
     if (!Configuration.isVoter(node.latestConfiguration, node.localId)) return response
-    if (request.term > node.currentTerm) yield* setCurrentTerm(node, request.term)
     yield* logEvent(node, `asked by ${request.leaderId} to take over leadership, campaigning`, { leader: request.leaderId })
     // A (stale) leader asked to campaign leaves its leadership properly first: its writes end, its futures fail.
-    if (node.role === "Leader") yield* becomeFollower(node)
+    if (node.role === "Leader") yield* followTerm(node, request.term)
+    else if (request.term > node.currentTerm) yield* setCurrentTerm(node, request.term)
     yield* becomeCandidate(node, true)
     return { ...response, success: true }
   })
