@@ -26,13 +26,3 @@ describe("the simulator catches every mutant of the catalogue", () => {
     }, 300_000)
   }
 })
-
-describe("the checks the targeted schedules rely on", () => {
-  // An AppendEntries of an older term that a candidate or leader accepts sends its term back (Raft Figure 2: the
-  // current term only grows); at 5 nodes the late copies of a cut-off leader's requests reach the next leader.
-  it("acceptStaleAppend at seed 3 of 5 nodes: a node's term goes back (monotonic term)", async () => {
-    const mutant = Mutants.catalogue.find((m) => m.name === "acceptStaleAppend")!
-    const [result] = await runSeeds(pool(), Mutants.huntOptions(mutant, 5), [3])
-    assert.strictEqual(result!.violation?.property, "monotonic term", result!.violation?.detail)
-  }, 120_000)
-})

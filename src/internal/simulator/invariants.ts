@@ -59,8 +59,6 @@ export class Invariants {
   // The digest of each state machine state seen (snapshots the nodes took, and every node's state at the end),
   // by the last command index it includes: two states after the same commands must be equal.
   private readonly stateAt = new Map<number, { readonly node: string; readonly digest: number }>()
-  // Each server's highest current term seen, across its restarts (the term is stored before it is used).
-  private readonly termOf = new Map<string, number>()
   leadersElected = 0
 
   constructor(private readonly sim: SimCore) {}
@@ -175,11 +173,6 @@ export class Invariants {
         node.lastState = stats.state
       }
       if (stats.state === "Shutdown") continue
-      const seenTerm = this.termOf.get(node.id) ?? 0
-      if (stats.term < seenTerm) {
-        sim.violate("monotonic term", `${node.id} went back from term ${seenTerm} to term ${stats.term}`)
-      }
-      this.termOf.set(node.id, stats.term)
       if (stats.commitIndex < node.lastCommit) {
         sim.violate("monotonic commit", `${node.id} commit index went from ${node.lastCommit} to ${stats.commitIndex}`)
       }

@@ -191,8 +191,6 @@ export interface Violation {
     | "state-machine safety"
     | "monotonic commit"
     | "monotonic apply"
-    /** A node's current term went down (Raft Figure 2: it increases monotonically). */
-    | "monotonic term"
     /** A leadership transfer reported done, but a server other than its target took over (Raft thesis §3.10). */
     | "leadership transfer"
     /** A node replaced or deleted an entry it had committed, or compacted what no snapshot of it holds. */
