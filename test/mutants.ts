@@ -69,7 +69,8 @@ const hunt = async (mutant: Mutants.Mutant, nodes: number): Promise<Row> => {
   const caught = catching[0]
   return {
     mutant: mutant.name,
-    nodes,
+    // A mutant with `minNodes` runs that many at a smaller size.
+    nodes: Mutants.huntOptions(mutant, nodes).nodes,
     seedsRun: caught === undefined ? results.length : caught.seed,
     caughtBy: caught?.seed ?? null,
     catches: all ? catching.length : undefined,

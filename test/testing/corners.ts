@@ -3,14 +3,15 @@
  * `--randomize [all|nodes,preVote,timers,maxAppendEntries,snapshots,diskLatency]` draws those per seed, and
  * `--fault name=weight[,name=weight]` adds nemesis faults (transfer, appendCrash, staleCandidate, membership...)
  * to the faults a run uses, and sets the probabilities of the targeted crashes (rebootAfterVote,
- * crashLeaderMidWrite) and how many servers membership changes may hold out at once (membershipOut).
+ * crashLeaderMidWrite), of late copies of requests (lateCopyRate) and how many servers membership changes may hold
+ * out at once (membershipOut).
  */
 import * as Simulator from "../../src/testing/Simulator.js"
 import type { SeedOptions } from "./seedPool.js"
 
 const dimensions = ["nodes", "preVote", "timers", "maxAppendEntries", "snapshots", "diskLatency"] as const
 /** `--fault` names that are probabilities of `FaultOptions`, not weights. */
-const probabilities = ["rebootAfterVote", "crashLeaderMidWrite", "membershipOut"]
+const probabilities = ["rebootAfterVote", "crashLeaderMidWrite", "membershipOut", "lateCopyRate"]
 
 /** What the corner flags in `args` ask for: how to apply them to a run's options, and the flags to replay them. */
 export const cornersFromArgs = (args: ReadonlyArray<string>): {

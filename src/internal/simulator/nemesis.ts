@@ -11,8 +11,9 @@ import * as Random from "effect/Random"
 import * as Configuration from "../../Configuration.js"
 import * as RaftConfig from "../../RaftConfig.js"
 import type { Invariants } from "./invariants.js"
+import { copyEverything } from "./lateCopies.js"
 import { fastTimers, startNode, stopNode } from "./nodes.js"
-import type { SimCore, SimNode } from "./state.js"
+import { type SimCore, type SimNode, sync } from "./state.js"
 
 /** One of `items`, drawn with `Random`. */
 export const pick = <A>(items: ReadonlyArray<A>): Effect.Effect<A> =>
@@ -101,21 +102,81 @@ const faults: Readonly<Record<string, Fault>> = {
       const maxOut = Math.max(1, sim.faultOptions.membershipOut ?? 1)
       const adding = out.length >= maxOut || (out.length > 0 && (yield* Random.nextBoolean))
       const node = yield* pick(adding ? out : sim.nodes.filter((n) => n !== leader))
-      const verb = adding ? "add" : "remove"
-      const request = adding
-        ? raft.addVoter(node.id, node.address, { timeout: 500 })
-        : raft.removeServer(node.id, { timeout: 500 })
-      sim.note(`${verb} ${node.id} (asked of leader ${leader.id})`)
-      // The change completes when it commits, or not: the nemesis does not wait for it.
-      yield* request.pipe(
-        Effect.exit,
-        Effect.flatMap((exit) =>
-          Effect.sync(() =>
-            sim.note(`${verb} ${node.id}: ${Exit.isSuccess(exit) ? `committed at ${exit.value}` : Cause.squash(exit.cause)}`)
+      yield* askChange(sim, leader, node, adding)
+    }),
+  membershipBurst: (sim, invariants) =>
+    Effect.gen(function*() {
+      const leader = sim.currentLeader()
+      if (leader === undefined) return
+      const { configuration: current } = yield* leader.raft!.getConfiguration
+      const others = Array.from(yield* Random.shuffle(sim.nodes.filter((n) => n !== leader)))
+      const count = 2 + (yield* Random.nextIntBetween(0, 2))
+      for (const node of others.slice(0, count)) {
+        yield* askChange(sim, leader, node, !Configuration.isVoter(current, node.id))
+      }
+      yield* Effect.sleep(yield* Random.nextIntBetween(0, 11))
+      yield* faults.partition!(sim, invariants)
+    }),
+  nonVoterQuorum: (sim, invariants) =>
+    Effect.gen(function*() {
+      const leader = sim.currentLeader()
+      if (leader === undefined) return
+      const raft = leader.raft!
+      // The fewest voters that still make a majority of the servers minus one: 3 of 5, 4 of 7 (2 of 3 cannot
+      // lose an entry this way: the leader's own vote would be needed to elect another).
+      const voters = Math.floor(sim.size / 2) + 1
+      let current = (yield* raft.getConfiguration).configuration
+      const followers = Array.from(yield* Random.shuffle(sim.nodes.filter((n) => n !== leader)))
+      for (const node of followers) {
+        if (Configuration.votersOf(current).length <= voters) break
+        if (!Configuration.isVoter(current, node.id)) continue
+        const exit = yield* Effect.exit(raft.demoteVoter(node.id, { timeout: 200 }))
+        sim.note(`non-voter quorum: demote ${node.id}: ${Exit.isSuccess(exit) ? "committed" : Cause.squash(exit.cause)}`)
+        if (Exit.isFailure(exit) || leader.raft !== raft) return
+        current = (yield* raft.getConfiguration).configuration
+      }
+      const nonVoters = sim.nodes.filter((n) => n !== leader && !Configuration.isVoter(current, n.id)).map((n) => n.id)
+      if (nonVoters.length === 0) return
+      const rest = sim.nodes.filter((n) => n !== leader && !nonVoters.includes(n.id)).map((n) => n.id)
+      yield* sim.network.partition([[leader.id, ...nonVoters], rest])
+      sim.note(`non-voter quorum: cut ${leader.id} off with the non-voters ${JSON.stringify(nonVoters)}`)
+      yield* Effect.sleep(yield* Random.nextIntBetween(10, 61))
+      yield* stopNode(sim, leader)
+      yield* sim.network.heal
+      sim.note(`non-voter quorum: crash ${leader.id}, heal`)
+      yield* Effect.sleep(yield* Random.nextIntBetween(100, 301))
+      yield* restartIfDown(sim, invariants, leader, "non-voter quorum")
+    }),
+  crashUnwritten: (sim, invariants) =>
+    Effect.gen(function*() {
+      for (let waited = 0; waited < 100; waited++) {
+        const leader = sim.currentLeader()
+        const commit = leader === undefined ? 0 : sync(leader.raft!.stats).commitIndex
+        if (leader !== undefined && commit > leader.view.last) {
+          // Committed past its own disk: crash it before the write completes, and keep the followers that hold
+          // most away (a write of theirs may be under way), so that the others and it, restarted, make a quorum.
+          const followers = sim.nodes.filter((n) => n !== leader).sort((a, b) => a.view.last - b.view.last)
+          const holders = followers.slice(Math.floor(sim.size / 2))
+          yield* stopNode(sim, leader)
+          for (const holder of holders) yield* sim.network.disconnect(holder.id)
+          // The same power cut reboots the others: writes of theirs under way are lost, as the leader's is.
+          for (const other of followers.slice(0, Math.floor(sim.size / 2))) {
+            if (other.raft === undefined) continue
+            yield* stopNode(sim, other)
+            yield* startNode(sim, invariants, other)
+          }
+          sim.note(
+            `crash-unwritten: ${leader.id} crashes with commit ${commit} past its disk's ${leader.view.last};` +
+              ` cut off ${JSON.stringify(holders.map((n) => n.id))}`
           )
-        ),
-        Effect.forkIn(sim.rootScope)
-      )
+          yield* Effect.sleep(yield* Random.nextIntBetween(20, 101))
+          yield* restartIfDown(sim, invariants, leader, "crash-unwritten")
+          yield* awaitLeader(sim, 600)
+          for (const holder of holders) yield* sim.network.reconnect(holder.id)
+          return
+        }
+        yield* Effect.sleep(1)
+      }
     }),
   lossyLinks: (sim) =>
     Effect.gen(function*() {
@@ -142,6 +203,56 @@ const faults: Readonly<Record<string, Fault>> = {
         ),
         Effect.forkIn(sim.rootScope)
       )
+    }),
+  transferToLagging: (sim) =>
+    Effect.gen(function*() {
+      const leader = sim.currentLeader()
+      if (leader === undefined) return
+      const raft = leader.raft!
+      const { configuration } = yield* raft.getConfiguration
+      const voters = sim.nodes.filter((n) => n !== leader && n.raft !== undefined && Configuration.isVoter(configuration, n.id))
+      if (voters.length === 0) return
+      const target = yield* pick(voters)
+      // A healed network, with the target just back from being cut off while the clients wrote: it lags.
+      yield* sim.network.heal
+      yield* sim.network.setConditions(sim.faultOptions.baseline)
+      yield* sim.network.disconnect(target.id)
+      yield* Effect.sleep(yield* Random.nextIntBetween(20, 61))
+      yield* sim.network.reconnect(target.id)
+      const term = sync(raft.stats).term
+      if (leader.raft !== raft || sync(raft.state) !== "Leader") return
+      sim.note(`transfer-to-lagging: transfer leadership from ${leader.id} (term ${term}) to ${target.id}, back from a cut`)
+      const exit = yield* Effect.exit(raft.leadershipTransferToServer(target.id, target.address))
+      sim.note(`transfer-to-lagging: ${Exit.isSuccess(exit) ? "done" : Cause.squash(exit.cause)}`)
+      if (Exit.isFailure(exit)) return
+      // Done: the leader was deposed. The first leader of a newer term must be the target (Raft thesis §3.10).
+      for (let waited = 0; waited <= 500; waited += 5) {
+        const next = sim.running().find((n) => {
+          const stats = sync(n.raft!.stats)
+          return stats.state === "Leader" && stats.term > term
+        })
+        if (next !== undefined) {
+          if (next !== target) {
+            sim.violate("leadership transfer", `${leader.id} handed leadership to ${target.id}, but ${next.id} took it`)
+          }
+          return
+        }
+        yield* Effect.sleep(5)
+      }
+    }),
+  staleLeader: (sim) =>
+    Effect.gen(function*() {
+      const stale = sim.currentLeader()
+      if (stale === undefined) return
+      // What it sends in its last 30 ms as leader arrives again 150–400 ms later, once the others (it cut off)
+      // have elected a leader of a newer term, and it is back.
+      copyEverything(sim, stale.id, 30, [150, 400])
+      yield* Effect.sleep(yield* Random.nextIntBetween(10, 31))
+      yield* sim.network.disconnect(stale.id)
+      sim.note(`stale-leader: ${stale.id} cut off; what it sent lately arrives again later`)
+      yield* awaitLeader(sim, 400, stale)
+      yield* sim.network.reconnect(stale.id)
+      sim.note(`stale-leader: ${stale.id} is back`)
     }),
   appendCrash: (sim, invariants) =>
     Effect.gen(function*() {
@@ -217,6 +328,29 @@ const skewBound = (sim: SimCore): number => {
   const config = Effect.runSync(Effect.orDie(RaftConfig.make({ localId: "n1", ...fastTimers, ...sim.config })))
   return RaftConfig.clockDriftMillis(config) / config.heartbeatTimeoutMillis
 }
+
+/**
+ * Asks `leader` to add `node` back as a voter (`adding`) or to remove it, without waiting: the change completes
+ * when it commits, or not.
+ */
+const askChange = (sim: SimCore, leader: SimNode, node: SimNode, adding: boolean): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const raft = leader.raft!
+    const verb = adding ? "add" : "remove"
+    const request = adding
+      ? raft.addVoter(node.id, node.address, { timeout: 500 })
+      : raft.removeServer(node.id, { timeout: 500 })
+    sim.note(`${verb} ${node.id} (asked of leader ${leader.id})`)
+    yield* request.pipe(
+      Effect.exit,
+      Effect.flatMap((exit) =>
+        Effect.sync(() =>
+          sim.note(`${verb} ${node.id}: ${Exit.isSuccess(exit) ? `committed at ${exit.value}` : Cause.squash(exit.cause)}`)
+        )
+      ),
+      Effect.forkIn(sim.rootScope)
+    )
+  })
 
 /** The current leader (other than `except`), waiting up to `millis` of virtual time for one. */
 const awaitLeader = (sim: SimCore, millis: number, except?: SimNode): Effect.Effect<SimNode | undefined> =>

@@ -19,8 +19,9 @@ import * as Raft from "../../Raft.js"
 import { FsmError } from "../../RaftError.js"
 import * as SnapshotStore from "../../SnapshotStore.js"
 import * as StableStore from "../../StableStore.js"
-import * as MemoryNetwork from "../../transport/MemoryNetwork.js"
+import { Transport } from "../../Transport.js"
 import { digestBytes, FNV_OFFSET, type Invariants } from "./invariants.js"
+import { withLateCopies } from "./lateCopies.js"
 import type { SimCore, SimNode } from "./state.js"
 
 const encoder = new TextEncoder()
@@ -105,9 +106,7 @@ export const startNode = (sim: SimCore, invariants: Invariants, node: SimNode): 
         Layer.succeed(LogStore.LogStore, node.logs),
         Layer.succeed(StableStore.StableStore, node.stable),
         Layer.succeed(SnapshotStore.SnapshotStore, node.snapshots),
-        MemoryNetwork.layerTransport(node.id, node.address).pipe(
-          Layer.provide(Layer.succeed(MemoryNetwork.MemoryNetwork, sim.network))
-        )
+        Layer.succeed(Transport, withLateCopies(sim, node.id, sim.network.transport(node.id, node.address)))
       ])
     )
     node.starting = true

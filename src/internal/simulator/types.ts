@@ -58,6 +58,41 @@ export interface FaultOptions {
      * `defaultFaults`; every clock runs in step again after healing.
      */
     readonly clockSkew?: number | undefined
+    /**
+     * Through the leader, two or three membership changes at once (removing followers, or adding back those out),
+     * none waiting for another, then a partition drawn at random a few ms later: the changes must still go
+     * through one at a time. Off (absent) in `defaultFaults`.
+     */
+    readonly membershipBurst?: number | undefined
+    /**
+     * A targeted schedule: the leader demotes followers to non-voters until the voters are the fewest that still
+     * make a majority of the servers minus one (3 voters and 2 non-voters of 5), is cut off with the non-voters
+     * only, appends what its clients send for a few dozen ms and crashes; the voters left out elect a leader.
+     * Entries stored only by the old leader and non-voters were never committed. Off (absent) in `defaultFaults`.
+     */
+    readonly nonVoterQuorum?: number | undefined
+    /**
+     * A targeted schedule: waits (up to 100 ms) until the leader's commit index passes what its own disk holds,
+     * then crashes it before its write completes, cuts off the followers whose logs are longest (all but a quorum
+     * less one: those that hold the committed entries), reboots the others (their writes under way are lost too,
+     * as in one power cut), and restarts it 20–100 ms later; the cut-off ones come back once the others elected a
+     * leader (or after 600 ms). Without a bug, what the leader counted as committed was on a quorum of disks
+     * without its own, so one of those left holds it. Off (absent) in `defaultFaults`.
+     */
+    readonly crashUnwritten?: number | undefined
+    /**
+     * A targeted schedule: heals the network, cuts a voter off for 20–60 ms while the clients write, then has the
+     * leader transfer leadership to it at once, while it lags. When the transfer reports success, the first leader
+     * of a newer term must be that target (the leader catches it up before it hands over). Off (absent) in
+     * `defaultFaults`.
+     */
+    readonly transferToLagging?: number | undefined
+    /**
+     * A targeted schedule (with `lateCopyRate` above 0): everything the leader sends for 30 ms is delivered again
+     * 150–400 ms later; the leader is cut off until the others elect a leader of a newer term, then let back, so
+     * that its old requests reach nodes of the newer term. Off (absent) in `defaultFaults`.
+     */
+    readonly staleLeader?: number | undefined
   }
   /**
    * How far `clockSkew` may skew a clock: its rate is drawn in [1 − bound, 1 ÷ (1 − bound)], so that a heartbeat
@@ -80,6 +115,14 @@ export interface FaultOptions {
    * passed, and restarts 20–200 ms later (a targeted crash: what it counted as stored may be lost); 0 by default.
    */
   readonly crashLeaderMidWrite?: number | undefined
+  /**
+   * Probability that an AppendEntries or InstallSnapshot a node sends is delivered once more, `lateCopyDelayMillis`
+   * later (its answer lost): an old leader's request may then reach a node of a newer term, an old snapshot a
+   * follower that applied past it. 0 by default.
+   */
+  readonly lateCopyRate?: number | undefined
+  /** How late a late copy arrives, drawn in [min, max] ms; [50, 300] by default. */
+  readonly lateCopyDelayMillis?: readonly [min: number, max: number] | undefined
   /** Conditions of every link from the start (delays and reordering); none by default. */
   readonly baseline?: MemoryNetwork.LinkConditions | undefined
 }
@@ -148,6 +191,8 @@ export interface Violation {
     | "state-machine safety"
     | "monotonic commit"
     | "monotonic apply"
+    /** A leadership transfer reported done, but a server other than its target took over (Raft thesis §3.10). */
+    | "leadership transfer"
     /** A node replaced or deleted an entry it had committed, or compacted what no snapshot of it holds. */
     | "durability"
     | "liveness"

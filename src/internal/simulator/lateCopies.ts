@@ -1,0 +1,85 @@
+/**
+ * Late copies (`FaultOptions.lateCopyRate`): a request a node sends may be delivered a second time, long after
+ * the first, as a network that duplicates and reorders may do (the Raft paper's model of a network). The copy
+ * reaches its target through the memory network as it is then (cut links and partitions apply), its answer goes
+ * nowhere. So an AppendEntries of an old leader can reach a node of a newer term, and an InstallSnapshot can
+ * reach a follower that has applied past it. Copies are sent only during the faulty phase.
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
+import * as Stream from "effect/Stream"
+import type { Transport } from "../../Transport.js"
+import type { SimCore } from "./state.js"
+
+/** Per run, the senders all of whose requests are copied until a virtual time, and how late the copies come. */
+const bursts = new WeakMap<SimCore, Map<string, { readonly until: number; readonly delay: readonly [number, number] }>>()
+
+/**
+ * Every AppendEntries and InstallSnapshot that node `id` sends in the next `millis` ms is delivered once more,
+ * `delay` ms later (the `staleLeader` schedule). Needs `lateCopyRate` above 0, which installs the copying.
+ */
+export const copyEverything = (sim: SimCore, id: string, millis: number, delay: readonly [number, number]): void => {
+  let map = bursts.get(sim)
+  if (map === undefined) bursts.set(sim, map = new Map())
+  map.set(id, { until: sim.clock.now + millis, delay })
+}
+
+/** `transport` whose AppendEntries and InstallSnapshot requests are, sometimes, delivered once more later. */
+export const withLateCopies = (sim: SimCore, from: string, transport: Transport): Transport => {
+  const rate = sim.faultOptions.lateCopyRate ?? 0
+  if (rate <= 0) return transport
+  /** Decides now whether `send` is repeated, and if so forks it after the delay (it outlives the sender). */
+  const maybeLater = (what: () => string, send: Effect.Effect<unknown, unknown>): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      if (sim.chaosOver) return
+      const burst = bursts.get(sim)?.get(from)
+      const all = burst !== undefined && sim.clock.now < burst.until
+      if (!all && (yield* Random.next) >= rate) return
+      const [min, max] = all ? burst.delay : sim.faultOptions.lateCopyDelayMillis ?? [50, 300]
+      const delay = min + (yield* Random.nextIntBetween(0, Math.max(0, max - min) + 1))
+      yield* Effect.sleep(delay).pipe(
+        Effect.zipRight(Effect.suspend(() => {
+          if (sim.chaosOver) return Effect.void
+          sim.faults.lateCopy = (sim.faults.lateCopy ?? 0) + 1
+          sim.note(`late copy, ${delay} ms old: ${what()}`)
+          return Effect.ignore(send)
+        })),
+        Effect.forkIn(sim.rootScope)
+      )
+    })
+  return {
+    ...transport,
+    appendEntries: (id, address, request) =>
+      Effect.zipRight(
+        maybeLater(() => describe(from, id, request), transport.appendEntries(id, address, request)),
+        transport.appendEntries(id, address, request)
+      ),
+    appendEntriesPipeline: (id, address) =>
+      Effect.map(transport.appendEntriesPipeline(id, address), (pipeline) => ({
+        ...pipeline,
+        send: (request) =>
+          Effect.zipRight(
+            maybeLater(() => describe(from, id, request), transport.appendEntries(id, address, request)),
+            pipeline.send(request)
+          )
+      })),
+    installSnapshot: (id, address, request, data) => {
+      // The bytes as they pass, for the copy.
+      const chunks: Array<Uint8Array> = []
+      const kept = Stream.tap(data, (chunk) => Effect.sync(() => void chunks.push(chunk)))
+      return Effect.tap(transport.installSnapshot(id, address, request, kept), () =>
+        maybeLater(
+          () => `InstallSnapshot ${from} -> ${id} (term ${request.term}, through ${request.lastLogIndex})`,
+          transport.installSnapshot(id, address, request, Stream.fromIterable(chunks))
+        ))
+    }
+  }
+}
+
+const describe = (
+  from: string,
+  to: string,
+  request: { readonly term: number; readonly prevLogIndex: number; readonly entries: ReadonlyArray<unknown> }
+): string =>
+  `AppendEntries ${from} -> ${to} (term ${request.term}, after ${request.prevLogIndex}, ${request.entries.length} entries)`
