@@ -12,17 +12,12 @@ import * as Stream from "effect/Stream"
 import type { Transport } from "../../Transport.js"
 import type { SimCore } from "./state.js"
 
-/** Per run, the senders all of whose requests are copied until a virtual time, and how late the copies come. */
-const bursts = new WeakMap<SimCore, Map<string, { readonly until: number; readonly delay: readonly [number, number] }>>()
-
 /**
  * Every AppendEntries and InstallSnapshot that node `id` sends in the next `millis` ms is delivered once more,
  * `delay` ms later (the `staleLeader` schedule). Needs `lateCopyRate` above 0, which installs the copying.
  */
 export const copyEverything = (sim: SimCore, id: string, millis: number, delay: readonly [number, number]): void => {
-  let map = bursts.get(sim)
-  if (map === undefined) bursts.set(sim, map = new Map())
-  map.set(id, { until: sim.clock.now + millis, delay })
+  sim.lateCopyBursts.set(id, { until: sim.clock.now + millis, delay })
 }
 
 /** `transport` whose AppendEntries and InstallSnapshot requests are, sometimes, delivered once more later. */
@@ -33,7 +28,7 @@ export const withLateCopies = (sim: SimCore, from: string, transport: Transport)
   const maybeLater = (what: () => string, send: Effect.Effect<unknown, unknown>): Effect.Effect<void> =>
     Effect.gen(function*() {
       if (sim.chaosOver) return
-      const burst = bursts.get(sim)?.get(from)
+      const burst = sim.lateCopyBursts.get(from)
       const all = burst !== undefined && sim.clock.now < burst.until
       if (!all && (yield* Random.next) >= rate) return
       const [min, max] = all ? burst.delay : sim.faultOptions.lateCopyDelayMillis ?? [50, 300]

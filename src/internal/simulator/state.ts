@@ -93,6 +93,8 @@ export class SimCore {
   violation: Violation | undefined = undefined
   /** Crashes per node so far: a write under way when the count moves is lost. */
   readonly crashes = new Map<string, number>()
+  /** Senders all of whose requests are copied late until a virtual time, and how late (`lateCopies.ts`). */
+  readonly lateCopyBursts = new Map<string, { readonly until: number; readonly delay: readonly [number, number] }>()
   /** Set once `nodes` is built. */
   nodes: ReadonlyArray<SimNode> = []
   /** The scope of the whole run, for fibers that outlive the one that starts them. */
