@@ -214,12 +214,18 @@ export interface Scan {
   readonly committedEnd: number
 }
 
-/** Does a valid commit frame follow, frame by frame from `at`? If so, acknowledged data lies after `at`. */
-const commitFollows = (bytes: Uint8Array, at: number): boolean => {
+/**
+ * Does a batch after the one holding `at` end in a valid commit, frame by frame from `at`? Batches are written one
+ * after the other, each only once the one before is durable, so a later committed batch means the damaged frame's
+ * batch was acknowledged: corruption, not a torn write. (The damaged frame's own commit proves nothing: without the
+ * fdatasync, the page holding the commit may have reached the disk and the page before it not.)
+ */
+const laterBatchCommitted = (bytes: Uint8Array, at: number): boolean => {
+  let commits = 0
   while (at < bytes.length) {
     const frame = WalRecord.decodeFrame(bytes, at, bytes.length)
     if (frame.kind === "bad") return false
-    if (frame.kind === "commit") return true
+    if (frame.kind === "commit" && ++commits === 2) return true
     at = frame.end
   }
   return false
@@ -227,7 +233,7 @@ const commitFollows = (bytes: Uint8Array, at: number): boolean => {
 
 /**
  * Reads the frames of a segment. In the tail (`isTail`), a header cut short, a frame cut short, or a damaged frame
- * with no committed batch after it, is the torn end of the last write: the committed part ends before it (the caller
+ * in the last batch (no later batch committed after it), is the torn end of the last write: the committed part ends before it (the caller
  * truncates the file there). Anything else damaged (a bad header, a damaged frame followed by a committed batch, or
  * uncommitted frames at the end of a segment that is not the tail) fails with a `StorageError` naming the file and
  * the offset.
@@ -250,7 +256,7 @@ export const scan = (file: string, bytes: Uint8Array, isTail: boolean): Effect.E
       const frame = WalRecord.decodeFrame(bytes, at, bytes.length)
       if (frame.kind === "bad") {
         const after = frame.declaredEnd
-        const acknowledgedAfter = after !== undefined && after < bytes.length && commitFollows(bytes, after)
+        const acknowledgedAfter = after !== undefined && after < bytes.length && laterBatchCommitted(bytes, after)
         if (isTail && !acknowledgedAfter) return Effect.succeed({ batches, committedEnd })
         return corrupt(at, frame.reason)
       }
