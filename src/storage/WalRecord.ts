@@ -20,6 +20,7 @@
  */
 import { crc32 } from "node:zlib"
 import type { Log, LogType } from "../Log.js"
+import { LOG_TYPE_CODE, LOG_TYPES, readUint64, writeUint64 } from "./Codec.js"
 
 /** Bytes of a frame's header: length and CRC. */
 export const FRAME_HEADER: number = 8
@@ -32,16 +33,6 @@ const KIND_ENTRY = 1
 const KIND_DELETE = 2
 const KIND_COMMIT = 3
 
-const TYPES: ReadonlyArray<LogType> = ["Command", "Noop", "Barrier", "Configuration"]
-const TYPE_CODE: Record<LogType, number> = { Command: 0, Noop: 1, Barrier: 2, Configuration: 3 }
-const TWO_32 = 0x1_0000_0000
-
-const writeUint64 = (view: DataView, offset: number, value: number): void => {
-  view.setUint32(offset, Math.floor(value / TWO_32))
-  view.setUint32(offset + 4, value >>> 0)
-}
-const readUint64 = (view: DataView, offset: number): number =>
-  view.getUint32(offset) * TWO_32 + view.getUint32(offset + 4)
 
 /** Fills in the CRC of the frame at `at` whose length field is already written. */
 const seal = (bytes: Uint8Array, view: DataView, at: number, end: number): void => {
@@ -71,7 +62,7 @@ export const encodeEntries = (logs: ReadonlyArray<Log>): EncodedEntries => {
     bytes[at + 8] = KIND_ENTRY
     writeUint64(view, at + 9, log.index)
     writeUint64(view, at + 17, log.term)
-    bytes[at + 25] = TYPE_CODE[log.type]
+    bytes[at + 25] = LOG_TYPE_CODE[log.type]
     bytes.set(log.data, at + FRAME_HEADER + ENTRY_HEAD)
     seal(bytes, view, at, end)
     at = end
@@ -137,7 +128,7 @@ export const decodeFrame = (bytes: Uint8Array, at: number, end: number): Frame |
   const kind = body[0]
   const b = at + FRAME_HEADER
   if (kind === KIND_ENTRY && length >= ENTRY_HEAD) {
-    const type = TYPES[bytes[b + 17]!]
+    const type = LOG_TYPES[bytes[b + 17]!]
     if (type === undefined) return bad(`an entry has unknown type ${bytes[b + 17]}`, frameEnd)
     return {
       kind: "entry",

@@ -18,12 +18,12 @@ import { join } from "node:path"
 import { crc32 } from "node:zlib"
 import { StorageError } from "../RaftError.js"
 import type { StableStore } from "../StableStore.js"
+import * as Codec from "./Codec.js"
 import * as WalSegment from "./WalSegment.js"
 
 /** The stable file's format version. */
 export const FORMAT_VERSION: number = 1
 const MAGIC = new TextEncoder().encode("EFRAFTST")
-const TWO_32 = 0x1_0000_0000
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
 
@@ -126,21 +126,7 @@ export const make = (
       get: (key) => Effect.zipRight(whenOpen("get"), get(bytesKey(key))),
       set: (key, value) => put("set", bytesKey(key), value),
       getUint64: (key) =>
-        Effect.flatMap(Effect.zipRight(whenOpen("getUint64"), get(numberKey(key))), (value) => {
-          if (Option.isNone(value)) return Effect.succeed(0)
-          if (value.value.length !== 8) {
-            return Effect.fail(new StorageError({ operation: "getUint64", reason: `value of ${key} is not 8 bytes` }))
-          }
-          const view = new DataView(value.value.buffer, value.value.byteOffset)
-          return Effect.succeed(view.getUint32(0) * TWO_32 + view.getUint32(4))
-        }),
-      setUint64: (key, value) =>
-        Effect.suspend(() => {
-          const bytes = new Uint8Array(8)
-          const view = new DataView(bytes.buffer)
-          view.setUint32(0, Math.floor(value / TWO_32))
-          view.setUint32(4, value >>> 0)
-          return put("setUint64", numberKey(key), bytes)
-        })
+        Effect.flatMap(Effect.zipRight(whenOpen("getUint64"), get(numberKey(key))), (stored) => Codec.decodeUint64(key, stored)),
+      setUint64: (key, value) => Effect.suspend(() => put("setUint64", numberKey(key), Codec.encodeUint64(value)))
     }
   })

@@ -41,13 +41,20 @@ const bounds = (store: WalStore.WalStore) => Effect.all([store.logs.firstIndex, 
 /** Bytes of the frame of `entries(index, index, term)` (all test entries of one width have the same size). */
 const frameBytes = (index: number, term = 1) => WalRecord.encodeEntries(entries(index, index, term)).bytes.length
 
+/** Two batches in two sessions, 1..5 then 6..9; returns the tail's size after the first (where the second starts). */
+const twoBatches = (dir: string) =>
+  Effect.gen(function*() {
+    yield* session(dir, (store) => store.logs.storeLogs(entries(1, 5)))
+    const committed = fs.statSync(tailFile(dir)).size
+    yield* session(dir, (store) => store.logs.storeLogs(entries(6, 9)))
+    return committed
+  })
+
 describe("WalStore", () => {
   it.scoped("a torn tail (the batch being written when the process died) is cut at open, and appends continue after it", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir()
-      yield* session(dir, (store) => store.logs.storeLogs(entries(1, 5)))
-      const committed = fs.statSync(tailFile(dir)).size
-      yield* session(dir, (store) => store.logs.storeLogs(entries(6, 9)))
+      const committed = yield* twoBatches(dir)
       // Keep the first two frames of the second batch and half of its third: what a short write leaves.
       fs.truncateSync(tailFile(dir), committed + 2 * frameBytes(6) + 10)
       yield* session(dir, (store) =>
@@ -73,9 +80,7 @@ describe("WalStore", () => {
   it.scoped("a damaged frame in the last batch of the tail is a torn write (power lost before its fdatasync): cut", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir()
-      yield* session(dir, (store) => store.logs.storeLogs(entries(1, 5)))
-      const committed = fs.statSync(tailFile(dir)).size
-      yield* session(dir, (store) => store.logs.storeLogs(entries(6, 9)))
+      const committed = yield* twoBatches(dir)
       flip(tailFile(dir), committed + frameBytes(6) + 30)
       yield* session(dir, (store) => Effect.map(bounds(store), (b) => assert.deepStrictEqual(b, [1, 5])))
     }))
