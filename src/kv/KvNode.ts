@@ -346,13 +346,17 @@ export type StoreKind = "lmdb" | "wal"
  */
 const durableStores = (dataDir: string, kind: StoreKind): Layer.Layer<LogStore.LogStore | StableStore.StableStore, StorageError> => {
   const path = join(dataDir, "raft")
-  const other = Effect.try({
-    try: () => kind === "wal" ? existsSync(join(path, "data.mdb")) : existsSync(path) && readdirSync(path).some((name) => name.endsWith(".wal")),
+  const [found, other] = kind === "wal" ? ["an LMDB store", "lmdb"] : ["a WAL store", "wal"]
+  const holdsOther = Effect.try({
+    try: () =>
+      kind === "wal"
+        ? existsSync(join(path, "data.mdb"))
+        : existsSync(path) && readdirSync(path).some((name) => name.endsWith(".wal")),
     catch: (cause) => new StorageError({ operation: "open", reason: `${path}: ${String(cause)}`, cause })
   })
-  return Layer.unwrapEffect(Effect.flatMap(other, (found) =>
-    found
-      ? Effect.fail(new StorageError({ operation: "open", reason: `${path} holds a ${kind === "wal" ? "LMDB" : "WAL"} store: start with --store ${kind === "wal" ? "lmdb" : "wal"}` }))
+  return Layer.unwrapEffect(Effect.flatMap(holdsOther, (holds) =>
+    holds
+      ? Effect.fail(new StorageError({ operation: "open", reason: `${path} holds ${found}: start with --store ${other}` }))
       : Effect.succeed(kind === "wal" ? WalStore.layer({ path }) : LmdbStore.layer({ path }))))
 }
 
