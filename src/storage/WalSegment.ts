@@ -160,7 +160,9 @@ export const create = (dir: string, seq: number): Effect.Effect<Segment, Storage
     yield* writeAll("create segment", file, fd, [header()], 0).pipe(
       Effect.zipRight(datasync("create segment", file, fd)),
       Effect.zipRight(syncDirectory("create segment", dir)),
-      Effect.tapError(() => close(file, fd))
+      // Leave no half-made file behind: the next attempt creates the same name.
+      Effect.tapError(() =>
+        Effect.zipRight(close(file, fd), Effect.ignore(attempt("create segment", file, () => fs.unlinkSync(file)))))
     )
     return { seq, file, fd, size: HEADER, live: 0 }
   })

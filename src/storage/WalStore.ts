@@ -26,6 +26,7 @@
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
@@ -92,10 +93,15 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
     let broken: StorageError | undefined
     const segments: Array<WalSegment.Segment> = []
     const bySeq = new Map<number, WalSegment.Segment>()
-    const queue = yield* Queue.unbounded<Pending>()
+    // Writes waiting for the next batch; `wake` tells the writer there are some (a signal, not the writes: a write
+    // handed over by a queue could be lost if the writer were interrupted as it took it).
+    let queued: Array<Pending> = []
+    const wake = yield* Queue.dropping<true>(1)
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        for (const pending of yield* Queue.takeAll(queue)) yield* Deferred.fail(pending.done, closedError("write"))
+        const left = queued
+        queued = []
+        for (const pending of left) yield* Deferred.fail(pending.done, closedError("write"))
         for (const segment of segments) yield* WalSegment.close(segment.file, segment.fd)
       })
     )
@@ -186,14 +192,18 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
       })
 
     // The writer: everything queued while the previous batch was being synced goes into the next one.
-    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
-      const first = yield* Queue.take(queue)
-      const rest = yield* Queue.takeAll(queue)
-      const batch = [first, ...rest]
-      // A batch once started runs to its end, and its writers hear how it went, even if the scope is closing.
-      yield* Effect.uninterruptible(Effect.flatMap(Effect.exit(flush(batch)), (exit) =>
-        Effect.forEach(batch, (pending) => Deferred.done(pending.done, exit), { discard: true })))
-    })))
+    // Only the wait for work is interruptible: a batch once taken runs to its end, and its writers hear how it went,
+    // even when the scope is closing (the finalizer then fails whatever is still queued).
+    yield* Effect.forkScoped(Effect.forever(Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        yield* restore(Queue.take(wake))
+        const batch = queued
+        queued = []
+        if (batch.length === 0) return
+        const exit = yield* Effect.exit(flush(batch))
+        yield* Effect.forEach(batch, (pending) => Deferred.done(pending.done, exit), { discard: true })
+      })
+    )))
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         closed = true
@@ -206,8 +216,9 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
     const write = (operation: string, bytes: Uint8Array, apply: Pending["apply"]): Effect.Effect<void, StorageError> =>
       Effect.suspend(() => {
         if (closed) return Effect.fail(closedError(operation))
-        return Effect.flatMap(Deferred.make<void, StorageError>(), (done) =>
-          Effect.zipRight(Queue.offer(queue, { bytes, apply, done }), Deferred.await(done)))
+        const done = Deferred.unsafeMake<void, StorageError>(FiberId.none)
+        queued.push({ bytes, apply, done })
+        return Effect.zipRight(Queue.offer(wake, true), Deferred.await(done))
       })
 
     /** Reads and checks the entries `from..to`; entries lying one after another in a segment take one `pread`. */

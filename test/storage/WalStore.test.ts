@@ -1,5 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
 import * as Option from "effect/Option"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -248,5 +251,21 @@ describe("WalStore", () => {
         const error = yield* Effect.flip(operation)
         assert.strictEqual(error._tag, "StorageError")
       }
+    }))
+
+  it.scoped("writes in flight when the store closes all end, durable or failed, none left waiting; the durable ones reopen", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const scope = yield* Scope.make()
+      const store = yield* Scope.extend(WalStore.make({ path: dir }), scope)
+      const fibers = yield* Effect.forEach(entries(1, 64), (log) => Effect.fork(store.logs.storeLogs([log])))
+      yield* Effect.yieldNow()
+      yield* Scope.close(scope, Exit.void)
+      const exits = yield* Effect.forEach(fibers, Fiber.await)
+      const stored = exits.flatMap((exit, i) => Exit.isSuccess(exit) ? [i + 1] : [])
+      yield* session(dir, (reopened) =>
+        Effect.gen(function*() {
+          for (const index of stored) assert.strictEqual((yield* reopened.logs.getLog(index)).index, index)
+        }))
     }))
 })
