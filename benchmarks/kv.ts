@@ -74,9 +74,15 @@ const { values: argv } = parseArgs({
     get: { type: "string" },
     etcd: { type: "boolean", default: false },
     "node-entry": { type: "string" },
-    "node-cpu-prof": { type: "string" }
+    "node-cpu-prof": { type: "string" },
+    store: { type: "string" }
   }
 })
+
+// The nodes' durable store (`kv node --store`), passed down as KV_STORE, which the node processes inherit:
+// `KV_STORE=wal npm run bench:kv -- ...` or `tsx benchmarks/kv.ts --store wal`.
+if (argv.store !== undefined) process.env.KV_STORE = argv.store
+const store = process.env.KV_STORE ?? "lmdb"
 
 const conc = Math.max(1, Number(argv.conc))
 /** The anchor instead of our service: a 3-member etcd (`etcd.ts`), driven by the same clients. */
@@ -106,7 +112,8 @@ const result: Record<string, unknown> = {
   impl: etcd ? "etcd" : "effect-raft/kv",
   impl_version: etcd
     ? `${etcdVersion() ?? "etcd (not on PATH)"}, 3 members, default settings`
-    : `effect-raft ${readVersion()} key-value service (node ${process.version})`,
+    : `effect-raft ${readVersion()} key-value service on ${store} (node ${process.version})`,
+  store: etcd ? null : store,
   scenario: `${etcd ? "etcd" : "kv"}/n3/c${conc}/s${SIZE}${label === "" ? "" : `/${label}`}`,
   mode: etcd ? "etcd" : "kv",
   op: get === undefined ? "put" : "get",

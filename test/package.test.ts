@@ -164,7 +164,8 @@ describe("the package, packed and installed", () => {
         fileSnapshots: "function",
         kv: "function,object,function,function,function",
         lmdb: "function",
-        tcp: "function"
+        tcp: "function",
+        wal: "function"
       })
 
       // A strict TypeScript project, checked with this repository's compiler against the installed .d.ts files.

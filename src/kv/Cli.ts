@@ -133,6 +133,13 @@ const transportSecurity = (args: {
 /** How `kv node` writes its log: Effect's logfmt lines, or one JSON object per line. */
 export type LogFormat = "text" | "json"
 
+/** The durable store of `kv node` and `kv recover` (docs/storage.md compares them). */
+const storeOption = Options.choice("store", ["lmdb", "wal"]).pipe(
+  Options.withDescription("the log and stable store in <data-dir>/raft: lmdb, or wal (our write-ahead log; env KV_STORE)"),
+  fromEnv(Config.literal("lmdb", "wal")("KV_STORE")),
+  Options.withDefault("lmdb" as const)
+)
+
 const nodeCommand = Command.make("node", {
   id: Options.text("id").pipe(Options.withDescription("this server's unique id (env KV_ID)"), fromEnv(Config.string("KV_ID"))),
   raftAddr: Options.text("raft-addr").pipe(
@@ -209,7 +216,8 @@ const nodeCommand = Command.make("node", {
     Options.withDescription("text: one logfmt line per event; json: one JSON object per line (env KV_LOG_FORMAT)"),
     fromEnv(Config.literal("text", "json")("KV_LOG_FORMAT")),
     Options.withDefault("text" as const)
-  )
+  ),
+  store: storeOption
 }, (args) =>
   Effect.gen(function*() {
     const tls = transportSecurity(args)
@@ -254,7 +262,7 @@ const nodeCommand = Command.make("node", {
         if (moved !== undefined) yield* Effect.logInfo(`moved the old stores to ${moved} (nothing was deleted)`)
       }
       if (tls === "plaintext") yield* Effect.logWarning(insecureWarning)
-      yield* KvNode.run(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr, tls })).pipe(
+      yield* KvNode.run(options, KvNode.durable({ dataDir: args.dataDir, raftAddress: args.raftAddr, tls, store: args.store })).pipe(
         Effect.onInterrupt(() => Effect.logInfo(`node ${args.id} stopped: HTTP server closed, Raft shut down, stores closed`))
       )
     }).pipe(Effect.provide(logger(args.logFormat)))
@@ -303,8 +311,9 @@ const recoverCommand = Command.make("recover", {
   peers: Options.text("peer").pipe(
     Options.withDescription("a voter of the new configuration as id,raft-addr (repeat for each; this node included)"),
     Options.repeated
-  )
-}, ({ dataDir, peers }) =>
+  ),
+  store: storeOption
+}, ({ dataDir, peers, store }) =>
   Effect.gen(function*() {
     const KvNode = yield* loadKvNode
     const members: Array<readonly [string, string]> = []
@@ -314,7 +323,7 @@ const recoverCommand = Command.make("recover", {
       members.push(member)
     }
     if (members.length === 0) return yield* new UsageError({ reason: "name the voters of the new configuration with --peer" })
-    const meta = yield* KvNode.recover(dataDir, Configuration.voters(members))
+    const meta = yield* KvNode.recover(dataDir, Configuration.voters(members), store)
     yield* Console.log(
       `recovered ${dataDir}: a snapshot at index ${meta.index} (term ${meta.term}) holds every write; its voters are ` +
         `${members.map(([id]) => id).join(", ")}. Start the node as before; add new servers with --join.`

@@ -29,7 +29,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import { readFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import * as Configuration from "../Configuration.js"
 import * as LogStore from "../LogStore.js"
@@ -42,13 +42,14 @@ import {
   type IdentityMismatch,
   type NotVoter,
   type RaftConfigError,
-  type StorageError
+  StorageError
 } from "../RaftError.js"
 import * as SnapshotStore from "../SnapshotStore.js"
 import * as FileSnapshotStore from "../storage/FileSnapshotStore.js"
 import * as StableStore from "../StableStore.js"
 import * as LmdbStore from "../storage/LmdbStore.js"
 import * as LogCache from "../storage/LogCache.js"
+import * as WalStore from "../storage/WalStore.js"
 import * as TcpTransport from "../transport/TcpTransport.js"
 import type { Transport } from "../Transport.js"
 import type * as Certificates from "./Certificates.js"
@@ -336,9 +337,32 @@ const readTls = (files: Certificates.TlsFiles, bind: string): Effect.Effect<TcpT
       new BindError({ address: bind, reason: `cannot read the TLS files: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
   })
 
+/** Which durable log and stable store a node keeps in `<dataDir>/raft`: LMDB, or the write-ahead log (`WalStore`). */
+export type StoreKind = "lmdb" | "wal"
+
 /**
- * The production storage and transport of `kv node`: the LMDB log (behind a cache of recent entries) and stable
- * store in `<dataDir>/raft`, file snapshots in `<dataDir>/snapshots`, and the TCP transport listening on
+ * The log and stable store of `kind` in `<dataDir>/raft`. Fails to open, rather than starting on an empty store,
+ * when the directory holds the other kind's files (the node would otherwise look like one that lost its data).
+ */
+const durableStores = (dataDir: string, kind: StoreKind): Layer.Layer<LogStore.LogStore | StableStore.StableStore, StorageError> => {
+  const path = join(dataDir, "raft")
+  const [found, other] = kind === "wal" ? ["an LMDB store", "lmdb"] : ["a WAL store", "wal"]
+  const holdsOther = Effect.try({
+    try: () =>
+      kind === "wal"
+        ? existsSync(join(path, "data.mdb"))
+        : existsSync(path) && readdirSync(path).some((name) => name.endsWith(".wal")),
+    catch: (cause) => new StorageError({ operation: "open", reason: `${path}: ${String(cause)}`, cause })
+  })
+  return Layer.unwrapEffect(Effect.flatMap(holdsOther, (holds) =>
+    holds
+      ? Effect.fail(new StorageError({ operation: "open", reason: `${path} holds ${found}: start with --store ${other}` }))
+      : Effect.succeed(kind === "wal" ? WalStore.layer({ path }) : LmdbStore.layer({ path }))))
+}
+
+/**
+ * The production storage and transport of `kv node`: the log (behind a cache of recent entries) and stable
+ * store of `store` (LMDB by default) in `<dataDir>/raft`, file snapshots in `<dataDir>/snapshots`, and the TCP transport listening on
  * `raftAddress`, with mutual TLS over the files of `tls` (peers prove their server id with a certificate of the same
  * CA), or in plaintext when `tls` is "plaintext" (anyone who reaches the address can then act as a peer).
  */
@@ -346,10 +370,11 @@ export const durable = (options: {
   readonly dataDir: string
   readonly raftAddress: string
   readonly tls: Certificates.TlsFiles | "plaintext"
+  readonly store?: StoreKind | undefined
 }): Layer.Layer<Infrastructure, StorageError | BindError> => {
-  const lmdb = LmdbStore.layer({ path: join(options.dataDir, "raft") })
-  // Context.merge keeps the later service: the cache in front of the same LMDB log wins.
-  const stores = Layer.merge(lmdb, LogCache.layer(logCacheEntries).pipe(Layer.provide(lmdb)))
+  const durable = durableStores(options.dataDir, options.store ?? "lmdb")
+  // Context.merge keeps the later service: the cache in front of the same durable log wins.
+  const stores = Layer.merge(durable, LogCache.layer(logCacheEntries).pipe(Layer.provide(durable)))
   return Layer.mergeAll(
     stores,
     snapshotStore(options.dataDir),
@@ -371,17 +396,18 @@ const snapshotStore = (dataDir: string) => FileSnapshotStore.layer(join(dataDir,
  */
 export const recover = (
   dataDir: string,
-  configuration: Configuration.Configuration
+  configuration: Configuration.Configuration,
+  store: StoreKind = "lmdb"
 ): Effect.Effect<SnapshotStore.SnapshotMeta, CantRecover | FsmError | StorageError> =>
   Raft.recoverCluster(configuration).pipe(
     Effect.provide(Layer.mergeAll(
       KvFsm.layer,
-      LmdbStore.layer({ path: join(dataDir, "raft") }),
+      durableStores(dataDir, store),
       snapshotStore(dataDir)
     ))
   )
 
-/** Recent log entries kept in memory in front of the LMDB log, so replication reads do not hit the disk. */
+/** Recent log entries kept in memory in front of the durable log, so replication reads do not hit the disk. */
 export const logCacheEntries: number = 4096
 
 /** Memory storage and a memory-network transport: for tests in one process. */

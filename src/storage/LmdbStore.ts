@@ -29,10 +29,11 @@ import type * as Scope from "effect/Scope"
 import * as lmdb from "lmdb"
 import { join } from "node:path"
 import { crc32 } from "node:zlib"
-import type { Log, LogType } from "../Log.js"
+import type { Log } from "../Log.js"
 import { LogStore } from "../LogStore.js"
 import { LogNotFound, StorageError } from "../RaftError.js"
 import { StableStore } from "../StableStore.js"
+import * as Codec from "./Codec.js"
 import * as LmdbFileCheck from "./LmdbFileCheck.js"
 
 /** The on-disk format this module writes and reads. */
@@ -68,17 +69,7 @@ export interface LmdbStore {
 
 // ---------------------------------------------------------------- encoding
 
-const TYPES: ReadonlyArray<LogType> = ["Command", "Noop", "Barrier", "Configuration"]
-const TYPE_CODE: Record<LogType, number> = { Command: 0, Noop: 1, Barrier: 2, Configuration: 3 }
 const LOG_HEADER = 21 // crc 4 | index 8 | term 8 | type 1
-const TWO_32 = 0x1_0000_0000
-
-const writeUint64 = (view: DataView, offset: number, value: number): void => {
-  view.setUint32(offset, Math.floor(value / TWO_32))
-  view.setUint32(offset + 4, value >>> 0)
-}
-const readUint64 = (view: DataView, offset: number): number =>
-  view.getUint32(offset) * TWO_32 + view.getUint32(offset + 4)
 
 /**
  * Each entry as crc | index | term | type | data, the CRC covering everything after it. All of a batch's values
@@ -95,9 +86,9 @@ const encodeLogs = (logs: ReadonlyArray<Log>): Array<Uint8Array> => {
   for (let i = 0; i < logs.length; i++) {
     const log = logs[i]!
     const end = at + LOG_HEADER + log.data.length
-    writeUint64(view, at + 4, log.index)
-    writeUint64(view, at + 12, log.term)
-    bytes[at + 20] = TYPE_CODE[log.type]
+    Codec.writeUint64(view, at + 4, log.index)
+    Codec.writeUint64(view, at + 12, log.term)
+    bytes[at + 20] = Codec.LOG_TYPE_CODE[log.type]
     bytes.set(log.data, at + LOG_HEADER)
     view.setUint32(at, crc32(bytes.subarray(at + 4, end)))
     values[i] = bytes.subarray(at, end)
@@ -111,13 +102,13 @@ const decodeLog = (index: number, bytes: Uint8Array): Log | string => {
   if (bytes.length < LOG_HEADER) return `entry ${index} is truncated (${bytes.length} bytes)`
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   if (view.getUint32(0) !== crc32(bytes.subarray(4))) return `entry ${index} fails its checksum`
-  const stored = readUint64(view, 4)
+  const stored = Codec.readUint64(view, 4)
   if (stored !== index) return `entry under key ${index} holds index ${stored}`
-  const type = TYPES[bytes[20]!]
+  const type = Codec.LOG_TYPES[bytes[20]!]
   if (type === undefined) return `entry ${index} has unknown type ${bytes[20]}`
   return {
     index,
-    term: readUint64(view, 12),
+    term: Codec.readUint64(view, 12),
     type,
     // A plain Uint8Array view of lmdb's copy (not a Buffer), as the other stores hand out.
     data: new Uint8Array(bytes.buffer, bytes.byteOffset + LOG_HEADER, bytes.length - LOG_HEADER)
@@ -348,20 +339,11 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
     const stable: StableStore = {
       get: (key) => readStable("get", key, bytesKey(key)),
       set: (key, value) => commit("set", () => stableDb.put(bytesKey(key), encodeValue(bytesKey(key), value))),
-      getUint64: (key) =>
-        Effect.flatMap(readStable("getUint64", key, numberKey(key)), (value) => {
-          if (Option.isNone(value)) return Effect.succeed(0)
-          if (value.value.length !== 8) {
-            return Effect.fail(new StorageError({ operation: "getUint64", reason: `value of ${key} is not 8 bytes` }))
-          }
-          return Effect.succeed(readUint64(new DataView(value.value.buffer, value.value.byteOffset), 0))
-        }),
+      getUint64: (key) => Effect.flatMap(readStable("getUint64", key, numberKey(key)), (stored) => Codec.decodeUint64(key, stored)),
       setUint64: (key, value) =>
-        Effect.suspend(() => {
-          const bytes = new Uint8Array(8)
-          writeUint64(new DataView(bytes.buffer), 0, value)
-          return commit("setUint64", () => stableDb.put(numberKey(key), encodeValue(numberKey(key), bytes)))
-        })
+        Effect.suspend(() =>
+          commit("setUint64", () => stableDb.put(numberKey(key), encodeValue(numberKey(key), Codec.encodeUint64(value))))
+        )
     }
 
     const stats = Effect.sync((): Stats => {

@@ -4,12 +4,17 @@ import * as LogStore from "../../src/LogStore.js"
 import * as StableStore from "../../src/StableStore.js"
 import * as LmdbStore from "../../src/storage/LmdbStore.js"
 import * as LogCache from "../../src/storage/LogCache.js"
+import * as WalStore from "../../src/storage/WalStore.js"
 import * as StoreConformance from "../../src/testing/StoreConformance.js"
 import { tempDir } from "./temp.js"
 
 /** A fresh LMDB directory per check; every open is a new environment on it. */
 const lmdb = <S>(pick: (store: LmdbStore.LmdbStore) => S): StoreConformance.MakeSubject<S> =>
   Effect.map(tempDir(), (path) => ({ open: Effect.map(LmdbStore.make({ path }), pick) }))
+
+/** A fresh WAL directory per check, with small segments so the checks also cross segment boundaries. */
+const wal = <S>(pick: (store: WalStore.WalStore) => S): StoreConformance.MakeSubject<S> =>
+  Effect.map(tempDir(), (path) => ({ open: Effect.map(WalStore.make({ path, segmentBytes: 4096 }), pick) }))
 
 const register = (suite: string, checks: ReadonlyArray<StoreConformance.Check>) =>
   describe(suite, () => {
@@ -28,3 +33,6 @@ register(
 )
 register("StableStore conformance: memory", StoreConformance.stableStore(StoreConformance.inMemory(StableStore.makeMemory)))
 register("StableStore conformance: LMDB", StoreConformance.stableStore(lmdb((store) => store.stable)))
+register("LogStore conformance: WAL", StoreConformance.logStore(wal((store) => store.logs)))
+register("LogStore conformance: LogCache over WAL", StoreConformance.logStore(wal((store) => LogCache.make(store.logs, 8))))
+register("StableStore conformance: WAL", StoreConformance.stableStore(wal((store) => store.stable)))

@@ -1,6 +1,6 @@
 /**
  * Crash tests with real processes: a child (test/fixtures/crash-store-child.ts)
- * writes through the LMDB store, or (crash-raft-child.ts) runs a single-node
+ * writes through the LMDB store or the write-ahead log store (WalStore), or (crash-raft-child.ts) runs a single-node
  * Raft on it, and prints every write whose effect succeeded; this test SIGKILLs
  * it after a random number of reported writes plus 0-9 ms (so at a random point
  * of the next write), reopens the directory, and checks that every reported write is there and the
@@ -9,7 +9,14 @@
  * crash; the store writer's kills run as two chains at once (a child mostly
  * waits for fsync).
  *
- * Kills: STORE_KILLS of the store writer + RAFT_KILLS of the Raft node
+ * What SIGKILL can show: that a write is reported only once it is in a file
+ * the next open reads back (no lost acknowledged write in user-space buffers
+ * or queues, no torn tail that fails the open, recovery after every kind of
+ * interrupted write). What it cannot show: that the write reached the disk.
+ * The kernel's page cache survives the killed process, so a store that skips
+ * its fdatasync passes here too; only a power cut (or a VM snapshot) tests that.
+ *
+ * Kills: STORE_KILLS of the store writer (and WAL_KILLS of the WAL store writer) + RAFT_KILLS of the Raft node
  * + SNAPSHOT_KILLS of the Raft node on file snapshots with a compacted log,
  * restarted in-process after each kill (65 in all). The seed is printed; `CRASH_SEED=n` replays its choices (the exact
  * kill points also depend on timing).
@@ -28,11 +35,13 @@ import * as Raft from "../../src/Raft.js"
 import { SnapshotStore } from "../../src/SnapshotStore.js"
 import { StableStore } from "../../src/StableStore.js"
 import * as LmdbStore from "../../src/storage/LmdbStore.js"
+import * as WalStore from "../../src/storage/WalStore.js"
 import { bundleChildren, root } from "../fixtures/bundle.js"
 import { generator } from "../fixtures/prng.js"
 import { listFsm, snapshotNode } from "../fixtures/snapshot-node.js"
 
 const STORE_KILLS = 50
+const WAL_KILLS = 24
 const RAFT_KILLS = 12
 const SNAPSHOT_KILLS = 3
 const KEEP = 500 // the store child compacts to its last KEEP entries
@@ -102,7 +111,7 @@ const decoder = new TextDecoder()
 
 describe("crash tests: SIGKILL at random points", () => {
   /** One directory killed `kills` times; after each kill every reported write is checked. Returns what was reported. */
-  const storeChain = async (chain: number, kills: number) => {
+  const storeChain = async (chain: number, kills: number, kind: "lmdb" | "wal" = "lmdb") => {
     const random = generator(seed + chain * 7777)
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "effect-raft-crash-"))
     let durableLast = 0
@@ -112,7 +121,7 @@ describe("crash tests: SIGKILL at random points", () => {
     try {
       for (let run = 1; run <= kills; run++) {
         const childSeed = String(Math.floor(random() * 2 ** 31))
-        const lines = await runAndKill(storeChild, [dir, String(run), childSeed], {
+        const lines = await runAndKill(storeChild, [dir, String(run), childSeed, kind], {
           tag: "L",
           writes: Math.floor(random() * 40),
           delayMillis: Math.floor(random() * 10)
@@ -123,10 +132,10 @@ describe("crash tests: SIGKILL at random points", () => {
         compactedTo = Math.max(compactedTo, ...numbers(lines, "D"))
         maxTerm = Math.max(maxTerm, ...numbers(lines, "T"))
         await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-          const store = yield* LmdbStore.make({ path: dir })
+          const store = kind === "wal" ? yield* WalStore.make({ path: dir }) : yield* LmdbStore.make({ path: dir })
           const first = yield* store.logs.firstIndex
           const lastIndex = yield* store.logs.lastIndex
-          const where = `seed ${seed}, chain ${chain}, after kill ${run}`
+          const where = `${kind}, seed ${seed}, chain ${chain}, after kill ${run}`
           assert.isAtLeast(lastIndex, durableLast, `lastIndex below the last reported write (${where})`)
           if (compactedTo > 0) assert.isAbove(first, compactedTo, `a reported compaction was undone (${where})`)
           if (durableLast > 0) {
@@ -153,6 +162,13 @@ describe("crash tests: SIGKILL at random points", () => {
     const chains = await Promise.all([storeChain(1, STORE_KILLS / 2), storeChain(2, STORE_KILLS / 2)])
     const reportedWrites = chains.reduce((n, chain) => n + chain.reportedWrites, 0)
     assert.isAbove(reportedWrites, STORE_KILLS, "the children reported too few writes for the test to mean something")
+    assert.isTrue(chains.some((chain) => chain.compactedTo > 0), "no compaction was reported: the kills never followed a deleteRange")
+  }, 240_000)
+
+  it(`every write the WAL store reported durable survives ${WAL_KILLS} kills, and the store reopens cleanly (seed ${seed})`, async () => {
+    const chains = await Promise.all([storeChain(3, WAL_KILLS / 2, "wal"), storeChain(4, WAL_KILLS / 2, "wal")])
+    const reportedWrites = chains.reduce((n, chain) => n + chain.reportedWrites, 0)
+    assert.isAbove(reportedWrites, WAL_KILLS, "the children reported too few writes for the test to mean something")
     assert.isTrue(chains.some((chain) => chain.compactedTo > 0), "no compaction was reported: the kills never followed a deleteRange")
   }, 240_000)
 

@@ -1,0 +1,39 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as KvNode from "../../src/kv/KvNode.js"
+import { LogStore } from "../../src/LogStore.js"
+import { tempDir } from "./temp.js"
+
+/** Builds the production stores and transport of `kv node` (on loopback, port 0) over `dataDir`. */
+const build = (dataDir: string, store: KvNode.StoreKind) =>
+  Layer.build(KvNode.durable({ dataDir, raftAddress: "127.0.0.1:0", tls: "plaintext", store }))
+
+const entry = { index: 1, term: 1, type: "Command" as const, data: new Uint8Array([1]) }
+
+describe("kv node --store", () => {
+  it.scoped("wal keeps the log in segment files under <data-dir>/raft", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir()
+      yield* Effect.scoped(Effect.flatMap(build(dataDir, "wal"), (context) => Context.get(context, LogStore).storeLogs([entry])))
+      const files = fs.readdirSync(path.join(dataDir, "raft"))
+      assert.isTrue(files.some((name) => name.endsWith(".wal")), `no segment in ${files.join(", ")}`)
+      assert.isFalse(files.includes("data.mdb"))
+    }))
+
+  it.scoped("a data dir holding the other store's files fails to open, naming the option to use", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir()
+      yield* Effect.scoped(Effect.flatMap(build(dataDir, "lmdb"), (context) => Context.get(context, LogStore).storeLogs([entry])))
+      const asWal = yield* Effect.flip(Effect.scoped(build(dataDir, "wal")))
+      assert.strictEqual(asWal._tag, "StorageError")
+      assert.include(asWal.message, "holds an LMDB store: start with --store lmdb")
+      const other = yield* tempDir()
+      yield* Effect.scoped(Effect.flatMap(build(other, "wal"), (context) => Context.get(context, LogStore).storeLogs([entry])))
+      const asLmdb = yield* Effect.flip(Effect.scoped(build(other, "lmdb")))
+      assert.include(asLmdb.message, "holds a WAL store: start with --store wal")
+    }))
+})
