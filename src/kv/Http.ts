@@ -281,7 +281,7 @@ const front: Layer.Layer<never, never, KvService> = Layer.scopedDiscard(Effect.g
   const slot = yield* Effect.serviceOption(HttpLimits.FrontSlotTag)
   const tracer = yield* Effect.tracer
   if (Option.isNone(slot) || tracer !== Context.get(DefaultServices.liveServices, Tracer.Tracer)) return
-  const handler = HttpFront.make(yield* KvService, yield* Effect.runtime<never>())
+  const handler = yield* HttpFront.make(yield* KvService)
   slot.value.front = handler
   yield* Effect.addFinalizer(() => Effect.sync(() => {
     if (slot.value.front === handler) slot.value.front = undefined

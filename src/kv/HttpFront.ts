@@ -5,8 +5,10 @@
  *
  * Why: measured on a one-node cluster (`docs/kv.md`), the `@effect/platform` request path (a fiber per request,
  * the router, `HttpApi`'s Schema decoding of path, query and body, its encoding of the answer, the pre-response
- * handlers) cost about 250 µs of CPU per request, more than the whole rest of a stale read. Here a request costs one
- * fiber (the `Kv` call itself) and one `writeHead`/`end`.
+ * handlers) cost about 200 µs of CPU per request, more than the whole rest of a stale read. Here a request costs one
+ * fiber (the `Kv` call itself) and one `writeHead`/`end`. The calls' timeouts are kept by `Deadlines.ts` instead of
+ * `Effect.timeout` (which forks two fibers and arms a timer per call): at its deadline a call is interrupted and
+ * answered with the error the timed call fails with (`Kv.untimed`).
  *
  * Anything unusual goes to the API, which answers it as before: another method or path, a key with `%`, `/`, `;` or
  * other characters outside a plain set (the router decodes those), other query parameters, a body that is not
@@ -17,10 +19,12 @@
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import type * as Exit from "effect/Exit"
+import * as Exit from "effect/Exit"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import type * as http from "node:http"
+import * as Deadlines from "./Deadlines.js"
 import * as HttpLimits from "./HttpLimits.js"
 import type * as Kv from "./Kv.js"
 import * as KvError from "./KvError.js"
@@ -59,13 +63,22 @@ const json = (response: http.ServerResponse, status: number, body: string, locat
 }
 
 /**
- * The front handler over `kv` (`HttpLimits.Front`), running each request's `Kv` call on `runtime`; `limits` are the
- * API's (`HttpLimits.middleware`).
+ * The front handler over `kv` (`HttpLimits.Front`), running each request's `Kv` call in the caller's context;
+ * `limits` are the API's (`HttpLimits.middleware`). Its deadline keeper ends with the scope.
  */
 export const make = (
   kv: Kv.Kv,
-  runtime: Runtime.Runtime<never>,
   limits: HttpLimits.Limits = HttpLimits.defaults
+): Effect.Effect<HttpLimits.Front, never, Scope.Scope> =>
+  Effect.map(Effect.zip(Effect.runtime<never>(), Deadlines.make), ([runtime, deadlines]) =>
+    makeWith(kv, limits, runtime, deadlines.lane(kv.untimed.readTimeoutMillis), deadlines.lane(kv.untimed.writeTimeoutMillis)))
+
+const makeWith = (
+  kv: Kv.Kv,
+  limits: HttpLimits.Limits,
+  runtime: Runtime.Runtime<never>,
+  reads: Deadlines.Lane,
+  writes: Deadlines.Lane
 ): HttpLimits.Front => {
   const run = Runtime.runCallback(runtime)
   const runFork = Runtime.runFork(runtime)
@@ -95,23 +108,41 @@ export const make = (
     response.end()
   }
 
-  /** Runs `effect` for the request; a client that goes away interrupts it, as the API does. */
+  /**
+   * Runs `effect` for the request within the deadline `lane` keeps, answering `timedOut()` if it is interrupted for
+   * it; a client that goes away interrupts it too, as the API does.
+   */
   const serve = <A>(
     request: http.IncomingMessage,
     response: http.ServerResponse,
     effect: Effect.Effect<A, RouteError>,
-    ok: (value: A) => string
+    ok: (value: A) => string,
+    lane: Deadlines.Lane,
+    timedOut: () => RouteError
   ): void => {
-    const cancel = run(effect, { onExit: (exit) => answer(request, response, exit, ok) })
-    if (!response.writableEnded) response.on("close", () => response.writableEnded || cancel())
+    let expired = false
+    let cancel: (() => void) | undefined
+    const deadline = lane.add(() => {
+      expired = true
+      cancel?.()
+    })
+    cancel = run(effect, {
+      onExit: (exit) => {
+        deadline.done()
+        answer(request, response, expired && Exit.isInterrupted(exit) ? Exit.fail(timedOut()) : exit, ok)
+      }
+    })
+    if (!response.writableEnded) response.on("close", () => response.writableEnded || cancel?.())
   }
 
   const get = (request: http.IncomingMessage, response: http.ServerResponse, key: string, stale: boolean | undefined) =>
     serve(
       request,
       response,
-      kv.get(key, { stale }),
-      ({ index, value }) => JSON.stringify({ key, value, index })
+      kv.untimed.get(key, { stale }),
+      ({ index, value }) => JSON.stringify({ key, value, index }),
+      reads,
+      kv.untimed.readTimedOut
     )
 
   const put = (request: http.IncomingMessage, response: http.ServerResponse, key: string, api: () => void) =>
@@ -124,7 +155,7 @@ export const make = (
         HttpLimits.withPreReadBody(request, body)
         return api()
       }
-      serve(request, response, kv.put(key, value), JSON.stringify)
+      serve(request, response, kv.untimed.put(key, value), JSON.stringify, writes, kv.untimed.writeTimedOut)
     })
 
   return (request, response, api) => {

@@ -2,7 +2,6 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Runtime from "effect/Runtime"
 import * as Tracer from "effect/Tracer"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -98,25 +97,37 @@ describe("kv HTTP front (the hot routes served before the HttpApi)", () => {
   it.live("serves plain keys itself and hands everything else to the API, a read body with it", () =>
     Effect.gen(function*() {
       const calls: Array<string> = []
+      const get = (key: string, options?: { readonly stale?: boolean | undefined }) =>
+        Effect.suspend((): Effect.Effect<{ value: string; index: number }, KvError.KeyNotFound | KvError.NotLeader> => {
+          calls.push(`get ${key} ${options?.stale}`)
+          return key === "gone"
+            ? Effect.fail(new KvError.KeyNotFound({ key }))
+            : key === "moved"
+            ? Effect.fail(new KvError.NotLeader({ leaderId: "n2", leaderHttp: "127.0.0.1:1" }))
+            : key === "slow"
+            ? Effect.never
+            : Effect.succeed({ value: "v", index: 7 })
+        })
+      const put = (key: string, value: string) =>
+        Effect.suspend((): Effect.Effect<{ index: number }, KvError.OutcomeUnknown> => {
+          calls.push(`put ${key} ${value}`)
+          return key === "late"
+            ? Effect.fail(new KvError.OutcomeUnknown({ reason: "timed out" }))
+            : key === "slow"
+            ? Effect.onInterrupt(Effect.never, () => Effect.sync(() => calls.push("put slow given up")))
+            : Effect.succeed({ index: 8 })
+        })
       const kv = {
-        get: (key: string, options?: { readonly stale?: boolean | undefined }) =>
-          Effect.suspend((): Effect.Effect<{ value: string; index: number }, KvError.KeyNotFound | KvError.NotLeader> => {
-            calls.push(`get ${key} ${options?.stale}`)
-            return key === "gone"
-              ? Effect.fail(new KvError.KeyNotFound({ key }))
-              : key === "moved"
-              ? Effect.fail(new KvError.NotLeader({ leaderId: "n2", leaderHttp: "127.0.0.1:1" }))
-              : Effect.succeed({ value: "v", index: 7 })
-          }),
-        put: (key: string, value: string) =>
-          Effect.suspend(() => {
-            calls.push(`put ${key} ${value}`)
-            return key === "late"
-              ? Effect.fail(new KvError.OutcomeUnknown({ reason: "timed out" }))
-              : Effect.succeed({ index: 8 })
-          })
+        untimed: {
+          get,
+          put,
+          readTimeoutMillis: 100,
+          writeTimeoutMillis: 150,
+          readTimedOut: () => new KvError.Unavailable({ reason: "no read index within 100 ms" }),
+          writeTimedOut: () => new KvError.OutcomeUnknown({ reason: "no outcome within 150 ms" })
+        }
       } as unknown as Kv.Kv
-      const front = HttpFront.make(kv, Runtime.defaultRuntime)
+      const front = yield* HttpFront.make(kv)
       const server = http.createServer((request, response) =>
         front(request, response, () => {
           // The API's stand-in: says what it got, the body the front read included.
@@ -146,9 +157,30 @@ describe("kv HTTP front (the hot routes served before the HttpApi)", () => {
         otherQuery: await raw(address, "GET", "/kv/a?stale=yes"),
         form: await raw(address, "PUT", "/kv/k", "value=x", "application/x-www-form-urlencoded"),
         badBody: await raw(address, "PUT", "/kv/k", JSON.stringify({ value: 1 })),
-        del: await raw(address, "DELETE", "/kv/k")
+        del: await raw(address, "DELETE", "/kv/k"),
+        // Past their deadlines (kept by `Deadlines.ts`): the call is given up, the timeout's error answered.
+        slowGet: await raw(address, "GET", "/kv/slow"),
+        slowPut: await raw(address, "PUT", "/kv/slow", JSON.stringify({ value: "x" }))
       }))
-      assert.deepStrictEqual(calls, ["get a.b-c undefined", "get a true", "get gone undefined", "get moved false", "put k x", "put late x"])
+      assert.deepStrictEqual(calls, [
+        "get a.b-c undefined",
+        "get a true",
+        "get gone undefined",
+        "get moved false",
+        "put k x",
+        "put late x",
+        "get slow undefined",
+        "put slow x",
+        "put slow given up"
+      ])
+      assert.deepStrictEqual(
+        [result.slowGet.status, JSON.parse(result.slowGet.body)],
+        [503, { _tag: "Unavailable", reason: "no read index within 100 ms" }]
+      )
+      assert.deepStrictEqual(
+        [result.slowPut.status, JSON.parse(result.slowPut.body)],
+        [504, { _tag: "OutcomeUnknown", reason: "no outcome within 150 ms" }]
+      )
       assert.deepStrictEqual(
         [result.get.status, result.get.headers["content-type"], result.get.body],
         [200, "application/json", `{"key":"a.b-c","value":"v","index":7}`]
@@ -182,7 +214,7 @@ describe("kv HTTP front (the hot routes served before the HttpApi)", () => {
           Layer.build(layer.pipe(
             Layer.provideMerge(HttpLimits.layerServer({ host: "127.0.0.1", port: 0 })),
             Layer.provide(Operator.layerMetrics()),
-            Layer.provide(Layer.succeed(Kv.KvService, {} as Kv.Kv))
+            Layer.provide(Layer.succeed(Kv.KvService, { untimed: { readTimeoutMillis: 1, writeTimeoutMillis: 1 } } as Kv.Kv))
           )),
           (context) => Context.get(context, HttpLimits.FrontSlotTag).front
         ))
