@@ -16,7 +16,9 @@
  * | `POST /cluster/transfer-leadership` | `{ id? }` | `{ leader }` |
  * | `POST /admin/faults` | `{ blocked: [id] }` | `{ blocked }` (nodes started with `--faults` only) |
  *
- * Beside it, `Operator.ts` serves the status page at `/`, `/metrics`, `/docs` and a JSON 404.
+ * Beside it, `Operator.ts` serves the status page at `/`, `/metrics`, `/docs` and a JSON 404. In front of it,
+ * `HttpFront.ts` serves the hot routes (`PUT` and `GET /kv/:key`) with the same answers, without the platform's
+ * per-request machinery (`docs/kv.md`).
  *
  * Reads are served by any node, linearizable unless `stale=true`. Writes and
  * membership changes on a follower answer 307
