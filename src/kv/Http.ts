@@ -16,7 +16,9 @@
  * | `POST /cluster/transfer-leadership` | `{ id? }` | `{ leader }` |
  * | `POST /admin/faults` | `{ blocked: [id] }` | `{ blocked }` (nodes started with `--faults` only) |
  *
- * Beside it, `Operator.ts` serves the status page at `/`, `/metrics`, `/docs` and a JSON 404.
+ * Beside it, `Operator.ts` serves the status page at `/`, `/metrics`, `/docs` and a JSON 404. In front of it,
+ * `HttpFront.ts` serves the hot routes (`PUT` and `GET /kv/:key`) with the same answers, without the platform's
+ * per-request machinery (`docs/kv.md`).
  *
  * Reads are served by any node, linearizable unless `stale=true`. Writes and
  * membership changes on a follower answer 307
@@ -51,6 +53,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Tracer from "effect/Tracer"
 import { FaultSwitchTag } from "./FaultSwitch.js"
+import * as HttpFront from "./HttpFront.js"
 import * as HttpLimits from "./HttpLimits.js"
 import { KvService } from "./Kv.js"
 import * as KvError from "./KvError.js"
@@ -272,17 +275,36 @@ const spansOnlyWhenExported = <A, E, R>(layer: Layer.Layer<A, E, R>): Layer.Laye
       : layer))
 
 /**
+ * Sets the server's front handler (`HttpFront.ts`: `PUT` and `GET /kv/:key` without the platform's per-request
+ * machinery) when the server has a front slot (`HttpLimits.layerServer`) and nobody exports spans (the API's path
+ * makes a span per request then); it is taken away when the layer closes.
+ */
+const front: Layer.Layer<never, never, KvService> = Layer.scopedDiscard(Effect.gen(function*() {
+  const slot = yield* Effect.serviceOption(HttpLimits.FrontSlotTag)
+  const tracer = yield* Effect.tracer
+  if (Option.isNone(slot) || tracer !== Context.get(DefaultServices.liveServices, Tracer.Tracer)) return
+  const handler = yield* HttpFront.make(yield* KvService)
+  slot.value.front = handler
+  yield* Effect.addFinalizer(() => Effect.sync(() => {
+    if (slot.value.front === handler) slot.value.front = undefined
+  }))
+}))
+
+/**
  * Serves the API on the `HttpServer` in context (`NodeHttpServer.layer` provides it and the platform services),
  * behind `HttpLimits.middleware` (body, target and JSON nesting limits), with the operator's pages of `Operator.ts`
- * (status page, `/metrics`, `/docs`, JSON 404).
+ * (status page, `/metrics`, `/docs`, JSON 404), and its hot routes before it (`front`) on `HttpLimits.layerServer`.
  */
 export const layer: Layer.Layer<
   never,
   never,
   KvService | Operator.MetricsScrape | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
-> = spansOnlyWhenExported(Operator.withResponses(HttpApiBuilder.serve(HttpLimits.middleware()))).pipe(
-  Layer.provide(Operator.routes),
-  Layer.provide(layerApi)
+> = Layer.merge(
+  spansOnlyWhenExported(Operator.withResponses(HttpApiBuilder.serve(HttpLimits.middleware()))).pipe(
+    Layer.provide(Operator.routes),
+    Layer.provide(layerApi)
+  ),
+  front
 )
 
 /**

@@ -11,13 +11,23 @@
  *   finish sending before closing, so the answer is not lost to a reset);
  * - JSON nested deeper than `maxJsonDepth` is refused before it is parsed (parsing it could exhaust the stack).
  *
- * `middleware` goes around the API (`Http.layer`); `createServer` is the Node HTTP server `KvNode` listens with.
+ * `middleware` goes around the API (`Http.layer`); `createServer` is the Node HTTP server `KvNode` listens with
+ * (`layerServer`). That server can put a front handler before the API (`Front`, `HttpFront.ts`): it serves the hot
+ * routes itself and hands every other request to the API, with the body it already read (`withPreReadBody`).
  */
 import type * as HttpApp from "@effect/platform/HttpApp"
+import type * as Etag from "@effect/platform/Etag"
+import type * as HttpPlatform from "@effect/platform/HttpPlatform"
+import type * as HttpServer from "@effect/platform/HttpServer"
+import type { ServeError } from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as http from "node:http"
 import type * as net from "node:net"
@@ -78,38 +88,58 @@ const refuse = (error: Refusal): HttpServerResponse.HttpServerResponse =>
   HttpServerResponse.unsafeJson(encodeError(error), { status: statusOf(error) })
 
 /**
- * Reads the body of `source` up to `max` bytes: its bytes, or undefined once it goes over (the rest is then
- * discarded as it arrives), or the error the stream failed with.
+ * Reads the body of `source` up to `max` bytes and calls `done` once: with its bytes, or undefined once it goes over
+ * (the rest is then discarded as it arrives), or the error the stream failed with. Returns a canceller.
  */
+export const readBody = (
+  source: http.IncomingMessage,
+  max: number,
+  done: (outcome: Uint8Array | undefined | KvError.BadRequest) => void
+): () => void => {
+  const chunks: Array<Buffer> = []
+  let bytes = 0
+  const cleanup = () => {
+    source.off("data", onData)
+    source.off("end", onEnd)
+    source.off("error", onError)
+  }
+  const onData = (chunk: Buffer) => {
+    bytes += chunk.length
+    if (bytes <= max) return void chunks.push(chunk)
+    cleanup()
+    source.resume()
+    done(undefined)
+  }
+  const onEnd = () => {
+    cleanup()
+    done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks))
+  }
+  const onError = (error: Error) => {
+    cleanup()
+    done(new KvError.BadRequest({ reason: `body not received: ${error.message}` }))
+  }
+  source.on("data", onData)
+  source.on("end", onEnd)
+  source.on("error", onError)
+  return cleanup
+}
+
+/** `readBody` as an effect; a body the front handler already read (`withPreReadBody`) is not read again. */
 const readCapped = (source: http.IncomingMessage, max: number) =>
   Effect.async<Uint8Array | undefined, KvError.BadRequest>((resume) => {
-    const chunks: Array<Buffer> = []
-    let bytes = 0
-    const cleanup = () => {
-      source.off("data", onData)
-      source.off("end", onEnd)
-      source.off("error", onError)
-    }
-    const onData = (chunk: Buffer) => {
-      bytes += chunk.length
-      if (bytes <= max) return void chunks.push(chunk)
-      cleanup()
-      source.resume()
-      resume(Effect.succeed(undefined))
-    }
-    const onEnd = () => {
-      cleanup()
-      resume(Effect.succeed(Buffer.concat(chunks)))
-    }
-    const onError = (error: Error) => {
-      cleanup()
-      resume(Effect.fail(new KvError.BadRequest({ reason: `body not received: ${error.message}` })))
-    }
-    source.on("data", onData)
-    source.on("end", onEnd)
-    source.on("error", onError)
-    return Effect.sync(cleanup)
+    const preRead = preReadBodies.get(source)
+    if (preRead !== undefined) return resume(Effect.succeed(preRead))
+    const cancel = readBody(source, max, (outcome) =>
+      resume(outcome instanceof KvError.BadRequest ? Effect.fail(outcome) : Effect.succeed(outcome)))
+    return Effect.sync(cancel)
   })
+
+/** Bodies read (within the limit) by a front handler before it handed the request to the API. */
+const preReadBodies = new WeakMap<http.IncomingMessage, Uint8Array>()
+
+/** Records that `request`'s body, `body`, was read before the API sees it (the middleware then uses it). */
+export const withPreReadBody = (request: http.IncomingMessage, body: Uint8Array): void =>
+  void preReadBodies.set(request, body)
 
 /** `request` with its body already read as `text` (and every request derived from it too). */
 const withBody = (
@@ -160,12 +190,12 @@ const clientErrorAnswer = (error: Error & { readonly code?: string }, limits: Li
  * refuses is answered in JSON; the connection then reads and discards what the client still sends until the
  * client closes (or `requestTimeoutMillis` of silence), so closing it does not reset the connection under the answer.
  */
-export const createServer = (limits: Limits = defaults) => (): http.Server => {
-  const server = http.createServer({
+export const createServer = (limits: Limits = defaults, front?: FrontSlot) => (): http.Server => {
+  const server = new FrontedServer({
     maxHeaderSize: limits.maxHeaderBytes,
     requestTimeout: limits.requestTimeoutMillis,
     headersTimeout: Math.min(limits.requestTimeoutMillis, 10_000)
-  })
+  }, front)
   // Node's idle timeout for every socket of the server (no timer of ours): with no "timeout" listener, a socket
   // silent this long is destroyed, so a client that neither sends nor closes after a refusal is let go. Requests
   // are answered well within it (writes and reads time out after 5 s).
@@ -178,3 +208,47 @@ export const createServer = (limits: Limits = defaults) => (): http.Server => {
   })
   return server
 }
+
+/**
+ * Serves a request before the API does, or hands it on: `api()` gives it to the API's listener (at once, or later,
+ * after reading its body: see `withPreReadBody`). `HttpFront.ts` is the one the key-value service sets.
+ */
+export type Front = (request: http.IncomingMessage, response: http.ServerResponse, api: () => void) => void
+
+/** Where the server looks for its front handler, per request; empty, every request goes to the API. */
+export interface FrontSlot {
+  front: Front | undefined
+}
+
+/** The front slot of the server `layerServer` made. */
+export class FrontSlotTag extends Context.Tag("effect-raft/kv/HttpLimits/FrontSlot")<FrontSlotTag, FrontSlot>() {}
+
+/** A Node HTTP server whose "request" events pass through the front handler of `slot`, when one is set. */
+class FrontedServer extends http.Server {
+  constructor(options: http.ServerOptions, readonly slot: FrontSlot | undefined) {
+    super(options)
+  }
+  override emit(event: string | symbol, ...args: Array<unknown>): boolean {
+    const front = this.slot?.front
+    if (event !== "request" || front === undefined) return super.emit(event as string, ...args) // a symbol passes through as well: the cast is for the overloads
+    const [request, response] = args as [http.IncomingMessage, http.ServerResponse]
+    front(request, response, () => void super.emit("request", request, response))
+    return true
+  }
+}
+
+/**
+ * `NodeHttpServer.layer` over `createServer(limits)` at `address`, with the server's front slot (`FrontSlotTag`):
+ * what a key-value node listens with.
+ */
+export const layerServer = (
+  address: { readonly host: string; readonly port: number },
+  limits: Limits = defaults
+): Layer.Layer<
+  HttpServer.HttpServer | HttpPlatform.HttpPlatform | Etag.Generator | NodeContext.NodeContext | FrontSlotTag,
+  ServeError
+> =>
+  Layer.unwrapEffect(Effect.sync(() => {
+    const slot: FrontSlot = { front: undefined }
+    return Layer.merge(Layer.succeed(FrontSlotTag, slot), NodeHttpServer.layer(createServer(limits, slot), address))
+  }))

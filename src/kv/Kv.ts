@@ -22,7 +22,7 @@ import * as Stream from "effect/Stream"
 import * as Configuration from "../Configuration.js"
 import * as Raft from "../Raft.js"
 import type * as RaftConfig from "../RaftConfig.js"
-import type * as RaftError from "../RaftError.js"
+import * as RaftError from "../RaftError.js"
 import * as KvError from "./KvError.js"
 import * as KvFsm from "./KvFsm.js"
 
@@ -158,6 +158,22 @@ export interface Kv {
   readonly status: Effect.Effect<Status>
   /** The HTTP address of the server `id`, from the directory or the command line. */
   readonly httpOf: (id: string) => string | undefined
+  /**
+   * `get` and `put` without their timeouts, for a caller that keeps the deadlines itself (`HttpFront.ts`, with
+   * `Deadlines.ts`: `Effect.timeout` forks two fibers and arms a timer per call): it interrupts a call at its deadline
+   * (a write not yet taken off Raft's queue is then dropped, as on a timeout) and answers what the timed call fails
+   * with then.
+   */
+  readonly untimed: {
+    readonly get: Kv["get"]
+    readonly put: Kv["put"]
+    readonly readTimeoutMillis: number
+    readonly writeTimeoutMillis: number
+    /** What `get` fails with when its read index does not come within `readTimeoutMillis`. */
+    readonly readTimedOut: () => ReadError
+    /** What `put` fails with when its outcome does not come within `writeTimeoutMillis`. */
+    readonly writeTimedOut: () => WriteError
+  }
 }
 
 type KeyNotFound = KvError.KeyNotFound
@@ -172,8 +188,11 @@ export const make = (
   Effect.gen(function*() {
     const raft = yield* Raft.Raft
     const kv = yield* KvFsm.KvState
-    const writeTimeout = options.writeTimeout ?? "5 seconds"
-    const readOptions = { timeout: options.readTimeout ?? "5 seconds", mode: options.readMode }
+    const writeTimeoutMillis = Duration.toMillis(Duration.decode(options.writeTimeout ?? "5 seconds"))
+    const readTimeoutMillis = Duration.toMillis(Duration.decode(options.readTimeout ?? "5 seconds"))
+    const writeTimeout = Duration.millis(writeTimeoutMillis)
+    const readOptions: Raft.ReadOptions = { timeout: readTimeoutMillis, mode: options.readMode }
+    const untimedReadOptions: Raft.ReadOptions = { mode: options.readMode }
 
     const httpOf = (id: string): string | undefined =>
       Option.getOrUndefined(HashMap.get(kv.current().members, id)) ?? options.peers?.get(id) ??
@@ -219,17 +238,17 @@ export const make = (
     )
 
     /** Makes sure a linearizable read may be served here; a stale one may unless the node is shut down. */
-    const fence = (stale: boolean | undefined): Effect.Effect<number, ReadError> =>
+    const fence = (stale: boolean | undefined, read: Raft.ReadOptions): Effect.Effect<number, ReadError> =>
       Effect.zipRight(
         running,
         stale === true
           ? Effect.sync(() => kv.current().index)
-          : Effect.mapError(raft.readIndex(readOptions), readError)
+          : Effect.mapError(raft.readIndex(read), readError)
       )
 
     const client = Raft.makeClient(raft, KvFsm.machine)
-    const apply = (command: KvFsm.Command) =>
-      Effect.zipRight(running, client.apply(command, { timeout: writeTimeout })).pipe(
+    const apply = (command: KvFsm.Command, timed = true) =>
+      Effect.zipRight(running, client.apply(command, timed ? { timeout: writeTimeout } : undefined)).pipe(
         // The commands are plain strings and tags: they always encode.
         Effect.catchTag("ParseError", Effect.die),
         Effect.mapError((error) =>
@@ -284,14 +303,19 @@ export const make = (
       yield* Effect.ignore(apply({ _tag: "Register", id: raft.id, http: options.httpAddress }))
     }).pipe(Effect.repeat(Schedule.spaced("250 millis")), Effect.interruptible, Effect.forkScoped)
 
+    const get = (read: Raft.ReadOptions): Kv["get"] => (key, opts) =>
+      Effect.flatMap(fence(opts?.stale, read), (index) => {
+        const value = Option.getOrUndefined(HashMap.get(kv.current().entries, key))
+        return value === undefined ? Effect.fail(new KvError.KeyNotFound({ key })) : Effect.succeed({ value, index })
+      })
+    const put = (timed: boolean): Kv["put"] => (key, value) =>
+      Effect.flatMap(apply({ _tag: "Put", key, value }, timed), ({ index, response }) =>
+        response._tag === "Written" ? Effect.succeed({ index }) : Effect.fail(rejected(response)))
+
     const service: Kv = {
-      get: (key, opts) =>
-        Effect.flatMap(fence(opts?.stale), (index) => {
-          const value = Option.getOrUndefined(HashMap.get(kv.current().entries, key))
-          return value === undefined ? Effect.fail(new KvError.KeyNotFound({ key })) : Effect.succeed({ value, index })
-        }),
+      get: get(readOptions),
       list: (opts) =>
-        Effect.map(fence(opts?.stale), (index) => {
+        Effect.map(fence(opts?.stale, readOptions), (index) => {
           const prefix = opts?.prefix ?? ""
           const limit = Math.max(0, opts?.limit ?? 1000)
           const entries: Array<{ readonly key: string; readonly value: string }> = []
@@ -299,9 +323,7 @@ export const make = (
           entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
           return { index, entries: entries.slice(0, limit) }
         }),
-      put: (key, value) =>
-        Effect.flatMap(apply({ _tag: "Put", key, value }), ({ index, response }) =>
-          response._tag === "Written" ? Effect.succeed({ index }) : Effect.fail(rejected(response))),
+      put: put(true),
       delete: (key) =>
         Effect.flatMap(apply({ _tag: "Delete", key }), ({ index, response }) =>
           response._tag === "Deleted"
@@ -415,7 +437,15 @@ export const make = (
           leaderChanges
         }
       }),
-      httpOf
+      httpOf,
+      untimed: {
+        get: get(untimedReadOptions),
+        put: put(false),
+        readTimeoutMillis,
+        writeTimeoutMillis,
+        readTimedOut: () => readError(new RaftError.ReadTimeout({ timeoutMillis: readTimeoutMillis })),
+        writeTimedOut: () => writeError(new RaftError.ApplyTimeout({ timeoutMillis: writeTimeoutMillis }))
+      }
     }
     return service
   })

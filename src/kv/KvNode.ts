@@ -20,7 +20,6 @@
  * that cannot take part in the cluster does not linger with its HTTP port open.
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodePath from "@effect/platform-node/NodePath"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import * as Context from "effect/Context"
@@ -279,7 +278,7 @@ export const layer = <E>(
   const server = Http.layer.pipe(
     Layer.provide(Operator.layerMetrics()),
     Layer.provide(
-      NodeHttpServer.layer(HttpLimits.createServer(), { host: http?.host ?? "127.0.0.1", port: http?.port ?? 0 })
+      HttpLimits.layerServer({ host: http?.host ?? "127.0.0.1", port: http?.port ?? 0 })
     )
   )
   const joining = Layer.scopedDiscard(Effect.gen(function*() {
