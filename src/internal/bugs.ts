@@ -32,8 +32,11 @@ export interface Bugs {
   readonly skipPrevTermCheck?: boolean | undefined
   /** A follower accepts entries that start past the end of its log. */
   readonly acceptPastLogEnd?: boolean | undefined
-  /** A follower moves its commit index to the leader's, past the entries it checked against the leader's log. */
-  readonly commitPastVerified?: boolean | undefined
+  /**
+   * A follower takes the leader's commit index (up to its own last entry) before it checks its log against the
+   * leader's: also from an AppendEntries it then refuses, and over a suffix it is about to truncate.
+   */
+  readonly commitBeforeLogCheck?: boolean | undefined
   /** The leader records a follower's acknowledgement as a match of its whole log, not of what it sent. */
   readonly matchBeyondAcknowledged?: boolean | undefined
   /** The leader counts non-voters toward commitment. */

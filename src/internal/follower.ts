@@ -56,9 +56,7 @@ const acceptAppend = (node: NodeState, request: AppendEntriesRequest): Effect.Ef
     }
   }
   // Only over entries known to match the leader.
-  const verifiedUpTo = node.bugs.commitPastVerified === true
-    ? node.lastLogIndex
-    : request.prevLogIndex + request.entries.length
+  const verifiedUpTo = request.prevLogIndex + request.entries.length
   if (request.leaderCommitIndex > node.commitIndex && verifiedUpTo > node.commitIndex) {
     node.commitIndex = Math.min(request.leaderCommitIndex, verifiedUpTo)
     noteCommittedConfiguration(node)
@@ -107,6 +105,9 @@ const handleAppendEntriesInFull = (node: NodeState, request: AppendEntriesReques
     if (request.term < node.currentTerm && node.bugs.acceptStaleAppend !== true) return response
     yield* followLeader(node, request)
     response.term = node.currentTerm
+    if (node.bugs.commitBeforeLogCheck === true) {
+      node.commitIndex = Math.max(node.commitIndex, Math.min(request.leaderCommitIndex, node.lastLogIndex))
+    }
 
     if (request.prevLogIndex > 0) {
       let prevTerm: number

@@ -53,6 +53,8 @@ export class Invariants {
   private readonly entryOf = new Map<string, { readonly node: string; readonly key: string }>()
   private readonly prevTermOf = new Map<string, { readonly node: string; readonly term: number }>()
   private readonly leaderOfTerm = new Map<number, string>()
+  // The candidate each server is known to have voted for, by server and term (`voter/term`).
+  private readonly voteOf = new Map<string, string>()
   private readonly committed = new Map<number, string>() // index -> "term/type/data"
   private readonly appliedAt = new Map<number, string>() // index -> command, across all FSMs
   // The digest of each state machine state seen (snapshots the nodes took, and every node's state at the end),
@@ -156,6 +158,19 @@ export class Invariants {
       if (type === "Command") return index
     }
     return undefined
+  }
+
+  /**
+   * Server `voter` voted for `candidate` in `term` (for itself when it campaigned, or it granted the candidate's
+   * RequestVote): a second candidate in the same term breaks the rule election safety rests on.
+   */
+  noteVote(voter: string, term: number, candidate: string): void {
+    const key = `${voter}/${term}`
+    const known = this.voteOf.get(key)
+    if (known === undefined) this.voteOf.set(key, candidate)
+    else if (known !== candidate) {
+      this.sim.violate("one vote per term", `${voter} voted for ${known} and for ${candidate} in term ${term}`)
+    }
   }
 
   /** The checks after every timer event: roles, monotonic indexes, committed entries, one leader per term. */

@@ -23,7 +23,8 @@ export const copyEverything = (sim: SimCore, id: string, millis: number, delay: 
 /** `transport` whose AppendEntries and InstallSnapshot requests are, sometimes, delivered once more later. */
 export const withLateCopies = (sim: SimCore, from: string, transport: Transport): Transport => {
   const rate = sim.faultOptions.lateCopyRate ?? 0
-  if (rate <= 0) return transport
+  const keepVotes = (sim.faultOptions.weights.doubleVote ?? 0) > 0
+  if (rate <= 0) return keepVotes ? { ...transport, requestVote: keptVote(sim, from, transport) } : transport
   /** Decides now whether `send` is repeated, and if so forks it after the delay (it outlives the sender). */
   const maybeLater = (what: () => string, send: Effect.Effect<unknown, unknown>): Effect.Effect<void> =>
     Effect.gen(function*() {
@@ -45,6 +46,7 @@ export const withLateCopies = (sim: SimCore, from: string, transport: Transport)
     })
   return {
     ...transport,
+    ...(keepVotes ? { requestVote: keptVote(sim, from, transport) } : {}),
     appendEntries: (id, address, request) =>
       Effect.zipRight(
         maybeLater(() => describe(from, id, request), transport.appendEntries(id, address, request)),
@@ -71,6 +73,22 @@ export const withLateCopies = (sim: SimCore, from: string, transport: Transport)
     }
   }
 }
+
+/**
+ * `transport.requestVote`, keeping the last request of each term that `from` sends (`SimCore.sentVotes`), for the
+ * `doubleVote` schedule to deliver again later. A few terms are kept.
+ */
+const keptVote = (sim: SimCore, from: string, transport: Transport): Transport["requestVote"] =>
+(id, address, request) =>
+  Effect.suspend(() => {
+    let sent = sim.sentVotes.get(from)
+    if (sent === undefined) sim.sentVotes.set(from, sent = new Map())
+    if (!sent.has(request.term)) {
+      sent.set(request.term, request)
+      for (const term of sent.keys()) if (term < request.term - 8) sent.delete(term)
+    }
+    return transport.requestVote(id, address, request)
+  })
 
 const describe = (
   from: string,

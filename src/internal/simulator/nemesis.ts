@@ -10,6 +10,7 @@ import * as Exit from "effect/Exit"
 import * as Random from "effect/Random"
 import * as Configuration from "../../Configuration.js"
 import * as RaftConfig from "../../RaftConfig.js"
+import type { RequestVoteRequest } from "../../Rpc.js"
 import type { Invariants } from "./invariants.js"
 import { copyEverything } from "./lateCopies.js"
 import { fastTimers, startNode, stopNode } from "./nodes.js"
@@ -298,6 +299,53 @@ const faults: Readonly<Record<string, Fault>> = {
       yield* Effect.sleep(yield* Random.nextIntBetween(50, 251))
       if (next !== undefined) yield* sim.network.reconnect(next.id)
     }),
+  doubleVote: (sim, invariants) =>
+    Effect.gen(function*() {
+      // From a healed network and a leader, so that every log holds what was committed.
+      yield* sim.network.heal
+      yield* sim.network.setConditions(sim.faultOptions.baseline)
+      const leader = yield* awaitLeader(sim, 600)
+      if (leader === undefined) return
+      const { configuration } = yield* leader.raft!.getConfiguration
+      if (sim.nodes.some((n) => !Configuration.isVoter(configuration, n.id))) return
+      // Everyone alone: each times out and campaigns, term after term, and none can win.
+      yield* sim.network.partition(sim.nodes.map((n) => [n.id]))
+      sim.note(`double-vote: everyone cut off alone (the leader was ${leader.id})`)
+      // A voter, a candidate in its current term T, and another candidate that asked in T and in an older term
+      // (after 500 ms, in T only), with a log the voter's does not make it refuse.
+      let found: { voter: SimNode; candidate: SimNode; term: number; requests: Array<RequestVoteRequest> } | undefined
+      for (let waited = 0; waited < 1000 && found === undefined; waited++) {
+        yield* Effect.sleep(1)
+        found = doubleVoteCandidates(sim, waited >= 500)
+      }
+      if (found === undefined) {
+        sim.note("double-vote: no two candidates asked in one term")
+        return
+      }
+      const { candidate, requests, term, voter } = found
+      // Sent after it stored its own vote (a candidate votes for itself, then asks: election.ts).
+      invariants.noteVote(voter.id, term, voter.id)
+      yield* stopNode(sim, voter)
+      yield* startNode(sim, invariants, voter)
+      sim.note(`double-vote: ${voter.id} reboots, a candidate of term ${term}`)
+      // A restarted server refuses votes for a heartbeat timeout (it may have heard from a leader just before).
+      yield* Effect.sleep(heartbeatMillis(sim) + 1)
+      yield* sim.network.partition([
+        [voter.id, candidate.id],
+        ...sim.nodes.filter((n) => n !== voter && n !== candidate).map((n) => [n.id])
+      ])
+      for (const request of requests) {
+        const exit = yield* sim.network.transport(candidate.id, candidate.address)
+          .requestVote(voter.id, voter.address, request)
+          .pipe(Effect.timeout(50), Effect.exit)
+        const granted = Exit.isSuccess(exit) && exit.value.granted
+        sim.note(
+          `double-vote: ${candidate.id}'s RequestVote of term ${request.term} reaches ${voter.id} again: ` +
+            (granted ? "granted" : "refused")
+        )
+        if (granted) invariants.noteVote(voter.id, request.term, request.candidateId)
+      }
+    }),
   clockSkew: (sim) =>
     Effect.gen(function*() {
       // Half the time the leader's clock, slowed (its lease lasts longer than the others count); else any node's,
@@ -328,6 +376,37 @@ const skewBound = (sim: SimCore): number => {
   const config = Effect.runSync(Effect.orDie(RaftConfig.make({ localId: "n1", ...fastTimers, ...sim.config })))
   return RaftConfig.clockDriftMillis(config) / config.heartbeatTimeoutMillis
 }
+
+/**
+ * For `doubleVote`: a running voter, a candidate in its current term T, and another node that asked for votes in T
+ * (and, unless `inTermOnly`, in an older term before it) with a log at least as up to date as the voter's, and
+ * those requests, oldest first.
+ */
+const doubleVoteCandidates = (sim: SimCore, inTermOnly: boolean) => {
+  const sent = (node: SimNode) => sim.sentVotes.get(node.id)
+  for (const voter of sim.running()) {
+    const stats = sync(voter.raft!.stats)
+    if (stats.state !== "Candidate" || sent(voter)?.has(stats.term) !== true) continue
+    const view = voter.view
+    const lastTerm = view.last === 0 ? 0 : view.get(view.last)?.term ?? 0
+    const granted = (request: RequestVoteRequest) =>
+      request.lastLogTerm > lastTerm || (request.lastLogTerm === lastTerm && request.lastLogIndex >= view.last)
+    for (const candidate of sim.running()) {
+      const requests = sent(candidate)
+      const inTerm = requests?.get(stats.term)
+      if (candidate === voter || inTerm === undefined || !granted(inTerm)) continue
+      const older = Array.from(requests!.values()).filter((r) => r.term < stats.term && granted(r))
+        .sort((a, b) => b.term - a.term)[0]
+      if (older !== undefined) return { voter, candidate, term: stats.term, requests: [older, inTerm] }
+      if (inTermOnly) return { voter, candidate, term: stats.term, requests: [inTerm] }
+    }
+  }
+  return undefined
+}
+
+/** The heartbeat timeout of the run's configuration. */
+const heartbeatMillis = (sim: SimCore): number =>
+  Effect.runSync(Effect.orDie(RaftConfig.make({ localId: "n1", ...fastTimers, ...sim.config }))).heartbeatTimeoutMillis
 
 /**
  * Asks `leader` to add `node` back as a voter (`adding`) or to remove it, without waiting: the change completes

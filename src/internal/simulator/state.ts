@@ -13,6 +13,7 @@ import type * as Fsm from "../../Fsm.js"
 import type * as LogStore from "../../LogStore.js"
 import type * as Raft from "../../Raft.js"
 import type * as RaftConfig from "../../RaftConfig.js"
+import type { RequestVoteRequest } from "../../Rpc.js"
 import type * as SnapshotStore from "../../SnapshotStore.js"
 import type * as StableStore from "../../StableStore.js"
 import type * as Linearizability from "../../testing/Linearizability.js"
@@ -95,6 +96,8 @@ export class SimCore {
   readonly crashes = new Map<string, number>()
   /** Senders all of whose requests are copied late until a virtual time, and how late (`lateCopies.ts`). */
   readonly lateCopyBursts = new Map<string, { readonly until: number; readonly delay: readonly [number, number] }>()
+  /** The RequestVote each node sent, by term (with the `doubleVote` fault only; `lateCopies.ts`). */
+  readonly sentVotes = new Map<string, Map<number, RequestVoteRequest>>()
   /** Set once `nodes` is built. */
   nodes: ReadonlyArray<SimNode> = []
   /** The scope of the whole run, for fibers that outlive the one that starts them. */

@@ -93,6 +93,17 @@ export interface FaultOptions {
      * that its old requests reach nodes of the newer term. Off (absent) in `defaultFaults`.
      */
     readonly staleLeader?: number | undefined
+    /**
+     * A targeted schedule (a vote given twice in one term): heals, waits for a leader, then cuts every node off
+     * alone, so that each campaigns, term after term, without winning. Once a node V is a candidate in its term T
+     * (it voted for itself in T) and another, C, asked for votes in T and in an older term with a log at least as
+     * up to date as V's, V reboots on its stores, and once its restart window (a heartbeat timeout) has passed,
+     * C's request of the older term and then the one of T reach V again (a network may duplicate and delay
+     * requests; after 500 ms without an older one, the one of T alone). V must refuse both: one is of an older
+     * term, the other asks for a second vote in T. The votes V grants are checked (`one vote per term`). Off
+     * (absent) in `defaultFaults`; needs every node a voter, and PreVote off (with it, nodes alone never campaign).
+     */
+    readonly doubleVote?: number | undefined
   }
   /**
    * How far `clockSkew` may skew a clock: its rate is drawn in [1 − bound, 1 ÷ (1 − bound)], so that a heartbeat
@@ -186,6 +197,8 @@ export interface Options<State = Linearizability.KvState, Input = Linearizabilit
 export interface Violation {
   readonly property:
     | "election safety"
+    /** A server granted votes to two candidates in one term (Raft Figure 2: votedFor, one vote per term). */
+    | "one vote per term"
     | "log matching"
     | "leader completeness"
     | "state-machine safety"
