@@ -21,7 +21,6 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Clock from "effect/Clock"
-import type * as Mailbox from "effect/Mailbox"
 import type * as MetricLabel from "effect/MetricLabel"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
@@ -38,6 +37,7 @@ import type { Bugs } from "./bugs.js"
 import type { Event, FsmItem } from "./events.js"
 import { Future } from "./future.js"
 import type { ApplyFuture, LeaderState, LeaderWrite, ReadBatch } from "./leaderState.js"
+import type { Inbox } from "./inbox.js"
 import type { Tracing } from "./traceState.js"
 import type { Observation, RaftState } from "./types.js"
 
@@ -58,9 +58,9 @@ export interface NodeResources {
   readonly roleScope: Scope.CloseableScope
   readonly clock: Clock.Clock
   readonly bugs: Bugs
-  readonly mailbox: Mailbox.Mailbox<Event>
-  readonly fsmMailbox: Mailbox.Mailbox<FsmItem>
-  readonly writes: Mailbox.Mailbox<LeaderWrite>
+  readonly mailbox: Inbox<Event>
+  readonly fsmMailbox: Inbox<FsmItem>
+  readonly writes: Inbox<LeaderWrite>
   readonly observations: PubSub.PubSub<Observation>
   readonly snapshotLock: Effect.Semaphore
   readonly nodeLabels: ReadonlyArray<MetricLabel.MetricLabel>
@@ -96,11 +96,11 @@ export class NodeState {
   /** Holds every fiber of the node; closed by shutdown. */
   readonly nodeScope: Scope.CloseableScope
   /** The run loop's events: every fiber offers (`emit`), the run loop drains. */
-  readonly mailbox: Mailbox.Mailbox<Event>
+  readonly mailbox: Inbox<Event>
   /** The FSM runner's work: commit.ts offers batches, snapshot.ts restores and captures; fsm.ts drains. */
-  readonly fsmMailbox: Mailbox.Mailbox<FsmItem>
+  readonly fsmMailbox: Inbox<FsmItem>
   /** The leader's entries for its writer: `appendNow` offers, the writer drains (leaderLog.ts). */
-  readonly writes: Mailbox.Mailbox<LeaderWrite>
+  readonly writes: Inbox<LeaderWrite>
   readonly observations: PubSub.PubSub<Observation>
   /** Held while a snapshot is taken, installed or restored: they never overlap, so the newest is the latest. */
   readonly snapshotLock: Effect.Semaphore
@@ -266,8 +266,7 @@ export const emit = (node: NodeState, event: Event): boolean => node.mailbox.uns
  */
 export const loopWaiting = (node: NodeState): boolean => {
   if (!node.loopIdle) return false
-  const size = node.mailbox.unsafeSize()
-  return size._tag === "Some" && size.value === 0
+  return node.mailbox.size === 0
 }
 
 /** `NotLeader` naming the leader this node knows of. */
