@@ -23,7 +23,7 @@ import { becomeLeader } from "./leader.js"
 import { metrics } from "./metrics.js"
 import { changeState, followTerm, resetRoleScope, setLeader } from "./role.js"
 import { logEvent, logTrouble } from "./logs.js"
-import { emit, forkRole, type NodeState, publish, quorumOf, sleepOrReload } from "./state.js"
+import { emit, forkRole, type NodeState, publish, quorumOf, reloadable } from "./state.js"
 import { endSpan, PEER, spanned, startSpan, TERM, traceparent } from "./tracing.js"
 
 /**
@@ -33,13 +33,13 @@ import { endSpan, PEER, spanned, startSpan, TERM, traceparent } from "./tracing.
 const electionTimer = (node: NodeState, myEpoch: number) =>
   forkRole(
     node,
-    Effect.gen(function*() {
-      while (true) {
-        const wait = yield* Random.nextIntBetween(node.config.electionTimeoutMillis, 2 * node.config.electionTimeoutMillis)
-        if (yield* sleepOrReload(node, wait)) break
-      }
-      emit(node, { _tag: "Timer", epoch: myEpoch })
-    })
+    reloadable(node, () =>
+      Effect.gen(function*() {
+        const timeout = node.config.electionTimeoutMillis
+        yield* Effect.sleep(yield* Random.nextIntBetween(timeout, 2 * timeout))
+        emit(node, { _tag: "Timer", epoch: myEpoch })
+      })
+    )
   )
 
 /**

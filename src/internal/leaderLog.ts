@@ -8,7 +8,6 @@
  * counts the leader toward commitment once they are durable.
  * @internal
  */
-import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Tracer from "effect/Tracer"
@@ -111,8 +110,7 @@ const traceCommit = (
 export const leaderWriter = (node: NodeState) =>
   Effect.gen(function*() {
     while (true) {
-      const [jobs, done] = yield* node.writes.takeAll
-      const list = Chunk.toReadonlyArray(jobs)
+      const [list, done] = yield* node.writes.takeAll
       let i = 0
       while (i < list.length) {
         const ls = list[i]!.leader

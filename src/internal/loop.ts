@@ -6,7 +6,6 @@
  * events, `loopIdle` lets two fast paths act for it (state.ts).
  * @internal
  */
-import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Tracer from "effect/Tracer"
@@ -280,7 +279,7 @@ export const runLoop = (node: NodeState) =>
       node.loopIdle = false
       node.current = events
       // A follower's usual batch, one AppendEntries, skips the general handler's generator.
-      const only = events.length === 1 ? Chunk.unsafeHead(events) : undefined
+      const only = events.length === 1 ? events[0] : undefined
       yield* Effect.uninterruptible(
         only?._tag === "AppendEntries" ? handleOneAppend(node, only) : handleEvents(node, node.current)
       )

@@ -16,7 +16,6 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
-import * as Mailbox from "effect/Mailbox"
 import * as MetricLabel from "effect/MetricLabel"
 import * as PubSub from "effect/PubSub"
 import * as Scope from "effect/Scope"
@@ -29,6 +28,7 @@ import { InjectedBugs } from "./bugs.js"
 import type { Event, FsmItem } from "./events.js"
 import { fsmRunner } from "./fsm.js"
 import { Future } from "./future.js"
+import { Inbox } from "./inbox.js"
 import { claimStores, loadHardState } from "./hardState.js"
 import type { LeaderWrite } from "./leaderState.js"
 import { leaderWriter } from "./leaderLog.js"
@@ -55,9 +55,9 @@ export const make = (
     const clock = yield* Effect.clock
     const bugs = yield* InjectedBugs
     const nodeScope = yield* Scope.fork(parentScope, ExecutionStrategy.sequential)
-    const mailbox = yield* Mailbox.make<Event>()
-    const fsmMailbox = yield* Mailbox.make<FsmItem>()
-    const writes = yield* Mailbox.make<LeaderWrite>()
+    const mailbox = new Inbox<Event>()
+    const fsmMailbox = new Inbox<FsmItem>()
+    const writes = new Inbox<LeaderWrite>()
     const observations = yield* PubSub.unbounded<Observation>()
     const clusterId = yield* claimStores(services.stable, localId, config.clusterId)
     const hard = yield* loadHardState(services.stable, bugs)
@@ -92,13 +92,13 @@ export const make = (
         // Fail whatever was left waiting.
         for (const event of node.current) failEvent(event)
         node.current = []
-        yield* mailbox.end
-        const left = yield* mailbox.clear
+        mailbox.unsafeEnd()
+        const left = mailbox.unsafeClear()
         for (const event of left) failEvent(event)
         for (const future of node.fsmInHand) future?.deferred.done(Exit.fail(new RaftShutdown()))
         node.fsmInHand = []
-        yield* fsmMailbox.end
-        const pendingFsm = yield* fsmMailbox.clear
+        fsmMailbox.unsafeEnd()
+        const pendingFsm = fsmMailbox.unsafeClear()
         for (const item of pendingFsm) {
           if (item._tag === "Batch") {
             for (const future of item.futures ?? []) future?.deferred.done(Exit.fail(new RaftShutdown()))

@@ -3,9 +3,10 @@
  * running node may change — timers, snapshot settings, how reads are
  * confirmed — validated as a whole and put in force at once. The node's
  * configuration is one record, `NodeState.config`, replaced here by the run
- * loop; every timer that sleeps on a reloadable setting sleeps with
- * `sleepOrReload`, which ends early when `configChanged` completes, and then
- * reads the new value: a follower's heartbeat timer checks at once whether the
+ * loop; every timer that sleeps on a reloadable setting ends its sleep when
+ * `configChanged` completes (`sleepOrReload`, or `reloadable` for the frequent
+ * ones, which starts their loop over), and then reads the new value: a
+ * follower's heartbeat timer checks at once whether the
  * new timeout has passed (and campaigns if so), a leader sends its heartbeats
  * and restarts their ticker, the snapshot loop checks its threshold.
  * @internal

@@ -41,7 +41,7 @@ import type { LeaderState, Replication } from "./leaderState.js"
 import { readLeaderLog, readLeaderLogs } from "./leaderLog.js"
 import { logEvent } from "./logs.js"
 import { metrics } from "./metrics.js"
-import { emit, type NodeState, publish, sleepOrReload } from "./state.js"
+import { emit, type NodeState, publish, reloadable } from "./state.js"
 import type { PeerReplication } from "./types.js"
 import {
   COMMIT_INDEX,
@@ -452,14 +452,17 @@ const startReplication = (
       })
     )
 
-    const commitTicker = Effect.gen(function*() {
-      while (true) {
-        const timeout = node.config.commitTimeoutMillis
-        const wait = yield* Random.nextIntBetween(timeout, 2 * timeout)
-        yield* sleepOrReload(node, wait)
-        replication.trigger.unsafeOpen()
-      }
-    })
+    // Both tickers start again at once, with the new values, when the configuration is reloaded.
+    const commitTicker = reloadable(node, (reloaded) =>
+      Effect.gen(function*() {
+        if (reloaded) replication.trigger.unsafeOpen()
+        while (true) {
+          const timeout = node.config.commitTimeoutMillis
+          yield* Effect.sleep(yield* Random.nextIntBetween(timeout, 2 * timeout))
+          replication.trigger.unsafeOpen()
+        }
+      })
+    )
 
     let pipelineUnsupported = false
     const replicate = Effect.gen(function*() {
@@ -487,14 +490,16 @@ const startReplication = (
       }
     })
 
-    const heartbeatTicker = Effect.gen(function*() {
-      while (true) {
-        const tenth = Math.max(1, Math.floor(node.config.heartbeatTimeoutMillis / 10))
-        const wait = yield* Random.nextIntBetween(tenth, 2 * tenth)
-        yield* sleepOrReload(node, wait)
-        replication.heartbeatNow.unsafeOpen()
-      }
-    })
+    const heartbeatTicker = reloadable(node, (reloaded) =>
+      Effect.gen(function*() {
+        if (reloaded) replication.heartbeatNow.unsafeOpen()
+        while (true) {
+          const tenth = Math.max(1, Math.floor(node.config.heartbeatTimeoutMillis / 10))
+          yield* Effect.sleep(yield* Random.nextIntBetween(tenth, 2 * tenth))
+          replication.heartbeatNow.unsafeOpen()
+        }
+      })
+    )
 
     const heartbeatRequest: AppendEntriesRequest = {
       _tag: "AppendEntriesRequest",

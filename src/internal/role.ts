@@ -20,7 +20,7 @@ import { awaitLeaderWrites } from "./leaderLog.js"
 import { logEvent } from "./logs.js"
 import { reportOldestLogAge } from "./logAge.js"
 import { metrics } from "./metrics.js"
-import { emit, forkRole, type NodeState, publish, sleepOrReload } from "./state.js"
+import { emit, forkRole, type NodeState, publish, reloadable } from "./state.js"
 import { endSpan } from "./tracing.js"
 import type { RaftState } from "./types.js"
 import { settleVerify } from "./verify.js"
@@ -95,14 +95,22 @@ export const tearDownLeader = (node: NodeState, term = node.currentTerm) =>
  * configuration is reloaded (a lowered timeout may already have passed: as hashicorp's followerNotifyCh).
  */
 const followerTimer = (node: NodeState, myEpoch: number) =>
-  Effect.gen(function*() {
-    while (true) {
-      const wait = yield* Random.nextIntBetween(node.config.heartbeatTimeoutMillis, 2 * node.config.heartbeatTimeoutMillis)
-      yield* sleepOrReload(node, wait)
-      reportOldestLogAge(node)
-      emit(node, { _tag: "Timer", epoch: myEpoch })
-    }
-  })
+  reloadable(node, (reloaded) =>
+    Effect.gen(function*() {
+      if (reloaded) tick(node, myEpoch)
+      while (true) {
+        const timeout = node.config.heartbeatTimeoutMillis
+        yield* Effect.sleep(yield* Random.nextIntBetween(timeout, 2 * timeout))
+        tick(node, myEpoch)
+      }
+    })
+  )
+
+/** What the follower's timer does when it fires: the run loop checks whether the leader was heard from. */
+const tick = (node: NodeState, myEpoch: number) => {
+  reportOldestLogAge(node)
+  emit(node, { _tag: "Timer", epoch: myEpoch })
+}
 
 /** Becomes (or stays, in a new epoch) a follower, on its way to `term` (the current one by default). Run loop. */
 export const becomeFollower = (node: NodeState, term = node.currentTerm) =>

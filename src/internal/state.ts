@@ -21,7 +21,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Clock from "effect/Clock"
-import type * as Mailbox from "effect/Mailbox"
+import * as Fiber from "effect/Fiber"
 import type * as MetricLabel from "effect/MetricLabel"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
@@ -38,6 +38,7 @@ import type { Bugs } from "./bugs.js"
 import type { Event, FsmItem } from "./events.js"
 import { Future } from "./future.js"
 import type { ApplyFuture, LeaderState, LeaderWrite, ReadBatch } from "./leaderState.js"
+import type { Inbox } from "./inbox.js"
 import type { Tracing } from "./traceState.js"
 import type { Observation, RaftState } from "./types.js"
 
@@ -58,9 +59,9 @@ export interface NodeResources {
   readonly roleScope: Scope.CloseableScope
   readonly clock: Clock.Clock
   readonly bugs: Bugs
-  readonly mailbox: Mailbox.Mailbox<Event>
-  readonly fsmMailbox: Mailbox.Mailbox<FsmItem>
-  readonly writes: Mailbox.Mailbox<LeaderWrite>
+  readonly mailbox: Inbox<Event>
+  readonly fsmMailbox: Inbox<FsmItem>
+  readonly writes: Inbox<LeaderWrite>
   readonly observations: PubSub.PubSub<Observation>
   readonly snapshotLock: Effect.Semaphore
   readonly nodeLabels: ReadonlyArray<MetricLabel.MetricLabel>
@@ -96,11 +97,11 @@ export class NodeState {
   /** Holds every fiber of the node; closed by shutdown. */
   readonly nodeScope: Scope.CloseableScope
   /** The run loop's events: every fiber offers (`emit`), the run loop drains. */
-  readonly mailbox: Mailbox.Mailbox<Event>
+  readonly mailbox: Inbox<Event>
   /** The FSM runner's work: commit.ts offers batches, snapshot.ts restores and captures; fsm.ts drains. */
-  readonly fsmMailbox: Mailbox.Mailbox<FsmItem>
+  readonly fsmMailbox: Inbox<FsmItem>
   /** The leader's entries for its writer: `appendNow` offers, the writer drains (leaderLog.ts). */
-  readonly writes: Mailbox.Mailbox<LeaderWrite>
+  readonly writes: Inbox<LeaderWrite>
   readonly observations: PubSub.PubSub<Observation>
   /** Held while a snapshot is taken, installed or restored: they never overlap, so the newest is the latest. */
   readonly snapshotLock: Effect.Semaphore
@@ -257,6 +258,21 @@ export const forkRole = <A, E>(node: NodeState, effect: Effect.Effect<A, E>) =>
 export const sleepOrReload = (node: NodeState, millis: number): Effect.Effect<boolean> =>
   Effect.suspend(() => Effect.race(Effect.as(Effect.sleep(millis), true), Effect.as(node.configChanged.await, false)))
 
+/**
+ * Runs `body(false)`; when the configuration is reloaded meanwhile, interrupts it and runs `body(true)`, and so on.
+ * For a timer loop that sleeps often on reloadable settings and whose rounds may be cut anywhere (they only open
+ * triggers or offer events): one race per reload instead of one per sleep (`sleepOrReload`), which at a heartbeat a
+ * tenth of a heartbeat timeout apart per follower was most of the fibers a node forks.
+ */
+export const reloadable = <A>(node: NodeState, body: (reloaded: boolean) => Effect.Effect<A>): Effect.Effect<A> => {
+  const round = (reloaded: boolean): Effect.Effect<A> =>
+    Effect.raceWith(body(reloaded), node.configChanged.await, {
+      onSelfDone: (exit, reload) => Effect.zipRight(Fiber.interrupt(reload), exit),
+      onOtherDone: (_, self) => Effect.zipRight(Fiber.interrupt(self), Effect.suspend(() => round(true)))
+    })
+  return Effect.suspend(() => round(false))
+}
+
 /** Offers an event to the run loop; false once the node is shut down. Any fiber. */
 export const emit = (node: NodeState, event: Event): boolean => node.mailbox.unsafeOffer(event)
 
@@ -266,8 +282,7 @@ export const emit = (node: NodeState, event: Event): boolean => node.mailbox.uns
  */
 export const loopWaiting = (node: NodeState): boolean => {
   if (!node.loopIdle) return false
-  const size = node.mailbox.unsafeSize()
-  return size._tag === "Some" && size.value === 0
+  return node.mailbox.size === 0
 }
 
 /** `NotLeader` naming the leader this node knows of. */

@@ -8,7 +8,9 @@
  * as on a real network.
  */
 import * as Context from "effect/Context"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
 import * as Queue from "effect/Queue"
@@ -221,19 +223,36 @@ export const make = (options: Options = {}): MemoryNetwork => {
         )
         const results = yield* Mailbox.make<PipelineResult, TransportError>()
         let broken: TransportError | undefined
+        /** Senders waiting for a direct request to be answered (the window is full of them). */
+        let waitingForRoom: Array<() => void> = []
+        const wakeSenders = () => {
+          const waiting = waitingForRoom
+          waitingForRoom = []
+          for (const wake of waiting) wake()
+        }
+        const breakWith = (error: TransportError) => {
+          if (broken !== undefined) return
+          broken = error
+          results.unsafeDone(Exit.fail(error))
+          wakeSenders()
+        }
         yield* Effect.addFinalizer(() => results.end)
+        // Requests sent through the delivery fiber below and not answered yet, and requests handed to the
+        // target's run loop directly (`direct`) and not answered yet.
+        let viaFiber = 0
+        let direct = 0
         yield* Effect.gen(function*() {
           while (true) {
             const item = yield* Queue.take(requests)
             const response: AppendEntriesResponse = yield* deliver(id, target, (h) => h.appendEntries(item.request))
             counters.pipelinedAppendEntries++
+            viaFiber--
             yield* results.offer({ request: item.request, response, sentAtMillis: item.sentAtMillis })
           }
         }).pipe(
           Effect.catchAll((error) =>
             Effect.gen(function*() {
-              broken = error
-              yield* results.fail(error)
+              breakWith(error)
               // Release a sender waiting for room; its send then reports the break.
               yield* Queue.takeAll(requests)
             })
@@ -241,15 +260,71 @@ export const make = (options: Options = {}): MemoryNetwork => {
           Effect.interruptible,
           Effect.forkScoped
         )
+        /**
+         * On a perfect link (no conditions) with nothing of this pipeline on its way through the delivery fiber,
+         * a request goes straight to the target's run loop (`submitAppendEntries`) and its answer straight into
+         * `results`: no fiber of the network carries it. In order: the target handles and answers submitted
+         * requests in order, and a request after one of the fiber goes through the fiber too (its link may delay).
+         * "full": the window is full of direct requests.
+         */
+        const submitDirect = (request: AppendEntriesRequest, sentAtMillis: number): "sent" | "full" | "no" => {
+          if (conditions !== undefined || viaFiber > 0) return "no"
+          const endpoint = endpoints.get(target)
+          const handler = endpoint?.handler
+          if (endpoint === undefined || handler?.submitAppendEntries === undefined || !canReach(id, endpoint.id)) {
+            return "no"
+          }
+          if (direct >= window) return "full"
+          direct++
+          handler.submitAppendEntries(request, (exit) => {
+            direct--
+            wakeSenders()
+            if (broken !== undefined) return
+            if (exit._tag === "Failure") {
+              const failure = Cause.failureOption(exit.cause)
+              return breakWith(
+                failure._tag === "Some"
+                  ? refused(target)(failure.value)
+                  : new TransportError({ target, reason: "closed", detail: "node shut down" })
+              )
+            }
+            if (!canReach(endpoint.id, id)) {
+              counters.dropped++
+              return breakWith(new TransportError({ target, reason: "unreachable", detail: "answer lost" }))
+            }
+            counters.pipelinedAppendEntries++
+            results.unsafeOffer({ request, response: exit.value, sentAtMillis })
+          })
+          return "sent"
+        }
+        const roomForDirect = Effect.async<void>((resume) => {
+          const wake = () => resume(Effect.void)
+          waitingForRoom.push(wake)
+          return Effect.sync(() => {
+            waitingForRoom = waitingForRoom.filter((other) => other !== wake)
+          })
+        })
+        /** Hands `request` on: "submitted" (its outcome is in `results` already or will be), or whether it was queued. */
+        const enqueue = (request: AppendEntriesRequest): Effect.Effect<boolean | "submitted"> =>
+          Effect.clockWith((clock) => {
+            if (broken !== undefined) return Effect.succeed(true)
+            const sentAtMillis = clock.unsafeCurrentTimeMillis()
+            const outcome = submitDirect(request, sentAtMillis)
+            if (outcome === "sent") return Effect.succeed("submitted" as const)
+            if (outcome === "full") return Effect.zipRight(roomForDirect, Effect.suspend(() => enqueue(request)))
+            viaFiber++
+            // A send interrupted while it waits for room queued nothing.
+            return Queue.offer(requests, { request, sentAtMillis }).pipe(
+              Effect.onInterrupt(() => Effect.sync(() => viaFiber--))
+            )
+          })
         const pipeline: AppendPipeline = {
           send: (request) =>
-            Effect.clockWith((clock) =>
-              broken !== undefined
-                ? Effect.fail(broken)
-                : Queue.offer(requests, { request, sentAtMillis: clock.unsafeCurrentTimeMillis() })
-            ).pipe(
+            enqueue(request).pipe(
               Effect.flatMap((accepted) =>
-                broken !== undefined
+                accepted === "submitted"
+                  ? Effect.void
+                  : broken !== undefined
                   ? Effect.fail(broken)
                   : accepted
                   ? Effect.void

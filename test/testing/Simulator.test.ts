@@ -93,6 +93,18 @@ describe("Simulator liveness check", () => {
     const result = Simulator.run({ seed: 1, nodes: 3, durationMillis: 500, faults: slow, livenessBoundMillis: 2000 })
     assert.strictEqual(result.violation?.property, "liveness")
   }, 60_000)
+
+  it("fails when a client's operation never returns, instead of waiting for it until the event limit", () => {
+    // A client whose next command never comes stands for an operation whose timeout never fires.
+    const kv = Simulator.kvWorkload()
+    const stuck: typeof kv = {
+      ...kv,
+      next: (context) => context.client === 2 && context.step === 5 ? Effect.never : kv.next(context)
+    }
+    const result = Simulator.run({ seed: 1, nodes: 3, durationMillis: 300, workload: stuck, maxEvents: 50_000 })
+    assert.strictEqual(result.violation?.property, "liveness", result.violation?.detail)
+    assert.include(result.violation?.detail, "did not return")
+  })
 })
 
 describe("Simulator's cost", () => {

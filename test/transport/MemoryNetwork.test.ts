@@ -321,6 +321,99 @@ describe("MemoryNetwork", () => {
         assert.instanceOf(error, TransportError)
       }))
 
+    describe("straight to a node that takes submissions (submitAppendEntries)", () => {
+      /** Node b takes submissions, answering at once or, while `held`, when released; `via` says which way each came. */
+      const submitting = (options: MemoryNetwork.Options = {}) =>
+        Effect.gen(function*() {
+          const network = MemoryNetwork.make(options)
+          const a = network.transport("a")
+          const b = network.transport("b")
+          const b0 = recorder("b")
+          const via: Array<string> = []
+          const control = { held: false, pending: [] as Array<() => void> }
+          const answer = (request: AppendEntriesRequest) => ({
+            _tag: "AppendEntriesResponse" as const,
+            term: 1,
+            lastLog: request.prevLogIndex,
+            success: true,
+            noRetryBackoff: false
+          })
+          yield* a.serve(recorder("a").handler)
+          yield* b.serve({
+            ...b0.handler,
+            appendEntries: (request) => Effect.sync(() => (via.push(`effect ${request.prevLogIndex}`), answer(request))),
+            submitAppendEntries: (request, onDone) => {
+              via.push(`submit ${request.prevLogIndex}`)
+              const done = () => onDone(Exit.succeed(answer(request)))
+              if (control.held) control.pending.push(done)
+              else done()
+            }
+          })
+          const pipeline = yield* a.appendEntriesPipeline("b", "mem://b")
+          const take = (count: number) =>
+            Effect.map(
+              Effect.forEach(Array.from({ length: count }), () => pipeline.results.take),
+              (results) => results.map((r) => r.response.lastLog)
+            )
+          return { network, pipeline, via, control, take }
+        })
+
+      it.scoped("on a perfect link every request is submitted (no fiber of the network), answered in order", () =>
+        Effect.gen(function*() {
+          const { network, pipeline, take, via } = yield* submitting({ pipelineWindow: 8 })
+          for (let n = 1; n <= 20; n++) yield* pipeline.send(appendEntries(n))
+          assert.deepStrictEqual(yield* take(20), Array.from({ length: 20 }, (_, i) => i + 1))
+          assert.deepStrictEqual(via, Array.from({ length: 20 }, (_, i) => `submit ${i + 1}`))
+          assert.strictEqual(network.counters.pipelinedAppendEntries, 20)
+        }))
+
+      it.scoped("a request sent while others cross a slow link follows them the same way: answers stay in order", () =>
+        Effect.gen(function*() {
+          const { network, pipeline, take, via } = yield* submitting()
+          yield* network.setConditions({ minDelayMillis: 5, maxDelayMillis: 10, dropRate: 0, duplicateRate: 0 })
+          for (let n = 1; n <= 3; n++) yield* pipeline.send(appendEntries(n))
+          yield* network.setConditions(undefined)
+          for (let n = 4; n <= 6; n++) yield* pipeline.send(appendEntries(n))
+          const results = yield* Effect.fork(take(6))
+          yield* TestClock.adjust(100)
+          assert.deepStrictEqual(yield* Fiber.join(results), [1, 2, 3, 4, 5, 6])
+          assert.deepStrictEqual(via.map((line) => line.split(" ")[0]), Array(6).fill("effect"))
+          // Once the slow requests are answered, the next goes straight again.
+          yield* pipeline.send(appendEntries(7))
+          assert.deepStrictEqual(yield* take(1), [7])
+          assert.strictEqual(via[6], "submit 7")
+        }))
+
+      it.scoped("the window bounds the submitted requests not yet answered: send waits for an answer", () =>
+        Effect.gen(function*() {
+          const { control, pipeline, take } = yield* submitting({ pipelineWindow: 4 })
+          control.held = true
+          let sent = 0
+          const sender = yield* Effect.fork(
+            Effect.forEach(Array.from({ length: 10 }, (_, i) => i + 1), (n) =>
+              pipeline.send(appendEntries(n)).pipe(Effect.tap(() => void sent++)), { discard: true })
+          )
+          yield* settle
+          assert.strictEqual(sent, 4)
+          control.held = false
+          while (control.pending.length > 0) control.pending.shift()!()
+          yield* Fiber.join(sender)
+          assert.deepStrictEqual(yield* take(10), Array.from({ length: 10 }, (_, i) => i + 1))
+        }))
+
+      it.scoped("an answer lost on the way back breaks the pipeline with TransportError", () =>
+        Effect.gen(function*() {
+          const { network, pipeline, via } = yield* submitting()
+          yield* network.block("b", "a")
+          yield* pipeline.send(appendEntries(1))
+          const error = yield* Effect.flip(pipeline.results.take)
+          assert.instanceOf(error, TransportError)
+          assert.strictEqual((error as TransportError).reason, "unreachable")
+          assert.deepStrictEqual(via, ["submit 1"])
+          assert.isTrue(Exit.isFailure(yield* Effect.exit(pipeline.send(appendEntries(2)))))
+        }))
+    })
+
     it.scoped("closing the pipeline's scope ends its results mailbox", () =>
       Effect.gen(function*() {
         const { node } = yield* setup()
