@@ -59,6 +59,7 @@ export class SeedPool {
   private readonly slots: Array<Slot> = []
   private here = false
   private broken: unknown = undefined
+  private closing = false
 
   /** The temporary directory of the workers' bundle (none without workers); `close` removes it. */
   readonly bundleDir: string | undefined
@@ -84,7 +85,9 @@ export class SeedPool {
       })
       slot.worker.on("error", (error) => this.fail(error))
       slot.worker.on("exit", (code) => {
-        if (slot.tasks.length > 0) this.fail(new Error(`a seed worker exited (code ${code}) during seed ${slot.tasks[0]!.seed}`))
+        // Stopped by `close`: the seeds it was running are dropped, as the queued ones are.
+        if (this.closing) for (const task of slot.tasks.splice(0)) task.resolve(undefined)
+        else if (slot.tasks.length > 0) this.fail(new Error(`a seed worker exited (code ${code}) during seed ${slot.tasks[0]!.seed}`))
       })
       this.slots.push(slot)
     }
@@ -101,6 +104,7 @@ export class SeedPool {
 
   /** Stops the workers; seeds still queued are dropped. */
   async close(): Promise<void> {
+    this.closing = true
     this.queue.length = 0
     await Promise.all(this.slots.map((slot) => slot.worker.terminate()))
     if (this.bundleDir !== undefined) rmSync(this.bundleDir, { recursive: true, force: true })
