@@ -213,7 +213,7 @@ export const catalogue: ReadonlyArray<Mutant> = [
     bugs: { leaderCountsUnwritten: true },
     scenario: unwrittenCommits,
     ignore: ["liveness"],
-    budget: { nodes: 5, seeds: 10 }
+    budget: { nodes: 3, seeds: 20 }
   },
   {
     name: "voteWithoutPersist",
@@ -334,7 +334,7 @@ export const catalogue: ReadonlyArray<Mutant> = [
     rule: "one configuration change at a time: the next only once the previous is committed (Raft thesis §4.1)",
     bugs: { concurrentMembershipChanges: true },
     scenario: membershipBursts,
-    budget: { nodes: 3, seeds: 10 }
+    budget: { nodes: 5, seeds: 10 }
   },
   {
     name: "transferToLaggard",
