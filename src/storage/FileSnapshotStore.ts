@@ -7,7 +7,7 @@
  *   000000000007-3-1200/       complete: renamed into place after both files were synced
  *     data                     the state machine's bytes, as streamed
  *     meta.json                `<sha-256 of the body>\n<body>`; the body is JSON with `format: 1`
- *   000000000008-3-1300.tmp/   being written, or left by a crash (removed when the store opens)
+ *   000000000008-3-1300.tmp/   being written or deleted, or left by a crash (removed when the store opens)
  * ```
  *
  * `create` streams the data to `data` in the temporary directory (never the
@@ -191,12 +191,21 @@ export const make = (
         Effect.flatMap((text) => Either.match(parseMeta(id, text), { onLeft: Effect.fail, onRight: Effect.succeed }))
       )
 
+    /**
+     * Deletes a complete snapshot: renamed to a temporary name first, in one step, so that a crash during the
+     * removal of its files leaves a directory that the next open removes, never one with a snapshot's name and no
+     * metadata (which would refuse the open).
+     */
+    const discard = (id: string) =>
+      fs.rename(path.join(directory, id), path.join(directory, `${id}${TEMP_SUFFIX}`)).pipe(
+        Effect.catchIf((error) => error._tag === "SystemError" && error.reason === "NotFound", () => Effect.void),
+        Effect.zipRight(fs.remove(path.join(directory, `${id}${TEMP_SUFFIX}`), { recursive: true, force: true }))
+      )
+
     /** Deletes every complete snapshot older than the newest `retain`; a failure is logged, not raised. */
     const reap = Effect.gen(function*() {
       const ids = yield* completeIds
-      for (const id of ids.slice(retain)) {
-        yield* fs.remove(path.join(directory, id), { recursive: true, force: true })
-      }
+      for (const id of ids.slice(retain)) yield* discard(id)
     }).pipe(
       Effect.catchAll((error) => Effect.logWarning(`could not delete old snapshots: ${error.message}`))
     )
@@ -337,7 +346,7 @@ export const make = (
     const remove: SnapshotStore["delete"] = (id) =>
       Effect.gen(function*() {
         if (!ID_PATTERN.test(id)) return
-        yield* fs.remove(path.join(directory, id), { recursive: true, force: true })
+        yield* discard(id)
         yield* fsyncPath(directory)
       }).pipe(Effect.mapError(storageError("delete snapshot")))
 

@@ -288,6 +288,33 @@ describe("FileSnapshotStore.make", () => {
       assert.deepStrictEqual((yield* entries(dir)).sort(), [created[2]!.id, created[3]!.id])
     }))
 
+  scenario("a deletion cut short (by a crash, say) leaves nothing that stops the store from opening again", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* tempDir
+      // A file system whose recursive removal stops after the first file, as a process killed during `rm -r`.
+      const cutShort: FileSystem.FileSystem = {
+        ...fs,
+        remove: (target, options) =>
+          options?.recursive === true
+            ? Effect.zipRight(
+              fs.remove(path.join(target, "meta.json"), { force: true }),
+              fs.remove(path.join(dir, "no such file"))
+            )
+            : fs.remove(target, options)
+      }
+      const store = yield* FileSnapshotStore.make(dir, { retain: 1 }).pipe(
+        Effect.provideService(FileSystem.FileSystem, cutShort),
+        Effect.provide(capturingLogs([]))
+      )
+      const first = yield* write(store, 1, chunksOf(1, 10))
+      const second = yield* write(store, 2, chunksOf(1, 10)).pipe(Effect.provide(capturingLogs([])))
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(store.delete(second.id))))
+      assert.notInclude(yield* entries(dir), first.id)
+      const reopened = yield* FileSnapshotStore.make(dir).pipe(Effect.provide(capturingLogs([])))
+      assert.deepStrictEqual(yield* reopened.list, [])
+    }))
+
   scenario("temporary directories a crash left behind are removed at open and their ids are not reused", () =>
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
