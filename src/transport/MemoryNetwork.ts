@@ -19,6 +19,7 @@ import * as Stream from "effect/Stream"
 import { PipelineNotSupported, type StorageError, TransportError } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
 import { type AppendPipeline, type PipelineResult, type Refusal, type RpcHandler, Transport } from "../Transport.js"
+import { Wakers } from "../internal/wakers.js"
 
 /** Tunables of the memory network. */
 export interface Options {
@@ -224,12 +225,8 @@ export const make = (options: Options = {}): MemoryNetwork => {
         const results = yield* Mailbox.make<PipelineResult, TransportError>()
         let broken: TransportError | undefined
         /** Senders waiting for a direct request to be answered (the window is full of them). */
-        let waitingForRoom: Array<() => void> = []
-        const wakeSenders = () => {
-          const waiting = waitingForRoom
-          waitingForRoom = []
-          for (const wake of waiting) wake()
-        }
+        const waitingForRoom = new Wakers()
+        const wakeSenders = () => waitingForRoom.wakeAll()
         const breakWith = (error: TransportError) => {
           if (broken !== undefined) return
           broken = error
@@ -297,13 +294,6 @@ export const make = (options: Options = {}): MemoryNetwork => {
           })
           return "sent"
         }
-        const roomForDirect = Effect.async<void>((resume) => {
-          const wake = () => resume(Effect.void)
-          waitingForRoom.push(wake)
-          return Effect.sync(() => {
-            waitingForRoom = waitingForRoom.filter((other) => other !== wake)
-          })
-        })
         /** Hands `request` on: "submitted" (its outcome is in `results` already or will be), or whether it was queued. */
         const enqueue = (request: AppendEntriesRequest): Effect.Effect<boolean | "submitted"> =>
           Effect.clockWith((clock) => {
@@ -311,7 +301,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
             const sentAtMillis = clock.unsafeCurrentTimeMillis()
             const outcome = submitDirect(request, sentAtMillis)
             if (outcome === "sent") return Effect.succeed("submitted" as const)
-            if (outcome === "full") return Effect.zipRight(roomForDirect, Effect.suspend(() => enqueue(request)))
+            if (outcome === "full") return Effect.zipRight(waitingForRoom.await, Effect.suspend(() => enqueue(request)))
             viaFiber++
             // A send interrupted while it waits for room queued nothing.
             return Queue.offer(requests, { request, sentAtMillis }).pipe(

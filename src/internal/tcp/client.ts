@@ -20,6 +20,7 @@ import type { AppendPipeline, PipelineResult } from "../../Transport.js"
 import { Conn, type ConnOwner, type Lane } from "./conn.js"
 import { describeIds, errorText, parseAddress, serverIdsOf } from "./identity.js"
 import type { TcpRuntime } from "./runtime.js"
+import { Wakers } from "../wakers.js"
 
 /** The request frame of `request`, or the `TransportError` "oversize" that refuses it unsent. */
 const requestFrame = (
@@ -320,12 +321,8 @@ export const make = (rt: TcpRuntime) => {
       let head = 0
       let inFlightBytes = 0
       let broken: TransportError | undefined
-      let wakers: Array<() => void> = []
-      const signal = () => {
-        const woken = wakers
-        wakers = []
-        for (const wake of woken) wake()
-      }
+      const wakers = new Wakers()
+      const signal = () => wakers.wakeAll()
       const breakWith = (error: TransportError) => {
         if (broken !== undefined) return
         broken = error
@@ -370,14 +367,7 @@ export const make = (rt: TcpRuntime) => {
         Effect.suspend(() => {
           if (broken !== undefined) return Effect.fail(broken)
           if (roomFor(bytes)) return Effect.void
-          return Effect.zipRight(
-            Effect.async<void>((resume) => {
-              const wake = () => resume(Effect.void)
-              wakers.push(wake)
-              return Effect.sync(() => void (wakers = wakers.filter((w) => w !== wake)))
-            }),
-            waitForRoom(bytes)
-          )
+          return Effect.zipRight(wakers.await, waitForRoom(bytes))
         })
 
       const pipeline: AppendPipeline = {
