@@ -20,6 +20,14 @@ describe("the seed pool", () => {
     assert.isFalse(existsSync(pool.bundleDir!))
   })
 
+  it("close drops the seeds a worker is running: their runs end with no result instead of failing", async () => {
+    const pool = new SeedPool(2)
+    // The worker takes the first seed; close stops it before it answers.
+    const running = pool.run({ nodes: 3, durationMillis: 2000 }, 1)
+    await pool.close()
+    assert.isUndefined(await running)
+  })
+
   it("a pool of one runs in this thread and builds no bundle", async () => {
     const pool = new SeedPool(1)
     assert.isUndefined(pool.bundleDir)
