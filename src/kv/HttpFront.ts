@@ -135,15 +135,38 @@ const makeWith = (
     if (!response.writableEnded) response.on("close", () => response.writableEnded || cancel?.())
   }
 
-  const get = (request: http.IncomingMessage, response: http.ServerResponse, key: string, stale: boolean | undefined) =>
-    serve(
-      request,
-      response,
-      kv.untimed.get(key, { stale }),
-      ({ index, value }) => JSON.stringify({ key, value, index }),
-      reads,
-      kv.untimed.readTimedOut
-    )
+  const get = (request: http.IncomingMessage, response: http.ServerResponse, key: string, stale: boolean | undefined) => {
+    const ok = ({ index, value }: { readonly index: number; readonly value: string }) =>
+      JSON.stringify({ key, value, index })
+    // Without a fiber where the node can (`Kv.untimed.getNow`): a stale read, or a linearizable one on the leader.
+    let settled = false
+    let drop: (() => void) | undefined
+    const deadline = reads.add(() => {
+      if (settled) return
+      settled = true
+      drop?.()
+      answer(request, response, Exit.fail(kv.untimed.readTimedOut()), ok)
+    })
+    drop = kv.untimed.getNow(key, { stale }, (exit) => {
+      if (settled) return
+      settled = true
+      deadline.done()
+      answer(request, response, exit, ok)
+    })
+    if (drop === undefined) {
+      deadline.done()
+      return serve(request, response, kv.untimed.get(key, { stale }), ok, reads, kv.untimed.readTimedOut)
+    }
+    // A client that goes away drops its wait, as it interrupts a call.
+    if (!settled) {
+      response.on("close", () => {
+        if (settled || response.writableEnded) return
+        settled = true
+        deadline.done()
+        drop?.()
+      })
+    }
+  }
 
   const put = (request: http.IncomingMessage, response: http.ServerResponse, key: string, api: () => void) =>
     HttpLimits.readBody(request, limits.maxBodyBytes, (body) => {
