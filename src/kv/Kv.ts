@@ -164,7 +164,7 @@ export interface Kv {
   readonly httpOf: (id: string) => string | undefined
   /**
    * `get` and `put` without their timeouts, for a caller that keeps the deadlines itself (`HttpFront.ts`, with
-   * `Deadlines.ts`: `Effect.timeout` forks two fibers and arms a timer per call): it interrupts a call at its deadline
+   * `internal/deadlineLanes.ts`: `Effect.timeout` forks two fibers and arms a timer per call): it interrupts a call at its deadline
    * (a write not yet taken off Raft's queue is then dropped, as on a timeout) and answers what the timed call fails
    * with then.
    */
