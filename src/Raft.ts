@@ -26,6 +26,7 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Configuration from "./Configuration.js"
 import { Fsm, type Typed } from "./Fsm.js"
+import { attachDirectRead } from "./internal/directRead.js"
 import { bootstrapStores, hasExistingState as storesHoldState } from "./internal/bootstrap.js"
 import * as node from "./internal/node.js"
 import { recoverCluster as recoverStores } from "./internal/recoverCluster.js"
@@ -257,7 +258,7 @@ export const make: Effect.Effect<
   }, scope).pipe(Effect.withScheduler(scheduler))
   const tooLarge = (data: Uint8Array) =>
     data.length > config.maxEntryBytes ? new RaftError.EntryTooLarge({ size: data.length, limit: config.maxEntryBytes }) : undefined
-  return {
+  const service: Raft = {
     id: config.localId,
     apply: (data, options) => {
       const refused = tooLarge(data)
@@ -305,6 +306,7 @@ export const make: Effect.Effect<
     observe: running.observe,
     shutdown: running.shutdown
   }
+  return attachDirectRead(service, running.direct)
 })
 
 /** A node with configuration `input`; fails with `RaftConfigError` naming a bad field. */

@@ -9,9 +9,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
 import * as Fsm from "../src/Fsm.js"
+import { directReadOf } from "../src/internal/directRead.js"
 import type * as RaftConfig from "../src/RaftConfig.js"
 import {
   applyAll,
@@ -158,6 +160,68 @@ describe("Raft: readIndex", () => {
       const error = yield* settle(cluster, yield* Effect.fork(Effect.flip(leader.raft.readIndex({ timeout: "30 millis" }))))
       assert.strictEqual(error._tag, "ReadTimeout", "no quorum answers the round within 30 ms")
     }).pipe(seeded("read-timeout")))
+})
+
+describe("Raft: a leader's reads without a fiber (the key-value front's path)", () => {
+  /** Starts a direct read on `node`; the exits its callback got so far. */
+  const directRead = (raft: object, mode?: "readIndex" | "lease") => {
+    const direct = directReadOf(raft)
+    assert.isDefined(direct, "Raft.make attaches the direct reads")
+    const exits: Array<Exit.Exit<number, unknown>> = []
+    const drop = direct!.leaderRead(mode, (exit) => exits.push(exit))
+    return { exits, drop }
+  }
+
+  it.scoped("answer after a heartbeat round with an index covering every acknowledged write; a follower declines", () =>
+    Effect.gen(function*() {
+      const { cluster, leader } = yield* delayedCluster(slowHeartbeats, 10, 50)
+      const last = yield* leader.raft.commitIndex
+      const read = directRead(leader.raft)
+      assert.isDefined(read.drop)
+      yield* TestClock.adjust(5)
+      assert.strictEqual(read.exits.length, 0, "no answer before the round's heartbeats come back")
+      yield* cluster.advance(50)
+      assert.strictEqual(read.exits.length, 1)
+      const exit = read.exits[0]!
+      assert.isTrue(Exit.isSuccess(exit))
+      if (Exit.isSuccess(exit)) assert.isAtLeast(exit.value, last)
+      const follower = cluster.nodes.find((node) => node.id !== leader.id)!
+      assert.isUndefined(directRead(follower.raft).drop, "a follower leaves the read to readIndex")
+    }).pipe(seeded("direct-read-round")))
+
+  it.scoped("wait until the leader's own FSM has applied the read index", () =>
+    Effect.gen(function*() {
+      const gates = new Map<string, Effect.Latch>()
+      for (const id of ["node1", "node2", "node3"]) gates.set(id, yield* Effect.makeLatch(true))
+      const cluster = yield* makeCluster({ size: 3, fsm: (id) => gatedFsm(gates.get(id)!) })
+      const leader = yield* cluster.waitForLeader()
+      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 1))
+      yield* gates.get(leader.id)!.close
+      // Committed, not applied: the apply's own answer waits for the FSM, so it runs in a fiber.
+      yield* Effect.fork(leader.raft.apply(bytes("b")))
+      yield* cluster.advance(100)
+      const read = directRead(leader.raft)
+      yield* cluster.advance(200)
+      assert.strictEqual(read.exits.length, 0, "the leader's FSM has not applied the write yet")
+      yield* gates.get(leader.id)!.open
+      yield* cluster.advance(50)
+      assert.strictEqual(read.exits.length, 1)
+      assert.deepStrictEqual(leader.fsm.commands(), ["a0", "b"])
+    }).pipe(seeded("direct-read-applied")))
+
+  it.scoped("fail when the leader loses its quorum, and a dropped read is never answered", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      const leader = yield* cluster.waitForLeader()
+      for (const node of cluster.nodes) if (node.id !== leader.id) yield* cluster.stop(node.id)
+      const read = directRead(leader.raft)
+      const dropped = directRead(leader.raft)
+      dropped.drop!()
+      yield* cluster.advance(2000)
+      assert.strictEqual(read.exits.length, 1)
+      assert.isTrue(Exit.isFailure(read.exits[0]!), "no quorum confirms the round")
+      assert.strictEqual(dropped.exits.length, 0)
+    }).pipe(seeded("direct-read-lost")))
 })
 
 describe("Raft: lease reads", () => {

@@ -34,7 +34,8 @@ import { Future } from "./future.js"
 import { type ApplyFuture, CANCELLED, type MembershipRequest, QUEUED } from "./leaderState.js"
 import { appendNow } from "./leaderLog.js"
 import { peerReplication } from "./replication.js"
-import { readIndex } from "./read.js"
+import type { DirectRead } from "./directRead.js"
+import { leaderReadListen, readIndex } from "./read.js"
 import { takeSnapshot } from "./snapshot.js"
 import { verifyNow } from "./verify.js"
 import { emit, loopWaiting, type NodeState, notLeaderError } from "./state.js"
@@ -50,6 +51,8 @@ export interface Node {
   ) => Effect.Effect<Effect.Effect<ApplyResult, ApplyError>>
   readonly verifyLeader: Effect.Effect<void, NotLeader | LeadershipLost | RaftShutdown>
   readonly readIndex: (mode: ReadMode | undefined, timeoutMillis: number | undefined) => Effect.Effect<number, ReadError>
+  /** Reads without a fiber (`directRead.ts`). */
+  readonly direct: DirectRead
   readonly reloadConfig: (changes: Reloadable) => Effect.Effect<void, RaftConfigError | RaftShutdown>
   readonly config: Effect.Effect<RaftConfig>
   readonly bootstrap: (
@@ -235,6 +238,10 @@ export const makeApi = (node: NodeState): Node => {
   return {
     enqueue,
     readIndex: (mode, timeoutMillis) => readIndex(node, mode, timeoutMillis),
+    direct: {
+      isShutdown: () => node.isShutdown,
+      leaderRead: (mode, callback) => leaderReadListen(node, mode, callback)
+    },
     config: Effect.sync(() => node.config),
     reloadConfig: (changes) =>
       Effect.suspend(() => {

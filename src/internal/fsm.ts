@@ -8,6 +8,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { constVoid } from "effect/Function"
 import type * as Tracer from "effect/Tracer"
 import * as Configuration from "../Configuration.js"
 import type * as Log from "../Log.js"
@@ -29,6 +30,24 @@ export const waitApplied = (node: NodeState, index: number): Effect.Effect<void>
       if (at >= 0) node.appliedWaiters.splice(at, 1)
     })
   })
+
+/**
+ * Calls `callback` once the FSM has applied `index` (at once if it has, or when the node shuts down); the function
+ * returned takes the waiter off the list. For a caller outside any fiber (`read.ts`, `leaderReadListen`).
+ */
+export const onApplied = (node: NodeState, index: number, callback: () => void): () => void => {
+  if (node.appliedIndex >= index) {
+    callback()
+    return constVoid
+  }
+  const waiter = { index, future: new Future<void, never>() }
+  node.appliedWaiters.push(waiter)
+  waiter.future.listen(callback)
+  return () => {
+    const at = node.appliedWaiters.indexOf(waiter)
+    if (at >= 0) node.appliedWaiters.splice(at, 1)
+  }
+}
 
 /** Wakes the waiters whose index the FSM has now applied (after a batch, or a snapshot restored). */
 const notifyApplied = (node: NodeState): void => {

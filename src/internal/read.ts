@@ -31,18 +31,19 @@
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { constVoid } from "effect/Function"
 import * as Configuration from "../Configuration.js"
 import { clockDriftMillis, type ReadMode } from "../RaftConfig.js"
 import { LeadershipLost, type NotLeader, RaftShutdown, type ReadError, ReadTimeout } from "../RaftError.js"
 import type { ReadIndexRequest, ReadIndexResponse } from "../Rpc.js"
-import { waitApplied } from "./fsm.js"
+import { onApplied, waitApplied } from "./fsm.js"
 import { Future } from "./future.js"
 import type { LeaderState, ReadBatch } from "./leaderState.js"
 import { emit, loopWaiting, type NodeState, notLeaderError, quorumOf } from "./state.js"
 import { joinRound } from "./verify.js"
 
 /** What the leader's side of a read can fail with. */
-type LeaderReadError = NotLeader | LeadershipLost | RaftShutdown
+export type LeaderReadError = NotLeader | LeadershipLost | RaftShutdown
 
 /**
  * Whether the lease of `ls` holds now: a quorum of voters (this leader counting as one) answered requests sent less
@@ -91,6 +92,37 @@ const leaderReadIndex = (node: NodeState, lease: boolean): Effect.Effect<number,
     else if (!emit(node, { _tag: "Read", lease, deferred })) return Effect.fail(new RaftShutdown())
     return deferred.await
   })
+
+/**
+ * A leader's linearizable read for a caller outside any fiber (the key-value service's HTTP front, which saves a
+ * fiber and its scheduling per read this way): `callback` gets the read index once this node's FSM has applied it,
+ * or the leader's refusal, exactly as `readIndex` would answer on this node. Returns undefined, having done nothing,
+ * unless this node leads (the caller then takes `readIndex`, which asks the leader); else a function that drops
+ * the caller's wait for the FSM (a round under way still ends, unheard).
+ */
+export const leaderReadListen = (
+  node: NodeState,
+  mode: ReadMode | undefined,
+  callback: (exit: Exit.Exit<number, LeaderReadError>) => void
+): (() => void) | undefined => {
+  if (node.isShutdown || node.role !== "Leader") return undefined
+  const lease = (mode ?? node.config.readMode) === "lease"
+  const deferred = new Future<number, LeaderReadError>()
+  if (loopWaiting(node)) handleRead(node, lease, deferred)
+  else if (!emit(node, { _tag: "Read", lease, deferred })) return undefined
+  let dropped = false
+  let drop = constVoid
+  deferred.listen((exit) => {
+    if (dropped) return
+    if (Exit.isFailure(exit)) return callback(exit)
+    // Shutdown wakes every waiter: the FSM did not apply it then.
+    drop = onApplied(node, exit.value, () => callback(node.isShutdown ? Exit.fail(new RaftShutdown()) : exit))
+  })
+  return () => {
+    dropped = true
+    drop()
+  }
+}
 
 /** One ReadIndex exchange with the leader this node knows (or its own read index, if it leads now). */
 const askLeader = (node: NodeState, lease: boolean): Effect.Effect<number, ReadError> =>

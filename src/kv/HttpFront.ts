@@ -6,7 +6,7 @@
  * Why: measured on a one-node cluster (`docs/kv.md`), the `@effect/platform` request path (a fiber per request,
  * the router, `HttpApi`'s Schema decoding of path, query and body, its encoding of the answer, the pre-response
  * handlers) cost about 200 µs of CPU per request, more than the whole rest of a stale read. Here a request costs one
- * fiber (the `Kv` call itself) and one `writeHead`/`end`. The calls' timeouts are kept by `Deadlines.ts` instead of
+ * fiber (the `Kv` call itself) and one `writeHead`/`end`. The calls' timeouts are kept by `internal/deadlineLanes.ts` instead of
  * `Effect.timeout` (which forks two fibers and arms a timer per call): at its deadline a call is interrupted and
  * answered with the error the timed call fails with (`Kv.untimed`).
  *
@@ -24,7 +24,7 @@ import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as http from "node:http"
-import * as Deadlines from "./Deadlines.js"
+import * as Deadlines from "../internal/deadlineLanes.js"
 import * as HttpLimits from "./HttpLimits.js"
 import type * as Kv from "./Kv.js"
 import * as KvError from "./KvError.js"
@@ -135,15 +135,38 @@ const makeWith = (
     if (!response.writableEnded) response.on("close", () => response.writableEnded || cancel?.())
   }
 
-  const get = (request: http.IncomingMessage, response: http.ServerResponse, key: string, stale: boolean | undefined) =>
-    serve(
-      request,
-      response,
-      kv.untimed.get(key, { stale }),
-      ({ index, value }) => JSON.stringify({ key, value, index }),
-      reads,
-      kv.untimed.readTimedOut
-    )
+  const get = (request: http.IncomingMessage, response: http.ServerResponse, key: string, stale: boolean | undefined) => {
+    const ok = ({ index, value }: { readonly index: number; readonly value: string }) =>
+      JSON.stringify({ key, value, index })
+    // Without a fiber where the node can (`Kv.untimed.getNow`): a stale read, or a linearizable one on the leader.
+    let settled = false
+    let drop: (() => void) | undefined
+    const deadline = reads.add(() => {
+      if (settled) return
+      settled = true
+      drop?.()
+      answer(request, response, Exit.fail(kv.untimed.readTimedOut()), ok)
+    })
+    drop = kv.untimed.getNow(key, { stale }, (exit) => {
+      if (settled) return
+      settled = true
+      deadline.done()
+      answer(request, response, exit, ok)
+    })
+    if (drop === undefined) {
+      deadline.done()
+      return serve(request, response, kv.untimed.get(key, { stale }), ok, reads, kv.untimed.readTimedOut)
+    }
+    // A client that goes away drops its wait, as it interrupts a call.
+    if (!settled) {
+      response.on("close", () => {
+        if (settled || response.writableEnded) return
+        settled = true
+        deadline.done()
+        drop?.()
+      })
+    }
+  }
 
   const put = (request: http.IncomingMessage, response: http.ServerResponse, key: string, api: () => void) =>
     HttpLimits.readBody(request, limits.maxBodyBytes, (body) => {

@@ -10,9 +10,12 @@
  * can send a client to the leader. The HTTP API (`Http.ts`) is a thin layer
  * over this service.
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { constVoid } from "effect/Function"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -20,6 +23,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Configuration from "../Configuration.js"
+import { directReadOf } from "../internal/directRead.js"
 import * as Raft from "../Raft.js"
 import type * as RaftConfig from "../RaftConfig.js"
 import * as RaftError from "../RaftError.js"
@@ -160,7 +164,7 @@ export interface Kv {
   readonly httpOf: (id: string) => string | undefined
   /**
    * `get` and `put` without their timeouts, for a caller that keeps the deadlines itself (`HttpFront.ts`, with
-   * `Deadlines.ts`: `Effect.timeout` forks two fibers and arms a timer per call): it interrupts a call at its deadline
+   * `internal/deadlineLanes.ts`: `Effect.timeout` forks two fibers and arms a timer per call): it interrupts a call at its deadline
    * (a write not yet taken off Raft's queue is then dropped, as on a timeout) and answers what the timed call fails
    * with then.
    */
@@ -169,6 +173,17 @@ export interface Kv {
     readonly put: Kv["put"]
     readonly readTimeoutMillis: number
     readonly writeTimeoutMillis: number
+    /**
+     * `get` without a fiber, where this node can serve it at once or from its own heartbeat round (a stale read, or a
+     * linearizable one on the leader): `callback` gets what `get` would answer, and the function returned drops the
+     * wait (the caller's deadline passed). Returns undefined, having done nothing, otherwise (a follower, a node shut
+     * down, a `Raft` not built by `Raft.make`): the caller takes `get`.
+     */
+    readonly getNow: (
+      key: string,
+      options: { readonly stale?: boolean | undefined } | undefined,
+      callback: (exit: Exit.Exit<{ readonly value: string; readonly index: number }, ReadError | KeyNotFound>) => void
+    ) => (() => void) | undefined
     /** What `get` fails with when its read index does not come within `readTimeoutMillis`. */
     readonly readTimedOut: () => ReadError
     /** What `put` fails with when its outcome does not come within `writeTimeoutMillis`. */
@@ -303,11 +318,24 @@ export const make = (
       yield* Effect.ignore(apply({ _tag: "Register", id: raft.id, http: options.httpAddress }))
     }).pipe(Effect.repeat(Schedule.spaced("250 millis")), Effect.interruptible, Effect.forkScoped)
 
+    /** The value of `key` in this node's state, as a read at `index` answers it. */
+    const lookup = (key: string, index: number): Exit.Exit<{ value: string; index: number }, KeyNotFound> => {
+      const value = Option.getOrUndefined(HashMap.get(kv.current().entries, key))
+      return value === undefined ? Exit.fail(new KvError.KeyNotFound({ key })) : Exit.succeed({ value, index })
+    }
     const get = (read: Raft.ReadOptions): Kv["get"] => (key, opts) =>
-      Effect.flatMap(fence(opts?.stale, read), (index) => {
-        const value = Option.getOrUndefined(HashMap.get(kv.current().entries, key))
-        return value === undefined ? Effect.fail(new KvError.KeyNotFound({ key })) : Effect.succeed({ value, index })
-      })
+      Effect.flatMap(fence(opts?.stale, read), (index) => lookup(key, index))
+
+    const direct = directReadOf(raft)
+    const getNow: Kv["untimed"]["getNow"] = (key, opts, callback) => {
+      if (direct === undefined || direct.isShutdown()) return undefined
+      if (opts?.stale === true) {
+        callback(lookup(key, kv.current().index))
+        return constVoid
+      }
+      return direct.leaderRead(options.readMode, (exit) =>
+        callback(Exit.isSuccess(exit) ? lookup(key, exit.value) : Exit.failCause(Cause.map(exit.cause, readError))))
+    }
     const put = (timed: boolean): Kv["put"] => (key, value) =>
       Effect.flatMap(apply({ _tag: "Put", key, value }, timed), ({ index, response }) =>
         response._tag === "Written" ? Effect.succeed({ index }) : Effect.fail(rejected(response)))
@@ -440,6 +468,7 @@ export const make = (
       httpOf,
       untimed: {
         get: get(untimedReadOptions),
+        getNow,
         put: put(false),
         readTimeoutMillis,
         writeTimeoutMillis,

@@ -29,6 +29,7 @@ import * as Layer from "effect/Layer"
 import * as Runtime from "effect/Runtime"
 import * as Scheduler from "effect/Scheduler"
 import type * as Scope from "effect/Scope"
+import * as DeadlineLanes from "../internal/deadlineLanes.js"
 import * as Client from "../internal/tcp/client.js"
 import type { Conn } from "../internal/tcp/conn.js"
 import * as Identity from "../internal/tcp/identity.js"
@@ -278,7 +279,7 @@ export const make = (options: Options): Effect.Effect<TcpTransport, BindError, S
       shuttingDown: false,
       handler: undefined
     }
-    const client = Client.make(rt)
+    const client = Client.make(rt, (yield* DeadlineLanes.make).lane(rpcTimeoutMillis))
     const server = Server.make(rt, run, scheduler)
 
     const bound = yield* Effect.acquireRelease(

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Tracer from "effect/Tracer"
 import * as http from "node:http"
@@ -117,9 +118,23 @@ describe("kv HTTP front (the hot routes served before the HttpApi)", () => {
             ? Effect.onInterrupt(Effect.never, () => Effect.sync(() => calls.push("put slow given up")))
             : Effect.succeed({ index: 8 })
         })
+      // Served without a fiber: keys starting with "now"; every other key goes to `get`.
+      const getNow = (
+        key: string,
+        options: { readonly stale?: boolean | undefined } | undefined,
+        callback: (exit: Exit.Exit<{ value: string; index: number }, KvError.KeyNotFound>) => void
+      ) => {
+        if (!key.startsWith("now")) return undefined
+        calls.push(`getNow ${key} ${options?.stale}`)
+        if (key === "nowgone") callback(Exit.fail(new KvError.KeyNotFound({ key })))
+        else if (key === "nowlater") Promise.resolve().then(() => callback(Exit.succeed({ value: "later", index: 9 })))
+        else if (key !== "nowslow") callback(Exit.succeed({ value: "now", index: 5 }))
+        return () => void calls.push(`getNow ${key} dropped`)
+      }
       const kv = {
         untimed: {
           get,
+          getNow,
           put,
           readTimeoutMillis: 100,
           writeTimeoutMillis: 150,
@@ -160,7 +175,11 @@ describe("kv HTTP front (the hot routes served before the HttpApi)", () => {
         del: await raw(address, "DELETE", "/kv/k"),
         // Past their deadlines (kept by `Deadlines.ts`): the call is given up, the timeout's error answered.
         slowGet: await raw(address, "GET", "/kv/slow"),
-        slowPut: await raw(address, "PUT", "/kv/slow", JSON.stringify({ value: "x" }))
+        slowPut: await raw(address, "PUT", "/kv/slow", JSON.stringify({ value: "x" })),
+        now: await raw(address, "GET", "/kv/now?stale=true"),
+        nowGone: await raw(address, "GET", "/kv/nowgone"),
+        nowLater: await raw(address, "GET", "/kv/nowlater"),
+        nowSlow: await raw(address, "GET", "/kv/nowslow")
       }))
       assert.deepStrictEqual(calls, [
         "get a.b-c undefined",
@@ -171,8 +190,23 @@ describe("kv HTTP front (the hot routes served before the HttpApi)", () => {
         "put late x",
         "get slow undefined",
         "put slow x",
-        "put slow given up"
+        "put slow given up",
+        "getNow now true",
+        "getNow nowgone undefined",
+        "getNow nowlater undefined",
+        "getNow nowslow undefined",
+        "getNow nowslow dropped"
       ])
+      assert.deepStrictEqual([result.now.status, result.now.body], [200, `{"key":"now","value":"now","index":5}`])
+      assert.deepStrictEqual(
+        [result.nowGone.status, JSON.parse(result.nowGone.body)],
+        [404, { _tag: "KeyNotFound", key: "nowgone" }]
+      )
+      assert.deepStrictEqual(result.nowLater.body, `{"key":"nowlater","value":"later","index":9}`)
+      assert.deepStrictEqual(
+        [result.nowSlow.status, JSON.parse(result.nowSlow.body)],
+        [503, { _tag: "Unavailable", reason: "no read index within 100 ms" }]
+      )
       assert.deepStrictEqual(
         [result.slowGet.status, JSON.parse(result.slowGet.body)],
         [503, { _tag: "Unavailable", reason: "no read index within 100 ms" }]

@@ -20,6 +20,7 @@ import type { AppendPipeline, PipelineResult } from "../../Transport.js"
 import { Conn, type ConnOwner, type Lane } from "./conn.js"
 import { describeIds, errorText, parseAddress, serverIdsOf } from "./identity.js"
 import type { TcpRuntime } from "./runtime.js"
+import type { Lane as DeadlineLane } from "../deadlineLanes.js"
 import { Wakers } from "../wakers.js"
 
 /** The request frame of `request`, or the `TransportError` "oversize" that refuses it unsent. */
@@ -38,8 +39,11 @@ const requestFrame = (
   })
 }
 
-/** The outbound half over `rt`; `clearPools` forgets the idle connections (when the transport closes). */
-export const make = (rt: TcpRuntime) => {
+/**
+ * The outbound half over `rt`; `clearPools` forgets the idle connections (when the transport closes). `rpcDeadlines`
+ * keeps the deadlines of one-answer RPCs (`rpcTimeout` each).
+ */
+export const make = (rt: TcpRuntime, rpcDeadlines: DeadlineLane) => {
   const { connectTimeoutMillis, maxFrameBytes, maxInFlight, maxInFlightBytes, maxPool, rpcTimeoutMillis, chunkBytes } =
     rt.limits
   const { budget, log, logCodecError, now, outbound } = rt
@@ -175,15 +179,19 @@ export const make = (rt: TcpRuntime) => {
     conn: Conn,
     address: string,
     id: number,
-    tag: A["_tag"]
+    tag: A["_tag"],
+    deadlines?: DeadlineLane
   ): Effect.Effect<A, TransportError> => {
     let outcome: Effect.Effect<A, TransportError> | undefined
     let resume: ((outcome: Effect.Effect<A, TransportError>) => void) | undefined
     const settle = (result: Effect.Effect<A, TransportError>) => {
       if (outcome !== undefined) return
       outcome = result
+      deadline?.done()
       resume?.(result)
     }
+    // Past it, the call fails with "timeout" (and `call` closes the connection, whose answer may still come).
+    const deadline = deadlines?.add(() => settle(Effect.fail(new TransportError({ target: address, reason: "timeout" }))))
     conn.setOwner({
       onMessage: (message) => {
         conn.owner = undefined
@@ -209,10 +217,14 @@ export const make = (rt: TcpRuntime) => {
     return Effect.async<A, TransportError>((callback) => {
       if (outcome !== undefined) return callback(outcome)
       resume = callback
-      return Effect.sync(() => (resume = undefined))
+      return Effect.sync(() => {
+        resume = undefined
+        deadline?.done()
+      })
     })
   }
 
+  /** The InstallSnapshot sender's wait for its answer (one call per snapshot: a timer of its own is cheap there). */
   const withRpcTimeout = <A, E>(address: string, effect: Effect.Effect<A, E>) =>
     Effect.timeoutFail(effect, {
       duration: rpcTimeoutMillis,
@@ -231,9 +243,9 @@ export const make = (rt: TcpRuntime) => {
     const frame = requestFrame(address, maxFrameBytes, id, request)
     if (frame instanceof TransportError) return Effect.fail(frame)
     return Effect.flatMap(acquire(lane, peerId, address), (conn) => {
-      const answer = expectResponse<A>(conn, address, id, tag)
+      const answer = expectResponse<A>(conn, address, id, tag, rpcDeadlines)
       conn.write(frame)
-      return withRpcTimeout(address, answer).pipe(
+      return answer.pipe(
         Effect.onExit((exit) =>
           Effect.sync(() => {
             if (Exit.isSuccess(exit)) release(lane, peerId, address, conn)

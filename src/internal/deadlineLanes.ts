@@ -3,8 +3,10 @@
  * arms a timer per call (about 90 µs of CPU each, measured in `docs/kv.md`), more than a whole stale read. A call of a
  * fixed timeout gets a deadline later than every earlier call's, so each lane is a queue in deadline order: adding is
  * a push, a call that ends marks its entry done, and the keeper wakes at the oldest deadline of each lane (at most
- * `maxSleepMillis` apart) and expires what is due. `HttpFront.ts` interrupts a call whose deadline passed and
- * answers the timeout error the call itself would have failed with.
+ * `maxSleepMillis` apart) and expires what is due. The key-value front (`kv/HttpFront.ts`) interrupts a call whose
+ * deadline passed and answers the timeout error the call itself would have failed with; the TCP transport's client
+ * (`tcp/client.ts`) fails an RPC whose answer did not come within `rpcTimeout`.
+ * @internal
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
