@@ -77,10 +77,9 @@ export interface FaultOptions {
     /**
      * A targeted schedule (voters removed from the configuration still counted): from a healed network and a leader
      * of every server, the leader removes followers one at a time, each committed before the next, down to a bare
-     * quorum of the servers (3 of 5) or, at 3 servers, to itself alone. If a removal does not commit while the leader
-     * still leads, the schedule holds still for the rest of the faulty phase. Else, with voters left besides the
-     * leader, it adds the removed back as non-voters, is cut off with them, and the voters elect a leader; then the
-     * network heals. Off (absent) in `defaultFaults`.
+     * quorum of the servers (3 of 5) or, at 3 servers, to itself alone. Then, with voters left besides the leader,
+     * it adds the removed back as non-voters, is cut off with them, and the voters elect a leader; then the network
+     * heals. Off (absent) in `defaultFaults`.
      */
     readonly removedVoters?: number | undefined
     /**
