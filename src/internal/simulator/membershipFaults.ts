@@ -20,7 +20,7 @@ const ids = (nodes: ReadonlyArray<SimNode>): Array<string> => nodes.map((n) => n
  * Asks `leader` to add `node` back as a voter (`adding`) or to remove it, without waiting: the change completes
  * when it commits, or not.
  */
-export const askChange = (sim: SimCore, leader: SimNode, node: SimNode, adding: boolean): Effect.Effect<void> =>
+const askChange = (sim: SimCore, leader: SimNode, node: SimNode, adding: boolean): Effect.Effect<void> =>
   Effect.gen(function*() {
     const raft = leader.raft!
     const verb = adding ? "add" : "remove"
@@ -60,7 +60,7 @@ export const membership = (sim: SimCore): Effect.Effect<void> =>
  * after the first removal alone (one change at a time, nothing commits on its side). 3 servers: remove both
  * followers, leader alone; 5: remove two, leader and one follower.
  */
-export const burstPlan = (size: number): { readonly removals: number; readonly near: number } | undefined => {
+const burstPlan = (size: number): { readonly removals: number; readonly near: number } | undefined => {
   for (let removals = 2; removals < size; removals++) {
     const near = quorumOf(size - removals)
     const far = size - near
@@ -97,7 +97,7 @@ export const membershipBurst = (sim: SimCore, invariants: Invariants): Effect.Ef
  * For `removedVoters` on `size` servers: the voters to keep. A bare quorum of the servers when a quorum of those
  * voters can leave the leader out (3 of 5, 4 of 7); else the leader alone (3 servers).
  */
-export const keptVoters = (size: number): number => {
+const keptVoters = (size: number): number => {
   const kept = quorumOf(size)
   return kept - 1 >= quorumOf(kept) ? kept : 1
 }

@@ -1,7 +1,8 @@
 /**
  * The nemesis: during the faulty phase of a run, at random intervals, one fault drawn by weight (partitions,
  * cut links, crashes, restarts, lossy links, membership changes...). Each fault is one entry of `faults`, drawn
- * from the run's seeded `Random`, so a seed replays the same faults at the same virtual times.
+ * from the run's seeded `Random`, so a seed replays the same faults at the same virtual times. The faults that change
+ * the configuration live in `membershipFaults.ts`; what the targeted schedules share, in `steady.ts`.
  * @internal
  */
 import * as Cause from "effect/Cause"
