@@ -85,7 +85,7 @@ export interface FaultOptions {
     /**
      * A targeted schedule (a leader that counts its own write before it is durable): from a healed network and a
      * leader, the leader is cut off with a quorum less one of the others. Once its state machine has applied a
-     * command its own disk does not hold yet (up to 300 ms; without a bug, only what some server cut off
+     * command its own disk does not hold yet (up to 500 ms; without a bug, only what some server cut off
      * already acknowledged), it crashes, losing its write under way, those that acknowledged are cut off, and it
      * restarts 0–20 ms later among the others, a quorum; once they elect a leader (or after 600 ms), the network
      * heals. Without a bug, what it applied is on a quorum of disks, so one of them holds it. Off (absent) in
