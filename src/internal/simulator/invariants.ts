@@ -141,6 +141,14 @@ export class Invariants {
         }
       }
       node.appliedThrough = log.index
+      // An entry a state machine applies was committed, whether or not a node holds it as committed yet (a
+      // leader's own write may still be under way): every later leader must hold it.
+      const key = entryKey(log)
+      const committed = this.committed.get(log.index)
+      if (committed === undefined) this.committed.set(log.index, key)
+      else if (committed !== key) {
+        this.sim.violate("state-machine safety", `${node.id} applied ${key} at ${log.index}, committed as ${committed}`)
+      }
       const command = decoder.decode(log.data)
       const known = this.appliedAt.get(log.index)
       if (known === undefined) this.appliedAt.set(log.index, command)

@@ -1,7 +1,8 @@
 /**
  * The nemesis: during the faulty phase of a run, at random intervals, one fault drawn by weight (partitions,
  * cut links, crashes, restarts, lossy links, membership changes...). Each fault is one entry of `faults`, drawn
- * from the run's seeded `Random`, so a seed replays the same faults at the same virtual times.
+ * from the run's seeded `Random`, so a seed replays the same faults at the same virtual times. The faults that change
+ * the configuration live in `membershipFaults.ts`; what the targeted schedules share, in `steady.ts`.
  * @internal
  */
 import * as Cause from "effect/Cause"
@@ -14,11 +15,11 @@ import type { RequestVoteRequest } from "../../Rpc.js"
 import type { Invariants } from "./invariants.js"
 import { copyEverything } from "./lateCopies.js"
 import { fastTimers, startNode, stopNode } from "./nodes.js"
+import { membership, membershipBurst, removedVoters } from "./membershipFaults.js"
 import { type SimCore, type SimNode, sync } from "./state.js"
+import { awaitLeader, pick, quorumOf, restartIfDown, steadyLeader } from "./steady.js"
 
-/** One of `items`, drawn with `Random`. */
-export const pick = <A>(items: ReadonlyArray<A>): Effect.Effect<A> =>
-  Effect.map(Random.nextIntBetween(0, items.length), (i) => items[i]!)
+export { pick } from "./steady.js"
 
 /** A fault: what it does to the cluster, noted in the trace. */
 type Fault = (sim: SimCore, invariants: Invariants) => Effect.Effect<void>
@@ -93,31 +94,9 @@ const faults: Readonly<Record<string, Fault>> = {
       yield* sim.network.setConditions(sim.faultOptions.baseline)
       sim.note("heal")
     }),
-  membership: (sim) =>
-    Effect.gen(function*() {
-      const leader = sim.currentLeader()
-      if (leader === undefined) return
-      const raft = leader.raft!
-      const { configuration: current } = yield* raft.getConfiguration
-      const out = sim.nodes.filter((n) => !Configuration.isVoter(current, n.id))
-      const maxOut = Math.max(1, sim.faultOptions.membershipOut ?? 1)
-      const adding = out.length >= maxOut || (out.length > 0 && (yield* Random.nextBoolean))
-      const node = yield* pick(adding ? out : sim.nodes.filter((n) => n !== leader))
-      yield* askChange(sim, leader, node, adding)
-    }),
-  membershipBurst: (sim, invariants) =>
-    Effect.gen(function*() {
-      const leader = sim.currentLeader()
-      if (leader === undefined) return
-      const { configuration: current } = yield* leader.raft!.getConfiguration
-      const others = Array.from(yield* Random.shuffle(sim.nodes.filter((n) => n !== leader)))
-      const count = 2 + (yield* Random.nextIntBetween(0, 2))
-      for (const node of others.slice(0, count)) {
-        yield* askChange(sim, leader, node, !Configuration.isVoter(current, node.id))
-      }
-      yield* Effect.sleep(yield* Random.nextIntBetween(0, 11))
-      yield* faults.partition!(sim, invariants)
-    }),
+  membership,
+  membershipBurst,
+  removedVoters,
   nonVoterQuorum: (sim, invariants) =>
     Effect.gen(function*() {
       const leader = sim.currentLeader()
@@ -150,34 +129,46 @@ const faults: Readonly<Record<string, Fault>> = {
     }),
   crashUnwritten: (sim, invariants) =>
     Effect.gen(function*() {
-      for (let waited = 0; waited < 100; waited++) {
-        const leader = sim.currentLeader()
-        const commit = leader === undefined ? 0 : sync(leader.raft!.stats).commitIndex
-        if (leader !== undefined && commit > leader.view.last) {
-          // Committed past its own disk: crash it before the write completes, and keep the followers that hold
-          // most away (a write of theirs may be under way), so that the others and it, restarted, make a quorum.
-          const followers = sim.nodes.filter((n) => n !== leader).sort((a, b) => a.view.last - b.view.last)
-          const holders = followers.slice(Math.floor(sim.size / 2))
-          yield* stopNode(sim, leader)
-          for (const holder of holders) yield* sim.network.disconnect(holder.id)
-          // The same power cut reboots the others: writes of theirs under way are lost, as the leader's is.
-          for (const other of followers.slice(0, Math.floor(sim.size / 2))) {
-            if (other.raft === undefined) continue
-            yield* stopNode(sim, other)
-            yield* startNode(sim, invariants, other)
-          }
-          sim.note(
-            `crash-unwritten: ${leader.id} crashes with commit ${commit} past its disk's ${leader.view.last};` +
-              ` cut off ${JSON.stringify(holders.map((n) => n.id))}`
-          )
-          yield* Effect.sleep(yield* Random.nextIntBetween(20, 101))
-          yield* restartIfDown(sim, invariants, leader, "crash-unwritten")
-          yield* awaitLeader(sim, 600)
-          for (const holder of holders) yield* sim.network.reconnect(holder.id)
-          return
-        }
+      const leader = yield* steadyLeader(sim, invariants, "crash-unwritten")
+      if (leader === undefined) return
+      const raft = leader.raft!
+      // The leader with a quorum less one of the others (those that acknowledge), the rest cut off: it commits only
+      // once its own write is durable, unless it counts itself before.
+      const quorum = quorumOf(sim.size)
+      const others = Array.from(yield* Random.shuffle(sim.nodes.filter((n) => n !== leader)))
+      const acks = others.slice(0, quorum - 1)
+      const away = others.slice(quorum - 1)
+      // Even sizes: the leader and those cut off would be no quorum.
+      if (1 + away.length < quorum) return
+      yield* sim.network.partition([[leader.id, ...acks.map((n) => n.id)], away.map((n) => n.id)])
+      sim.note(`crash-unwritten: ${leader.id} cut off with ${JSON.stringify(acks.map((n) => n.id))}`)
+      // Up to 500 ms for the state: its state machine applied (and answered) a command its disk does not hold yet.
+      let found = false
+      for (let waited = 0; waited < 500 && !found; waited++) {
         yield* Effect.sleep(1)
+        if (leader.raft !== raft || sync(raft.state) !== "Leader") break
+        found = leader.appliedThrough > leader.view.last
       }
+      if (!found) {
+        yield* sim.network.heal
+        sim.note(`crash-unwritten: ${leader.id} never applied past its disk; heal`)
+        return
+      }
+      const applied = leader.appliedThrough
+      const disk = leader.view.last
+      // A power cut: its write under way is lost. Those that acknowledged are cut off; the leader, restarted, and
+      // the others are a quorum, and (unless one of them acknowledged it before it was cut off) none holds the command.
+      yield* stopNode(sim, leader)
+      yield* sim.network.partition([[leader.id, ...away.map((n) => n.id)], ...acks.map((n) => [n.id])])
+      sim.note(
+        `crash-unwritten: ${leader.id} crashes, having applied command ${applied} past its disk's ${disk};` +
+          ` cut off ${JSON.stringify(acks.map((n) => n.id))}`
+      )
+      yield* Effect.sleep(yield* Random.nextIntBetween(0, 21))
+      yield* restartIfDown(sim, invariants, leader, "crash-unwritten")
+      const next = yield* awaitLeader(sim, 600)
+      yield* sim.network.heal
+      sim.note(`crash-unwritten: ${next === undefined ? "no" : next.id} leads; heal`)
     }),
   lossyLinks: (sim) =>
     Effect.gen(function*() {
@@ -408,40 +399,6 @@ const doubleVoteCandidates = (sim: SimCore, inTermOnly: boolean) => {
 const heartbeatMillis = (sim: SimCore): number =>
   Effect.runSync(Effect.orDie(RaftConfig.make({ localId: "n1", ...fastTimers, ...sim.config }))).heartbeatTimeoutMillis
 
-/**
- * Asks `leader` to add `node` back as a voter (`adding`) or to remove it, without waiting: the change completes
- * when it commits, or not.
- */
-const askChange = (sim: SimCore, leader: SimNode, node: SimNode, adding: boolean): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    const raft = leader.raft!
-    const verb = adding ? "add" : "remove"
-    const request = adding
-      ? raft.addVoter(node.id, node.address, { timeout: 500 })
-      : raft.removeServer(node.id, { timeout: 500 })
-    sim.note(`${verb} ${node.id} (asked of leader ${leader.id})`)
-    yield* request.pipe(
-      Effect.exit,
-      Effect.flatMap((exit) =>
-        Effect.sync(() =>
-          sim.note(`${verb} ${node.id}: ${Exit.isSuccess(exit) ? `committed at ${exit.value}` : Cause.squash(exit.cause)}`)
-        )
-      ),
-      Effect.forkIn(sim.rootScope)
-    )
-  })
-
-/** The current leader (other than `except`), waiting up to `millis` of virtual time for one. */
-const awaitLeader = (sim: SimCore, millis: number, except?: SimNode): Effect.Effect<SimNode | undefined> =>
-  Effect.gen(function*() {
-    for (let waited = 0; waited <= millis; waited += 5) {
-      const leader = sim.currentLeader()
-      if (leader !== undefined && leader !== except) return leader
-      yield* Effect.sleep(5)
-    }
-    return undefined
-  })
-
 /** Partitions `leader` with fewer than a quorum of the others (none to quorum − 2 of them, drawn). */
 const cutOffWithMinority = (sim: SimCore, leader: SimNode): Effect.Effect<void> =>
   Effect.gen(function*() {
@@ -451,13 +408,6 @@ const cutOffWithMinority = (sim: SimCore, leader: SimNode): Effect.Effect<void> 
     const minority = [leader.id, ...others.slice(0, keep)]
     yield* sim.network.partition([minority, others.slice(keep)])
     sim.note(`append-crash: cut ${leader.id} off with ${JSON.stringify(minority)}`)
-  })
-
-const restartIfDown = (sim: SimCore, invariants: Invariants, node: SimNode, why: string): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    if (node.raft !== undefined) return
-    yield* startNode(sim, invariants, node)
-    sim.note(`${why}: restart ${node.id}`)
   })
 
 /** The nemesis fiber: forever, wait a random interval, then inject a fault drawn by weight. */

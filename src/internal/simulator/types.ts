@@ -59,9 +59,12 @@ export interface FaultOptions {
      */
     readonly clockSkew?: number | undefined
     /**
-     * Through the leader, two or three membership changes at once (removing followers, or adding back those out),
-     * none waiting for another, then a partition drawn at random a few ms later: the changes must still go
-     * through one at a time. Off (absent) in `defaultFaults`.
+     * A targeted schedule (membership changes not waiting for each other): from a healed network and a leader L of
+     * every server, L is cut off with the few followers that, once several removals are all in effect, make a
+     * quorum with it (none of 3 servers, one of 5), and is asked at once to remove that many of the others (two).
+     * Changes made one at a time commit nothing on L's side (the first removal alone still needs the other side);
+     * the other side, a quorum of the old configuration, elects a leader; then the network heals. Off (absent) in
+     * `defaultFaults`.
      */
     readonly membershipBurst?: number | undefined
     /**
@@ -72,12 +75,21 @@ export interface FaultOptions {
      */
     readonly nonVoterQuorum?: number | undefined
     /**
-     * A targeted schedule: waits (up to 100 ms) until the leader's commit index passes what its own disk holds,
-     * then crashes it before its write completes, cuts off the followers whose logs are longest (all but a quorum
-     * less one: those that hold the committed entries), reboots the others (their writes under way are lost too,
-     * as in one power cut), and restarts it 20–100 ms later; the cut-off ones come back once the others elected a
-     * leader (or after 600 ms). Without a bug, what the leader counted as committed was on a quorum of disks
-     * without its own, so one of those left holds it. Off (absent) in `defaultFaults`.
+     * A targeted schedule (voters removed from the configuration still counted): from a healed network and a leader
+     * of every server, the leader removes followers one at a time, each committed before the next, down to a bare
+     * quorum of the servers (3 of 5) or, at 3 servers, to itself alone. Then, with voters left besides the leader,
+     * it adds the removed back as non-voters, is cut off with them, and the voters elect a leader; then the network
+     * heals. Off (absent) in `defaultFaults`.
+     */
+    readonly removedVoters?: number | undefined
+    /**
+     * A targeted schedule (a leader that counts its own write before it is durable): from a healed network and a
+     * leader, the leader is cut off with a quorum less one of the others. Once its state machine has applied a
+     * command its own disk does not hold yet (up to 500 ms; without a bug, only what some server cut off
+     * already acknowledged), it crashes, losing its write under way, those that acknowledged are cut off, and it
+     * restarts 0–20 ms later among the others, a quorum; once they elect a leader (or after 600 ms), the network
+     * heals. Without a bug, what it applied is on a quorum of disks, so one of them holds it. Off (absent) in
+     * `defaultFaults`; odd sizes only.
      */
     readonly crashUnwritten?: number | undefined
     /**
