@@ -13,7 +13,8 @@
  * block (resuming a waiting fiber is what they are for).
  * @internal
  */
-import * as Clock from "effect/Clock"
+import type * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
@@ -102,7 +103,7 @@ export class Deadlines {
     this.armedAt = next
     const armed = ++this.armings
     const sleep = Effect.zipRight(
-      Clock.sleep(next - now),
+      this.clock.sleep(Duration.millis(next - now)),
       Effect.sync(() => {
         if (this.armings === armed) {
           this.armedAt = Infinity
