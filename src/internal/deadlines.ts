@@ -50,6 +50,12 @@ export class Deadlines {
   private sleeper: Fiber.RuntimeFiber<void> | undefined = undefined
   /** Counts the sleepers armed: a sleeper that wakes after a newer one was armed changes nothing but the latch. */
   private armings = 0
+  /**
+   * The latest deadline a sleeper slept until: reached, whatever the clock reads (a skewed clock of the simulator may
+   * read a hair before it after the sleep, from rounding, and a keeper that trusted only the reading would sleep
+   * for that hair again and again).
+   */
+  private reached = -Infinity
   private stopped = false
   private readonly wake = Effect.unsafeMakeLatch(false)
 
@@ -93,7 +99,7 @@ export class Deadlines {
 
   private turn(): Effect.Effect<void> {
     this.wake.unsafeClose()
-    const now = this.clock.unsafeCurrentTimeMillis()
+    const now = Math.max(this.clock.unsafeCurrentTimeMillis(), this.reached)
     this.expireDue(now)
     const next = this.heap.length === 0 ? Infinity : this.heap[0]!.at
     if (next === this.armedAt) return this.wake.await
@@ -108,6 +114,7 @@ export class Deadlines {
         if (this.armings === armed) {
           this.armedAt = Infinity
           this.sleeper = undefined
+          this.reached = next
         }
         this.wake.unsafeOpen()
       })

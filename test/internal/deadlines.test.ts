@@ -4,6 +4,8 @@
  * expire in deadline order, and the keeper ends with its scope. Then `Future.awaitUntil`, the wait built on it.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -91,6 +93,43 @@ describe("Deadlines", () => {
       yield* TestClock.adjust(200)
       assert.deepStrictEqual(fired, [])
     }))
+})
+
+/**
+ * A clock that reads a thousandth slow but sleeps on the test clock: after a sleep it reads a hair before the
+ * deadline it slept until, as the simulator's skewed clocks may from rounding. It stops waking after ten sleeps, so
+ * a keeper that keeps sleeping for the hair cannot spin.
+ */
+class LaggingClock implements Clock.Clock {
+  readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
+  sleeps = 0
+  constructor(private readonly inner: Clock.Clock) {}
+  unsafeCurrentTimeMillis(): number {
+    return this.inner.unsafeCurrentTimeMillis() * 0.999
+  }
+  unsafeCurrentTimeNanos(): bigint {
+    return BigInt(Math.round(this.unsafeCurrentTimeMillis() * 1_000_000))
+  }
+  readonly currentTimeMillis: Effect.Effect<number> = Effect.sync(() => this.unsafeCurrentTimeMillis())
+  readonly currentTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.unsafeCurrentTimeNanos())
+  sleep(duration: Duration.Duration): Effect.Effect<void> {
+    this.sleeps++
+    return this.sleeps > 10 ? Effect.never : this.inner.sleep(duration)
+  }
+}
+
+describe("Deadlines on a clock that reads behind its sleeps", () => {
+  it.effect("an entry expires when the sleep until its deadline ends, even if the clock then reads a hair before", () =>
+    Effect.gen(function*() {
+      const clock = new LaggingClock(yield* Effect.clock)
+      const keeper = new Deadlines(clock)
+      yield* Effect.forkScoped(keeper.run)
+      let fired = 0
+      keeper.add(100, () => fired++)
+      yield* TestClock.adjust(200)
+      assert.strictEqual(fired, 1)
+      assert.strictEqual(clock.sleeps, 1)
+    }).pipe(Effect.scoped))
 })
 
 describe("Future.awaitUntil", () => {
