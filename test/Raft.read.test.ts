@@ -69,6 +69,17 @@ const delayedCluster = (config: Omit<RaftConfig.Input, "localId">, delay: number
 const finished = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
   Effect.map(Effect.zipRight(TestClock.adjust(0), Effect.yieldNow()), () => fiber.unsafePoll() !== null)
 
+/** Asserts that `read`, just forked, is still waiting a millisecond before `millis` and failed with ReadTimeout at it. */
+const timesOutAt = <E>(read: Fiber.RuntimeFiber<{ readonly _tag: string }, E>, millis: number) =>
+  Effect.gen(function*() {
+    assert.isFalse(yield* finished(read))
+    yield* TestClock.adjust(millis - 1)
+    assert.isFalse(yield* finished(read), "not a millisecond before its deadline")
+    yield* TestClock.adjust(1)
+    assert.isTrue(yield* finished(read), "at its deadline")
+    assert.strictEqual((yield* Fiber.join(read))._tag, "ReadTimeout")
+  })
+
 describe("Raft: readIndex", () => {
   it.scoped("a read on the leader returns an index covering every write acknowledged before it, once applied", () =>
     Effect.gen(function*() {
@@ -160,6 +171,40 @@ describe("Raft: readIndex", () => {
       const error = yield* settle(cluster, yield* Effect.fork(Effect.flip(leader.raft.readIndex({ timeout: "30 millis" }))))
       assert.strictEqual(error._tag, "ReadTimeout", "no quorum answers the round within 30 ms")
     }).pipe(seeded("read-timeout")))
+
+  it.scoped("a read on the leader fails with ReadTimeout at its deadline, in the wait for its heartbeat round", () =>
+    Effect.gen(function*() {
+      // A lease of 500 ms: the leader does not step down before the read's deadline.
+      const cluster = yield* makeCluster({ size: 3, config: slowHeartbeats })
+      const leader = yield* cluster.waitForLeader()
+      for (const node of cluster.nodes) if (node.id !== leader.id) yield* cluster.stop(node.id)
+      const read = yield* Effect.fork(Effect.flip(leader.raft.readIndex({ timeout: "100 millis" })))
+      yield* timesOutAt(read, 100)
+    }).pipe(seeded("read-timeout-round")))
+
+  it.scoped("a read on a follower fails with ReadTimeout at its deadline, in the wait for its own FSM", () =>
+    Effect.gen(function*() {
+      const gates = new Map<string, Effect.Latch>()
+      for (const id of ["node1", "node2", "node3"]) gates.set(id, yield* Effect.makeLatch(true))
+      const cluster = yield* makeCluster({ size: 3, fsm: (id) => gatedFsm(gates.get(id)!) })
+      const leader = yield* cluster.waitForLeader()
+      const follower = cluster.nodes.find((node) => node.id !== leader.id)!
+      yield* gates.get(follower.id)!.close
+      yield* applyAll(leader, "b", 2)
+      const read = yield* Effect.fork(Effect.flip(follower.raft.readIndex({ timeout: "100 millis" })))
+      yield* timesOutAt(read, 100)
+      assert.isAbove(cluster.network.counters.readIndex, 0, "the leader answered the follower's request")
+      yield* gates.get(follower.id)!.open
+      yield* settle(cluster, yield* Effect.fork(follower.raft.readIndex()))
+    }).pipe(seeded("read-timeout-fsm")))
+
+  it.scoped("a read on a follower fails with ReadTimeout at its deadline, in the wait for the leader's answer", () =>
+    Effect.gen(function*() {
+      const { cluster, leader } = yield* delayedCluster(slowHeartbeats, 100, 300)
+      const follower = cluster.nodes.find((node) => node.id !== leader.id)!
+      const read = yield* Effect.fork(Effect.flip(follower.raft.readIndex({ timeout: "50 millis" })))
+      yield* timesOutAt(read, 50)
+    }).pipe(seeded("read-timeout-rpc")))
 })
 
 describe("Raft: a leader's reads without a fiber (the key-value front's path)", () => {

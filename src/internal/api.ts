@@ -88,8 +88,8 @@ export interface Node {
 /**
  * Waits for `future` within the caller's timeout, covering the whole wait (hashicorp #145, #498): on expiry
  * the caller gets `ApplyTimeout` and its waiter is dropped; `onAbandon` releases what the caller held (an
- * entry not yet taken off the queue is never appended). Without a timeout the wait is interruptible, with
- * the same release.
+ * entry not yet taken off the queue is never appended). The node's deadline keeper expires it (deadlines.ts), no
+ * fiber per call. Without a timeout the wait is interruptible, with the same release.
  */
 const awaitWithin = <A, E>(
   node: NodeState,
@@ -97,21 +97,10 @@ const awaitWithin = <A, E>(
   timeoutMillis: number | undefined,
   onAbandon: () => void
 ): Effect.Effect<A, E | ApplyTimeout> => {
-  const wait = future.awaitOr(onAbandon)
-  if (timeoutMillis === undefined) return wait
+  if (timeoutMillis === undefined) return future.awaitOr(onAbandon)
   // The deadline is fixed now: an ApplyFuture awaited later, or twice, keeps the caller's budget.
   const deadline = node.now() + timeoutMillis
-  return Effect.suspend(() =>
-    wait.pipe(
-      Effect.timeoutFail({
-        duration: Math.max(0, deadline - node.now()),
-        onTimeout: () => {
-          onAbandon()
-          return new ApplyTimeout({ timeoutMillis })
-        }
-      })
-    )
-  )
+  return future.awaitUntil(node.deadlines, deadline, onAbandon, () => new ApplyTimeout({ timeoutMillis }))
 }
 
 /** The node's interface over its record. */

@@ -19,13 +19,21 @@ import { metrics } from "./metrics.js"
 import type { NodeState } from "./state.js"
 import { endSpan, FIRST_INDEX, LAST_INDEX, linksTo, startSpan } from "./tracing.js"
 
-/** Waits until the FSM has applied `index` (a waiter that gives up leaves the list). Any fiber. */
-export const waitApplied = (node: NodeState, index: number): Effect.Effect<void> =>
+/**
+ * Waits until the FSM has applied `index` (a waiter that gives up leaves the list); `wait` waits on the waiter's
+ * future, e.g. until a read's deadline (read.ts). Any fiber.
+ */
+export const waitApplied = <E = never>(
+  node: NodeState,
+  index: number,
+  wait: (future: Future<void, never>, drop: () => void) => Effect.Effect<void, E> = (future, drop) =>
+    future.awaitOr(drop)
+): Effect.Effect<void, E> =>
   Effect.suspend(() => {
     if (node.appliedIndex >= index) return Effect.void
     const waiter = { index, future: new Future<void, never>() }
     node.appliedWaiters.push(waiter)
-    return waiter.future.awaitOr(() => {
+    return wait(waiter.future, () => {
       const at = node.appliedWaiters.indexOf(waiter)
       if (at >= 0) node.appliedWaiters.splice(at, 1)
     })

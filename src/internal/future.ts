@@ -9,6 +9,7 @@
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import { constVoid } from "effect/Function"
+import type { Deadlines } from "./deadlines.js"
 
 export class Future<A, E> {
   private result: Exit.Exit<A, E> | undefined = undefined
@@ -59,6 +60,36 @@ export class Future<A, E> {
       return Effect.sync(() => {
         this.remove(resume)
         onInterrupt()
+      })
+    })
+  }
+
+  /**
+   * Waits for the result until the clock reaches `deadline`, kept by `deadlines` (no fiber per call): then the waiter
+   * is dropped, `onAbandon` runs and the wait fails with `onTimeout()`. Interrupted, it is dropped and `onAbandon` runs.
+   */
+  awaitUntil<E2>(
+    deadlines: Deadlines,
+    deadline: number,
+    onAbandon: () => void,
+    onTimeout: () => E2
+  ): Effect.Effect<A, E | E2> {
+    return Effect.async<A, E | E2>((resume) => {
+      if (this.result !== undefined) return resume(this.result)
+      const answered = (exit: Exit.Exit<A, E>) => {
+        timer.cancel()
+        resume(exit)
+      }
+      this.add(answered)
+      const timer = deadlines.add(deadline, () => {
+        this.remove(answered)
+        onAbandon()
+        resume(Effect.fail(onTimeout()))
+      })
+      return Effect.sync(() => {
+        timer.cancel()
+        this.remove(answered)
+        onAbandon()
       })
     })
   }

@@ -1,11 +1,12 @@
 /**
  * The composition root of one Raft node: `make` reads the node's hard state,
  * builds its record (state.ts), recovers it from the stores (bootstrap.ts),
- * serves RPCs, and forks the node's four supervised fibers into its scope:
+ * serves RPCs, and forks the node's fibers into its scope:
  * - the run loop (loop.ts), which owns the Raft state and handles every event;
  * - the FSM runner (fsm.ts);
  * - the leader's log writer (leaderLog.ts);
- * - the snapshot loop (snapshot.ts).
+ * - the snapshot loop (snapshot.ts);
+ * - the deadline keeper of the callers' timeouts (deadlines.ts).
  * Role fibers (timers, vote requests, replication: election.ts, leader.ts,
  * replication.ts) live in the role's scope inside the node's. A failure of a
  * supervised fiber shuts the node down; so does closing the scope it was
@@ -177,6 +178,7 @@ export const make = (
       Effect.interruptible,
       Effect.forkIn(nodeScope)
     )
+    yield* node.deadlines.run.pipe(Effect.interruptible, Effect.forkIn(nodeScope))
     yield* snapshotLoop(node).pipe(
       Effect.annotateLogs({ module: "Snapshots", node: localId }),
       Effect.interruptible,

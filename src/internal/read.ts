@@ -83,14 +83,40 @@ export const handleRead = (node: NodeState, lease: boolean, deferred: Future<num
   joinRound(node, ls).listen((exit) => deferred.done(Exit.isSuccess(exit) ? Exit.succeed(index) : Exit.failCause(exit.cause)))
 }
 
+/** A reader's deadline: every wait of the read fails with the one `ReadTimeout` once the node's clock reaches `at`. */
+interface ReadDeadline {
+  readonly at: number
+  readonly timeoutMillis: number
+}
+
+/** Waits for `future`, until `deadline` if the read has one (the keeper expires it, deadlines.ts). */
+const awaitRead = <A, E>(
+  node: NodeState,
+  future: Future<A, E>,
+  deadline: ReadDeadline | undefined,
+  onAbandon: () => void = constVoid
+): Effect.Effect<A, E | ReadTimeout> =>
+  deadline === undefined
+    ? future.awaitOr(onAbandon)
+    : future.awaitUntil(
+      node.deadlines,
+      deadline.at,
+      onAbandon,
+      () => new ReadTimeout({ timeoutMillis: deadline.timeoutMillis })
+    )
+
 /** This leader's read index: handled at once while the run loop waits with nothing queued, else by the run loop. */
-const leaderReadIndex = (node: NodeState, lease: boolean): Effect.Effect<number, LeaderReadError> =>
+const leaderReadIndex = (
+  node: NodeState,
+  lease: boolean,
+  deadline?: ReadDeadline
+): Effect.Effect<number, LeaderReadError | ReadTimeout> =>
   Effect.suspend(() => {
     if (node.isShutdown) return Effect.fail(new RaftShutdown())
     const deferred = new Future<number, LeaderReadError>()
     if (loopWaiting(node)) handleRead(node, lease, deferred)
     else if (!emit(node, { _tag: "Read", lease, deferred })) return Effect.fail(new RaftShutdown())
-    return deferred.await
+    return awaitRead(node, deferred, deadline)
   })
 
 /**
@@ -185,7 +211,7 @@ export const failReads = (node: NodeState): void => {
 }
 
 /** A follower's read index: from its leader, in the next request the reads arriving meanwhile share. */
-const followerReadIndex = (node: NodeState, lease: boolean): Effect.Effect<number, ReadError> =>
+const followerReadIndex = (node: NodeState, lease: boolean, deadline: ReadDeadline | undefined): Effect.Effect<number, ReadError> =>
   Effect.suspend(() => {
     if (node.leaderId === undefined) return Effect.fail(notLeaderError(node))
     let batch = node.readBatch
@@ -195,11 +221,11 @@ const followerReadIndex = (node: NodeState, lease: boolean): Effect.Effect<numbe
     } else if (!lease) {
       batch.lease = false
     }
-    if (node.readSending) return batch.future.await
+    if (node.readSending) return awaitRead(node, batch.future, deadline)
     node.readSending = true
     return Effect.zipRight(
       Effect.forkIn(Effect.interruptible(sendReads(node)), node.nodeScope),
-      batch.future.await
+      awaitRead(node, batch.future, deadline)
     )
   })
 
@@ -216,19 +242,19 @@ export const readIndex = (
     if (node.isShutdown) return Effect.fail(new RaftShutdown())
     const lease = (mode ?? node.config.readMode) === "lease"
     const leading = node.role === "Leader"
-    const read = Effect.flatMap(
-      leading ? leaderReadIndex(node, lease) : followerReadIndex(node, lease),
+    // One deadline for the whole read: whichever wait is pending when it passes fails with ReadTimeout.
+    const deadline = timeoutMillis === undefined ? undefined : { at: node.now() + timeoutMillis, timeoutMillis }
+    return Effect.flatMap(
+      leading ? leaderReadIndex(node, lease, deadline) : followerReadIndex(node, lease, deadline),
       (index) =>
         Effect.zipRight(
-          !leading && node.bugs.followerReadWithoutApply === true ? Effect.void : waitApplied(node, index),
+          !leading && node.bugs.followerReadWithoutApply === true
+            ? Effect.void
+            : waitApplied(node, index, (future, drop) => awaitRead(node, future, deadline, drop)),
           // Shutdown wakes every waiter: the FSM did not apply it then.
           Effect.suspend(() => node.isShutdown ? Effect.fail(new RaftShutdown()) : Effect.succeed(index))
         )
     )
-    return timeoutMillis === undefined ? read : Effect.timeoutFail(read, {
-      duration: timeoutMillis,
-      onTimeout: () => new ReadTimeout({ timeoutMillis })
-    })
   })
 
 /**

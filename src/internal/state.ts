@@ -35,6 +35,7 @@ import type { SnapshotStore } from "../SnapshotStore.js"
 import type { StableStore } from "../StableStore.js"
 import type { Transport } from "../Transport.js"
 import type { Bugs } from "./bugs.js"
+import { Deadlines } from "./deadlines.js"
 import type { Event, FsmItem } from "./events.js"
 import { Future } from "./future.js"
 import type { ApplyFuture, LeaderState, LeaderWrite, ReadBatch } from "./leaderState.js"
@@ -202,6 +203,8 @@ export class NodeState {
   readonly shutdownDone = new Future<void, never>()
   /** Stops the node; set once by node.ts, before any fiber starts. */
   shutdown: Effect.Effect<void> = Effect.void
+  /** The callers' timeouts (deadlines.ts), on the node's clock; its fiber runs in the node's scope (node.ts). */
+  readonly deadlines: Deadlines
 
   constructor(services: NodeServices, resources: NodeResources) {
     this.config = services.config
@@ -214,6 +217,7 @@ export class NodeState {
     this.localAddress = services.transport.localAddress
     this.nodeLabels = resources.nodeLabels
     this.clock = resources.clock
+    this.deadlines = new Deadlines(resources.clock)
     this.bugs = resources.bugs
     this.tracing = resources.tracing
     this.parentScope = resources.parentScope
