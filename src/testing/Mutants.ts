@@ -373,7 +373,9 @@ export const catalogue: ReadonlyArray<Mutant> = [
     bugs: { leaseIgnoresDrift: true },
     scenario: skewedLeases,
     ignore: ["liveness"],
-    budget: { nodes: 3, seeds: 20 }
+    // 40: with the engine's deadline keeper, clients' timeouts run on the node's (skewed) clock, and the first catch
+    // moved from seed 15 to seed 28 (2 catches in 100 seeds, 13 before): still by chance, not yet by construction.
+    budget: { nodes: 3, seeds: 40 }
   },
   {
     name: "readWithoutConfirm",
