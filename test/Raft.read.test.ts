@@ -39,6 +39,15 @@ const gatedFsm = (gate: Effect.Latch): RecordingFsm => {
   }
 }
 
+/** A 3-node cluster whose FSMs wait while their gates (open at first) are closed, and its leader. */
+const gatedCluster = Effect.gen(function*() {
+  const gates = new Map<string, Effect.Latch>()
+  for (const id of ["node1", "node2", "node3"]) gates.set(id, yield* Effect.makeLatch(true))
+  const cluster = yield* makeCluster({ size: 3, fsm: (id) => gatedFsm(gates.get(id)!) })
+  const leader = yield* cluster.waitForLeader()
+  return { cluster, gates, leader }
+})
+
 /** Link conditions with a fixed delay each way: a round trip takes `2 × millis`. */
 const delayed = (millis: number) => ({ minDelayMillis: millis, maxDelayMillis: millis, dropRate: 0, duplicateRate: 0 })
 
@@ -94,10 +103,7 @@ describe("Raft: readIndex", () => {
 
   it.scoped("a read on a follower waits until its own FSM has applied the leader's read index", () =>
     Effect.gen(function*() {
-      const gates = new Map<string, Effect.Latch>()
-      for (const id of ["node1", "node2", "node3"]) gates.set(id, yield* Effect.makeLatch(true))
-      const cluster = yield* makeCluster({ size: 3, fsm: (id) => gatedFsm(gates.get(id)!) })
-      const leader = yield* cluster.waitForLeader()
+      const { cluster, gates, leader } = yield* gatedCluster
       const follower = cluster.nodes.find((node) => node.id !== leader.id)!
       yield* cluster.waitForApplied(yield* applyAll(leader, "a", 2))
       yield* gates.get(follower.id)!.close
@@ -184,10 +190,7 @@ describe("Raft: readIndex", () => {
 
   it.scoped("a read on a follower fails with ReadTimeout at its deadline, in the wait for its own FSM", () =>
     Effect.gen(function*() {
-      const gates = new Map<string, Effect.Latch>()
-      for (const id of ["node1", "node2", "node3"]) gates.set(id, yield* Effect.makeLatch(true))
-      const cluster = yield* makeCluster({ size: 3, fsm: (id) => gatedFsm(gates.get(id)!) })
-      const leader = yield* cluster.waitForLeader()
+      const { cluster, gates, leader } = yield* gatedCluster
       const follower = cluster.nodes.find((node) => node.id !== leader.id)!
       yield* gates.get(follower.id)!.close
       yield* applyAll(leader, "b", 2)
@@ -236,10 +239,7 @@ describe("Raft: a leader's reads without a fiber (the key-value front's path)", 
 
   it.scoped("wait until the leader's own FSM has applied the read index", () =>
     Effect.gen(function*() {
-      const gates = new Map<string, Effect.Latch>()
-      for (const id of ["node1", "node2", "node3"]) gates.set(id, yield* Effect.makeLatch(true))
-      const cluster = yield* makeCluster({ size: 3, fsm: (id) => gatedFsm(gates.get(id)!) })
-      const leader = yield* cluster.waitForLeader()
+      const { cluster, gates, leader } = yield* gatedCluster
       yield* cluster.waitForApplied(yield* applyAll(leader, "a", 1))
       yield* gates.get(leader.id)!.close
       // Committed, not applied: the apply's own answer waits for the FSM, so it runs in a fiber.
