@@ -146,6 +146,38 @@ describe("Raft: readIndex", () => {
       yield* settle(cluster, late)
     }).pipe(seeded("read-next-round")))
 
+  it.scoped("a heartbeat round asks only the voters its quorum needs, and the next round goes out when it settles", () =>
+    Effect.gen(function*() {
+      const { cluster, leader } = yield* delayedCluster(slowHeartbeats, 10, 50)
+      const before = cluster.network.counters.appendEntries
+      const first = yield* Effect.fork(leader.raft.readIndex())
+      yield* TestClock.adjust(5)
+      const second = yield* Effect.fork(leader.raft.readIndex())
+      yield* TestClock.adjust(16)
+      assert.isTrue(yield* finished(first))
+      assert.isFalse(yield* finished(second), "its round waits for the first one's")
+      yield* settle(cluster, second)
+      // Three voters: the leader and one follower's answer make a quorum; before, each round went to both followers.
+      assert.strictEqual(cluster.network.counters.appendEntries - before, 2, "one heartbeat per round")
+    }).pipe(seeded("read-round-quorum")))
+
+  it.scoped("a round whose follower does not answer is taken by another follower's next heartbeat", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3, config: slowHeartbeats })
+      const leader = yield* cluster.waitForLeader()
+      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 1))
+      // Each follower in turn is the one cut off: the round goes to one of them first, whichever it is.
+      for (const cut of cluster.nodes.filter((node) => node.id !== leader.id)) {
+        yield* cluster.network.disconnect(cut.id)
+        const read = yield* Effect.fork(leader.raft.readIndex())
+        // Within the other follower's next heartbeat (every 100 to 200 ms) and its answer.
+        yield* cluster.advance(250)
+        assert.isTrue(yield* finished(read), `answered with ${cut.id} cut off`)
+        yield* cluster.network.heal
+        yield* cluster.advance(300)
+      }
+    }).pipe(seeded("read-round-fallback")))
+
   it.scoped("reads on a follower share one ReadIndex request to the leader at a time", () =>
     Effect.gen(function*() {
       const { cluster, leader } = yield* delayedCluster(slowHeartbeats, 10, 50)

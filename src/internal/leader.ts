@@ -56,6 +56,7 @@ export const becomeLeader = (node: NodeState): Effect.Effect<void, StorageError>
       inflightHead: 0,
       verifiers: new Set(),
       openRound: undefined,
+      roundInFlight: undefined,
       noopIndex: node.lastLogIndex + 1,
       transferred: false,
       commitPending: false,

@@ -52,6 +52,8 @@ export interface VerifyFuture {
   readonly pending: Set<VerifyFuture>
   votes: number
   done: boolean
+  /** Runs once it settles (verify.ts: the next round's heartbeats go out then). */
+  onSettle: (() => void) | undefined
 }
 
 /** A heartbeat round's outcome, shared by the verifications and reads that joined it (verify.ts). */
@@ -100,6 +102,8 @@ export interface Replication {
   readonly trigger: Effect.Latch
   readonly heartbeatNow: Effect.Latch
   readonly verifiers: Set<VerifyFuture>
+  /** Whether a heartbeat to this follower is on its way (sent, or retried after a failure) and not yet answered. */
+  heartbeating: boolean
 }
 
 /** One term of leadership. */
@@ -139,6 +143,8 @@ export interface LeaderState {
    * waits for the next round (verify.ts).
    */
   openRound: VerifyFuture | undefined
+  /** The round whose heartbeats are out, until it settles: the open round's heartbeats wait for it (verify.ts). */
+  roundInFlight: VerifyFuture | undefined
   /** The index of this term's no-op: no read is served before it is applied (Raft §8). */
   readonly noopIndex: number
   /**

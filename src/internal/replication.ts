@@ -80,7 +80,8 @@ export const addReplication = (node: NodeState, ls: LeaderState, server: Configu
       allowPipeline: false,
       trigger: yield* Effect.makeLatch(true),
       heartbeatNow: yield* Effect.makeLatch(true),
-      verifiers: new Set()
+      verifiers: new Set(),
+      heartbeating: false
     }
     ls.replications.set(server.id, replication)
     yield* startReplication(node, ls, replication, ls.term, myEpoch)
@@ -527,6 +528,7 @@ const startReplication = (
         const verifying = takeVerifiers(ls, replication)
         const start = node.nowMicros()
         const sentAt = node.now()
+        replication.heartbeating = true
         const response = yield* transport.appendEntries(
           replication.peer.id,
           replication.peer.address,
@@ -545,6 +547,7 @@ const startReplication = (
           ),
           Effect.retry(heartbeatBackoff)
         )
+        replication.heartbeating = false
         metrics.heartbeat.unsafeUpdate(node.nowMicros() - start, replication.labels)
         if (response.term > term) {
           if (verifying !== undefined) voteVerifiers(verifying, false)

@@ -7,6 +7,13 @@
  * the first heartbeat fiber that sends it closes it (replication.ts takes it
  * with `takeVerifiers`): only an answer to a heartbeat sent after a caller
  * arrived may confirm that caller, so one arriving later joins the next round.
+ *
+ * One round is out at a time, and it asks only as many voters as its quorum
+ * needs (those idle and heard from most recently first): under a stream of
+ * reads each round then carries more of them, and a 3-node leader sends one
+ * heartbeat per round, not two. The round is every voter's to answer, so a
+ * voter that was not asked takes it with its next heartbeat (its ticker fires
+ * every tenth to fifth of a heartbeat timeout) if the ones asked are slow.
  * @internal
  */
 import * as Effect from "effect/Effect"
@@ -26,6 +33,7 @@ export const settleVerify = (
   verifier.done = true
   verifier.pending.delete(verifier)
   verifier.deferred.done(exit)
+  verifier.onSettle?.()
 }
 
 /** Fails every round waiting on `replication` (its leader stepped down). */
@@ -56,13 +64,16 @@ export const takeVerifiers = (ls: LeaderState, replication: Replication): Readon
   if (replication.verifiers.size === 0) return undefined
   const taken = [...replication.verifiers]
   replication.verifiers.clear()
-  if (ls.openRound !== undefined && taken.includes(ls.openRound)) ls.openRound = undefined
+  if (ls.openRound !== undefined && taken.includes(ls.openRound)) {
+    ls.roundInFlight = ls.openRound
+    ls.openRound = undefined
+  }
   return taken
 }
 
 /**
- * The outcome of the open heartbeat round of `ls`, which the caller joins; when none is open, a round starts now
- * and every voter's heartbeat fiber is asked to send at once. Synchronous: run loop, or a reader while it waits.
+ * The outcome of the open heartbeat round of `ls`, which the caller joins; when none is open, a round starts, and
+ * its heartbeats go out now, or when the round already out settles. Synchronous: run loop, or a reader while it waits.
  */
 export const joinRound = (node: NodeState, ls: LeaderState): RoundFuture => {
   const open = ls.openRound
@@ -73,7 +84,8 @@ export const joinRound = (node: NodeState, ls: LeaderState): RoundFuture => {
     quorum: quorumOf(configuration),
     pending: ls.verifiers,
     votes: Configuration.isVoter(configuration, node.localId) ? 1 : 0,
-    done: false
+    done: false,
+    onSettle: undefined
   }
   if (round.votes >= round.quorum) {
     // Alone in the configuration: nobody else can lead.
@@ -84,11 +96,29 @@ export const joinRound = (node: NodeState, ls: LeaderState): RoundFuture => {
   ls.openRound = round
   ls.verifiers.add(round)
   for (const replication of ls.replications.values()) {
-    if (!Configuration.isVoter(configuration, replication.peer.id)) continue
-    replication.verifiers.add(round)
-    replication.heartbeatNow.unsafeOpen()
+    if (Configuration.isVoter(configuration, replication.peer.id)) replication.verifiers.add(round)
   }
+  round.onSettle = () => {
+    if (ls.roundInFlight === round) ls.roundInFlight = undefined
+    const next = ls.openRound
+    if (next !== undefined && !next.done && ls.roundInFlight === undefined) sendRound(node, ls, next)
+  }
+  if (ls.roundInFlight === undefined || ls.roundInFlight.done) sendRound(node, ls, round)
   return round.deferred
+}
+
+/**
+ * Asks for `round`'s heartbeats: from as many voters as its quorum still needs, those idle and heard from most
+ * recently first. The others have the round too, and take it with their next heartbeat (at most a tenth to a fifth
+ * of a heartbeat timeout away), should these be slow to answer.
+ */
+const sendRound = (node: NodeState, ls: LeaderState, round: VerifyFuture): void => {
+  const configuration = node.latestConfiguration
+  const voters = [...ls.replications.values()].filter((replication) =>
+    Configuration.isVoter(configuration, replication.peer.id) && replication.verifiers.has(round)
+  )
+  voters.sort((a, b) => (a.heartbeating === b.heartbeating ? b.lastContact - a.lastContact : a.heartbeating ? 1 : -1))
+  for (const replication of voters.slice(0, Math.max(0, round.quorum - round.votes))) replication.heartbeatNow.unsafeOpen()
 }
 
 /** `verifyLeader`: joins the leader's heartbeat round. Synchronous: run loop, or the caller while it waits. */
