@@ -31,12 +31,8 @@ export const waitApplied = <E = never>(
 ): Effect.Effect<void, E> =>
   Effect.suspend(() => {
     if (node.appliedIndex >= index) return Effect.void
-    const waiter = { index, future: new Future<void, never>() }
-    node.appliedWaiters.push(waiter)
-    return wait(waiter.future, () => {
-      const at = node.appliedWaiters.indexOf(waiter)
-      if (at >= 0) node.appliedWaiters.splice(at, 1)
-    })
+    const waiter = addWaiter(node, index)
+    return wait(waiter.future, waiter.drop)
   })
 
 /**
@@ -48,13 +44,20 @@ export const onApplied = (node: NodeState, index: number, callback: () => void):
     callback()
     return constVoid
   }
+  const waiter = addWaiter(node, index)
+  waiter.future.listen(callback)
+  return waiter.drop
+}
+
+/** A waiter for `index` on the node's list, and what takes it off the list. */
+const addWaiter = (node: NodeState, index: number) => {
   const waiter = { index, future: new Future<void, never>() }
   node.appliedWaiters.push(waiter)
-  waiter.future.listen(callback)
-  return () => {
+  const drop = () => {
     const at = node.appliedWaiters.indexOf(waiter)
     if (at >= 0) node.appliedWaiters.splice(at, 1)
   }
+  return { future: waiter.future, drop }
 }
 
 /** Wakes the waiters whose index the FSM has now applied (after a batch, or a snapshot restored). */

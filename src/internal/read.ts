@@ -112,12 +112,20 @@ const leaderReadIndex = (
   deadline?: ReadDeadline
 ): Effect.Effect<number, LeaderReadError | ReadTimeout> =>
   Effect.suspend(() => {
-    if (node.isShutdown) return Effect.fail(new RaftShutdown())
-    const deferred = new Future<number, LeaderReadError>()
-    if (loopWaiting(node)) handleRead(node, lease, deferred)
-    else if (!emit(node, { _tag: "Read", lease, deferred })) return Effect.fail(new RaftShutdown())
-    return awaitRead(node, deferred, deadline)
+    const deferred = node.isShutdown ? undefined : startLeaderRead(node, lease)
+    return deferred === undefined ? Effect.fail(new RaftShutdown()) : awaitRead(node, deferred, deadline)
   })
+
+/**
+ * Starts this leader's read: handled at once while the run loop waits with nothing queued, else by the run loop;
+ * undefined when the node's run loop no longer takes events (it shut down).
+ */
+const startLeaderRead = (node: NodeState, lease: boolean): Future<number, LeaderReadError> | undefined => {
+  const deferred = new Future<number, LeaderReadError>()
+  if (loopWaiting(node)) handleRead(node, lease, deferred)
+  else if (!emit(node, { _tag: "Read", lease, deferred })) return undefined
+  return deferred
+}
 
 /**
  * A leader's linearizable read for a caller outside any fiber (the key-value service's HTTP front, which saves a
@@ -132,10 +140,8 @@ export const leaderReadListen = (
   callback: (exit: Exit.Exit<number, LeaderReadError>) => void
 ): (() => void) | undefined => {
   if (node.isShutdown || node.role !== "Leader") return undefined
-  const lease = (mode ?? node.config.readMode) === "lease"
-  const deferred = new Future<number, LeaderReadError>()
-  if (loopWaiting(node)) handleRead(node, lease, deferred)
-  else if (!emit(node, { _tag: "Read", lease, deferred })) return undefined
+  const deferred = startLeaderRead(node, (mode ?? node.config.readMode) === "lease")
+  if (deferred === undefined) return undefined
   let dropped = false
   let drop = constVoid
   deferred.listen((exit) => {
