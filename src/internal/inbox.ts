@@ -60,11 +60,13 @@ export class Inbox<A> {
     this.takeNow()
   )
 
+  /**
+   * No canceler: Effect wraps an async that returns one in an `onInterrupt` (about ten runtime steps per wait). An
+   * interrupted taker's resume stays in `taker` until the next offer or taker replaces it; calling it then does
+   * nothing (the runtime answers each wait once) and the items stay queued for the next `takeAll`.
+   */
   private readonly awaitItems: Effect.Effect<readonly [ReadonlyArray<A>, boolean]> = Effect.async((resume) => {
     this.taker = resume
-    return Effect.sync(() => {
-      if (this.taker === resume) this.taker = undefined
-    })
   })
 
   private wake(): void {

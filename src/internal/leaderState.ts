@@ -6,7 +6,6 @@
  * role.ts); its fields say which module and fibers write them.
  * @internal
  */
-import type * as Effect from "effect/Effect"
 import type * as MetricLabel from "effect/MetricLabel"
 import type * as Scope from "effect/Scope"
 import type * as Tracer from "effect/Tracer"
@@ -24,6 +23,7 @@ import type {
 } from "../RaftError.js"
 import type { Commitment } from "./commitment.js"
 import type { Future } from "./future.js"
+import type { Gate } from "./gate.js"
 import type { ApplyTrace } from "./traceState.js"
 import type { ApplyResult } from "./types.js"
 
@@ -99,8 +99,8 @@ export interface Replication {
   /** Failed exchanges since its last successful answer. */
   failures: number
   allowPipeline: boolean
-  readonly trigger: Effect.Latch
-  readonly heartbeatNow: Effect.Latch
+  readonly trigger: Gate
+  readonly heartbeatNow: Gate
   readonly verifiers: Set<VerifyFuture>
   /** Whether a heartbeat to this follower is on its way (sent, or retried after a failure) and not yet answered. */
   heartbeating: boolean

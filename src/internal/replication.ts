@@ -38,6 +38,7 @@ import {
 import type { AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest } from "../Rpc.js"
 import type { PipelineResult } from "../Transport.js"
 import { failureBackoff } from "./backoff.js"
+import { Gate } from "./gate.js"
 import type { LeaderState, Replication } from "./leaderState.js"
 import { readLeaderLog, readLeaderLogs } from "./leaderLog.js"
 import { logEvent } from "./logs.js"
@@ -79,8 +80,8 @@ export const addReplication = (node: NodeState, ls: LeaderState, server: Configu
       ackedSentAt: -Infinity,
       failures: 0,
       allowPipeline: false,
-      trigger: yield* Effect.makeLatch(true),
-      heartbeatNow: yield* Effect.makeLatch(true),
+      trigger: new Gate(true),
+      heartbeatNow: new Gate(true),
       verifiers: new Set(),
       heartbeating: false
     }

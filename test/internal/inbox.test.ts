@@ -82,6 +82,18 @@ describe("Inbox", () => {
       assert.deepStrictEqual(yield* inbox.takeAll, [[7], false])
     }))
 
+  it.effect("after an interrupted taker, a new waiting taker is the one the next offer wakes", () =>
+    Effect.gen(function*() {
+      const inbox = new Inbox<number>()
+      const first = yield* Effect.fork(inbox.takeAll)
+      yield* settle
+      yield* Fiber.interrupt(first)
+      const second = yield* Effect.fork(inbox.takeAll)
+      yield* settle
+      inbox.unsafeOffer(8)
+      assert.deepStrictEqual(yield* Fiber.join(second), [[8], false])
+    }))
+
   it("unsafeClear empties the queue and returns it", () => {
     const inbox = new Inbox<number>()
     inbox.unsafeOffer(1)

@@ -8,12 +8,16 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 
-/** A sleeping fiber: resumed when the clock reaches `at`, unless cancelled (`alive` false). */
+/**
+ * A sleeping fiber, resumed when the clock reaches `at`. A sleep registers no canceler: Effect wraps an async that
+ * returns one in an `onInterrupt`, about ten runtime steps on every sleep of a run (most of a run's events are
+ * sleeps: network and disk latencies, timers). An interrupted sleeper's timer stays in the heap and fires as an
+ * event that resumes nothing (the runtime answers each wait once).
+ */
 export interface Timer {
   readonly at: number
   readonly seq: number
   readonly resume: () => void
-  alive: boolean
 }
 
 /** A `Clock` over virtual milliseconds; `sleep` files a timer that the driver fires. */
@@ -34,21 +38,13 @@ export class VirtualClock implements Clock.Clock {
   sleep(duration: Duration.Duration): Effect.Effect<void> {
     const millis = Duration.toMillis(duration)
     return Effect.async<void>((resume) => {
-      const timer: Timer = { at: this.now + Math.max(0, millis), seq: this.seq++, resume: () => resume(Effect.void), alive: true }
-      this.push(timer)
-      return Effect.sync(() => {
-        timer.alive = false
-      })
+      this.push({ at: this.now + Math.max(0, millis), seq: this.seq++, resume: () => resume(Effect.void) })
     })
   }
 
-  /** The earliest live timer, removed from the heap. */
+  /** The earliest timer, removed from the heap. */
   next(): Timer | undefined {
-    while (this.heap.length > 0) {
-      const top = this.pop()
-      if (top.alive) return top
-    }
-    return undefined
+    return this.heap.length > 0 ? this.pop() : undefined
   }
 
   private less(a: Timer, b: Timer): boolean {
