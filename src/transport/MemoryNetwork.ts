@@ -119,11 +119,14 @@ export const make = (options: Options = {}): MemoryNetwork => {
   const hop: Effect.Effect<boolean> = Effect.suspend(() => {
     const c = conditions
     if (c === undefined) return Effect.succeed(true)
-    return Effect.gen(function*() {
+    // Without a generator: one runs per message in the simulator. The draws come in the same order (delay, then loss).
+    return Effect.randomWith((random) => {
+      const arrived = c.dropRate <= 0 ? Effect.succeed(true) : Effect.map(random.next, (x) => x >= c.dropRate)
+      const after = (delay: number) => (delay > 0 ? Effect.zipRight(Effect.sleep(delay), arrived) : arrived)
       const span = Math.max(0, c.maxDelayMillis - c.minDelayMillis)
-      const delay = c.minDelayMillis + (span === 0 ? 0 : yield* Random.nextIntBetween(0, span + 1))
-      if (delay > 0) yield* Effect.sleep(delay)
-      return c.dropRate <= 0 || (yield* Random.next) >= c.dropRate
+      return span === 0
+        ? after(c.minDelayMillis)
+        : Effect.flatMap(random.nextIntBetween(0, span + 1), (jitter) => after(c.minDelayMillis + jitter))
     })
   })
 
