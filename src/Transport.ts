@@ -74,6 +74,18 @@ export interface AppendPipeline {
   readonly send: (request: AppendEntriesRequest) => Effect.Effect<void, TransportError>
   /** The answers, in the order of the requests; fails when the pipeline breaks, ends when it is closed. */
   readonly results: Mailbox.ReadonlyMailbox<PipelineResult, TransportError>
+  /**
+   * Optional: delivers the answers by callback instead of through `results`, so that no fiber has to be woken for
+   * each one. Call it at most once, before the first `send`. From then on every answer goes to `onResult`, exactly
+   * once and in the order of the requests, and none to `results`; `onEnd` is called once, with the error when the
+   * pipeline breaks or `undefined` when its scope closes, and nothing is called after it (if the pipeline has
+   * ended already, `onEnd` is called at once). Both run in the transport's own context (a socket's callback, or
+   * whichever fiber carried the answer, possibly the one calling `send`): they must return quickly, must not block
+   * and must not run effects. A transport without it is read through `results`.
+   */
+  readonly listen?:
+    | ((onResult: (result: PipelineResult) => void, onEnd: (error: TransportError | undefined) => void) => void)
+    | undefined
 }
 
 /** A node's view of the network. */

@@ -6,8 +6,8 @@
  *   AppendEntries until the follower holds the leader's last entry, backing
  *   off on errors and refusals, and sends the newest snapshot when the entries
  *   it needs are compacted away (`sendLatestSnapshot`); once the follower is in
- *   sync it switches to pipeline mode: many AppendEntries in flight, and a
- *   decoder fiber consuming the answers in order;
+ *   sync it switches to pipeline mode: many AppendEntries in flight, their
+ *   answers decoded in order in the transport's callback;
  * - the commit ticker, which wakes `replicate` every commit timeout so a
  *   follower learns the commit index without new entries;
  * - `heartbeat` and its ticker: an empty AppendEntries every tenth of the
@@ -36,6 +36,7 @@ import {
   type TransportError
 } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest } from "../Rpc.js"
+import type { PipelineResult } from "../Transport.js"
 import { failureBackoff } from "./backoff.js"
 import { Gate } from "./gate.js"
 import type { LeaderState, Replication } from "./leaderState.js"
@@ -368,63 +369,79 @@ const startReplication = (
         return "continue" as const
       })
 
-    /** Pipeline mode: many AppendEntries in flight, a decoder fiber consuming answers in order. */
+    /**
+     * Pipeline mode: many AppendEntries in flight, their answers decoded in order (the seed's pipelineDecode) in
+     * the transport's callback (`listen`), or by a decoder fiber for a transport that only offers `results`.
+     */
     const pipelineReplicate = Effect.scoped(
       Effect.gen(function*() {
         const pipeline = yield* transport.appendEntriesPipeline(replication.peer.id, replication.peer.address)
         yield* Effect.logDebug("pipelining replication")
         let finished = false
         let stop = false
+        let decoding = true
+        let brokeWith: TransportError | undefined
         // When each request in flight was handed to the pipeline (µs), oldest first: answers come in order. The
         // transport's own `sentAtMillis` is whole milliseconds.
         let sentAt: Array<number> = []
         let sentHead = 0
         // The spans of traced requests in flight.
         const spans = new Map<AppendEntriesRequest, Tracer.Span>()
-        // The decoder (the seed's pipelineDecode).
-        yield* Effect.gen(function*() {
-          while (true) {
-            const [results, done] = yield* pipeline.results.takeAll
-            for (const result of results) {
-              if (spans.size > 0) {
-                const span = spans.get(result.request)
-                if (span !== undefined) {
-                  spans.delete(result.request)
-                  endRequestSpan(span, Exit.succeed(result.response))
-                }
-              }
-              const sent = sentAt[sentHead++]
-              if (sentHead >= 1024) {
-                sentAt = sentAt.slice(sentHead)
-                sentHead = 0
-              }
-              metrics.appendEntriesRpc.unsafeUpdate(
-                node.nowMicros() - (sent ?? result.sentAtMillis * 1000),
-                replication.labels
-              )
-              metrics.appendEntriesLogs.unsafeUpdate(result.request.entries.length, replication.labels)
-              if (result.response.term > term) {
-                stepDown(result.response.term)
-                stop = true
-                return
-              }
-              acknowledged(result.sentAtMillis)
-              if (!result.response.success) return
-              updateLastAppended(result.request)
+        const endSpans = () => {
+          for (const span of spans.values()) endSpan(node, span, Exit.fail("pipeline closed"))
+          spans.clear()
+        }
+        /** Decoding ends (a higher term, a refusal, or the pipeline's end): the sender stops, plain mode resends. */
+        const endDecoding = () => {
+          if (!decoding) return
+          decoding = false
+          finished = true
+          endSpans()
+          replication.trigger.unsafeOpen()
+        }
+        // The decoder: plain code, since it may run in the transport's callback.
+        const decode = (result: PipelineResult): void => {
+          if (!decoding) return
+          if (spans.size > 0) {
+            const span = spans.get(result.request)
+            if (span !== undefined) {
+              spans.delete(result.request)
+              endRequestSpan(span, Exit.succeed(result.response))
             }
-            if (done) return
           }
-        }).pipe(
-          Effect.catchAll((error) => Effect.logDebug("pipeline broke", error)),
-          Effect.ensuring(Effect.sync(() => {
-            finished = true
-            for (const span of spans.values()) endSpan(node, span, Exit.fail("pipeline closed"))
-            spans.clear()
-            replication.trigger.unsafeOpen()
-          })),
-          Effect.interruptible,
-          Effect.forkScoped
-        )
+          const sent = sentAt[sentHead++]
+          if (sentHead >= 1024) {
+            sentAt = sentAt.slice(sentHead)
+            sentHead = 0
+          }
+          const micros = node.nowMicros() - (sent ?? result.sentAtMillis * 1000)
+          metrics.appendEntriesRpc.unsafeUpdate(micros, replication.labels)
+          metrics.appendEntriesLogs.unsafeUpdate(result.request.entries.length, replication.labels)
+          if (result.response.term > term) {
+            stepDown(result.response.term)
+            stop = true
+            return endDecoding()
+          }
+          acknowledged(result.sentAtMillis)
+          if (!result.response.success) return endDecoding()
+          updateLastAppended(result.request)
+        }
+        const broke = (error: TransportError | undefined) => (brokeWith = error, endDecoding())
+        if (pipeline.listen !== undefined) pipeline.listen(decode, broke)
+        else {
+          yield* Effect.gen(function*() {
+            while (decoding) {
+              const [results, done] = yield* pipeline.results.takeAll
+              for (const result of results) decode(result)
+              if (done) return
+            }
+          }).pipe(
+            Effect.catchAll((error) => Effect.sync(() => broke(error))),
+            Effect.ensuring(Effect.sync(endDecoding)),
+            Effect.interruptible,
+            Effect.forkScoped
+          )
+        }
         // The sender (the seed's pipelineSend).
         let nextIndex = replication.nextIndex
         let sentCommit = -1
@@ -449,6 +466,8 @@ const startReplication = (
             if (request.entries.length > 0) nextIndex = request.entries[request.entries.length - 1]!.index + 1
           } while (nextIndex <= lastIndex && !finished)
         }
+        endSpans() // what is still in flight is not decoded now
+        if (brokeWith !== undefined) yield* Effect.logDebug("pipeline broke", brokeWith)
         yield* Effect.logDebug("aborting pipeline replication")
         return stop ? "stop" as const : "ran" as const
       })

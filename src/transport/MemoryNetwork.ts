@@ -10,15 +10,14 @@
 import * as Context from "effect/Context"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Mailbox from "effect/Mailbox"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import { PipelineNotSupported, type StorageError, TransportError } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
-import { type AppendPipeline, type PipelineResult, type Refusal, type RpcHandler, Transport } from "../Transport.js"
+import * as PipelineResults from "../internal/pipelineResults.js"
+import { type AppendPipeline, type Refusal, type RpcHandler, Transport } from "../Transport.js"
 import { Wakers } from "../internal/wakers.js"
 
 /** Tunables of the memory network. */
@@ -225,7 +224,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
           Queue.bounded<{ readonly request: AppendEntriesRequest; readonly sentAtMillis: number }>(window),
           Queue.shutdown
         )
-        const results = yield* Mailbox.make<PipelineResult, TransportError>()
+        const results = yield* PipelineResults.make
         let broken: TransportError | undefined
         /** Senders waiting for a direct request to be answered (the window is full of them). */
         const waitingForRoom = new Wakers()
@@ -233,10 +232,9 @@ export const make = (options: Options = {}): MemoryNetwork => {
         const breakWith = (error: TransportError) => {
           if (broken !== undefined) return
           broken = error
-          results.unsafeDone(Exit.fail(error))
+          results.end(error)
           wakeSenders()
         }
-        yield* Effect.addFinalizer(() => results.end)
         // Requests sent through the delivery fiber below and not answered yet, and requests handed to the
         // target's run loop directly (`direct`) and not answered yet.
         let viaFiber = 0
@@ -247,7 +245,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
             const response: AppendEntriesResponse = yield* deliver(id, target, (h) => h.appendEntries(item.request))
             counters.pipelinedAppendEntries++
             viaFiber--
-            yield* results.offer({ request: item.request, response, sentAtMillis: item.sentAtMillis })
+            results.offer({ request: item.request, response, sentAtMillis: item.sentAtMillis })
           }
         }).pipe(
           Effect.catchAll((error) =>
@@ -293,7 +291,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
               return breakWith(new TransportError({ target, reason: "unreachable", detail: "answer lost" }))
             }
             counters.pipelinedAppendEntries++
-            results.unsafeOffer({ request, response: exit.value, sentAtMillis })
+            results.offer({ request, response: exit.value, sentAtMillis })
           })
           return "sent"
         }
@@ -325,7 +323,8 @@ export const make = (options: Options = {}): MemoryNetwork => {
               ),
               Effect.onInterrupt(() => Effect.void)
             ),
-          results
+          results: results.mailbox,
+          listen: results.listen
         }
         return pipeline
       })

@@ -4,6 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
@@ -412,6 +413,81 @@ describe("MemoryNetwork", () => {
           assert.deepStrictEqual(via, ["submit 1"])
           assert.isTrue(Exit.isFailure(yield* Effect.exit(pipeline.send(appendEntries(2)))))
         }))
+
+      describe("answers by callback (listen)", () => {
+        /** Registers a listener on `pipeline` that records every answer (its lastLog) and every end. */
+        const listening = (pipeline: Transport.AppendPipeline) => {
+          const got: Array<number> = []
+          const ends: Array<TransportError | undefined> = []
+          pipeline.listen!((result) => void got.push(result.response.lastLog), (error) => void ends.push(error))
+          return { got, ends }
+        }
+
+        it.scoped("the listener gets every answer once and in order, straight or across a slow link; results stays empty", () =>
+          Effect.gen(function*() {
+            const { network, pipeline, via } = yield* submitting({ pipelineWindow: 4 })
+            const { ends, got } = listening(pipeline)
+            yield* network.setConditions({ minDelayMillis: 5, maxDelayMillis: 10, dropRate: 0, duplicateRate: 0 })
+            const slow = yield* Effect.fork(
+              Effect.forEach([1, 2, 3, 4, 5, 6], (n) => pipeline.send(appendEntries(n)), { discard: true })
+            )
+            yield* TestClock.adjust(100)
+            yield* Fiber.join(slow)
+            yield* network.setConditions(undefined)
+            yield* TestClock.adjust(100)
+            for (let n = 7; n <= 30; n++) yield* pipeline.send(appendEntries(n))
+            assert.deepStrictEqual(via.filter((line) => line.startsWith("submit")).length, 24)
+            assert.deepStrictEqual(got, Array.from({ length: 30 }, (_, i) => i + 1))
+            assert.deepStrictEqual(ends, [])
+            assert.deepStrictEqual(pipeline.results.unsafeSize(), Option.some(0))
+          }).pipe(Effect.withRandom(Random.make("listen"))))
+
+        it.scoped("a break is told once, with its error, and nothing after it; not again when the scope closes", () =>
+          Effect.gen(function*() {
+            const scope = yield* Scope.make()
+            const { control, network, pipeline } = yield* Scope.extend(submitting(), scope)
+            const { ends, got } = listening(pipeline)
+            yield* pipeline.send(appendEntries(1))
+            control.held = true
+            yield* pipeline.send(appendEntries(2))
+            yield* pipeline.send(appendEntries(3))
+            yield* network.block("b", "a")
+            control.pending.shift()!() // the answer to 2 is lost: the pipeline breaks
+            yield* network.unblock("b", "a")
+            control.pending.shift()!() // 3 was answered after the break
+            assert.isTrue(Exit.isFailure(yield* Effect.exit(pipeline.send(appendEntries(4)))))
+            assert.deepStrictEqual(got, [1])
+            assert.strictEqual(ends.length, 1)
+            assert.strictEqual(ends[0]?.reason, "unreachable")
+            yield* Scope.close(scope, Exit.void)
+            assert.strictEqual(ends.length, 1)
+          }))
+
+        it.scoped("closing the scope tells the end once, as undefined; an answer after it is dropped", () =>
+          Effect.gen(function*() {
+            const scope = yield* Scope.make()
+            const { control, pipeline } = yield* Scope.extend(submitting(), scope)
+            const { ends, got } = listening(pipeline)
+            yield* pipeline.send(appendEntries(1))
+            control.held = true
+            yield* pipeline.send(appendEntries(2))
+            yield* Scope.close(scope, Exit.void)
+            control.pending.shift()!()
+            assert.deepStrictEqual(got, [1])
+            assert.deepStrictEqual(ends, [undefined])
+          }))
+
+        it.scoped("listening to a pipeline that already broke tells its end at once", () =>
+          Effect.gen(function*() {
+            const { network, pipeline } = yield* submitting()
+            yield* network.block("b", "a")
+            yield* pipeline.send(appendEntries(1))
+            const { ends, got } = listening(pipeline)
+            assert.deepStrictEqual(got, [])
+            assert.strictEqual(ends.length, 1)
+            assert.instanceOf(ends[0], TransportError)
+          }))
+      })
     })
 
     it.scoped("closing the pipeline's scope ends its results mailbox", () =>

@@ -7,8 +7,10 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { ClusterMismatch, RaftShutdown, StorageError } from "../../src/RaftError.js"
+import { ClusterMismatch, RaftShutdown, StorageError, TransportError } from "../../src/RaftError.js"
 import type * as Rpc from "../../src/Rpc.js"
 import type * as Transport from "../../src/Transport.js"
 import * as Codec from "../../src/transport/codec.js"
@@ -300,6 +302,36 @@ describe("TcpTransport", () => {
         for (const r of results) got.push(r.response.lastLog)
       }
       assert.deepStrictEqual(got, [1, 2, 3])
+    }))
+
+  it.scopedLive("a pipeline's listener gets every answer once and in order, and its end once: at close, or at a break and not again", () =>
+    Effect.gen(function*() {
+      const a = yield* TcpTransport.make({ bind: loopback, pipelineMaxInFlight: 8 })
+      const serving = yield* Scope.make()
+      const b = yield* Scope.extend(TcpTransport.make({ bind: loopback }), serving)
+      yield* Scope.extend(b.serve(recorder().handler), serving)
+      const open = Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const pipeline = yield* Scope.extend(a.appendEntriesPipeline("b", b.localAddress), scope)
+        const got: Array<number> = []
+        const ends: Array<TransportError | undefined> = []
+        pipeline.listen!((result) => void got.push(result.response.lastLog), (error) => void ends.push(error))
+        for (let i = 1; i <= 100; i++) yield* pipeline.send(appendEntries(i - 1, [entry(i, 8)]))
+        yield* eventually(Effect.sync(() => got.length >= 100), "100 answers")
+        assert.deepStrictEqual(got, Array.from({ length: 100 }, (_, i) => i + 1))
+        assert.deepStrictEqual(pipeline.results.unsafeSize(), Option.some(0))
+        assert.deepStrictEqual(ends, [])
+        return { scope, ends }
+      })
+      const closed = yield* open
+      yield* Scope.close(closed.scope, Exit.void)
+      assert.deepStrictEqual(closed.ends, [undefined])
+      const broken = yield* open
+      yield* Scope.close(serving, Exit.void)
+      yield* eventually(Effect.sync(() => broken.ends.length > 0), "the break is told")
+      assert.instanceOf(broken.ends[0], TransportError)
+      yield* Scope.close(broken.scope, Exit.void)
+      assert.strictEqual(broken.ends.length, 1)
     }))
 
   it.scopedLive("the pipeline window is also bounded by bytes", () =>

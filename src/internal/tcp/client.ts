@@ -9,18 +9,18 @@ import * as tls from "node:tls"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
-import * as Mailbox from "effect/Mailbox"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { CodecError, type StorageError, TransportError } from "../../RaftError.js"
 import type * as Rpc from "../../Rpc.js"
 import * as Codec from "../../transport/codec.js"
-import type { AppendPipeline, PipelineResult } from "../../Transport.js"
+import type { AppendPipeline } from "../../Transport.js"
 import { Conn, type ConnOwner, type Lane } from "./conn.js"
 import { describeIds, errorText, parseAddress, serverIdsOf } from "./identity.js"
 import type { TcpRuntime } from "./runtime.js"
 import type { Lane as DeadlineLane } from "../deadlineLanes.js"
+import * as PipelineResults from "../pipelineResults.js"
 import { Wakers } from "../wakers.js"
 
 /** The request frame of `request`, or the `TransportError` "oversize" that refuses it unsent. */
@@ -321,8 +321,7 @@ export const make = (rt: TcpRuntime, rpcDeadlines: DeadlineLane) => {
         dial(peerId, address),
         (conn) => Effect.sync(() => conn.close(new TransportError({ target: address, reason: "closed", detail: "pipeline closed" })))
       )
-      const results = yield* Mailbox.make<PipelineResult, TransportError>()
-      yield* Effect.addFinalizer(() => results.end)
+      const results = yield* PipelineResults.make
       interface InFlight {
         readonly id: number
         readonly request: Rpc.AppendEntriesRequest
@@ -338,7 +337,7 @@ export const make = (rt: TcpRuntime, rpcDeadlines: DeadlineLane) => {
       const breakWith = (error: TransportError) => {
         if (broken !== undefined) return
         broken = error
-        results.unsafeDone(Exit.fail(error))
+        results.end(error)
         signal()
         conn.close(error)
       }
@@ -357,7 +356,7 @@ export const make = (rt: TcpRuntime, rpcDeadlines: DeadlineLane) => {
             head = 0
           }
           inFlightBytes -= sent.bytes
-          results.unsafeOffer({ request: sent.request, response: message.response, sentAtMillis: sent.sentAtMillis })
+          results.offer({ request: sent.request, response: message.response, sentAtMillis: sent.sentAtMillis })
           signal()
         },
         onClose: (reason) => breakWith(reason)
@@ -396,7 +395,8 @@ export const make = (rt: TcpRuntime, rpcDeadlines: DeadlineLane) => {
               return conn.write(frame) ? Effect.void : conn.drained
             })
           }),
-        results
+        results: results.mailbox,
+        listen: results.listen
       }
       return pipeline
     })

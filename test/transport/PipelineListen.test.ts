@@ -1,0 +1,117 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Mailbox from "effect/Mailbox"
+import * as TestClock from "effect/TestClock"
+import * as Configuration from "../../src/Configuration.js"
+import * as Fsm from "../../src/Fsm.js"
+import * as LogStore from "../../src/LogStore.js"
+import * as Raft from "../../src/Raft.js"
+import type { TransportError } from "../../src/RaftError.js"
+import * as SnapshotStore from "../../src/SnapshotStore.js"
+import * as StableStore from "../../src/StableStore.js"
+import { type AppendPipeline, type PipelineResult, Transport } from "../../src/Transport.js"
+import * as MemoryNetwork from "../../src/transport/MemoryNetwork.js"
+import { bytes, fastTimers, recordingFsm, type RecordingFsm, seeded } from "../cluster.js"
+
+/** How a node sees the pipelines of the memory network. */
+type Wrap = (pipeline: AppendPipeline) => Effect.Effect<AppendPipeline>
+
+/** As a third-party transport written before `listen`: answers only through `results`. */
+const resultsOnly: Wrap = (pipeline) => Effect.succeed({ send: pipeline.send, results: pipeline.results })
+
+/** Answers only through `listen`: `results` is a mailbox nothing is ever put into. */
+const listenOnly: Wrap = (pipeline) =>
+  Effect.map(Mailbox.make<PipelineResult, TransportError>(), (results) => ({
+    send: pipeline.send,
+    results,
+    listen: pipeline.listen
+  }))
+
+/** Three nodes on a memory network whose pipelines are seen through `wrap`; the leader once elected. */
+const cluster = (wrap: Wrap) =>
+  Effect.gen(function*() {
+    const network = MemoryNetwork.make()
+    const ids = ["a", "b", "c"]
+    const configuration = Configuration.voters(ids.map((id) => [id, `mem://${id}`] as const))
+    const nodes: Array<{ readonly id: string; readonly raft: Raft.Raft; readonly fsm: RecordingFsm }> = []
+    for (const id of ids) {
+      const logs = LogStore.makeMemory()
+      const stable = StableStore.makeMemory()
+      const snapshots = SnapshotStore.makeMemory()
+      yield* Raft.bootstrapCluster(configuration).pipe(
+        Effect.provideService(LogStore.LogStore, logs),
+        Effect.provideService(StableStore.StableStore, stable),
+        Effect.provideService(SnapshotStore.SnapshotStore, snapshots)
+      )
+      const plain = network.transport(id)
+      const transport: Transport = {
+        ...plain,
+        appendEntriesPipeline: (peer, address) => Effect.flatMap(plain.appendEntriesPipeline(peer, address), wrap)
+      }
+      const fsm = recordingFsm()
+      const context = yield* Layer.build(
+        Raft.layer({ localId: id, ...fastTimers }).pipe(Layer.provide([
+          Fsm.layer(fsm),
+          Layer.succeed(LogStore.LogStore, logs),
+          Layer.succeed(StableStore.StableStore, stable),
+          Layer.succeed(SnapshotStore.SnapshotStore, snapshots),
+          Layer.succeed(Transport, transport)
+        ]))
+      )
+      nodes.push({ id, raft: context.unsafeMap.get(Raft.Raft.key) as Raft.Raft, fsm })
+    }
+    /** Advances the clock until `done` holds, at most five virtual seconds. */
+    const until = (done: Effect.Effect<boolean>, what: string) =>
+      Effect.gen(function*() {
+        for (let waited = 0; waited < 5000; waited += 10) {
+          if (yield* done) return
+          yield* TestClock.adjust(10)
+        }
+        assert.fail(`never: ${what}`)
+      })
+    const leaders = Effect.filter(nodes, (node) => Effect.map(node.raft.state, (state) => state === "Leader"))
+    yield* until(Effect.map(leaders, (found) => found.length === 1), "one leader")
+    const leader = (yield* leaders)[0]!
+    let total = 0
+    /** Applies `count` commands at the leader, one after another, until `waitFor` (every node) has applied them. */
+    const applyAll = (prefix: string, count: number, waitFor = nodes) =>
+      Effect.gen(function*() {
+        const applying = yield* Effect.fork(
+          Effect.forEach(Array.from({ length: count }, (_, i) => bytes(`${prefix}${i}`)), (command) =>
+            leader.raft.apply(command), { discard: true })
+        )
+        total += count
+        yield* until(Effect.sync(() => waitFor.every((node) => node.fsm.applied.length >= total)), `${total} applied`)
+        yield* Fiber.join(applying)
+      })
+    return { network, nodes, leader, applyAll }
+  })
+
+describe("AppendPipeline.listen", () => {
+  it.scoped("a leader takes pipelined answers through listen when the transport offers it", () =>
+    Effect.gen(function*() {
+      const { applyAll, network, nodes } = yield* cluster(listenOnly)
+      yield* applyAll("x", 50)
+      assert.isAbove(network.counters.pipelinedAppendEntries, 0)
+      for (const node of nodes) assert.strictEqual(node.fsm.applied.length, 50)
+    }).pipe(seeded("listen")))
+
+  it.scoped("a transport whose pipelines only offer results still replicates, and falls back to plain mode on a break", () =>
+    Effect.gen(function*() {
+      const { applyAll, leader, network, nodes } = yield* cluster(resultsOnly)
+      yield* applyAll("x", 50)
+      const pipelined = network.counters.pipelinedAppendEntries
+      assert.isAbove(pipelined, 0)
+      // A follower's answers are lost for a while: its pipeline breaks; plain mode resends once the link is back.
+      const follower = nodes.find((node) => node.id !== leader.id)!
+      yield* network.block(follower.id, leader.id)
+      yield* applyAll("y", 3, [leader])
+      yield* network.unblock(follower.id, leader.id)
+      yield* applyAll("z", 20)
+      for (const node of nodes) assert.strictEqual(node.fsm.applied.length, 73)
+      assert.isAbove(network.counters.pipelinesOpened, 2)
+      assert.isAbove(network.counters.pipelinedAppendEntries, pipelined)
+    }).pipe(seeded("results only")))
+})
