@@ -320,8 +320,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
                   : accepted
                   ? Effect.void
                   : Effect.fail(new TransportError({ target, reason: "closed" }))
-              ),
-              Effect.onInterrupt(() => Effect.void)
+              )
             ),
           results: results.mailbox,
           listen: results.listen
