@@ -8,16 +8,15 @@ describe("the seed pool", () => {
     const pool = new SeedPool(2)
     const options = { nodes: 3, durationMillis: 300 }
     try {
-      assert.isDefined(pool.bundleDir)
-      assert.isTrue(existsSync(pool.bundleDir!))
-      // The first seeds go to the worker (two in its backlog), the third to this thread.
+      assert.isTrue(existsSync(pool.bundleDir))
+      // The first two seeds go to the first worker (its backlog), the third to the second.
       const results = await Promise.all([1, 2, 3].map((seed) => pool.run(options, seed)))
       assert.deepStrictEqual(results[0], Simulator.run({ ...options, seed: 1 }))
       assert.deepStrictEqual(results.map((result) => result?.seed), [1, 2, 3])
     } finally {
       await pool.close()
     }
-    assert.isFalse(existsSync(pool.bundleDir!))
+    assert.isFalse(existsSync(pool.bundleDir))
   })
 
   it("close drops the seeds a worker is running: their runs end with no result instead of failing", async () => {
@@ -28,11 +27,15 @@ describe("the seed pool", () => {
     assert.isUndefined(await running)
   })
 
-  it("a pool of one runs in this thread and builds no bundle", async () => {
+  it("a pool of one runs its seeds on one worker, in order", async () => {
     const pool = new SeedPool(1)
-    assert.isUndefined(pool.bundleDir)
-    const result = await pool.run({ nodes: 3, durationMillis: 300 }, 4)
-    await pool.close()
-    assert.strictEqual(result?.seed, 4)
+    const options = { nodes: 3, durationMillis: 300 }
+    try {
+      const results = await Promise.all([4, 5, 6].map((seed) => pool.run(options, seed)))
+      assert.deepStrictEqual(results.map((result) => result?.seed), [4, 5, 6])
+      assert.deepStrictEqual(results[2], Simulator.run({ ...options, seed: 6 }))
+    } finally {
+      await pool.close()
+    }
   })
 })
