@@ -86,6 +86,12 @@ export interface AppendPipeline {
   readonly listen?:
     | ((onResult: (result: PipelineResult) => void, onEnd: (error: TransportError | undefined) => void) => void)
     | undefined
+  /**
+   * Optional: sends `request` at once if that needs no wait (the window has room and nothing sent before it is still
+   * queued), returning true; otherwise sends nothing and returns false, and the caller uses `send`. Runs in the
+   * caller's context and runs no effect, so a leader can hand new entries on from where it appends them.
+   */
+  readonly trySend?: ((request: AppendEntriesRequest) => boolean) | undefined
 }
 
 /** A node's view of the network. */

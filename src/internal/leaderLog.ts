@@ -75,7 +75,9 @@ export const appendNow = (node: NodeState, futures: ReadonlyArray<ApplyFuture>):
   node.writes.unsafeOffer({ leader: ls, entries, traces })
   if (node.bugs.leaderCountsUnwritten === true) ls.commitment.match(node.localId, node.lastLogIndex)
   metrics.applies.unsafeUpdate(entries.length, node.nodeLabels)
-  for (const replication of ls.replications.values()) replication.trigger.unsafeOpen()
+  for (const replication of ls.replications.values()) {
+    if (replication.sendNow === undefined || !replication.sendNow()) replication.trigger.unsafeOpen()
+  }
 }
 
 /**

@@ -104,6 +104,11 @@ export interface Replication {
   readonly verifiers: Set<VerifyFuture>
   /** Whether a heartbeat to this follower is on its way (sent, or retried after a failure) and not yet answered. */
   heartbeating: boolean
+  /**
+   * While pipelining over a transport that can send without waiting (`AppendPipeline.trySend`): sends the entries
+   * just appended from the appending fiber, true if it did; otherwise the caller opens `trigger`.
+   */
+  sendNow: (() => boolean) | undefined
 }
 
 /** One term of leadership. */

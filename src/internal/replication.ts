@@ -83,7 +83,8 @@ export const addReplication = (node: NodeState, ls: LeaderState, server: Configu
       trigger: new Gate(true),
       heartbeatNow: new Gate(true),
       verifiers: new Set(),
-      heartbeating: false
+      heartbeating: false,
+      sendNow: undefined
     }
     ls.replications.set(server.id, replication)
     yield* startReplication(node, ls, replication, ls.term, myEpoch)
@@ -445,8 +446,28 @@ const startReplication = (
         // The sender (the seed's pipelineSend).
         let nextIndex = replication.nextIndex
         let sentCommit = -1
+        let parked = false
+        const trySend = pipeline.trySend
+        if (trySend !== undefined) {
+          // New entries go out from the fiber that appended them while the sender waits and nothing is in flight (with
+          // requests in flight, the sender batches what is appended until it runs): the appending fiber does not wake
+          // the sender. Untraced entries held in memory only; otherwise the sender sends them.
+          replication.sendNow = () => {
+            if (!parked || finished || sentHead < sentAt.length || node.tracing !== undefined) return false
+            const request = requestFromMemory(nextIndex, node.lastLogIndex)
+            if (request === undefined || request.entries.length === 0) return false
+            sentAt.push(node.nowMicros())
+            if (!trySend(request)) return (sentAt.pop(), false)
+            sentCommit = request.leaderCommitIndex
+            nextIndex = request.entries[request.entries.length - 1]!.index + 1
+            return nextIndex > node.lastLogIndex
+          }
+          yield* Effect.addFinalizer(() => Effect.sync(() => (replication.sendNow = undefined)))
+        }
         while (true) {
+          parked = true
           yield* replication.trigger.await
+          parked = false
           replication.trigger.unsafeClose()
           if (finished) break
           const lastIndex = node.lastLogIndex

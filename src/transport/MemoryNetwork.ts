@@ -220,6 +220,8 @@ export const make = (options: Options = {}): MemoryNetwork => {
           return yield* Effect.fail(new TransportError({ target, reason: "unreachable" }))
         }
         counters.pipelinesOpened++
+        // The opener's clock (the leader's), for requests handed on outside any fiber (`trySend`).
+        const clock = yield* Effect.clock
         const requests = yield* Effect.acquireRelease(
           Queue.bounded<{ readonly request: AppendEntriesRequest; readonly sentAtMillis: number }>(window),
           Queue.shutdown
@@ -323,7 +325,9 @@ export const make = (options: Options = {}): MemoryNetwork => {
               )
             ),
           results: results.mailbox,
-          listen: results.listen
+          listen: results.listen,
+          trySend: (request) =>
+            broken === undefined && submitDirect(request, clock.unsafeCurrentTimeMillis()) === "sent"
         }
         return pipeline
       })

@@ -86,7 +86,7 @@ const cluster = (wrap: Wrap) =>
         yield* until(Effect.sync(() => waitFor.every((node) => node.fsm.applied.length >= total)), `${total} applied`)
         yield* Fiber.join(applying)
       })
-    return { network, nodes, leader, applyAll }
+    return { network, nodes, leader, applyAll, until }
   })
 
 describe("AppendPipeline.listen", () => {
@@ -114,4 +114,44 @@ describe("AppendPipeline.listen", () => {
       assert.isAbove(network.counters.pipelinesOpened, 2)
       assert.isAbove(network.counters.pipelinedAppendEntries, pipelined)
     }).pipe(seeded("results only")))
+})
+
+/** What the leader's pipelines were asked to carry: requests taken by `trySend`, and by `send`. */
+interface Sends {
+  sentNow: number
+  sent: number
+}
+const counting = (sends: Sends): Wrap => (pipeline) =>
+  Effect.succeed({
+    ...pipeline,
+    send: (request) => Effect.suspend(() => (sends.sent++, pipeline.send(request))),
+    trySend: (request) => pipeline.trySend !== undefined && pipeline.trySend(request) && ++sends.sentNow > 0
+  })
+
+describe("AppendPipeline.trySend", () => {
+  it.scoped("one client's entries go out from the fiber that appends them, not through the sender", () =>
+    Effect.gen(function*() {
+      const sends: Sends = { sentNow: 0, sent: 0 }
+      const { applyAll, nodes } = yield* cluster(counting(sends))
+      const before = { ...sends }
+      yield* applyAll("x", 40)
+      for (const node of nodes) assert.strictEqual(node.fsm.applied.length, 40)
+      // Two followers: almost every entry went out at once to each.
+      assert.isAtLeast(sends.sentNow - before.sentNow, 2 * 35)
+    }).pipe(seeded("try send")))
+
+  it.scoped("with requests in flight, entries appended meanwhile wait for the sender and go out together", () =>
+    Effect.gen(function*() {
+      const sends: Sends = { sentNow: 0, sent: 0 }
+      const { leader, nodes, until } = yield* cluster(counting(sends))
+      const before = sends.sentNow + sends.sent
+      const commands = Array.from({ length: 64 }, (_, i) => bytes(`c${i}`))
+      const applying = yield* Effect.fork(
+        Effect.forEach(commands, (command) => leader.raft.apply(command), { concurrency: "unbounded", discard: true })
+      )
+      yield* until(Effect.sync(() => nodes.every((node) => node.fsm.applied.length >= 64)), "64 applied")
+      yield* Fiber.join(applying)
+      // Each entry in a request of its own would be 128 requests; batched, a few per follower.
+      assert.isAtMost(sends.sentNow + sends.sent - before, 2 * 8)
+    }).pipe(seeded("try send batched")))
 })
