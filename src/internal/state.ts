@@ -291,7 +291,8 @@ export const loopWaiting = (node: NodeState): boolean => {
 
 /** `NotLeader` naming the leader this node knows of. */
 export const notLeaderError = (node: NodeState) =>
-  new NotLeader({ leaderId: node.leaderId, leaderAddress: node.leaderAddress })
+  // Built unvalidated: its fields are the node's own strings, and Schema's check was about 1% of a simulated seed.
+  new NotLeader({ leaderId: node.leaderId, leaderAddress: node.leaderAddress }, true)
 
 /** Votes needed for a majority of `configuration`'s voters. */
 export const quorumOf = (configuration: Configuration.Configuration) => Configuration.quorumSize(configuration)
