@@ -447,13 +447,18 @@ const startReplication = (
         let nextIndex = replication.nextIndex
         let sentCommit = -1
         let parked = false
+        // Whether appends come one at a time: none found a request in flight since the sender last sent a batch.
+        let oneAtATime = true
         const trySend = pipeline.trySend
         if (trySend !== undefined) {
-          // New entries go out from the fiber that appended them while the sender waits and nothing is in flight (with
-          // requests in flight, the sender batches what is appended until it runs): the appending fiber does not wake
-          // the sender. Untraced entries held in memory only; otherwise the sender sends them.
+          // New entries go out from the fiber that appended them while the sender waits and nothing is in flight: the
+          // appending fiber does not wake the sender. Once an append finds requests in flight (appends overlap), the
+          // sender batches what is appended until it runs, until it sends one entry alone again. Untraced entries
+          // held in memory only; otherwise the sender sends them.
           replication.sendNow = () => {
-            if (!parked || finished || sentHead < sentAt.length || node.tracing !== undefined) return false
+            if (!parked || finished || node.tracing !== undefined) return false
+            if (sentHead < sentAt.length) oneAtATime = false
+            if (!oneAtATime) return false
             const request = requestFromMemory(nextIndex, node.lastLogIndex)
             if (request === undefined || request.entries.length === 0) return false
             sentAt.push(node.nowMicros())
@@ -474,6 +479,7 @@ const startReplication = (
           if (nextIndex > lastIndex && sentCommit === node.commitIndex) continue
           do {
             const request = yield* setupAppendEntries(nextIndex, lastIndex)
+            if (request.entries.length > 0) oneAtATime = request.entries.length === 1
             sentCommit = request.leaderCommitIndex
             const traced = traceRequest(request)
             if (traced !== undefined) spans.set(traced.request, traced.span)

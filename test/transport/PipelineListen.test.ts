@@ -153,5 +153,13 @@ describe("AppendPipeline.trySend", () => {
       yield* Fiber.join(applying)
       // Each entry in a request of its own would be 128 requests; batched, a few per follower.
       assert.isAtMost(sends.sentNow + sends.sent - before, 2 * 8)
+      // Appends overlapped: the next burst's first entry is not sent alone either, it waits for the sender's batch.
+      const sentNow = sends.sentNow
+      const again = yield* Effect.fork(
+        Effect.forEach(commands, (command) => leader.raft.apply(command), { concurrency: "unbounded", discard: true })
+      )
+      yield* until(Effect.sync(() => nodes.every((node) => node.fsm.applied.length >= 128)), "128 applied")
+      yield* Fiber.join(again)
+      assert.strictEqual(sends.sentNow, sentNow)
     }).pipe(seeded("try send batched")))
 })
