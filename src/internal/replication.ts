@@ -35,13 +35,13 @@ import {
   type StorageError,
   type TransportError
 } from "../RaftError.js"
-import type { AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest } from "../Rpc.js"
+import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
 import type { PipelineResult } from "../Transport.js"
 import { failureBackoff } from "./backoff.js"
 import { Gate } from "./gate.js"
 import type { LeaderState, Replication } from "./leaderState.js"
 import { readLeaderLog, readLeaderLogs } from "./leaderLog.js"
-import { logEvent } from "./logs.js"
+import { sendLatestSnapshotTo, type SnapshotRejected } from "./sendSnapshot.js"
 import { metrics } from "./metrics.js"
 import { emit, type NodeState, publish, reloadable } from "./state.js"
 import type { PeerReplication } from "./types.js"
@@ -49,11 +49,9 @@ import {
   COMMIT_INDEX,
   endSpan,
   FIRST_INDEX,
-  INDEX,
   LAST_INDEX,
   linksTo,
   PEER,
-  spanned,
   startSpan,
   TERM,
   traceparent
@@ -62,9 +60,6 @@ import { notifyVerifiers, settleVerify, takeVerifiers, voteVerifiers } from "./v
 
 /** A follower refused the entries and asked for backoff; `nextIndex` is where replication resumes. */
 class AppendRejected extends Data.TaggedError("AppendRejected")<{ readonly nextIndex: number }> {}
-
-/** A follower could not install the snapshot sent to it; sending is retried with backoff. */
-class SnapshotRejected extends Data.TaggedError("SnapshotRejected")<{ readonly index: number }> {}
 
 /** Starts replicating to `server`, in a scope of its own inside the leader's term. Run loop. */
 export const addReplication = (node: NodeState, ls: LeaderState, server: Configuration.Server, myEpoch: number) =>
@@ -137,7 +132,7 @@ const startReplication = (
   Effect.gen(function*() {
     // The batch limits are not reloadable: this term keeps the configuration it started with for them (and for
     // the heartbeat's backoff cap); the timers read `node.config`.
-    const { config, localAddress, localId, snapshots, transport } = node
+    const { config, localAddress, localId, transport } = node
     const annotate = Effect.annotateLogs({ module: "Replication", node: localId, peer: replication.peer.id })
     const stepDown = (newTerm: number) => {
       notifyVerifiers(replication, false)
@@ -230,54 +225,7 @@ const startReplication = (
       if (count > 0) ls.commitment.match(replication.peer.id, last)
     }
 
-    /** The InstallSnapshot path (the seed's sendLatestSnapshot): the newest snapshot, streamed. */
-    const sendLatestSnapshot = spanned(node, "raft.install_snapshot", { [PEER]: replication.peer.id, [TERM]: term }, (span) =>
-      Effect.gen(function*() {
-        const newest = (yield* snapshots.list)[0]
-        if (newest === undefined) {
-          return yield* new SnapshotNotFound({ reason: "a follower needs compacted entries and no snapshot exists" })
-        }
-        const opened = yield* snapshots.open(newest.id)
-        const request: InstallSnapshotRequest = {
-          _tag: "InstallSnapshotRequest",
-          term,
-          leaderId: localId,
-          leaderAddress: localAddress,
-          lastLogIndex: opened.meta.index,
-          lastLogTerm: opened.meta.term,
-          configuration: opened.meta.configuration,
-          configurationIndex: opened.meta.configurationIndex,
-          clusterId: node.clusterId,
-          ...(span === undefined ? {} : { traceparent: traceparent(span) })
-        }
-        span?.attribute(INDEX, opened.meta.index)
-        yield* logEvent(node, `sending snapshot ${opened.meta.id} (index ${opened.meta.index}) to ${replication.peer.id}`, {
-          peer: replication.peer.id,
-          snapshotIndex: opened.meta.index
-        })
-        const start = node.nowMicros()
-        const sentAt = node.now()
-        const response = yield* transport.installSnapshot(
-          replication.peer.id,
-          replication.peer.address,
-          request,
-          opened.data
-        )
-        metrics.installSnapshot.unsafeUpdate(node.nowMicros() - start, replication.labels)
-        if (response.term > term) {
-          stepDown(response.term)
-          return "stop" as const
-        }
-        acknowledged(sentAt)
-        if (!response.success) {
-          return yield* new SnapshotRejected({ index: opened.meta.index })
-        }
-        replication.failures = 0
-        replication.nextIndex = opened.meta.index + 1
-        if (opened.meta.index > replication.matchIndex) replication.matchIndex = opened.meta.index
-        ls.commitment.match(replication.peer.id, opened.meta.index)
-        return "continue" as const
-      }), { kind: "client" })
+    const sendLatestSnapshot = sendLatestSnapshotTo(node, ls, replication, term, stepDown, acknowledged)
 
     /** An AppendEntries carrying traced entries, with its span (a child of the first) and trace context; else undefined. */
     const traceRequest = (
