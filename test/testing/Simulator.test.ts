@@ -30,6 +30,15 @@ describe("Simulator", () => {
     assert.isAbove(operations, 100 * 50, "the workload should complete many operations")
   }, 600_000)
 
+  it("200 seeds of 3 nodes with perfect links between faults pass the same checks (the memory network's direct path, a leader's sends from the appending fiber)", async () => {
+    const operations = await assertSeedsPass(pool(), range(1, 200), {
+      nodes: 3,
+      durationMillis: 2000,
+      faults: { ...Simulator.defaultFaults, baseline: undefined }
+    })
+    assert.isAbove(operations, 200 * 50, "the workload should complete many operations")
+  }, 600_000)
+
   it("a few runs exercise every kind of fault and elect several leaders", async () => {
     const seen: Record<string, number> = {}
     let leaders = 0
