@@ -18,6 +18,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import { TimeHeap } from "./timeHeap.js"
 
 /** A registered deadline: `cancel` once the call ended first, and its expiry never runs. */
 export interface Deadline {
@@ -38,11 +39,9 @@ class Entry implements Deadline {
   }
 }
 
-const before = (a: Entry, b: Entry): boolean => a.at < b.at || (a.at === b.at && a.seq < b.seq)
-
 /** The keeper of one node's deadlines; `run` is its fiber, forked into the node's scope. */
 export class Deadlines {
-  private heap: Array<Entry> = []
+  private readonly heap = new TimeHeap<Entry>()
   private live = 0
   private seq = 0
   /** The deadline the armed sleeper wakes the keeper at; Infinity when none is armed. */
@@ -65,7 +64,7 @@ export class Deadlines {
   add(at: number, expire: () => void): Deadline {
     const entry = new Entry(at, this.seq++, expire, this)
     this.live++
-    this.push(entry)
+    this.heap.push(entry)
     if (at < this.armedAt) this.wake.unsafeOpen()
     return entry
   }
@@ -83,10 +82,7 @@ export class Deadlines {
   /** @internal An entry was cancelled: rebuilds the heap once it is mostly cancelled entries. */
   cancelled(): void {
     this.live--
-    if (this.heap.length > 64 && this.live * 2 < this.heap.length) {
-      this.heap = this.heap.filter((entry) => entry.expire !== undefined)
-      for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.down(i)
-    }
+    if (this.heap.size > 64 && this.live * 2 < this.heap.size) this.heap.retain((entry) => entry.expire !== undefined)
   }
 
   /** The keeper's fiber: expires what is due, arms the sleeper for the next deadline, waits. Ends with its scope. */
@@ -101,7 +97,7 @@ export class Deadlines {
     this.wake.unsafeClose()
     const now = Math.max(this.clock.unsafeCurrentTimeMillis(), this.reached)
     this.expireDue(now)
-    const next = this.heap.length === 0 ? Infinity : this.heap[0]!.at
+    const next = this.heap.peek()?.at ?? Infinity
     if (next === this.armedAt) return this.wake.await
     // The sleeper armed for another deadline (later, or now cancelled) stops: one sleeps at a time.
     this.disarm()
@@ -134,53 +130,15 @@ export class Deadlines {
   }
 
   private expireDue(now: number): void {
-    while (this.heap.length > 0 && (this.heap[0]!.expire === undefined || this.heap[0]!.at <= now)) {
-      const entry = this.pop()
+    for (;;) {
+      const entry = this.heap.peek()
+      if (entry === undefined || (entry.expire !== undefined && entry.at > now)) return
+      this.heap.pop()
       const expire = entry.expire
       if (expire === undefined) continue
       entry.expire = undefined
       this.live--
       expire()
     }
-  }
-
-  private push(entry: Entry): void {
-    const heap = this.heap
-    heap.push(entry)
-    let i = heap.length - 1
-    while (i > 0) {
-      const parent = (i - 1) >> 1
-      if (!before(entry, heap[parent]!)) break
-      heap[i] = heap[parent]!
-      i = parent
-    }
-    heap[i] = entry
-  }
-
-  private pop(): Entry {
-    const heap = this.heap
-    const top = heap[0]!
-    const last = heap.pop()!
-    if (heap.length > 0) {
-      heap[0] = last
-      this.down(0)
-    }
-    return top
-  }
-
-  private down(from: number): void {
-    const heap = this.heap
-    const entry = heap[from]!
-    let i = from
-    for (;;) {
-      const l = 2 * i + 1
-      if (l >= heap.length) break
-      const r = l + 1
-      const m = r < heap.length && before(heap[r]!, heap[l]!) ? r : l
-      if (!before(heap[m]!, entry)) break
-      heap[i] = heap[m]!
-      i = m
-    }
-    heap[i] = entry
   }
 }

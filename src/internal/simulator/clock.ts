@@ -7,6 +7,7 @@
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { TimeHeap } from "../timeHeap.js"
 
 /**
  * A sleeping fiber, resumed when the clock reaches `at`. A sleep registers no canceler: Effect wraps an async that
@@ -25,7 +26,7 @@ export class VirtualClock implements Clock.Clock {
   readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
   now = 0
   private seq = 0
-  private readonly heap: Array<Timer> = []
+  private readonly heap = new TimeHeap<Timer>()
 
   unsafeCurrentTimeMillis(): number {
     return this.now
@@ -38,48 +39,13 @@ export class VirtualClock implements Clock.Clock {
   sleep(duration: Duration.Duration): Effect.Effect<void> {
     const millis = Duration.toMillis(duration)
     return Effect.async<void>((resume) => {
-      this.push({ at: this.now + Math.max(0, millis), seq: this.seq++, resume: () => resume(Effect.void) })
+      this.heap.push({ at: this.now + Math.max(0, millis), seq: this.seq++, resume: () => resume(Effect.void) })
     })
   }
 
   /** The earliest timer, removed from the heap. */
   next(): Timer | undefined {
-    return this.heap.length > 0 ? this.pop() : undefined
-  }
-
-  private less(a: Timer, b: Timer): boolean {
-    return a.at < b.at || (a.at === b.at && a.seq < b.seq)
-  }
-  private push(timer: Timer): void {
-    const heap = this.heap
-    heap.push(timer)
-    let i = heap.length - 1
-    while (i > 0) {
-      const parent = (i - 1) >> 1
-      if (!this.less(heap[i]!, heap[parent]!)) break
-      ;[heap[i], heap[parent]] = [heap[parent]!, heap[i]!]
-      i = parent
-    }
-  }
-  private pop(): Timer {
-    const heap = this.heap
-    const top = heap[0]!
-    const last = heap.pop()!
-    if (heap.length > 0) {
-      heap[0] = last
-      let i = 0
-      while (true) {
-        const l = 2 * i + 1
-        const r = l + 1
-        let m = i
-        if (l < heap.length && this.less(heap[l]!, heap[m]!)) m = l
-        if (r < heap.length && this.less(heap[r]!, heap[m]!)) m = r
-        if (m === i) break
-        ;[heap[i], heap[m]] = [heap[m]!, heap[i]!]
-        i = m
-      }
-    }
-    return top
+    return this.heap.pop()
   }
 }
 
