@@ -6,11 +6,11 @@
  * deadline (equal deadlines in the order added), and a cancelled entry stays in the heap until it comes to the top
  * or the heap is rebuilt without it.
  *
- * The keeper waits on a latch. While entries are pending, a sleeper fiber on the node's `Clock` opens it at the
- * earliest deadline; an entry added earlier than the one the sleeper waits for opens it at once, and the keeper arms
- * a new sleeper. So a TestClock or the simulator's virtual clock drives it, an entry expires exactly at its deadline,
- * and with nothing pending nothing sleeps. Expiry callbacks run in the keeper's fiber, synchronously: they must not
- * block (resuming a waiting fiber is what they are for).
+ * The keeper waits at a gate (`gate.ts`). While entries are pending, a sleeper fiber on the node's `Clock` opens
+ * it at the earliest deadline; an entry added earlier than the one the sleeper waits for opens it at once, and the
+ * keeper arms a new sleeper. So a TestClock or the simulator's virtual clock drives it, an entry expires exactly at
+ * its deadline, and with nothing pending nothing sleeps. Expiry callbacks run in the keeper's fiber, synchronously:
+ * they must not block (resuming a waiting fiber is what they are for).
  * @internal
  */
 import type * as Clock from "effect/Clock"
@@ -18,6 +18,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import { Gate } from "./gate.js"
 import { TimeHeap } from "./timeHeap.js"
 
 /** A registered deadline: `cancel` once the call ended first, and its expiry never runs. */
@@ -47,7 +48,7 @@ export class Deadlines {
   /** The deadline the armed sleeper wakes the keeper at; Infinity when none is armed. */
   private armedAt = Infinity
   private sleeper: Fiber.RuntimeFiber<void> | undefined = undefined
-  /** Counts the sleepers armed: a sleeper that wakes after a newer one was armed changes nothing but the latch. */
+  /** Counts the sleepers armed: a sleeper that wakes after a newer one was armed changes nothing but the gate. */
   private armings = 0
   /**
    * The latest deadline a sleeper slept until: reached, whatever the clock reads (a skewed clock of the simulator may
@@ -56,7 +57,7 @@ export class Deadlines {
    */
   private reached = -Infinity
   private stopped = false
-  private readonly wake = Effect.unsafeMakeLatch(false)
+  private readonly wake = new Gate(false)
 
   constructor(private readonly clock: Clock.Clock) {}
 
