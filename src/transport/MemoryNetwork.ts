@@ -9,15 +9,17 @@
  */
 import * as Context from "effect/Context"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import { PipelineNotSupported, type StorageError, TransportError } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
 import * as PipelineResults from "../internal/pipelineResults.js"
 import { type AppendPipeline, type Refusal, type RpcHandler, Transport } from "../Transport.js"
+import { Inbox } from "../internal/inbox.js"
 import { Wakers } from "../internal/wakers.js"
 
 /** Tunables of the memory network. */
@@ -114,20 +116,25 @@ export const make = (options: Options = {}): MemoryNetwork => {
     duplicated: 0
   }
   let conditions: LinkConditions | undefined
+  const arrivedNow = Effect.succeed(true)
 
-  /** One hop of a message under the current conditions: waits its delay, then tells whether it arrived. */
-  const hop: Effect.Effect<boolean> = Effect.suspend(() => {
+  /**
+   * One hop of a message under the current conditions: waits its delay, then tells whether it arrived. Without a
+   * generator, and the sender's `Random` and `Clock` read in one step: one runs per message in the simulator. The
+   * draws come in the same order (delay, then loss).
+   */
+  const hop: Effect.Effect<boolean> = Effect.withFiberRuntime((fiber) => {
     const c = conditions
-    if (c === undefined) return Effect.succeed(true)
-    // Without a generator: one runs per message in the simulator. The draws come in the same order (delay, then loss).
-    return Effect.randomWith((random) => {
-      const arrived = c.dropRate <= 0 ? Effect.succeed(true) : Effect.map(random.next, (x) => x >= c.dropRate)
-      const after = (delay: number) => (delay > 0 ? Effect.zipRight(Effect.sleep(delay), arrived) : arrived)
-      const span = Math.max(0, c.maxDelayMillis - c.minDelayMillis)
-      return span === 0
-        ? after(c.minDelayMillis)
-        : Effect.flatMap(random.nextIntBetween(0, span + 1), (jitter) => after(c.minDelayMillis + jitter))
-    })
+    if (c === undefined) return arrivedNow
+    const services = fiber.currentDefaultServices
+    const random = Context.get(services, Random.Random)
+    const clock = Context.get(services, Clock.Clock)
+    const arrived = c.dropRate <= 0 ? arrivedNow : Effect.map(random.next, (x) => x >= c.dropRate)
+    const after = (delay: number) => (delay > 0 ? Effect.zipRight(clock.sleep(Duration.millis(delay)), arrived) : arrived)
+    const span = Math.max(0, c.maxDelayMillis - c.minDelayMillis)
+    return span === 0
+      ? after(c.minDelayMillis)
+      : Effect.flatMap(random.nextIntBetween(0, span + 1), (jitter) => after(c.minDelayMillis + jitter))
   })
 
   const canReach = (from: string, to: string): boolean => {
@@ -222,13 +229,9 @@ export const make = (options: Options = {}): MemoryNetwork => {
         counters.pipelinesOpened++
         // The opener's clock (the leader's), for requests handed on outside any fiber (`trySend`).
         const clock = yield* Effect.clock
-        const requests = yield* Effect.acquireRelease(
-          Queue.bounded<{ readonly request: AppendEntriesRequest; readonly sentAtMillis: number }>(window),
-          Queue.shutdown
-        )
         const results = yield* PipelineResults.make
         let broken: TransportError | undefined
-        /** Senders waiting for a direct request to be answered (the window is full of them). */
+        /** Senders waiting for room in the window (direct requests answered, or queued ones taken on). */
         const waitingForRoom = new Wakers()
         const wakeSenders = () => waitingForRoom.wakeAll()
         const breakWith = (error: TransportError) => {
@@ -237,26 +240,44 @@ export const make = (options: Options = {}): MemoryNetwork => {
           results.end(error)
           wakeSenders()
         }
-        // Requests sent through the delivery fiber below and not answered yet, and requests handed to the
-        // target's run loop directly (`direct`) and not answered yet.
+        /**
+         * Requests for the delivery fiber below, in order. It carries one at a time (a request, its handling and its
+         * answer, with the links' delays), as a `Queue.bounded(window)` taken one by one would: at most `window`
+         * wait while it carries one. An `Inbox` instead of a `Queue`: an offer is a push, a wait registers no
+         * canceler (the simulator sends hundreds of these a run). Closed with the scope: a sender waiting for room
+         * then fails with "closed".
+         */
+        const requests = new Inbox<{ readonly request: AppendEntriesRequest; readonly sentAtMillis: number }>()
+        let closed = false
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            closed = true
+            requests.unsafeEnd()
+            wakeSenders()
+          })
+        )
+        // Requests sent through the delivery fiber and not answered yet (one of them carried now, when `carrying`),
+        // and requests handed to the target's run loop directly (`direct`) and not answered yet.
         let viaFiber = 0
+        let carrying = false
         let direct = 0
         yield* Effect.gen(function*() {
           while (true) {
-            const item = yield* Queue.take(requests)
-            const response: AppendEntriesResponse = yield* deliver(id, target, (h) => h.appendEntries(item.request))
-            counters.pipelinedAppendEntries++
-            viaFiber--
-            results.offer({ request: item.request, response, sentAtMillis: item.sentAtMillis })
+            const [items, done] = yield* requests.takeAll
+            for (const item of items) {
+              carrying = true
+              wakeSenders()
+              const response: AppendEntriesResponse = yield* deliver(id, target, (h) => h.appendEntries(item.request))
+              carrying = false
+              counters.pipelinedAppendEntries++
+              viaFiber--
+              results.offer({ request: item.request, response, sentAtMillis: item.sentAtMillis })
+            }
+            if (done) return
           }
         }).pipe(
-          Effect.catchAll((error) =>
-            Effect.gen(function*() {
-              breakWith(error)
-              // Release a sender waiting for room; its send then reports the break.
-              yield* Queue.takeAll(requests)
-            })
-          ),
+          // A sender waiting for room is woken by the break; its send then reports it.
+          Effect.catchAll((error) => Effect.sync(() => breakWith(error))),
           Effect.interruptible,
           Effect.forkScoped
         )
@@ -301,15 +322,17 @@ export const make = (options: Options = {}): MemoryNetwork => {
         const enqueue = (request: AppendEntriesRequest): Effect.Effect<boolean | "submitted"> =>
           Effect.clockWith((clock) => {
             if (broken !== undefined) return Effect.succeed(true)
+            if (closed) return Effect.succeed(false)
             const sentAtMillis = clock.unsafeCurrentTimeMillis()
             const outcome = submitDirect(request, sentAtMillis)
             if (outcome === "sent") return Effect.succeed("submitted" as const)
             if (outcome === "full") return Effect.zipRight(waitingForRoom.await, Effect.suspend(() => enqueue(request)))
+            if (viaFiber - (carrying ? 1 : 0) >= window) {
+              return Effect.zipRight(waitingForRoom.await, Effect.suspend(() => enqueue(request)))
+            }
+            requests.unsafeOffer({ request, sentAtMillis })
             viaFiber++
-            // A send interrupted while it waits for room queued nothing.
-            return Queue.offer(requests, { request, sentAtMillis }).pipe(
-              Effect.onInterrupt(() => Effect.sync(() => viaFiber--))
-            )
+            return Effect.succeed(true)
           })
         const pipeline: AppendPipeline = {
           send: (request) =>
@@ -327,7 +350,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
           results: results.mailbox,
           listen: results.listen,
           trySend: (request) =>
-            broken === undefined && submitDirect(request, clock.unsafeCurrentTimeMillis()) === "sent"
+            broken === undefined && !closed && submitDirect(request, clock.unsafeCurrentTimeMillis()) === "sent"
         }
         return pipeline
       })

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
@@ -287,6 +288,25 @@ describe("MemoryNetwork", () => {
         assert.strictEqual(sent, 20)
         const results = yield* Effect.forEach(Array.from({ length: 20 }), () => pipeline.results.take)
         assert.deepStrictEqual(results.map((r) => r.request.prevLogIndex), Array.from({ length: 20 }, (_, i) => i + 1))
+      }))
+
+    it.scoped("a send waiting for room fails with TransportError \"closed\" when the pipeline closes", () =>
+      Effect.gen(function*() {
+        const { node } = yield* setup({ pipelineWindow: 2 })
+        node("b").recorder.gate = yield* Deferred.make<void>()
+        const scope = yield* Scope.make()
+        const pipeline = yield* node("a").transport.appendEntriesPipeline("b", "mem://b").pipe(Scope.extend(scope))
+        const sender = yield* Effect.fork(
+          Effect.forEach([1, 2, 3, 4], (n) => pipeline.send(appendEntries(n)), { discard: true })
+        )
+        yield* settle
+        assert.isNull(sender.unsafePoll())
+        yield* Scope.close(scope, Exit.void)
+        const exit = yield* Fiber.await(sender)
+        assert.isTrue(Exit.isFailure(exit))
+        const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+        assert.instanceOf(error, TransportError)
+        assert.strictEqual(error?.reason, "closed")
       }))
 
     it.scoped("its results mailbox fails with TransportError when the link is cut", () =>
