@@ -37,7 +37,7 @@ import {
 } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
 import type { PipelineResult } from "../Transport.js"
-import { failureBackoff } from "./backoff.js"
+import { failureBackoff, retrying } from "./backoff.js"
 import { Gate } from "./gate.js"
 import type { LeaderState, Replication } from "./leaderState.js"
 import { readLeaderLog, readLeaderLogs } from "./leaderLog.js"
@@ -311,7 +311,7 @@ const startReplication = (
                 ? Effect.logError("an entry is too large for the transport's frames; raise maxFrameBytes", error)
                 : Effect.logWarning("failed to appendEntries", error)
             }),
-            Effect.retry(failureBackoff)
+            (attempt) => retrying(attempt, failureBackoff)
           )
           if (outcome === "stop") return "stop" as const
         } while (replication.nextIndex <= lastIndex)
@@ -540,7 +540,7 @@ const startReplication = (
               })
             })
           ),
-          Effect.retry(heartbeatBackoff)
+          (attempt) => retrying(attempt, heartbeatBackoff)
         )
         replication.heartbeating = false
         metrics.heartbeat.unsafeUpdate(node.nowMicros() - start, replication.labels)
