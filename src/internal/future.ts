@@ -94,6 +94,19 @@ export class Future<A, E> {
     })
   }
 
+  /**
+   * Waits for the result without a canceler, for a future that one fiber waits for and that is completed soon in
+   * any case (a request handed to the run loop, which answers or fails every one): Effect wraps an async that returns
+   * a canceler in an `onInterrupt`, about ten runtime steps per wait. An interrupted waiter's resume stays registered
+   * until `done`, where calling it does nothing (the runtime answers each wait once).
+   */
+  get awaitSole(): Effect.Effect<A, E> {
+    return Effect.async<A, E>((resume) => {
+      if (this.result !== undefined) resume(this.result)
+      else this.add(resume)
+    })
+  }
+
   /** Waits for the result (built when asked for, not per instance: many futures are only listened to). */
   get await(): Effect.Effect<A, E> {
     return this.awaitOr(constVoid)

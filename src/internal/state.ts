@@ -315,5 +315,5 @@ export const ask = <A>(
   Effect.suspend(() => {
     const deferred = new Future<A, RaftShutdown>()
     if (node.isShutdown || !emit(node, event(deferred))) return Effect.fail(new RaftShutdown())
-    return deferred.await
+    return deferred.awaitSole
   })
