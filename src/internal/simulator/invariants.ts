@@ -189,8 +189,16 @@ export class Invariants {
     const sim = this.sim
     for (const node of sim.nodes) {
       if (node.raft === undefined) continue
-      // The node's stats, read without an effect run (see `sync`).
-      const stats = sync(node.raft.stats)
+      // What the checks read of the node, without an effect run (see `sync`). Not `stats`: it also builds the
+      // configuration's peer count and the leader's replication table, after every event of a run.
+      const raft = node.raft
+      const stats = {
+        state: sync(raft.state),
+        term: sync(raft.currentTerm),
+        commitIndex: sync(raft.commitIndex),
+        appliedIndex: sync(raft.appliedIndex),
+        lastLogIndex: sync(raft.lastIndex)
+      }
       if (stats.state !== node.lastState) {
         if (node.lastState === "Leader") sim.note(`${node.id} steps down in term ${stats.term} (now ${stats.state})`)
         node.lastState = stats.state

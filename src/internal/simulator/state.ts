@@ -162,8 +162,9 @@ export class SimCore {
   currentLeader(): SimNode | undefined {
     let best: { node: SimNode; term: number } | undefined
     for (const node of this.running()) {
-      const stats = sync(node.raft!.stats)
-      if (stats.state === "Leader" && (best === undefined || stats.term > best.term)) best = { node, term: stats.term }
+      if (sync(node.raft!.state) !== "Leader") continue
+      const term = sync(node.raft!.currentTerm)
+      if (best === undefined || term > best.term) best = { node, term }
     }
     return best?.node
   }
