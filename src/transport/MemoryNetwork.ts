@@ -197,23 +197,32 @@ export const make = (options: Options = {}): MemoryNetwork => {
         counters.dropped++
         return Effect.fail(new TransportError({ target: address, reason: "unreachable", detail }))
       }
+      // The request's hop, its handling and the answer's hop, chained without a generator (one runs per message
+      // in the simulator). The draws come in the same order: delay and loss of the request, duplication, then the
+      // duplicate's second hop, then the answer's.
+      const answer = (): Effect.Effect<A, TransportError> =>
+        call(handler).pipe(
+          Effect.mapError(refused(address)),
+          Effect.flatMap((response) =>
+            Effect.flatMap(hop, (arrived) =>
+              arrived && canReach(endpoint.id, from) ? Effect.succeed(response) : lost("answer lost"))
+          )
+        )
       return withTimeout(
         address,
-        Effect.gen(function*() {
-          if (!(yield* hop) || !canReach(from, endpoint.id) || endpoint.handler === undefined) {
-            return yield* lost("request lost")
-          }
-          const duplicate = conditions !== undefined && conditions.duplicateRate > 0 &&
-            (yield* Random.next) < conditions.duplicateRate
-          if (duplicate) {
+        Effect.flatMap(hop, (arrived) => {
+          if (!arrived || !canReach(from, endpoint.id) || endpoint.handler === undefined) return lost("request lost")
+          const c = conditions
+          if (c === undefined || c.duplicateRate <= 0) return answer()
+          return Effect.flatMap(Random.next, (x) => {
+            if (x >= c.duplicateRate) return answer()
             counters.duplicated++
             // A copy arrives first and its answer goes nowhere; the original follows after another delay.
-            yield* call(handler).pipe(Effect.ignore)
-            if (!(yield* hop) || !canReach(from, endpoint.id)) return yield* lost("request lost")
-          }
-          const response = yield* call(handler).pipe(Effect.mapError(refused(address)))
-          if (!(yield* hop) || !canReach(endpoint.id, from)) return yield* lost("answer lost")
-          return response
+            return Effect.zipRight(
+              Effect.ignore(call(handler)),
+              Effect.flatMap(hop, (again) => again && canReach(from, endpoint.id) ? answer() : lost("request lost"))
+            )
+          })
         })
       )
     })

@@ -25,13 +25,16 @@ const durable = (
   write: Effect.Effect<void, StorageError>
 ): Effect.Effect<void, StorageError> => {
   const [diskMin, diskMax] = sim.diskLatency
-  return diskMax <= 0 ? write : Effect.gen(function*() {
+  if (diskMax <= 0) return write
+  // Chained without a generator: one runs per write of a run.
+  return Effect.suspend(() => {
     const crashesBefore = sim.crashes.get(id) ?? 0
-    yield* Effect.sleep(yield* Random.nextIntBetween(diskMin, diskMax + 1))
-    if ((sim.crashes.get(id) ?? 0) !== crashesBefore) {
-      return yield* new StorageError({ operation, reason: "the node crashed before the write was synced" })
-    }
-    yield* write
+    const synced = Effect.suspend(() =>
+      (sim.crashes.get(id) ?? 0) !== crashesBefore
+        ? Effect.fail(new StorageError({ operation, reason: "the node crashed before the write was synced" }))
+        : write
+    )
+    return Effect.flatMap(Random.nextIntBetween(diskMin, diskMax + 1), (delay) => Effect.zipRight(Effect.sleep(delay), synced))
   })
 }
 
@@ -70,11 +73,14 @@ const trackedLogStore = (
       sim,
       id,
       "storeLogs",
-      Effect.sync(() => invariants.noteWrite(id, view, logs)).pipe(
-        Effect.zipRight(inner.storeLogs(logs)),
-        Effect.zipRight(Effect.sync(() => view.store(logs)))
-      )
-    ).pipe(Effect.tap(() => Effect.sync(() => check(logs))))
+      Effect.suspend(() => {
+        invariants.noteWrite(id, view, logs)
+        return Effect.map(inner.storeLogs(logs), () => {
+          view.store(logs)
+          check(logs)
+        })
+      })
+    )
   return {
     ...inner,
     storeLogs: crashMidWrite > 0
