@@ -11,9 +11,7 @@
  * (src/testing/Mutants.ts) injected, in its scenario unless `--default-faults`.
  * `--randomize` and `--fault` turn on the opt-in corners (see testing/corners.ts).
  */
-import * as Mutants from "../src/testing/Mutants.js"
-import * as Simulator from "../src/testing/Simulator.js"
-import { cornersFromArgs } from "./testing/corners.js"
+import type * as SimulatorTypes from "../src/testing/Simulator.js"
 import { defaultWorkers, runSeeds, SeedPool } from "./testing/seedPool.js"
 
 const args = process.argv.slice(2)
@@ -27,20 +25,26 @@ const from = single ? option("seed", 1) : option("from", 1)
 const count = single ? 1 : option("seeds", 100)
 const nodes = option("nodes", 5)
 const durationMillis = option("duration", 2000)
+const workers = Math.min(count, option("workers", defaultWorkers()))
+const started = performance.now()
+// The simulator's modules come from the workers' bundle (see `SeedPool.load`), not through tsx.
+const pool = new SeedPool(workers)
+const { cornersFromArgs, Mutants, Simulator } = await pool.load()
 const config = flag("snapshots") ? Simulator.frequentSnapshots : undefined
-const membershipFaults: Simulator.FaultOptions | undefined = flag("membership")
+const membershipFaults: SimulatorTypes.FaultOptions | undefined = flag("membership")
   ? { ...Simulator.defaultFaults, weights: { ...Simulator.defaultFaults.weights, membership: 3 } }
   : undefined
-const workers = Math.min(count, option("workers", defaultWorkers()))
 const mutantName = args.includes("--mutant") ? args[args.indexOf("--mutant") + 1] : undefined
 const mutant = Mutants.catalogue.find((m) => m.name === mutantName)
 if (mutantName !== undefined && mutant === undefined) {
   console.error(`unknown mutant ${mutantName}; the catalogue: ${Mutants.catalogue.map((m) => m.name).join(", ")}`)
+  await pool.close()
   process.exit(2)
 }
 const corners = cornersFromArgs(args)
 if (corners.error !== undefined) {
   console.error(corners.error)
+  await pool.close()
   process.exit(2)
 }
 const plain = { nodes, durationMillis, config, faults: membershipFaults }
@@ -55,14 +59,13 @@ const replay = (seed: number) =>
   (mutant !== undefined ? ` --mutant ${mutant.name}` + (flag("default-faults") ? " --default-faults" : "") : "") +
   corners.flags
 
-const started = performance.now()
 const faults: Record<string, number> = {}
-const failures: Array<Simulator.Result> = []
+const failures: Array<SimulatorTypes.Result> = []
 let events = 0
 let operations = 0
 let unknown = 0
 const snapshots = { taken: 0, restoredAtStart: 0, installed: 0 }
-const report = (result: Simulator.Result) => {
+const report = (result: SimulatorTypes.Result) => {
   const seed = result.seed
   snapshots.taken += result.snapshots.taken
   snapshots.restoredAtStart += result.snapshots.restoredAtStart
@@ -83,7 +86,6 @@ const report = (result: Simulator.Result) => {
     if (flag("trace")) console.log(result.trace.map((line) => `  ${line}`).join("\n"))
   }
 }
-const pool = new SeedPool(workers)
 await runSeeds(
   pool,
   options,

@@ -19,7 +19,7 @@ import { buildSync } from "esbuild"
 import { mkdtempSync, rmSync } from "node:fs"
 import { availableParallelism, tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 import type * as Simulator from "../../src/testing/Simulator.js"
 
@@ -66,10 +66,12 @@ export class SeedPool {
 
   /** The temporary directory of the workers' bundle; `close` removes it. */
   readonly bundleDir: string
+  private readonly bundle: string
 
   constructor(readonly size: number = defaultWorkers()) {
     this.bundleDir = mkdtempSync(join(tmpdir(), "effect-raft-seeds-"))
     const bundle = join(this.bundleDir, "seedWorker.mjs")
+    this.bundle = bundle
     buildSync({
       entryPoints: [fileURLToPath(new URL("./seedWorker.ts", import.meta.url))],
       outfile: bundle,
@@ -93,6 +95,14 @@ export class SeedPool {
       })
       this.slots.push(slot)
     }
+  }
+
+  /**
+   * The workers' bundle loaded in the calling thread, for what a launcher needs of the simulator (its options, the
+   * mutant catalogue, the corners) without compiling the sources again.
+   */
+  load(): Promise<typeof import("./seedWorker.js")> {
+    return import(pathToFileURL(this.bundle).href)
   }
 
   /** Runs one seed; undefined when `cancel` was set before it started. */
