@@ -20,7 +20,7 @@ import * as SnapshotStore from "../../src/SnapshotStore.js"
 import * as StableStore from "../../src/StableStore.js"
 import { type AppendPipeline, Transport } from "../../src/Transport.js"
 import * as TcpTransport from "../../src/transport/TcpTransport.js"
-import { bytes, fastTimers, recordingFsm, type RecordingFsm } from "../cluster.js"
+import { bytes, recordingFsm, type RecordingFsm } from "../cluster.js"
 import { appendEntries, entry, eventually, loopback, pair, recorder } from "./tcpHelpers.js"
 
 /** The request carrying entry `index` (of `size` bytes) after entry `index - 1`. */
@@ -150,6 +150,9 @@ describe("TcpTransport pipeline trySend", () => {
     }))
 })
 
+/** Short enough for a quick election, long enough that a loaded machine does not depose the leader mid-test. */
+const timers = { heartbeatTimeout: "500 millis", electionTimeout: "500 millis", leaderLeaseTimeout: "500 millis" } as const
+
 /** What the leader's pipelines were asked to carry: requests taken by `trySend`, and by `send`. */
 interface Sends {
   sentNow: number
@@ -187,7 +190,7 @@ describe("a leader over TCP", () => {
         }
         const fsm = recordingFsm()
         const context = yield* Layer.build(
-          Raft.layer({ localId: ids[i]!, ...fastTimers }).pipe(Layer.provide([
+          Raft.layer({ localId: ids[i]!, ...timers }).pipe(Layer.provide([
             Fsm.layer(fsm),
             Layer.succeed(LogStore.LogStore, logs),
             Layer.succeed(StableStore.StableStore, stable),
