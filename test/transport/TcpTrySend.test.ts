@@ -80,7 +80,7 @@ describe("TcpTransport pipeline trySend", () => {
       assert.strictEqual(refused.reason, "oversize")
     }))
 
-  it.scopedLive("trySend refuses while a send waits for room, so it cannot overtake it", () =>
+  it.scopedLive("trySend refuses while a send waits for room, so it cannot overtake it, and not after that send is interrupted", () =>
     Effect.gen(function*() {
       const { a, b, rec } = yield* pair({ pipelineMaxInFlight: 1 })
       const pipeline = yield* a.appendEntriesPipeline("b", b.localAddress)
@@ -105,6 +105,17 @@ describe("TcpTransport pipeline trySend", () => {
       yield* eventually(Effect.sync(() => got.length >= 3), "3 answers")
       assert.deepStrictEqual(got, [1, 2, 3])
       assert.deepStrictEqual(receivedIndexes(rec), [1, 2, 3])
+      // A send interrupted while it waits is no longer before anything.
+      rec.gate = yield* Deferred.make<void>()
+      assert.isTrue(pipeline.trySend!(request(4)))
+      const interrupted = yield* Effect.fork(pipeline.send(request(5)))
+      yield* Effect.sleep("50 millis")
+      yield* Fiber.interrupt(interrupted)
+      yield* Deferred.succeed(rec.gate, undefined)
+      yield* eventually(Effect.sync(() => got.length >= 4), "4 answers")
+      assert.isTrue(pipeline.trySend!(request(5)))
+      yield* eventually(Effect.sync(() => got.length >= 5), "5 answers")
+      assert.deepStrictEqual(receivedIndexes(rec), [1, 2, 3, 4, 5])
     }))
 
   it.scopedLive("trySend refuses while the socket's buffer is full, and once the pipeline is broken", () =>
