@@ -374,12 +374,35 @@ export const make = (rt: TcpRuntime, rpcDeadlines: DeadlineLane) => {
 
       const roomFor = (bytes: number) =>
         inFlight.length - head < maxInFlight && (inFlightBytes + bytes <= maxInFlightBytes || inFlight.length === head)
-      const waitForRoom = (bytes: number): Effect.Effect<void, TransportError> =>
-        Effect.suspend(() => {
-          if (broken !== undefined) return Effect.fail(broken)
-          if (roomFor(bytes)) return Effect.void
-          return Effect.zipRight(wakers.await, waitForRoom(bytes))
+      // Sends waiting for room, not written yet: a request must not overtake them (`trySend` refuses meanwhile).
+      let queued = 0
+      /** Records the request as in flight and writes it: false when the socket's buffer is full. */
+      const write = (id: number, request: Rpc.AppendEntriesRequest, frame: Codec.Encoded, bytes: number): boolean => {
+        inFlight.push({ id, request, sentAtMillis: now(), bytes })
+        inFlightBytes += bytes
+        return conn.write(frame)
+      }
+      /** Waits for room, then writes; `queued` counts it until it is written or gives up. */
+      const sendQueued = (
+        id: number,
+        request: Rpc.AppendEntriesRequest,
+        frame: Codec.Encoded,
+        bytes: number
+      ): Effect.Effect<void, TransportError> => {
+        let waiting = true
+        const stopWaiting = () => {
+          if (waiting) (waiting = false, queued--)
+        }
+        const attempt: Effect.Effect<void, TransportError> = Effect.suspend(() => {
+          if (broken !== undefined) return (stopWaiting(), Effect.fail(broken))
+          if (!roomFor(bytes)) return Effect.zipRight(wakers.await, attempt)
+          stopWaiting()
+          return write(id, request, frame, bytes) ? Effect.void : conn.drained
         })
+        queued++
+        // A send interrupted while it waits wrote nothing.
+        return Effect.onInterrupt(attempt, () => Effect.sync(stopWaiting))
+      }
 
       const pipeline: AppendPipeline = {
         send: (request) =>
@@ -387,14 +410,22 @@ export const make = (rt: TcpRuntime, rpcDeadlines: DeadlineLane) => {
             const id = newId()
             const frame = requestFrame(address, maxFrameBytes, id, request)
             if (frame instanceof TransportError) return Effect.fail(frame)
+            if (broken !== undefined) return Effect.fail(broken)
             const bytes = frame[1].length
-            return Effect.flatMap(waitForRoom(bytes), () => {
-              if (broken !== undefined) return Effect.fail(broken)
-              inFlight.push({ id, request, sentAtMillis: now(), bytes })
-              inFlightBytes += bytes
-              return conn.write(frame) ? Effect.void : conn.drained
-            })
+            if (queued > 0 || !roomFor(bytes)) return sendQueued(id, request, frame, bytes)
+            return write(id, request, frame, bytes) ? Effect.void : conn.drained
           }),
+        // As `send` when it would not wait: not broken, nothing queued before it, room in the window, and the
+        // socket's buffer not full (a `send` waits for `drain` then, so this leaves the request to it).
+        trySend: (request) => {
+          if (broken !== undefined || conn.closed || queued > 0 || conn.socket.writableNeedDrain) return false
+          if (inFlight.length - head >= maxInFlight) return false
+          const id = newId()
+          const frame = requestFrame(address, maxFrameBytes, id, request)
+          if (frame instanceof TransportError || !roomFor(frame[1].length)) return false
+          write(id, request, frame, frame[1].length)
+          return true
+        },
         results: results.mailbox,
         listen: results.listen
       }
