@@ -399,13 +399,14 @@ const startReplication = (
         let oneAtATime = true
         const trySend = pipeline.trySend
         if (trySend !== undefined) {
-          // New entries go out from the fiber that appended them while the sender waits and nothing is in flight: the
-          // appending fiber does not wake the sender. Once an append finds requests in flight (appends overlap), the
-          // sender batches what is appended until it runs, until it sends one entry alone again. Untraced entries
-          // held in memory only; otherwise the sender sends them.
+          // New entries go out from the fiber that appended them while the sender waits: the appending fiber does
+          // not wake the sender. Once an append finds requests in flight with entries not committed yet (appends
+          // overlap), the sender batches what is appended until it runs, until it sends one entry alone again; a
+          // request in flight whose entries the other followers committed already (one client, this follower the
+          // slower) does not count. Untraced entries held in memory only; otherwise the sender sends them.
           replication.sendNow = () => {
             if (!parked || finished || node.tracing !== undefined) return false
-            if (sentHead < sentAt.length) oneAtATime = false
+            if (sentHead < sentAt.length && nextIndex - 1 > node.commitIndex) oneAtATime = false
             if (!oneAtATime) return false
             const request = requestFromMemory(nextIndex, node.lastLogIndex)
             if (request === undefined || request.entries.length === 0) return false
