@@ -29,6 +29,11 @@ import { CommandRejected, FsmError } from "../RaftError.js"
 
 /** Sets `key` to `value`. */
 export const Put = Schema.TaggedStruct("Put", { key: Schema.String, value: Schema.String })
+/**
+ * Sets each key to its value, in order: the PUTs that arrived together at the leader, written as one log entry
+ * (`PutBatch.ts`). All of them share the entry's index.
+ */
+export const PutMany = Schema.TaggedStruct("PutMany", { entries: Schema.Array(Schema.Tuple(Schema.String, Schema.String)) })
 /** Removes `key`. */
 export const Delete = Schema.TaggedStruct("Delete", { key: Schema.String })
 /** Sets `key` to `value` if its current value is `expected` (absent `expected`: only if the key is absent). */
@@ -43,7 +48,7 @@ export const Register = Schema.TaggedStruct("Register", { id: Schema.String, htt
 export const Unregister = Schema.TaggedStruct("Unregister", { id: Schema.String })
 
 /** A command of the key-value state machine. */
-export const Command = Schema.Union(Put, Delete, Cas, Register, Unregister)
+export const Command = Schema.Union(Put, PutMany, Delete, Cas, Register, Unregister)
 /** A command of the key-value state machine. */
 export type Command = typeof Command.Type
 
@@ -113,6 +118,9 @@ const change = (draft: Draft, command: Command): Response => {
   switch (command._tag) {
     case "Put":
       draft.entries = HashMap.set(draft.entries, command.key, command.value)
+      return written
+    case "PutMany":
+      for (const [key, value] of command.entries) draft.entries = HashMap.set(draft.entries, key, value)
       return written
     case "Delete": {
       const existed = HashMap.has(draft.entries, command.key)
@@ -279,6 +287,16 @@ const commandOf = (parsed: unknown): Command | undefined => {
   switch (c._tag) {
     case "Put":
       return typeof c.key === "string" && typeof c.value === "string" ? { _tag: "Put", key: c.key, value: c.value } : undefined
+    case "PutMany": {
+      const entries = c.entries
+      if (!Array.isArray(entries)) return undefined
+      for (const entry of entries) {
+        if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== "string" || typeof entry[1] !== "string") {
+          return undefined
+        }
+      }
+      return { _tag: "PutMany", entries: entries as ReadonlyArray<readonly [string, string]> }
+    }
     case "Delete":
       return typeof c.key === "string" ? { _tag: "Delete", key: c.key } : undefined
     case "Cas":
@@ -308,11 +326,16 @@ const decodeCommand = (bytes: Uint8Array): Either.Either<Command, ParseError> =>
   return command === undefined ? bySchema.decodeCommand(bytes) : Either.right(command)
 }
 
-/** The bytes of a `Put`, the JSON the Schema's encoding gives (fields in its order), written out directly. */
-const encodeCommand = (command: Command): Either.Either<Uint8Array, ParseError> =>
-  command._tag === "Put" && typeof command.key === "string" && typeof command.value === "string"
-    ? Either.right(textEncoder.encode(`{"_tag":"Put","key":${JSON.stringify(command.key)},"value":${JSON.stringify(command.value)}}`))
-    : bySchema.encodeCommand(command)
+/** A command's bytes: a `Put`'s and a `PutMany`'s written out directly, as the JSON the Schema's encoding gives. */
+const encodeCommand = (command: Command): Either.Either<Uint8Array, ParseError> => {
+  if (command._tag === "Put" && typeof command.key === "string" && typeof command.value === "string") {
+    return Either.right(textEncoder.encode(`{"_tag":"Put","key":${JSON.stringify(command.key)},"value":${JSON.stringify(command.value)}}`))
+  }
+  if (command._tag === "PutMany" && commandOf(command) !== undefined) {
+    return Either.right(textEncoder.encode(`{"_tag":"PutMany","entries":${JSON.stringify(command.entries)}}`))
+  }
+  return bySchema.encodeCommand(command)
+}
 
 /**
  * One running instance: a batch of entries is applied to one `Draft` in one step, and the state published once at

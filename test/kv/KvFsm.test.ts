@@ -149,11 +149,17 @@ describe("KvFsm", () => {
     const odd = FastCheck.oneof(FastCheck.integer(), FastCheck.boolean(), FastCheck.constant(null), FastCheck.array(text, { maxLength: 2 }))
     const field = FastCheck.oneof({ arbitrary: text, weight: 6 }, { arbitrary: odd, weight: 1 })
     const tag = FastCheck.oneof(
-      { arbitrary: FastCheck.constantFrom("Put", "Delete", "Cas", "Register", "Unregister"), weight: 8 },
+      { arbitrary: FastCheck.constantFrom("Put", "PutMany", "Delete", "Cas", "Register", "Unregister"), weight: 8 },
       { arbitrary: FastCheck.oneof(FastCheck.constantFrom("put", "Get", "", "Put "), odd), weight: 1 }
     )
+    const pair = FastCheck.oneof(
+      { arbitrary: FastCheck.tuple(text, text), weight: 8 },
+      { arbitrary: FastCheck.array(field, { maxLength: 3 }), weight: 1 },
+      { arbitrary: odd, weight: 1 }
+    )
+    const entries = FastCheck.oneof({ arbitrary: FastCheck.array(pair, { maxLength: 3 }), weight: 6 }, { arbitrary: field, weight: 1 })
     const command = FastCheck.record(
-      { _tag: tag, key: field, value: field, expected: field, id: field, http: field, extra: field },
+      { _tag: tag, key: field, value: field, expected: field, id: field, http: field, entries, extra: field },
       { requiredKeys: [] }
     )
     const document = FastCheck.oneof(
@@ -188,7 +194,11 @@ describe("KvFsm", () => {
         FastCheck.record({ _tag: FastCheck.constant("Cas" as const), key: text, expected: text, value: text }, {
           requiredKeys: ["_tag", "key", "value"]
         }),
-        FastCheck.record({ _tag: FastCheck.constant("Register" as const), id: text, http: text })
+        FastCheck.record({ _tag: FastCheck.constant("Register" as const), id: text, http: text }),
+        FastCheck.record({
+          _tag: FastCheck.constant("PutMany" as const),
+          entries: FastCheck.array(FastCheck.tuple(text, text), { maxLength: 4 })
+        })
       )
       FastCheck.assert(
         FastCheck.property(commands, (c) => {
@@ -206,13 +216,13 @@ describe("KvFsm", () => {
         const before = kv.current()
         yield* applyAll(kv, [
           { _tag: "Put", key: "a", value: "2" },
-          { _tag: "Put", key: "b", value: "3" },
+          { _tag: "PutMany", entries: [["b", "3"], ["c", "4"], ["c", "5"]] },
           { _tag: "Delete", key: "a" },
           { _tag: "Register", id: "n2", http: "h2" }
         ])
         assert.deepStrictEqual(Array.from(before.entries), [["a", "1"]])
         assert.deepStrictEqual(Array.from(before.members), [["n1", "h1"]])
-        assert.deepStrictEqual(Array.from(kv.current().entries), [["b", "3"]])
+        assert.deepStrictEqual(new Map(kv.current().entries), new Map([["b", "3"], ["c", "5"]]))
         assert.strictEqual(HashMap.size(kv.current().members), 2)
       })))
   })
