@@ -6,11 +6,13 @@
  * the state machine's decode on every node. At 64 clients the leader appended about three entries at a time, so each
  * PUT paid most of that on its own. Here at most `maxInFlight` writes are in Raft at once; a PUT that finds them all
  * taken waits, and when one completes, everything that waited goes out as one entry (up to `maxEntryBytes`). No
- * timer: a lone PUT (one client) goes out at once as a plain `Put`, the very entry it was before.
+ * timer: a lone PUT (one client) goes out at once, in its caller's fiber, as a plain `Put`, the very entry it was
+ * before.
  *
  * Every PUT of an entry shares its outcome and its index. A PUT whose caller gives up (its deadline, a client gone)
- * before its entry was sent is dropped, as Raft drops a write still in its queue; once sent, the entry goes on
- * for the others, and the caller's answer says the outcome is unknown, as it would have.
+ * before its entry was sent is dropped, as Raft drops a write still in its queue; a lone PUT is interrupted in Raft
+ * as before; a shared entry, once sent, goes on for the others, and the caller's answer says the outcome is
+ * unknown, as it would have.
  */
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
@@ -71,7 +73,7 @@ export const make = <E>(options: Options<E>): (key: string, value: string) => Ef
     return batch
   }
 
-  const write = (batch: ReadonlyArray<Waiter<E>>): Effect.Effect<{ readonly index: number }, E> => {
+  const write = (batch: ReadonlyArray<{ readonly key: string; readonly value: string }>): Effect.Effect<{ readonly index: number }, E> => {
     const command: KvFsm.Command = batch.length === 1
       ? { _tag: "Put", key: batch[0]!.key, value: batch[0]!.value }
       : { _tag: "PutMany", entries: batch.map((waiter) => [waiter.key, waiter.value] as const) }
@@ -96,13 +98,26 @@ export const make = <E>(options: Options<E>): (key: string, value: string) => Ef
     }
   }
 
+  const done = Effect.sync(() => {
+    inFlight--
+    pump()
+  })
+
   return (key, value) =>
-    Effect.async<{ readonly index: number }, E>((resume) => {
-      const waiter: Waiter<E> = { key, value, bytes: boundOf(key, value), settled: false, resume }
-      queue.push(waiter)
-      pump()
-      return Effect.sync(() => {
-        waiter.settled = true
+    Effect.suspend(() => {
+      // Nothing in Raft and nobody waiting: written at once, in the caller's fiber, as a plain Put (interrupting the
+      // caller interrupts its write, as before); whoever arrives meanwhile waits for it.
+      if (inFlight < maxInFlight && queue.length === 0) {
+        inFlight++
+        return Effect.ensuring(write([{ key, value }]), done)
+      }
+      return Effect.async<{ readonly index: number }, E>((resume) => {
+        const waiter: Waiter<E> = { key, value, bytes: boundOf(key, value), settled: false, resume }
+        queue.push(waiter)
+        pump()
+        return Effect.sync(() => {
+          waiter.settled = true
+        })
       })
     })
 }

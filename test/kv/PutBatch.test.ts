@@ -113,4 +113,20 @@ describe("PutBatch", () => {
         assert.isTrue(bytes._tag === "Right" && bytes.right.length <= 400)
       }
     }))
+
+  it.effect("a lone PUT whose caller gives up while it is in Raft is interrupted there, and the next goes out at once", () =>
+    Effect.gen(function*() {
+      const { applied, commit, put } = yield* setup()
+      const first = yield* Effect.fork(put("a", "1"))
+      yield* settle
+      yield* Fiber.interrupt(first)
+      const next = yield* Effect.fork(put("b", "2"))
+      yield* settle
+      assert.deepStrictEqual(applied.map((a) => a.command), [
+        { _tag: "Put", key: "a", value: "1" },
+        { _tag: "Put", key: "b", value: "2" }
+      ])
+      yield* commit(1, written(2))
+      assert.deepStrictEqual(yield* Fiber.join(next), { index: 2 })
+    }))
 })
