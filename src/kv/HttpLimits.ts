@@ -58,6 +58,12 @@ export const defaults: Limits = {
 
 /** Whether `text`, read as JSON, nests arrays and objects deeper than `max` (strings are skipped). */
 export const nestedDeeperThan = (text: string, max: number): boolean => {
+  // Nesting deeper than `max` takes more than `max` opening brackets: count them first with `indexOf` (native, so
+  // a plain `{"value": "..."}` body costs a few calls), and walk the text only when there are that many.
+  let opening = 0
+  for (let at = text.indexOf("{"); at >= 0 && opening <= max; at = text.indexOf("{", at + 1)) opening++
+  for (let at = text.indexOf("["); at >= 0 && opening <= max; at = text.indexOf("[", at + 1)) opening++
+  if (opening <= max) return false
   let depth = 0
   let inString = false
   for (let i = 0; i < text.length; i++) {

@@ -19,6 +19,7 @@ import { constVoid } from "effect/Function"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -29,6 +30,7 @@ import type * as RaftConfig from "../RaftConfig.js"
 import * as RaftError from "../RaftError.js"
 import * as KvError from "./KvError.js"
 import * as KvFsm from "./KvFsm.js"
+import * as PutBatch from "./PutBatch.js"
 
 /** How a node's key-value service is set up. */
 export interface Options {
@@ -165,8 +167,8 @@ export interface Kv {
   /**
    * `get` and `put` without their timeouts, for a caller that keeps the deadlines itself (`HttpFront.ts`, with
    * `internal/deadlineLanes.ts`: `Effect.timeout` forks two fibers and arms a timer per call): it interrupts a call at its deadline
-   * (a write not yet taken off Raft's queue is then dropped, as on a timeout) and answers what the timed call fails
-   * with then.
+   * (a write not yet sent to Raft is then dropped, as on a timeout) and answers what the timed call fails
+   * with then. PUTs that arrive while another is being committed share a log entry (`PutBatch.ts`).
    */
   readonly untimed: {
     readonly get: Kv["get"]
@@ -192,6 +194,9 @@ export interface Kv {
 }
 
 type KeyNotFound = KvError.KeyNotFound
+
+/** The front's writes in Raft at once; more PUTs wait and go out together (`PutBatch.ts`). */
+const putsInFlight = 1
 
 /** The tag of a node's key-value service. */
 export class KvService extends Context.Tag("effect-raft/kv/Kv")<KvService, Kv>() {}
@@ -277,6 +282,16 @@ export const make = (
 
     const rejected = (response: KvFsm.Response) =>
       new KvError.OutcomeUnknown({ reason: `unexpected answer of the state machine: ${response._tag}` })
+
+    // The front's PUTs share log entries when they arrive together (`PutBatch.ts`).
+    const runCallback = Runtime.runCallback(yield* Effect.runtime<never>())
+    const putTogether = PutBatch.make<WriteError>({
+      apply: (command) => apply(command),
+      rejected,
+      run: (effect, onExit) => void runCallback(effect, { onExit }),
+      maxEntryBytes: (yield* raft.currentConfig).maxEntryBytes,
+      maxInFlight: putsInFlight
+    })
 
     const clusterError = (error: Raft.MembershipError | Raft.TransferError): ClusterError => {
       switch (error._tag) {
@@ -469,7 +484,7 @@ export const make = (
       untimed: {
         get: get(untimedReadOptions),
         getNow,
-        put: put(false),
+        put: putTogether,
         readTimeoutMillis,
         writeTimeoutMillis,
         readTimedOut: () => readError(new RaftError.ReadTimeout({ timeoutMillis: readTimeoutMillis })),

@@ -3,8 +3,10 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as FastCheck from "effect/FastCheck"
 import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Fsm from "../../src/Fsm.js"
 import * as KvFsm from "../../src/kv/KvFsm.js"
@@ -137,4 +139,91 @@ describe("KvFsm", () => {
       assert.strictEqual(valueOf(target, "kept"), "yes")
       assert.strictEqual(HashMap.size(target.current().entries), 1)
     }))
+
+  describe("commands in the log, decoded and encoded without the Schema", () => {
+    const json = Schema.parseJson(KvFsm.Command)
+    const bySchema = Schema.decodeUnknownEither(json)
+    const encodeBySchema = Schema.encodeEither(json)
+    const utf8 = new TextEncoder()
+    const text = FastCheck.oneof(FastCheck.string({ maxLength: 6 }), FastCheck.constantFrom("", "a", "k\"\\\n✓"))
+    const odd = FastCheck.oneof(FastCheck.integer(), FastCheck.boolean(), FastCheck.constant(null), FastCheck.array(text, { maxLength: 2 }))
+    const field = FastCheck.oneof({ arbitrary: text, weight: 6 }, { arbitrary: odd, weight: 1 })
+    const tag = FastCheck.oneof(
+      { arbitrary: FastCheck.constantFrom("Put", "PutMany", "Delete", "Cas", "Register", "Unregister"), weight: 8 },
+      { arbitrary: FastCheck.oneof(FastCheck.constantFrom("put", "Get", "", "Put "), odd), weight: 1 }
+    )
+    const pair = FastCheck.oneof(
+      { arbitrary: FastCheck.tuple(text, text), weight: 8 },
+      { arbitrary: FastCheck.array(field, { maxLength: 3 }), weight: 1 },
+      { arbitrary: odd, weight: 1 }
+    )
+    const entries = FastCheck.oneof({ arbitrary: FastCheck.array(pair, { maxLength: 3 }), weight: 6 }, { arbitrary: field, weight: 1 })
+    const command = FastCheck.record(
+      { _tag: tag, key: field, value: field, expected: field, id: field, http: field, entries, extra: field },
+      { requiredKeys: [] }
+    )
+    const document = FastCheck.oneof(
+      { arbitrary: command.map((c) => JSON.stringify(c)), weight: 12 },
+      { arbitrary: FastCheck.oneof(FastCheck.json(), FastCheck.string({ maxLength: 20 })), weight: 1 },
+      { arbitrary: command.map((c) => JSON.stringify([c])), weight: 1 }
+    )
+
+    it("a command decodes to what the Schema decodes it to, and fails where the Schema fails, with its message", () => {
+      let accepted = 0
+      FastCheck.assert(
+        FastCheck.property(document, (doc) => {
+          const fast = KvFsm.machine.decodeCommand(utf8.encode(doc))
+          const reference = bySchema(doc)
+          assert.strictEqual(Either.isRight(fast), Either.isRight(reference), doc)
+          if (Either.isRight(fast) && Either.isRight(reference)) {
+            accepted++
+            assert.deepStrictEqual(fast.right, reference.right, doc)
+          } else if (Either.isLeft(fast) && Either.isLeft(reference)) {
+            assert.strictEqual(fast.left.message, reference.left.message)
+          }
+        }),
+        { numRuns: 4000 }
+      )
+      assert.isAbove(accepted, 500, "the documents exercise the accepted side too")
+    })
+
+    it("a command's bytes in the log are the JSON the Schema encodes it to", () => {
+      const commands: FastCheck.Arbitrary<KvFsm.Command> = FastCheck.oneof(
+        FastCheck.record({ _tag: FastCheck.constant("Put" as const), key: text, value: text }),
+        FastCheck.record({ _tag: FastCheck.constant("Delete" as const), key: text }),
+        FastCheck.record({ _tag: FastCheck.constant("Cas" as const), key: text, expected: text, value: text }, {
+          requiredKeys: ["_tag", "key", "value"]
+        }),
+        FastCheck.record({ _tag: FastCheck.constant("Register" as const), id: text, http: text }),
+        FastCheck.record({
+          _tag: FastCheck.constant("PutMany" as const),
+          entries: FastCheck.array(FastCheck.tuple(text, text), { maxLength: 4 })
+        })
+      )
+      FastCheck.assert(
+        FastCheck.property(commands, (c) => {
+          const fast = Either.getOrThrow(KvFsm.machine.encodeCommand(c))
+          assert.deepStrictEqual(fast, utf8.encode(Either.getOrThrow(encodeBySchema(c))))
+        }),
+        { numRuns: 2000 }
+      )
+    })
+
+    it("a batch applied in one step leaves earlier states as they were", () =>
+      Effect.runSync(Effect.gen(function*() {
+        const kv = KvFsm.make()
+        yield* applyAll(kv, [{ _tag: "Put", key: "a", value: "1" }, { _tag: "Register", id: "n1", http: "h1" }])
+        const before = kv.current()
+        yield* applyAll(kv, [
+          { _tag: "Put", key: "a", value: "2" },
+          { _tag: "PutMany", entries: [["b", "3"], ["c", "4"], ["c", "5"]] },
+          { _tag: "Delete", key: "a" },
+          { _tag: "Register", id: "n2", http: "h2" }
+        ])
+        assert.deepStrictEqual(Array.from(before.entries), [["a", "1"]])
+        assert.deepStrictEqual(Array.from(before.members), [["n1", "h1"]])
+        assert.deepStrictEqual(new Map(kv.current().entries), new Map([["b", "3"], ["c", "5"]]))
+        assert.strictEqual(HashMap.size(kv.current().members), 2)
+      })))
+  })
 })
