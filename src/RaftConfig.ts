@@ -40,7 +40,11 @@ export interface RaftConfig {
    * the TCP transport's 8 MiB by default), `appendEntriesFrameBound` of the configuration must fit in a frame.
    */
   readonly maxAppendEntriesBytes: number
-  /** A leader that has not heard from a quorum of voters for this long steps down. Default 500 ms. */
+  /**
+   * A leader that has not heard from a quorum of voters for this long steps down. Default 500 ms. Also how long a
+   * lease read's lease lasts, and how long a follower told that its leader's connection closed waits for word from
+   * it before campaigning (instead of a heartbeat timeout). The same on every voter.
+   */
   readonly leaderLeaseTimeoutMillis: number
   /** Whether a leader removed from the configuration shuts down. Default true. */
   readonly shutdownOnRemove: boolean
@@ -66,10 +70,10 @@ export interface RaftConfig {
    */
   readonly readMode: ReadMode
   /**
-   * Lease reads only: how much shorter than the leader measures it a heartbeat timeout may last on another voter's
-   * clock (clock rates differ; a clock stepped backwards is not covered). The lease ends this long before the
-   * followers stop refusing other candidates. Undefined: a tenth of `heartbeatTimeoutMillis`. An assumption about
-   * the machines, not something the node can check.
+   * Lease reads only: how much shorter than the leader measures it a `leaderLeaseTimeout` may last on another
+   * voter's clock (clock rates differ; a clock stepped backwards is not covered). The lease ends this long before
+   * the followers may stop refusing other candidates. Below `leaderLeaseTimeoutMillis`; undefined: a tenth of it.
+   * An assumption about the machines, not something the node can check.
    */
   readonly maxClockDriftMillis: number | undefined
 }
@@ -189,8 +193,8 @@ export const validate = (config: RaftConfig): Effect.Effect<RaftConfig, RaftConf
     return fail("readMode", `must be "readIndex" or "lease" (got ${String(config.readMode)})`)
   }
   const drift = config.maxClockDriftMillis
-  if (drift !== undefined && (!Number.isFinite(drift) || drift < 0 || drift >= config.heartbeatTimeoutMillis)) {
-    return fail("maxClockDrift", `must be at least 0 and below heartbeatTimeout (got ${drift})`)
+  if (drift !== undefined && (!Number.isFinite(drift) || drift < 0 || drift >= config.leaderLeaseTimeoutMillis)) {
+    return fail("maxClockDrift", `must be at least 0 and below leaderLeaseTimeout (got ${drift})`)
   }
   return Effect.succeed(config)
 }
@@ -255,7 +259,7 @@ export const reload = (current: RaftConfig, changes: Reloadable): Effect.Effect<
 
 /** The margin a leader's lease leaves for clock drift: `maxClockDriftMillis`, or a tenth of the heartbeat timeout. */
 export const clockDriftMillis = (config: RaftConfig): number =>
-  config.maxClockDriftMillis ?? config.heartbeatTimeoutMillis / 10
+  config.maxClockDriftMillis ?? config.leaderLeaseTimeoutMillis / 10
 
 /** Provides a validated configuration. */
 export const layer = (input: Input): Layer.Layer<RaftConfigTag, RaftConfigError> =>

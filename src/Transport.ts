@@ -50,6 +50,12 @@ export interface RpcHandler {
   /** A follower's ReadIndex; answered once the read is confirmed (a node always serves it; optional for older handlers). */
   readonly readIndex?: ((request: ReadIndexRequest) => Effect.Effect<ReadIndexResponse, Refusal>) | undefined
   /**
+   * Optional: a transport that sees a connection of server `serverId` close (its process ended, or it closed the
+   * connection) says so. A hint that `serverId` may be gone, which lets a follower campaign a lease after its
+   * leader's last word instead of a heartbeat timeout; never required, and never called for a cut link.
+   */
+  readonly peerLost?: ((serverId: string) => void) | undefined
+  /**
    * Optional fast path for `appendEntries`, for transports that receive in a callback: submits the request without
    * a fiber of the caller's and calls `onDone` once with the outcome. Requests submitted one after another (and
    * after any request whose effect has already started) are handled, and answered, in that order.

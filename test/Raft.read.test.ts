@@ -4,8 +4,9 @@
  * together share one; on a follower, reads share one ReadIndex request to
  * the leader and wait until the follower's own FSM has applied the index; a
  * lease read skips the round only while acknowledgements are recent enough,
- * never after a leadership transfer began; a voter that restarts refuses
- * votes for a heartbeat timeout, which the lease counts on.
+ * never after a leadership transfer began, and lasts `leaderLeaseTimeout`; a
+ * voter that restarts refuses votes for a heartbeat timeout, which the lease
+ * counts on.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -324,6 +325,20 @@ describe("Raft: lease reads", () => {
       assert.isFalse(yield* finished(read), "no lease: a round trip first")
       yield* settle(cluster, read)
     }).pipe(seeded("lease-expired")))
+
+  it.scoped("a lease lasts leaderLeaseTimeout (less the drift), not a heartbeat timeout", () =>
+    Effect.gen(function*() {
+      // Lease 150 ms less 30 of drift; heartbeat timeout 300 ms. Answers to requests sent 150 ms earlier keep the
+      // leader leading but extend no lease of 120 ms (they would one counted from the heartbeat timeout, 270 ms): a
+      // follower told that the leader's connection closed votes for others after a lease (leaderLost.ts).
+      const shortLease = { ...leaseTimers, leaderLeaseTimeout: "150 millis", maxClockDrift: "30 millis" } as const
+      const { cluster, leader } = yield* delayedCluster(shortLease, 75, 600)
+      assert.strictEqual(yield* leader.raft.state, "Leader")
+      yield* settle(cluster, yield* Effect.fork(leader.raft.readIndex({ mode: "readIndex" })))
+      const read = yield* Effect.fork(leader.raft.readIndex())
+      assert.isFalse(yield* finished(read), "no lease: a round trip first")
+      yield* settle(cluster, read)
+    }).pipe(seeded("lease-is-the-lease-timeout")))
 
   it.scoped("no lease read is served once a leadership transfer began in the term, even after it failed", () =>
     Effect.gen(function*() {

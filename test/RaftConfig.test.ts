@@ -106,6 +106,12 @@ describe("RaftConfig", () => {
         input: { localId: "a", heartbeatTimeout: "1 second", electionTimeout: "2 seconds", leaderLeaseTimeout: 1001 }
       },
       {
+        // The lease lasts leaderLeaseTimeout less the drift: a drift as long leaves no lease (0.5 allowed it).
+        rule: "maxClockDrift ≥ leaderLeaseTimeout",
+        field: "maxClockDrift",
+        input: { localId: "a", leaderLeaseTimeout: "500 millis", maxClockDrift: "500 millis" }
+      },
+      {
         rule: "electionTimeout < heartbeatTimeout",
         field: "electionTimeout",
         input: { localId: "a", heartbeatTimeout: "2 seconds", electionTimeout: "1999 millis" }

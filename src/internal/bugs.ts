@@ -24,6 +24,8 @@ export interface Bugs {
   readonly voteUpToDateByIndexOnly?: boolean | undefined
   /** The vote's up-to-date check compares only the last terms, not the indexes when they are equal. */
   readonly voteUpToDateByTermOnly?: boolean | undefined
+  /** A follower told its leader's connection closed stops counting on that leader at once, not after a lease. */
+  readonly leaderLostAtOnce?: boolean | undefined
   /** A vote is granted to a candidate of a term older than the voter's. */
   readonly voteInStaleTerm?: boolean | undefined
   /** A follower accepts AppendEntries from a leader of a term older than its own. */

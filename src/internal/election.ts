@@ -20,6 +20,7 @@ import type {
 } from "../Rpc.js"
 import { persistVote, setCurrentTerm } from "./hardState.js"
 import { becomeLeader } from "./leader.js"
+import { contactWindowMillis } from "./leaderLost.js"
 import { metrics } from "./metrics.js"
 import { changeState, followTerm, resetRoleScope, setLeader } from "./role.js"
 import { logEvent, logTrouble } from "./logs.js"
@@ -170,14 +171,15 @@ export const becomeCandidate = (node: NodeState, transfer: boolean): Effect.Effe
   })
 
 /**
- * Whether this node hears from a live leader other than `candidateId` (hashicorp's rule against disruption), or
- * restarted less than a heartbeat timeout ago (it may have heard from one just before). A leader's lease counts on
- * this window (read.ts).
+ * Whether this node hears from a live leader other than `candidateId` (hashicorp's rule against disruption): it did
+ * within a heartbeat timeout, or within a lease once told that leader's connection closed (leaderLost.ts); or it
+ * restarted less than a heartbeat timeout ago (it may have heard from one just before). A leader's lease, never
+ * longer than either window, counts on this (read.ts).
  */
 const hearsOtherLeader = (node: NodeState, candidateId: string): boolean =>
   (node.leaderId !== undefined && node.leaderId !== candidateId &&
     (node.role === "Leader" ||
-      (node.lastContact !== undefined && node.now() - node.lastContact < node.config.heartbeatTimeoutMillis))) ||
+      (node.lastContact !== undefined && node.now() - node.lastContact < contactWindowMillis(node)))) ||
   (node.restartedAt !== undefined && node.now() - node.restartedAt < node.config.heartbeatTimeoutMillis)
 
 /** A candidate names a cluster this node has not yet heard from a leader of (it has no cluster id). */
@@ -262,7 +264,7 @@ export const handleRequestPreVote = (node: NodeState, request: RequestPreVoteReq
 export const handleTimer = (node: NodeState) =>
   Effect.gen(function*() {
     if (node.role === "Follower") {
-      if (node.lastContact !== undefined && node.now() - node.lastContact < node.config.heartbeatTimeoutMillis) return
+      if (node.lastContact !== undefined && node.now() - node.lastContact < contactWindowMillis(node)) return
       if (node.leaderId !== undefined) {
         yield* logTrouble(node, `no heartbeat from leader ${node.leaderId} within the timeout, starting an election`)
         yield* setLeader(node, undefined, undefined)

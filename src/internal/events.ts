@@ -80,6 +80,8 @@ export type Event =
     readonly deferred: Future<InstallSnapshotResponse, RaftShutdown>
   }
   | { readonly _tag: "Timer"; readonly epoch: number }
+  /** The transport saw the connection of server `from` close: a hint that it is gone (leaderLost.ts). */
+  | { readonly _tag: "LeaderLost"; readonly from: string }
   | {
     readonly _tag: "Vote"
     readonly epoch: number

@@ -13,6 +13,7 @@ import { LeadershipTransferInProgress, RaftShutdown, type StorageError } from ".
 import type { AppendEntriesResponse } from "../Rpc.js"
 import { handleBootstrap } from "./bootstrap.js"
 import { processCommit } from "./commit.js"
+import { handleLeaderLost } from "./leaderLost.js"
 import { handlePreVote, handleRequestPreVote, handleRequestVote, handleTimer, handleVote } from "./election.js"
 import type { Event } from "./events.js"
 import { handleAppendEntries } from "./follower.js"
@@ -80,6 +81,10 @@ const handleEvent = (node: NodeState, event: Exclude<Event, { readonly _tag: "Ap
       }
       case "Timer": {
         if (event.epoch === node.epoch) yield* handleTimer(node)
+        break
+      }
+      case "LeaderLost": {
+        yield* handleLeaderLost(node, event.from)
         break
       }
       case "Vote": {

@@ -142,6 +142,9 @@ export const make = (
       timeoutNow: (request) =>
         refuseForeign(request) ?? ask(node, (deferred) => ({ _tag: "TimeoutNow", request, deferred })),
       readIndex: (request) => refuseForeign(request) ?? serveReadIndex(node, request),
+      peerLost: (serverId) => {
+        if (!node.isShutdown && node.leaderId === serverId) emit(node, { _tag: "LeaderLost", from: serverId })
+      },
       installSnapshot: (request, data) =>
         refuseForeign(request) ?? receiveSnapshot(node, request, data)
     }

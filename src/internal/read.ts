@@ -14,8 +14,9 @@
  *
  * Lease mode skips the round while the lease holds. A voter that answered a
  * request this leader sent at time t refuses other candidates until it has
- * not heard from a leader for a heartbeat timeout (election.ts), so until
- * t + heartbeatTimeout no other leader can be elected by a quorum that
+ * not heard from a leader for a heartbeat timeout, or for `leaderLeaseTimeout`
+ * once told the leader's connection closed (election.ts, leaderLost.ts), so
+ * until t + leaderLeaseTimeout no other leader can be elected by a quorum that
  * answered at t or later. The lease ends there, less `maxClockDrift` (the
  * voters' clocks may run faster than the leader's), and never survives a
  * leadership transfer (its target's voters ignore that window).
@@ -47,7 +48,7 @@ export type LeaderReadError = NotLeader | LeadershipLost | RaftShutdown
 
 /**
  * Whether the lease of `ls` holds now: a quorum of voters (this leader counting as one) answered requests sent less
- * than a heartbeat timeout, less the drift margin, ago; and no transfer began in this term.
+ * than `leaderLeaseTimeout`, less the drift margin, ago; and no transfer began in this term.
  */
 const leaseHolds = (node: NodeState, ls: LeaderState): boolean => {
   if (ls.transferred || ls.transfer !== undefined) return false
@@ -62,7 +63,7 @@ const leaseHolds = (node: NodeState, ls: LeaderState): boolean => {
   sent.sort((a, b) => b - a)
   const config = node.config
   const margin = node.bugs.leaseIgnoresDrift === true ? 0 : clockDriftMillis(config)
-  return node.now() < sent[quorum - 1]! + config.heartbeatTimeoutMillis - margin
+  return node.now() < sent[quorum - 1]! + config.leaderLeaseTimeoutMillis - margin
 }
 
 /**

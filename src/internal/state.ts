@@ -168,6 +168,8 @@ export class NodeState {
 
   // ---- follower (follower.ts, election.ts, snapshot.ts; run loop): when this node last heard from a leader
   lastContact: number | undefined = undefined
+  /** When this follower was told that its leader's connection closed (leaderLost.ts); undefined if never. */
+  leaderLostAt: number | undefined = undefined
   /**
    * When this node started, if it may have acknowledged a leader in an earlier life (its term was 2 or more): it
    * refuses votes for a heartbeat timeout after it starts, as if it had just heard from that leader, so a quick

@@ -5,7 +5,9 @@
  * `block` (one way), and mend them with `reconnect`, `unblock` and `heal`. A
  * request whose link is cut fails at once with `TransportError` "unreachable";
  * one whose answer's link is cut meanwhile is delivered but its answer is lost,
- * as on a real network.
+ * as on a real network. A node that stops serving (shut down, or crashed in a
+ * test) is reported to every node its links reach (`RpcHandler.peerLost`), as
+ * peers see a dead process's TCP connections close.
  */
 import * as Context from "effect/Context"
 import * as Cause from "effect/Cause"
@@ -65,6 +67,11 @@ export interface MemoryNetwork {
   readonly transport: (id: string, address?: string) => Transport
   /** Cuts every link to and from `id`. */
   readonly disconnect: (id: string) => Effect.Effect<void>
+  /**
+   * As if `id`'s connections closed while it lives on (a transport that recycles them): every node its links reach
+   * is told (`RpcHandler.peerLost`), as when it stops serving.
+   */
+  readonly closeConnections: (id: string) => Effect.Effect<void>
   /** Restores the links of a disconnected node (other partitions and blocks stay). */
   readonly reconnect: (id: string) => Effect.Effect<void>
   /** Splits the nodes into groups that cannot reach each other; unlisted nodes are alone. */
@@ -147,6 +154,13 @@ export const make = (options: Options = {}): MemoryNetwork => {
       if (a === undefined || b === undefined || a !== b) return false
     }
     return true
+  }
+
+  /** Tells every node `id`'s links reach that its connections closed. */
+  const announceLost = (id: string): void => {
+    for (const other of endpoints.values()) {
+      if (other.id !== id && canReach(id, other.id)) other.handler?.peerLost?.(id)
+    }
   }
 
   const withTimeout = <A, E>(target: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | TransportError> =>
@@ -377,6 +391,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
             Effect.sync(() => {
               endpoint.handler = undefined
               if (endpoints.get(address) === endpoint) endpoints.delete(address)
+              announceLost(id)
             })
         ),
       appendEntries: (_target, targetAddress, request) =>
@@ -436,6 +451,7 @@ export const make = (options: Options = {}): MemoryNetwork => {
   return {
     transport,
     disconnect: (id) => Effect.sync(() => void disconnected.add(id)),
+    closeConnections: (id) => Effect.sync(() => announceLost(id)),
     reconnect: (id) => Effect.sync(() => void disconnected.delete(id)),
     partition: (list) =>
       Effect.sync(() => {

@@ -33,6 +33,10 @@ const refusalFrame = (id: number, refusal: Option.Option<Refusal>): Codec.Encode
     ? Codec.encodeError(id, "cluster", refusal.value.message)
     : Codec.encodeError(id, "shutdown", "RaftShutdown")
 
+/** Whether the other end closed the connection (or it broke), not this server (a bad frame, an answer it failed). */
+const closedByPeer = (reason: TransportError): boolean =>
+  reason.reason === "closed" && reason.detail !== "served" && reason.detail?.startsWith("answer failed") !== true
+
 export const make = (
   rt: TcpRuntime,
   run: (effect: Effect.Effect<void>) => unknown,
@@ -58,6 +62,8 @@ export const make = (
       let busy = false
       let direct = 0
       const maxDirect = 64
+      // The leader whose AppendEntries this connection carried last: told to the node when the peer closes it.
+      let leaderId: string | undefined
       // Answers leave in the order their requests arrived, whatever order the handler completes them in (a node
       // shutting down fails new requests at once while earlier ones wait): a direct submission keeps its place.
       const slots: Array<{ frame: Codec.Encoded | undefined }> = []
@@ -93,6 +99,10 @@ export const make = (
         onMessage: (message) => {
           const h = rt.handler
           if (
+            message.kind === "request" && message.request._tag === "AppendEntriesRequest" &&
+            (conn.peerIds === undefined || conn.peerIds.includes(message.request.leaderId))
+          ) leaderId = message.request.leaderId
+          if (
             !busy && queued === 0 && direct < maxDirect && message.kind === "request" &&
             message.request._tag === "AppendEntriesRequest" && h?.submitAppendEntries !== undefined &&
             (conn.peerIds === undefined || conn.peerIds.includes(message.request.leaderId))
@@ -108,7 +118,10 @@ export const make = (
             conn.socket.pause()
           }
         },
-        onClose: (reason) => void inbox.unsafeDone(Exit.fail(reason))
+        onClose: (reason) => {
+          inbox.unsafeDone(Exit.fail(reason))
+          if (leaderId !== undefined && closedByPeer(reason)) rt.handler?.peerLost?.(leaderId)
+        }
       })
       const take: Effect.Effect<Codec.Message, TransportError | "done"> = Effect.map(
         Effect.mapError(inbox.take, (e) => e._tag === "NoSuchElementException" ? "done" as const : e),
