@@ -54,7 +54,8 @@ export const defaultFaults: FaultOptions = {
     restart: 4,
     reboot: 2,
     heal: 3,
-    lossyLinks: 2
+    lossyLinks: 2,
+    closeConnections: 1
   },
   lossy: { minDelayMillis: 0, maxDelayMillis: 20, dropRate: 0.2, duplicateRate: 0.1 },
   baseline: { minDelayMillis: 0, maxDelayMillis: 3, dropRate: 0, duplicateRate: 0 }

@@ -60,6 +60,18 @@ const faults: Readonly<Record<string, Fault>> = {
         sim.note(`cut ${a} <-> ${b}`)
       }
     }),
+  closeConnections: (sim) =>
+    Effect.gen(function*() {
+      const leader = sim.currentLeader()
+      if (leader !== undefined) {
+        yield* sim.network.closeConnections(leader.id)
+        // Half the time its links then fail too (the reset came before a partition): it lives on, cut off, with
+        // whatever lease it holds, while its followers were told it may be gone.
+        const cut = (yield* Random.nextIntBetween(0, 2)) === 0
+        if (cut) yield* sim.network.disconnect(leader.id)
+        sim.note(`close the connections of leader ${leader.id}${cut ? ", then cut it off" : ""}`)
+      }
+    }),
   crash: (sim) =>
     Effect.gen(function*() {
       const alive = sim.running()
@@ -359,13 +371,13 @@ const faults: Readonly<Record<string, Fault>> = {
 
 /**
  * How far `clockSkew` may move a clock's rate: `clockSkewBound`, or what lease reads assume, the drift margin over
- * the heartbeat timeout (a heartbeat timeout may last that fraction less on one clock than on another).
+ * the lease (a `leaderLeaseTimeout` may last that fraction less on one clock than on another).
  */
 const skewBound = (sim: SimCore): number => {
   const set = sim.faultOptions.clockSkewBound
   if (set !== undefined) return Math.min(0.95, Math.max(0, set))
   const config = Effect.runSync(Effect.orDie(RaftConfig.make({ localId: "n1", ...fastTimers, ...sim.config })))
-  return RaftConfig.clockDriftMillis(config) / config.heartbeatTimeoutMillis
+  return RaftConfig.clockDriftMillis(config) / config.leaderLeaseTimeoutMillis
 }
 
 /**

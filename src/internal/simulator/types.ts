@@ -29,6 +29,12 @@ export interface FaultOptions {
     readonly heal: number
     readonly lossyLinks: number
     /**
+     * The leader's connections close while it lives on (`MemoryNetwork.closeConnections`), and half the time it is
+     * then cut off: its followers are told it may be gone, and may campaign after a lease of silence instead of a
+     * heartbeat timeout. Absent: off.
+     */
+    readonly closeConnections?: number | undefined
+    /**
      * Through the leader, removes a follower from the configuration (`removeServer`), or, when one is out, adds
      * it back (`addVoter`). Off (absent) in `defaultFaults`; after healing, every node is added back.
      */
