@@ -83,6 +83,33 @@ export const writeAll = (
   )
 }
 
+/**
+ * Writes `buffers` at `position` of `fd` on the calling thread, all of them. A batch is small (a write to the page
+ * cache, no flush), so this costs less than a round trip through libuv's thread pool, which wakes a pool thread
+ * and then the event loop; the flush that follows (`datasync`) is the one call that waits for the disk.
+ */
+export const writeAllNow = (
+  operation: string,
+  file: string,
+  fd: number,
+  buffers: ReadonlyArray<Uint8Array>,
+  position: number
+): Effect.Effect<void, StorageError> =>
+  attempt(operation, file, () => {
+    let pending: ReadonlyArray<Uint8Array> = buffers
+    let at = position
+    while (pending.length > 0) {
+      let written = fs.writevSync(fd, pending as Array<Uint8Array>, at)
+      at += written
+      // A short write (a signal, a huge batch): go on from the first byte not written.
+      let i = 0
+      while (i < pending.length && written >= pending[i]!.length) written -= pending[i++]!.length
+      pending = i < pending.length && written > 0
+        ? [pending[i]!.subarray(written), ...pending.slice(i + 1)]
+        : pending.slice(i)
+    }
+  })
+
 /** fdatasync: the file's data (and its size) are on disk when this succeeds. */
 export const datasync = (operation: string, file: string, fd: number): Effect.Effect<void, StorageError> =>
   call<void>(operation, file, (done) => fs.fdatasync(fd, (error) => done(error, undefined)))

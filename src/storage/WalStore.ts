@@ -171,7 +171,7 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
         }
         const buffers = batch.map((pending) => pending.bytes)
         buffers.push(WalRecord.COMMIT)
-        const durable = WalSegment.writeAll("storeLogs", tail.file, tail.fd, buffers, tail.size).pipe(
+        const durable = WalSegment.writeAllNow("storeLogs", tail.file, tail.fd, buffers, tail.size).pipe(
           Effect.zipRight(WalSegment.datasync("storeLogs", tail.file, tail.fd))
         )
         yield* Effect.tapError(durable, (error) =>
