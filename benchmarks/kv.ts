@@ -10,6 +10,7 @@
  *     [--node-cpu-prof <dir>]   (each node runs under `node --cpu-prof`, its profile written to <dir> when it stops,
  *                                and the shares of each node's busy time in the measured phase printed to stderr;
  *                                with --failover false, so that no node is killed before it writes it)
+ *     [--node-flags "<V8 flags>"]  (the nodes' V8 flags instead of `kv cluster`'s, `Launcher.nodeFlags`; "" for none)
  *     [--etcd]                  (a 3-member etcd from PATH instead of our nodes: `etcd.ts`; no --fast)
  *
  * 1. Three `kv node` processes on loopback (TCP transport, LMDB log and stable
@@ -59,6 +60,7 @@ import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { parseArgs } from "node:util"
 import { type ProcessCluster, type ProcessNode, startProcessCluster } from "../test/kv/processes.js"
+import * as Launcher from "../src/kv/Launcher.js"
 import { etcdErrorCause, etcdPut, etcdRange, etcdStatus, etcdVersion, startEtcdCluster } from "./etcd.js"
 import { readVersion } from "./version.js"
 
@@ -75,6 +77,7 @@ const { values: argv } = parseArgs({
     etcd: { type: "boolean", default: false },
     "node-entry": { type: "string" },
     "node-cpu-prof": { type: "string" },
+    "node-flags": { type: "string" },
     store: { type: "string" }
   }
 })
@@ -153,6 +156,8 @@ const result: Record<string, unknown> = {
   failover_commit_ms: null,
   peak_rss_mib: null,
   peak_rss_per_node_mib: null,
+  // The nodes' V8 flags (Node's command line before the entry), as `kv cluster` starts them unless --node-flags.
+  node_flags: null as string | null,
   // etcd's defaults: a heartbeat every 100 ms, an election after 1 s without one.
   heartbeat_timeout_ms: etcd ? 100 : fast ? 100 : 1000,
   election_timeout_ms: fast ? 100 : 1000,
@@ -560,7 +565,11 @@ const main = async () => {
     ? [...profile, "--import", "tsx", path.join(import.meta.dirname, "..", "src", "kv", "main.ts")]
     : [...profile, entry]
   // Plaintext Raft transport, as etcd's peers speak by default: the figures compare like with like.
-  const cluster = etcd ? await startEtcdCluster({ dir }) : await startProcessCluster({ dir, nodes: 3, fast, tls: false, command })
+  const nodeFlags = argv["node-flags"]?.split(" ").filter((flag) => flag !== "")
+  if (!etcd) result.node_flags = (nodeFlags ?? Launcher.nodeFlags).join(" ")
+  const cluster = etcd
+    ? await startEtcdCluster({ dir })
+    : await startProcessCluster({ dir, nodes: 3, fast, tls: false, command, ...(nodeFlags === undefined ? {} : { nodeFlags }) })
   running = cluster
   let failed = false
   try {

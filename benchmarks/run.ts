@@ -212,7 +212,8 @@ type Row = Record<string, unknown>
 
 /**
  * Bundles `entries` with esbuild into `.build/<name>.mjs` (packages stay external), so no TS loader sits in the
- * measured processes; false (and a note) when esbuild cannot, and the caller falls back to tsx.
+ * measured processes; false (and a note) when esbuild cannot, and the caller falls back to tsx. A module imported
+ * dynamically becomes a chunk of its own, its packages loaded with it: the in-memory scenario does not load LMDB.
  */
 const bundle = async (entries: ReadonlyArray<string>, fallback: string): Promise<boolean> => {
   try {
@@ -222,6 +223,7 @@ const bundle = async (entries: ReadonlyArray<string>, fallback: string): Promise
       outdir: path.join(resultsDir, ".build"),
       outExtension: { ".js": ".mjs" },
       bundle: true,
+      splitting: true,
       packages: "external",
       platform: "node",
       format: "esm",

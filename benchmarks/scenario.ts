@@ -34,8 +34,7 @@ import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { parseArgs } from "node:util"
 import { Worker } from "node:worker_threads"
-import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
-import { BatchSpanProcessor, type SpanExporter } from "@opentelemetry/sdk-trace-base"
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -58,13 +57,11 @@ import * as Raft from "../src/Raft.js"
 import * as RaftConfig from "../src/RaftConfig.js"
 import * as SnapshotStore from "../src/SnapshotStore.js"
 import * as StableStore from "../src/StableStore.js"
-import * as LmdbStore from "../src/storage/LmdbStore.js"
-import * as LogCache from "../src/storage/LogCache.js"
+import type * as LmdbStore from "../src/storage/LmdbStore.js"
 import type { StorageError } from "../src/RaftError.js"
 import * as Transport from "../src/Transport.js"
 import { fairScheduler } from "../src/internal/scheduler.js"
 import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
-import * as TcpTransport from "../src/transport/TcpTransport.js"
 import { load, type LoadResult } from "./load.js"
 import type { NodeThreadData, NodeThreadRequest } from "./node-thread.js"
 import { readVersion } from "./version.js"
@@ -303,6 +300,12 @@ const program = Effect.gen(function*() {
     return yield* Effect.fail(`mode ${mode} is not supported (inmem, tcp, lmdb)`)
   }
   const scope = yield* Effect.scope
+  // Modules a mode does not use are not loaded (as in an application that runs Raft in memory): OpenTelemetry,
+  // LMDB and the TCP transport would add about 16 MiB to the process (benchmarks/README.md, "Memory").
+  const TcpTransport = mode === "inmem" ? undefined : yield* Effect.promise(() => import("../src/transport/TcpTransport.js"))
+  const durable = mode === "lmdb"
+    ? yield* Effect.promise(() => Promise.all([import("../src/storage/LmdbStore.js"), import("../src/storage/LogCache.js")]))
+    : undefined
   const network = MemoryNetwork.make()
   const ids = Array.from({ length: nodeCount }, (_, i) => `node${i}`)
   // tcp: each node listens on its own loopback port, all in this process (as the anchor's NewTCPTransport);
@@ -310,7 +313,7 @@ const program = Effect.gen(function*() {
   const transportScopes: Array<Scope.CloseableScope> = []
   const transports: Array<Transport.Transport> = []
   for (const id of ids) {
-    if (mode === "inmem") {
+    if (TcpTransport === undefined) {
       transports.push(network.transport(id))
       continue
     }
@@ -333,10 +336,10 @@ const program = Effect.gen(function*() {
     readonly stats: Effect.Effect<LmdbStore.Stats> | undefined
   }
   const stores = yield* Effect.forEach(ids, (id): Effect.Effect<BenchStores, StorageError, Scope.Scope> =>
-    mode === "lmdb"
-      ? Effect.map(LmdbStore.make({ path: path.join(benchDir(), id) }), (lmdb) => ({
+    durable !== undefined
+      ? Effect.map(durable[0].make({ path: path.join(benchDir(), id) }), (lmdb) => ({
         // As the anchor's bolt mode: the durable store behind a LogCache of 512 entries.
-        logs: LogCache.make(timedStoreLogs(lmdb.logs), 512),
+        logs: durable[1].make(timedStoreLogs(lmdb.logs), 512),
         stable: lmdb.stable,
         snapshots: SnapshotStore.makeMemory(),
         stats: lmdb.stats
@@ -763,10 +766,14 @@ const withTracerOption = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effec
     export: (_spans, done) => done({ code: 0 }), // ExportResultCode.SUCCESS
     shutdown: () => Promise.resolve()
   }
-  return Effect.provide(
-    effect,
-    NodeSdk.layer(() => ({ spanProcessor: new BatchSpanProcessor(dropping), resource: { serviceName: "raft-bench" } }))
+  const modules = Effect.promise(() =>
+    Promise.all([import("@effect/opentelemetry/NodeSdk"), import("@opentelemetry/sdk-trace-base")])
   )
+  return Effect.flatMap(modules, ([NodeSdk, { BatchSpanProcessor }]) =>
+    Effect.provide(
+      effect,
+      NodeSdk.layer(() => ({ spanProcessor: new BatchSpanProcessor(dropping), resource: { serviceName: "raft-bench" } }))
+    ))
 }
 
 const t0 = performance.now()

@@ -81,3 +81,21 @@ describe("the imports of src/", () => {
     assert.isAbove(result.summary.totalCruised, 40)
   }, 60_000)
 })
+
+describe("the imports of the kv executable", () => {
+  it("load Swagger UI's module only on demand: a node's static imports do not reach it, one dynamic import does", async () => {
+    const reported = await cruise(["src/kv/main.ts"], {
+      baseDir: root,
+      tsPreCompilationDeps: true,
+      doNotFollow: { path: "node_modules" }
+    }, undefined, { tsConfig: { fileName: path.join(root, "tsconfig.json") } })
+    const output = reported.output as ICruiseResult
+    const swagger = output.modules.flatMap((module) =>
+      module.dependencies
+        .filter((dependency) => dependency.module.includes("HttpApiSwagger"))
+        .map((dependency) => `${module.source} ${dependency.dynamic ? "imports on demand" : "imports"} ${dependency.module}`)
+    )
+    // About 9 MiB of every node's heap (benchmarks/README.md, "Memory"): only the /docs route's first request loads it.
+    assert.deepStrictEqual(swagger, ["src/kv/Operator.ts imports on demand @effect/platform/HttpApiSwagger"])
+  }, 60_000)
+})

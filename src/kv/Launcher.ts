@@ -111,18 +111,25 @@ export const bootstrapOf = (
     return { clusterId: yield* Effect.sync(() => randomUUID()) }
   })
 
-/** The command line that runs `kv node` for `node` in a child process. */
-const nodeCommand = (
+/**
+ * The V8 flags each node process starts with, to bound its memory: a young generation of 2 × 4 MiB instead of
+ * Node's 2 × 16 MiB, and an old generation allowed to grow by half its live size between full collections instead
+ * of up to four times (docs/operations.md, "Memory"). Start `kv node` by hand with the same in `NODE_OPTIONS`.
+ */
+export const nodeFlags: ReadonlyArray<string> = ["--max-semi-space-size=4", "--heap-growing-percent=50"]
+
+/** The command line that runs `kv node` for `node` in a child process: Node with `nodeFlags`, then `entry`. */
+export const nodeCommand = (
   entry: string,
   loader: ReadonlyArray<string>,
-  node: Planned,
-  all: ReadonlyArray<Planned>,
+  node: NodePlan,
+  all: ReadonlyArray<NodePlan>,
   options: {
-    readonly tls: Certificates.TlsFiles
+    readonly tls: Certificates.TlsFiles | "plaintext"
     readonly fast: boolean
     readonly bootstrap: { readonly clusterId: string } | undefined
   }
-) => Command.make(process.execPath, ...loader, entry, ...nodeArguments(node, all, options))
+): Command.Command => Command.make(process.execPath, ...nodeFlags, ...loader, entry, ...nodeArguments(node, all, options))
 
 /** Waits until some node reports itself leader; answers its id, term and HTTP address. */
 const awaitLeader = (nodes: ReadonlyArray<Planned>) =>

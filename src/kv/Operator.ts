@@ -5,7 +5,7 @@
  * |---|---|
  * | `GET /` | the status page (`StatusPage.ts`): the cluster at a glance, refreshed every second |
  * | `GET /metrics` | every metric of the process (`RaftMetrics`, …) in Prometheus text format |
- * | `GET /docs` | the API described by OpenAPI, in Swagger UI (served whole, nothing loaded from elsewhere) |
+ * | `GET /docs` | the API described by OpenAPI, in Swagger UI (served whole, nothing loaded from elsewhere; its module is loaded on the first request) |
  * | `GET /docs/openapi.json` | the OpenAPI document itself |
  * | anything else | 404 with a JSON `RouteNotFound` |
  *
@@ -19,8 +19,8 @@ import * as Metrics from "@effect/opentelemetry/Metrics"
 import * as Resource from "@effect/opentelemetry/Resource"
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as OpenApi from "@effect/platform/OpenApi"
@@ -31,6 +31,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as KvError from "./KvError.js"
 import * as StatusPage from "./StatusPage.js"
 
@@ -65,29 +66,39 @@ export const layerMetrics = (serviceName = "effect-raft-kv"): Layer.Layer<Metric
 /** The content type of Prometheus' text format. */
 export const prometheusContentType: string = "text/plain; version=0.0.4; charset=utf-8"
 
+/**
+ * Swagger UI for `api` at `/docs`, as `@effect/platform`'s `HttpApiSwagger` serves it, its module imported on the
+ * first request and its router kept in `scope`: the module's strings (Swagger UI's script and style, 2 MB of
+ * source held twice) and the page it renders make about 9 MiB of every node's heap, for a page rarely opened.
+ */
+const swaggerDocs = (api: HttpApi.HttpApi.Any, scope: Scope.Scope) =>
+  Effect.promise(() => import("@effect/platform/HttpApiSwagger")).pipe(
+    Effect.flatMap((swagger) => HttpLayerRouter.toHttpEffect(swagger.layerHttpLayerRouter({ api, path: "/docs" }))),
+    Scope.extend(scope)
+  )
+
 /** `/`, `/metrics` and `/docs/openapi.json` on the API's router, and Swagger UI at `/docs`. */
-export const routes: Layer.Layer<never, never, HttpApi.Api | MetricsScrape> = Layer.mergeAll(
-  HttpApiBuilder.Router.use((router) =>
-    Effect.gen(function*() {
-      const scrape = yield* MetricsScrape
-      const { api } = yield* HttpApi.Api
-      const spec = OpenApi.fromApi(api)
-      yield* router.get("/", Effect.succeed(HttpServerResponse.html(StatusPage.html)))
-      yield* router.get(
-        "/metrics",
-        scrape.pipe(
-          Effect.map((text) => HttpServerResponse.text(text, { contentType: prometheusContentType })),
-          Effect.catchTag("MetricsUnavailable", (error) =>
-            Effect.as(
-              Effect.logWarning("collecting the metrics failed", error.cause),
-              HttpServerResponse.text("metrics unavailable\n", { status: 503 })
-            ))
-        )
+export const routes: Layer.Layer<never, never, HttpApi.Api | MetricsScrape> = HttpApiBuilder.Router.use((router) =>
+  Effect.gen(function*() {
+    const scrape = yield* MetricsScrape
+    const { api } = yield* HttpApi.Api
+    const spec = OpenApi.fromApi(api)
+    const docs = yield* Effect.cached(swaggerDocs(api, yield* Effect.scope))
+    yield* router.get("/docs", Effect.flatten(docs))
+    yield* router.get("/", Effect.succeed(HttpServerResponse.html(StatusPage.html)))
+    yield* router.get(
+      "/metrics",
+      scrape.pipe(
+        Effect.map((text) => HttpServerResponse.text(text, { contentType: prometheusContentType })),
+        Effect.catchTag("MetricsUnavailable", (error) =>
+          Effect.as(
+            Effect.logWarning("collecting the metrics failed", error.cause),
+            HttpServerResponse.text("metrics unavailable\n", { status: 503 })
+          ))
       )
-      yield* router.get("/docs/openapi.json", Effect.succeed(HttpServerResponse.unsafeJson(spec)))
-    })
-  ),
-  HttpApiSwagger.layer({ path: "/docs" })
+    )
+    yield* router.get("/docs/openapi.json", Effect.succeed(HttpServerResponse.unsafeJson(spec)))
+  })
 )
 
 const encodeRouteNotFound = Schema.encodeSync(KvError.RouteNotFound)

@@ -33,4 +33,24 @@ describe("kv cluster (the launcher)", () => {
     assert.notInclude([...later], "--bootstrap")
     assert.notInclude([...later], "--cluster-id")
   })
+
+  it("starts each node's Node with the memory flags (a 2 × 4 MiB young generation, old generation growth bounded) before the entry", () => {
+    const all = [plan("n1"), plan("n2")]
+    const command = Launcher.nodeCommand("main.js", ["--import", "tsx"], all[0]!, all, {
+      tls: "plaintext",
+      fast: false,
+      bootstrap: undefined
+    })
+    assert.strictEqual(command._tag, "StandardCommand")
+    if (command._tag !== "StandardCommand") return
+    assert.strictEqual(command.command, process.execPath)
+    assert.deepStrictEqual(command.args.slice(0, 5), [
+      "--max-semi-space-size=4",
+      "--heap-growing-percent=50",
+      "--import",
+      "tsx",
+      "main.js"
+    ])
+    assert.deepStrictEqual(command.args.slice(5), [...Launcher.nodeArguments(all[0]!, all, { tls: "plaintext", fast: false })])
+  })
 })

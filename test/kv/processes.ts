@@ -1,6 +1,7 @@
 /**
  * A key-value cluster of real processes on loopback, for the chaos test and
- * the end-to-end benchmark: each node is `kv node` (TCP transport with mutual
+ * the end-to-end benchmark: each node is `kv node` started as `kv cluster` starts it (Node with
+ * `Launcher.nodeFlags`; TCP transport with mutual
  * TLS unless told otherwise, LMDB stores, file snapshots) in its own Node process, started with the same
  * peer list, `--bootstrap` and `--cluster-id` (which a node ignores once its data
  * directory was initialised), its output in `<dir>/<id>.log`. Nodes can be
@@ -15,7 +16,7 @@ import { join } from "node:path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as Effect from "effect/Effect"
 import * as Certificates from "../../src/kv/Certificates.js"
-import { nodeArguments } from "../../src/kv/Launcher.js"
+import { nodeArguments, nodeFlags } from "../../src/kv/Launcher.js"
 import { freePort } from "./cluster.js"
 
 export interface ProcessNode {
@@ -52,6 +53,8 @@ export const startProcessCluster = async (options: {
   readonly tls?: boolean
   /** Node's arguments that run `kv` (default: `src/kv/main.ts` through tsx; the benchmark passes a bundle). */
   readonly command?: ReadonlyArray<string>
+  /** V8 flags before `command` (default: `kv cluster`'s, `Launcher.nodeFlags`). */
+  readonly nodeFlags?: ReadonlyArray<string>
 }): Promise<ProcessCluster> => {
   const nodes = await makeNodes(options.dir, options.nodes ?? 3, "n")
   const tls = options.tls === false ? "plaintext" as const : await Effect.runPromise(
@@ -68,6 +71,7 @@ export const startProcessCluster = async (options: {
   const start = (node: ProcessNode, startOptions?: { readonly args?: ReadonlyArray<string> }) => {
     mkdirSync(node.dir, { recursive: true })
     spawnLogged(node, options.dir, process.execPath, [
+      ...(options.nodeFlags ?? nodeFlags),
       ...(options.command ?? ["--import", "tsx", entry]),
       ...(startOptions?.args ?? argumentsOf(node))
     ])

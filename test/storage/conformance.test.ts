@@ -26,6 +26,10 @@ register(
   "LogStore conformance: LogCache over memory",
   StoreConformance.logStore(StoreConformance.inMemory(() => LogCache.make(LogStore.makeMemory(), 8)))
 )
+register(
+  "LogStore conformance: LogCache over memory, 64 bytes of entries at most",
+  StoreConformance.logStore(StoreConformance.inMemory(() => LogCache.make(LogStore.makeMemory(), 8, 64)))
+)
 register("LogStore conformance: LMDB", StoreConformance.logStore(lmdb((store) => store.logs)))
 register(
   "LogStore conformance: LogCache over LMDB",
