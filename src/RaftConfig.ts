@@ -257,7 +257,7 @@ export const make = (input: Input): Effect.Effect<RaftConfig, RaftConfigError> =
 export const reload = (current: RaftConfig, changes: Reloadable): Effect.Effect<RaftConfig, RaftConfigError> =>
   Effect.suspend(() => validate(overlay(current, changes)))
 
-/** The margin a leader's lease leaves for clock drift: `maxClockDriftMillis`, or a tenth of the heartbeat timeout. */
+/** The margin a leader's lease leaves for clock drift: `maxClockDriftMillis`, or a tenth of `leaderLeaseTimeout`. */
 export const clockDriftMillis = (config: RaftConfig): number =>
   config.maxClockDriftMillis ?? config.leaderLeaseTimeoutMillis / 10
 
