@@ -98,17 +98,16 @@ export const make = (
       conn.setOwner({
         onMessage: (message) => {
           const h = rt.handler
-          if (
-            message.kind === "request" && message.request._tag === "AppendEntriesRequest" &&
-            (conn.peerIds === undefined || conn.peerIds.includes(message.request.leaderId))
-          ) leaderId = message.request.leaderId
-          if (
-            !busy && queued === 0 && direct < maxDirect && message.kind === "request" &&
-            message.request._tag === "AppendEntriesRequest" && h?.submitAppendEntries !== undefined &&
-            (conn.peerIds === undefined || conn.peerIds.includes(message.request.leaderId))
-          ) {
+          // An AppendEntries from the server its certificate names (any, without TLS): its leader is noted, and it
+          // may go straight to the node.
+          const append = message.kind === "request" && message.request._tag === "AppendEntriesRequest" &&
+              (conn.peerIds === undefined || conn.peerIds.includes(message.request.leaderId))
+            ? message.request
+            : undefined
+          if (append !== undefined) leaderId = append.leaderId
+          if (append !== undefined && !busy && queued === 0 && direct < maxDirect && h?.submitAppendEntries !== undefined) {
             direct++
-            return h.submitAppendEntries(message.request, submitted(message.id))
+            return h.submitAppendEntries(append, submitted(message.id))
           }
           queued++
           queuedBytes += sizeOf(message)
