@@ -63,24 +63,17 @@ export const writeAll = (
   for (const buffer of buffers) total += buffer.length
   return Effect.flatMap(
     call<number>(operation, file, (done) => fs.writev(fd, buffers as Array<Uint8Array>, position, done)),
-    (written) => {
-      if (written >= total) return Effect.void
-      // Rare (a signal, a huge batch): write the rest as one buffer.
-      const rest = new Uint8Array(total - written)
-      let at = 0
-      let skip = written
-      for (const buffer of buffers) {
-        if (skip >= buffer.length) {
-          skip -= buffer.length
-          continue
-        }
-        rest.set(buffer.subarray(skip), at)
-        at += buffer.length - skip
-        skip = 0
-      }
-      return writeAll(operation, file, fd, [rest], position + written)
-    }
+    // Rare (a signal, a huge batch): write the rest.
+    (written) => written >= total ? Effect.void : writeAll(operation, file, fd, unwritten(buffers, written), position + written)
   )
+}
+
+/** What of `buffers` a write of `written` bytes left: the buffers after them, the first one cut where it stopped. */
+const unwritten = (buffers: ReadonlyArray<Uint8Array>, written: number): ReadonlyArray<Uint8Array> => {
+  let i = 0
+  let skip = written
+  while (i < buffers.length && skip >= buffers[i]!.length) skip -= buffers[i++]!.length
+  return i < buffers.length && skip > 0 ? [buffers[i]!.subarray(skip), ...buffers.slice(i + 1)] : buffers.slice(i)
 }
 
 /**
@@ -99,14 +92,10 @@ export const writeAllNow = (
     let pending: ReadonlyArray<Uint8Array> = buffers
     let at = position
     while (pending.length > 0) {
-      let written = fs.writevSync(fd, pending as Array<Uint8Array>, at)
+      const written = fs.writevSync(fd, pending as Array<Uint8Array>, at)
       at += written
       // A short write (a signal, a huge batch): go on from the first byte not written.
-      let i = 0
-      while (i < pending.length && written >= pending[i]!.length) written -= pending[i++]!.length
-      pending = i < pending.length && written > 0
-        ? [pending[i]!.subarray(written), ...pending.slice(i + 1)]
-        : pending.slice(i)
+      pending = unwritten(pending, written)
     }
   })
 
