@@ -279,6 +279,28 @@ describe("Raft: replication paths", () => {
       for (const node of cluster.nodes) assert.deepStrictEqual(node.fsm.commands(), ["a0", "after"])
     }).pipe(seeded("queue-timeout")))
 
+  it.scoped("an apply whose caller is interrupted before the run loop takes it is never appended", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 3 })
+      const leader = yield* cluster.waitForLeader()
+      yield* applyAll(leader, "a", 1)
+      const stall = yield* stallRunLoop(leader)
+      const gone = yield* Effect.fork(leader.raft.apply(bytes("gone")))
+      // Awaited twice: the entry stays, and the second waiter learns its outcome.
+      const twice = yield* leader.raft.applyFuture(bytes("twice"))
+      const first = yield* Effect.fork(twice)
+      const second = yield* Effect.fork(twice)
+      yield* cluster.advance(10)
+      yield* Fiber.interrupt(gone)
+      yield* Fiber.interrupt(first)
+      yield* stall.release
+      const kept = yield* Fiber.join(second)
+      const after = yield* leader.raft.apply(bytes("after"))
+      assert.isAbove(after.index, kept.index)
+      yield* cluster.waitForApplied(after.index)
+      for (const node of cluster.nodes) assert.deepStrictEqual(node.fsm.commands(), ["a0", "twice", "after"])
+    }).pipe(seeded("queue-interrupt")))
+
   it.scoped("a follower whose answers are lost keeps hearing heartbeats often enough not to campaign", () =>
     Effect.gen(function*() {
       // The leader's heartbeats reach the follower but every answer is lost, so each counts as a failure

@@ -87,6 +87,7 @@ export const becomeLeader = (node: NodeState): Effect.Effect<void, StorageError>
       data: Log.empty,
       deferred: new Future<ApplyResult, ApplyError>(),
       status: DISPATCHED,
+      waiter: undefined,
       trace: undefined
     }
     yield* dispatch(node, [noop])

@@ -19,7 +19,7 @@ import type { Event } from "./events.js"
 import { handleAppendEntries } from "./follower.js"
 import type { Future } from "./future.js"
 import { handleStepDown, handleWriteFailed } from "./leader.js"
-import { type ApplyFuture, CANCELLED, DISPATCHED } from "./leaderState.js"
+import { abandoned, type ApplyFuture, CANCELLED, DISPATCHED } from "./leaderState.js"
 import { dispatch } from "./leaderLog.js"
 import { handleMembership, handlePromote } from "./membership.js"
 import { becomeFollower } from "./role.js"
@@ -44,7 +44,14 @@ const handleEvents = (node: NodeState, events: Iterable<Event>) =>
     for (const event of events) {
       if (event._tag === "Apply") {
         const future = event.future
-        if (future.status === CANCELLED) continue
+        if (abandoned(future)) {
+          // Its one waiter ended (interrupted): nobody can learn the outcome; a later wait learns of the interruption.
+          if (future.status !== CANCELLED) {
+            future.status = CANCELLED
+            future.deferred.done(Exit.interrupt(future.waiter!.id()))
+          }
+          continue
+        }
         if (node.role !== "Leader") {
           future.deferred.done(Exit.fail(notLeaderError(node)))
           continue

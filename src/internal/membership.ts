@@ -36,6 +36,7 @@ const appendConfiguration = (
       data: Configuration.encode(configuration),
       deferred: new Future<ApplyResult, ApplyError>(),
       status: DISPATCHED,
+      waiter: undefined,
       trace: request?.span === undefined ? undefined : { span: request.span, commit: undefined }
     }
     yield* dispatch(node, [future])
