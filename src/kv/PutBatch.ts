@@ -16,6 +16,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
+import { onInterrupted } from "../internal/future.js"
 import type * as KvFsm from "./KvFsm.js"
 
 /** What a batcher is built from. */
@@ -111,13 +112,15 @@ export const make = <E>(options: Options<E>): (key: string, value: string) => Ef
         inFlight++
         return Effect.ensuring(write([{ key, value }]), done)
       }
-      return Effect.async<{ readonly index: number }, E>((resume) => {
-        const waiter: Waiter<E> = { key, value, bytes: boundOf(key, value), settled: false, resume }
+      // An interrupted waiter is settled, so the batcher skips it (onInterrupted: cheaper than a canceler).
+      let waiter: Waiter<E> | undefined
+      const wait = Effect.async<{ readonly index: number }, E>((resume) => {
+        waiter = { key, value, bytes: boundOf(key, value), settled: false, resume }
         queue.push(waiter)
         pump()
-        return Effect.sync(() => {
-          waiter.settled = true
-        })
+      })
+      return onInterrupted(wait, () => {
+        if (waiter !== undefined) waiter.settled = true
       })
     })
 }
