@@ -328,18 +328,24 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
           return commit(operation, queued)
         }
         waiting++
+        let counted = true
+        const leave = () => {
+          if (counted) waiting--
+          counted = false
+        }
         return Effect.yieldNow().pipe(
-          Effect.onInterrupt(() => Effect.sync(() => waiting--)),
           Effect.zipRight(Effect.suspend(() => {
             const alone = waiting === 1 && inFlight === 0 && !blockedThisTurn && !closed
-            waiting--
+            leave()
             if (!alone) return commit(operation, queued)
             blockedThisTurn = true
             setImmediate(endTurn)
             return Effect.tap(commitSync(operation, () => root.transactionSync(now)), () => {
               syncCommits++
             })
-          }))
+          })),
+          // Interrupted before it decided, it must not count as waiting for ever (no write would commit alone again).
+          Effect.ensuring(Effect.sync(leave))
         )
       })
     const openDb = (name: string) =>

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as lmdb from "lmdb"
 import { spawnSync } from "node:child_process"
@@ -308,6 +309,19 @@ describe("LmdbStore: a write alone commits on the calling thread", () => {
       assert.strictEqual(yield* store.logs.lastIndex, 36)
       assert.deepStrictEqual((yield* store.logs.getLogs(1, 4)).map((log) => log.index), [1, 2, 3, 4])
       assert.strictEqual(yield* store.stable.getUint64("CurrentTerm"), 9)
+    }))
+
+  it.scoped("a write interrupted while it yields leaves later lone writes committing on the calling thread", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const store = yield* LmdbStore.make({ path: dir })
+      const fiber = yield* Effect.fork(store.logs.storeLogs(entries(1, 1)))
+      yield* Effect.yieldNow() // the write runs up to its own yield
+      yield* Fiber.interrupt(fiber)
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      const before = yield* store.stats
+      yield* store.logs.storeLogs(entries(1, 1))
+      assert.strictEqual((yield* store.stats).syncCommits, before.syncCommits + 1)
     }))
 
   it.scoped("a large write, or a write in the same event-loop turn as a synchronous commit, goes to lmdb's writer thread", () =>
