@@ -5,8 +5,14 @@
  * - Every write is a synced LMDB transaction (`overlappingSync` off: the data
  *   pages are fdatasync'ed, then the meta page is written synchronously), and
  *   its effect succeeds only once that commit returned. A `storeLogs` batch is
- *   one transaction; writes that arrive while a commit is in flight are queued
- *   by lmdb's writer thread into the next one (group commit).
+ *   one transaction. A small write (≤ 512 bytes of data) that finds none of this
+ *   store's writes in flight, none arriving with it and no synchronous commit
+ *   earlier in the same event-loop turn commits on the calling thread
+ *   (`transactionSync`: the same synced commit, without the hand-offs to lmdb's
+ *   writer thread and back, which cost a lone write more CPU and latency than
+ *   the event loop's wait). Every other write is queued by lmdb's writer thread,
+ *   which puts the writes arriving while a commit is in flight into the next one
+ *   (group commit), so a busy node keeps its event loop free during `fdatasync`.
  * - Log entries are keyed by index in key order, so first and last index are
  *   one cursor step each; `deleteRange` is one transaction.
  * - Every value starts with a CRC-32 of the rest, bound to its key (the log
@@ -53,6 +59,8 @@ export interface Options {
 export interface Stats {
   /** LMDB write transactions committed (each one synced), since open. */
   readonly commits: number
+  /** Of those, the small lone writes committed on the calling thread (`transactionSync`) instead of lmdb's writer thread. */
+  readonly syncCommits: number
   /** `storeLogs` calls that succeeded, since open. */
   readonly storeLogsCalls: number
   /** Log entries stored by them. */
@@ -95,6 +103,13 @@ const encodeLogs = (logs: ReadonlyArray<Log>): Array<Uint8Array> => {
     at = end
   }
   return values
+}
+
+/** The entries' data bytes, headers not counted. */
+const dataBytes = (logs: ReadonlyArray<Log>): number => {
+  let total = 0
+  for (const log of logs) total += log.data.length
+  return total
 }
 
 /** The entry, or a reason it cannot be trusted. */
@@ -174,6 +189,24 @@ const commitAsync = (operation: string, f: () => Promise<unknown> | undefined): 
       )
     })
   )
+
+/**
+ * The most bytes of entry data a write commits on the calling thread. A few hundred bytes are one client's
+ * write; more is a batch (the key-value service folds the PUTs that queued during the last commit into one
+ * entry, a leader stores what queued in one `storeLogs`, a follower gets what the leader batched): others wait
+ * behind it, and the event loop, blocked in its `fdatasync`, would not serve them meanwhile.
+ */
+const SYNC_MAX_BYTES = 512
+
+/**
+ * A write committed on the calling thread (`transactionSync`); its exception, a failed commit (a full disk)
+ * included, becomes a `StorageError` worded as the writer thread's failure is.
+ */
+const commitSync = (operation: string, f: () => void): Effect.Effect<void, StorageError> =>
+  Effect.try({
+    try: f,
+    catch: (cause) => new StorageError({ operation, reason: `commit failed: ${reasonOf(cause)}`, cause })
+  })
 
 // ---------------------------------------------------------------- the store
 
@@ -258,8 +291,63 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
       closed ? Effect.fail(new StorageError({ operation, reason: "the store is closed" })) : Effect.void
     const attempt = <A>(operation: string, f: () => A): Effect.Effect<A, StorageError> =>
       Effect.suspend(() => Effect.zipRight(whenOpen(operation), attemptSync(operation, f)))
+    // This store's writes handed to lmdb's writer thread and not yet settled.
+    let inFlight = 0
+    let syncCommits = 0
     const commit = (operation: string, f: () => Promise<unknown> | undefined): Effect.Effect<void, StorageError> =>
-      Effect.suspend(() => Effect.zipRight(whenOpen(operation), commitAsync(operation, f)))
+      Effect.suspend(() => {
+        if (closed) return whenOpen(operation)
+        inFlight++
+        return Effect.ensuring(commitAsync(operation, f), Effect.sync(() => inFlight--))
+      })
+    // Writes that found nothing in flight and yielded once, to see whether another write joins them.
+    let waiting = 0
+    // Set by a synchronous commit until the event loop's next check phase: a chain of fibers that writes again in
+    // the same turn (a busy leader's writer) queues instead, so timers and sockets are served between two blocking
+    // commits rather than after thousands of them.
+    let blockedThisTurn = false
+    const endTurn = () => {
+      blockedThisTurn = false
+    }
+    /**
+     * A write alone commits at once on this thread (`now`, inside one `transactionSync`): nothing to share a
+     * commit with, and an idle writer thread it would otherwise wake and wait for. It is alone when none of this
+     * store's writes is in flight and no other write arrived while it yielded once (the fibers ready at the same
+     * time run meanwhile: the leader's replication sends its entries before this thread blocks in `fdatasync`).
+     * Otherwise it joins lmdb's group commit through `queued`. A read-only store's writes take the writer's path,
+     * which fails them.
+     */
+    const write = (
+      operation: string,
+      bytes: number,
+      now: () => void,
+      queued: () => Promise<unknown> | undefined
+    ): Effect.Effect<void, StorageError> =>
+      Effect.suspend(() => {
+        if (bytes > SYNC_MAX_BYTES || closed || inFlight > 0 || blockedThisTurn || options.readOnly === true) {
+          return commit(operation, queued)
+        }
+        waiting++
+        let counted = true
+        const leave = () => {
+          if (counted) waiting--
+          counted = false
+        }
+        return Effect.yieldNow().pipe(
+          Effect.zipRight(Effect.suspend(() => {
+            const alone = waiting === 1 && inFlight === 0 && !blockedThisTurn && !closed
+            leave()
+            if (!alone) return commit(operation, queued)
+            blockedThisTurn = true
+            setImmediate(endTurn)
+            return Effect.tap(commitSync(operation, () => root.transactionSync(now)), () => {
+              syncCommits++
+            })
+          })),
+          // Interrupted before it decided, it must not count as waiting for ever (no write would commit alone again).
+          Effect.ensuring(Effect.sync(leave))
+        )
+      })
     const openDb = (name: string) =>
       attempt("open", () => root.openDB<Uint8Array, lmdb.Key>({ name, encoding: "binary" }))
     const meta = yield* openDb("meta")
@@ -310,7 +398,10 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
               : Effect.succeed(result)
         ),
       storeLogs: (entries) =>
-        entries.length === 0 ? Effect.void : commit("storeLogs", () => {
+        entries.length === 0 ? Effect.void : write("storeLogs", dataBytes(entries), () => {
+          const values = encodeLogs(entries)
+          for (let i = 0; i < entries.length; i++) logDb.putSync(entries[i]!.index, values[i]!)
+        }, () => {
           const values = encodeLogs(entries)
           let last: Promise<boolean> | undefined
           for (let i = 0; i < entries.length; i++) last = logDb.put(entries[i]!.index, values[i]!)
@@ -338,12 +429,20 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
 
     const stable: StableStore = {
       get: (key) => readStable("get", key, bytesKey(key)),
-      set: (key, value) => commit("set", () => stableDb.put(bytesKey(key), encodeValue(bytesKey(key), value))),
+      set: (key, value) => {
+        const stored = bytesKey(key)
+        return Effect.suspend(() => {
+          const encoded = encodeValue(stored, value)
+          return write("set", value.length, () => stableDb.putSync(stored, encoded), () => stableDb.put(stored, encoded))
+        })
+      },
       getUint64: (key) => Effect.flatMap(readStable("getUint64", key, numberKey(key)), (stored) => Codec.decodeUint64(key, stored)),
       setUint64: (key, value) =>
-        Effect.suspend(() =>
-          commit("setUint64", () => stableDb.put(numberKey(key), encodeValue(numberKey(key), Codec.encodeUint64(value))))
-        )
+        Effect.suspend(() => {
+          const stored = numberKey(key)
+          const encoded = encodeValue(stored, Codec.encodeUint64(value))
+          return write("setUint64", 8, () => stableDb.putSync(stored, encoded), () => stableDb.put(stored, encoded))
+        })
     }
 
     const stats = Effect.sync((): Stats => {
@@ -353,7 +452,7 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
       } catch {
         // A closed environment has no counters left to read.
       }
-      return { commits, storeLogsCalls, entriesStored }
+      return { commits, syncCommits, storeLogsCalls, entriesStored }
     })
 
     return { logs, stable, stats }

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as lmdb from "lmdb"
 import { spawnSync } from "node:child_process"
@@ -221,6 +222,35 @@ describe("LmdbStore: a full disk", () => {
         yield* Effect.sleep("200 millis")
       })
   )
+
+  it.scopedLive.skipIf(!canMount)(
+    "a lone small write's synchronous commit on a full disk is a StorageError too; earlier entries still read, the process goes on",
+    () =>
+      Effect.gen(function*() {
+        const disk = yield* smallDisk
+        yield* Effect.scoped(Effect.gen(function*() {
+          const store = yield* LmdbStore.make({ path: path.join(disk, "db") })
+          let failure: StorageError | undefined
+          let index = 0
+          while (failure === undefined && index < 20_000) {
+            index++
+            // One event-loop turn per write, so each one is alone and commits on this thread.
+            yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+            const before = yield* store.stats
+            const stored = yield* Effect.either(store.logs.storeLogs([Log.make(index, 1, "Command", new Uint8Array(400).fill(index))]))
+            if (stored._tag === "Left") failure = stored.left
+            else assert.strictEqual((yield* store.stats).syncCommits, before.syncCommits + 1, `entry ${index} was not committed synchronously`)
+          }
+          assert.isDefined(failure, "a 1 MiB disk took 20,000 entries of 400 bytes")
+          assert.strictEqual(failure!.operation, "storeLogs")
+          assert.match(failure!.reason, /^commit failed: /)
+          assert.isAbove(index, 10)
+          assert.strictEqual((yield* store.logs.getLog(index - 1)).data[0], (index - 1) & 0xff)
+          assert.strictEqual(yield* store.logs.lastIndex, index - 1)
+        }))
+        yield* Effect.sleep("200 millis")
+      })
+  )
 })
 
 describe("LmdbStore: group commit", () => {
@@ -244,5 +274,71 @@ describe("LmdbStore: group commit", () => {
       assert.strictEqual(yield* store.logs.lastIndex, 64)
       assert.strictEqual((yield* store.logs.getLogs(1, 64)).length, 64)
       assert.isTrue(Exit.isSuccess(yield* Effect.exit(store.logs.getLog(64))))
+    }))
+})
+
+describe("LmdbStore: a write alone commits on the calling thread", () => {
+  it.scoped("lone small writes commit synchronously, are durable on reopen, and 16 writes issued together still share commits", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const store = yield* LmdbStore.make({ path: dir })
+        const before = yield* store.stats
+        // Each write waits for the event loop's next turn, as a node's writes do between network messages.
+        for (let index = 1; index <= 4; index++) {
+          yield* store.logs.storeLogs(entries(index, index))
+          yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        }
+        yield* store.stable.setUint64("CurrentTerm", 9)
+        const lone = yield* store.stats
+        assert.strictEqual(lone.syncCommits - before.syncCommits, 5, "every lone write committed on the calling thread")
+        assert.strictEqual(lone.commits - before.commits, 5)
+        // Writes issued together (fibers ready at once) in a later turn join lmdb's group commit instead.
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        yield* Effect.forEach(
+          Array.from({ length: 16 }, (_, b) => entries(5 + b * 2, 6 + b * 2)),
+          (batch) => store.logs.storeLogs(batch),
+          { concurrency: "unbounded", discard: true }
+        )
+        const together = yield* store.stats
+        assert.strictEqual(together.syncCommits, lone.syncCommits)
+        assert.isBelow(together.commits - lone.commits, 16)
+      }))
+      // Reopened by lmdb directly: what the synchronous commits acknowledged is on disk.
+      const store = yield* LmdbStore.make({ path: dir })
+      assert.strictEqual(yield* store.logs.lastIndex, 36)
+      assert.deepStrictEqual((yield* store.logs.getLogs(1, 4)).map((log) => log.index), [1, 2, 3, 4])
+      assert.strictEqual(yield* store.stable.getUint64("CurrentTerm"), 9)
+    }))
+
+  it.scoped("a write interrupted while it yields leaves later lone writes committing on the calling thread", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const store = yield* LmdbStore.make({ path: dir })
+      const fiber = yield* Effect.fork(store.logs.storeLogs(entries(1, 1)))
+      yield* Effect.yieldNow() // the write runs up to its own yield
+      yield* Fiber.interrupt(fiber)
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      const before = yield* store.stats
+      yield* store.logs.storeLogs(entries(1, 1))
+      assert.strictEqual((yield* store.stats).syncCommits, before.syncCommits + 1)
+    }))
+
+  it.scoped("a large write, or a write in the same event-loop turn as a synchronous commit, goes to lmdb's writer thread", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const store = yield* LmdbStore.make({ path: dir })
+      const before = yield* store.stats
+      yield* store.logs.storeLogs([Log.make(1, 1, "Command", new Uint8Array(64 * 1024))])
+      const large = yield* store.stats
+      assert.strictEqual(large.syncCommits, before.syncCommits, "64 KiB committed on the calling thread")
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      // Back to back in one turn: the first blocks, the second must not block the event loop again.
+      yield* store.logs.storeLogs(entries(2, 2))
+      yield* store.logs.storeLogs(entries(3, 3))
+      const pair = yield* store.stats
+      assert.strictEqual(pair.syncCommits - large.syncCommits, 1)
+      assert.strictEqual(pair.commits - large.commits, 2)
+      assert.strictEqual(yield* store.logs.lastIndex, 3)
     }))
 })

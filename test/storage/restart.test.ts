@@ -91,7 +91,10 @@ describe("a node on LMDB across a restart", () => {
           FileSnapshotStore.layer(path.join(dir, "snapshots"))
         )
         const newest = snapshots[0]!
-        assert.strictEqual(newest.index, before.snapshotIndex)
+        // The snapshot loop may add one more: a tick that passed its threshold check while our snapshot held the
+        // lock takes its own once that is done, of whatever was applied by then (one of the 3 entries, when the
+        // store commits them fast). Either way the newest snapshot leaves a log suffix to replay.
+        assert.isAtLeast(newest.index, before.snapshotIndex)
         assert.isBelow(newest.index, before.lastIndex, "no log suffix after the newest snapshot")
         assert.isAtMost(firstIndex, newest.index + 1, "the log does not reach back to the snapshot")
         return { snapshotIndex: newest.index }
