@@ -106,7 +106,7 @@ const awaitWithin = <A, E>(
 
 /**
  * Waits for an apply's outcome as `awaitWithin` does, without a canceler on the wait (Effect runs one through
- * `onInterrupt`, a third of an apply's CPU at 64 clients in memory). A wait that begins while the entry is still
+ * `onInterrupt`, a fifth of an apply's CPU at 64 clients in memory). A wait that begins while the entry is still
  * queued, and that can be interrupted, notes its fiber; the run loop drops the entry unsent once that fiber has
  * ended (`abandoned`, leaderState.ts). On expiry the deadline keeper cancels a queued entry as before. An
  * interrupted waiter stays on the future until it completes, where calling it does nothing.

@@ -53,7 +53,7 @@ export interface ApplyFuture {
 /**
  * Whether nobody waits for a queued apply any more: its caller gave up (`CANCELLED`: a timeout), or the one fiber
  * that waited for it has ended (interrupted). Checked when the run loop takes it off the queue, instead of a
- * canceler on every wait: Effect runs an `Effect.async` canceler through `onInterrupt`, which cost a third of an
+ * canceler on every wait: Effect runs an `Effect.async` canceler through `onInterrupt`, which cost a fifth of an
  * apply's CPU at 64 clients in memory.
  */
 export const abandoned = (future: ApplyFuture): boolean =>
