@@ -194,7 +194,7 @@ export const encodeAbort = (id: number, reason: string): Encoded =>
 export const encodeError = (id: number, code: ErrorCode, detail: string): Encoded =>
   frame(FrameType.Error, id, packr.pack({ code, detail }))
 
-/** The bytes of an encoded frame in one buffer (for tests and fuzzing). */
+/** The bytes of an encoded frame in one buffer (a small frame's single write, tests and fuzzing). */
 export const concat = (encoded: Encoded): Uint8Array => {
   const out = new Uint8Array(encoded[0].length + encoded[1].length)
   out.set(encoded[0], 0)

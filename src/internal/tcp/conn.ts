@@ -13,19 +13,10 @@ import { errorText } from "./identity.js"
 export type Lane = "rpc" | "heartbeat"
 
 /**
- * A frame whose body is at most this long is copied behind its header into one buffer and written with one
- * `socket.write`: Node's corked two-chunk write (the `writev` path) costs more JavaScript than the copy.
+ * A frame whose body is at most this long is copied behind its header into one buffer (`Codec.concat`) and written
+ * with one `socket.write`: Node's corked two-chunk write (the `writev` path) costs more JavaScript than the copy.
  */
 const COPY_BELOW_BYTES = 16 * 1024
-
-/** The frame's header and body in one buffer. */
-const joined = (frame: Codec.Encoded): Uint8Array => {
-  const [head, body] = frame
-  const out = Buffer.allocUnsafe(head.length + body.length)
-  out.set(head, 0)
-  out.set(body, head.length)
-  return out
-}
 
 /** What a connection reports to whoever owns it now. */
 export interface ConnOwner {
@@ -111,7 +102,7 @@ export class Conn {
     if (this.closed) return false
     const socket = this.socket
     if (frame[1].length === 0) return socket.write(frame[0])
-    if (frame[1].length <= COPY_BELOW_BYTES) return socket.write(joined(frame))
+    if (frame[1].length <= COPY_BELOW_BYTES) return socket.write(Codec.concat(frame))
     socket.cork()
     socket.write(frame[0])
     const ok = socket.write(frame[1])
