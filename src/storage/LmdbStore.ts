@@ -39,6 +39,7 @@ import type { Log } from "../Log.js"
 import { LogStore } from "../LogStore.js"
 import { LogNotFound, StorageError } from "../RaftError.js"
 import { StableStore } from "../StableStore.js"
+import { onInterrupted } from "../internal/future.js"
 import * as Codec from "./Codec.js"
 import * as LmdbFileCheck from "./LmdbFileCheck.js"
 
@@ -328,12 +329,12 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
           return commit(operation, queued)
         }
         waiting++
-        let counted = true
+        // Interrupted in its yield, before it decides, it must not count as waiting for ever (no write would commit
+        // alone again); once it decides, it has left.
         const leave = () => {
-          if (counted) waiting--
-          counted = false
+          waiting--
         }
-        return Effect.yieldNow().pipe(
+        return onInterrupted(Effect.yieldNow(), leave).pipe(
           Effect.zipRight(Effect.suspend(() => {
             const alone = waiting === 1 && inFlight === 0 && !blockedThisTurn && !closed
             leave()
@@ -343,9 +344,7 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
             return Effect.tap(commitSync(operation, () => root.transactionSync(now)), () => {
               syncCommits++
             })
-          })),
-          // Interrupted before it decided, it must not count as waiting for ever (no write would commit alone again).
-          Effect.ensuring(Effect.sync(leave))
+          }))
         )
       })
     const openDb = (name: string) =>
