@@ -39,9 +39,9 @@ import type { Log } from "../Log.js"
 import { LogStore } from "../LogStore.js"
 import { LogNotFound, StorageError } from "../RaftError.js"
 import { StableStore } from "../StableStore.js"
-import { onInterrupted } from "../internal/future.js"
 import * as Codec from "./Codec.js"
 import * as LmdbFileCheck from "./LmdbFileCheck.js"
+import * as LoneWrite from "./LoneWrite.js"
 
 /** The on-disk format this module writes and reads. */
 export const FORMAT_VERSION: number = 1
@@ -192,14 +192,6 @@ const commitAsync = (operation: string, f: () => Promise<unknown> | undefined): 
   )
 
 /**
- * The most bytes of entry data a write commits on the calling thread. A few hundred bytes are one client's
- * write; more is a batch (the key-value service folds the PUTs that queued during the last commit into one
- * entry, a leader stores what queued in one `storeLogs`, a follower gets what the leader batched): others wait
- * behind it, and the event loop, blocked in its `fdatasync`, would not serve them meanwhile.
- */
-const SYNC_MAX_BYTES = 512
-
-/**
  * A write committed on the calling thread (`transactionSync`); its exception, a failed commit (a full disk)
  * included, becomes a `StorageError` worded as the writer thread's failure is.
  */
@@ -294,29 +286,18 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
       Effect.suspend(() => Effect.zipRight(whenOpen(operation), attemptSync(operation, f)))
     // This store's writes handed to lmdb's writer thread and not yet settled.
     let inFlight = 0
-    let syncCommits = 0
     const commit = (operation: string, f: () => Promise<unknown> | undefined): Effect.Effect<void, StorageError> =>
       Effect.suspend(() => {
         if (closed) return whenOpen(operation)
         inFlight++
         return Effect.ensuring(commitAsync(operation, f), Effect.sync(() => inFlight--))
       })
-    // Writes that found nothing in flight and yielded once, to see whether another write joins them.
-    let waiting = 0
-    // Set by a synchronous commit until the event loop's next check phase: a chain of fibers that writes again in
-    // the same turn (a busy leader's writer) queues instead, so timers and sockets are served between two blocking
-    // commits rather than after thousands of them.
-    let blockedThisTurn = false
-    const endTurn = () => {
-      blockedThisTurn = false
-    }
+    const lone = LoneWrite.make()
+    // A read-only store's writes take the writer's path, which fails them.
+    const busy = () => closed || inFlight > 0 || options.readOnly === true
     /**
-     * A write alone commits at once on this thread (`now`, inside one `transactionSync`): nothing to share a
-     * commit with, and an idle writer thread it would otherwise wake and wait for. It is alone when none of this
-     * store's writes is in flight and no other write arrived while it yielded once (the fibers ready at the same
-     * time run meanwhile: the leader's replication sends its entries before this thread blocks in `fdatasync`).
-     * Otherwise it joins lmdb's group commit through `queued`. A read-only store's writes take the writer's path,
-     * which fails them.
+     * A write of `bytes` of data: alone (`LoneWrite`), it commits at once on this thread (`now`, inside one
+     * `transactionSync`); otherwise it joins lmdb's group commit through `queued`.
      */
     const write = (
       operation: string,
@@ -324,29 +305,12 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
       now: () => void,
       queued: () => Promise<unknown> | undefined
     ): Effect.Effect<void, StorageError> =>
-      Effect.suspend(() => {
-        if (bytes > SYNC_MAX_BYTES || closed || inFlight > 0 || blockedThisTurn || options.readOnly === true) {
-          return commit(operation, queued)
-        }
-        waiting++
-        // Interrupted in its yield, before it decides, it must not count as waiting for ever (no write would commit
-        // alone again); once it decides, it has left.
-        const leave = () => {
-          waiting--
-        }
-        return onInterrupted(Effect.yieldNow(), leave).pipe(
-          Effect.zipRight(Effect.suspend(() => {
-            const alone = waiting === 1 && inFlight === 0 && !blockedThisTurn && !closed
-            leave()
-            if (!alone) return commit(operation, queued)
-            blockedThisTurn = true
-            setImmediate(endTurn)
-            return Effect.tap(commitSync(operation, () => root.transactionSync(now)), () => {
-              syncCommits++
-            })
-          }))
-        )
-      })
+      lone.write(
+        bytes,
+        busy,
+        commitSync(operation, () => root.transactionSync(now)),
+        commit(operation, queued)
+      )
     const openDb = (name: string) =>
       attempt("open", () => root.openDB<Uint8Array, lmdb.Key>({ name, encoding: "binary" }))
     const meta = yield* openDb("meta")
@@ -451,7 +415,7 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
       } catch {
         // A closed environment has no counters left to read.
       }
-      return { commits, syncCommits, storeLogsCalls, entriesStored }
+      return { commits, syncCommits: lone.count(), storeLogsCalls, entriesStored }
     })
 
     return { logs, stable, stats }

@@ -87,17 +87,19 @@ export const writeAllNow = (
   fd: number,
   buffers: ReadonlyArray<Uint8Array>,
   position: number
-): Effect.Effect<void, StorageError> =>
-  attempt(operation, file, () => {
-    let pending: ReadonlyArray<Uint8Array> = buffers
-    let at = position
-    while (pending.length > 0) {
-      const written = fs.writevSync(fd, pending as Array<Uint8Array>, at)
-      at += written
-      // A short write (a signal, a huge batch): go on from the first byte not written.
-      pending = unwritten(pending, written)
-    }
-  })
+): Effect.Effect<void, StorageError> => attempt(operation, file, () => writeAllSync(fd, buffers, position))
+
+/** `writeAllNow`'s loop, for a caller that maps the exception itself. */
+export const writeAllSync = (fd: number, buffers: ReadonlyArray<Uint8Array>, position: number): void => {
+  let pending: ReadonlyArray<Uint8Array> = buffers
+  let at = position
+  while (pending.length > 0) {
+    const written = fs.writevSync(fd, pending as Array<Uint8Array>, at)
+    at += written
+    // A short write (a signal, a huge batch): go on from the first byte not written.
+    pending = unwritten(pending, written)
+  }
+}
 
 /** fdatasync: the file's data (and its size) are on disk when this succeeds. */
 export const datasync = (operation: string, file: string, fd: number): Effect.Effect<void, StorageError> =>

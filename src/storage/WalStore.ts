@@ -18,9 +18,13 @@
  *   `StorageError` naming the file and offset (`WalSegment.scan`).
  * - A new segment starts when the tail passes `segmentBytes`; segments at the
  *   head whose entries were all deleted or replaced are removed.
- * - After a failed write or `fdatasync` the store refuses further log writes
- *   (a failed fsync may have dropped pages, so nothing after it can be
- *   trusted); reopening recovers what is durable.
+ * - A write that fails (a full disk) cuts the file back to where the failed
+ *   batch began, and later writes go on from there. After a failed
+ *   `fdatasync` the store refuses further log writes (a failed fsync may have
+ *   dropped pages, so nothing after it can be trusted); reopening recovers
+ *   what is durable.
+ * - A small write that is alone is written and flushed on the calling thread
+ *   (`LoneWrite`), without the writer fiber and libuv's thread pool.
  * - The stable store is one small file replaced atomically (`WalStable.ts`).
  */
 import * as Context from "effect/Context"
@@ -35,6 +39,7 @@ import type { Log } from "../Log.js"
 import { LogStore } from "../LogStore.js"
 import { LogNotFound, StorageError } from "../RaftError.js"
 import { StableStore } from "../StableStore.js"
+import * as LoneWrite from "./LoneWrite.js"
 import * as WalIndex from "./WalIndex.js"
 import * as WalRecord from "./WalRecord.js"
 import * as WalSegment from "./WalSegment.js"
@@ -52,6 +57,8 @@ export interface Options {
 export interface Stats {
   /** Batches written, each with one `fdatasync` of the log. */
   readonly batches: number
+  /** Of those, the lone writes written and flushed on the calling thread instead of by the writer fiber. */
+  readonly loneBatches: number
   /** `storeLogs` calls that succeeded. */
   readonly storeLogsCalls: number
   /** Log entries stored by them. */
@@ -70,10 +77,14 @@ export interface WalStore {
 /** Default size at which the tail segment is sealed and a new one started. */
 export const DEFAULT_SEGMENT_BYTES: number = 64 * 1024 * 1024
 
-/** A write waiting for its batch: its frames, what it changes in the index once durable, and who waits. */
-interface Pending {
+/** A write's frames, and what it changes in the index once they are durable at `base` of segment `seq`. */
+interface Frames {
   readonly bytes: Uint8Array
   readonly apply: (seq: number, base: number) => void
+}
+
+/** A write waiting for the writer's next batch, and who waits for it. */
+interface Pending extends Frames {
   readonly done: Deferred.Deferred<void, StorageError>
 }
 
@@ -96,6 +107,8 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
     // Writes waiting for the next batch; `wake` tells the writer there are some (a signal, not the writes: a write
     // handed over by a queue could be lost if the writer were interrupted as it took it).
     let queued: Array<Pending> = []
+    // The writer fiber has taken a batch and not yet told its writers how it went.
+    let flushing = false
     const wake = yield* Queue.dropping<true>(1)
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -159,6 +172,42 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
     let storeLogsCalls = 0
     let entriesStored = 0
 
+    /** After a failed flush, nothing more is written (a failed fsync may have dropped pages that were written). */
+    const breakOn = (error: StorageError) =>
+      Effect.sync(() => {
+        broken = new StorageError({ operation: "write", reason: `an earlier write failed: ${error.reason}`, cause: error })
+      })
+
+    /**
+     * After a failed write (a full disk: ENOSPC, EDQUOT, EFBIG): the file is cut back to the tail's durable end, so
+     * that no part of the failed batch is left after the next one, and the store goes on; the failed batch's writers
+     * get the error. A cut that fails too ends writing, as a failed flush does.
+     */
+    const cutBack = (tail: WalSegment.Segment, error: StorageError) =>
+      WalSegment.attempt("storeLogs", tail.file, () => {
+        fs.ftruncateSync(tail.fd, tail.size)
+        fs.fdatasyncSync(tail.fd)
+      }).pipe(Effect.catchAll(() => breakOn(error)))
+
+    /** The batch's frames are durable at `base` of the tail: the index points at them, the tail grows past them. */
+    const placed = (batch: ReadonlyArray<Frames>, tail: WalSegment.Segment) => {
+      let at = tail.size
+      for (const pending of batch) {
+        pending.apply(tail.seq, at)
+        at += pending.bytes.length
+      }
+      tail.size = at + WalRecord.COMMIT.length
+      batches++
+    }
+
+    /** Removes head segments left with no entry; the batch before is durable whatever happens here. */
+    const dropHeadAfter = Effect.suspend(() =>
+      segments.length > 1 && segments[0]!.live === 0
+        // A segment left behind is removed after a later batch.
+        ? Effect.catchAll(dropHead, (error) => Effect.logWarning("removing a deleted segment failed", error))
+        : Effect.void
+    )
+
     /** Appends the batch and a commit to the tail, fdatasyncs it, then updates the index. */
     const flush = (batch: ReadonlyArray<Pending>): Effect.Effect<void, StorageError> =>
       Effect.gen(function*() {
@@ -171,24 +220,36 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
         }
         const buffers = batch.map((pending) => pending.bytes)
         buffers.push(WalRecord.COMMIT)
-        const durable = WalSegment.writeAllNow("storeLogs", tail.file, tail.fd, buffers, tail.size).pipe(
-          Effect.zipRight(WalSegment.datasync("storeLogs", tail.file, tail.fd))
+        yield* Effect.tapError(
+          WalSegment.writeAllNow("storeLogs", tail.file, tail.fd, buffers, tail.size),
+          (error) => cutBack(tail, error)
         )
-        yield* Effect.tapError(durable, (error) =>
-          Effect.sync(() => {
-            broken = new StorageError({ operation: "write", reason: `an earlier write failed: ${error.reason}`, cause: error })
-          }))
-        let at = tail.size
-        for (const pending of batch) {
-          pending.apply(tail.seq, at)
-          at += pending.bytes.length
-        }
-        tail.size = at + WalRecord.COMMIT.length
-        batches++
-        if (segments.length > 1 && segments[0]!.live === 0) {
-          // The batch is durable whatever happens here: a segment left behind is removed after a later batch.
-          yield* Effect.catchAll(dropHead, (error) => Effect.logWarning("removing a deleted segment failed", error))
-        }
+        yield* Effect.tapError(WalSegment.datasync("storeLogs", tail.file, tail.fd), breakOn)
+        placed(batch, tail)
+        yield* dropHeadAfter
+      })
+
+    /**
+     * A lone write's batch, written and flushed on the calling thread (`LoneWrite`): one `writev` and one
+     * `fdatasync` without waking the writer fiber and a pool thread. Never while the writer has a batch (`busy`),
+     * and not when the tail is full (a new segment is the writer's).
+     */
+    const flushNow = (frames: Frames): Effect.Effect<void, StorageError> =>
+      Effect.suspend(() => {
+        if (broken !== undefined) return Effect.fail(broken)
+        const tail = segments.at(-1)!
+        // One synchronous step: nothing else writes at the tail's end before it has grown past these frames.
+        let written = false
+        const durable = WalSegment.attempt("storeLogs", tail.file, () => {
+          WalSegment.writeAllSync(tail.fd, [frames.bytes, WalRecord.COMMIT], tail.size)
+          written = true
+          fs.fdatasyncSync(tail.fd)
+          placed([frames], tail)
+        })
+        return Effect.zipRight(
+          Effect.tapError(durable, (error) => written ? breakOn(error) : cutBack(tail, error)),
+          dropHeadAfter
+        )
       })
 
     // The writer: everything queued while the previous batch was being synced goes into the next one.
@@ -200,7 +261,9 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
         const batch = queued
         queued = []
         if (batch.length === 0) return
+        flushing = true
         const exit = yield* Effect.exit(flush(batch))
+        flushing = false
         yield* Effect.forEach(batch, (pending) => Deferred.done(pending.done, exit), { discard: true })
       })
     )))
@@ -213,13 +276,26 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
     const whenOpen = (operation: string): Effect.Effect<void, StorageError> =>
       Effect.suspend(() => closed ? Effect.fail(closedError(operation)) : Effect.void)
 
-    const write = (operation: string, bytes: Uint8Array, apply: Pending["apply"]): Effect.Effect<void, StorageError> =>
+    const enqueue = (operation: string, bytes: Uint8Array, apply: Pending["apply"]): Effect.Effect<void, StorageError> =>
       Effect.suspend(() => {
         if (closed) return Effect.fail(closedError(operation))
         const done = Deferred.unsafeMake<void, StorageError>(FiberId.none)
         queued.push({ bytes, apply, done })
         return Effect.zipRight(Queue.offer(wake, true), Deferred.await(done))
       })
+
+    const lone = LoneWrite.make()
+    // The writer has a batch, or writes wait for it, or the tail is full (a new segment is the writer's).
+    const busy = () => closed || flushing || queued.length > 0 || segments.at(-1)!.size >= segmentBytes
+
+    /** A write of `dataBytes` of entry data: flushed at once when alone (`LoneWrite`), else batched by the writer. */
+    const write = (
+      operation: string,
+      bytes: Uint8Array,
+      dataBytes: number,
+      apply: Pending["apply"]
+    ): Effect.Effect<void, StorageError> =>
+      lone.write(dataBytes, busy, flushNow({ bytes, apply }), enqueue(operation, bytes, apply))
 
     /** Reads and checks the entries `from..to`; entries lying one after another in a segment take one `pread`. */
     const read = (operation: string, from: number, to: number): Effect.Effect<Array<Log>, LogNotFound | StorageError> =>
@@ -268,8 +344,10 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
       storeLogs: (entries) => {
         if (entries.length === 0) return Effect.void
         const { bytes, offsets } = WalRecord.encodeEntries(entries)
+        let dataBytes = 0
+        for (const entry of entries) dataBytes += entry.data.length
         return Effect.tap(
-          write("storeLogs", bytes, (seq, base) => {
+          write("storeLogs", bytes, dataBytes, (seq, base) => {
             const segment = bySeq.get(seq)!
             for (let i = 0; i < entries.length; i++) {
               const end = i + 1 < entries.length ? offsets[i + 1]! : bytes.length
@@ -284,11 +362,11 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
         )
       },
       deleteRange: (min, max) =>
-        min > max ? Effect.void : write("deleteRange", WalRecord.encodeDelete(min, max), () => index.remove(min, max))
+        min > max ? Effect.void : write("deleteRange", WalRecord.encodeDelete(min, max), 0, () => index.remove(min, max))
     }
 
     const stable = yield* WalStable.make(dir, whenOpen)
-    const stats = Effect.sync((): Stats => ({ batches, storeLogsCalls, entriesStored, segments: segments.length }))
+    const stats = Effect.sync((): Stats => ({ batches, loneBatches: lone.count(), storeLogsCalls, entriesStored, segments: segments.length }))
     return { logs, stable, stats }
   })
 

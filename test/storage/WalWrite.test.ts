@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as fs from "node:fs"
 import fsModule from "node:fs"
 import { syncBuiltinESMExports } from "node:module"
@@ -12,7 +13,7 @@ import { tempDir } from "./temp.js"
 
 // The spies replace node:fs functions on the module object; syncBuiltinESMExports makes the named exports the
 // store imports (`import * as fs`) see them.
-const spyOnFs = <K extends "writev" | "writevSync" | "fdatasync">(name: K) => {
+const spyOnFs = <K extends "writev" | "writevSync" | "fdatasync" | "fdatasyncSync">(name: K) => {
   const spy = vi.spyOn(fsModule, name)
   syncBuiltinESMExports()
   return spy
@@ -31,19 +32,116 @@ const entries = (from: number, to: number): Array<Log.Log> =>
     data: new TextEncoder().encode(`entry ${from + i}`)
   }))
 
+/** The event loop's next turn: a write after it may be flushed on the calling thread again. */
+const nextTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
 describe("WalStore writes", () => {
-  it.scoped("a batch takes one trip through libuv's thread pool, its fdatasync: the write is made on the calling thread", () =>
+  it.scoped("a lone small write is written and flushed on the calling thread; writes that arrive together are one batch", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir()
       const store = yield* WalStore.make({ path: dir })
       const writev = spyOnFs("writev")
       const fdatasync = spyOnFs("fdatasync")
-      yield* store.logs.storeLogs(entries(1, 3))
-      yield* store.logs.storeLogs(entries(4, 4))
+      const fdatasyncSync = spyOnFs("fdatasyncSync")
+      yield* store.logs.storeLogs(entries(1, 1))
+      assert.strictEqual(fdatasyncSync.mock.calls.length, 1, "the lone write was not flushed on the calling thread")
+      assert.strictEqual(fdatasync.mock.calls.length, 0)
+      assert.strictEqual((yield* store.stats).loneBatches, 1)
+      yield* nextTurn
+      // Three at once share one batch: the writer fiber writes it on the calling thread, its fdatasync in the pool.
+      yield* Effect.all([2, 3, 4].map((i) => store.logs.storeLogs(entries(i, i))), { concurrency: "unbounded" })
+      assert.strictEqual(fdatasync.mock.calls.length, 1)
       assert.strictEqual(writev.mock.calls.length, 0, "a batch was written through the thread pool")
+      yield* nextTurn
+      // A large write is a batch too: others would wait behind its flush on a blocked event loop.
+      yield* store.logs.storeLogs([{ index: 5, term: 1, type: "Command", data: new Uint8Array(64 * 1024) }])
       assert.strictEqual(fdatasync.mock.calls.length, 2)
-      assert.deepStrictEqual((yield* store.logs.getLogs(1, 4)).map((log) => log.index), [1, 2, 3, 4])
+      const stats = yield* store.stats
+      assert.deepStrictEqual([stats.batches, stats.loneBatches], [3, 1])
+      assert.deepStrictEqual((yield* store.logs.getLogs(1, 5)).map((log) => log.index), [1, 2, 3, 4, 5])
     }))
+
+  it.scoped("a lone write waits while the writer's batch is being flushed, and lands after it", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const store = yield* WalStore.make({ path: dir })
+        const writevSync = spyOnFs("writevSync")
+        // Hold the writer's first fdatasync until released.
+        const real = fsModule.fdatasync
+        let release: (() => void) | undefined
+        spyOnFs("fdatasync").mockImplementationOnce((fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
+          release = () => {
+            release = () => {}
+            real(fd, callback)
+          }
+        })
+        // Released at the end even when an assertion fails first, so that the store can close.
+        yield* Effect.addFinalizer(() => Effect.sync(() => release?.()))
+        const batch = yield* Effect.fork(
+          Effect.all([1, 2].map((i) => store.logs.storeLogs(entries(i, i))), { concurrency: "unbounded" })
+        )
+        while (release === undefined) yield* nextTurn
+        const lone = yield* Effect.fork(store.logs.storeLogs(entries(3, 3)))
+        yield* nextTurn
+        yield* nextTurn
+        assert.strictEqual(writevSync.mock.calls.length, 1, "a write went to the file while a batch was being flushed")
+        release()
+        yield* Fiber.join(batch)
+        yield* Fiber.join(lone)
+        assert.deepStrictEqual((yield* store.logs.getLogs(1, 3)).map((log) => log.index), [1, 2, 3])
+      }))
+      // Both batches are whole in the file, one after the other.
+      const reopened = yield* WalStore.make({ path: dir })
+      assert.deepStrictEqual((yield* reopened.logs.getLogs(1, 3)).map((log) => log.index), [1, 2, 3])
+    }))
+
+  it.scoped("a lone write whose flush fails fails, and so does every write after it", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const store = yield* WalStore.make({ path: dir })
+      spyOnFs("fdatasyncSync").mockImplementationOnce(() => {
+        throw Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" })
+      })
+      const first = yield* Effect.flip(store.logs.storeLogs(entries(1, 1)))
+      assert.include(first.reason, "EIO")
+      yield* nextTurn
+      const later = yield* Effect.flip(store.logs.storeLogs(entries(1, 1)))
+      assert.include(later.reason, "an earlier write failed")
+    }))
+
+  for (const shape of ["lone", "batched"] as const) {
+    it.scoped(`a ${shape} write that finds the disk full fails, leaves nothing of itself in the file, and later writes go on`, () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const store = yield* WalStore.make({ path: dir })
+          yield* store.logs.storeLogs(entries(1, 1))
+          const [segment] = fs.readdirSync(dir).filter((name) => name.endsWith(".wal"))
+          const sizeBefore = fs.statSync(path.join(dir, segment!)).size
+          // The failing write gets part of its batch into the file, then ENOSPC.
+          const real = fs.writevSync
+          spyOnFs("writevSync").mockImplementationOnce(
+            (fd: number, buffers: ReadonlyArray<NodeJS.ArrayBufferView>, position?: number | null) =>
+              real(fd, [(buffers as ReadonlyArray<Uint8Array>)[0]!.subarray(0, 7)], position ?? undefined)
+          ).mockImplementationOnce(() => {
+            throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" })
+          })
+          yield* nextTurn
+          const failed = shape === "lone"
+            ? store.logs.storeLogs(entries(2, 2))
+            : Effect.all([2, 3].map((i) => store.logs.storeLogs(entries(i, i))), { concurrency: "unbounded" })
+          const error = yield* Effect.flip(failed)
+          assert.include(error.reason, "ENOSPC")
+          assert.strictEqual(fs.statSync(path.join(dir, segment!)).size, sizeBefore, "the failed batch's bytes were left in the file")
+          yield* nextTurn
+          yield* store.logs.storeLogs(entries(2, 2))
+          assert.deepStrictEqual((yield* store.logs.getLogs(1, 2)).map((log) => log.index), [1, 2])
+        }))
+        const reopened = yield* WalStore.make({ path: dir })
+        assert.strictEqual(yield* reopened.logs.lastIndex, 2)
+      }))
+  }
 
   it.scoped("a short write goes on from the first byte not written", () =>
     Effect.gen(function*() {
