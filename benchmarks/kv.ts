@@ -13,8 +13,8 @@
  *     [--node-flags "<V8 flags>"]  (the nodes' V8 flags instead of `kv cluster`'s, `Launcher.nodeFlags`; "" for none)
  *     [--etcd]                  (a 3-member etcd from PATH instead of our nodes: `etcd.ts`; no --fast)
  *
- * 1. Three `kv node` processes on loopback (TCP transport, LMDB log and stable
- *    store, file snapshots: durable, as the anchor's `bolt` mode), default
+ * 1. Three `kv node` processes on loopback (TCP transport, the WAL (or LMDB,
+ *    `--store`) as log and stable store, file snapshots: durable, as the anchor's `bolt` mode), default
  *    timers or `--fast` (a tenth of them, the anchor's `fast-timers`).
  * 2. Warm-up: min(1000, ops/10) PUTs, not measured.
  * 3. Measured: `ops` HTTP PUTs of 128-byte values from `conc` concurrent
@@ -83,9 +83,10 @@ const { values: argv } = parseArgs({
 })
 
 // The nodes' durable store (`kv node --store`), passed down as KV_STORE, which the node processes inherit:
-// `KV_STORE=wal npm run bench:kv -- ...` or `tsx benchmarks/kv.ts --store wal`.
+// `KV_STORE=lmdb npm run bench:kv -- ...` or `tsx benchmarks/kv.ts --store lmdb`. Without it, the default of a
+// new data directory: the WAL.
 if (argv.store !== undefined) process.env.KV_STORE = argv.store
-const store = process.env.KV_STORE ?? "lmdb"
+const store = process.env.KV_STORE ?? "wal"
 
 const conc = Math.max(1, Number(argv.conc))
 /** The anchor instead of our service: a 3-member etcd (`etcd.ts`), driven by the same clients. */
@@ -610,7 +611,7 @@ const profileCategory = (url: string, name: string): string => {
   if (/node:(net|stream|internal\/streams)/.test(url)) return "Node net and streams"
   if (url.startsWith("node:")) return "Node, other"
   if (url === "") return "V8 builtins (JSON, strings, ...)"
-  return url.includes("node_modules") ? "other packages" : "effect-raft, other (Raft.ts, TCP, LMDB store)"
+  return url.includes("node_modules") ? "other packages" : "effect-raft, other (Raft.ts, TCP, stores)"
 }
 
 /**

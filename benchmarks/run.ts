@@ -130,7 +130,7 @@ const scenarioList = (): Array<Scenario> => {
       anchorArgs: scenario.anchorArgs
     })
   }
-  // End to end: the key-value service as three `kv node` processes (TCP, LMDB), HTTP clients, against bolt.
+  // End to end: the key-value service as three `kv node` processes (TCP, the WAL), HTTP clients, against bolt.
   const kv = (conc: number, divisor: number, fast: boolean) => {
     const ops = ["--ops", String(scale === undefined ? 20_000 / divisor : Math.max(1, Math.floor(scale / divisor)))]
     const suffix = fast ? "/fast-timers" : ""

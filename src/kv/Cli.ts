@@ -135,9 +135,12 @@ export type LogFormat = "text" | "json"
 
 /** The durable store of `kv node` and `kv recover` (docs/storage.md compares them). */
 const storeOption = Options.choice("store", ["lmdb", "wal"]).pipe(
-  Options.withDescription("the log and stable store in <data-dir>/raft: lmdb, or wal (our write-ahead log; env KV_STORE)"),
+  Options.withDescription(
+    "the log and stable store in <data-dir>/raft: wal (our write-ahead log) or lmdb; by default the kind the directory holds, wal for a new one (env KV_STORE)"
+  ),
   fromEnv(Config.literal("lmdb", "wal")("KV_STORE")),
-  Options.withDefault("lmdb" as const)
+  Options.optional,
+  Options.map(Option.getOrUndefined)
 )
 
 const nodeCommand = Command.make("node", {

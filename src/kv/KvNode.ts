@@ -342,26 +342,36 @@ export type StoreKind = "lmdb" | "wal"
 /**
  * The log and stable store of `kind` in `<dataDir>/raft`. Fails to open, rather than starting on an empty store,
  * when the directory holds the other kind's files (the node would otherwise look like one that lost its data).
+ * Without a `kind`, the directory's own kind: LMDB when it holds `data.mdb` (a node created before the WAL was
+ * the default), else the WAL.
  */
-const durableStores = (dataDir: string, kind: StoreKind): Layer.Layer<LogStore.LogStore | StableStore.StableStore, StorageError> => {
+const durableStores = (
+  dataDir: string,
+  kind: StoreKind | undefined
+): Layer.Layer<LogStore.LogStore | StableStore.StableStore, StorageError> => {
   const path = join(dataDir, "raft")
-  const [found, other] = kind === "wal" ? ["an LMDB store", "lmdb"] : ["a WAL store", "wal"]
-  const holdsOther = Effect.try({
-    try: () =>
-      kind === "wal"
-        ? existsSync(join(path, "data.mdb"))
-        : existsSync(path) && readdirSync(path).some((name) => name.endsWith(".wal")),
+  const holds = Effect.try({
+    try: (): StoreKind | undefined =>
+      existsSync(join(path, "data.mdb"))
+        ? "lmdb"
+        : existsSync(path) && readdirSync(path).some((name) => name.endsWith(".wal"))
+        ? "wal"
+        : undefined,
     catch: (cause) => new StorageError({ operation: "open", reason: `${path}: ${String(cause)}`, cause })
   })
-  return Layer.unwrapEffect(Effect.flatMap(holdsOther, (holds) =>
-    holds
-      ? Effect.fail(new StorageError({ operation: "open", reason: `${path} holds ${found}: start with --store ${other}` }))
-      : Effect.succeed(kind === "wal" ? WalStore.layer({ path }) : LmdbStore.layer({ path }))))
+  return Layer.unwrapEffect(Effect.flatMap(holds, (found) => {
+    const chosen = kind ?? found ?? "wal"
+    return found !== undefined && found !== chosen
+      ? Effect.fail(new StorageError({ operation: "open", reason: `${path} holds ${storeNames[found]}: start with --store ${found}` }))
+      : Effect.succeed(chosen === "wal" ? WalStore.layer({ path }) : LmdbStore.layer({ path }))
+  }))
 }
+
+const storeNames: Record<StoreKind, string> = { lmdb: "an LMDB store", wal: "a WAL store" }
 
 /**
  * The production storage and transport of `kv node`: the log (behind a cache of recent entries) and stable
- * store of `store` (LMDB by default) in `<dataDir>/raft`, file snapshots in `<dataDir>/snapshots`, and the TCP transport listening on
+ * store of `store` (by default what the directory holds, and the WAL for a new one) in `<dataDir>/raft`, file snapshots in `<dataDir>/snapshots`, and the TCP transport listening on
  * `raftAddress`, with mutual TLS over the files of `tls` (peers prove their server id with a certificate of the same
  * CA), or in plaintext when `tls` is "plaintext" (anyone who reaches the address can then act as a peer).
  */
@@ -371,7 +381,7 @@ export const durable = (options: {
   readonly tls: Certificates.TlsFiles | "plaintext"
   readonly store?: StoreKind | undefined
 }): Layer.Layer<Infrastructure, StorageError | BindError> => {
-  const durable = durableStores(options.dataDir, options.store ?? "lmdb")
+  const durable = durableStores(options.dataDir, options.store)
   // Context.merge keeps the later service: the cache in front of the same durable log wins.
   const stores = Layer.merge(durable, LogCache.layer(logCacheEntries, logCacheBytes).pipe(Layer.provide(durable)))
   return Layer.mergeAll(
@@ -396,7 +406,7 @@ const snapshotStore = (dataDir: string) => FileSnapshotStore.layer(join(dataDir,
 export const recover = (
   dataDir: string,
   configuration: Configuration.Configuration,
-  store: StoreKind = "lmdb"
+  store?: StoreKind | undefined
 ): Effect.Effect<SnapshotStore.SnapshotMeta, CantRecover | FsmError | StorageError> =>
   Raft.recoverCluster(configuration).pipe(
     Effect.provide(Layer.mergeAll(

@@ -2,7 +2,7 @@
  * A key-value cluster of real processes on loopback, for the chaos test and
  * the end-to-end benchmark: each node is `kv node` started as `kv cluster` starts it (Node with
  * `Launcher.nodeFlags`; TCP transport with mutual
- * TLS unless told otherwise, LMDB stores, file snapshots) in its own Node process, started with the same
+ * TLS unless told otherwise, WAL stores, file snapshots) in its own Node process, started with the same
  * peer list, `--bootstrap` and `--cluster-id` (which a node ignores once its data
  * directory was initialised), its output in `<dir>/<id>.log`. Nodes can be
  * killed with SIGKILL and started again on the same data directory, or with

@@ -25,7 +25,7 @@ beforeAll(async () => {
 })
 
 /** A single-node data directory, bootstrapped by the node itself (in this process), holding one snapshot. */
-const initialised = async (dir: string) => {
+const initialised = async (dir: string, store?: KvNode.StoreKind) => {
   const options: KvNode.Options = {
     id: "n1",
     raftAddress: `127.0.0.1:${await freePort()}`,
@@ -35,7 +35,7 @@ const initialised = async (dir: string) => {
     clusterId: "test-cluster"
   }
   await Effect.runPromise(Effect.scoped(
-    Layer.build(KvNode.layer(options, KvNode.durable({ dataDir: dir, raftAddress: options.raftAddress, tls: "plaintext" })))
+    Layer.build(KvNode.layer(options, KvNode.durable({ dataDir: dir, raftAddress: options.raftAddress, tls: "plaintext", store })))
   ))
   // A snapshot, as the node's own store writes it.
   await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
@@ -78,7 +78,7 @@ const runNode = async (id: string, dir: string) => {
 }
 
 describe("kv node refuses to start on bad data, with one line", () => {
-  it("a corrupt meta.json, a damaged data.mdb and another node's data directory each exit 1 with one line", async () => {
+  it("a corrupt meta.json, a damaged data.mdb or WAL segment and another node's data directory each exit 1 with one line", async () => {
     const root = fs.mkdtempSync(join(tmpdir(), "kv-startup-"))
     try {
       const original = join(root, "original")
@@ -92,20 +92,30 @@ describe("kv node refuses to start on bad data, with one line", () => {
       const metaCorrupt = copy("meta")
       const metaFile = join(metaCorrupt, "snapshots", fs.readdirSync(join(metaCorrupt, "snapshots"))[0]!, "meta.json")
       fs.writeFileSync(metaFile, fs.readFileSync(metaFile, "utf8").replace(`"index":1`, `"index":7`))
-      const lmdbDamaged = copy("lmdb")
-      const fd = fs.openSync(join(lmdbDamaged, "raft", "data.mdb"), "r+")
-      fs.writeSync(fd, new Uint8Array(8192), 0, 8192, 0)
-      fs.closeSync(fd)
+      // A node made before the WAL became the default keeps LMDB; its damaged file is found before LMDB maps it.
+      const lmdbDamaged = join(root, "lmdb")
+      await initialised(lmdbDamaged, "lmdb")
+      const zero = (file: string, bytes: number) => {
+        const fd = fs.openSync(file, "r+")
+        fs.writeSync(fd, new Uint8Array(bytes), 0, bytes, 0)
+        fs.closeSync(fd)
+      }
+      zero(join(lmdbDamaged, "raft", "data.mdb"), 8192)
+      const walDamaged = copy("wal")
+      const segment = fs.readdirSync(join(walDamaged, "raft")).find((name) => name.endsWith(".wal"))!
+      zero(join(walDamaged, "raft", segment), 16)
       const otherNode = copy("other")
 
-      const [meta, lmdb, other] = await Promise.all([
+      const [meta, lmdb, wal, other] = await Promise.all([
         runNode("n1", metaCorrupt),
         runNode("n1", lmdbDamaged),
+        runNode("n1", walDamaged),
         runNode("n2", otherNode)
       ])
       const expectations = [
         [meta, new RegExp(`^kv: storage open snapshot store failed: .*/meta/snapshots/${snapshotDir.split("/").at(-1)}: metadata checksum mismatch`)],
         [lmdb, /^kv: storage open failed: .*\/lmdb\/raft\/data\.mdb: meta page 0 is all zeros$/],
+        [wal, new RegExp(`^kv: storage open failed: .*/wal/raft/${segment} is corrupt at offset 0: `)],
         [other, /^kv: data directory .*\/other belongs to node n1 \(IDENTITY\.json\), not n2/]
       ] as const
       for (const [outcome, pattern] of expectations) {

@@ -1,8 +1,8 @@
 /**
- * Disk loss on real processes: three `kv node` processes (TCP, LMDB, file
+ * Disk loss on real processes: three `kv node` processes (TCP, the WAL, file
  * snapshots). Follower B is killed; key X is written and acknowledged (the
- * leader L and follower A hold it); A is stopped and its `raft/data.mdb` cut
- * to 0 bytes; L is killed; A and B are started. A's data directory says it
+ * leader L and follower A hold it); A is stopped and its `raft/` directory
+ * (log, term, vote) removed; L is killed; A and B are started. A's data directory says it
  * was initialised (`IDENTITY.json`) while its store is empty, so A must refuse
  * to start, exit non-zero and name the recovery step. Had it started empty (or
  * bootstrapped again, as every start did before), its vote would let B, which
@@ -83,7 +83,7 @@ describe("kv node on a wiped disk (real processes)", () => {
       const a = nodes.find((node) => node !== leader && node !== b)!
 
       await cluster.kill(a, "SIGTERM")
-      fs.truncateSync(join(a.dir, "raft", "data.mdb"), 0)
+      fs.rmSync(join(a.dir, "raft"), { recursive: true })
       await cluster.kill(leader, "SIGKILL")
       cluster.start(a)
       cluster.start(b)

@@ -9,12 +9,31 @@ import { LogStore } from "../../src/LogStore.js"
 import { tempDir } from "./temp.js"
 
 /** Builds the production stores and transport of `kv node` (on loopback, port 0) over `dataDir`. */
-const build = (dataDir: string, store: KvNode.StoreKind) =>
+const build = (dataDir: string, store: KvNode.StoreKind | undefined) =>
   Layer.build(KvNode.durable({ dataDir, raftAddress: "127.0.0.1:0", tls: "plaintext", store }))
 
 const entry = { index: 1, term: 1, type: "Command" as const, data: new Uint8Array([1]) }
 
+/** The files of `<dataDir>/raft` that say which store it is. */
+const kindOf = (dataDir: string) => {
+  const files = fs.readdirSync(path.join(dataDir, "raft"))
+  return [files.some((name) => name.endsWith(".wal")), files.includes("data.mdb")]
+}
+
 describe("kv node --store", () => {
+  it.scoped("without --store a new data dir gets the WAL, and a data dir holding LMDB stays on LMDB", () =>
+    Effect.gen(function*() {
+      const fresh = yield* tempDir()
+      yield* Effect.scoped(Effect.flatMap(build(fresh, undefined), (context) => Context.get(context, LogStore).storeLogs([entry])))
+      assert.deepStrictEqual(kindOf(fresh), [true, false], "a new data dir did not get the WAL")
+      const older = yield* tempDir()
+      yield* Effect.scoped(Effect.flatMap(build(older, "lmdb"), (context) => Context.get(context, LogStore).storeLogs([entry])))
+      const reopened = yield* Effect.scoped(Effect.flatMap(build(older, undefined), (context) => Context.get(context, LogStore).lastIndex))
+      assert.strictEqual(reopened, 1, "an LMDB data dir was not reopened as LMDB")
+      assert.deepStrictEqual(kindOf(older), [false, true])
+    }))
+
+
   it.scoped("wal keeps the log in segment files under <data-dir>/raft", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDir()
