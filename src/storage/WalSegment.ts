@@ -79,17 +79,9 @@ const unwritten = (buffers: ReadonlyArray<Uint8Array>, written: number): Readonl
 /**
  * Writes `buffers` at `position` of `fd` on the calling thread, all of them. A batch is small (a write to the page
  * cache, no flush), so this costs less than a round trip through libuv's thread pool, which wakes a pool thread
- * and then the event loop; the flush that follows (`datasync`) is the one call that waits for the disk.
+ * and then the event loop; the flush that follows is the one call that waits for the disk. Throws what node:fs
+ * throws.
  */
-export const writeAllNow = (
-  operation: string,
-  file: string,
-  fd: number,
-  buffers: ReadonlyArray<Uint8Array>,
-  position: number
-): Effect.Effect<void, StorageError> => attempt(operation, file, () => writeAllSync(fd, buffers, position))
-
-/** `writeAllNow`'s loop, for a caller that maps the exception itself. */
 export const writeAllSync = (fd: number, buffers: ReadonlyArray<Uint8Array>, position: number): void => {
   let pending: ReadonlyArray<Uint8Array> = buffers
   let at = position
@@ -125,13 +117,54 @@ export const close = (file: string, fd: number): Effect.Effect<void> =>
 
 // ---------------------------------------------------------------- segments
 
-/** One segment file, open. `size` is where the next batch goes; `live` counts the entries the index reads from it. */
+/**
+ * One segment file, open. `size` is where the next batch goes; `allocated` is the file's length, zeros from `size`
+ * on (`append`); `live` counts the entries the index reads from it.
+ */
 export interface Segment {
   readonly seq: number
   readonly file: string
   readonly fd: number
   size: number
+  allocated: number
   live: number
+}
+
+/**
+ * Zeros written ahead of the tail's end, so that a batch's `fdatasync` flushes data into blocks the file already
+ * has, without a change of its length for the file system's journal to commit: with three nodes syncing on one
+ * disk, about a quarter less time per `fdatasync` on this project's machine (benchmarks/README.md). Recovery reads
+ * the zeros as the torn end of the tail and cuts them; a store closed in order cuts them itself.
+ */
+export const PREALLOCATE_BYTES: number = 1024 * 1024
+
+const ZEROS = new Uint8Array(64 * 1024)
+
+/**
+ * Writes `buffers` at the segment's end on the calling thread, zeros first when they would run past what the file
+ * holds: up to `PREALLOCATE_BYTES` past them, but not past `limit`, the size at which the segment is sealed, so that
+ * a sealed segment ends at its last batch (zeros there would read as damage at open, since only the tail may end
+ * torn). Throws what node:fs throws; the caller maps it, and cuts the file back to `size` after a failure.
+ */
+export const append = (segment: Segment, buffers: ReadonlyArray<Uint8Array>, limit: number): void => {
+  let total = 0
+  for (const buffer of buffers) total += buffer.length
+  const end = segment.size + total
+  if (end > segment.allocated) {
+    const target = Math.max(end, Math.min(end + PREALLOCATE_BYTES, limit))
+    for (let at = segment.allocated; at < target; at += ZEROS.length) {
+      writeAllSync(segment.fd, [ZEROS.subarray(0, Math.min(ZEROS.length, target - at))], at)
+      segment.allocated = Math.min(at + ZEROS.length, target)
+    }
+  }
+  writeAllSync(segment.fd, buffers, segment.size)
+}
+
+/** Cuts the file back to `size` (the end of its last durable batch), durably: no zeros or failed batch after it. */
+export const cut = (segment: Segment): void => {
+  fs.ftruncateSync(segment.fd, segment.size)
+  fs.fdatasyncSync(segment.fd)
+  segment.allocated = segment.size
 }
 
 /** The file name of segment `seq`. */
@@ -182,7 +215,7 @@ export const create = (dir: string, seq: number): Effect.Effect<Segment, Storage
       Effect.tapError(() =>
         Effect.zipRight(close(file, fd), Effect.ignore(attempt("create segment", file, () => fs.unlinkSync(file)))))
     )
-    return { seq, file, fd, size: HEADER, live: 0 }
+    return { seq, file, fd, size: HEADER, allocated: HEADER, live: 0 }
   })
 
 /** Opens segment `seq` for reading and writing, and reads all of it. */
@@ -201,7 +234,7 @@ export const open = (dir: string, seq: number): Effect.Effect<{ segment: Segment
       }
       return bytes.subarray(0, at)
     }).pipe(Effect.tapError(() => close(file, fd)))
-    return { segment: { seq, file, fd, size: bytes.length, live: 0 }, bytes }
+    return { segment: { seq, file, fd, size: bytes.length, allocated: bytes.length, live: 0 }, bytes }
   })
 
 /** Reads `length` bytes at `position` of a segment (a read of what the index says is there). */
@@ -299,6 +332,7 @@ export const truncate = (segment: Segment, size: number): Effect.Effect<void, St
     Effect.zipRight(datasync("open", segment.file, segment.fd)),
     Effect.tap(() => {
       segment.size = size
+      segment.allocated = size
     })
   )
 

@@ -115,6 +115,13 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
         const left = queued
         queued = []
         for (const pending of left) yield* Deferred.fail(pending.done, closedError("write"))
+        // A store closed in order leaves no zeros after its last batch (a reopen would cut them anyway).
+        const tail = segments.at(-1)
+        if (tail !== undefined && tail.allocated > tail.size && broken === undefined) {
+          yield* WalSegment.attempt("close", tail.file, () => WalSegment.cut(tail)).pipe(
+            Effect.catchAll((error) => Effect.logWarning("cutting the log's preallocated end failed", error))
+          )
+        }
         for (const segment of segments) yield* WalSegment.close(segment.file, segment.fd)
       })
     )
@@ -184,10 +191,7 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
      * get the error. A cut that fails too ends writing, as a failed flush does.
      */
     const cutBack = (tail: WalSegment.Segment, error: StorageError) =>
-      WalSegment.attempt("storeLogs", tail.file, () => {
-        fs.ftruncateSync(tail.fd, tail.size)
-        fs.fdatasyncSync(tail.fd)
-      }).pipe(Effect.catchAll(() => breakOn(error)))
+      WalSegment.attempt("storeLogs", tail.file, () => WalSegment.cut(tail)).pipe(Effect.catchAll(() => breakOn(error)))
 
     /** The batch's frames are durable at `base` of the tail: the index points at them, the tail grows past them. */
     const placed = (batch: ReadonlyArray<Frames>, tail: WalSegment.Segment) => {
@@ -220,9 +224,10 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
         }
         const buffers = batch.map((pending) => pending.bytes)
         buffers.push(WalRecord.COMMIT)
+        const segment = tail
         yield* Effect.tapError(
-          WalSegment.writeAllNow("storeLogs", tail.file, tail.fd, buffers, tail.size),
-          (error) => cutBack(tail, error)
+          WalSegment.attempt("storeLogs", tail.file, () => WalSegment.append(segment, buffers, segmentBytes)),
+          (error) => cutBack(segment, error)
         )
         yield* Effect.tapError(WalSegment.datasync("storeLogs", tail.file, tail.fd), breakOn)
         placed(batch, tail)
@@ -241,7 +246,7 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
         // One synchronous step: nothing else writes at the tail's end before it has grown past these frames.
         let written = false
         const durable = WalSegment.attempt("storeLogs", tail.file, () => {
-          WalSegment.writeAllSync(tail.fd, [frames.bytes, WalRecord.COMMIT], tail.size)
+          WalSegment.append(tail, [frames.bytes, WalRecord.COMMIT], segmentBytes)
           written = true
           fs.fdatasyncSync(tail.fd)
           placed([frames], tail)

@@ -32,6 +32,14 @@ const entries = (from: number, to: number): Array<Log.Log> =>
     data: new TextEncoder().encode(`entry ${from + i}`)
   }))
 
+/** Where a segment's data ends: its last byte that is not zero (a commit frame ends in its kind, 3). */
+const dataEnd = (file: string) => {
+  const bytes = fs.readFileSync(file)
+  let end = bytes.length
+  while (end > 0 && bytes[end - 1] === 0) end--
+  return end
+}
+
 /** The event loop's next turn: a write after it may be flushed on the calling thread again. */
 const nextTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
@@ -82,10 +90,11 @@ describe("WalStore writes", () => {
           Effect.all([1, 2].map((i) => store.logs.storeLogs(entries(i, i))), { concurrency: "unbounded" })
         )
         while (release === undefined) yield* nextTurn
+        const written = writevSync.mock.calls.length
         const lone = yield* Effect.fork(store.logs.storeLogs(entries(3, 3)))
         yield* nextTurn
         yield* nextTurn
-        assert.strictEqual(writevSync.mock.calls.length, 1, "a write went to the file while a batch was being flushed")
+        assert.strictEqual(writevSync.mock.calls.length, written, "a write went to the file while a batch was being flushed")
         release()
         yield* Fiber.join(batch)
         yield* Fiber.join(lone)
@@ -118,7 +127,7 @@ describe("WalStore writes", () => {
           const store = yield* WalStore.make({ path: dir })
           yield* store.logs.storeLogs(entries(1, 1))
           const [segment] = fs.readdirSync(dir).filter((name) => name.endsWith(".wal"))
-          const sizeBefore = fs.statSync(path.join(dir, segment!)).size
+          const durableEnd = dataEnd(path.join(dir, segment!))
           // The failing write gets part of its batch into the file, then ENOSPC.
           const real = fs.writevSync
           spyOnFs("writevSync").mockImplementationOnce(
@@ -133,7 +142,8 @@ describe("WalStore writes", () => {
             : Effect.all([2, 3].map((i) => store.logs.storeLogs(entries(i, i))), { concurrency: "unbounded" })
           const error = yield* Effect.flip(failed)
           assert.include(error.reason, "ENOSPC")
-          assert.strictEqual(fs.statSync(path.join(dir, segment!)).size, sizeBefore, "the failed batch's bytes were left in the file")
+          // Cut back to the last batch: neither the failed batch's bytes nor the zeros written ahead are left.
+          assert.strictEqual(fs.statSync(path.join(dir, segment!)).size, durableEnd, "the failed batch's bytes were left in the file")
           yield* nextTurn
           yield* store.logs.storeLogs(entries(2, 2))
           assert.deepStrictEqual((yield* store.logs.getLogs(1, 2)).map((log) => log.index), [1, 2])
@@ -142,6 +152,52 @@ describe("WalStore writes", () => {
         assert.strictEqual(yield* reopened.logs.lastIndex, 2)
       }))
   }
+
+  it.scoped("batches are written into zeros the file already holds, so a flush does not change the file's length", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const store = yield* WalStore.make({ path: dir })
+      const [segment] = fs.readdirSync(dir).filter((name) => name.endsWith(".wal"))
+      const file = path.join(dir, segment!)
+      yield* store.logs.storeLogs(entries(1, 1))
+      const length = fs.statSync(file).size
+      assert.isAtLeast(length, WalSegment.PREALLOCATE_BYTES, "no zeros were written ahead of the log's end")
+      for (let i = 2; i <= 20; i++) {
+        yield* nextTurn
+        yield* store.logs.storeLogs(entries(i, i))
+      }
+      yield* Effect.all([21, 22, 23].map((i) => store.logs.storeLogs(entries(i, i))), { concurrency: "unbounded" })
+      assert.strictEqual(fs.statSync(file).size, length, "a batch changed the file's length")
+      // What a crash leaves (the zeros after the last batch) reopens whole, and the zeros are cut at open.
+      const copy = yield* tempDir()
+      fs.copyFileSync(file, path.join(copy, segment!))
+      const reopened = yield* WalStore.make({ path: copy })
+      assert.deepStrictEqual((yield* reopened.logs.getLogs(1, 23)).map((log) => log.index), Array.from({ length: 23 }, (_, i) => i + 1))
+      assert.strictEqual(fs.statSync(path.join(copy, segment!)).size, dataEnd(file))
+    }))
+
+  it.scoped("a segment ends at its last batch once the next one starts: no zeros a reopen would take for damage", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const store = yield* WalStore.make({ path: dir, segmentBytes: 4096 })
+        for (let i = 1; i <= 200; i++) {
+          yield* nextTurn
+          yield* store.logs.storeLogs(entries(i, i))
+        }
+        const files = fs.readdirSync(dir).filter((name) => name.endsWith(".wal")).sort()
+        assert.isAtLeast(files.length, 3)
+        for (const sealed of files.slice(0, -1)) {
+          const file = path.join(dir, sealed)
+          assert.strictEqual(fs.statSync(file).size, dataEnd(file), `${sealed} kept zeros after its last batch`)
+        }
+        // Opened while this store still has zeros at its tail: what a crash leaves.
+        const copy = yield* tempDir()
+        for (const name of files) fs.copyFileSync(path.join(dir, name), path.join(copy, name))
+        const reopened = yield* WalStore.make({ path: copy, segmentBytes: 4096 })
+        assert.strictEqual(yield* reopened.logs.lastIndex, 200)
+      }))
+    }))
 
   it.scoped("a short write goes on from the first byte not written", () =>
     Effect.gen(function*() {
@@ -158,7 +214,7 @@ describe("WalStore writes", () => {
         }
       )
       const parts = ["abcd", "", "efghijk", "l"].map((text) => new TextEncoder().encode(text))
-      yield* WalSegment.writeAllNow("test", file, fd, parts, 2)
+      WalSegment.writeAllSync(fd, parts, 2)
       assert.strictEqual(fs.readFileSync(file).subarray(2).toString(), "abcdefghijkl")
     }))
 })
