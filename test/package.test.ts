@@ -128,7 +128,7 @@ describe("the package, packed and installed", () => {
         !file.startsWith("dist/") && !["package.json", "README.md", "LICENSE", "CHANGELOG.md"].includes(file)
       )
       assert.deepStrictEqual(stray, [], "files outside dist/ and the four top-level ones")
-      for (const file of ["LICENSE", "CHANGELOG.md", "README.md", "dist/index.d.ts", "dist/kv/main.js"]) {
+      for (const file of ["LICENSE", "CHANGELOG.md", "README.md", "dist/index.d.ts", "dist/kv/main.js", "dist/kv/kv.mjs"]) {
         assert.include(shipped, file)
       }
       assert.isFalse(shipped.some((file) => file.startsWith("dist/demo")), "the demo runs on import: not shipped")
