@@ -6,8 +6,8 @@
  * needs no TypeScript loader and the choices below sit in one place with their reasons.
  *
  * Why bundled: V8 keeps the source text of every module a process loads, to compile its functions lazily; a node
- * loads about 700 modules from node_modules when its packages stay outside, and an idle node then holds about a
- * fifth more memory (benchmarks/README.md, "A key-value node from one bundled file").
+ * loads about 700 modules from node_modules when its packages stay outside, and an idle node then holds about
+ * 24 MiB more, 106 against 82 MiB (benchmarks/README.md, "A key-value node from one bundled file").
  *
  * - Outside the bundle: `lmdb` (a native addon it finds beside its own files) and `msgpackr` (lmdb imports it
  *   itself, so a bundled copy would be loaded twice; its optional native extension is found beside it).
