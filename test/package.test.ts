@@ -63,7 +63,7 @@ const freeRange = async (count: number): Promise<number> => {
 const clusterToLeader = async (
   kv: string,
   dir: string,
-  whileUp: (leaderHttp: string) => Promise<void>
+  whileUp: (leaderHttp: string, launcher: number) => Promise<void>
 ): Promise<number> => {
   const raftPort = await freeRange(3)
   const httpPort = await freeRange(3)
@@ -97,7 +97,7 @@ const clusterToLeader = async (
         reject(new Error(`kv cluster exited with ${code}:\n${output}`))
       })
     })
-    await whileUp(leaderHttp)
+    await whileUp(leaderHttp, child.pid!)
     return millis
   } finally {
     // The launcher stops its nodes on SIGTERM; its process group goes down with it either way.
@@ -108,6 +108,19 @@ const clusterToLeader = async (
     }
   }
 }
+
+/** The command lines (arguments) of `parent`'s child processes, from /proc. */
+const childCommandLines = (parent: number): Array<Array<string>> =>
+  readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((pid) => {
+    try {
+      // The parent's pid is the field after the command's name, which is in parentheses and may hold spaces.
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) !== parent) return []
+      return [readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((arg) => arg !== "")]
+    } catch {
+      return [] // it exited meanwhile
+    }
+  })
 
 /** A program's last line of output: its result, after the lines the nodes log at Info (elections, leaders). */
 const lastLine = (stdout: string): string => stdout.trimEnd().split("\n").at(-1) ?? ""
@@ -128,7 +141,7 @@ describe("the package, packed and installed", () => {
         !file.startsWith("dist/") && !["package.json", "README.md", "LICENSE", "CHANGELOG.md"].includes(file)
       )
       assert.deepStrictEqual(stray, [], "files outside dist/ and the four top-level ones")
-      for (const file of ["LICENSE", "CHANGELOG.md", "README.md", "dist/index.d.ts", "dist/kv/main.js"]) {
+      for (const file of ["LICENSE", "CHANGELOG.md", "README.md", "dist/index.d.ts", "dist/kv/main.js", "dist/kv/kv.mjs"]) {
         assert.include(shipped, file)
       }
       assert.isFalse(shipped.some((file) => file.startsWith("dist/demo")), "the demo runs on import: not shipped")
@@ -182,7 +195,12 @@ describe("the package, packed and installed", () => {
       assert.include(help.stdout.replace(/\x1b\[[0-9;]*m/g, ""), "- cluster [--nodes integer]")
       const version = await timed("kv --version", () => run(kv, ["--version"], { cwd: app }))
       assert.strictEqual(version.stdout.trim(), manifest.version)
-      const toLeader = await clusterToLeader(kv, app, async (leaderHttp) => {
+      const toLeader = await clusterToLeader(kv, app, async (leaderHttp, launcher) => {
+        // The launcher (the bin: the bundle) started every node from the bundle too.
+        const bundle = path.join(installed, "dist", "kv", "kv.mjs")
+        const nodes = childCommandLines(launcher)
+        assert.strictEqual(nodes.length, 3, nodes.join("\n"))
+        for (const node of nodes) assert.strictEqual(node[node.indexOf("node") - 1], bundle, node.join(" "))
         // The client commands, against the cluster the launcher started.
         const put = await run(kv, ["put", "hello", "world", "--http-addr", leaderHttp], { cwd: app })
         assert.match(put.stdout, /^ok \(index \d+\)/)

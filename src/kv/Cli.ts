@@ -475,7 +475,10 @@ const command = Command.make("kv").pipe(
   ])
 )
 
-/** This package's version, read from its package.json: two directories up, from `src/kv/` as from `dist/kv/`. */
+/**
+ * This package's version, read from its package.json: two directories up, from `src/kv/` as from `dist/kv/` (the
+ * compiled modules, and the bundle `dist/kv/kv.mjs` with its chunks beside it).
+ */
 export const version: Effect.Effect<string> = Effect.try(() => createRequire(import.meta.url)("../../package.json")).pipe(
   Effect.flatMap(Schema.decodeUnknown(Schema.Struct({ version: Schema.String }))),
   Effect.map((found) => found.version),

@@ -5,6 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { pathToFileURL } from "node:url"
 import * as Launcher from "../../src/kv/Launcher.js"
 import { tempDir } from "../storage/temp.js"
 
@@ -53,4 +54,16 @@ describe("kv cluster (the launcher)", () => {
     ])
     assert.deepStrictEqual(command.args.slice(5), [...Launcher.nodeArguments(all[0]!, all, { tls: "plaintext", fast: false })])
   })
+
+  it.scoped("runs nodes from the bundle beside a compiled launcher when the build wrote one, else from main.js", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const launcher = pathToFileURL(path.join(dir, "Launcher.js")).href
+      assert.deepStrictEqual(yield* Launcher.nodeEntry(launcher), { entry: path.join(dir, "main.js"), loader: [] })
+      fs.writeFileSync(path.join(dir, Launcher.BUNDLE_FILE), "")
+      assert.deepStrictEqual(yield* Launcher.nodeEntry(launcher), { entry: path.join(dir, "kv.mjs"), loader: [] })
+      // From one of the bundle's own chunks, beside it.
+      const chunk = pathToFileURL(path.join(dir, "kv-chunk-ABC.mjs")).href
+      assert.deepStrictEqual(yield* Launcher.nodeEntry(chunk), { entry: path.join(dir, "kv.mjs"), loader: [] })
+    }).pipe(Effect.provide(Layer.mergeAll(NodeFileSystem.layer, NodePath.layer))))
 })
