@@ -246,13 +246,25 @@ const buildScenario = async (): Promise<Array<string>> => {
   return ["--import", "tsx", source]
 }
 
-/** The `kv` executable, for the node processes of the `kv/` rows. */
+/**
+ * The `kv` executable of the `kv/` rows' node processes: built as `npm run build` builds `dist/kv/kv.mjs`, the file
+ * `npm start` runs (its packages bundled; `scripts/bundle-kv.mjs`), from the current sources. (To see time by
+ * package in `kv.ts --node-cpu-prof`, give it a build whose packages stay outside: `node scripts/bundle-kv.mjs
+ * --packages-external --outdir <dir>`, then `--node-entry <dir>/kv.mjs`.)
+ */
 const buildKvNode = async (): Promise<Array<string>> => {
   if (argv.tsx) return []
-  const main = path.join(root, "src", "kv", "main.ts")
-  return await bundle([main], "kv nodes run through tsx")
-    ? ["--node-entry", path.join(resultsDir, ".build", "main.mjs")]
-    : []
+  // Two directories below the root, as dist/kv/ is: `kv --version` reads ../../package.json.
+  const outdir = path.join(resultsDir, "kv-build")
+  const built = spawnSync(process.execPath, [path.join(root, "scripts", "bundle-kv.mjs"), "--outdir", outdir], {
+    cwd: root,
+    encoding: "utf8"
+  })
+  if (built.status !== 0) {
+    process.stderr.write(`bundling kv failed (${built.stderr.trim()}); kv nodes run through tsx\n`)
+    return []
+  }
+  return ["--node-entry", path.join(outdir, "kv.mjs")]
 }
 
 const runProcess = (command: string, args: ReadonlyArray<string>, timeoutMs = 100_000): Row => {
