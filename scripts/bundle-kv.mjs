@@ -41,7 +41,7 @@ const { values } = parseArgs({
 
 const outdir = path.resolve(values.outdir)
 // A chunk's name holds its hash: the previous build's chunks go first, or they would pile up.
-const ours = /^kv(-chunk-[A-Z0-9]+)?\.mjs(\.map)?$/
+const ours = /^kv(-chunk-[A-Z0-9]+)?\.mjs(\.map|\.LEGAL\.txt)?$/
 if (fs.existsSync(outdir)) {
   for (const file of fs.readdirSync(outdir)) if (ours.test(file)) fs.rmSync(path.join(outdir, file))
 }
@@ -63,6 +63,8 @@ await esbuild.build({
   minifySyntax: !values["no-minify"],
   sourcemap: "linked",
   sourcesContent: false,
-  legalComments: "none",
+  // Third-party license comments go to a file beside each bundle (kv.mjs.LEGAL.txt), not into the code V8 keeps;
+  // the bundled packages are also installed as dependencies, with their own LICENSE files.
+  legalComments: "linked",
   logLevel: "warning"
 })
