@@ -152,12 +152,20 @@ export const append = (segment: Segment, buffers: ReadonlyArray<Uint8Array>, lim
   const end = segment.size + total
   if (end > segment.allocated) {
     const target = Math.max(end, Math.min(end + PREALLOCATE_BYTES, limit))
-    for (let at = segment.allocated; at < target; at += ZEROS.length) {
-      writeAllSync(segment.fd, [ZEROS.subarray(0, Math.min(ZEROS.length, target - at))], at)
-      segment.allocated = Math.min(at + ZEROS.length, target)
+    try {
+      for (let at = segment.allocated; at < target; at += ZEROS.length) {
+        writeAllSync(segment.fd, [ZEROS.subarray(0, Math.min(ZEROS.length, target - at))], at)
+        segment.allocated = Math.min(at + ZEROS.length, target)
+      }
+    } catch {
+      // No room for the zeros (a nearly full disk): drop what was written of them, and write the batch alone.
+      fs.ftruncateSync(segment.fd, segment.size)
+      segment.allocated = segment.size
     }
   }
   writeAllSync(segment.fd, buffers, segment.size)
+  // The file holds at least the batch now: the next zeros start after it, never over it.
+  if (segment.allocated < end) segment.allocated = end
 }
 
 /** Cuts the file back to `size` (the end of its last durable batch), durably: no zeros or failed batch after it. */

@@ -162,17 +162,29 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
       bySeq.set(first.seq, first)
     }
 
-    /** Removes head segments nothing points into any more (never the tail), then syncs the directory. */
-    const dropHead = Effect.gen(function*() {
-      let dropped = 0
-      while (segments.length > 1 && segments[0]!.live === 0) {
-        const segment = segments.shift()!
-        bySeq.delete(segment.seq)
-        yield* WalSegment.remove(segment)
-        dropped++
-      }
-      if (dropped > 0) yield* WalSegment.syncDirectory("deleteRange", dir)
-    })
+    // A removal of head segments is running: one at a time, so that they go oldest first and each is synced.
+    let dropping = false
+    /**
+     * Removes head segments nothing points into any more (never the tail), then syncs the directory. Not
+     * interruptible: a segment taken off the list is always removed (a lone write runs this on its caller's fiber).
+     * A call while another runs returns at once; that one goes on until no head segment is left to remove.
+     */
+    const dropHead = Effect.uninterruptible(Effect.suspend(() => {
+      if (dropping) return Effect.void
+      dropping = true
+      return Effect.gen(function*() {
+        let dropped = 0
+        while (segments.length > 1 && segments[0]!.live === 0) {
+          const segment = segments.shift()!
+          bySeq.delete(segment.seq)
+          yield* WalSegment.remove(segment)
+          dropped++
+        }
+        if (dropped > 0) yield* WalSegment.syncDirectory("deleteRange", dir)
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        dropping = false
+      })))
+    }))
     yield* dropHead
 
     let batches = 0
@@ -239,22 +251,25 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
      * `fdatasync` without waking the writer fiber and a pool thread. Never while the writer has a batch (`busy`),
      * and not when the tail is full (a new segment is the writer's).
      */
-    const flushNow = (frames: Frames): Effect.Effect<void, StorageError> =>
+    const flushNow = (frames: Frames, queue: Effect.Effect<void, StorageError>): Effect.Effect<void, StorageError> =>
       Effect.suspend(() => {
         if (broken !== undefined) return Effect.fail(broken)
         const tail = segments.at(-1)!
-        // One synchronous step: nothing else writes at the tail's end before it has grown past these frames.
+        // One synchronous step: nothing else writes at the tail's end before it has grown past these frames. It
+        // checks `busy` again itself, so that no yield between the decision and the write can let a batch in.
         let written = false
         const durable = WalSegment.attempt("storeLogs", tail.file, () => {
+          if (busy()) return false
           WalSegment.append(tail, [frames.bytes, WalRecord.COMMIT], segmentBytes)
           written = true
           fs.fdatasyncSync(tail.fd)
           placed([frames], tail)
+          return true
         })
-        return Effect.zipRight(
-          Effect.tapError(durable, (error) => written ? breakOn(error) : cutBack(tail, error)),
-          dropHeadAfter
-        )
+        return Effect.matchEffect(durable, {
+          onFailure: (error) => Effect.zipRight(written ? breakOn(error) : cutBack(tail, error), Effect.fail(error)),
+          onSuccess: (done) => done ? dropHeadAfter : queue
+        })
       })
 
     // The writer: everything queued while the previous batch was being synced goes into the next one.
@@ -300,7 +315,10 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
       dataBytes: number,
       apply: Pending["apply"]
     ): Effect.Effect<void, StorageError> =>
-      lone.write(dataBytes, busy, flushNow({ bytes, apply }), enqueue(operation, bytes, apply))
+      Effect.suspend(() => {
+        const queued = enqueue(operation, bytes, apply)
+        return lone.write(dataBytes, busy, flushNow({ bytes, apply }, queued), queued)
+      })
 
     /** Reads and checks the entries `from..to`; entries lying one after another in a segment take one `pread`. */
     const read = (operation: string, from: number, to: number): Effect.Effect<Array<Log>, LogNotFound | StorageError> =>

@@ -199,6 +199,49 @@ describe("WalStore writes", () => {
       }))
     }))
 
+  it.scoped("a write with no room left for the zeros ahead of the tail is written without them", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const store = yield* WalStore.make({ path: dir })
+      const [segment] = fs.readdirSync(dir).filter((name) => name.endsWith(".wal"))
+      const file = path.join(dir, segment!)
+      // The first write of zeros finds the disk full; the batch itself still fits.
+      spyOnFs("writevSync").mockImplementationOnce(() => {
+        throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" })
+      })
+      yield* store.logs.storeLogs(entries(1, 1))
+      assert.strictEqual(fs.statSync(file).size, dataEnd(file), "zeros were left after the batch")
+      yield* nextTurn
+      yield* store.logs.storeLogs(entries(2, 2))
+      assert.deepStrictEqual((yield* store.logs.getLogs(1, 2)).map((log) => log.index), [1, 2])
+    }))
+
+  it.scoped("a lone write whose caller is interrupted while head segments are removed still removes them all", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const store = yield* WalStore.make({ path: dir, segmentBytes: 100 })
+      const count = 1001
+      for (let i = 1; i <= count; i++) yield* store.logs.storeLogs(entries(i, i))
+      const files = () => fs.readdirSync(dir).filter((name) => name.endsWith(".wal")).length
+      assert.isAbove(files(), 300)
+      yield* nextTurn
+      // A lone delete of everything frees every head segment; its caller is interrupted once removal has begun.
+      const deleting = yield* Effect.fork(store.logs.deleteRange(1, count))
+      let interruptedWith = 0
+      for (let k = 0; k < 100 && interruptedWith === 0; k++) {
+        yield* Effect.yieldNow()
+        const now = files()
+        if (now > 1 && now < count / 2) {
+          interruptedWith = now
+          yield* Fiber.interrupt(deleting)
+        }
+      }
+      assert.isAbove(interruptedWith, 1, "the removal was not caught half-way")
+      yield* Fiber.await(deleting)
+      // The removal ran to its end (and its directory sync) though its caller was interrupted.
+      assert.deepStrictEqual([files(), (yield* store.stats).segments], [1, 1], "head segments were left behind")
+    }))
+
   it.scoped("a short write goes on from the first byte not written", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir()
