@@ -314,11 +314,11 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
       bytes: Uint8Array,
       dataBytes: number,
       apply: Pending["apply"]
-    ): Effect.Effect<void, StorageError> =>
-      Effect.suspend(() => {
-        const queued = enqueue(operation, bytes, apply)
-        return lone.write(dataBytes, busy, flushNow({ bytes, apply }, queued), queued)
-      })
+    ): Effect.Effect<void, StorageError> => {
+      // Both are lazy: nothing runs until `lone` picks one.
+      const queued = enqueue(operation, bytes, apply)
+      return lone.write(dataBytes, busy, flushNow({ bytes, apply }, queued), queued)
+    }
 
     /** Reads and checks the entries `from..to`; entries lying one after another in a segment take one `pread`. */
     const read = (operation: string, from: number, to: number): Effect.Effect<Array<Log>, LogNotFound | StorageError> =>
