@@ -293,6 +293,10 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
         return Effect.ensuring(commitAsync(operation, f), Effect.sync(() => inFlight--))
       })
     const lone = LoneWrite.make()
+    let syncCommits = 0
+    const countSync = () => {
+      syncCommits++
+    }
     // A read-only store's writes take the writer's path, which fails them.
     const busy = () => closed || inFlight > 0 || options.readOnly === true
     /**
@@ -308,7 +312,7 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
       lone.write(
         bytes,
         busy,
-        commitSync(operation, () => root.transactionSync(now)),
+        Effect.tap(commitSync(operation, () => root.transactionSync(now)), countSync),
         commit(operation, queued)
       )
     const openDb = (name: string) =>
@@ -415,7 +419,7 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
       } catch {
         // A closed environment has no counters left to read.
       }
-      return { commits, syncCommits: lone.count(), storeLogsCalls, entriesStored }
+      return { commits, syncCommits, storeLogsCalls, entriesStored }
     })
 
     return { logs, stable, stats }

@@ -44,8 +44,6 @@ export interface LoneWrites {
     now: Effect.Effect<void, E>,
     queued: Effect.Effect<void, E>
   ) => Effect.Effect<void, E>
-  /** Writes committed on the calling thread so far. */
-  readonly count: () => number
 }
 
 export const make = (): LoneWrites => {
@@ -53,15 +51,11 @@ export const make = (): LoneWrites => {
   let waiting = 0
   // Set by a write on the calling thread until the event loop's next check phase.
   let blockedThisTurn = false
-  let count = 0
   const endTurn = () => {
     blockedThisTurn = false
   }
   const leave = () => {
     waiting--
-  }
-  const counted = () => {
-    count++
   }
   const write = <E>(
     bytes: number,
@@ -83,9 +77,9 @@ export const make = (): LoneWrites => {
           blockedThisTurn = true
           // Not a timer: the end of this event-loop turn, which `Effect.sleep(0)` would stretch to a millisecond.
           setImmediate(endTurn)
-          return Effect.tap(now, counted)
+          return now
         })
       )
     })
-  return { write, count: () => count }
+  return { write }
 }

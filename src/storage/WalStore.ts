@@ -188,6 +188,7 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
     yield* dropHead
 
     let batches = 0
+    let loneBatches = 0
     let storeLogsCalls = 0
     let entriesStored = 0
 
@@ -264,6 +265,7 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
           written = true
           fs.fdatasyncSync(tail.fd)
           placed([frames], tail)
+          loneBatches++
           return true
         })
         return Effect.matchEffect(durable, {
@@ -389,7 +391,7 @@ export const make = (options: Options): Effect.Effect<WalStore, StorageError, Sc
     }
 
     const stable = yield* WalStable.make(dir, whenOpen)
-    const stats = Effect.sync((): Stats => ({ batches, loneBatches: lone.count(), storeLogsCalls, entriesStored, segments: segments.length }))
+    const stats = Effect.sync((): Stats => ({ batches, loneBatches, storeLogsCalls, entriesStored, segments: segments.length }))
     return { logs, stable, stats }
   })
 
