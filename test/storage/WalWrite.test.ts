@@ -40,6 +40,12 @@ const dataEnd = (file: string) => {
   return end
 }
 
+/** What node:fs throws for a failed call: an Error with an errno code. */
+const fsError = (code: string, message: string) => Object.assign(new Error(`${code}: ${message}`), { code })
+
+/** The segment files of the log in `dir`, in order (the first is the only one until the log rolls over). */
+const segmentFiles = (dir: string) => fs.readdirSync(dir).filter((name) => name.endsWith(".wal")).sort()
+
 /** The event loop's next turn: a write after it may be flushed on the calling thread again. */
 const nextTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
@@ -110,7 +116,7 @@ describe("WalStore writes", () => {
       const dir = yield* tempDir()
       const store = yield* WalStore.make({ path: dir })
       spyOnFs("fdatasyncSync").mockImplementationOnce(() => {
-        throw Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" })
+        throw fsError("EIO", "i/o error, fdatasync")
       })
       const first = yield* Effect.flip(store.logs.storeLogs(entries(1, 1)))
       assert.include(first.reason, "EIO")
@@ -126,7 +132,7 @@ describe("WalStore writes", () => {
         yield* Effect.scoped(Effect.gen(function*() {
           const store = yield* WalStore.make({ path: dir })
           yield* store.logs.storeLogs(entries(1, 1))
-          const [segment] = fs.readdirSync(dir).filter((name) => name.endsWith(".wal"))
+          const [segment] = segmentFiles(dir)
           const durableEnd = dataEnd(path.join(dir, segment!))
           // The failing write gets part of its batch into the file, then ENOSPC.
           const real = fs.writevSync
@@ -134,7 +140,7 @@ describe("WalStore writes", () => {
             (fd: number, buffers: ReadonlyArray<NodeJS.ArrayBufferView>, position?: number | null) =>
               real(fd, [(buffers as ReadonlyArray<Uint8Array>)[0]!.subarray(0, 7)], position ?? undefined)
           ).mockImplementationOnce(() => {
-            throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" })
+            throw fsError("ENOSPC", "no space left on device, write")
           })
           yield* nextTurn
           const failed = shape === "lone"
@@ -157,7 +163,7 @@ describe("WalStore writes", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir()
       const store = yield* WalStore.make({ path: dir })
-      const [segment] = fs.readdirSync(dir).filter((name) => name.endsWith(".wal"))
+      const [segment] = segmentFiles(dir)
       const file = path.join(dir, segment!)
       yield* store.logs.storeLogs(entries(1, 1))
       const length = fs.statSync(file).size
@@ -185,7 +191,7 @@ describe("WalStore writes", () => {
           yield* nextTurn
           yield* store.logs.storeLogs(entries(i, i))
         }
-        const files = fs.readdirSync(dir).filter((name) => name.endsWith(".wal")).sort()
+        const files = segmentFiles(dir)
         assert.isAtLeast(files.length, 3)
         for (const sealed of files.slice(0, -1)) {
           const file = path.join(dir, sealed)
@@ -203,11 +209,11 @@ describe("WalStore writes", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir()
       const store = yield* WalStore.make({ path: dir })
-      const [segment] = fs.readdirSync(dir).filter((name) => name.endsWith(".wal"))
+      const [segment] = segmentFiles(dir)
       const file = path.join(dir, segment!)
       // The first write of zeros finds the disk full; the batch itself still fits.
       spyOnFs("writevSync").mockImplementationOnce(() => {
-        throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" })
+        throw fsError("ENOSPC", "no space left on device, write")
       })
       yield* store.logs.storeLogs(entries(1, 1))
       assert.strictEqual(fs.statSync(file).size, dataEnd(file), "zeros were left after the batch")
@@ -222,7 +228,7 @@ describe("WalStore writes", () => {
       const store = yield* WalStore.make({ path: dir, segmentBytes: 100 })
       const count = 1001
       for (let i = 1; i <= count; i++) yield* store.logs.storeLogs(entries(i, i))
-      const files = () => fs.readdirSync(dir).filter((name) => name.endsWith(".wal")).length
+      const files = () => segmentFiles(dir).length
       assert.isAbove(files(), 300)
       yield* nextTurn
       // A lone delete of everything frees every head segment; its caller is interrupted once removal has begun.
