@@ -4,7 +4,7 @@
  * `scenario.ts` does for the in-process tiers. `run.ts` runs it for the `kv/`
  * rows of `npm run bench` (and `npm run bench:kv`, which is `run.ts --only kv/`).
  *
- *   node --import tsx benchmarks/kv.ts --conc 64|1 [--ops N] [--fast] [--failover false] [--deadline 600]
+ *   node --import tsx benchmarks/kv.ts --conc 64|1 [--ops N] [--warmup N] [--fast] [--failover false] [--deadline 600]
  *     [--get leader|follower]
  *     [--node-entry <bundle of src/kv/main.ts>]   (default: the sources through tsx)
  *     [--node-cpu-prof <dir>]   (each node runs under `node --cpu-prof`, its profile written to <dir> when it stops,
@@ -16,7 +16,11 @@
  * 1. Three `kv node` processes on loopback (TCP transport, the WAL (or LMDB,
  *    `--store`) as log and stable store, file snapshots: durable, as the anchor's `bolt` mode), default
  *    timers or `--fast` (a tenth of them, the anchor's `fast-timers`).
- * 2. Warm-up: min(1000, ops/10) PUTs, not measured.
+ * 2. Warm-up, not measured: `--warmup` operations of the measured kind (default
+ *    5,000), so that V8 has compiled the nodes' hot paths
+ *    before the clock starts (a node's first ~4,000 PUTs at one client run
+ *    slower while it does; etcd, compiled ahead of time, gets the same
+ *    warm-up); GET rows first PUT the 1,000 keys they read.
  * 3. Measured: `ops` HTTP PUTs of 128-byte values from `conc` concurrent
  *    clients in this process; a latency is one PUT until the leader answered
  *    (committed and applied), including any redirect it followed.
@@ -92,18 +96,17 @@ const conc = Math.max(1, Number(argv.conc))
 /** The anchor instead of our service: a 3-member etcd (`etcd.ts`), driven by the same clients. */
 const etcd = argv.etcd
 const fast = argv.fast
-// As the anchor's bolt mode: 20,000 PUTs at 64 clients, 2,000 with one, 500 with one and fast timers.
-const ops = Math.max(1, argv.ops !== undefined ? Number(argv.ops) : conc > 1 ? 20_000 : fast ? 500 : 2_000)
+// 20,000 PUTs at 64 clients, as the anchor's bolt mode; 5,000 with one (the anchor's 2,000 take under 2 s), 500
+// with one and fast timers.
+const ops = Math.max(1, argv.ops !== undefined ? Number(argv.ops) : conc > 1 ? 20_000 : fast ? 500 : 5_000)
 
 const SIZE = 128
 const VALUE = "x".repeat(SIZE)
 const get = argv.get === "leader" || argv.get === "follower" ? argv.get : undefined
-// GETs read the keys the warm-up wrote: all 1000 of them.
-const warmup = argv.warmup !== undefined
-  ? Number(argv.warmup)
-  : get !== undefined
-  ? 1000
-  : Math.min(1000, Math.floor(ops / 10))
+// Operations of the measured kind before the measured ones: the JIT's warm-up (benchmarks/README.md, "Warm-up").
+const warmup = argv.warmup !== undefined ? Number(argv.warmup) : 5_000
+// GETs read the keys written before the warm-up: all 1000 of them.
+const KEYS = 1000
 const label = argv.label ?? [fast ? "fast-timers" : "", get === undefined ? "" : `get-${get}`].filter((part) => part !== "").join("/")
 const CLK_TCK = 100
 
@@ -393,7 +396,7 @@ const load = async (
       const i = next++
       if (i >= count) return
       const t0 = performance.now()
-      const outcome = await operation(`${prefix}${i % 1000}`)
+      const outcome = await operation(`${prefix}${i % KEYS}`)
       if (outcome.ok) {
         latencies.push((performance.now() - t0) * 1000)
       } else {
@@ -446,19 +449,27 @@ const run = async (cluster: ProcessCluster, dir: string, t0: number) => {
   while (!(await client.put("ready")).ok && performance.now() - t0 < 120_000) await sleep(20)
   const deadAtStart = deadNodes(cluster, dir)
   if (deadAtStart !== undefined) throw new Error(`a node did not start: ${deadAtStart}`)
-  if (warmup > 0) {
-    // Failures here (a leader change on a starved machine, say) are reported, and the measured phase still runs.
-    const w = await load(client, warmup, "w")
-    result.warmup_errors = w.errors
-    result.warmup_error_causes = w.causes
+  // Reads go to the leader, or all to one follower, and read the keys written first.
+  const currentLeader = () => cluster.nodes.find((node) => node.http === client.leader) ?? leader
+  const reads = () => {
+    if (get === undefined) return undefined
+    const leaderNow = currentLeader()
+    const readAt = get === "follower" ? cluster.nodes.find((node) => node !== leaderNow)! : leaderNow
+    return (key: string) => client.get(readAt.http, key)
   }
+  if (get !== undefined) {
+    const w = await load(client, KEYS, "w")
+    if (w.errors > 0) throw new Error(`writing the ${KEYS} keys the GETs read: ${w.errors} PUTs failed`)
+  }
+  // Failures here (a leader change on a starved machine, say) are reported, and the measured phase still runs.
+  const warm = await load(client, warmup, "w", reads())
+  result.warmup_errors = warm.errors
+  result.warmup_error_causes = warm.causes
 
   const termBefore = await maxTerm(cluster)
   const pids = cluster.nodes.map((node) => node.child?.pid).filter((pid): pid is number => pid !== undefined)
-  const leaderNow = cluster.nodes.find((node) => node.http === client.leader) ?? leader
-  // Reads go to the leader, or all to one follower; the warm-up wrote the keys they read.
-  const readAt = get === "follower" ? cluster.nodes.find((node) => node !== leaderNow)! : leaderNow
-  const operation = get === undefined ? undefined : (key: string) => client.get(readAt.http, key)
+  const leaderNow = currentLeader()
+  const operation = reads()
   const ticks0 = processTicks()
   const machine0 = machineTicks()
   const cpu0 = process.cpuUsage()
