@@ -7,11 +7,13 @@
  *     [--seconds 1.5] [--after 10]
  *
  * A PUT's path, as the trace sees it: the leader reads the HTTP request (a read of 200–300 bytes on its event
- * loop's thread), writes the AppendEntries to each follower (a `writev` of more than 250 bytes), a follower reads
- * it, its store writes (`pwrite64`/`pwritev`) and syncs (`fdatasync`), the store's thread signals the event loop
- * (an 8-byte `write` to libuv's eventfd), the follower writes its answer (a `writev` under 100 bytes), the leader
- * reads it and writes the HTTP answer (150–200 bytes). The tracer slows every system call: compare steps and
- * builds traced the same way, not the sums with untraced runs.
+ * loop's thread), writes the AppendEntries to each follower (a `write` or `writev` of more than 250 bytes), a
+ * follower reads it, its store writes (`pwrite64`, `pwritev` or `writev` to the file it then syncs) and syncs
+ * (`fdatasync`): a lone write on the event loop's thread, where the call's return completes it; a batch on another
+ * thread, which then signals the event loop (an 8-byte `write` to libuv's eventfd). The follower writes its answer
+ * (under 100 bytes), the leader reads it and writes the HTTP answer (150–200 bytes). Each step's p50 and p90 are
+ * printed, and its p50 over the slowest tenth of the PUTs, to show where their time went. The tracer slows every
+ * system call: compare steps and builds traced the same way, not the sums with untraced runs.
  */
 import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -30,6 +32,7 @@ const { values: argv } = parseArgs({
 
 interface Event {
   readonly t: number // µs
+  readonly dur: number // µs, 0 when perf did not print it
   readonly pid: number | undefined
   readonly main: boolean // on the process's event loop's thread
   readonly call: string
@@ -58,17 +61,18 @@ const threadsOf = (pids: ReadonlyArray<number>): Map<number, number> => {
 const parse = (text: string, pidOf: Map<number, number>): Array<Event> => {
   const events: Array<Event> = []
   for (const line of text.split("\n")) {
-    const m = line.match(/^\s*([\d.]+) \(\s*[\d.]*\s*(?:ms)?\s*\): [^/]+\/(\d+) (.*)$/)
-    if (m === null || m[3]!.includes("[continued]")) continue
-    const call = m[3]!.match(/^(\w+)\((.*?)\)\s*(?:= (-?\d+))?/)
+    const m = line.match(/^\s*([\d.]+) \(\s*([\d.]*)\s*(?:ms)?\s*\): [^/]+\/(\d+) (.*)$/)
+    if (m === null || m[4]!.includes("[continued]")) continue
+    const call = m[4]!.match(/^(\w+)\((.*?)\)\s*(?:= (-?\d+))?/)
     if (call === null) continue
-    const tid = Number(m[2])
+    const tid = Number(m[3])
     const pid = pidOf.get(tid)
     const args = call[2]!
     const fd = args.match(/fd: (\d+)/)?.[1]
     const count = args.match(/count: (\d+)/)?.[1]
     events.push({
       t: Number(m[1]) * 1000,
+      dur: m[2] === "" ? 0 : Number(m[2]) * 1000,
       pid,
       main: pid === tid,
       call: call[1]!,
@@ -82,7 +86,7 @@ const parse = (text: string, pidOf: Map<number, number>): Array<Event> => {
 
 const steps = [
   "leader: HTTP request read -> AppendEntries written",
-  "network: leader's writev -> follower's read",
+  "network: AppendEntries written -> read by the follower",
   "follower: frame read -> the store's first write",
   "follower: first write -> fdatasync started",
   "follower: fdatasync started -> completion signalled",
@@ -94,46 +98,72 @@ const steps = [
   "leader: HTTP request read -> first follower's answer read",
   "leader: HTTP request read -> HTTP answer written"
 ] as const
+type Step = typeof steps[number]
 
-const timeline = (events: ReadonlyArray<Event>): Map<string, Array<number>> => {
-  const found = new Map<string, Array<number>>(steps.map((step) => [step, []]))
-  const add = (step: typeof steps[number], from: Event | undefined, to: Event | undefined) => {
-    if (from !== undefined && to !== undefined && to.t >= from.t) found.get(step)!.push(to.t - from.t)
-  }
+/** One record per PUT traced: each step's duration in µs (a step missing where its events were not found). */
+const timeline = (events: ReadonlyArray<Event>): Array<Map<Step, number>> => {
+  const puts: Array<Map<Step, number>> = []
   const after = (t: number, test: (e: Event) => boolean) => events.find((e) => e.t >= t && test(e))
   const requests = events.filter((e) => e.main && e.call === "read" && e.ret !== undefined && e.ret > 200 && e.ret < 300)
-  if (requests.length === 0) return found
+  if (requests.length === 0) return puts
   const leader = requests[0]!.pid
   const followers = [...new Set(events.map((e) => e.pid))].filter((pid) => pid !== undefined && pid !== leader)
-  const isStoreWrite = (e: Event) => e.call === "pwrite64" || e.call === "pwritev" || (!e.main && e.call === "writev")
   const isSignal = (e: Event) => !e.main && e.call === "write" && e.count === 8
+  // The transport writes a frame with `write` (one per frame) or `writev`; the HTTP server with `writev`.
+  const isSocketWrite = (e: Event) => (e.call === "write" && e.count !== 8) || e.call === "writev"
+  /**
+   * A store's write and its completion after `t` on `pid`: the write is to the file the next `fdatasync` syncs. A
+   * sync on the event loop's thread (a lone write flushed there) completes when the call returns; one on another
+   * thread when that thread signals the event loop.
+   */
+  const storeWrite = (pid: number | undefined, t: number) => {
+    const sync = after(t, (e) => e.pid === pid && e.call === "fdatasync")
+    const write = after(t, (e) =>
+      e.pid === pid && (e.call === "pwrite64" || e.call === "pwritev" || e.call === "writev") &&
+      (sync?.fd === undefined ? !e.main : e.fd === sync.fd))
+    // perf prints no duration for a call it split around other threads' lines: that completion is unknown.
+    const done = sync === undefined
+      ? undefined
+      : sync.main
+      ? sync.dur === 0 ? undefined : { ...sync, t: sync.t + sync.dur }
+      : after(sync.t, (e) => e.pid === pid && isSignal(e))
+    return { write, sync, done }
+  }
   for (let i = 0; i + 1 < requests.length; i++) {
     const request = requests[i]!
-    const answer = after(request.t, (e) => e.pid === leader && e.main && e.call === "writev" && e.ret! > 150 && e.ret! < 200)
+    const answer = after(request.t, (e) => e.pid === leader && e.main && isSocketWrite(e) && e.ret! > 150 && e.ret! < 200)
     // One PUT at a time: its answer comes before the next request.
     if (answer === undefined || answer.t > requests[i + 1]!.t) continue
-    const sent = after(request.t, (e) => e.pid === leader && e.main && e.call === "writev" && e.ret! > 250)
+    const sent = after(request.t, (e) => e.pid === leader && e.main && isSocketWrite(e) && e.ret! > 250)
     if (sent === undefined) continue
+    const put = new Map<Step, number>()
+    const add = (step: Step, from: Event | undefined, to: Event | undefined) => {
+      if (from !== undefined && to !== undefined && to.t >= from.t && !put.has(step)) put.set(step, to.t - from.t)
+    }
     add("leader: HTTP request read -> AppendEntries written", request, sent)
-    add("leader: HTTP request read -> its own store's first write", request, after(request.t, (e) => e.pid === leader && isStoreWrite(e)))
-    const ownSync = after(request.t, (e) => e.pid === leader && e.call === "fdatasync")
-    const ownDone = ownSync === undefined ? undefined : after(ownSync.t, (e) => e.pid === leader && isSignal(e))
-    add("leader: HTTP request read -> its own store's completion signalled", request, ownDone)
+    const own = storeWrite(leader, request.t)
+    add("leader: HTTP request read -> its own store's first write", request, own.write)
+    add("leader: HTTP request read -> its own store's completion signalled", request, own.done)
     let first: Event | undefined
+    let firstSteps: Array<[Step, Event | undefined, Event | undefined]> = []
     for (const follower of followers) {
       const read = after(sent.t, (e) => e.pid === follower && e.main && e.call === "read" && e.ret! > 250)
       if (read === undefined || read.t > answer.t) continue
-      add("network: leader's writev -> follower's read", sent, read)
-      const write = after(read.t, (e) => e.pid === follower && isStoreWrite(e))
-      const sync = after(read.t, (e) => e.pid === follower && e.call === "fdatasync")
-      const done = sync === undefined ? undefined : after(sync.t, (e) => e.pid === follower && isSignal(e))
-      const reply = after(read.t, (e) => e.pid === follower && e.main && e.call === "writev" && e.ret! < 100)
-      add("follower: frame read -> the store's first write", read, write)
-      add("follower: first write -> fdatasync started", write, sync)
-      add("follower: fdatasync started -> completion signalled", sync, done)
-      add("follower: completion -> answer written", done, reply)
-      if (reply !== undefined && (first === undefined || reply.t < first.t)) first = reply
+      const { write, sync, done } = storeWrite(follower, read.t)
+      const reply = after(read.t, (e) => e.pid === follower && e.main && isSocketWrite(e) && e.ret! < 100)
+      if (reply !== undefined && (first === undefined || reply.t < first.t)) {
+        first = reply
+        // The follower that answered first is the one on the PUT's path.
+        firstSteps = [
+          ["network: AppendEntries written -> read by the follower", sent, read],
+          ["follower: frame read -> the store's first write", read, write],
+          ["follower: first write -> fdatasync started", write, sync],
+          ["follower: fdatasync started -> completion signalled", sync, done],
+          ["follower: completion -> answer written", done, reply]
+        ]
+      }
     }
+    for (const [step, from, to] of firstSteps) add(step, from, to)
     if (first !== undefined) {
       const ack = after(first.t, (e) => e.pid === leader && e.main && e.call === "read" && e.ret! < 100)
       add("network: first answer written -> read by the leader", first, ack)
@@ -141,8 +171,9 @@ const timeline = (events: ReadonlyArray<Event>): Map<string, Array<number>> => {
       add("leader: first answer read -> HTTP answer written", ack, answer)
     }
     add("leader: HTTP request read -> HTTP answer written", request, answer)
+    puts.push(put)
   }
-  return found
+  return puts
 }
 
 const quantile = (values: ReadonlyArray<number>, q: number) => {
@@ -153,7 +184,7 @@ const quantile = (values: ReadonlyArray<number>, q: number) => {
 const main = async () => {
   const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..")
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "put-timeline-"))
-  const args = ["--import", "tsx", "benchmarks/kv.ts", "--conc", "1", "--ops", "6000", "--failover", "false"]
+  const args = ["--import", "tsx", "benchmarks/kv.ts", "--conc", "1", "--ops", "12000", "--failover", "false"]
   if (argv["node-entry"] !== undefined) args.push("--node-entry", argv["node-entry"])
   if (argv.store !== undefined) args.push("--store", argv.store)
   const bench = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "ignore"] })
@@ -183,14 +214,20 @@ const main = async () => {
     traceFile
   ])
   await ended
-  const found = timeline(parse(fs.readFileSync(traceFile, "utf8"), pidOf))
+  const puts = timeline(parse(fs.readFileSync(traceFile, "utf8"), pidOf))
   fs.rmSync(dir, { recursive: true, force: true })
-  const puts = found.get("leader: HTTP request read -> HTTP answer written")!.length
-  process.stdout.write(`${puts} PUTs traced\n`)
-  for (const [step, values] of found) {
-    const p50 = quantile(values, 0.5).toFixed(0).padStart(6)
-    const p90 = quantile(values, 0.9).toFixed(0).padStart(6)
-    process.stdout.write(`${step.padEnd(58)} p50 ${p50} µs  p90 ${p90} µs  (${values.length})\n`)
+  const total = "leader: HTTP request read -> HTTP answer written"
+  const slowest = quantile(puts.map((put) => put.get(total)!), 0.9)
+  const slow = puts.filter((put) => put.get(total)! >= slowest)
+  process.stdout.write(`${puts.length} PUTs traced; the slowest tenth (${slow.length}) took ${slowest.toFixed(0)} µs or more\n`)
+  process.stdout.write(`${"step".padEnd(62)}   p50     p90  slowest tenth's p50\n`)
+  for (const step of steps) {
+    const all = puts.flatMap((put) => put.has(step) ? [put.get(step)!] : [])
+    const tail = slow.flatMap((put) => put.has(step) ? [put.get(step)!] : [])
+    const cell = (value: number) => value.toFixed(0).padStart(6)
+    process.stdout.write(
+      `${step.padEnd(62)} ${cell(quantile(all, 0.5))}  ${cell(quantile(all, 0.9))}  ${cell(quantile(tail, 0.5))}   (${all.length})\n`
+    )
   }
   const json = row.split("\n").reverse().find((line) => line.startsWith("{"))
   if (json !== undefined) {
