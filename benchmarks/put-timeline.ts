@@ -57,12 +57,23 @@ const threadsOf = (pids: ReadonlyArray<number>): Map<number, number> => {
   return map
 }
 
-/** perf trace's lines: `<ms> ( <dur> ms): node/<tid> call(args) = ret`; unfinished calls keep their start. */
+/**
+ * perf trace's lines: `<ms> ( <dur> ms): node/<tid> call(args) = ret`. A call that other threads' lines interrupted
+ * is printed twice: its start without a duration, then `... [continued]: call()) = ret` with the same start and its
+ * duration, which is given to the start's event.
+ */
 const parse = (text: string, pidOf: Map<number, number>): Array<Event> => {
   const events: Array<Event> = []
+  const unfinished = new Map<number, number>() // tid → index in `events` of its call printed without a duration
   for (const line of text.split("\n")) {
     const m = line.match(/^\s*([\d.]+) \(\s*([\d.]*)\s*(?:ms)?\s*\): [^/]+\/(\d+) (.*)$/)
-    if (m === null || m[4]!.includes("[continued]")) continue
+    if (m === null) continue
+    if (m[4]!.includes("[continued]")) {
+      const at = unfinished.get(Number(m[3]))
+      if (at !== undefined && m[2] !== "") events[at] = { ...events[at]!, dur: Number(m[2]) * 1000 }
+      unfinished.delete(Number(m[3]))
+      continue
+    }
     const call = m[4]!.match(/^(\w+)\((.*?)\)\s*(?:= (-?\d+))?/)
     if (call === null) continue
     const tid = Number(m[3])
@@ -70,6 +81,7 @@ const parse = (text: string, pidOf: Map<number, number>): Array<Event> => {
     const args = call[2]!
     const fd = args.match(/fd: (\d+)/)?.[1]
     const count = args.match(/count: (\d+)/)?.[1]
+    if (m[2] === "") unfinished.set(tid, events.length)
     events.push({
       t: Number(m[1]) * 1000,
       dur: m[2] === "" ? 0 : Number(m[2]) * 1000,
@@ -121,7 +133,7 @@ const timeline = (events: ReadonlyArray<Event>): Array<Map<Step, number>> => {
     const write = after(t, (e) =>
       e.pid === pid && (e.call === "pwrite64" || e.call === "pwritev" || e.call === "writev") &&
       (sync?.fd === undefined ? !e.main : e.fd === sync.fd))
-    // perf prints no duration for a call it split around other threads' lines: that completion is unknown.
+    // A call whose duration perf did not print (the trace ended inside it): that completion is unknown.
     const done = sync === undefined
       ? undefined
       : sync.main
