@@ -109,14 +109,15 @@ const clusterToLeader = async (
   }
 }
 
-/** The command lines (arguments) of `parent`'s child processes, from /proc. */
-const childCommandLines = (parent: number): Array<Array<string>> =>
+/** `parent`'s child processes, from /proc: each one's command line (arguments) and the files it has mapped. */
+const children = (parent: number): Array<{ readonly args: Array<string>; readonly maps: string }> =>
   readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((pid) => {
     try {
       // The parent's pid is the field after the command's name, which is in parentheses and may hold spaces.
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
       if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) !== parent) return []
-      return [readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((arg) => arg !== "")]
+      const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((arg) => arg !== "")
+      return [{ args, maps: readFileSync(`/proc/${pid}/maps`, "utf8") }]
     } catch {
       return [] // it exited meanwhile
     }
@@ -198,9 +199,13 @@ describe("the package, packed and installed", () => {
       const toLeader = await clusterToLeader(kv, app, async (leaderHttp, launcher) => {
         // The launcher (the bin: the bundle) started every node from the bundle too.
         const bundle = path.join(installed, "dist", "kv", "kv.mjs")
-        const nodes = childCommandLines(launcher)
-        assert.strictEqual(nodes.length, 3, nodes.join("\n"))
-        for (const node of nodes) assert.strictEqual(node[node.indexOf("node") - 1], bundle, node.join(" "))
+        const nodes = children(launcher)
+        assert.strictEqual(nodes.length, 3, nodes.map((node) => node.args.join(" ")).join("\n"))
+        for (const { args, maps } of nodes) {
+          assert.strictEqual(args[args.indexOf("node") - 1], bundle, args.join(" "))
+          // New data directories get the WAL, and a node on the WAL does not load lmdb's native addon.
+          assert.notInclude(maps, "lmdb", `${args.join(" ")} mapped lmdb`)
+        }
         // The client commands, against the cluster the launcher started.
         const put = await run(kv, ["put", "hello", "world", "--http-addr", leaderHttp], { cwd: app })
         assert.match(put.stdout, /^ok \(index \d+\)/)

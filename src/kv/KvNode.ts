@@ -46,7 +46,6 @@ import {
 import * as SnapshotStore from "../SnapshotStore.js"
 import * as FileSnapshotStore from "../storage/FileSnapshotStore.js"
 import * as StableStore from "../StableStore.js"
-import * as LmdbStore from "../storage/LmdbStore.js"
 import * as LogCache from "../storage/LogCache.js"
 import * as WalStore from "../storage/WalStore.js"
 import * as TcpTransport from "../transport/TcpTransport.js"
@@ -363,9 +362,22 @@ const durableStores = (
     const chosen = kind ?? found ?? "wal"
     return found !== undefined && found !== chosen
       ? Effect.fail(new StorageError({ operation: "open", reason: `${path} holds ${storeNames[found]}: start with --store ${found}` }))
-      : Effect.succeed(chosen === "wal" ? WalStore.layer({ path }) : LmdbStore.layer({ path }))
+      : chosen === "wal"
+      ? Effect.succeed(WalStore.layer({ path }))
+      : Effect.map(loadLmdbStore(path), (LmdbStore) => LmdbStore.layer({ path }))
   }))
 }
+
+/**
+ * `LmdbStore`, imported only by a node that keeps its log in LMDB: loading `lmdb` maps its native addon and a
+ * shared read buffer into the process, about 5 MiB of RSS that a node on the WAL does not need.
+ */
+const loadLmdbStore = (path: string) =>
+  Effect.tryPromise({
+    try: () => import("../storage/LmdbStore.js"),
+    catch: (cause) =>
+      new StorageError({ operation: "open", reason: `${path}: cannot load the LMDB store: ${String(cause)}`, cause })
+  })
 
 const storeNames: Record<StoreKind, string> = { lmdb: "an LMDB store", wal: "a WAL store" }
 
