@@ -369,8 +369,8 @@ const durableStores = (
 }
 
 /**
- * `LmdbStore`, imported only by a node that keeps its log in LMDB: loading `lmdb` maps its native addon and a
- * shared read buffer into the process, about 5 MiB of RSS that a node on the WAL does not need.
+ * `LmdbStore`, imported only by a node that keeps its log in LMDB: loading `lmdb` maps its native addon and
+ * allocates its shared read buffer, about 1.5 MiB of RSS per node that a node on the WAL does not need.
  */
 const loadLmdbStore = (path: string) =>
   Effect.tryPromise({
