@@ -22,7 +22,8 @@
  * --threads        also run the tcp and lmdb scenarios with each node on a worker thread (scenario.ts --threads)
  * --runs R         run the matrix R times, interleaved (run 1 of every scenario, then run 2, ...)
  * --anchor P       print hashicorp/raft's rows (median per scenario) from a results dir or a jsonl file
- * --anchor-bin B   also run the anchor binary before each of our scenarios, under the same conditions
+ * --anchor-bin B   also run the anchor binary before each of our scenarios, under the same conditions; the
+ *                  table is then followed by issue 18's targets against it (met or not)
  * --no-quiet       do not wait for the machine to be idle before each scenario
  * --tsx            run scenarios through the tsx loader instead of a prebuilt bundle
  *                  (the loader adds about 60 MiB of RSS and some start-up CPU; `kv/` rows always use it)
@@ -372,6 +373,7 @@ const printTable = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>, anchor
   if (theirs.length > 0) {
     console.log("ratio = effect-raft / hashicorp/raft medians: above 1 is better for ops/s, below 1 better for the rest.")
   }
+  printAnchorTargets(ours, theirs, anchorNames)
   printEtcdTargets(ours)
   // Failed scenarios and failed operations, with their causes: never only a count.
   for (const r of ours) {
@@ -392,25 +394,58 @@ const printTable = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>, anchor
   }
 }
 
+/** One target's line: `ratio` against `bound`, met or not. */
+const targetLine = (what: string, ratio: number, bound: number, higherIsBetter: boolean, unit = "x") => {
+  const met = higherIsBetter ? ratio >= bound : ratio <= bound
+  return `  ${what}: ${ratio.toFixed(2)}${unit} (target ${higherIsBetter ? "≥" : "≤"} ${bound.toFixed(1)}${unit}) ${met ? "met" : "NOT met"}`
+}
+
+/** `key`'s median over `a`'s rows divided by its median over `b`'s, when both have it. */
+const medianRatio = (a: ReadonlyArray<Row>, b: ReadonlyArray<Row>, key: string): number | undefined => {
+  const x = a.length === 0 ? undefined : summarize(a)[key] ?? median(a.map((r) => r[key]))
+  const y = b.length === 0 ? undefined : summarize(b)[key] ?? median(b.map((r) => r[key]))
+  return x === undefined || y === undefined || y === 0 ? undefined : x / y
+}
+
+/**
+ * Issue 18's targets against hashicorp/raft (items 1, 2 and 5), from the medians of this sitting: in memory, ops/s
+ * at 64 clients and at one and peak RSS at 64; over TCP, ops/s at one client; and two of ours alone: hand-offs per
+ * apply in memory at one client, and the fast-timer rows' CPU per op against the default rows'.
+ */
+const printAnchorTargets = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>, anchorNames: ReadonlyMap<string, string>) => {
+  const rowsOf = (name: string) => ours.filter((r) => r.scenario === name && !r.error)
+  const anchorRowsOf = (name: string) => theirs.filter((r) => r.scenario === (anchorNames.get(name) ?? name) && !r.error)
+  const lines: Array<string> = []
+  const against = (what: string, name: string, key: string, bound: number, higherIsBetter: boolean) => {
+    const ratio = medianRatio(rowsOf(name), anchorRowsOf(name), key)
+    if (ratio !== undefined) lines.push(targetLine(what, ratio, bound, higherIsBetter))
+  }
+  against("in memory c64 ops/s", "inmem/n3/c64/s128", "ops_per_sec", 1.0, true)
+  against("in memory c1 ops/s", "inmem/n3/c1/s128", "ops_per_sec", 0.5, true)
+  against("in memory c64 peak RSS", "inmem/n3/c64/s128", "peak_rss_mib", 1.2, false)
+  against("TCP c1 ops/s", "tcp/n3/c1/s128", "ops_per_sec", 0.6, true)
+  const tasks = median(rowsOf("inmem/n3/c1/s128").map((r) => r.tasks_per_apply))
+  if (tasks !== undefined) lines.push(targetLine("in memory c1 tasks per apply", tasks, 8, false, ""))
+  for (const mode of ["inmem", "tcp"]) {
+    const ratio = medianRatio(rowsOf(`${mode}/n3/c1/s128/fast-timers`), rowsOf(`${mode}/n3/c1/s128`), "cpu_us_per_op")
+    if (ratio !== undefined) lines.push(targetLine(`${mode} c1 fast timers' CPU per op / default timers'`, ratio, 1.3, false))
+  }
+  if (lines.length > 0) console.log(`targets of issue 18 (items 1, 2 and 5), ours/hashicorp medians unless said:\n${lines.join("\n")}`)
+}
+
 /**
  * The targets against etcd of issues 18 (item 3) and 19 (item 6), from the medians of this sitting: ops/s at least
  * the given multiple of etcd's, and server CPU per op, RSS per node and failover at most etcd's.
  */
 const printEtcdTargets = (rows: ReadonlyArray<Row>) => {
-  const pair = (suffix: string) => {
-    const a = rows.filter((r) => r.scenario === `kv/${suffix}`)
-    const e = rows.filter((r) => r.scenario === `etcd/${suffix}`)
-    return a.length === 0 || e.length === 0 ? undefined : [summarize(a), summarize(e)] as const
-  }
   const lines: Array<string> = []
   const check = (what: string, suffix: string, key: string, bound: number, higherIsBetter: boolean) => {
-    const medians = pair(suffix)
-    const x = medians?.[0][key]
-    const y = medians?.[1][key]
-    if (x === undefined || y === undefined || y === 0) return
-    const ratio = x / y
-    const met = higherIsBetter ? ratio >= bound : ratio <= bound
-    lines.push(`  ${what}: ${ratio.toFixed(2)}x (target ${higherIsBetter ? "≥" : "≤"} ${bound.toFixed(1)}x) ${met ? "met" : "NOT met"}`)
+    const ratio = medianRatio(
+      rows.filter((r) => r.scenario === `kv/${suffix}`),
+      rows.filter((r) => r.scenario === `etcd/${suffix}`),
+      key
+    )
+    if (ratio !== undefined) lines.push(targetLine(what, ratio, bound, higherIsBetter))
   }
   check("PUT c64 ops/s", "n3/c64/s128", "ops_per_sec", 1.0, true)
   check("PUT c1 ops/s", "n3/c1/s128", "ops_per_sec", 1.0, true)
