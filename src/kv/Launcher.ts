@@ -115,7 +115,8 @@ export const bootstrapOf = (
 /**
  * The V8 flags each node process starts with, to bound its memory: a young generation of 2 × 4 MiB instead of
  * Node's 2 × 16 MiB, and an old generation allowed to grow by half its live size between full collections instead
- * of up to four times (docs/operations.md, "Memory"). Start `kv node` by hand with the same in `NODE_OPTIONS`.
+ * of up to four times (docs/operations.md, "Memory"). Start `kv node` by hand with the same on Node's command line
+ * (`NODE_OPTIONS` refuses `--heap-growing-percent`).
  */
 export const nodeFlags: ReadonlyArray<string> = ["--max-semi-space-size=4", "--heap-growing-percent=50"]
 
