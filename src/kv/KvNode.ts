@@ -396,15 +396,14 @@ export const durable = (options: {
   const durable = durableStores(options.dataDir, options.store)
   // Context.merge keeps the later service: the cache in front of the same durable log wins.
   const stores = Layer.merge(durable, LogCache.layer(logCacheEntries, logCacheBytes).pipe(Layer.provide(durable)))
-  return Layer.mergeAll(
-    stores,
-    snapshotStore(options.dataDir),
-    Layer.unwrapEffect(Effect.gen(function*() {
-      const bind = parseAddress(options.raftAddress) ?? { host: "127.0.0.1", port: 0 }
-      const tls = options.tls === "plaintext" ? undefined : yield* readTls(options.tls, options.raftAddress)
-      return TcpTransport.layer({ bind, advertise: options.raftAddress, tls })
-    }))
-  )
+  const transport = Layer.unwrapEffect(Effect.gen(function*() {
+    const bind = parseAddress(options.raftAddress) ?? { host: "127.0.0.1", port: 0 }
+    const tls = options.tls === "plaintext" ? undefined : yield* readTls(options.tls, options.raftAddress)
+    return TcpTransport.layer({ bind, advertise: options.raftAddress, tls })
+  }))
+  // One after the other, the stores first: a node refused for its data directory (the other store's files, a
+  // damaged log) creates nothing and binds nothing, and no half-done start goes on after the failure.
+  return transport.pipe(Layer.provideMerge(snapshotStore(options.dataDir)), Layer.provideMerge(stores))
 }
 
 /** The file snapshot store of a node's data directory. */

@@ -55,4 +55,15 @@ describe("kv node --store", () => {
       const asLmdb = yield* Effect.flip(Effect.scoped(build(other, "lmdb")))
       assert.include(asLmdb.message, "holds a WAL store: start with --store wal")
     }))
+
+  it.scopedLive("a node refused for the other store's files starts nothing else: no snapshot directory appears after", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir()
+      yield* Effect.scoped(Effect.flatMap(build(dataDir, "wal"), (context) => Context.get(context, LogStore).storeLogs([entry])))
+      fs.rmSync(path.join(dataDir, "snapshots"), { recursive: true })
+      yield* Effect.flip(Effect.scoped(build(dataDir, "lmdb")))
+      // An operation the refused start began would finish in the background after it failed.
+      yield* Effect.sleep("50 millis")
+      assert.isFalse(fs.existsSync(path.join(dataDir, "snapshots")), "the refused start created the snapshot directory")
+    }))
 })
