@@ -46,6 +46,14 @@ const fsError = (code: string, message: string) => Object.assign(new Error(`${co
 /** The segment files of the log in `dir`, in order (the first is the only one until the log rolls over). */
 const segmentFiles = (dir: string) => fs.readdirSync(dir).filter((name) => name.endsWith(".wal")).sort()
 
+/** A WAL store in a new temporary directory, and the path of its one segment file. */
+const freshStore = Effect.gen(function*() {
+  const dir = yield* tempDir()
+  const store = yield* WalStore.make({ path: dir })
+  const [segment] = segmentFiles(dir)
+  return { store, segment: segment!, file: path.join(dir, segment!) }
+})
+
 /** The event loop's next turn: a write after it may be flushed on the calling thread again. */
 const nextTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
@@ -161,10 +169,7 @@ describe("WalStore writes", () => {
 
   it.scoped("batches are written into zeros the file already holds, so a flush does not change the file's length", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir()
-      const store = yield* WalStore.make({ path: dir })
-      const [segment] = segmentFiles(dir)
-      const file = path.join(dir, segment!)
+      const { store, segment, file } = yield* freshStore
       yield* store.logs.storeLogs(entries(1, 1))
       const length = fs.statSync(file).size
       assert.isAtLeast(length, WalSegment.PREALLOCATE_BYTES, "no zeros were written ahead of the log's end")
@@ -176,10 +181,10 @@ describe("WalStore writes", () => {
       assert.strictEqual(fs.statSync(file).size, length, "a batch changed the file's length")
       // What a crash leaves (the zeros after the last batch) reopens whole, and the zeros are cut at open.
       const copy = yield* tempDir()
-      fs.copyFileSync(file, path.join(copy, segment!))
+      fs.copyFileSync(file, path.join(copy, segment))
       const reopened = yield* WalStore.make({ path: copy })
       assert.deepStrictEqual((yield* reopened.logs.getLogs(1, 23)).map((log) => log.index), Array.from({ length: 23 }, (_, i) => i + 1))
-      assert.strictEqual(fs.statSync(path.join(copy, segment!)).size, dataEnd(file))
+      assert.strictEqual(fs.statSync(path.join(copy, segment)).size, dataEnd(file))
     }))
 
   it.scoped("a segment ends at its last batch once the next one starts: no zeros a reopen would take for damage", () =>
@@ -207,10 +212,7 @@ describe("WalStore writes", () => {
 
   it.scoped("a write with no room left for the zeros ahead of the tail is written without them", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir()
-      const store = yield* WalStore.make({ path: dir })
-      const [segment] = segmentFiles(dir)
-      const file = path.join(dir, segment!)
+      const { store, file } = yield* freshStore
       // The first write of zeros finds the disk full; the batch itself still fits.
       spyOnFs("writevSync").mockImplementationOnce(() => {
         throw fsError("ENOSPC", "no space left on device, write")
