@@ -400,10 +400,10 @@ const targetLine = (what: string, ratio: number, bound: number, higherIsBetter: 
   return `  ${what}: ${ratio.toFixed(2)}${unit} (target ${higherIsBetter ? "≥" : "≤"} ${bound.toFixed(1)}${unit}) ${met ? "met" : "NOT met"}`
 }
 
-/** `key`'s median over `a`'s rows divided by its median over `b`'s, when both have it. */
+/** `key`'s median over `a`'s rows that did not fail divided by the same over `b`'s, when both have it. */
 const medianRatio = (a: ReadonlyArray<Row>, b: ReadonlyArray<Row>, key: string): number | undefined => {
-  const x = a.length === 0 ? undefined : summarize(a)[key] ?? median(a.map((r) => r[key]))
-  const y = b.length === 0 ? undefined : summarize(b)[key] ?? median(b.map((r) => r[key]))
+  const x = median(a.filter((r) => !r.error).map((r) => r[key]))
+  const y = median(b.filter((r) => !r.error).map((r) => r[key]))
   return x === undefined || y === undefined || y === 0 ? undefined : x / y
 }
 
@@ -414,7 +414,7 @@ const medianRatio = (a: ReadonlyArray<Row>, b: ReadonlyArray<Row>, key: string):
  */
 const printAnchorTargets = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>, anchorNames: ReadonlyMap<string, string>) => {
   const rowsOf = (name: string) => ours.filter((r) => r.scenario === name && !r.error)
-  const anchorRowsOf = (name: string) => theirs.filter((r) => r.scenario === (anchorNames.get(name) ?? name) && !r.error)
+  const anchorRowsOf = (name: string) => theirs.filter((r) => r.scenario === (anchorNames.get(name) ?? name))
   const lines: Array<string> = []
   const against = (what: string, name: string, key: string, bound: number, higherIsBetter: boolean) => {
     const ratio = medianRatio(rowsOf(name), anchorRowsOf(name), key)
