@@ -19,6 +19,12 @@ import { Packr, Unpackr } from "msgpackr"
 import type { LogType } from "../Log.js"
 import { CodecError } from "../RaftError.js"
 import * as Rpc from "../Rpc.js"
+import {
+  readAppendEntries,
+  readAppendEntriesResponse,
+  writeAppendEntries,
+  writeAppendEntriesResponse
+} from "./appendEntriesMsgpack.js"
 import { appendEntriesFromWire, appendEntriesResponseFromWire } from "./appendEntriesWire.js"
 
 export { appendEntriesFromWire, appendEntriesResponseFromWire, logsFromWire } from "./appendEntriesWire.js"
@@ -170,12 +176,35 @@ const responseType = (response: Rpc.Response): number => {
   }
 }
 
+const EMPTY = new Uint8Array(0)
+
+/**
+ * A frame written whole into `out` by `appendEntriesMsgpack.ts` (its body after `HEADER_BYTES`): the header goes in
+ * front, and the frame is one buffer with an empty second part, which a connection writes as it is.
+ */
+const whole = (type: number, id: number, out: Buffer): Encoded => {
+  out.writeUInt32BE(out.length - 4, 0)
+  out[4] = VERSION
+  out[5] = type
+  out.writeUInt32BE(id >>> 0, 6)
+  return [out, EMPTY]
+}
+
 /** The frame of a request. */
-export const encodeRequest = (id: number, request: Rpc.Request): Encoded =>
-  frame(requestType(request), id, packr.pack(requestBody(request)))
+export const encodeRequest = (id: number, request: Rpc.Request): Encoded => {
+  if (request._tag === "AppendEntriesRequest") {
+    const out = writeAppendEntries(request, HEADER_BYTES)
+    if (out !== undefined) return whole(FrameType.AppendEntries, id, out)
+  }
+  return frame(requestType(request), id, packr.pack(requestBody(request)))
+}
 
 /** The frame of an answer. */
 export const encodeResponse = (id: number, response: Rpc.Response): Encoded => {
+  if (response._tag === "AppendEntriesResponse") {
+    const out = writeAppendEntriesResponse(response, HEADER_BYTES)
+    if (out !== undefined) return whole(FrameType.AppendEntriesResponse, id, out)
+  }
   const { _tag, ...fields } = response
   return frame(responseType(response), id, packr.pack(fields))
 }
@@ -194,9 +223,12 @@ export const encodeAbort = (id: number, reason: string): Encoded =>
 export const encodeError = (id: number, code: ErrorCode, detail: string): Encoded =>
   frame(FrameType.Error, id, packr.pack({ code, detail }))
 
-/** The bytes of an encoded frame in one buffer (a small frame's single write, tests and fuzzing). */
+/**
+ * The bytes of an encoded frame in one new buffer (a small frame's single write, tests and fuzzing). From Node's
+ * pool when small, as `Buffer.allocUnsafe` does: every byte is written here.
+ */
 export const concat = (encoded: Encoded): Uint8Array => {
-  const out = new Uint8Array(encoded[0].length + encoded[1].length)
+  const out = Buffer.allocUnsafe(encoded[0].length + encoded[1].length)
   out.set(encoded[0], 0)
   out.set(encoded[1], encoded[0].length)
   return out
@@ -206,6 +238,9 @@ export const concat = (encoded: Encoded): Uint8Array => {
 
 /** The length prefix of `encoded`: the bytes after its first four, what a reader compares with `maxFrameBytes`. */
 export const frameLength = (encoded: Encoded): number => encoded[0].length - 4 + encoded[1].length
+
+/** The bytes of `encoded`'s body (its frame without the header). */
+export const bodyLength = (encoded: Encoded): number => encoded[0].length + encoded[1].length - HEADER_BYTES
 
 /**
  * The bytes all of a transport's connections may hold for frames still being received. A frame of up to
@@ -482,10 +517,18 @@ export const decode = (peer: string, frame: Frame): Either.Either<Message, Codec
           onLeft: (error) => Either.left(schemaError(peer, type, error)),
           onRight: (error) => Either.right({ kind: "error", id, code: error.code, detail: error.detail })
         }))
-    case FrameType.AppendEntries:
-      return checked(peer, frame, appendEntriesFromWire, (request) => ({ kind: "request", id, request }))
-    case FrameType.AppendEntriesResponse:
-      return checked(peer, frame, appendEntriesResponseFromWire, (response) => ({ kind: "response", id, response }))
+    case FrameType.AppendEntries: {
+      const request = readAppendEntries(frame.body)
+      return request !== undefined
+        ? Either.right({ kind: "request", id, request })
+        : checked(peer, frame, appendEntriesFromWire, (request) => ({ kind: "request", id, request }))
+    }
+    case FrameType.AppendEntriesResponse: {
+      const response = readAppendEntriesResponse(frame.body)
+      return response !== undefined
+        ? Either.right({ kind: "response", id, response })
+        : checked(peer, frame, appendEntriesResponseFromWire, (response) => ({ kind: "response", id, response }))
+    }
     default: {
       const decoder = decoders[type]
       if (decoder === undefined) {

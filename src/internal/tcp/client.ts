@@ -411,7 +411,7 @@ export const make = (rt: TcpRuntime, rpcDeadlines: DeadlineLane) => {
             const frame = requestFrame(address, maxFrameBytes, id, request)
             if (frame instanceof TransportError) return Effect.fail(frame)
             if (broken !== undefined) return Effect.fail(broken)
-            const bytes = frame[1].length
+            const bytes = Codec.bodyLength(frame)
             if (queued > 0 || !roomFor(bytes)) return sendQueued(id, request, frame, bytes)
             return write(id, request, frame, bytes) ? Effect.void : conn.drained
           }),
@@ -422,8 +422,8 @@ export const make = (rt: TcpRuntime, rpcDeadlines: DeadlineLane) => {
           if (inFlight.length - head >= maxInFlight) return false
           const id = newId()
           const frame = requestFrame(address, maxFrameBytes, id, request)
-          if (frame instanceof TransportError || !roomFor(frame[1].length)) return false
-          write(id, request, frame, frame[1].length)
+          if (frame instanceof TransportError || !roomFor(Codec.bodyLength(frame))) return false
+          write(id, request, frame, Codec.bodyLength(frame))
           return true
         },
         results: results.mailbox,
