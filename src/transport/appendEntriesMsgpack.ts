@@ -46,44 +46,42 @@ class Writer {
     this.at = at
   }
 
-  uint(n: number): void {
+  /**
+   * A length or value `n` that does not fit its type's one-byte form: the first of `code8` (a byte follows; 0 when
+   * the type has no such form), `code16` and `code32` whose size holds `n`, then `n` big-endian.
+   */
+  private sized(n: number, code8: number, code16: number, code32: number): void {
     const out = this.out
-    if (n < 0x80) out[this.at++] = n
-    else if (n < 0x100) {
-      out[this.at++] = 0xcc
+    if (n < 0x100 && code8 !== 0) {
+      out[this.at++] = code8
       out[this.at++] = n
     } else if (n < 0x10000) {
-      out[this.at++] = 0xcd
+      out[this.at++] = code16
       out.writeUInt16BE(n, this.at)
       this.at += 2
-    } else if (n < 0x100000000) {
-      out[this.at++] = 0xce
+    } else {
+      out[this.at++] = code32
       out.writeUInt32BE(n, this.at)
       this.at += 4
-    } else {
-      out[this.at++] = 0xcb
-      out.writeDoubleBE(n, this.at)
+    }
+  }
+
+  uint(n: number): void {
+    if (n < 0x80) this.out[this.at++] = n
+    else if (n < 0x100000000) this.sized(n, 0xcc, 0xcd, 0xce)
+    else {
+      this.out[this.at++] = 0xcb
+      this.out.writeDoubleBE(n, this.at)
       this.at += 8
     }
   }
 
   /** An ASCII string (checked by the caller). */
   str(s: string): void {
-    const out = this.out
     const n = s.length
-    if (n < 0x20) out[this.at++] = 0xa0 | n
-    else if (n < 0x100) {
-      out[this.at++] = 0xd9
-      out[this.at++] = n
-    } else if (n < 0x10000) {
-      out[this.at++] = 0xda
-      out.writeUInt16BE(n, this.at)
-      this.at += 2
-    } else {
-      out[this.at++] = 0xdb
-      out.writeUInt32BE(n, this.at)
-      this.at += 4
-    }
+    if (n < 0x20) this.out[this.at++] = 0xa0 | n
+    else this.sized(n, 0xd9, 0xda, 0xdb)
+    const out = this.out
     for (let i = 0; i < n; i++) out[this.at++] = s.charCodeAt(i)
   }
 
@@ -94,37 +92,25 @@ class Writer {
     this.at += bytes.length
   }
 
+  keyUint(key: Uint8Array, n: number): void {
+    this.key(key)
+    this.uint(n)
+  }
+
+  keyStr(key: Uint8Array, s: string): void {
+    this.key(key)
+    this.str(s)
+  }
+
   bin(data: Uint8Array): void {
-    const out = this.out
-    const n = data.length
-    if (n < 0x100) {
-      out[this.at++] = 0xc4
-      out[this.at++] = n
-    } else if (n < 0x10000) {
-      out[this.at++] = 0xc5
-      out.writeUInt16BE(n, this.at)
-      this.at += 2
-    } else {
-      out[this.at++] = 0xc6
-      out.writeUInt32BE(n, this.at)
-      this.at += 4
-    }
-    out.set(data, this.at)
-    this.at += n
+    this.sized(data.length, 0xc4, 0xc5, 0xc6)
+    this.out.set(data, this.at)
+    this.at += data.length
   }
 
   arrayHeader(n: number): void {
-    const out = this.out
-    if (n < 0x10) out[this.at++] = 0x90 | n
-    else if (n < 0x10000) {
-      out[this.at++] = 0xdc
-      out.writeUInt16BE(n, this.at)
-      this.at += 2
-    } else {
-      out[this.at++] = 0xdd
-      out.writeUInt32BE(n, this.at)
-      this.at += 4
-    }
+    if (n < 0x10) this.out[this.at++] = 0x90 | n
+    else this.sized(n, 0, 0xdc, 0xdd)
   }
 }
 
@@ -173,16 +159,11 @@ export const writeAppendEntries = (request: Rpc.AppendEntriesRequest, reserve: n
   if (clusterId !== undefined) size += 1 + K.clusterId.length + strBytes(clusterId.length)
   const w = new Writer(Buffer.allocUnsafe(size), reserve)
   w.out[w.at++] = 0x80 | (7 + (traceparent !== undefined ? 1 : 0) + (clusterId !== undefined ? 1 : 0))
-  w.key(K.term)
-  w.uint(request.term)
-  w.key(K.leaderId)
-  w.str(request.leaderId)
-  w.key(K.leaderAddress)
-  w.str(request.leaderAddress)
-  w.key(K.prevLogIndex)
-  w.uint(request.prevLogIndex)
-  w.key(K.prevLogTerm)
-  w.uint(request.prevLogTerm)
+  w.keyUint(K.term, request.term)
+  w.keyStr(K.leaderId, request.leaderId)
+  w.keyStr(K.leaderAddress, request.leaderAddress)
+  w.keyUint(K.prevLogIndex, request.prevLogIndex)
+  w.keyUint(K.prevLogTerm, request.prevLogTerm)
   w.key(K.entries)
   w.arrayHeader(entries.length)
   for (let i = 0; i < entries.length; i++) {
@@ -193,16 +174,9 @@ export const writeAppendEntries = (request: Rpc.AppendEntriesRequest, reserve: n
     w.out[w.at++] = logTypeCode(e.type)
     w.bin(e.data)
   }
-  w.key(K.leaderCommitIndex)
-  w.uint(request.leaderCommitIndex)
-  if (traceparent !== undefined) {
-    w.key(K.traceparent)
-    w.str(traceparent)
-  }
-  if (clusterId !== undefined) {
-    w.key(K.clusterId)
-    w.str(clusterId)
-  }
+  w.keyUint(K.leaderCommitIndex, request.leaderCommitIndex)
+  if (traceparent !== undefined) w.keyStr(K.traceparent, traceparent)
+  if (clusterId !== undefined) w.keyStr(K.clusterId, clusterId)
   return w.out
 }
 
@@ -216,10 +190,8 @@ export const writeAppendEntriesResponse = (response: Rpc.AppendEntriesResponse, 
     1 + K.noRetryBackoff.length + 1
   const w = new Writer(Buffer.allocUnsafe(size), reserve)
   w.out[w.at++] = 0x84
-  w.key(K.term)
-  w.uint(response.term)
-  w.key(K.lastLog)
-  w.uint(response.lastLog)
+  w.keyUint(K.term, response.term)
+  w.keyUint(K.lastLog, response.lastLog)
   w.key(K.success)
   w.out[w.at++] = response.success ? 0xc3 : 0xc2
   w.key(K.noRetryBackoff)
@@ -365,6 +337,48 @@ class Reader {
   }
 }
 
+/** How one field's value is read: the value, or `undefined` for a form the direct path does not take. */
+type Field = (r: Reader) => unknown
+
+const uintField: Field = (r) => {
+  const n = r.uint()
+  return n < 0 ? undefined : n
+}
+const strField: Field = (r) => r.str()
+/** What `Rpc.TraceParent` takes: at most 128 characters (a longer one is the general path's error to report). */
+const traceField: Field = (r) => {
+  const s = r.str()
+  return s !== undefined && s.length <= 128 ? s : undefined
+}
+const boolField: Field = (r) => {
+  const b = r.bool()
+  return b < 0 ? undefined : b === 1
+}
+
+/**
+ * Reads a map of `count` entries whose keys are among `keys`, each at most once, the value of `keys[k]` read by
+ * `fields[k]` into `values[k]`: the bit set of the keys read, or -1 where the direct path does not take the map.
+ */
+const readMap = (
+  r: Reader,
+  count: number,
+  keys: ReadonlyArray<Uint8Array>,
+  fields: ReadonlyArray<Field>,
+  values: Array<unknown>
+): number => {
+  let seen = 0
+  for (let i = 0; i < count; i++) {
+    const k = r.key(keys)
+    if (k < 0 || (seen & (1 << k)) !== 0) return -1
+    seen |= 1 << k
+    const value = fields[k]!(r)
+    if (value === undefined) return -1
+    values[k] = value
+  }
+  return seen
+}
+
+// The keys in the general path's order, and how each value is read.
 const appendEntriesKeys = [
   K.term,
   K.leaderId,
@@ -376,92 +390,56 @@ const appendEntriesKeys = [
   K.traceparent,
   K.clusterId
 ]
+const appendEntriesFields: ReadonlyArray<Field> = [
+  uintField,
+  strField,
+  strField,
+  uintField,
+  uintField,
+  (r) => r.entries(),
+  uintField,
+  traceField,
+  strField
+]
 
 /** An AppendEntries body in the plain form, or `undefined` for the general path (which also finds the errors). */
 export const readAppendEntries = (body: Uint8Array): Rpc.AppendEntriesRequest | undefined => {
   const r = new Reader(body)
   const count = r.mapHeader()
   if (count < 7 || count > 9) return undefined
-  let term = -1, prevLogIndex = -1, prevLogTerm = -1, leaderCommitIndex = -1
-  let leaderId: string | undefined, leaderAddress: string | undefined, traceparent: string | undefined
-  let clusterId: string | undefined, entries: Array<Log> | undefined
-  let seen = 0
-  for (let i = 0; i < count; i++) {
-    const k = r.key(appendEntriesKeys)
-    if (k < 0 || (seen & (1 << k)) !== 0) return undefined
-    seen |= 1 << k
-    switch (k) {
-      case 0:
-        term = r.uint()
-        if (term < 0) return undefined
-        break
-      case 1:
-        leaderId = r.str()
-        if (leaderId === undefined) return undefined
-        break
-      case 2:
-        leaderAddress = r.str()
-        if (leaderAddress === undefined) return undefined
-        break
-      case 3:
-        prevLogIndex = r.uint()
-        if (prevLogIndex < 0) return undefined
-        break
-      case 4:
-        prevLogTerm = r.uint()
-        if (prevLogTerm < 0) return undefined
-        break
-      case 5:
-        entries = r.entries()
-        if (entries === undefined) return undefined
-        break
-      case 6:
-        leaderCommitIndex = r.uint()
-        if (leaderCommitIndex < 0) return undefined
-        break
-      case 7:
-        traceparent = r.str()
-        if (traceparent === undefined || traceparent.length > 128) return undefined
-        break
-      default:
-        clusterId = r.str()
-        if (clusterId === undefined) return undefined
-    }
-  }
+  const values = new Array<unknown>(9)
+  const seen = readMap(r, count, appendEntriesKeys, appendEntriesFields, values)
   // All seven required fields, and nothing after the map.
-  if ((seen & 0x7f) !== 0x7f || r.at !== body.length) return undefined
+  if (seen < 0 || (seen & 0x7f) !== 0x7f || r.at !== body.length) return undefined
   const request: Types.Mutable<Rpc.AppendEntriesRequest> = {
     _tag: "AppendEntriesRequest",
-    term,
-    leaderId: leaderId!,
-    leaderAddress: leaderAddress!,
-    prevLogIndex,
-    prevLogTerm,
-    entries: entries!,
-    leaderCommitIndex
+    term: values[0] as number,
+    leaderId: values[1] as string,
+    leaderAddress: values[2] as string,
+    prevLogIndex: values[3] as number,
+    prevLogTerm: values[4] as number,
+    entries: values[5] as Array<Log>,
+    leaderCommitIndex: values[6] as number
   }
-  if (traceparent !== undefined) request.traceparent = traceparent
-  if (clusterId !== undefined) request.clusterId = clusterId
+  if (values[7] !== undefined) request.traceparent = values[7] as string
+  if (values[8] !== undefined) request.clusterId = values[8] as string
   return request
 }
 
 const responseKeys = [K.term, K.lastLog, K.success, K.noRetryBackoff]
+const responseFields: ReadonlyArray<Field> = [uintField, uintField, boolField, boolField]
 
 /** An AppendEntries answer in the plain form, or `undefined` for the general path. */
 export const readAppendEntriesResponse = (body: Uint8Array): Rpc.AppendEntriesResponse | undefined => {
   const r = new Reader(body)
   if (r.mapHeader() !== 4) return undefined
-  let term = -1, lastLog = -1, success = -1, noRetryBackoff = -1
-  let seen = 0
-  for (let i = 0; i < 4; i++) {
-    const k = r.key(responseKeys)
-    if (k < 0 || (seen & (1 << k)) !== 0) return undefined
-    seen |= 1 << k
-    if (k === 0) term = r.uint()
-    else if (k === 1) lastLog = r.uint()
-    else if (k === 2) success = r.bool()
-    else noRetryBackoff = r.bool()
+  const values = new Array<unknown>(4)
+  if (readMap(r, 4, responseKeys, responseFields, values) !== 0xf || r.at !== body.length) return undefined
+  return {
+    _tag: "AppendEntriesResponse",
+    term: values[0] as number,
+    lastLog: values[1] as number,
+    success: values[2] as boolean,
+    noRetryBackoff: values[3] as boolean
   }
-  if (term < 0 || lastLog < 0 || success < 0 || noRetryBackoff < 0 || r.at !== body.length) return undefined
-  return { _tag: "AppendEntriesResponse", term, lastLog, success: success === 1, noRetryBackoff: noRetryBackoff === 1 }
 }

@@ -114,7 +114,8 @@ export type Encoded = readonly [Uint8Array, Uint8Array]
 
 const frame = (type: number, id: number, body: Uint8Array): Encoded => [header(type, id, body.length), body]
 
-const requestBody = (request: Rpc.Request): Record<string, unknown> => {
+/** The map msgpackr writes for `request` on the general path (tests compare the direct writer with it). */
+export const requestBody = (request: Rpc.Request): Record<string, unknown> => {
   switch (request._tag) {
     case "AppendEntriesRequest": {
       const entries = new Array<unknown>(request.entries.length)
