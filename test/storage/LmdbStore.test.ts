@@ -4,9 +4,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as lmdb from "lmdb"
-import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { crc32 } from "node:zlib"
 import * as Log from "../../src/Log.js"
@@ -172,85 +170,6 @@ describe("LmdbStore: errors from LMDB", () => {
       const again = yield* LmdbStore.make({ path: dir })
       assert.strictEqual(yield* again.logs.lastIndex, 3)
     }))
-})
-
-/** Whether this process may mount a small tmpfs (root with CAP_SYS_ADMIN, as on this project's machines and CI). */
-const canMount = (() => {
-  if (process.platform !== "linux") return false
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "effect-raft-mount-"))
-  const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]).status === 0
-  if (mounted) spawnSync("umount", [dir])
-  fs.rmSync(dir, { recursive: true, force: true })
-  return mounted
-})()
-
-/** A 1 MiB file system for one test, unmounted when its scope closes. */
-const smallDisk = Effect.acquireRelease(
-  Effect.sync(() => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "effect-raft-small-"))
-    const result = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir])
-    assert.strictEqual(result.status, 0, `mount failed: ${result.stderr}`)
-    return dir
-  }),
-  (dir) =>
-    Effect.sync(() => {
-      spawnSync("umount", [dir])
-      fs.rmSync(dir, { recursive: true, force: true })
-    })
-)
-
-describe("LmdbStore: a full disk", () => {
-  it.scopedLive.skipIf(!canMount)(
-    "storeLogs on a full disk fails with a StorageError naming storeLogs; earlier entries still read and the process goes on",
-    () =>
-      Effect.gen(function*() {
-        const disk = yield* smallDisk
-        yield* Effect.scoped(Effect.gen(function*() {
-          const store = yield* LmdbStore.make({ path: path.join(disk, "db") })
-          let failedAt = 0
-          for (let index = 1; index <= 40 && failedAt === 0; index++) {
-            const stored = yield* Effect.either(store.logs.storeLogs([Log.make(index, 1, "Command", new Uint8Array(100_000))]))
-            if (stored._tag === "Left") {
-              assert.strictEqual(stored.left.operation, "storeLogs")
-              failedAt = index
-            }
-          }
-          assert.isAbove(failedAt, 1, "a 1 MiB disk took 40 entries of 100 kB")
-          assert.strictEqual((yield* store.logs.getLog(1)).data.length, 100_000)
-        }))
-        // lmdb reports the cause of a failed commit through a second promise; it must not end the process.
-        yield* Effect.sleep("200 millis")
-      })
-  )
-
-  it.scopedLive.skipIf(!canMount)(
-    "a lone small write's synchronous commit on a full disk is a StorageError too; earlier entries still read, the process goes on",
-    () =>
-      Effect.gen(function*() {
-        const disk = yield* smallDisk
-        yield* Effect.scoped(Effect.gen(function*() {
-          const store = yield* LmdbStore.make({ path: path.join(disk, "db") })
-          let failure: StorageError | undefined
-          let index = 0
-          while (failure === undefined && index < 20_000) {
-            index++
-            // One event-loop turn per write, so each one is alone and commits on this thread.
-            yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
-            const before = yield* store.stats
-            const stored = yield* Effect.either(store.logs.storeLogs([Log.make(index, 1, "Command", new Uint8Array(400).fill(index))]))
-            if (stored._tag === "Left") failure = stored.left
-            else assert.strictEqual((yield* store.stats).syncCommits, before.syncCommits + 1, `entry ${index} was not committed synchronously`)
-          }
-          assert.isDefined(failure, "a 1 MiB disk took 20,000 entries of 400 bytes")
-          assert.strictEqual(failure!.operation, "storeLogs")
-          assert.match(failure!.reason, /^commit failed: /)
-          assert.isAbove(index, 10)
-          assert.strictEqual((yield* store.logs.getLog(index - 1)).data[0], (index - 1) & 0xff)
-          assert.strictEqual(yield* store.logs.lastIndex, index - 1)
-        }))
-        yield* Effect.sleep("200 millis")
-      })
-  )
 })
 
 describe("LmdbStore: group commit", () => {
