@@ -33,6 +33,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as lmdb from "lmdb"
+import { statfsSync } from "node:fs"
 import { join } from "node:path"
 import { crc32 } from "node:zlib"
 import type { Log } from "../Log.js"
@@ -54,7 +55,17 @@ export interface Options {
   readonly mapSize?: number | undefined
   /** Open without writing (e.g. to inspect a store); every write then fails with a `StorageError`. */
   readonly readOnly?: boolean | undefined
+  /**
+   * Free bytes the file system holding the store must keep (for unprivileged users: statfs' `bavail`): below
+   * them, a write is refused with a `StorageError` before lmdb sees it. Default `DEFAULT_RESERVE_BYTES`; 0 turns
+   * the check off. lmdb corrupts its process's heap when a page write fails for lack of space (docs/storage.md),
+   * so it must not find the disk full. `deleteRange` is not refused: it frees pages, and compaction must go on.
+   */
+  readonly reserveBytes?: number | undefined
 }
+
+/** The free space a store keeps by default: 64 MiB, room for any batch a node writes at once. */
+export const DEFAULT_RESERVE_BYTES: number = 64 * 1024 * 1024
 
 /** Counters of the environment, for benchmarks: synced commits against entries stored. */
 export interface Stats {
@@ -309,11 +320,30 @@ export const make = (options: Options): Effect.Effect<LmdbStore, StorageError, S
       now: () => void,
       queued: () => Promise<unknown> | undefined
     ): Effect.Effect<void, StorageError> =>
-      lone.write(
-        bytes,
-        busy,
-        Effect.tap(commitSync(operation, () => root.transactionSync(now)), countSync),
-        commit(operation, queued)
+      Effect.zipRight(
+        roomFor(operation),
+        lone.write(
+          bytes,
+          busy,
+          Effect.tap(commitSync(operation, () => root.transactionSync(now)), countSync),
+          commit(operation, queued)
+        )
+      )
+    // A read-only store's writes fail as lmdb fails them, whatever the space.
+    const reserve = options.readOnly === true ? 0 : options.reserveBytes ?? DEFAULT_RESERVE_BYTES
+    /** Succeeds while the file system keeps `reserve` bytes free (see `Options.reserveBytes`). */
+    const roomFor = (operation: string): Effect.Effect<void, StorageError> =>
+      reserve <= 0 ? Effect.void : Effect.flatMap(
+        attemptSync(operation, () => statfsSync(options.path)),
+        (fsStats) => {
+          const free = fsStats.bavail * fsStats.bsize
+          return free >= reserve ? Effect.void : Effect.fail(
+            new StorageError({
+              operation,
+              reason: `no room: ${free} bytes free on the file system, below the ${reserve} this store keeps free`
+            })
+          )
+        }
       )
     const openDb = (name: string) =>
       attempt("open", () => root.openDB<Uint8Array, lmdb.Key>({ name, encoding: "binary" }))

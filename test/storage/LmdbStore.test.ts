@@ -196,6 +196,46 @@ describe("LmdbStore: group commit", () => {
     }))
 })
 
+describe("LmdbStore: the free-space reserve", () => {
+  it.scoped("below its reserve every write is refused before lmdb sees it, deleteRange is not, and reads go on", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const store = yield* LmdbStore.make({ path: dir, reserveBytes: 0 })
+        yield* store.logs.storeLogs(entries(1, 4))
+      }))
+      // More than any file system has free: every write is refused.
+      const store = yield* LmdbStore.make({ path: dir, reserveBytes: Number.MAX_SAFE_INTEGER })
+      const before = yield* store.stats
+      for (
+        const [operation, write] of [
+          ["storeLogs", store.logs.storeLogs(entries(5, 5))],
+          ["set", store.stable.set("k", new Uint8Array([1]))],
+          ["setUint64", store.stable.setUint64("CurrentTerm", 3)]
+        ] as const
+      ) {
+        const error = yield* storageError(write)
+        assert.strictEqual(error.operation, operation)
+        assert.match(error.reason, /^no room: \d+ bytes free on the file system, below the \d+ this store keeps free$/)
+      }
+      assert.strictEqual((yield* store.stats).commits, before.commits, "a refused write committed")
+      assert.strictEqual(yield* store.logs.lastIndex, 4)
+      yield* store.logs.deleteRange(1, 2)
+      assert.strictEqual(yield* store.logs.firstIndex, 3)
+      assert.strictEqual((yield* store.logs.getLog(4)).index, 4)
+    }))
+
+  it.scoped("the default reserve is 64 MiB, and a read-only store's writes fail as lmdb fails them", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(LmdbStore.DEFAULT_RESERVE_BYTES, 64 * 1024 * 1024)
+      const dir = yield* tempDir()
+      yield* Effect.scoped(LmdbStore.make({ path: dir }))
+      const store = yield* LmdbStore.make({ path: dir, readOnly: true, reserveBytes: Number.MAX_SAFE_INTEGER })
+      const error = yield* storageError(store.logs.storeLogs(entries(1, 1)))
+      assert.notMatch(error.reason, /^no room/)
+    }))
+})
+
 describe("LmdbStore: a write alone commits on the calling thread", () => {
   it.scoped("lone small writes commit synchronously, are durable on reopen, and 16 writes issued together still share commits", () =>
     Effect.gen(function*() {
