@@ -243,13 +243,13 @@ describe("Raft: readIndex", () => {
     }).pipe(seeded("read-timeout-rpc")))
 })
 
-describe("Raft: a leader's reads without a fiber (the key-value front's path)", () => {
+describe("Raft: reads without a fiber (the key-value front's path)", () => {
   /** Starts a direct read on `node`; the exits its callback got so far. */
   const directRead = (raft: object, mode?: "readIndex" | "lease") => {
     const direct = directReadOf(raft)
     assert.isDefined(direct, "Raft.make attaches the direct reads")
     const exits: Array<Exit.Exit<number, unknown>> = []
-    const drop = direct!.leaderRead(mode, (exit) => exits.push(exit))
+    const drop = direct!.read(mode, (exit) => exits.push(exit))
     return { exits, drop }
   }
 
@@ -267,7 +267,7 @@ describe("Raft: a leader's reads without a fiber (the key-value front's path)", 
       assert.isTrue(Exit.isSuccess(exit))
       if (Exit.isSuccess(exit)) assert.isAtLeast(exit.value, last)
       const follower = cluster.nodes.find((node) => node.id !== leader.id)!
-      assert.isUndefined(directRead(follower.raft).drop, "a follower leaves the read to readIndex")
+      assert.isUndefined(directRead(follower.raft).drop, "a follower with no request in flight leaves the read to readIndex")
     }).pipe(seeded("direct-read-round")))
 
   it.scoped("wait until the leader's own FSM has applied the read index", () =>
@@ -300,6 +300,56 @@ describe("Raft: a leader's reads without a fiber (the key-value front's path)", 
       assert.isTrue(Exit.isFailure(read.exits[0]!), "no quorum confirms the round")
       assert.strictEqual(dropped.exits.length, 0)
     }).pipe(seeded("direct-read-lost")))
+})
+
+describe("Raft: a follower's reads without a fiber", () => {
+  it.scoped("join the ReadIndex request in flight and answer its index, the one readIndex answers", () =>
+    Effect.gen(function*() {
+      const { cluster, leader } = yield* delayedCluster(slowHeartbeats, 10, 50)
+      const follower = cluster.nodes.find((node) => node.id !== leader.id)!
+      // The first read of a burst takes readIndex: its fiber starts the sender, whose request is then in flight.
+      const first = yield* Effect.fork(follower.raft.readIndex({ mode: "readIndex" }))
+      yield* TestClock.adjust(1)
+      const direct = directReadOf(follower.raft)!
+      const exits: Array<Exit.Exit<number, unknown>> = []
+      const drop = direct.read("readIndex", (exit) => exits.push(exit))
+      assert.isDefined(drop, "a follower with a request in flight takes the read")
+      yield* TestClock.adjust(5)
+      assert.strictEqual(exits.length, 0, "no answer before the leader's")
+      const last = yield* leader.raft.commitIndex
+      yield* settle(cluster, first)
+      const index = yield* Fiber.join(first)
+      yield* cluster.advance(50)
+      assert.strictEqual(exits.length, 1)
+      const exit = exits[0]!
+      assert.isTrue(Exit.isSuccess(exit))
+      // It joined the request after the first one's: the next request, answered with at least its index.
+      if (Exit.isSuccess(exit)) assert.isAtLeast(exit.value, Math.max(index, last))
+    }).pipe(seeded("follower-direct-read")))
+
+  it.scoped("wait until the follower's own FSM has applied the read index", () =>
+    Effect.gen(function*() {
+      const { cluster, gates, leader } = yield* gatedCluster
+      const follower = cluster.nodes.find((node) => node.id !== leader.id)!
+      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 1))
+      yield* gates.get(follower.id)!.close
+      yield* applyAll(leader, "b", 2)
+      // A request to the leader takes 20 ms there and back: the second read finds the first one's in flight.
+      yield* cluster.network.setConditions(delayed(10))
+      const first = yield* Effect.fork(follower.raft.readIndex({ mode: "readIndex" }))
+      yield* TestClock.adjust(1)
+      const exits: Array<Exit.Exit<number, unknown>> = []
+      const drop = directReadOf(follower.raft)!.read("readIndex", (exit) => exits.push(exit))
+      assert.isDefined(drop)
+      yield* cluster.advance(500)
+      assert.strictEqual(exits.length, 0, "the follower's FSM has not applied the writes yet")
+      yield* gates.get(follower.id)!.open
+      yield* settle(cluster, first)
+      yield* cluster.advance(50)
+      assert.strictEqual(exits.length, 1)
+      assert.isTrue(Exit.isSuccess(exits[0]!))
+      assert.deepStrictEqual(follower.fsm.commands(), ["a0", "b0", "b1"])
+    }).pipe(seeded("follower-direct-read-applied")))
 })
 
 describe("Raft: lease reads", () => {

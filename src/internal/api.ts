@@ -36,7 +36,7 @@ import { type ApplyFuture, CANCELLED, type MembershipRequest, QUEUED } from "./l
 import { appendNow } from "./leaderLog.js"
 import { peerReplication } from "./replication.js"
 import type { DirectRead } from "./directRead.js"
-import { leaderReadListen, readIndex } from "./read.js"
+import { followerReadListen, leaderReadListen, readIndex } from "./read.js"
 import { takeSnapshot } from "./snapshot.js"
 import { verifyNow } from "./verify.js"
 import { emit, loopWaiting, type NodeState, notLeaderError } from "./state.js"
@@ -258,7 +258,7 @@ export const makeApi = (node: NodeState): Node => {
     readIndex: (mode, timeoutMillis) => readIndex(node, mode, timeoutMillis),
     direct: {
       isShutdown: () => node.isShutdown,
-      leaderRead: (mode, callback) => leaderReadListen(node, mode, callback)
+      read: (mode, callback) => leaderReadListen(node, mode, callback) ?? followerReadListen(node, mode, callback)
     },
     config: Effect.sync(() => node.config),
     reloadConfig: (changes) =>

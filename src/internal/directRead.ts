@@ -8,17 +8,20 @@
 import type * as Exit from "effect/Exit"
 import * as Predicate from "effect/Predicate"
 import type { ReadMode } from "../RaftConfig.js"
-import type { LeaderReadError } from "./read.js"
+import type { ReadError } from "../RaftError.js"
 
 export const DirectReadId: unique symbol = Symbol.for("effect-raft/internal/DirectRead")
 
 export interface DirectRead {
   /** Whether the node has shut down (its state is no longer kept current). */
   readonly isShutdown: () => boolean
-  /** `read.ts`'s `leaderReadListen`: undefined, having done nothing, unless this node leads. */
-  readonly leaderRead: (
+  /**
+   * A linearizable read: `read.ts`'s `leaderReadListen` on the leader, `followerReadListen` on a follower with a
+   * ReadIndex request in flight; undefined, having done nothing, otherwise (the caller takes `readIndex`).
+   */
+  readonly read: (
     mode: ReadMode | undefined,
-    callback: (exit: Exit.Exit<number, LeaderReadError>) => void
+    callback: (exit: Exit.Exit<number, ReadError>) => void
   ) => (() => void) | undefined
 }
 

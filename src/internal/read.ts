@@ -142,12 +142,24 @@ export const leaderReadListen = (
 ): (() => void) | undefined => {
   if (node.isShutdown || node.role !== "Leader") return undefined
   const deferred = startLeaderRead(node, (mode ?? node.config.readMode) === "lease")
-  if (deferred === undefined) return undefined
+  return deferred === undefined ? undefined : listenApplied<LeaderReadError>(node, deferred, callback, true)
+}
+
+/**
+ * `callback` gets `future`'s failure, or its index once this node's FSM has applied it (at once unless
+ * `waitForFsm`); the function returned drops the wait.
+ */
+const listenApplied = <E>(
+  node: NodeState,
+  future: Future<number, E>,
+  callback: (exit: Exit.Exit<number, E | RaftShutdown>) => void,
+  waitForFsm: boolean
+): () => void => {
   let dropped = false
   let drop = constVoid
-  deferred.listen((exit) => {
+  future.listen((exit) => {
     if (dropped) return
-    if (Exit.isFailure(exit)) return callback(exit)
+    if (Exit.isFailure(exit) || !waitForFsm) return callback(exit)
     // Shutdown wakes every waiter: the FSM did not apply it then.
     drop = onApplied(node, exit.value, () => callback(node.isShutdown ? Exit.fail(new RaftShutdown()) : exit))
   })
@@ -155,6 +167,22 @@ export const leaderReadListen = (
     dropped = true
     drop()
   }
+}
+
+/**
+ * A follower's linearizable read for a caller outside any fiber, while a ReadIndex request of this node is in flight
+ * (a burst of reads, as many clients make): the read joins the next request, and `callback` gets the index once this
+ * node's FSM has applied it, exactly as `readIndex` would answer. Returns undefined, having done nothing, otherwise:
+ * the first read of a burst takes `readIndex`, whose fiber starts the sender.
+ */
+export const followerReadListen = (
+  node: NodeState,
+  mode: ReadMode | undefined,
+  callback: (exit: Exit.Exit<number, ReadError>) => void
+): (() => void) | undefined => {
+  if (node.isShutdown || node.role === "Leader" || node.leaderId === undefined || !node.readSending) return undefined
+  const batch = joinReadBatch(node, (mode ?? node.config.readMode) === "lease")
+  return listenApplied<ReadError>(node, batch.future, callback, node.bugs.followerReadWithoutApply !== true)
 }
 
 /** One ReadIndex exchange with the leader this node knows (or its own read index, if it leads now). */
@@ -217,17 +245,19 @@ export const failReads = (node: NodeState): void => {
   node.readBatch = undefined
 }
 
+/** The batch of this follower's next ReadIndex request, with a read of `lease` in it: a lease read only if all are. */
+const joinReadBatch = (node: NodeState, lease: boolean): ReadBatch => {
+  const batch = node.readBatch
+  if (batch === undefined) return (node.readBatch = { lease, future: new Future() })
+  if (!lease) batch.lease = false
+  return batch
+}
+
 /** A follower's read index: from its leader, in the next request the reads arriving meanwhile share. */
 const followerReadIndex = (node: NodeState, lease: boolean, deadline: ReadDeadline | undefined): Effect.Effect<number, ReadError> =>
   Effect.suspend(() => {
     if (node.leaderId === undefined) return Effect.fail(notLeaderError(node))
-    let batch = node.readBatch
-    if (batch === undefined) {
-      batch = { lease, future: new Future() }
-      node.readBatch = batch
-    } else if (!lease) {
-      batch.lease = false
-    }
+    const batch = joinReadBatch(node, lease)
     if (node.readSending) return awaitRead(node, batch.future, deadline)
     node.readSending = true
     return Effect.zipRight(

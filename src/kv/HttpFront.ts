@@ -138,7 +138,8 @@ const makeWith = (
   const get = (request: http.IncomingMessage, response: http.ServerResponse, key: string, stale: boolean | undefined) => {
     const ok = ({ index, value }: { readonly index: number; readonly value: string }) =>
       JSON.stringify({ key, value, index })
-    // Without a fiber where the node can (`Kv.untimed.getNow`): a stale read, or a linearizable one on the leader.
+    // Without a fiber where the node can (`Kv.untimed.getNow`): a stale read, a linearizable one on the leader, or
+    // on a follower whose ReadIndex request is in flight.
     let settled = false
     let drop: (() => void) | undefined
     const deadline = reads.add(() => {

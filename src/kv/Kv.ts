@@ -176,10 +176,11 @@ export interface Kv {
     readonly readTimeoutMillis: number
     readonly writeTimeoutMillis: number
     /**
-     * `get` without a fiber, where this node can serve it at once or from its own heartbeat round (a stale read, or a
-     * linearizable one on the leader): `callback` gets what `get` would answer, and the function returned drops the
-     * wait (the caller's deadline passed). Returns undefined, having done nothing, otherwise (a follower, a node shut
-     * down, a `Raft` not built by `Raft.make`): the caller takes `get`.
+     * `get` without a fiber, where this node can serve it so (a stale read; a linearizable one on the leader, or on a
+     * follower whose ReadIndex request to the leader is in flight, which the read joins): `callback` gets what `get`
+     * would answer, and the function returned drops the wait (the caller's deadline passed). Returns undefined, having
+     * done nothing, otherwise (the first read of a follower's burst, a node shut down, a `Raft` not built by
+     * `Raft.make`): the caller takes `get`.
      */
     readonly getNow: (
       key: string,
@@ -348,7 +349,7 @@ export const make = (
         callback(lookup(key, kv.current().index))
         return constVoid
       }
-      return direct.leaderRead(options.readMode, (exit) =>
+      return direct.read(options.readMode, (exit) =>
         callback(Exit.isSuccess(exit) ? lookup(key, exit.value) : Exit.failCause(Cause.map(exit.cause, readError))))
     }
     const put = (timed: boolean): Kv["put"] => (key, value) =>
