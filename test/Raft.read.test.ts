@@ -49,6 +49,16 @@ const gatedCluster = Effect.gen(function*() {
   return { cluster, gates, leader }
 })
 
+/** A gated cluster whose first follower has applied `n` writes ("a0", …) and whose FSM is then held (gate closed). */
+const heldFollower = (n: number) =>
+  Effect.gen(function*() {
+    const { cluster, gates, leader } = yield* gatedCluster
+    const follower = cluster.nodes.find((node) => node.id !== leader.id)!
+    yield* cluster.waitForApplied(yield* applyAll(leader, "a", n))
+    yield* gates.get(follower.id)!.close
+    return { cluster, gates, follower, leader }
+  })
+
 /** Link conditions with a fixed delay each way: a round trip takes `2 × millis`. */
 const delayed = (millis: number) => ({ minDelayMillis: millis, maxDelayMillis: millis, dropRate: 0, duplicateRate: 0 })
 
@@ -104,10 +114,7 @@ describe("Raft: readIndex", () => {
 
   it.scoped("a read on a follower waits until its own FSM has applied the leader's read index", () =>
     Effect.gen(function*() {
-      const { cluster, gates, leader } = yield* gatedCluster
-      const follower = cluster.nodes.find((node) => node.id !== leader.id)!
-      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 2))
-      yield* gates.get(follower.id)!.close
+      const { cluster, gates, follower, leader } = yield* heldFollower(2)
       const last = yield* applyAll(leader, "b", 3)
       const fiber = yield* Effect.fork(follower.raft.readIndex())
       yield* cluster.advance(200)
@@ -329,10 +336,7 @@ describe("Raft: a follower's reads without a fiber", () => {
 
   it.scoped("wait until the follower's own FSM has applied the read index", () =>
     Effect.gen(function*() {
-      const { cluster, gates, leader } = yield* gatedCluster
-      const follower = cluster.nodes.find((node) => node.id !== leader.id)!
-      yield* cluster.waitForApplied(yield* applyAll(leader, "a", 1))
-      yield* gates.get(follower.id)!.close
+      const { cluster, gates, follower, leader } = yield* heldFollower(1)
       yield* applyAll(leader, "b", 2)
       // A request to the leader takes 20 ms there and back: the second read finds the first one's in flight.
       yield* cluster.network.setConditions(delayed(10))
