@@ -109,7 +109,7 @@ const header = (type: number, id: number, bodyLength: number): Uint8Array => {
   return out
 }
 
-/** A frame as the two buffers to write (header, body): the body is not copied. */
+/** A frame as the two buffers to write (header, body; the body not copied), or the whole frame and an empty second. */
 export type Encoded = readonly [Uint8Array, Uint8Array]
 
 const frame = (type: number, id: number, body: Uint8Array): Encoded => [header(type, id, body.length), body]
