@@ -5,7 +5,7 @@
  * `undefined` for a message it does not handle (a string that is not ASCII, a number that is not a non-negative
  * safe integer) and a reader returns `undefined` for a body outside the plain form it reads (another msgpack type
  * for a field, an unknown or repeated key, trailing bytes); the codec then takes the general path, which decides.
- * Property tests in test/transport/codec.test.ts hold both directions to the general path.
+ * Property tests in test/transport/appendEntriesMsgpack.test.ts hold both directions to the general path.
  *
  * Why: at one client over TCP, msgpackr's general encoder and decoder (and the map they decode into, checked key by
  * key) were about a tenth of the thread's time, and every frame's header and body were copied into a buffer of
@@ -13,18 +13,11 @@
  * @internal
  */
 import type * as Types from "effect/Types"
-import type { Log, LogType } from "../Log.js"
+import type { Log } from "../Log.js"
 import type * as Rpc from "../Rpc.js"
-
-/** The log types by their wire code (the index), as `appendEntriesWire.ts` reads them. */
-const logTypes: ReadonlyArray<LogType> = ["Command", "Noop", "Barrier", "Configuration"]
-
-const logTypeCode = (type: LogType): number =>
-  type === "Command" ? 0 : type === "Noop" ? 1 : type === "Barrier" ? 2 : 3
+import { isNonNegativeInt, logTypeCode, logTypes } from "./appendEntriesWire.js"
 
 // ---------------------------------------------------------------- writing
-
-const isNonNegativeInt = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
 
 /** Whether every character of `s` is ASCII (one byte each in UTF-8, and the same string read back). */
 const isAscii = (s: string): boolean => {

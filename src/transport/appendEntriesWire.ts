@@ -11,9 +11,13 @@ import type { Log, LogType } from "../Log.js"
 import type * as Rpc from "../Rpc.js"
 
 /** The log types by their wire code (the index). */
-const logTypes: ReadonlyArray<LogType> = ["Command", "Noop", "Barrier", "Configuration"]
+export const logTypes: ReadonlyArray<LogType> = ["Command", "Noop", "Barrier", "Configuration"]
 
-const isNonNegativeInt = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
+/** The wire code of a log type (its index in `logTypes`). */
+export const logTypeCode = (type: LogType): number =>
+  type === "Command" ? 0 : type === "Noop" ? 1 : type === "Barrier" ? 2 : 3
+
+export const isNonNegativeInt = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
 
 /**
  * Log entries arrive as tuples `[index, term, typeCode, data]`. This check accepts exactly what the `Log` schema

@@ -16,7 +16,6 @@
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { Packr, Unpackr } from "msgpackr"
-import type { LogType } from "../Log.js"
 import { CodecError } from "../RaftError.js"
 import * as Rpc from "../Rpc.js"
 import {
@@ -25,7 +24,7 @@ import {
   writeAppendEntries,
   writeAppendEntriesResponse
 } from "./appendEntriesMsgpack.js"
-import { appendEntriesFromWire, appendEntriesResponseFromWire } from "./appendEntriesWire.js"
+import { appendEntriesFromWire, appendEntriesResponseFromWire, logTypeCode } from "./appendEntriesWire.js"
 
 export { appendEntriesFromWire, appendEntriesResponseFromWire, logsFromWire } from "./appendEntriesWire.js"
 
@@ -93,9 +92,6 @@ export type ErrorCode = "shutdown" | "no-handler" | "cluster"
 
 const packr = new Packr({ useRecords: false, variableMapSize: true })
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
-
-const logTypeCode = (type: LogType): number =>
-  type === "Command" ? 0 : type === "Noop" ? 1 : type === "Barrier" ? 2 : 3
 
 // ---------------------------------------------------------------- encoding
 
