@@ -95,13 +95,24 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
 
 // ---------------------------------------------------------------- encoding
 
-const header = (type: number, id: number, bodyLength: number): Uint8Array => {
-  const out = new Uint8Array(HEADER_BYTES)
-  const view = new DataView(out.buffer)
-  view.setUint32(0, HEADER_BYTES - 4 + bodyLength)
+const putUint32 = (out: Uint8Array, at: number, n: number): void => {
+  out[at] = n >>> 24
+  out[at + 1] = n >>> 16
+  out[at + 2] = n >>> 8
+  out[at + 3] = n
+}
+
+/** Writes a frame's header into the first `HEADER_BYTES` of `out`. */
+const putHeader = (out: Uint8Array, type: number, id: number, bodyLength: number): void => {
+  putUint32(out, 0, HEADER_BYTES - 4 + bodyLength)
   out[4] = VERSION
   out[5] = type
-  view.setUint32(6, id >>> 0)
+  putUint32(out, 6, id >>> 0)
+}
+
+const header = (type: number, id: number, bodyLength: number): Uint8Array => {
+  const out = new Uint8Array(HEADER_BYTES)
+  putHeader(out, type, id, bodyLength)
   return out
 }
 
@@ -180,10 +191,7 @@ const EMPTY = new Uint8Array(0)
  * front, and the frame is one buffer with an empty second part, which a connection writes as it is.
  */
 const whole = (type: number, id: number, out: Buffer): Encoded => {
-  out.writeUInt32BE(out.length - 4, 0)
-  out[4] = VERSION
-  out[5] = type
-  out.writeUInt32BE(id >>> 0, 6)
+  putHeader(out, type, id, out.length - HEADER_BYTES)
   return [out, EMPTY]
 }
 
@@ -353,8 +361,8 @@ export class FrameReader {
     this.dispose()
     const version = bytes[4]!
     if (version !== VERSION) return this.fail("version", `protocol version ${version}, expected ${VERSION}`)
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-    frames.push({ type: bytes[5]!, id: view.getUint32(6), body: bytes.subarray(HEADER_BYTES) })
+    const id = ((bytes[6]! << 24) | (bytes[7]! << 16) | (bytes[8]! << 8) | bytes[9]!) >>> 0
+    frames.push({ type: bytes[5]!, id, body: bytes.subarray(HEADER_BYTES) })
     return undefined
   }
 

@@ -422,8 +422,10 @@ export const make = (rt: TcpRuntime, rpcDeadlines: DeadlineLane) => {
           if (inFlight.length - head >= maxInFlight) return false
           const id = newId()
           const frame = requestFrame(address, maxFrameBytes, id, request)
-          if (frame instanceof TransportError || !roomFor(Codec.bodyLength(frame))) return false
-          write(id, request, frame, Codec.bodyLength(frame))
+          if (frame instanceof TransportError) return false
+          const bytes = Codec.bodyLength(frame)
+          if (!roomFor(bytes)) return false
+          write(id, request, frame, bytes)
           return true
         },
         results: results.mailbox,
