@@ -250,15 +250,16 @@ describe("Raft: readIndex", () => {
     }).pipe(seeded("read-timeout-rpc")))
 })
 
+/** Starts a direct read on `node`; the exits its callback got so far. */
+const directRead = (raft: object, mode?: "readIndex" | "lease") => {
+  const direct = directReadOf(raft)
+  assert.isDefined(direct, "Raft.make attaches the direct reads")
+  const exits: Array<Exit.Exit<number, unknown>> = []
+  const drop = direct!.read(mode, (exit) => exits.push(exit))
+  return { exits, drop }
+}
+
 describe("Raft: reads without a fiber (the key-value front's path)", () => {
-  /** Starts a direct read on `node`; the exits its callback got so far. */
-  const directRead = (raft: object, mode?: "readIndex" | "lease") => {
-    const direct = directReadOf(raft)
-    assert.isDefined(direct, "Raft.make attaches the direct reads")
-    const exits: Array<Exit.Exit<number, unknown>> = []
-    const drop = direct!.read(mode, (exit) => exits.push(exit))
-    return { exits, drop }
-  }
 
   it.scoped("answer after a heartbeat round with an index covering every acknowledged write; a follower declines", () =>
     Effect.gen(function*() {
@@ -317,9 +318,7 @@ describe("Raft: a follower's reads without a fiber", () => {
       // The first read of a burst takes readIndex: its fiber starts the sender, whose request is then in flight.
       const first = yield* Effect.fork(follower.raft.readIndex({ mode: "readIndex" }))
       yield* TestClock.adjust(1)
-      const direct = directReadOf(follower.raft)!
-      const exits: Array<Exit.Exit<number, unknown>> = []
-      const drop = direct.read("readIndex", (exit) => exits.push(exit))
+      const { drop, exits } = directRead(follower.raft, "readIndex")
       assert.isDefined(drop, "a follower with a request in flight takes the read")
       yield* TestClock.adjust(5)
       assert.strictEqual(exits.length, 0, "no answer before the leader's")
@@ -342,8 +341,7 @@ describe("Raft: a follower's reads without a fiber", () => {
       yield* cluster.network.setConditions(delayed(10))
       const first = yield* Effect.fork(follower.raft.readIndex({ mode: "readIndex" }))
       yield* TestClock.adjust(1)
-      const exits: Array<Exit.Exit<number, unknown>> = []
-      const drop = directReadOf(follower.raft)!.read("readIndex", (exit) => exits.push(exit))
+      const { drop, exits } = directRead(follower.raft, "readIndex")
       assert.isDefined(drop)
       yield* cluster.advance(500)
       assert.strictEqual(exits.length, 0, "the follower's FSM has not applied the writes yet")
