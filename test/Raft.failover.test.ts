@@ -48,4 +48,31 @@ describe("Raft: failover", () => {
       assert.notStrictEqual(next.id, leader.id)
       assert.isAtLeast(took, 800, `new leader ${took} ms after the cut`)
     }).pipe(seeded("failover-cut")))
+
+  // Links that take 50 ms each way make the two followers' campaigns overlap often enough to split the vote: each
+  // grants the other's pre-vote, then votes for itself. The seeds are runs of this scenario; some split (the test
+  // checks that one does), and every split must be settled before a candidate's own timer could have fired.
+  it.scoped("a split vote after a failover is settled sooner than a candidate's election timer", () =>
+    Effect.gen(function*() {
+      let splits = 0
+      for (let seed = 0; seed < 6; seed++) {
+        const outcome = yield* Effect.scoped(Effect.gen(function*() {
+          const { cluster, leader } = yield* steadyCluster
+          const term = yield* leader.raft.currentTerm
+          yield* cluster.network.setConditions({ minDelayMillis: 50, maxDelayMillis: 50, dropRate: 0, duplicateRate: 0 })
+          const stopped = yield* Clock.currentTimeMillis
+          yield* cluster.stop(leader.id)
+          const next = yield* cluster.waitForLeader({ exclude: [leader.id], limitMillis: 10_000 })
+          const took = (yield* Clock.currentTimeMillis) - stopped
+          return { took, terms: (yield* next.raft.currentTerm) - term }
+        }).pipe(seeded(`split-vote-${seed}`)))
+        if (outcome.terms === 1) continue
+        splits++
+        // The first campaigns start at least a lease (500 ms) after the stop; a candidate's own timer waits another
+        // 1,000 to 2,000 ms, and a round of pre-votes and one of votes take 100 ms each: at least 1,700 ms. Those of
+        // a lost election (election.ts `campaignAgainSoon`) start within 250 ms, then 500 ms.
+        assert.isBelow(outcome.took, 1_700, `seed ${seed}: ${JSON.stringify(outcome)}`)
+      }
+      assert.isAbove(splits, 0, "no seed split the vote: the scenario tests nothing")
+    }))
 })

@@ -137,6 +137,8 @@ export const becomeCandidate = (node: NodeState, transfer: boolean): Effect.Effe
     yield* logEvent(node, transfer ? `election for term ${term} (leadership transfer)` : `election for term ${term}`)
     const myEpoch = node.epoch
     node.candidateVotes = 0
+    node.candidateNoes = 0
+    node.candidateRefused = false
     const configuration = node.latestConfiguration
     const request: RequestVoteRequest = {
       _tag: "RequestVoteRequest",
@@ -163,7 +165,12 @@ export const becomeCandidate = (node: NodeState, transfer: boolean): Effect.Effe
         askVoter(node, "raft.request_vote", server.id, request, (sent) =>
           node.transport.requestVote(server.id, server.address, sent)).pipe(
             Effect.tap((response) => emit(node, { _tag: "Vote", epoch: myEpoch, from: server.id, response })),
-            Effect.catchAll((error) => Effect.logDebug("vote request failed", error))
+            Effect.catchAll((error) =>
+              Effect.andThen(
+                Effect.logDebug("vote request failed", error),
+                Effect.sync(() => emit(node, { _tag: "Vote", epoch: myEpoch, from: server.id, response: undefined }))
+              )
+            )
           )
       )
     }
@@ -292,17 +299,51 @@ export const handlePreVote = (node: NodeState, from: string, response: RequestPr
     if (node.preVotes >= quorumOf(node.latestConfiguration)) yield* becomeCandidate(node, false)
   })
 
-/** A `Vote` answer of the current election. Run loop. */
-export const handleVote = (node: NodeState, from: string, response: RequestVoteResponse) =>
+/**
+ * A lost election campaigns again soon: once a voter refused and too few voters are left to make a quorum (a
+ * split vote, typically two followers that campaigned at once), a new election starts after a random delay of up
+ * to a quarter of an election timeout, instead of one to two timeouts. The range doubles with each election lost in
+ * a row (up to two timeouts), so that candidates whose rounds of requests are slow stop splitting the vote. Only
+ * after a refusal: a candidate that reached no voter (partitioned) keeps its full timer. Liveness only; a node may
+ * campaign at any time.
+ */
+const campaignAgainSoon = (node: NodeState, epoch: number) => {
+  node.lostElections++
+  const timeout = node.config.electionTimeoutMillis
+  const range = Math.min(2 * timeout, Math.floor(timeout / 4) * 2 ** Math.min(node.lostElections - 1, 4))
+  return forkRole(
+    node,
+    Effect.flatMap(
+      Random.nextIntBetween(1, Math.max(2, range)),
+      (delay) => Effect.andThen(Effect.sleep(delay), Effect.sync(() => emit(node, { _tag: "Timer", epoch })))
+    )
+  )
+}
+
+/** A `Vote` answer of the current election (undefined: the request failed). Run loop. */
+export const handleVote = (node: NodeState, from: string, response: RequestVoteResponse | undefined) =>
   Effect.gen(function*() {
     if (node.role !== "Candidate") return
-    if (response.term > node.currentTerm) {
+    if (response !== undefined && response.term > node.currentTerm) {
       yield* followTerm(node, response.term)
       return
     }
-    if (response.granted && response.term === node.currentTerm) {
+    if (response !== undefined && response.term !== node.currentTerm) return
+    if (response !== undefined && response.granted) {
       node.candidateVotes++
       yield* Effect.logDebug(`vote granted by ${from}, tally ${node.candidateVotes}`)
       if (node.candidateVotes >= quorumOf(node.latestConfiguration)) yield* becomeLeader(node)
+      return
+    }
+    const wasLost = node.candidateRefused && lost(node, node.candidateNoes)
+    node.candidateNoes++
+    if (response !== undefined) node.candidateRefused = true
+    if (!wasLost && node.candidateRefused && lost(node, node.candidateNoes)) {
+      yield* Effect.logDebug(`election for term ${node.currentTerm} lost (${node.candidateNoes} voters said no)`)
+      yield* campaignAgainSoon(node, node.epoch)
     }
   })
+
+/** Whether `noes` voters saying no leave too few for a quorum. */
+const lost = (node: NodeState, noes: number): boolean =>
+  Configuration.votersOf(node.latestConfiguration).length - noes < quorumOf(node.latestConfiguration)

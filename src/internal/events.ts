@@ -86,7 +86,8 @@ export type Event =
     readonly _tag: "Vote"
     readonly epoch: number
     readonly from: string
-    readonly response: RequestVoteResponse
+    /** Undefined: the request failed (no answer, no vote). */
+    readonly response: RequestVoteResponse | undefined
   }
   | {
     readonly _tag: "PreVote"

@@ -52,6 +52,7 @@ export const changeState = (node: NodeState, to: RaftState) =>
     const from = node.role
     node.role = to
     if (from === to) return Effect.void
+    if (from === "Candidate") node.lostElections = 0
     if (from === "Candidate" && node.electionSpan !== undefined) {
       node.electionSpan.attribute("raft.outcome", to === "Leader" ? "won" : "lost")
       endSpan(node, node.electionSpan)

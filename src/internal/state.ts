@@ -193,6 +193,12 @@ export class NodeState {
   /** The span of the election under way (tracing nodes only): from the campaign to its outcome (role.ts ends it). */
   electionSpan: Tracer.Span | undefined = undefined
   candidateVotes = 0
+  /** Voters of this election that refused their vote or could not be asked (the request failed). */
+  candidateNoes = 0
+  /** Whether a voter of this election answered with a refusal (not only failed requests). */
+  candidateRefused = false
+  /** Elections lost in a row since this node last stopped campaigning (election.ts `campaignAgainSoon`). */
+  lostElections = 0
   preVoting = false
   preVotes = 0
 

@@ -27,7 +27,7 @@ describe("Simulator's opt-in corners", () => {
       ...Simulator.defaultFaults,
       weights: { ...Simulator.defaultFaults.weights, transfer: 2, appendCrash: 2, staleCandidate: 2 }
     }
-    const results = await runSeeds(pool(), { nodes: 3, durationMillis: 2000, randomize: everything, faults }, range(1, 6))
+    const results = await runSeeds(pool(), { nodes: 3, durationMillis: 2000, randomize: everything, faults }, range(1, 8))
     const seen: Record<string, number> = {}
     for (const result of results) {
       assert.isTrue(result.ok, `seed ${result.seed}: ${result.violation?.property}: ${result.violation?.detail}`)
