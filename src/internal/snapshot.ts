@@ -34,6 +34,7 @@ import type { SnapshotMeta } from "../SnapshotStore.js"
 import type { Captured, InstallVerdict } from "./events.js"
 import { Future } from "./future.js"
 import { awaitLeaderWrites } from "./leaderLog.js"
+import { forgetRecent } from "./follower.js"
 import { noteCompacted, noteLogReplaced } from "./logAge.js"
 import { logEvent } from "./logs.js"
 import { metrics } from "./metrics.js"
@@ -140,6 +141,7 @@ export const handleInstallStored = (node: NodeState, request: InstallSnapshotReq
         yield* logs.deleteRange(first, Math.max(node.lastLogIndex, first))
       }
       noteLogReplaced(node)
+      forgetRecent(node)
       node.lastLogIndex = meta.index
       node.lastLogTerm = meta.term
     }
@@ -290,6 +292,7 @@ export const handleUserRestore = (
     const first = yield* logs.firstIndex
     if (first > 0) yield* logs.deleteRange(first, dropped)
     noteLogReplaced(node)
+    forgetRecent(node)
     yield* logEvent(node, `restored user snapshot ${meta.id} at index ${index}`, { snapshotIndex: index })
     deferred.done(Exit.void)
   })

@@ -28,6 +28,7 @@ import type * as Scope from "effect/Scope"
 import type * as Tracer from "effect/Tracer"
 import * as Configuration from "../Configuration.js"
 import type { Fsm } from "../Fsm.js"
+import type * as Log from "../Log.js"
 import type { LogStore } from "../LogStore.js"
 import type { RaftConfig } from "../RaftConfig.js"
 import { ClusterMismatch, type LogNotFound, NotLeader, RaftShutdown, StorageError } from "../RaftError.js"
@@ -176,6 +177,12 @@ export class NodeState {
    * restart cannot cut a leader's lease short (election.ts). Undefined otherwise.
    */
   readonly restartedAt: number | undefined
+  /**
+   * The newest entries this follower stored from its leader at the end of its log (follower.ts `keepRecent`), in
+   * order, with no gap: a commit hands them to the FSM without reading them back from the store. Emptied whenever
+   * the log changes in any other way (a conflict's truncation, a snapshot that replaces the log).
+   */
+  recentEntries: Array<Log.Log> = []
 
   // ---- a follower's linearizable reads (read.ts; any fiber, in synchronous sections): the reads waiting for the
   //      next ReadIndex request to the leader, and whether the fiber that sends them runs
