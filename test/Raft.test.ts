@@ -152,6 +152,35 @@ describe("Raft: election and apply", () => {
       for (const [id, n] of Object.entries(reads)) assert.isAtMost(n, 1, `${id} read its store ${n} times`)
     }).pipe(seeded("recent-entries")))
 
+  // A follower keeps the entries it stored last to hand them to its FSM on commit (src/internal/recentEntries.ts).
+  // Here it holds entries of a deposed leader that a new leader overwrites: its FSM must get the new leader's.
+  it.scoped("a follower's state machine gets the entries that replaced its stale ones, never the stale ones", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster({ size: 5 })
+      const old = yield* cluster.waitForLeader()
+      let last = 0
+      for (let i = 0; i < 3; i++) last = (yield* old.raft.apply(bytes(`before${i}`))).index
+      yield* cluster.waitForApplied(last)
+      const [follower, ...others] = cluster.nodes.filter((node) => node.id !== old.id)
+      // The old leader reaches one follower, which stores its entries but cannot answer; nobody else.
+      yield* cluster.network.block(follower!.id, old.id)
+      for (const other of others) {
+        yield* cluster.network.block(old.id, other.id)
+        yield* cluster.network.block(other.id, old.id)
+      }
+      for (let i = 0; i < 3; i++) yield* Effect.fork(Effect.either(old.raft.apply(bytes(`stale${i}`))))
+      yield* cluster.advance(20)
+      assert.isAtLeast(yield* follower!.logs.lastIndex, last + 3, "the follower stored the stale entries")
+      // The other three elect a leader, which overwrites them on the follower.
+      const fresh = yield* cluster.waitForLeader({ exclude: [old.id], limitMillis: 10_000 })
+      for (let i = 0; i < 5; i++) last = (yield* fresh.raft.apply(bytes(`after${i}`))).index
+      yield* cluster.waitForApplied(last, { nodes: [fresh.id, follower!.id, ...others.map((node) => node.id)] })
+      const commands = fresh.fsm.commands()
+      assert.includeMembers(commands, ["before2", "after4"])
+      for (const command of commands) assert.notInclude(command, "stale")
+      assert.deepStrictEqual(follower!.fsm.commands(), commands)
+    }).pipe(seeded("overwritten")))
+
   it.scoped("a barrier after 100 un-awaited applies sees all of them applied", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster({ size: 3 })

@@ -304,8 +304,8 @@ export const handlePreVote = (node: NodeState, from: string, response: RequestPr
  * split vote, typically two followers that campaigned at once), a new election starts after a random delay of up
  * to a quarter of an election timeout, instead of one to two timeouts. The range doubles with each election lost in
  * a row (up to two timeouts), so that candidates whose rounds of requests are slow stop splitting the vote. Only
- * after a refusal: a candidate that reached no voter (partitioned) keeps its full timer. Liveness only; a node may
- * campaign at any time.
+ * after a refusal at the candidate's term (a failed request then counts as a no): one whose requests all failed
+ * (cut off) keeps its full timer. Liveness only; a node may campaign at any time.
  */
 const campaignAgainSoon = (node: NodeState, epoch: number) => {
   node.lostElections++

@@ -15,6 +15,7 @@ import type { StorageError } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
 import { noteCommittedConfiguration, sendStoredToFsm } from "./commit.js"
 import { markAppended } from "./logAge.js"
+import { forgetRecent, keepRecent, recentToFsm } from "./recentEntries.js"
 import { followLeader } from "./role.js"
 import { type NodeState, storageNotFound } from "./state.js"
 
@@ -41,41 +42,6 @@ const noteAppended = (node: NodeState, fresh: ReadonlyArray<Log.Log>) => {
     node.lastLogIndex = last.index
     node.lastLogTerm = last.term
   }
-}
-
-/** The most entries `recentEntries` keeps; past it, the newest half stays. */
-const RECENT_MAX = 64
-
-/** Entries just stored at the end of the log (the fast path below) join the recent ones, or replace them after a gap. */
-const keepRecent = (node: NodeState, entries: ReadonlyArray<Log.Log>) => {
-  const recent = node.recentEntries
-  if (recent.length > 0 && recent[recent.length - 1]!.index + 1 !== entries[0]!.index) recent.length = 0
-  for (const entry of entries) recent.push(entry)
-  if (recent.length > RECENT_MAX) recent.splice(0, recent.length - RECENT_MAX / 2)
-}
-
-/** The log changed other than at its end (truncated, or replaced by a snapshot): the recent entries are void. */
-export const forgetRecent = (node: NodeState): void => {
-  node.recentEntries.length = 0
-}
-
-/**
- * Hands the entries from the last one handed to the FSM up to the commit index to the FSM runner from the recent
- * entries, when they hold them all (the usual case: a commit covers what the previous requests brought). False
- * when they do not; the caller then reads the store.
- */
-const recentToFsm = (node: NodeState): boolean => {
-  const recent = node.recentEntries
-  const from = node.dispatchedToFsm + 1
-  const to = node.commitIndex
-  if (recent.length === 0 || from <= node.lastSnapshotIndex) return false
-  const first = recent[0]!.index
-  if (from < first || to > recent[recent.length - 1]!.index) return false
-  const logs = recent.slice(from - first, to - first + 1)
-  node.dispatchedToFsm = to
-  node.fsmPending += logs.length
-  node.fsmMailbox.unsafeOffer({ _tag: "Batch", logs, futures: undefined })
-  return true
 }
 
 /** The rest of an accepted AppendEntries: commit what the leader committed (Raft figure 2), then answer. */

@@ -20,6 +20,7 @@ import { awaitLeaderWrites } from "./leaderLog.js"
 import { logEvent } from "./logs.js"
 import { reportOldestLogAge } from "./logAge.js"
 import { metrics } from "./metrics.js"
+import { forgetRecent } from "./recentEntries.js"
 import { emit, forkRole, type NodeState, publish, reloadable } from "./state.js"
 import { endSpan } from "./tracing.js"
 import type { RaftState } from "./types.js"
@@ -53,6 +54,7 @@ export const changeState = (node: NodeState, to: RaftState) =>
     node.role = to
     if (from === to) return Effect.void
     if (from === "Candidate") node.lostElections = 0
+    if (from === "Follower") forgetRecent(node)
     if (from === "Candidate" && node.electionSpan !== undefined) {
       node.electionSpan.attribute("raft.outcome", to === "Leader" ? "won" : "lost")
       endSpan(node, node.electionSpan)

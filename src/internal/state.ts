@@ -178,11 +178,11 @@ export class NodeState {
    */
   readonly restartedAt: number | undefined
   /**
-   * The newest entries this follower stored from its leader at the end of its log (follower.ts `keepRecent`), in
-   * order, with no gap: a commit hands them to the FSM without reading them back from the store. Emptied whenever
-   * the log changes in any other way (a conflict's truncation, a snapshot that replaces the log).
+   * Entries this follower stored from its leader at the end of its log and has not yet handed to its FSM, in
+   * order, with no gap, and their data's bytes (recentEntries.ts): a commit hands them over without reading the store.
    */
   recentEntries: Array<Log.Log> = []
+  recentBytes = 0
 
   // ---- a follower's linearizable reads (read.ts; any fiber, in synchronous sections): the reads waiting for the
   //      next ReadIndex request to the leader, and whether the fiber that sends them runs
