@@ -75,4 +75,27 @@ describe("Raft: failover", () => {
       }
       assert.isAbove(splits, 0, "no seed split the vote: the scenario tests nothing")
     }))
+
+  // The quick new election is for a split vote, where voters refused: a candidate that no voter answered (cut off
+  // from all of them) keeps the full timer of one to two election timeouts between its elections.
+  it.scoped("a candidate cut off from every voter campaigns no more often than once an election timeout", () =>
+    Effect.gen(function*() {
+      // Timers a tenth of the defaults (cluster.ts): an election timeout of 100 ms.
+      const cluster = yield* makeCluster({ size: 3, config: { preVote: false } })
+      const leader = yield* cluster.waitForLeader()
+      const cut = cluster.nodes.find((node) => node.id !== leader.id)!
+      yield* cluster.network.disconnect(cut.id)
+      let term = yield* cut.raft.currentTerm
+      const changes: Array<number> = []
+      for (let waited = 0; waited < 1_500; waited += 10) {
+        yield* cluster.advance(10)
+        const now = yield* cut.raft.currentTerm
+        if (now !== term) changes.push(yield* Clock.currentTimeMillis)
+        term = now
+      }
+      assert.isAtLeast(changes.length, 5, `the cut-off node campaigned ${changes.length} times`)
+      const gaps = changes.slice(1).map((at, i) => at - changes[i]!)
+      // Each at least an election timeout (100 ms), less the 10 ms step of the clock here.
+      assert.isAtLeast(Math.min(...gaps), 90, `gaps between its elections: ${gaps.join(", ")} ms`)
+    }).pipe(seeded("cut-off-candidate")))
 })
