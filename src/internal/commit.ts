@@ -146,8 +146,8 @@ export const sendStoredToFsm = (node: NodeState, upTo: number): Effect.Effect<vo
 const readCommitted = (node: NodeState, from: number, to: number) =>
   node.logs.getLogs(from, to).pipe(Effect.catchTag("LogNotFound", storageNotFound("read")))
 
-/** Hands stored entries up to `to` to the FSM runner. */
-const toFsm = (node: NodeState, entries: ReadonlyArray<Log.Log>, to: number): void => {
+/** Hands committed entries up to `to` (stored, or kept by recentEntries.ts) to the FSM runner. */
+export const toFsm = (node: NodeState, entries: ReadonlyArray<Log.Log>, to: number): void => {
   node.dispatchedToFsm = to
   node.fsmPending += entries.length
   node.fsmMailbox.unsafeOffer({ _tag: "Batch", logs: entries, futures: undefined })

@@ -24,7 +24,7 @@ import { contactWindowMillis } from "./leaderLost.js"
 import { metrics } from "./metrics.js"
 import { changeState, followTerm, resetRoleScope, setLeader } from "./role.js"
 import { logEvent, logTrouble } from "./logs.js"
-import { emit, forkRole, type NodeState, publish, quorumOf, reloadable } from "./state.js"
+import { emit, forkRole, type NodeState, publish, quorumOf, reloadable, timerOnce } from "./state.js"
 import { endSpan, PEER, spanned, startSpan, TERM, traceparent } from "./tracing.js"
 
 /**
@@ -310,13 +310,11 @@ export const handlePreVote = (node: NodeState, from: string, response: RequestPr
 const campaignAgainSoon = (node: NodeState, epoch: number) => {
   node.lostElections++
   const timeout = node.config.electionTimeoutMillis
-  const range = Math.min(2 * timeout, Math.floor(timeout / 4) * 2 ** Math.min(node.lostElections - 1, 4))
-  return forkRole(
+  return timerOnce(
     node,
-    Effect.flatMap(
-      Random.nextIntBetween(1, Math.max(2, range)),
-      (delay) => Effect.andThen(Effect.sleep(delay), Effect.sync(() => emit(node, { _tag: "Timer", epoch })))
-    )
+    epoch,
+    0,
+    Math.min(2 * timeout, Math.floor(timeout / 4) * 2 ** Math.min(node.lostElections - 1, 4))
   )
 }
 

@@ -13,9 +13,9 @@ import * as Configuration from "../Configuration.js"
 import type * as Log from "../Log.js"
 import type { StorageError } from "../RaftError.js"
 import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
-import { noteCommittedConfiguration, sendStoredToFsm } from "./commit.js"
+import { noteCommittedConfiguration, sendStoredToFsm, toFsm } from "./commit.js"
 import { markAppended } from "./logAge.js"
-import { forgetRecent, keepRecent, recentToFsm } from "./recentEntries.js"
+import { forgetRecent, keepRecent, takeCommitted } from "./recentEntries.js"
 import { followLeader } from "./role.js"
 import { type NodeState, storageNotFound } from "./state.js"
 
@@ -62,9 +62,12 @@ const acceptAppend = (node: NodeState, request: AppendEntriesRequest): Effect.Ef
     node.commitIndex = Math.min(request.leaderCommitIndex, verifiedUpTo)
     noteCommittedConfiguration(node)
   }
-  // Also what an earlier read of the store failed to hand over.
-  if (node.dispatchedToFsm < node.commitIndex && !recentToFsm(node)) {
-    return Effect.map(sendStoredToFsm(node, node.commitIndex), answer)
+  // What the commit covers (and what an earlier read of the store failed to hand over): from the entries kept
+  // since they were stored, else from the store.
+  if (node.dispatchedToFsm < node.commitIndex) {
+    const committed = takeCommitted(node)
+    if (committed === undefined) return Effect.map(sendStoredToFsm(node, node.commitIndex), answer)
+    toFsm(node, committed, node.commitIndex)
   }
   return Effect.sync(answer)
 }

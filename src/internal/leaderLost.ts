@@ -13,8 +13,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import * as Random from "effect/Random"
-import { emit, forkRole, type NodeState } from "./state.js"
+import { type NodeState, timerOnce } from "./state.js"
 
 /**
  * How long after the last contact with a leader this node still counts on it (refusing other candidates, not
@@ -34,9 +33,5 @@ export const handleLeaderLost = (node: NodeState, from: string) =>
     const due = Math.max(0, node.lastContact + contactWindowMillis(node) - node.leaderLostAt)
     const epoch = node.epoch
     // Up to a fifth of a lease later: far more than a round trip between followers told at once.
-    return forkRole(
-      node,
-      Effect.flatMap(Random.nextIntBetween(1, Math.max(2, Math.floor(lease / 5))), (jitter) =>
-        Effect.andThen(Effect.sleep(due + jitter), Effect.sync(() => emit(node, { _tag: "Timer", epoch }))))
-    )
+    return timerOnce(node, epoch, due, Math.floor(lease / 5))
   })

@@ -15,11 +15,11 @@ const MAX_ENTRIES = 64
 /** The most bytes of entry data kept (entries' data may hold on to the whole request they came in). */
 const MAX_BYTES = 1024 * 1024
 
-/** Drops the oldest `count` entries. */
-const dropOldest = (node: NodeState, count: number) => {
+/** Takes the oldest `count` entries out. */
+const dropOldest = (node: NodeState, count: number): Array<Log.Log> => {
   const recent = node.recentEntries
   for (let i = 0; i < count; i++) node.recentBytes -= recent[i]!.data.byteLength
-  recent.splice(0, count)
+  return recent.splice(0, count)
 }
 
 /** Entries just stored at the end of the log join the recent ones, or replace them after a gap. */
@@ -50,20 +50,16 @@ export const forgetRecent = (node: NodeState): void => {
 }
 
 /**
- * Hands the entries after the last one handed to the FSM, up to the commit index, to the FSM runner from the recent
- * entries, when they hold them all, and drops them. False when they do not; the caller then reads the store.
+ * The entries after the last one handed to the FSM, up to the commit index, taken out of the recent entries when
+ * they hold them all; undefined when they do not (the caller then reads the store).
  */
-export const recentToFsm = (node: NodeState): boolean => {
+export const takeCommitted = (node: NodeState): ReadonlyArray<Log.Log> | undefined => {
   const recent = node.recentEntries
   const from = node.dispatchedToFsm + 1
   const to = node.commitIndex
-  if (recent.length === 0 || from <= node.lastSnapshotIndex) return false
+  if (recent.length === 0 || from <= node.lastSnapshotIndex) return undefined
   const first = recent[0]!.index
-  if (from < first || to > recent[recent.length - 1]!.index) return false
-  const logs = recent.slice(from - first, to - first + 1)
-  dropOldest(node, to - first + 1)
-  node.dispatchedToFsm = to
-  node.fsmPending += logs.length
-  node.fsmMailbox.unsafeOffer({ _tag: "Batch", logs, futures: undefined })
-  return true
+  if (from < first || to > recent[recent.length - 1]!.index) return undefined
+  const taken = dropOldest(node, to - first + 1)
+  return from === first ? taken : taken.slice(from - first)
 }

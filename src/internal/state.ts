@@ -24,6 +24,7 @@ import type * as Clock from "effect/Clock"
 import * as Fiber from "effect/Fiber"
 import type * as MetricLabel from "effect/MetricLabel"
 import * as PubSub from "effect/PubSub"
+import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import type * as Tracer from "effect/Tracer"
 import * as Configuration from "../Configuration.js"
@@ -269,6 +270,17 @@ export const publish = (node: NodeState, observation: Observation) => PubSub.pub
 /** Forks `effect` into the current role's scope: it ends with the role. */
 export const forkRole = <A, E>(node: NodeState, effect: Effect.Effect<A, E>) =>
   effect.pipe(Effect.interruptible, Effect.forkIn(node.roleScope), Effect.asVoid)
+
+/**
+ * One `Timer` event of `epoch`, `afterMillis` plus a random 1 to `spreadMillis` - 1 ms from now (at least 1), from a
+ * fiber of the role's scope: an early campaign (leaderLost.ts, election.ts).
+ */
+export const timerOnce = (node: NodeState, epoch: number, afterMillis: number, spreadMillis: number) =>
+  forkRole(
+    node,
+    Effect.flatMap(Random.nextIntBetween(1, Math.max(2, spreadMillis)), (jitter) =>
+      Effect.andThen(Effect.sleep(afterMillis + jitter), Effect.sync(() => emit(node, { _tag: "Timer", epoch }))))
+  )
 
 /**
  * Sleeps `millis`, or less if the configuration is reloaded meanwhile: true when it slept the whole time. A timer
