@@ -27,6 +27,8 @@
  * --no-quiet       do not wait for the machine to be idle before each scenario
  * --tsx            run scenarios through the tsx loader instead of a prebuilt bundle
  *                  (the loader adds about 60 MiB of RSS and some start-up CPU; `kv/` rows always use it)
+ * --packages-external  bundle scenario.ts with its packages left in node_modules (default: inside the bundle,
+ *                  as `dist/kv/kv.mjs`; an idle in-memory process then holds about 21 MiB less)
  * --svg P          write the latency plot to P instead of bench-results/<stamp>.svg
  * --etcd           after each default-timer `kv/` scenario, the same with a 3-member etcd (`kv.ts --etcd`, the
  *                  `etcd` on PATH) driven by the same clients; the table sets it under ours with the ratio and
@@ -56,7 +58,8 @@ const { values: argv } = parseArgs({
     threads: { type: "boolean", default: false },
     tracer: { type: "string" },
     etcd: { type: "boolean", default: false },
-    "trace-sample": { type: "string" }
+    "trace-sample": { type: "string" },
+    "packages-external": { type: "boolean", default: false }
   }
 })
 
@@ -218,9 +221,14 @@ const quiet = () => {
 type Row = Record<string, unknown>
 
 /**
- * Bundles `entries` with esbuild into `.build/<name>.mjs` (packages stay external), so no TS loader sits in the
- * measured processes; false (and a note) when esbuild cannot, and the caller falls back to tsx. A module imported
- * dynamically becomes a chunk of its own, its packages loaded with it: the in-memory scenario does not load LMDB.
+ * Bundles `entries` with esbuild into `.build/<name>.mjs`, so no TS loader sits in the measured processes; false (and
+ * a note) when esbuild cannot, and the caller falls back to tsx. Built as `dist/kv/kv.mjs` is (scripts/bundle-kv.mjs
+ * gives the reasons): the packages inside the bundle but `lmdb` and `msgpackr`, whitespace and syntax minified, a
+ * real `require` for the CommonJS packages inside. V8 keeps the source text of every module it loads; from about
+ * 700 files an idle in-memory process held 21 MiB more (benchmarks/README.md, "The benchmark's process bundled").
+ * `--packages-external` leaves the packages in node_modules, as an application run without a bundler loads them. A
+ * module imported dynamically becomes a chunk of its own, its packages with it: the in-memory scenario does not load
+ * LMDB or the TCP transport.
  */
 const bundle = async (entries: ReadonlyArray<string>, fallback: string): Promise<boolean> => {
   try {
@@ -231,10 +239,18 @@ const bundle = async (entries: ReadonlyArray<string>, fallback: string): Promise
       outExtension: { ".js": ".mjs" },
       bundle: true,
       splitting: true,
-      packages: "external",
       platform: "node",
       format: "esm",
       target: "node20",
+      ...(argv["packages-external"]
+        ? { packages: "external" as const }
+        : {
+          external: ["lmdb", "msgpackr"],
+          mainFields: ["module", "main"],
+          banner: { js: `import { createRequire as __benchRequire } from "node:module";\nconst require = __benchRequire(import.meta.url);` },
+          minifyWhitespace: true,
+          minifySyntax: true
+        }),
       logLevel: "error"
     })
     return true
