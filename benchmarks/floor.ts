@@ -14,17 +14,25 @@
  *  - `wal-commit`: the same 160-byte record written in place into a preallocated file and fdatasync'ed, alone and
  *    three files at once: one flush per commit where LMDB's commit takes two (its data pages, then its meta page),
  *    what a write-ahead log of our own would pay instead of LMDB.
+ *  - `effect-handoff`: what Effect itself costs where no socket is involved: two fibers that wake each other in
+ *    turn, each through `Effect.async` resumed by the other (as the engine's futures and mailboxes wake the fiber
+ *    that waits on them). Wall and CPU time per hand-off: an apply over TCP with one client makes six of them
+ *    (the client, three FSM runners, two followers' run loops: `tasks_per_apply`).
+ *  - `node-rss`: the resident memory of a bare Node process (`node -e`, the same executable), and how
+ *    much of it is mapped from files (Node's executable, its libraries): what any Node process holds before its
+ *    code, against which a key-value node's RSS is set (Linux only).
  *
  *   node --import tsx benchmarks/floor.ts [--rounds N]
  *
  * One JSON line per measurement on stdout.
  */
-import { fork } from "node:child_process"
+import { fork, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { parseArgs } from "node:util"
+import * as Effect from "effect/Effect"
 import * as lmdb from "lmdb"
 
 const { values: argv } = parseArgs({
@@ -187,7 +195,72 @@ const walCommits = async (files: number, commits: number): Promise<void> => {
   emit({ scenario: "wal-commit", files, commits, wall_us_per_commit: wallUs })
 }
 
+/**
+ * A signal between two fibers: `wake` resumes the fiber waiting in `wait` (or lets the next `wait` pass at once),
+ * the way the engine's `Future` and inbox resume their waiter.
+ */
+const signal = () => {
+  let waiter: ((effect: Effect.Effect<void>) => void) | undefined
+  let ready = false
+  return {
+    wake: () => {
+      const resume = waiter
+      if (resume === undefined) ready = true
+      else {
+        waiter = undefined
+        resume(Effect.void)
+      }
+    },
+    wait: Effect.async<void>((resume) => {
+      if (ready) {
+        ready = false
+        resume(Effect.void)
+      } else waiter = resume
+    })
+  }
+}
+
+const effectHandoffs = async (turns: number): Promise<void> => {
+  const run = (n: number) => {
+    const toA = signal()
+    const toB = signal()
+    const a = Effect.gen(function*() {
+      for (let i = 0; i < n; i++) {
+        toB.wake()
+        yield* toA.wait
+      }
+    })
+    const b = Effect.gen(function*() {
+      for (let i = 0; i < n; i++) {
+        yield* toB.wait
+        toA.wake()
+      }
+    })
+    return Effect.runPromise(Effect.all([a, b], { concurrency: 2, discard: true }))
+  }
+  await run(Math.min(20_000, turns))
+  const cpu = process.cpuUsage()
+  const start = process.hrtime.bigint()
+  await run(turns)
+  const handoffs = 2 * turns
+  const wallUs = Number(process.hrtime.bigint() - start) / 1000 / handoffs
+  const used = process.cpuUsage(cpu)
+  emit({ scenario: "effect-handoff", handoffs, wall_us_per_handoff: wallUs, cpu_us_per_handoff: (used.user + used.system) / handoffs })
+}
+
+/** `VmRSS` and `RssFile` of a bare Node process, in MiB, read by the process itself. */
+const bareNodeRss = (): void => {
+  if (!fs.existsSync("/proc/self/status")) return
+  const child = spawnSync(process.execPath, ["-e", "process.stdout.write(require('fs').readFileSync('/proc/self/status', 'utf8'))"], {
+    encoding: "utf8"
+  })
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, "m").exec(child.stdout ?? "")?.[1] ?? NaN)
+  emit({ scenario: "node-rss", rss_mib: kib("VmRSS") / 1024, file_backed_mib: kib("RssFile") / 1024 })
+}
+
 if (!argv.follower) {
+  bareNodeRss()
+  await effectHandoffs(200_000)
   await tcpFanout(false)
   await tcpFanout(true)
   const alone = await lmdbCommits(1, 500)
