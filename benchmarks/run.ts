@@ -224,8 +224,9 @@ type Row = Record<string, unknown>
  * Bundles `entries` with esbuild into `.build/<name>.mjs`, so no TS loader sits in the measured processes; false (and
  * a note) when esbuild cannot, and the caller falls back to tsx. Built as `dist/kv/kv.mjs` is (scripts/bundle-kv.mjs
  * gives the reasons): the packages inside the bundle but `lmdb` and `msgpackr`, whitespace and syntax minified, a
- * real `require` for the CommonJS packages inside. V8 keeps the source text of every module it loads; from about
- * 700 files an idle in-memory process held 21 MiB more (benchmarks/README.md, "The benchmark's process bundled").
+ * real `require` for the CommonJS packages inside. V8 keeps the source text of every module it loads; loading the
+ * packages' files one by one, an idle in-memory process held 21 MiB more (benchmarks/README.md, "The benchmark's
+ * process bundled").
  * `--packages-external` leaves the packages in node_modules, as an application run without a bundler loads them. A
  * module imported dynamically becomes a chunk of its own, its packages with it: the in-memory scenario does not load
  * LMDB or the TCP transport.
