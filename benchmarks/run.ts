@@ -40,6 +40,7 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { parseArgs } from "node:util"
+import { nodeBundleOptions } from "../scripts/node-bundle.mjs"
 import { etcdVersion } from "./etcd.js"
 import { latencySvg } from "./plot.js"
 
@@ -222,9 +223,9 @@ type Row = Record<string, unknown>
 
 /**
  * Bundles `entries` with esbuild into `.build/<name>.mjs`, so no TS loader sits in the measured processes; false (and
- * a note) when esbuild cannot, and the caller falls back to tsx. Built as `dist/kv/kv.mjs` is (scripts/bundle-kv.mjs
- * gives the reasons): the packages inside the bundle but `lmdb` and `msgpackr`, whitespace and syntax minified, a
- * real `require` for the CommonJS packages inside. V8 keeps the source text of every module it loads; loading the
+ * a note) when esbuild cannot, and the caller falls back to tsx. Built with `dist/kv/kv.mjs`'s options
+ * (scripts/node-bundle.mjs): the packages inside the bundle but `lmdb` and `msgpackr`, whitespace and syntax minified,
+ * a real `require` for the CommonJS packages inside. V8 keeps the source text of every module it loads; loading the
  * packages' files one by one, an idle in-memory process held 21 MiB more (benchmarks/README.md, "The benchmark's
  * process bundled").
  * `--packages-external` leaves the packages in node_modules, as an application run without a bundler loads them. A
@@ -238,20 +239,10 @@ const bundle = async (entries: ReadonlyArray<string>, fallback: string): Promise
       entryPoints: [...entries],
       outdir: path.join(resultsDir, ".build"),
       outExtension: { ".js": ".mjs" },
-      bundle: true,
       splitting: true,
-      platform: "node",
-      format: "esm",
-      target: "node20",
       ...(argv["packages-external"]
-        ? { packages: "external" as const }
-        : {
-          external: ["lmdb", "msgpackr"],
-          mainFields: ["module", "main"],
-          banner: { js: `import { createRequire as __benchRequire } from "node:module";\nconst require = __benchRequire(import.meta.url);` },
-          minifyWhitespace: true,
-          minifySyntax: true
-        }),
+        ? { bundle: true, platform: "node", format: "esm", target: "node20", packages: "external" }
+        : nodeBundleOptions),
       logLevel: "error"
     })
     return true

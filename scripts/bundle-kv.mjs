@@ -3,7 +3,8 @@
  * Writes `dist/kv/kv.mjs`: the `kv` command (src/kv/main.ts) with its packages bundled, what the `kv` bin and
  * `npm start` run and what `kv cluster` starts each node from (`Launcher.nodeEntry`). `npm run build` runs it after
  * tsc. A plain .mjs script calling esbuild's JS API, so that the build (also `prepare` on `npm install`/`npm ci`)
- * needs no TypeScript loader and the choices below sit in one place with their reasons.
+ * needs no TypeScript loader and the choices below sit in one place with their reasons (the options themselves are in
+ * node-bundle.mjs, which the benchmark's bundle shares).
  *
  * Why bundled: V8 keeps the source text of every module a process loads, to compile its functions lazily; a node
  * loads about 700 modules from node_modules when its packages stay outside, and an idle node then holds about
@@ -28,6 +29,7 @@ import * as esbuild from "esbuild"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { parseArgs } from "node:util"
+import { nodeBundleOptions } from "./node-bundle.mjs"
 
 const root = path.resolve(import.meta.dirname, "..")
 const { values } = parseArgs({
@@ -52,13 +54,8 @@ await esbuild.build({
   outExtension: { ".js": ".mjs" },
   chunkNames: "kv-chunk-[hash]",
   splitting: !values["one-file"],
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node20",
-  mainFields: ["module", "main"],
-  ...(values["packages-external"] ? { packages: "external" } : { external: ["lmdb", "msgpackr"] }),
-  banner: { js: `import { createRequire as __kvCreateRequire } from "node:module";\nconst require = __kvCreateRequire(import.meta.url);` },
+  ...nodeBundleOptions,
+  ...(values["packages-external"] ? { packages: "external" } : {}),
   minifyWhitespace: !values["no-minify"],
   minifySyntax: !values["no-minify"],
   sourcemap: "linked",
