@@ -40,7 +40,10 @@ export const keepRecent = (node: NodeState, entries: ReadonlyArray<Log.Log>): vo
     bytes -= recent[drop]!.data.byteLength
     drop++
   }
-  if (drop > 0) dropOldest(node, drop)
+  if (drop > 0) {
+    recent.splice(0, drop)
+    node.recentBytes = bytes
+  }
 }
 
 /** The log changed other than at its end, or the node is no longer a follower: the recent entries are void. */
