@@ -8,6 +8,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { Log } from "./Log.js"
+import { registerSyncLog } from "./internal/syncLog.js"
 import { LogNotFound, type StorageError } from "./RaftError.js"
 
 /** A node's log. */
@@ -39,7 +40,23 @@ export const makeMemory = (): LogStore => {
   let low = 0
   let high = 0
   const getLogSync = (index: number): Log | undefined => index < low ? undefined : entries[index - low]
-  return {
+  const storeLogsSync = (logs: ReadonlyArray<Log>): void => {
+    for (const log of logs) {
+      if (high === 0) {
+        entries = [log]
+        low = log.index
+        high = log.index
+        continue
+      }
+      if (log.index < low) {
+        entries = [...new Array<Log | undefined>(low - log.index), ...entries]
+        low = log.index
+      }
+      entries[log.index - low] = log
+      if (log.index > high) high = log.index
+    }
+  }
+  const store: LogStore = {
     firstIndex: Effect.sync(() => low),
     lastIndex: Effect.sync(() => high),
     getLog: (index) =>
@@ -57,23 +74,7 @@ export const makeMemory = (): LogStore => {
         }
         return Effect.succeed(out)
       }),
-    storeLogs: (logs) =>
-      Effect.sync(() => {
-        for (const log of logs) {
-          if (high === 0) {
-            entries = [log]
-            low = log.index
-            high = log.index
-            continue
-          }
-          if (log.index < low) {
-            entries = [...new Array<Log | undefined>(low - log.index), ...entries]
-            low = log.index
-          }
-          entries[log.index - low] = log
-          if (log.index > high) high = log.index
-        }
-      }),
+    storeLogs: (logs) => Effect.sync(() => storeLogsSync(logs)),
     deleteRange: (min, max) =>
       Effect.sync(() => {
         const from = Math.max(min, low)
@@ -109,6 +110,9 @@ export const makeMemory = (): LogStore => {
         }
       })
   }
+  // Its writes are done in the call: the engine may store a follower's entries without a hand-off
+  // (internal/syncLog.ts).
+  return registerSyncLog(store, storeLogsSync)
 }
 
 /** A fresh in-memory log per layer build. */

@@ -351,11 +351,15 @@ describe("Raft: replication paths", () => {
       const store = leader.logs.storeLogs
       ;(leader.logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = () =>
         Effect.fail(new StorageError({ operation: "storeLogs", reason: "disk full" }))
+      // The followers' answers take a while: otherwise both store the entry in the call that sends it (memory
+      // stores), it commits on their quorum before the leader's write fails, and the apply succeeds, as it may.
+      yield* cluster.network.setConditions({ minDelayMillis: 5, maxDelayMillis: 5, dropRate: 0, duplicateRate: 0 })
       const error = yield* Effect.flip(leader.raft.apply(bytes("x")))
       assert.strictEqual(error._tag, "StorageError")
       assert.notStrictEqual(yield* leader.raft.state, "Leader")
       assert.isTrue(Option.isNone(yield* leader.raft.leader), "a deposed leader must not name itself")
       ;(leader.logs as { storeLogs: LogStore.LogStore["storeLogs"] }).storeLogs = store
+      yield* cluster.network.setConditions(undefined)
       const next = yield* cluster.waitForLeader({ limitMillis: 5000 })
       yield* next.raft.apply(bytes("y"))
     }).pipe(seeded("store-fails")))

@@ -97,6 +97,8 @@ export type Event =
   }
   | { readonly _tag: "StepDown"; readonly epoch: number; readonly term: number }
   | { readonly _tag: "Commit"; readonly epoch: number }
+  /** A follower's fast path committed entries it could not hand to the FSM runner (follower.ts `appendNow`). */
+  | { readonly _tag: "FsmBehind" }
   | { readonly _tag: "Verify"; readonly deferred: Future<void, NotLeader | LeadershipLost | RaftShutdown> }
   | {
     /** A linearizable read asks this leader for its read index (read.ts). */

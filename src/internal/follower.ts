@@ -5,7 +5,9 @@
  * committed over entries known to match it, and answer. The usual cases, a
  * follower hearing from the leader it knows with entries that extend its log
  * where it ends, or with a heartbeat, are taken without a generator: one
- * store (none for a heartbeat), then the commit.
+ * store (none for a heartbeat), then the commit; into a store that writes
+ * synchronously, by whoever received the request while the run loop waits
+ * (`appendNow`), without a hand-off.
  * @internal
  */
 import * as Effect from "effect/Effect"
@@ -17,7 +19,8 @@ import { noteCommittedConfiguration, sendStoredToFsm, toFsm } from "./commit.js"
 import { markAppended } from "./logAge.js"
 import { forgetRecent, keepRecent, takeCommitted } from "./recentEntries.js"
 import { followLeader } from "./role.js"
-import { type NodeState, storageNotFound } from "./state.js"
+import { emit, type NodeState, storageNotFound } from "./state.js"
+import { syncWriteOf } from "./syncLog.js"
 
 /** Records entries just stored from the leader: configurations among them, and the new end of the log. */
 const noteAppended = (node: NodeState, fresh: ReadonlyArray<Log.Log>) => {
@@ -44,60 +47,99 @@ const noteAppended = (node: NodeState, fresh: ReadonlyArray<Log.Log>) => {
   }
 }
 
-/** The rest of an accepted AppendEntries: commit what the leader committed (Raft figure 2), then answer. */
-const acceptAppend = (node: NodeState, request: AppendEntriesRequest): Effect.Effect<AppendEntriesResponse, StorageError> => {
-  const answer = (): AppendEntriesResponse => {
-    node.lastContact = node.now()
-    return {
-      _tag: "AppendEntriesResponse",
-      term: node.currentTerm,
-      lastLog: node.lastLogIndex,
-      success: true,
-      noRetryBackoff: false
-    }
+/** The answer to an accepted AppendEntries, at the time it is given. */
+const accepted = (node: NodeState): AppendEntriesResponse => {
+  node.lastContact = node.now()
+  return {
+    _tag: "AppendEntriesResponse",
+    term: node.currentTerm,
+    lastLog: node.lastLogIndex,
+    success: true,
+    noRetryBackoff: false
   }
-  // Only over entries known to match the leader.
+}
+
+/**
+ * Commits what the leader committed (Raft figure 2), only over entries known to match the leader, and hands what
+ * the commit covers to the FSM runner from the entries kept since they were stored: false when they do not hold it
+ * all (or an earlier read of the store failed to hand it over), and the store must be read.
+ */
+const commitFromLeader = (node: NodeState, request: AppendEntriesRequest): boolean => {
   const verifiedUpTo = request.prevLogIndex + request.entries.length
   if (request.leaderCommitIndex > node.commitIndex && verifiedUpTo > node.commitIndex) {
     node.commitIndex = Math.min(request.leaderCommitIndex, verifiedUpTo)
     noteCommittedConfiguration(node)
   }
-  // What the commit covers (and what an earlier read of the store failed to hand over): from the entries kept
-  // since they were stored, else from the store.
-  if (node.dispatchedToFsm < node.commitIndex) {
-    const committed = takeCommitted(node)
-    if (committed === undefined) return Effect.map(sendStoredToFsm(node, node.commitIndex), answer)
-    toFsm(node, committed, node.commitIndex)
-  }
-  return Effect.sync(answer)
+  if (node.dispatchedToFsm >= node.commitIndex) return true
+  const committed = takeCommitted(node)
+  if (committed === undefined) return false
+  toFsm(node, committed, node.commitIndex)
+  return true
 }
+
+/** The rest of an accepted AppendEntries: commit what the leader committed, then answer. */
+const acceptAppend = (
+  node: NodeState,
+  request: AppendEntriesRequest
+): Effect.Effect<AppendEntriesResponse, StorageError> =>
+  commitFromLeader(node, request)
+    ? Effect.sync(() => accepted(node))
+    : Effect.map(sendStoredToFsm(node, node.commitIndex), () => accepted(node))
+
+/**
+ * The usual AppendEntries: from the leader this follower follows, in its term, with entries that extend the log
+ * where it ends, or a heartbeat (nothing to check: it carries no entry).
+ */
+const extendsLog = (node: NodeState, request: AppendEntriesRequest): boolean =>
+  request.term === node.currentTerm && node.role === "Follower" && request.leaderId === node.leaderId &&
+  (request.clusterId === undefined || request.clusterId === node.clusterId) &&
+  request.leaderAddress === node.leaderAddress &&
+  ((request.prevLogIndex === node.lastLogIndex &&
+    (request.prevLogIndex === 0 || request.prevLogTerm === node.lastLogTerm)) ||
+    (request.prevLogIndex === 0 && request.entries.length === 0)) &&
+  (request.entries.length === 0 || request.entries[0]!.index === request.prevLogIndex + 1)
 
 /** The `AppendEntries` event. Run loop. */
 export const handleAppendEntries = (
   node: NodeState,
   request: AppendEntriesRequest
 ): Effect.Effect<AppendEntriesResponse, StorageError> => {
-  if (
-    request.term === node.currentTerm && node.role === "Follower" && request.leaderId === node.leaderId &&
-    (request.clusterId === undefined || request.clusterId === node.clusterId) &&
-    request.leaderAddress === node.leaderAddress &&
-    // Entries that extend the log where it ends, or a heartbeat (nothing to check: it carries no entry).
-    ((request.prevLogIndex === node.lastLogIndex &&
-      (request.prevLogIndex === 0 || request.prevLogTerm === node.lastLogTerm)) ||
-      (request.prevLogIndex === 0 && request.entries.length === 0)) &&
-    (request.entries.length === 0 || request.entries[0]!.index === request.prevLogIndex + 1)
-  ) {
-    node.lastContact = node.now()
-    const entries = request.entries
-    if (entries.length === 0) return acceptAppend(node, request)
-    return Effect.flatMap(node.logs.storeLogs(entries), () => {
-      keepRecent(node, entries)
-      noteAppended(node, entries)
-      return acceptAppend(node, request)
-    })
-  }
-  return handleAppendEntriesInFull(node, request)
+  if (!extendsLog(node, request)) return handleAppendEntriesInFull(node, request)
+  node.lastContact = node.now()
+  const entries = request.entries
+  if (entries.length === 0) return acceptAppend(node, request)
+  return Effect.flatMap(node.logs.storeLogs(entries), () => {
+    keepRecent(node, entries)
+    noteAppended(node, entries)
+    return acceptAppend(node, request)
+  })
 }
+
+/**
+ * The usual AppendEntries handled at once by the fiber or socket callback that received it, as
+ * `handleAppendEntries` would handle it: when the run loop waits with nothing queued (the caller checks
+ * `loopWaiting`, the rule of the fast paths in state.ts) and the log store writes synchronously (syncLog.ts). The
+ * answer, or undefined when this path does not apply (nothing changed: the run loop is to handle it). What the
+ * commit covers and the recent entries do not hold is left to the run loop (a `FsmBehind` event), which reads it
+ * from the store.
+ */
+export const appendNow = (node: NodeState, request: AppendEntriesRequest): AppendEntriesResponse | undefined => {
+  const write = syncWriteOf(node.logs)
+  if (write === undefined || !extendsLog(node, request)) return undefined
+  node.lastContact = node.now()
+  const entries = request.entries
+  if (entries.length > 0) {
+    write(entries)
+    keepRecent(node, entries)
+    noteAppended(node, entries)
+  }
+  if (!commitFromLeader(node, request)) emit(node, { _tag: "FsmBehind" })
+  return accepted(node)
+}
+
+/** The `FsmBehind` event: hands what is committed and not yet handed to the FSM runner over, from the store. */
+export const handleFsmBehind = (node: NodeState): Effect.Effect<void, StorageError> =>
+  node.dispatchedToFsm < node.commitIndex ? sendStoredToFsm(node, node.commitIndex) : Effect.void
 
 const handleAppendEntriesInFull = (node: NodeState, request: AppendEntriesRequest) =>
   Effect.gen(function*() {

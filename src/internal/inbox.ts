@@ -24,6 +24,11 @@ export class Inbox<A> {
     return true
   }
 
+  /** Whether the taker waits in `takeAll` with nothing queued: it holds nothing it has not handled. */
+  get waiting(): boolean {
+    return this.taker !== undefined && this.items.length === 0
+  }
+
   /** How many items wait. */
   get size(): number {
     return this.items.length

@@ -16,7 +16,7 @@ import { processCommit } from "./commit.js"
 import { handleLeaderLost } from "./leaderLost.js"
 import { handlePreVote, handleRequestPreVote, handleRequestVote, handleTimer, handleVote } from "./election.js"
 import type { Event } from "./events.js"
-import { handleAppendEntries } from "./follower.js"
+import { handleAppendEntries, handleFsmBehind } from "./follower.js"
 import type { Future } from "./future.js"
 import { handleStepDown, handleWriteFailed } from "./leader.js"
 import { abandoned, type ApplyFuture, CANCELLED, DISPATCHED } from "./leaderState.js"
@@ -104,6 +104,10 @@ const handleEvent = (node: NodeState, event: Exclude<Event, { readonly _tag: "Ap
       }
       case "Commit": {
         if (event.epoch === node.epoch) yield* processCommit(node)
+        break
+      }
+      case "FsmBehind": {
+        yield* handleFsmBehind(node)
         break
       }
       case "Verify": {

@@ -21,12 +21,13 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as PubSub from "effect/PubSub"
 import * as Scope from "effect/Scope"
 import { type IdentityMismatch, RaftShutdown, type StorageError } from "../RaftError.js"
-import type { AppendEntriesResponse } from "../Rpc.js"
+import type { AppendEntriesRequest, AppendEntriesResponse } from "../Rpc.js"
 import type { RpcHandler } from "../Transport.js"
 import { makeApi, type Node } from "./api.js"
 import { recover } from "./bootstrap.js"
 import { InjectedBugs } from "./bugs.js"
 import type { Event, FsmItem } from "./events.js"
+import { appendNow } from "./follower.js"
 import { fsmRunner } from "./fsm.js"
 import { Future } from "./future.js"
 import { Inbox } from "./inbox.js"
@@ -38,7 +39,7 @@ import { failEvent, runLoop } from "./loop.js"
 import { failReads, serveReadIndex } from "./read.js"
 import { tearDownLeader } from "./role.js"
 import { receiveSnapshot, snapshotLoop } from "./snapshot.js"
-import { ask, emit, foreignCluster, NodeState, type NodeServices, publish } from "./state.js"
+import { ask, emit, foreignCluster, loopWaiting, NodeState, type NodeServices, publish } from "./state.js"
 import { makeTracing } from "./tracing.js"
 import type { Observation } from "./types.js"
 
@@ -122,13 +123,26 @@ export const make = (
       const foreign = foreignCluster(node, request.clusterId)
       return foreign === undefined ? undefined : Effect.fail(foreign)
     }
+    // The usual AppendEntries while the run loop waits, into a store that writes synchronously, is handled at once
+    // (follower.ts `appendNow`); one the follower traces goes to the run loop, which makes its span.
+    const appendAtOnce = (request: AppendEntriesRequest) =>
+      !node.isShutdown && loopWaiting(node) && (node.tracing === undefined || request.traceparent === undefined)
+        ? appendNow(node, request)
+        : undefined
     // A request of another cluster is refused before it reaches the run loop.
     const handler: RpcHandler = {
       appendEntries: (request) =>
-        refuseForeign(request) ?? ask(node, (deferred) => ({ _tag: "AppendEntries", request, deferred })),
+        refuseForeign(request) ?? Effect.suspend(() => {
+          const answer = appendAtOnce(request)
+          return answer !== undefined
+            ? Effect.succeed(answer)
+            : ask(node, (deferred) => ({ _tag: "AppendEntries", request, deferred }))
+        }),
       submitAppendEntries: (request, onDone) => {
         const foreign = foreignCluster(node, request.clusterId)
         if (foreign !== undefined) return onDone(Exit.fail(foreign))
+        const answer = appendAtOnce(request)
+        if (answer !== undefined) return onDone(Exit.succeed(answer))
         const deferred = new Future<AppendEntriesResponse, RaftShutdown>()
         if (node.isShutdown || !emit(node, { _tag: "AppendEntries", request, deferred })) {
           return onDone(Exit.fail(new RaftShutdown()))

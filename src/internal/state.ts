@@ -8,11 +8,13 @@
  * other fiber allowed to. JavaScript runs one fiber at a time and a
  * synchronous section is never interleaved, so the rule that keeps the record
  * consistent is: outside the run loop, no `yield*` between a read and a write
- * of a shared field. Three fast paths write from other fibers, all only while
+ * of a shared field. Four fast paths write from other fibers, all only while
  * the run loop waits with nothing queued (`loopWaiting`): a client's `enqueue`
  * appends (leaderLog.ts `appendNow`), the fiber that saw a quorum commits
- * (commit.ts `onCommit`), and a read or `verifyLeader` joins the leader's
- * heartbeat round (read.ts `handleRead`, verify.ts `verifyNow`).
+ * (commit.ts `onCommit`), a read or `verifyLeader` joins the leader's
+ * heartbeat round (read.ts `handleRead`, verify.ts `verifyNow`), and the
+ * transport stores and answers a follower's usual AppendEntries when its log
+ * store writes synchronously (follower.ts `appendNow`).
  *
  * No `Ref`, no `Context` lookup: a field is read and written as a property,
  * as fast as the closure variables it replaces, and every field is assigned in
@@ -309,12 +311,10 @@ export const emit = (node: NodeState, event: Event): boolean => node.mailbox.uns
 
 /**
  * The run loop waits for events with none queued: what it would do next at once may be done by the caller
- * (the fast paths, see the module comment).
+ * (the fast paths, see the module comment). Not merely idle: between taking a chunk and marking itself busy the
+ * run loop may yield to other fibers, with the chunk in hand and the mailbox empty.
  */
-export const loopWaiting = (node: NodeState): boolean => {
-  if (!node.loopIdle) return false
-  return node.mailbox.size === 0
-}
+export const loopWaiting = (node: NodeState): boolean => node.loopIdle && node.mailbox.waiting
 
 /** `NotLeader` naming the leader this node knows of. */
 export const notLeaderError = (node: NodeState) =>

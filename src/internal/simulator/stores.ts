@@ -11,6 +11,7 @@ import * as LogStore from "../../LogStore.js"
 import { StorageError } from "../../RaftError.js"
 import * as SnapshotStore from "../../SnapshotStore.js"
 import * as StableStore from "../../StableStore.js"
+import { registerSyncLog, syncWriteOf } from "../syncLog.js"
 import { SkewedClock } from "./clock.js"
 import type { Invariants } from "./invariants.js"
 import { LogView, termBefore } from "./logView.js"
@@ -81,7 +82,7 @@ const trackedLogStore = (
         })
       })
     )
-  return {
+  const tracked: LogStore.LogStore = {
     ...inner,
     storeLogs: crashMidWrite > 0
       ? (logs) => Effect.zipRight(maybeCrashMidWrite(sim, invariants, id, crashMidWrite), store(logs))
@@ -92,6 +93,16 @@ const trackedLogStore = (
         Effect.zipRight(Effect.sync(() => view.delete(min, max)))
       )
   }
+  // An instant disk (no latency drawn) writes in the call, as the memory store does: then the followers' fast
+  // path that stores without the run loop (follower.ts `appendNow`) runs under the simulator too, checked alike.
+  const innerWrite = syncWriteOf(inner)
+  if (sim.diskLatency[1] > 0 || crashMidWrite > 0 || innerWrite === undefined) return tracked
+  return registerSyncLog(tracked, (logs) => {
+    invariants.noteWrite(id, view, logs)
+    innerWrite(logs)
+    view.store(logs)
+    check(logs)
+  })
 }
 
 /**
