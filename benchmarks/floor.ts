@@ -22,7 +22,10 @@
  *    much of it is mapped from files (Node's executable, its libraries): what any Node process holds before its
  *    code, against which a key-value node's RSS is set (Linux only).
  *
- *   node --import tsx benchmarks/floor.ts [--rounds N]
+ *   node --import tsx benchmarks/floor.ts [--rounds N] [--only tcp-fanout ...]
+ *
+ * `--only` (repeated) runs only the measurements named (`node-rss`, `effect-handoff`, `tcp-fanout`,
+ * `tcp-fanout-processes`, `lmdb-commit`, `wal-commit`); `npm run bench` runs `tcp-fanout` beside its TCP rows.
  *
  * One JSON line per measurement on stdout.
  */
@@ -36,7 +39,11 @@ import * as Effect from "effect/Effect"
 import * as lmdb from "lmdb"
 
 const { values: argv } = parseArgs({
-  options: { rounds: { type: "string", default: "20000" }, follower: { type: "boolean", default: false } }
+  options: {
+    rounds: { type: "string", default: "20000" },
+    follower: { type: "boolean", default: false },
+    only: { type: "string", multiple: true }
+  }
 })
 const rounds = Number(argv.rounds)
 
@@ -258,15 +265,22 @@ const bareNodeRss = (): void => {
   emit({ scenario: "node-rss", rss_mib: kib("VmRSS") / 1024, file_backed_mib: kib("RssFile") / 1024 })
 }
 
+/** Whether `--only` (if given) names `scenario`. */
+const selected = (scenario: string) => argv.only === undefined || argv.only.includes(scenario)
+
 if (!argv.follower) {
-  bareNodeRss()
-  await effectHandoffs(200_000)
-  await tcpFanout(false)
-  await tcpFanout(true)
-  const alone = await lmdbCommits(1, 500)
-  const two = await lmdbCommits(2, 500)
-  const three = await lmdbCommits(3, 500)
-  emit({ scenario: "lmdb-ideal-ratio", ratio: (alone + two) / three })
-  await walCommits(1, 500)
-  await walCommits(3, 500)
+  if (selected("node-rss")) bareNodeRss()
+  if (selected("effect-handoff")) await effectHandoffs(200_000)
+  if (selected("tcp-fanout")) await tcpFanout(false)
+  if (selected("tcp-fanout-processes")) await tcpFanout(true)
+  if (selected("lmdb-commit")) {
+    const alone = await lmdbCommits(1, 500)
+    const two = await lmdbCommits(2, 500)
+    const three = await lmdbCommits(3, 500)
+    emit({ scenario: "lmdb-ideal-ratio", ratio: (alone + two) / three })
+  }
+  if (selected("wal-commit")) {
+    await walCommits(1, 500)
+    await walCommits(3, 500)
+  }
 }

@@ -24,6 +24,8 @@
  * --anchor P       print hashicorp/raft's rows (median per scenario) from a results dir or a jsonl file
  * --anchor-bin B   also run the anchor binary before each of our scenarios, under the same conditions; the
  *                  table is then followed by issue 18's targets against it (met or not)
+ * (always)         after each pass's `tcp/n3/c1/s128` row, `bench:floor`'s bare fan-out round (`floor.ts --only
+ *                  tcp-fanout`); the table is then followed by the one-client TCP rows' time per apply against it
  * --no-quiet       do not wait for the machine to be idle before each scenario
  * --tsx            run scenarios through the tsx loader instead of a prebuilt bundle
  *                  (the loader adds about 60 MiB of RSS and some start-up CPU; `kv/` rows always use it)
@@ -442,6 +444,23 @@ const printAnchorTargets = (ours: ReadonlyArray<Row>, theirs: ReadonlyArray<Row>
 }
 
 /**
+ * Issue 18 item 2's bound against `npm run bench:floor`: one client's time per apply over TCP (default and fast
+ * timers) at most twice the bare fan-out round measured beside it in this sitting (medians).
+ */
+const printFloorTargets = (ours: ReadonlyArray<Row>, floors: ReadonlyArray<Row>) => {
+  const round = median(floors.filter((r) => !r.error).map((r) => r.wall_us_per_round))
+  if (round === undefined) return
+  const lines = [`  bench:floor's bare fan-out round: ${fmt(round, 1)} µs (median of ${floors.length})`]
+  for (const name of ["tcp/n3/c1/s128", "tcp/n3/c1/s128/fast-timers"]) {
+    const opsPerSec = median(ours.filter((r) => r.scenario === name && !r.error).map((r) => r.ops_per_sec))
+    if (opsPerSec !== undefined && opsPerSec > 0) {
+      lines.push(targetLine(`${name} µs per apply / the round`, 1e6 / opsPerSec / round, 2, false))
+    }
+  }
+  console.log(`target of issue 18 (item 2) against the floor:\n${lines.join("\n")}`)
+}
+
+/**
  * The targets against etcd of issues 18 (item 3) and 19 (item 6), from the medians of this sitting: ops/s at least
  * the given multiple of etcd's, and server CPU per op, RSS per node and failover at most etcd's.
  */
@@ -489,6 +508,9 @@ const main = async () => {
   const ours: Array<Row> = []
   const theirs: Array<Row> = argv.anchor === undefined ? [] : loadAnchorRows(argv.anchor)
   const ranAnchor: Array<Row> = []
+  // The bare fan-out round of bench:floor, after each pass's one-client TCP row: the floor that row is set against.
+  const floors: Array<Row> = []
+  const floorCommand = ["--import", "tsx", path.join(root, "benchmarks", "floor.ts"), "--only", "tcp-fanout"]
   for (let run = 1; run <= runs; run++) {
     process.stderr.write(`== run ${run}/${runs}\n`)
     for (const scenario of scenarios) {
@@ -505,6 +527,12 @@ const main = async () => {
       ours.push(row)
       fs.appendFileSync(outFile, JSON.stringify(row) + "\n")
       process.stderr.write(`  ${String(row.impl ?? "effect-raft")}    ${brief(row)}\n`)
+      if (scenario.name === "tcp/n3/c1/s128") {
+        const floor = runWithRetries("floor tcp-fanout", process.execPath, floorCommand)
+        floors.push(floor)
+        fs.appendFileSync(outFile, JSON.stringify(floor) + "\n")
+        process.stderr.write(`  floor          tcp-fanout: ${fmt(floor.wall_us_per_round as number | undefined, 1)} µs per round\n`)
+      }
     }
   }
   // Rows measured in this sitting replace those read from --anchor.
@@ -512,6 +540,7 @@ const main = async () => {
   const anchorNames = new Map(scenarios.map((s) => [s.name, s.anchorName]))
   console.log("")
   printTable(ours, reference, anchorNames)
+  printFloorTargets(ours, floors)
   console.log("")
   // The latency distributions stay in the results file and the plot.
   for (const { lat_cdf_us: _, ...row } of ours) console.log(JSON.stringify(row))
