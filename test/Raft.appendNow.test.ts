@@ -1,10 +1,8 @@
 /**
- * Into a log store that writes synchronously (the memory store), entries are written by the fiber that has them,
- * without a hand-off: a follower's usual AppendEntries is stored and answered by whoever received it while the run
- * loop waits (src/internal/follower.ts `appendNow`), the transport's callback getting its answer before
- * `submitAppendEntries` returns; the leader's own entries are written by the appending fiber while its writer waits
- * (src/internal/leaderLog.ts `appendNow`). The follower's tests play the leader by hand, against one follower whose
- * transport hands them its request handler.
+ * A follower's usual AppendEntries, into a log store that writes synchronously (the memory store), is stored and
+ * answered by whoever received it while the run loop waits (src/internal/follower.ts `appendNow`): the transport's
+ * callback gets its answer before `submitAppendEntries` returns. These tests play the leader by hand, against one
+ * follower whose transport hands them its request handler.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -22,27 +20,6 @@ import * as StableStore from "../src/StableStore.js"
 import { type RpcHandler, Transport } from "../src/Transport.js"
 import * as MemoryNetwork from "../src/transport/MemoryNetwork.js"
 import { bytes, decoder, failNextWrites, recordingFsm, seeded } from "./cluster.js"
-
-/** A single-node cluster on `logs`, its leader elected. */
-const single = (logs: LogStore.LogStore) =>
-  Effect.gen(function*() {
-    const network = MemoryNetwork.make()
-    const context = yield* Layer.build(
-      Raft.layer({ localId: "a" }).pipe(Layer.provide([
-        Fsm.layer(recordingFsm()),
-        Layer.succeed(LogStore.LogStore, logs),
-        StableStore.layerMemory,
-        SnapshotStore.layerMemory,
-        Layer.succeed(Transport, network.transport("a"))
-      ]))
-    )
-    const raft = context.unsafeMap.get(Raft.Raft.key) as Raft.Raft
-    yield* raft.bootstrapCluster(Configuration.voters([["a", "mem://a"]]))
-    yield* TestClock.adjust("5 seconds")
-    assert.strictEqual(yield* raft.state, "Leader")
-    yield* raft.apply(bytes("first"))
-    return raft
-  })
 
 /** Follower "f" of a two-voter cluster whose leader "L" is the test; `logs` is f's log store. */
 const follower = (logs: LogStore.LogStore) =>
@@ -163,27 +140,4 @@ describe("a follower's AppendEntries stored by whoever received it", () => {
       yield* until(() => f.applied().length >= 101, "the 101st applied")
       assert.deepStrictEqual(f.applied().at(-1), `c${f.first + 100}`)
     }).pipe(seeded("append behind")))
-})
-
-describe("a leader's entries written by the appending fiber", () => {
-  it.scoped("into the memory store, in the same step as the apply that appended them", () =>
-    Effect.gen(function*() {
-      const logs = LogStore.makeMemory()
-      const raft = yield* single(logs)
-      const before = yield* logs.lastIndex
-      // No other fiber runs between these steps: the entry is in the store only if the apply's fiber wrote it.
-      yield* raft.applyFuture(bytes("x"))
-      assert.strictEqual(yield* logs.lastIndex, before + 1)
-    }).pipe(seeded("leader writes now")))
-
-  it.scoped("into a copy of the store, by the writer fiber, later", () =>
-    Effect.gen(function*() {
-      const logs: LogStore.LogStore = { ...LogStore.makeMemory() }
-      const raft = yield* single(logs)
-      const before = yield* logs.lastIndex
-      const future = yield* raft.applyFuture(bytes("x"))
-      assert.strictEqual(yield* logs.lastIndex, before)
-      yield* future
-      assert.strictEqual(yield* logs.lastIndex, before + 1)
-    }).pipe(seeded("leader writes later")))
 })

@@ -5,9 +5,7 @@
  * every replication fiber at once, so the leader's own write overlaps the
  * followers' (Raft thesis §10.2.1). The writer fiber stores them in order,
  * batching what queued while a write was in flight into one `storeLogs`, and
- * counts the leader toward commitment once they are durable. Into a store that
- * writes synchronously (syncLog.ts), while the writer waits with nothing
- * queued, `appendNow` writes them itself.
+ * counts the leader toward commitment once they are durable.
  * @internal
  */
 import * as Effect from "effect/Effect"
@@ -21,7 +19,6 @@ import { endSpan, FIRST_INDEX, LAST_INDEX, linksTo, startSpan, TERM } from "./tr
 import { markAppended } from "./logAge.js"
 import { metrics } from "./metrics.js"
 import { emit, type NodeState } from "./state.js"
-import { syncWriteOf } from "./syncLog.js"
 
 /**
  * Appends applies (and the leader's no-op) to the log: hands them to the leader's writer and wakes replication
@@ -75,16 +72,7 @@ export const appendNow = (node: NodeState, futures: ReadonlyArray<ApplyFuture>):
   if (ls.recent.length > node.recentMax) ls.recent = ls.recent.slice(-node.recentMax / 2)
   node.writesPending += entries.length
   if (traces !== undefined) traceCommit(node, ls, futures, traces, first, node.lastLogIndex)
-  // Into a store that writes synchronously, with the writer waiting and nothing queued for it: written here, in
-  // order, and the leader counts itself at once (one hand-off less); a traced batch goes to the writer, which
-  // makes its span.
-  const write = traces === undefined && node.writes.waiting ? syncWriteOf(node.logs) : undefined
-  if (write !== undefined) {
-    write(entries)
-    written(node, ls, entries)
-  } else {
-    node.writes.unsafeOffer({ leader: ls, entries, traces })
-  }
+  node.writes.unsafeOffer({ leader: ls, entries, traces })
   if (node.bugs.leaderCountsUnwritten === true) ls.commitment.match(node.localId, node.lastLogIndex)
   metrics.applies.unsafeUpdate(entries.length, node.nodeLabels)
   for (const replication of ls.replications.values()) {
@@ -155,40 +143,27 @@ export const leaderWriter = (node: NodeState) =>
           if (stored._tag === "Left") {
             ls.writeFailure = stored.left
             emit(node, { _tag: "WriteFailed", leader: ls, error: stored.left })
-            node.writesPending -= batch.length
           } else {
-            written(node, ls, batch)
+            const last = batch[batch.length - 1]!
+            markAppended(node, batch[0]!.index)
+            ls.storedIndex = last.index
+            ls.storedTerm = last.term
+            let k = 0
+            while (k < ls.unstored.length && ls.unstored[k]!.index <= last.index) k++
+            ls.unstored = k === ls.unstored.length ? [] : ls.unstored.slice(k)
+            if (node.leader === ls) ls.commitment.match(node.localId, last.index)
           }
-        } else {
-          node.writesPending -= batch.length
         }
+        node.writesPending -= batch.length
       }
-      drained(node)
+      if (node.writesPending === 0 && node.writesDrained !== undefined) {
+        const drained = node.writesDrained
+        node.writesDrained = undefined
+        drained.done(Exit.void)
+      }
       if (done) return
     }
   })
-
-/** The leader's entries `batch` are in its store: it counts itself toward their commitment. */
-const written = (node: NodeState, ls: LeaderState, batch: ReadonlyArray<Log.Log>) => {
-  const last = batch[batch.length - 1]!
-  markAppended(node, batch[0]!.index)
-  ls.storedIndex = last.index
-  ls.storedTerm = last.term
-  let k = 0
-  while (k < ls.unstored.length && ls.unstored[k]!.index <= last.index) k++
-  ls.unstored = k === ls.unstored.length ? [] : ls.unstored.slice(k)
-  if (node.leader === ls) ls.commitment.match(node.localId, last.index)
-  node.writesPending -= batch.length
-}
-
-/** Wakes whoever waits for the leader's writes once none is pending. */
-const drained = (node: NodeState) => {
-  if (node.writesPending === 0 && node.writesDrained !== undefined) {
-    const waiter = node.writesDrained
-    node.writesDrained = undefined
-    waiter.done(Exit.void)
-  }
-}
 
 /** Waits until every entry handed to the leader's writer is written (or its write failed). Run loop only. */
 export const awaitLeaderWrites = (node: NodeState): Effect.Effect<void> =>

@@ -1,10 +1,9 @@
 /**
  * Log stores whose writes are done when the call returns: the in-memory
  * store's, as durable as it gets, in one synchronous step. The engine's fast
- * paths use this to store a follower's entries in the fiber, or the socket
+ * path uses this to store a follower's entries in the fiber, or the socket
  * callback, that received them, instead of handing them to the run loop
- * (follower.ts `appendNow`), and a leader's in the fiber that appends them,
- * instead of handing them to its writer (leaderLog.ts `appendNow`).
+ * (follower.ts `appendNow`).
  *
  * A store registers its synchronous write keyed by the store object, together
  * with the `storeLogs` it stands for, instead of carrying it as a property. A
