@@ -32,6 +32,11 @@ export interface Bugs {
   readonly acceptStaleAppend?: boolean | undefined
   /** A follower accepts entries whose previous entry it holds with another term. */
   readonly skipPrevTermCheck?: boolean | undefined
+  /**
+   * A follower's AppendEntries handled at once, into a store that writes synchronously (follower.ts `appendNow`),
+   * is accepted without comparing the previous entry's term.
+   */
+  readonly appendNowSkipsPrevTermCheck?: boolean | undefined
   /** A follower accepts entries that start past the end of its log. */
   readonly acceptPastLogEnd?: boolean | undefined
   /**

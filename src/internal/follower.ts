@@ -88,14 +88,15 @@ const acceptAppend = (
 
 /**
  * The usual AppendEntries: from the leader this follower follows, in its term, with entries that extend the log
- * where it ends, or a heartbeat (nothing to check: it carries no entry).
+ * where it ends, or a heartbeat (nothing to check: it carries no entry). `checkPrevTerm` is false only for an
+ * injected bug.
  */
-const extendsLog = (node: NodeState, request: AppendEntriesRequest): boolean =>
+const extendsLog = (node: NodeState, request: AppendEntriesRequest, checkPrevTerm = true): boolean =>
   request.term === node.currentTerm && node.role === "Follower" && request.leaderId === node.leaderId &&
   (request.clusterId === undefined || request.clusterId === node.clusterId) &&
   request.leaderAddress === node.leaderAddress &&
   ((request.prevLogIndex === node.lastLogIndex &&
-    (request.prevLogIndex === 0 || request.prevLogTerm === node.lastLogTerm)) ||
+    (request.prevLogIndex === 0 || !checkPrevTerm || request.prevLogTerm === node.lastLogTerm)) ||
     (request.prevLogIndex === 0 && request.entries.length === 0)) &&
   (request.entries.length === 0 || request.entries[0]!.index === request.prevLogIndex + 1)
 
@@ -125,7 +126,8 @@ export const handleAppendEntries = (
  */
 export const appendNow = (node: NodeState, request: AppendEntriesRequest): AppendEntriesResponse | undefined => {
   const write = syncWriteOf(node.logs)
-  if (write === undefined || !extendsLog(node, request)) return undefined
+  const checkPrevTerm = node.bugs.appendNowSkipsPrevTermCheck !== true
+  if (write === undefined || !extendsLog(node, request, checkPrevTerm)) return undefined
   node.lastContact = node.now()
   const entries = request.entries
   if (entries.length > 0) {

@@ -58,6 +58,12 @@ export interface Mutant {
 }
 
 /**
+ * Disks that write in the call, as the memory store does: a follower's usual AppendEntries is then stored and
+ * answered by whoever received it, outside the run loop (the engine's synchronous path, follower.ts `appendNow`).
+ */
+const instantDisks: Scenario = { diskLatencyMillis: [0, 0] }
+
+/**
  * Votes asked twice in one term, on purpose (the `doubleVote` schedule, among the default faults): everyone is cut
  * off alone until two nodes campaign in the same term T, one of them reboots, and once its restart window has
  * passed the other's requests of an older term and of T reach it again. Neither mutant depends on how the engine
@@ -309,6 +315,14 @@ export const catalogue: ReadonlyArray<Mutant> = [
     description: "a follower accepts entries whose previous entry it holds with another term",
     rule: "a follower appends only after an entry matching the leader's previous index and term (Raft §5.3, Figure 2: AppendEntries step 2)",
     bugs: { skipPrevTermCheck: true },
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "appendNowSkipsPrevTermCheck",
+    description: "a follower's AppendEntries stored at once (a store that writes synchronously) skips the previous entry's term check",
+    rule: "a follower appends only after an entry matching the leader's previous index and term (Raft §5.3, Figure 2: AppendEntries step 2)",
+    bugs: { appendNowSkipsPrevTermCheck: true },
+    scenario: instantDisks,
     budget: { nodes: 3, seeds: 50 }
   },
   {
