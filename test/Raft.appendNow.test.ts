@@ -97,12 +97,18 @@ const until = (done: () => boolean, what: string) =>
   })
 
 describe("a follower's AppendEntries stored by whoever received it", () => {
-  it.scoped("into the memory store, answered within submitAppendEntries", () =>
+  it.scoped("into the memory store, stored and answered within submitAppendEntries", () =>
     Effect.gen(function*() {
-      const f = yield* follower(LogStore.makeMemory())
+      const logs = LogStore.makeMemory()
+      const f = yield* follower(logs)
       const submitted = f.submit(f.request(1, 0))
       assert.isDefined(submitted.inCall, "answered before submitAppendEntries returned")
-      assert.deepStrictEqual(submitted.inCall?._tag === "Success" ? submitted.inCall.value.success : undefined, true)
+      const answer = submitted.inCall?._tag === "Success" ? submitted.inCall.value : undefined
+      assert.strictEqual(answer?.success, true)
+      // The 100 entries of the first request, and this one's, in the store and in the answer.
+      assert.strictEqual(answer?.lastLog, f.first + 100)
+      assert.strictEqual(yield* logs.lastIndex, f.first + 100)
+      assert.strictEqual(decoder.decode((yield* logs.getLog(f.first + 100)).data), `c${f.first + 100}`)
     }).pipe(seeded("append now")))
 
   it.scoped("into a copy of the store (no synchronous writes registered), answered later by the run loop", () =>

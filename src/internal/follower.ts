@@ -139,7 +139,12 @@ export const appendNow = (node: NodeState, request: AppendEntriesRequest): Appen
   return accepted(node)
 }
 
-/** The `FsmBehind` event: hands what is committed and not yet handed to the FSM runner over, from the store. */
+/**
+ * The `FsmBehind` event: hands what is committed and not yet handed to the FSM runner over, from the store. The
+ * request that committed it was answered already, with success: its entries are stored. If this read fails, the
+ * run loop logs it, and every later AppendEntries that finds the FSM behind tries again (the run loop's own path
+ * would have refused that request instead, and the leader would have sent it again).
+ */
 export const handleFsmBehind = (node: NodeState): Effect.Effect<void, StorageError> =>
   node.dispatchedToFsm < node.commitIndex ? sendStoredToFsm(node, node.commitIndex) : Effect.void
 

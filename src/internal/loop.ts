@@ -3,7 +3,8 @@
  * mailbox with `takeAll` and routes each event to the module that handles
  * it; consecutive applies on a leader become one `dispatch` (one
  * `storeLogs` of up to `maxAppendEntries` entries). While it waits for
- * events, `loopIdle` lets two fast paths act for it (state.ts).
+ * events with none queued (`loopWaiting`), four fast paths act for it
+ * (state.ts).
  * @internal
  */
 import * as Effect from "effect/Effect"

@@ -4,7 +4,7 @@
  * the entries go to the FSM runner from here instead of being read back from the log store. They stay valid
  * only while they end the log as stored: whatever changes the log another way (a truncation, a snapshot that
  * replaces the log) or leaves the follower role empties them. Bounded by count and by bytes; what they drop is
- * read from the store instead. Run loop.
+ * read from the store instead. Run loop, or follower.ts `appendNow`'s fast path.
  * @internal
  */
 import type * as Log from "../Log.js"

@@ -348,7 +348,9 @@ const startReplication = (
           endSpans()
           replication.trigger.unsafeOpen()
         }
-        // The decoder: plain code, since it may run in the transport's callback.
+        // The decoder: plain code, since it may run in the transport's callback, and even within this sender's own
+        // `send` or `trySend` (the memory network, to a follower whose store writes synchronously, answers in the
+        // call): what it reads of a send (`sentAt`, the request's span) is recorded before the call.
         const decode = (result: PipelineResult): void => {
           if (!decoding) return
           if (spans.size > 0) {

@@ -134,7 +134,8 @@ export class NodeState {
   leader: LeaderState | undefined = undefined
 
   // ---- the end of the log: leaderLog.ts on a leader (run loop, or a client's fiber through `enqueue`'s fast
-  //      path), follower.ts on a follower, snapshot.ts on install and restore, bootstrap.ts at start
+  //      path), follower.ts on a follower (run loop, or the transport through `appendNow`'s fast path),
+  //      snapshot.ts on install and restore, bootstrap.ts at start
   lastLogIndex = 0
   lastLogTerm = 0
 
@@ -148,7 +149,8 @@ export class NodeState {
   lastSnapshotIndex = 0
   lastSnapshotTerm = 0
 
-  // ---- commit (commit.ts; run loop, or the writer or a decoder through `onCommit`'s fast path; follower.ts)
+  // ---- commit (commit.ts; run loop, or the writer or a decoder through `onCommit`'s fast path; follower.ts, in
+  //      the run loop or the transport through `appendNow`'s fast path)
   commitIndex = 0
   /** The last entry handed to the FSM runner. */
   dispatchedToFsm = 0
@@ -170,7 +172,8 @@ export class NodeState {
   //      whoever stores entries (the leader's writer, follower.ts) and by compaction (run loop)
   appendMarks: Array<{ readonly index: number; readonly at: number }> = []
 
-  // ---- follower (follower.ts, election.ts, snapshot.ts; run loop): when this node last heard from a leader
+  // ---- follower (follower.ts, election.ts, snapshot.ts; run loop, and follower.ts `appendNow`'s fast path): when
+  //      this node last heard from a leader
   lastContact: number | undefined = undefined
   /** When this follower was told that its leader's connection closed (leaderLost.ts); undefined if never. */
   leaderLostAt: number | undefined = undefined
@@ -193,7 +196,7 @@ export class NodeState {
   readSending = false
 
   // ---- configurations: the latest (membership.ts on a leader, follower.ts, snapshot.ts) and the committed
-  //      one (commit.ts); run loop
+  //      one (commit.ts); run loop, and follower.ts `appendNow`'s fast path
   latestConfiguration: Configuration.Configuration = Configuration.empty
   latestConfigurationIndex = 0
   committedConfiguration: Configuration.Configuration = Configuration.empty
