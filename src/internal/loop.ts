@@ -291,9 +291,7 @@ export const runLoop = (node: NodeState) =>
   Effect.gen(function*() {
     yield* becomeFollower(node)
     while (true) {
-      node.loopIdle = true
       const [events, done] = yield* node.mailbox.takeAll
-      node.loopIdle = false
       node.current = events
       // A follower's usual batch, one AppendEntries, skips the general handler's generator.
       const only = events.length === 1 ? events[0] : undefined

@@ -215,8 +215,7 @@ export class NodeState {
   preVoting = false
   preVotes = 0
 
-  // ---- the run loop (loop.ts): whether it waits for events, and the chunk it is handling
-  loopIdle = false
+  // ---- the run loop (loop.ts): the chunk it is handling (whether it waits: `loopWaiting`)
   current: Iterable<Event> = []
 
   // ---- lifetime (node.ts)
@@ -314,10 +313,10 @@ export const emit = (node: NodeState, event: Event): boolean => node.mailbox.uns
 
 /**
  * The run loop waits for events with none queued: what it would do next at once may be done by the caller
- * (the fast paths, see the module comment). Not merely idle: between taking a chunk and marking itself busy the
- * run loop may yield to other fibers, with the chunk in hand and the mailbox empty.
+ * (the fast paths, see the module comment). The mailbox's one taker is the run loop, parked in its `takeAll`: once
+ * it has taken a chunk it is not waiting, even if it yields to other fibers before it handles it.
  */
-export const loopWaiting = (node: NodeState): boolean => node.loopIdle && node.mailbox.waiting
+export const loopWaiting = (node: NodeState): boolean => node.mailbox.waiting
 
 /** `NotLeader` naming the leader this node knows of. */
 export const notLeaderError = (node: NodeState) =>
