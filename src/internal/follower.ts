@@ -47,6 +47,12 @@ const noteAppended = (node: NodeState, fresh: ReadonlyArray<Log.Log>) => {
   }
 }
 
+/** Entries just stored at the end of the log, from the usual AppendEntries: kept for the FSM, and noted. */
+const storedAtEnd = (node: NodeState, entries: ReadonlyArray<Log.Log>) => {
+  keepRecent(node, entries)
+  noteAppended(node, entries)
+}
+
 /** The answer to an accepted AppendEntries, at the time it is given. */
 const accepted = (node: NodeState): AppendEntriesResponse => {
   node.lastContact = node.now()
@@ -110,8 +116,7 @@ export const handleAppendEntries = (
   const entries = request.entries
   if (entries.length === 0) return acceptAppend(node, request)
   return Effect.flatMap(node.logs.storeLogs(entries), () => {
-    keepRecent(node, entries)
-    noteAppended(node, entries)
+    storedAtEnd(node, entries)
     return acceptAppend(node, request)
   })
 }
@@ -128,12 +133,11 @@ export const appendNow = (node: NodeState, request: AppendEntriesRequest): Appen
   const write = syncWriteOf(node.logs)
   const checkPrevTerm = node.bugs.appendNowSkipsPrevTermCheck !== true
   if (write === undefined || !extendsLog(node, request, checkPrevTerm)) return undefined
-  node.lastContact = node.now()
+  // No step below waits: the contact is noted once, by `accepted`.
   const entries = request.entries
   if (entries.length > 0) {
     write(entries)
-    keepRecent(node, entries)
-    noteAppended(node, entries)
+    storedAtEnd(node, entries)
   }
   if (!commitFromLeader(node, request)) emit(node, { _tag: "FsmBehind" })
   return accepted(node)
