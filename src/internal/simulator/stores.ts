@@ -69,17 +69,20 @@ const trackedLogStore = (
     if (next !== undefined) invariants.noteEntry(id, next, last.term)
   }
   const crashMidWrite = sim.faultOptions.crashLeaderMidWrite ?? 0
+  // What the checks see of a write: before it, and once it is done (both ways of writing below).
+  const writing = (logs: ReadonlyArray<Log.Log>) => invariants.noteWrite(id, view, logs)
+  const written = (logs: ReadonlyArray<Log.Log>) => {
+    view.store(logs)
+    check(logs)
+  }
   const store = (logs: ReadonlyArray<Log.Log>) =>
     durable(
       sim,
       id,
       "storeLogs",
       Effect.suspend(() => {
-        invariants.noteWrite(id, view, logs)
-        return Effect.map(inner.storeLogs(logs), () => {
-          view.store(logs)
-          check(logs)
-        })
+        writing(logs)
+        return Effect.map(inner.storeLogs(logs), () => written(logs))
       })
     )
   const tracked: LogStore.LogStore = {
@@ -98,10 +101,9 @@ const trackedLogStore = (
   const innerWrite = syncWriteOf(inner)
   if (sim.diskLatency[1] > 0 || crashMidWrite > 0 || innerWrite === undefined) return tracked
   return registerSyncLog(tracked, (logs) => {
-    invariants.noteWrite(id, view, logs)
+    writing(logs)
     innerWrite(logs)
-    view.store(logs)
-    check(logs)
+    written(logs)
   })
 }
 
