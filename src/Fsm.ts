@@ -30,6 +30,7 @@ import type { ParseError } from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type { Log } from "./Log.js"
+import { registerSyncApply } from "./internal/syncForms.js"
 import { CommandRejected, FsmError, type StorageError } from "./RaftError.js"
 
 /** A point-in-time capture of the state, read once by the runtime. */
@@ -101,18 +102,19 @@ export const collect = <E>(data: Stream.Stream<Uint8Array, E>): Effect.Effect<Ui
     return out
   }))
 
-/** A batch applied by a synchronous function in one step: one response per entry, in order. */
-const applyEach = (apply: (log: Log) => unknown) => (logs: ReadonlyArray<Log>): Effect.Effect<ReadonlyArray<unknown>> =>
-  Effect.sync(() => {
-    const out = new Array<unknown>(logs.length)
-    for (let i = 0; i < logs.length; i++) out[i] = apply(logs[i]!)
-    return out
-  })
+/** A batch applied by a synchronous function: one response per entry, in order. */
+const applyEach = (apply: (log: Log) => unknown) => (logs: ReadonlyArray<Log>): ReadonlyArray<unknown> => {
+  const out = new Array<unknown>(logs.length)
+  for (let i = 0; i < logs.length; i++) out[i] = apply(logs[i]!)
+  return out
+}
 
 /**
  * Builds an `Fsm` from a synchronous function, applied to a whole batch in one step. With `state`, it also takes
  * snapshots: `save` returns the whole state as bytes (called on the FSM fiber, so it sees a consistent state) and
- * `load` replaces the state with them.
+ * `load` replaces the state with them. Committed entries may be applied by the fiber or socket callback that saw
+ * them committed, while the FSM runner waits with nothing queued, instead of being handed to it; still one batch
+ * at a time, in log order. A function that throws stops the node, as a defect of the FSM runner does.
  */
 export const fromFunction = (
   apply: (log: Log) => unknown,
@@ -120,9 +122,11 @@ export const fromFunction = (
     readonly save: () => Uint8Array
     readonly load: (bytes: Uint8Array) => void
   }
-): Fsm => ({
-  apply: (log) => Effect.sync(() => apply(log)),
-  applyBatch: applyEach(apply),
+): Fsm => {
+  const applyBatch = applyEach(apply)
+  const fsm: Fsm = {
+    apply: (log) => Effect.sync(() => apply(log)),
+    applyBatch: (logs) => Effect.sync(() => applyBatch(logs)),
   snapshot: state === undefined ? noSnapshots : Effect.sync(() => {
     const bytes = state.save()
     return { data: Stream.succeed(bytes), release: Effect.void }
@@ -136,7 +140,9 @@ export const fromFunction = (
           catch: (cause) =>
             new FsmError({ operation: "restore", reason: `the snapshot could not be loaded: ${String(cause)}`, cause })
         }))
-})
+  }
+  return registerSyncApply(fsm, applyBatch)
+}
 
 /** Provides an `Fsm`. */
 export const layer = (fsm: Fsm): Layer.Layer<Fsm> => Layer.succeed(Fsm, fsm)
@@ -251,9 +257,10 @@ export const typed = <C, CI, R, RI, S, SI = never>(options: TypedOptions<C, CI, 
       state = next
       return response
     }
+    const applyBatch = applyEach(applyOne)
     const fsm: Fsm = {
       apply: (log) => Effect.sync(() => applyOne(log)),
-      applyBatch: applyEach(applyOne),
+      applyBatch: (logs) => Effect.sync(() => applyBatch(logs)),
       snapshot: snapshotOf === undefined ? noSnapshots : Effect.sync(() => {
         // The state is a value: what is captured here is what the stream writes, whatever is applied meanwhile.
         const captured = state
@@ -264,7 +271,8 @@ export const typed = <C, CI, R, RI, S, SI = never>(options: TypedOptions<C, CI, 
           state = restored
         })
     }
-    return { fsm, state: () => state }
+    // Its apply is synchronous: committed entries may be applied without a hand-off (see `fromFunction`).
+    return { fsm: registerSyncApply(fsm, applyBatch), state: () => state }
   }
 
   const notOurs = (response: unknown) =>

@@ -8,7 +8,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { Log } from "./Log.js"
-import { registerSyncLog } from "./internal/syncLog.js"
+import { registerSyncLog } from "./internal/syncForms.js"
 import { LogNotFound, type StorageError } from "./RaftError.js"
 
 /** A node's log. */
@@ -111,7 +111,7 @@ export const makeMemory = (): LogStore => {
       })
   }
   // Its writes are done in the call: the engine may store a follower's entries without a hand-off
-  // (internal/syncLog.ts).
+  // (internal/syncForms.ts).
   return registerSyncLog(store, storeLogsSync)
 }
 

@@ -72,7 +72,9 @@ export const recordingFsm = (): RecordingFsm => {
       restores++
     }
   })
-  return { ...fsm, applied, commands: () => [...state], restores: () => restores }
+  // The object `fromFunction` made, not a copy: its synchronous apply stays registered, so committed entries are
+  // applied by whoever committed them while the FSM runner waits (src/internal/fsm.ts `handToFsm`), as a user's are.
+  return Object.assign(fsm, { applied, commands: () => [...state], restores: () => restores })
 }
 
 export interface TestNode {

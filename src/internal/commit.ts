@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Configuration from "../Configuration.js"
 import type * as Log from "../Log.js"
 import type { StorageError } from "../RaftError.js"
-import { waitApplied } from "./fsm.js"
+import { handToFsm, waitApplied } from "./fsm.js"
 import type { ApplyFuture, LeaderState } from "./leaderState.js"
 import { logEvent } from "./logs.js"
 import { describe, processMembership } from "./membership.js"
@@ -110,8 +110,7 @@ const sendInflightToFsm = (node: NodeState, ls: LeaderState, newCommit: number) 
     metrics.commitTime.unsafeUpdate(node.nowMicros() - oldest, node.nodeLabels)
     metrics.commitNumLogs.unsafeUpdate(batchLogs.length, node.nodeLabels)
     node.dispatchedToFsm = batchLogs[batchLogs.length - 1]!.index
-    node.fsmPending += batchLogs.length
-    node.fsmMailbox.unsafeOffer({ _tag: "Batch", logs: batchLogs, futures: batchFutures })
+    handToFsm(node, batchLogs, batchFutures)
   }
 }
 
@@ -149,8 +148,7 @@ const readCommitted = (node: NodeState, from: number, to: number) =>
 /** Hands committed entries up to `to` (stored, or kept by recentEntries.ts) to the FSM runner. */
 export const toFsm = (node: NodeState, entries: ReadonlyArray<Log.Log>, to: number): void => {
   node.dispatchedToFsm = to
-  node.fsmPending += entries.length
-  node.fsmMailbox.unsafeOffer({ _tag: "Batch", logs: entries, futures: undefined })
+  handToFsm(node, entries, undefined)
 }
 
 const sendStoredToFsmInBatches = (node: NodeState, upTo: number) =>

@@ -164,6 +164,8 @@ export type FsmItem =
     readonly meta: SnapshotMeta
     readonly deferred: Future<void, FsmError | StorageError | SnapshotNotFound | RaftShutdown>
   }
+  /** A synchronous apply made outside the runner threw (fsm.ts `handToFsm`): the runner dies of it, as of its own. */
+  | { readonly _tag: "Failed"; readonly cause: unknown }
 
 /** A state captured by the FSM for a snapshot, and where in the log it stands. */
 export interface Captured {

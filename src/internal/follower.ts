@@ -20,7 +20,7 @@ import { markAppended } from "./logAge.js"
 import { forgetRecent, keepRecent, takeCommitted } from "./recentEntries.js"
 import { followLeader } from "./role.js"
 import { emit, type NodeState, storageNotFound } from "./state.js"
-import { syncWriteOf } from "./syncLog.js"
+import { syncWriteOf } from "./syncForms.js"
 
 /** Records entries just stored from the leader: configurations among them, and the new end of the log. */
 const noteAppended = (node: NodeState, fresh: ReadonlyArray<Log.Log>) => {
@@ -124,7 +124,7 @@ export const handleAppendEntries = (
 /**
  * The usual AppendEntries handled at once by the fiber or socket callback that received it, as
  * `handleAppendEntries` would handle it: when the run loop waits with nothing queued (the caller checks
- * `loopWaiting`, the rule of the fast paths in state.ts) and the log store writes synchronously (syncLog.ts). The
+ * `loopWaiting`, the rule of the fast paths in state.ts) and the log store writes synchronously (syncForms.ts). The
  * answer, or undefined when this path does not apply (nothing changed: the run loop is to handle it). What the
  * commit covers and the recent entries do not hold is left to the run loop (a `FsmBehind` event), which reads it
  * from the store.

@@ -3,7 +3,11 @@
  * entries to the user's state machine in log order, in batches, and answers
  * each entry's future with the FSM's response. Between two batches it also
  * captures the state for a snapshot (`Capture`) and replaces it with one
- * (`Restore`). It alone writes the `applied*` fields of the node.
+ * (`Restore`). It writes the `applied*` fields of the node; so does
+ * `handToFsm`, which applies a batch itself when the state machine's apply is
+ * synchronous and the runner waits with nothing queued (the rule of the
+ * engine's fast paths, state.ts): one batch at a time, in log order, either
+ * way.
  * @internal
  */
 import * as Effect from "effect/Effect"
@@ -17,6 +21,7 @@ import { Future } from "./future.js"
 import type { ApplyFuture } from "./leaderState.js"
 import { metrics } from "./metrics.js"
 import type { NodeState } from "./state.js"
+import { syncApplyOf } from "./syncForms.js"
 import { endSpan, FIRST_INDEX, LAST_INDEX, linksTo, startSpan } from "./tracing.js"
 
 /**
@@ -71,13 +76,93 @@ const notifyApplied = (node: NodeState): void => {
   }
 }
 
+/**
+ * Hands committed entries (and, on the leader, their futures) to the FSM runner; or, when the state machine's apply
+ * is synchronous (syncForms.ts), the runner waits with nothing queued and the node is not traced (the runner makes
+ * the spans), applies them here and now, as the runner would. Whoever committed them calls this, in log order.
+ */
+export const handToFsm = (
+  node: NodeState,
+  logs: ReadonlyArray<Log.Log>,
+  futures: ReadonlyArray<ApplyFuture | undefined> | undefined
+): void => {
+  if (logs.length === 0) return
+  node.fsmPending += logs.length
+  const apply = node.fsmMailbox.waiting && node.tracing === undefined && !node.isShutdown
+    ? syncApplyOf(node.fsm)
+    : undefined
+  if (apply === undefined) {
+    node.fsmMailbox.unsafeOffer({ _tag: "Batch", logs, futures })
+    return
+  }
+  let commands: Array<Log.Log> | undefined
+  for (let i = 0; i < logs.length; i++) {
+    const entry = logs[i]!
+    if (entry.type === "Command") {
+      commands?.push(entry)
+      continue
+    }
+    commands ??= logs.slice(0, i)
+    if (entry.type === "Configuration") noteConfiguration(node, entry)
+  }
+  const ofCommands = commands ?? logs
+  let responses = noResponses
+  if (ofCommands.length > 0) {
+    node.fsmInHand = futures ?? []
+    const started = node.nowMicros()
+    try {
+      responses = apply(ofCommands)
+    } catch (cause) {
+      // As a defect of the runner's own apply: the runner dies of it and the node shuts down, failing the batch's
+      // futures (`fsmInHand`); what is committed after it queues behind, and is never applied.
+      node.fsmMailbox.unsafeOffer({ _tag: "Failed", cause })
+      return
+    }
+    metrics.fsmApply.unsafeUpdate(node.nowMicros() - started, node.nodeLabels)
+    metrics.fsmApplyNumLogs.unsafeUpdate(ofCommands.length, node.nodeLabels)
+  }
+  answerApplied(node, logs, futures, responses)
+}
+
+const noResponses: ReadonlyArray<unknown> = []
+
+/** A configuration entry reached the FSM: it is the applied configuration from now on. */
+const noteConfiguration = (node: NodeState, entry: Log.Log): void => {
+  const decoded = Configuration.decode(entry.data)
+  if (decoded !== undefined) {
+    node.appliedConfiguration = decoded
+    node.appliedConfigurationIndex = entry.index
+  }
+}
+
+/** Answers the futures of an applied batch with the responses of its commands and moves `appliedIndex`. */
+const answerApplied = (
+  node: NodeState,
+  logs: ReadonlyArray<Log.Log>,
+  futures: ReadonlyArray<ApplyFuture | undefined> | undefined,
+  responses: ReadonlyArray<unknown>
+): void => {
+  node.fsmInHand = []
+  let k = 0
+  for (let i = 0; i < logs.length; i++) {
+    const entry = logs[i]!
+    const response = entry.type === "Command" ? responses[k++] : undefined
+    const future = futures?.[i]
+    if (future !== undefined) future.deferred.done(Exit.succeed({ index: entry.index, response }))
+  }
+  const last = logs[logs.length - 1]!
+  node.appliedIndex = last.index
+  node.appliedTerm = last.term
+  node.fsmPending -= logs.length
+  notifyApplied(node)
+}
+
 /** The FSM runner's fiber body, built once per node. */
 export const fsmRunner = (node: NodeState) => {
   // The batch being gathered.
   let all: Array<Log.Log> = []
   let futures: Array<ApplyFuture | undefined> = []
   let commands: Array<Log.Log> = []
-  const noResponses: ReadonlyArray<unknown> = []
   let started = 0
   // The spans of the traced applies in the batch, and the batch's own span (tracing.ts).
   let traces: Array<Tracer.Span> | undefined
@@ -104,32 +189,23 @@ export const fsmRunner = (node: NodeState) => {
   }
   /** Answers the applied batch's futures and moves `appliedIndex`. */
   const applied = (responses: ReadonlyArray<unknown>): void => {
-    node.fsmInHand = []
     if (span !== undefined) {
       endSpan(node, span)
       span = undefined
     }
-    let k = 0
-    for (let i = 0; i < all.length; i++) {
-      const entry = all[i]!
-      const response = entry.type === "Command" ? responses[k++] : undefined
-      const future = futures[i]
-      if (future !== undefined) future.deferred.done(Exit.succeed({ index: entry.index, response }))
-    }
-    const last = all[all.length - 1]!
-    node.appliedIndex = last.index
-    node.appliedTerm = last.term
-    node.fsmPending -= all.length
+    const batch = all
+    const batchFutures = futures
     all = []
     futures = []
     commands = []
-    notifyApplied(node)
+    answerApplied(node, batch, batchFutures, responses)
   }
 
   return Effect.gen(function*() {
     while (true) {
       const [items, done] = yield* node.fsmMailbox.takeAll
       for (const item of items) {
+        if (item._tag === "Failed") return yield* Effect.die(item.cause)
         if (item._tag === "Batch") {
           for (let i = 0; i < item.logs.length; i++) {
             const entry = item.logs[i]!
@@ -138,13 +214,7 @@ export const fsmRunner = (node: NodeState) => {
             futures.push(future)
             if (future?.trace !== undefined) (traces ??= []).push(future.trace.span)
             if (entry.type === "Command") commands.push(entry)
-            else if (entry.type === "Configuration") {
-              const decoded = Configuration.decode(entry.data)
-              if (decoded !== undefined) {
-                node.appliedConfiguration = decoded
-                node.appliedConfigurationIndex = entry.index
-              }
-            }
+            else if (entry.type === "Configuration") noteConfiguration(node, entry)
           }
           continue
         }

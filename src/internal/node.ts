@@ -104,7 +104,7 @@ export const make = (
         for (const item of pendingFsm) {
           if (item._tag === "Batch") {
             for (const future of item.futures ?? []) future?.deferred.done(Exit.fail(new RaftShutdown()))
-          } else {
+          } else if (item._tag !== "Failed") {
             item.deferred.done(Exit.fail(new RaftShutdown()))
           }
         }

@@ -22,6 +22,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type { ParseError } from "effect/ParseResult"
 import * as Fsm from "../Fsm.js"
+import { registerSyncApply } from "../internal/syncForms.js"
 import type { Log } from "../Log.js"
 import { CommandRejected, FsmError } from "../RaftError.js"
 
@@ -368,7 +369,9 @@ const makeInstance = (): Fsm.TypedInstance<KvData> => {
         state = restored
       })
   }
-  return { fsm, state: () => state }
+  // Its apply is synchronous: committed entries may be applied without a hand-off to the FSM runner (Fsm.ts
+  // `fromFunction`).
+  return { fsm: registerSyncApply(fsm, applyAll), state: () => state }
 }
 
 /**

@@ -47,7 +47,7 @@ const cluster = (wrap: Wrap, { tcp = false } = {}) =>
     const configuration = Configuration.voters(ids.map((id, i) => [id, plains[i]!.localAddress] as const))
     const nodes: Array<{ readonly id: string; readonly raft: Raft.Raft; readonly fsm: RecordingFsm }> = []
     for (const id of ids) {
-      // A copy of the memory store, without the synchronous writes it registers (src/internal/syncLog.ts): the
+      // A copy of the memory store, without the synchronous writes it registers (src/internal/syncForms.ts): the
       // followers answer from their run loops, so requests stay in flight a while, as over a network, and these
       // tests see how the leader batches behind them.
       const logs: LogStore.LogStore = { ...LogStore.makeMemory() }
