@@ -37,6 +37,11 @@ export interface Bugs {
    * is accepted without comparing the previous entry's term.
    */
   readonly appendNowSkipsPrevTermCheck?: boolean | undefined
+  /**
+   * Committed entries applied at once by whoever committed them, when the state machine's apply is synchronous (fsm.ts
+   * `handToFsm`), leave the applied configuration as it was: snapshots then record an older configuration.
+   */
+  readonly fsmNowSkipsConfiguration?: boolean | undefined
   /** A follower accepts entries that start past the end of its log. */
   readonly acceptPastLogEnd?: boolean | undefined
   /**

@@ -103,7 +103,7 @@ export const handToFsm = (
       continue
     }
     commands ??= logs.slice(0, i)
-    if (entry.type === "Configuration") noteConfiguration(node, entry)
+    if (entry.type === "Configuration" && node.bugs.fsmNowSkipsConfiguration !== true) noteConfiguration(node, entry)
   }
   const ofCommands = commands ?? logs
   let responses = noResponses

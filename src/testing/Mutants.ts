@@ -64,6 +64,17 @@ export interface Mutant {
 const instantDisks: Scenario = { diskLatencyMillis: [0, 0] }
 
 /**
+ * A state machine whose apply is synchronous, so that committed entries are applied by whoever committed them
+ * while the FSM runner waits (fsm.ts `handToFsm`); snapshots every few dozen entries, and a follower removed from
+ * the configuration and added back, again and again.
+ */
+const syncFsmMembership: Scenario = {
+  config: Simulator.frequentSnapshots,
+  syncFsm: true,
+  faults: { ...Simulator.defaultFaults, weights: { ...Simulator.defaultFaults.weights, membership: 3 } }
+}
+
+/**
  * Votes asked twice in one term, on purpose (the `doubleVote` schedule, among the default faults): everyone is cut
  * off alone until two nodes campaign in the same term T, one of them reboots, and once its restart window has
  * passed the other's requests of an older term and of T reach it again. Neither mutant depends on how the engine
@@ -323,6 +334,14 @@ export const catalogue: ReadonlyArray<Mutant> = [
     rule: "a follower appends only after an entry matching the leader's previous index and term (Raft §5.3, Figure 2: AppendEntries step 2)",
     bugs: { appendNowSkipsPrevTermCheck: true },
     scenario: instantDisks,
+    budget: { nodes: 3, seeds: 50 }
+  },
+  {
+    name: "fsmNowSkipsConfiguration",
+    description: "committed entries applied at once (a synchronous state machine) leave the applied configuration as it was",
+    rule: "a snapshot records the configuration in force at its last entry (Raft §7; hashicorp/raft's takeSnapshot)",
+    bugs: { fsmNowSkipsConfiguration: true },
+    scenario: syncFsmMembership,
     budget: { nodes: 3, seeds: 50 }
   },
   {

@@ -119,7 +119,9 @@ export const kvFsm = (): Fsm.Fsm & { readonly data: Map<string, string> } => {
     data.clear()
     for (const [key, value] of JSON.parse(decoder.decode(bytes)) as Array<[string, string]>) data.set(key, value)
   }
-  const fsm = { ...Fsm.fromFunction(apply, { save, load }), data }
+  // The same object `fromFunction` made (not a copy), so that its synchronous apply stays registered for the
+  // simulator's `syncFsm` runs.
+  const fsm = Object.assign(Fsm.fromFunction(apply, { save, load }), { data })
   kvMaps.set(fsm, data)
   return fsm
 }

@@ -11,7 +11,8 @@ const everything: Simulator.Randomize = {
   timers: true,
   maxAppendEntries: true,
   snapshots: true,
-  diskLatency: true
+  diskLatency: true,
+  syncFsm: true
 }
 const none = { partition: 0, isolateLeader: 0, oneWay: 0, cutLink: 0, crash: 0, restart: 0, reboot: 0, heal: 0, lossyLinks: 0 }
 /** Only the fault `kind`, every 100–200 ms of a short run. */

@@ -1,6 +1,6 @@
 /**
  * The simulator's opt-in corners from the command line, shared by `npm run sim` and `npm run sim:mutants`:
- * `--randomize [all|nodes,preVote,timers,maxAppendEntries,snapshots,diskLatency]` draws those per seed, and
+ * `--randomize [all|nodes,preVote,timers,maxAppendEntries,snapshots,diskLatency,syncFsm]` draws those per seed, and
  * `--fault name=weight[,name=weight]` adds nemesis faults (transfer, appendCrash, staleCandidate, membership...)
  * to the faults a run uses, and sets the probabilities of the targeted crashes (rebootAfterVote,
  * crashLeaderMidWrite), of late copies of requests (lateCopyRate) and how many servers membership changes may hold
@@ -9,7 +9,7 @@
 import * as Simulator from "../../src/testing/Simulator.js"
 import type { SeedOptions } from "./seedPool.js"
 
-const dimensions = ["nodes", "preVote", "timers", "maxAppendEntries", "snapshots", "diskLatency"] as const
+const dimensions = ["nodes", "preVote", "timers", "maxAppendEntries", "snapshots", "diskLatency", "syncFsm"] as const
 /** `--fault` names that are probabilities of `FaultOptions`, not weights. */
 const probabilities = ["rebootAfterVote", "crashLeaderMidWrite", "membershipOut", "lateCopyRate"]
 

@@ -1,6 +1,7 @@
 /**
  * Opt-in randomization of what a real deployment varies: the cluster size, PreVote, the timers,
- * `maxAppendEntries`, snapshotting and compaction, and how slow the disks are, drawn per seed. The draws come from
+ * `maxAppendEntries`, snapshotting and compaction, how slow the disks are, and whether the state machine applies
+ * synchronously, drawn per seed. The draws come from
  * a generator of their own, seeded from the run's seed, so a seed always gets the same deployment; what a run
  * sets explicitly (`config`, `diskLatencyMillis`) wins over the draws. The draws stay within what a working
  * deployment could choose: a leader lease long enough for a quorum's disk writes and round trips.
@@ -20,14 +21,15 @@ const heartbeats = [50, 75, 100, 150, 200] as const
 
 /** The deployment of a run: drawn where `options.randomize` asks, else what the options say (or the defaults). */
 export const deploymentOf = (
-  options: Pick<Options, "seed" | "nodes" | "config" | "diskLatencyMillis" | "randomize">
+  options: Pick<Options, "seed" | "nodes" | "config" | "diskLatencyMillis" | "syncFsm" | "randomize">
 ): Deployment => {
   const randomize = options.randomize
   if (randomize === undefined || !randomizes(randomize)) {
     return {
       nodes: Math.max(1, Math.min(7, options.nodes)),
       config: { ...options.config },
-      diskLatencyMillis: options.diskLatencyMillis ?? [0, 2]
+      diskLatencyMillis: options.diskLatencyMillis ?? [0, 2],
+      syncFsm: options.syncFsm ?? false
     }
   }
   const random = Random.make(`deployment:${options.seed}`)
@@ -51,6 +53,7 @@ export const deploymentOf = (
   const threshold = int(4, 64)
   const interval = int(5, 50)
   const trailing = int(0, 16)
+  const syncFsm = int(0, 1) === 1
   if (randomize.preVote === true) drawn.preVote = preVote
   if (randomize.timers === true) {
     drawn.heartbeatTimeout = heartbeat
@@ -67,7 +70,8 @@ export const deploymentOf = (
   return {
     nodes: Math.max(1, Math.min(7, randomize.nodes === true ? nodes : options.nodes)),
     config: { ...drawn, ...options.config },
-    diskLatencyMillis: disk
+    diskLatencyMillis: disk,
+    syncFsm: options.syncFsm ?? (randomize.syncFsm === true && syncFsm)
   }
 }
 

@@ -19,6 +19,7 @@ import { FsmError } from "../../RaftError.js"
 import * as SnapshotStore from "../../SnapshotStore.js"
 import * as StableStore from "../../StableStore.js"
 import { Transport } from "../../Transport.js"
+import { registerSyncApply, syncApplyOf } from "../syncForms.js"
 import { digestBytes, FNV_OFFSET, type Invariants } from "./invariants.js"
 import { withLateCopies } from "./lateCopies.js"
 import type { SimCore, SimNode } from "./state.js"
@@ -53,6 +54,7 @@ export const startNode = (sim: SimCore, invariants: Invariants, node: SimNode): 
         invariants.noteApplied(node, logs)
         return fsm.applyBatch(logs)
       })
+    const innerApply = sim.syncFsm ? syncApplyOf(fsm) : undefined
     const recording: Fsm.Fsm = {
       apply: (log) => Effect.map(applyBatch([log]), (responses) => responses[0]),
       applyBatch,
@@ -91,6 +93,13 @@ export const startNode = (sim: SimCore, invariants: Invariants, node: SimNode): 
           else sim.snapshotCounts.installed++
           sim.note(`${node.id} restores a snapshot through command ${through}${node.starting ? " at start" : ""}`)
         })
+    }
+    // A synchronous state machine applies without the runner when it waits (fsm.ts `handToFsm`), recorded alike.
+    if (innerApply !== undefined) {
+      registerSyncApply(recording, (logs) => {
+        invariants.noteApplied(node, logs)
+        return innerApply(logs)
+      })
     }
     node.capture = Effect.gen(function*() {
       const through = node.appliedThrough

@@ -271,6 +271,7 @@ const runSeed = <State, Input, Output>(
     faultOptions: options.faults ?? defaultFaults,
     size,
     diskLatency: deployment.diskLatencyMillis,
+    syncFsm: deployment.syncFsm,
     config: deployment.config,
     // No deadline per request: every handler answers (a node that stops fails what it was handling with
     // RaftShutdown, and a stopped node's address is unreachable), and a deadline costs two fibers per message, raced

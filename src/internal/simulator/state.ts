@@ -70,6 +70,7 @@ export interface Setup {
   readonly faultOptions: FaultOptions
   readonly size: number
   readonly diskLatency: readonly [min: number, max: number]
+  readonly syncFsm: boolean
   readonly config: Omit<RaftConfig.Input, "localId">
   readonly network: MemoryNetwork.MemoryNetwork
   readonly configuration: Configuration.Configuration
@@ -112,6 +113,8 @@ export class SimCore {
   readonly size: number
   /** Virtual time a disk write takes, drawn in [min, max] ms. */
   readonly diskLatency: readonly [min: number, max: number]
+  /** Whether the nodes' state machines apply synchronously, when the workload's can (`Options.syncFsm`). */
+  readonly syncFsm: boolean
   /** Raft tunables over the simulator's fast timers. */
   readonly config: Omit<RaftConfig.Input, "localId">
   readonly network: MemoryNetwork.MemoryNetwork
@@ -126,6 +129,7 @@ export class SimCore {
     this.faultOptions = setup.faultOptions
     this.size = setup.size
     this.diskLatency = setup.diskLatency
+    this.syncFsm = setup.syncFsm
     this.config = setup.config
     this.network = setup.network
     this.configuration = setup.configuration

@@ -192,6 +192,12 @@ export interface Options<State = Linearizability.KvState, Input = Linearizabilit
    */
   readonly diskLatencyMillis?: readonly [min: number, max: number] | undefined
   /**
+   * Whether the state machine's apply is synchronous (when the workload's is: `kvWorkload`'s), so that committed
+   * entries are applied by whoever committed them while the FSM runner waits (fsm.ts `handToFsm`). Off by default:
+   * each batch goes through the runner.
+   */
+  readonly syncFsm?: boolean | undefined
+  /**
    * Opt-in: what a deployment varies, drawn per seed (see `Randomize`); overrides `nodes`, and is overridden by
    * what `config` and `diskLatencyMillis` set. Nothing is drawn by default.
    */
@@ -284,6 +290,8 @@ export interface Randomize {
   readonly snapshots?: boolean | undefined
   /** Disk writes of 0, 0–2, 0–10 or 2–20 ms. */
   readonly diskLatency?: boolean | undefined
+  /** Half the seeds apply committed entries without the FSM runner when it waits (`Options.syncFsm`). */
+  readonly syncFsm?: boolean | undefined
 }
 
 /** A run's cluster, as drawn or set. */
@@ -291,6 +299,7 @@ export interface Deployment {
   readonly nodes: number
   readonly config: Omit<RaftConfig.Input, "localId">
   readonly diskLatencyMillis: readonly [min: number, max: number]
+  readonly syncFsm: boolean
 }
 
 /**

@@ -6,13 +6,26 @@ import { deploymentOf } from "../../../src/internal/simulator/deployment.js"
 import * as RaftConfig from "../../../src/RaftConfig.js"
 import { range } from "../../testing/simulation.js"
 
-const all = { nodes: true, preVote: true, timers: true, maxAppendEntries: true, snapshots: true, diskLatency: true }
+const all = {
+  nodes: true,
+  preVote: true,
+  timers: true,
+  maxAppendEntries: true,
+  snapshots: true,
+  diskLatency: true,
+  syncFsm: true
+}
 const millis = (input: Duration.DurationInput | undefined) => Duration.toMillis(Duration.decode(input ?? 0))
 
 describe("the simulator's randomized deployments", () => {
   it("draw nothing unless asked: the run's own options, and the default disks", () => {
     const deployment = deploymentOf({ seed: 7, nodes: 5, config: { preVote: false } })
-    assert.deepStrictEqual(deployment, { nodes: 5, config: { preVote: false }, diskLatencyMillis: [0, 2] })
+    assert.deepStrictEqual(deployment, {
+      nodes: 5,
+      config: { preVote: false },
+      diskLatencyMillis: [0, 2],
+      syncFsm: false
+    })
   })
 
   it("draw the same deployment for the same seed, and every size, PreVote both ways, each batch and both snapshot modes over a few seeds", () => {
@@ -23,6 +36,7 @@ describe("the simulator's randomized deployments", () => {
     assert.sameMembers([...new Set(drawn.map((d) => d.config.maxAppendEntries))], [1, 2, 4, 8, 64])
     assert.sameMembers([...new Set(drawn.map((d) => d.config.snapshotThreshold === undefined))], [true, false])
     assert.sameMembers([...new Set(drawn.map((d) => d.diskLatencyMillis[1]))], [0, 2, 10, 20])
+    assert.sameMembers([...new Set(drawn.map((d) => d.syncFsm))], [true, false])
   })
 
   it("draw only valid configurations, with a lease long enough for a quorum's disk writes", () => {
@@ -44,8 +58,10 @@ describe("the simulator's randomized deployments", () => {
       nodes: 3,
       randomize: all,
       config: { preVote: false, maxAppendEntries: 16 },
-      diskLatencyMillis: [1, 1]
+      diskLatencyMillis: [1, 1],
+      syncFsm: false
     })
+    assert.strictEqual(deployment.syncFsm, false)
     assert.strictEqual(deployment.config.preVote, false)
     assert.strictEqual(deployment.config.maxAppendEntries, 16)
     assert.deepStrictEqual(deployment.diskLatencyMillis, [1, 1])
