@@ -7,6 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Configuration from "../src/Configuration.js"
@@ -59,6 +60,33 @@ describe("Raft: joining", () => {
       const outcome = yield* settle(cluster, stuck)
       assert.isTrue(Either.isLeft(outcome), "committed with two of four voters")
     }).pipe(seeded("join")))
+
+  it.scoped("addVoter promotes a non-voter that keeps pace with a steady stream of writes, though it never comes within maxAppendEntries of the leader's last index", () =>
+    Effect.gen(function*() {
+      // An election timeout of a second: the joiner's rounds (a few hundred ms: it follows the leader by a few dozen
+      // entries) end within it.
+      const cluster = yield* makeCluster({ size: 3, config: { maxAppendEntries: 1, electionTimeout: "1 second" } })
+      const leader = yield* cluster.waitForLeader()
+      yield* applyAll(leader, "s", 20)
+      const joiner = yield* cluster.addNode("node4")
+      // Every message takes 4 ms, and four clients write without a pause: the leader's log grows by a few entries
+      // per round trip, one entry per request, so whoever follows it trails it by more than one entry.
+      yield* cluster.network.setConditions({ minDelayMillis: 4, maxDelayMillis: 4, dropRate: 0, duplicateRate: 0 })
+      const writers = yield* Effect.forEach([1, 2, 3, 4], (w) =>
+        Effect.fork(Effect.forever(Effect.ignore(leader.raft.apply(bytes(`w${w}`))))))
+      const add = yield* Effect.fork(leader.raft.addVoter(joiner.id, joiner.address))
+      let trailed = Infinity
+      for (let waited = 0; waited < 3000 && add.unsafePoll() === null; waited += 10) {
+        yield* cluster.advance(10)
+        const behind = (yield* leader.raft.stats).lastLogIndex - (yield* joiner.raft.stats).lastLogIndex
+        trailed = Math.min(trailed, behind)
+      }
+      assert.isAbove(trailed, 1, "the joiner came within maxAppendEntries of the leader: the test shows nothing")
+      const index = yield* settle(cluster, add, 10)
+      assert.strictEqual(yield* suffrageOf(leader, joiner.id), "Voter")
+      assert.isAtLeast(index, 20)
+      yield* Effect.forEach(writers, Fiber.interrupt)
+    }).pipe(seeded("promote under load")))
 
   it.scoped("addVoter of a node far behind adds it as a non-voter, promotes it once caught up, and completes when the promotion commits", () =>
     Effect.gen(function*() {

@@ -176,8 +176,14 @@ export interface LeaderState {
   commitPending: boolean
   /** Membership changes waiting for the previous one (and this leader's no-op) to commit. */
   readonly changes: Array<MembershipRequest>
-  /** Non-voters added by `addVoter` that become voters once caught up; the request completes on promotion. */
-  readonly promotions: Map<string, { readonly request: MembershipRequest; caughtUpSince: number | undefined }>
+  /**
+   * Non-voters added by `addVoter` that become voters once caught up; the request completes on promotion. `round`:
+   * the round of replication under way (membership.ts `promotionLoop`), what it must reach and when it began.
+   */
+  readonly promotions: Map<
+    string,
+    { readonly request: MembershipRequest; round: { readonly target: number; readonly startedAt: number } | undefined }
+  >
   /** The configuration entry appended and not yet committed, and the request waiting for it. */
   changeInFlight: { readonly index: number; readonly request: MembershipRequest | undefined } | undefined
   transfer: { readonly target: string; readonly deferred: Future<void, TransferError> } | undefined

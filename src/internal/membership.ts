@@ -103,7 +103,7 @@ export const processMembership = (node: NodeState) =>
         // Not caught up: join as a non-voter first; promoted once it is (the request completes then).
         const match = ls.replications.get(change.id)?.matchIndex ?? 0
         if (node.lastLogIndex - match > node.config.maxAppendEntries) {
-          ls.promotions.set(change.id, { request, caughtUpSince: undefined })
+          ls.promotions.set(change.id, { request, round: undefined })
           change = { _tag: "AddNonvoter", id: change.id, address: change.address }
         }
       }
@@ -167,8 +167,12 @@ export const handlePromote = (node: NodeState, id: string) =>
   })
 
 /**
- * Promotes non-voters added by `addVoter` once caught up: within `maxAppendEntries` of the leader's last
- * index continuously for a round of one heartbeat timeout. A fiber of the leader's term.
+ * Promotes non-voters added by `addVoter` once caught up, in rounds (Ongaro's thesis, §4.2.1): a round replicates
+ * what the leader's log held when it began, and a non-voter whose round ended within an election timeout keeps pace
+ * with the leader, however fast entries come; a longer round (a backlog, a snapshot, a cut link) starts another.
+ * Within `maxAppendEntries` of the leader's last index would say "caught up" only if writes paused: under a steady
+ * stream of them a non-voter that keeps pace can stay further behind than that, and would never be promoted. Checked
+ * every tenth of a heartbeat timeout. A fiber of the leader's term.
  */
 export const promotionLoop = (node: NodeState, ls: LeaderState, myEpoch: number) =>
   Effect.gen(function*() {
@@ -181,14 +185,13 @@ export const promotionLoop = (node: NodeState, ls: LeaderState, myEpoch: number)
       for (const [id, promotion] of ls.promotions) {
         const replication = ls.replications.get(id)
         if (replication === undefined) continue
-        if (node.lastLogIndex - replication.matchIndex <= node.config.maxAppendEntries) {
-          promotion.caughtUpSince ??= time
-          if (time - promotion.caughtUpSince >= node.config.heartbeatTimeoutMillis) {
-            emit(node, { _tag: "Promote", epoch: myEpoch, id })
-          }
-        } else {
-          promotion.caughtUpSince = undefined
+        const round = promotion.round
+        if (round !== undefined && replication.matchIndex < round.target) continue
+        if (round !== undefined && time - round.startedAt <= node.config.electionTimeoutMillis) {
+          emit(node, { _tag: "Promote", epoch: myEpoch, id })
+          continue
         }
+        promotion.round = { target: node.lastLogIndex, startedAt: time }
       }
     }
   })
