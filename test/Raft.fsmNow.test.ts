@@ -55,18 +55,25 @@ const placedFsm = (
 const synchronous = () => placedFsm((apply, save, load) => Fsm.fromFunction(apply, { save, load }))
 const effectful = () => placedFsm((apply) => Fsm.make({ apply: (log) => Effect.sync(() => apply(log)) }))
 
+/** A cluster of three whose nodes run `made()`'s state machines; `placed` gives each node's record of fibers. */
+const placedCluster = (made: () => ReturnType<typeof placedFsm>) =>
+  Effect.gen(function*() {
+    const placed = new Map<string, ReturnType<typeof placedFsm>>()
+    const cluster = yield* makeCluster({
+      size: 3,
+      fsm: (id) => {
+        const fsm = made()
+        placed.set(id, fsm)
+        return fsm.fsm
+      }
+    })
+    return { cluster, onRunnerFiber: (id: string) => placed.get(id)!.onRunnerFiber }
+  })
+
 describe("Raft: a synchronous state machine applied without the FSM runner", () => {
   it.scoped("the commands of Fsm.fromFunction are applied off the runner's fiber, on every node, and reach each one identically", () =>
     Effect.gen(function*() {
-      const placed = new Map<string, ReturnType<typeof synchronous>>()
-      const cluster = yield* makeCluster({
-        size: 3,
-        fsm: (id) => {
-          const made = synchronous()
-          placed.set(id, made)
-          return made.fsm
-        }
-      })
+      const { cluster, onRunnerFiber: onRunnerFiberOf } = yield* placedCluster(synchronous)
       const leader = yield* cluster.waitForLeader()
       let last = 0
       for (let i = 0; i < 20; i++) {
@@ -78,7 +85,7 @@ describe("Raft: a synchronous state machine applied without the FSM runner", () 
       const expected = Array.from({ length: 20 }, (_, i) => `c${i}`)
       for (const node of cluster.nodes) {
         assert.deepStrictEqual(node.fsm.commands(), expected)
-        const onRunnerFiber = placed.get(node.id)!.onRunnerFiber
+        const onRunnerFiber = onRunnerFiberOf(node.id)
         assert.strictEqual(onRunnerFiber.length, 20)
         assert.isFalse(onRunnerFiber.some((runner) => runner), `${node.id} applied on the runner: ${onRunnerFiber}`)
       }
@@ -86,21 +93,13 @@ describe("Raft: a synchronous state machine applied without the FSM runner", () 
 
   it.scoped("the control: an effectful state machine's commands are applied on the runner's fiber", () =>
     Effect.gen(function*() {
-      const placed = new Map<string, ReturnType<typeof effectful>>()
-      const cluster = yield* makeCluster({
-        size: 3,
-        fsm: (id) => {
-          const made = effectful()
-          placed.set(id, made)
-          return made.fsm
-        }
-      })
+      const { cluster, onRunnerFiber: onRunnerFiberOf } = yield* placedCluster(effectful)
       const leader = yield* cluster.waitForLeader()
       let last = 0
       for (let i = 0; i < 5; i++) last = (yield* leader.raft.apply(bytes(`c${i}`))).index
       yield* cluster.waitForApplied(last)
       for (const node of cluster.nodes) {
-        const onRunnerFiber = placed.get(node.id)!.onRunnerFiber
+        const onRunnerFiber = onRunnerFiberOf(node.id)
         assert.strictEqual(onRunnerFiber.length, 5)
         assert.isTrue(onRunnerFiber.every((runner) => runner), `${node.id}: ${onRunnerFiber}`)
       }

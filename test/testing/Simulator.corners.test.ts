@@ -1,19 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Simulator from "../../src/testing/Simulator.js"
+import { everyDimension } from "./corners.js"
 import { runSeeds } from "./seedPool.js"
 import { poolForFile, range } from "./simulation.js"
 
 const pool = poolForFile()
 
-const everything: Simulator.Randomize = {
-  nodes: true,
-  preVote: true,
-  timers: true,
-  maxAppendEntries: true,
-  snapshots: true,
-  diskLatency: true,
-  syncFsm: true
-}
+const everything = everyDimension
 const none = { partition: 0, isolateLeader: 0, oneWay: 0, cutLink: 0, crash: 0, restart: 0, reboot: 0, heal: 0, lossyLinks: 0 }
 /** Only the fault `kind`, every 100–200 ms of a short run. */
 const only = (kind: string): Simulator.FaultOptions => ({

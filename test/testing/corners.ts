@@ -10,6 +10,9 @@ import * as Simulator from "../../src/testing/Simulator.js"
 import type { SeedOptions } from "./seedPool.js"
 
 const dimensions = ["nodes", "preVote", "timers", "maxAppendEntries", "snapshots", "diskLatency", "syncFsm"] as const
+
+/** Every dimension a randomized deployment draws (`--randomize all`). */
+export const everyDimension: Simulator.Randomize = Object.fromEntries(dimensions.map((name) => [name, true]))
 /** `--fault` names that are probabilities of `FaultOptions`, not weights. */
 const probabilities = ["rebootAfterVote", "crashLeaderMidWrite", "membershipOut", "lateCopyRate"]
 

@@ -4,17 +4,10 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { deploymentOf } from "../../../src/internal/simulator/deployment.js"
 import * as RaftConfig from "../../../src/RaftConfig.js"
+import { everyDimension } from "../../testing/corners.js"
 import { range } from "../../testing/simulation.js"
 
-const all = {
-  nodes: true,
-  preVote: true,
-  timers: true,
-  maxAppendEntries: true,
-  snapshots: true,
-  diskLatency: true,
-  syncFsm: true
-}
+const all = everyDimension
 const millis = (input: Duration.DurationInput | undefined) => Duration.toMillis(Duration.decode(input ?? 0))
 
 describe("the simulator's randomized deployments", () => {
