@@ -95,36 +95,37 @@ export const handToFsm = (
     node.fsmMailbox.unsafeOffer({ _tag: "Batch", logs, futures })
     return
   }
-  let commands: Array<Log.Log> | undefined
-  for (let i = 0; i < logs.length; i++) {
-    const entry = logs[i]!
-    if (entry.type === "Command") {
-      commands?.push(entry)
-      continue
-    }
-    commands ??= logs.slice(0, i)
+  let onlyCommands = true
+  for (const entry of logs) {
+    if (entry.type === "Command") continue
+    onlyCommands = false
     if (entry.type === "Configuration" && node.bugs.fsmNowSkipsConfiguration !== true) noteConfiguration(node, entry)
   }
-  const ofCommands = commands ?? logs
+  const commands = onlyCommands ? logs : logs.filter((entry) => entry.type === "Command")
   let responses = noResponses
-  if (ofCommands.length > 0) {
+  if (commands.length > 0) {
     node.fsmInHand = futures ?? []
     const started = node.nowMicros()
     try {
-      responses = apply(ofCommands)
+      responses = apply(commands)
     } catch (cause) {
       // As a defect of the runner's own apply: the runner dies of it and the node shuts down, failing the batch's
       // futures (`fsmInHand`); what is committed after it queues behind, and is never applied.
       node.fsmMailbox.unsafeOffer({ _tag: "Failed", cause })
       return
     }
-    metrics.fsmApply.unsafeUpdate(node.nowMicros() - started, node.nodeLabels)
-    metrics.fsmApplyNumLogs.unsafeUpdate(ofCommands.length, node.nodeLabels)
+    timed(node, started, commands.length)
   }
   answerApplied(node, logs, futures, responses)
 }
 
 const noResponses: ReadonlyArray<unknown> = []
+
+/** The metrics of a batch of `count` commands applied since `started` (µs). */
+const timed = (node: NodeState, started: number, count: number): void => {
+  metrics.fsmApply.unsafeUpdate(node.nowMicros() - started, node.nodeLabels)
+  metrics.fsmApplyNumLogs.unsafeUpdate(count, node.nodeLabels)
+}
 
 /** A configuration entry reached the FSM: it is the applied configuration from now on. */
 const noteConfiguration = (node: NodeState, entry: Log.Log): void => {
@@ -183,8 +184,7 @@ export const fsmRunner = (node: NodeState) => {
     return Effect.map(node.fsm.applyBatch(commands), timedApplied)
   })
   const timedApplied = (responses: ReadonlyArray<unknown>): void => {
-    metrics.fsmApply.unsafeUpdate(node.nowMicros() - started, node.nodeLabels)
-    metrics.fsmApplyNumLogs.unsafeUpdate(commands.length, node.nodeLabels)
+    timed(node, started, commands.length)
     applied(responses)
   }
   /** Answers the applied batch's futures and moves `appliedIndex`. */

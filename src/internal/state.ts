@@ -14,7 +14,10 @@
  * (commit.ts `onCommit`), a read or `verifyLeader` joins the leader's
  * heartbeat round (read.ts `handleRead`, verify.ts `verifyNow`), and the
  * transport stores and answers a follower's usual AppendEntries when its log
- * store writes synchronously (follower.ts `appendNow`).
+ * store writes synchronously (follower.ts `appendNow`). The FSM runner's
+ * fields have one of the same kind, while the runner waits with nothing
+ * queued: whoever commits applies a synchronous state machine's batch itself
+ * (fsm.ts `handToFsm`).
  *
  * No `Ref`, no `Context` lookup: a field is read and written as a property,
  * as fast as the closure variables it replaces, and every field is assigned in
@@ -154,10 +157,11 @@ export class NodeState {
   commitIndex = 0
   /** The last entry handed to the FSM runner. */
   dispatchedToFsm = 0
-  /** Entries handed to the FSM runner and not yet applied: commit.ts adds, fsm.ts subtracts. */
+  /** Entries handed to the FSM and not yet applied: fsm.ts adds (`handToFsm`) and subtracts. */
   fsmPending = 0
 
-  // ---- applied (fsm.ts; the FSM runner only, once it runs): the configuration in force at the applied index
+  // ---- applied (fsm.ts; the FSM runner once it runs, or whoever commits through `handToFsm`'s fast path while
+  //      the runner waits): the configuration in force at the applied index
   //      is what a snapshot taken there records
   appliedIndex = 0
   appliedTerm = 0
