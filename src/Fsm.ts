@@ -127,19 +127,23 @@ export const fromFunction = (
   const fsm: Fsm = {
     apply: (log) => Effect.sync(() => apply(log)),
     applyBatch: (logs) => Effect.sync(() => applyBatch(logs)),
-  snapshot: state === undefined ? noSnapshots : Effect.sync(() => {
-    const bytes = state.save()
-    return { data: Stream.succeed(bytes), release: Effect.void }
-  }),
-  restore: state === undefined
-    ? noRestore
-    : (data) =>
-      Effect.flatMap(collect(data), (bytes) =>
-        Effect.try({
-          try: () => state.load(bytes),
-          catch: (cause) =>
-            new FsmError({ operation: "restore", reason: `the snapshot could not be loaded: ${String(cause)}`, cause })
-        }))
+    snapshot: state === undefined ? noSnapshots : Effect.sync(() => {
+      const bytes = state.save()
+      return { data: Stream.succeed(bytes), release: Effect.void }
+    }),
+    restore: state === undefined
+      ? noRestore
+      : (data) =>
+        Effect.flatMap(collect(data), (bytes) =>
+          Effect.try({
+            try: () => state.load(bytes),
+            catch: (cause) =>
+              new FsmError({
+                operation: "restore",
+                reason: `the snapshot could not be loaded: ${String(cause)}`,
+                cause
+              })
+          }))
   }
   return registerSyncApply(fsm, applyBatch)
 }
